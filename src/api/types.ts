@@ -1,0 +1,257 @@
+/**
+ * The typed contract between the agent and every face (Electron app, control socket, CLI).
+ * Plain data only: everything here must survive JSON and structured clone.
+ */
+
+export type VmRunState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed';
+
+export interface SharedDir {
+  tag: string;
+  /** Absolute host path. */
+  source: string;
+  /** Mount point in the guest. */
+  target: string;
+}
+
+export interface SshFacts {
+  enabled: boolean;
+  port: number;
+  /** First normal user, else root. */
+  user: string;
+}
+
+/** What the inventory eval learns about one nixosConfigurations.<name>. */
+export interface VmSpec {
+  name: string;
+  /** Absolute path of the flake directory. */
+  flake: string;
+  /** The toplevel's .drv path: the VM's identity for staleness. */
+  drvPath: string;
+  system: string | null;
+  kernelParams: string[];
+  cpus: number;
+  memoryMiB: number;
+  /** As configured, or null (the agent then generates a stable one). */
+  macAddress: string | null;
+  rosetta: boolean;
+  shares: SharedDir[];
+  graphics: boolean;
+  resolution: { width: number; height: number } | null;
+  mountHostNixStore: boolean;
+  ssh: SshFacts;
+}
+
+export interface BuildProgress {
+  buildsDone: number;
+  buildsExpected: number;
+  buildsRunning: number;
+  downloadsDone: number;
+  downloadsExpected: number;
+  bytesDone: number;
+  bytesExpected: number;
+  /** Derivation currently building (store path), if known. */
+  currentDrv: string | null;
+  /** Builder phase (unpackPhase, buildPhase…), if known. */
+  phase: string | null;
+  lastLine: string | null;
+  /** 0–100, never decreasing during one build. */
+  percent: number;
+}
+
+export type BuildStatus = 'idle' | 'building' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface BuildInfo {
+  status: BuildStatus;
+  progress: BuildProgress | null;
+  /** One sentence a user can act on; nix's own message follows in `detail`. */
+  error: string | null;
+  detail: string | null;
+  /** Full log of the last build, on disk. */
+  logPath: string | null;
+  /** A second build was requested while one runs: it will run once more after. */
+  again: boolean;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface VmExit {
+  code: number | null;
+  signal: string | null;
+  /** Last console lines, for "why did it crash". */
+  lastLines: string[];
+  at: number;
+}
+
+export interface VmSnapshot {
+  /** Unique within the agent. */
+  name: string;
+  flake: string;
+  /** Null when this VM's config failed to evaluate (see `error`). */
+  spec: VmSpec | null;
+  state: VmRunState;
+  /** The current drvPath differs from the closure it booted (or last built). */
+  stale: boolean;
+  drvPath: string | null;
+  builtDrvPath: string | null;
+  builtOutPath: string | null;
+  bootedDrvPath: string | null;
+  bootedOutPath: string | null;
+  cpus: number | null;
+  memoryMiB: number | null;
+  /** Effective MAC (configured or generated). */
+  mac: string | null;
+  /** Link-local with zone, e.g. fe80::…%bridge100. */
+  ipv6: string | null;
+  ipv4: string | null;
+  shares: SharedDir[];
+  /** Evaluation or run error, one sentence. */
+  error: string | null;
+  build: BuildInfo;
+  pid: number | null;
+  startedAt: number | null;
+  exit: VmExit | null;
+  /** The ssh command line, shell-quoted, ready to paste. */
+  sshCommand: string | null;
+  autostart: boolean;
+  consoleLog: string | null;
+  stateDir: string;
+}
+
+export interface FlakeSnapshot {
+  dir: string;
+  evaluating: boolean;
+  /** Whole-flake error (syntax error, not a flake…), one sentence plus nix's text. */
+  error: string | null;
+  warnings: string[];
+  lastEvalAt: number | null;
+}
+
+export type AutoRebuild = 'off' | 'build' | 'restart';
+export type OnQuit = 'keep' | 'stop';
+
+export interface Settings {
+  flakes: string[];
+  autoRebuild: AutoRebuild;
+  /** VM name → start when the agent starts. */
+  autostart: Record<string, boolean>;
+  /** VM name → ssh user override. */
+  sshUser: Record<string, string>;
+  stopTimeoutSec: number;
+  bridgeInterface: string | null;
+  onQuit: OnQuit;
+  nixPath: string | null;
+  vfkitPath: string | null;
+  /** Terminal used by "Open ssh in Terminal": Terminal, iTerm, or another app name. */
+  terminalApp: string;
+}
+
+export interface AgentInfo {
+  pid: number;
+  startedAt: number;
+  version: string;
+  nix: string | null;
+  vfkit: { path: string; version: string } | null;
+  /** Problems with the agent itself (missing nix/vfkit, corrupt settings moved aside…). */
+  problems: string[];
+}
+
+export interface AgentSnapshot {
+  agent: AgentInfo;
+  flakes: FlakeSnapshot[];
+  vms: VmSnapshot[];
+  settings: Settings;
+}
+
+export type LogKind = 'console' | 'build';
+
+export interface Notice {
+  level: 'info' | 'error';
+  title: string;
+  body: string;
+  vm?: string;
+  /** What clicking the notification opens. */
+  log?: LogKind;
+}
+
+export type AgentEvent =
+  | { type: 'snapshot'; snapshot: AgentSnapshot }
+  | { type: 'log'; vm: string; kind: LogKind; lines: string[] }
+  | { type: 'notice'; notice: Notice };
+
+export interface VmRef {
+  vm: string;
+}
+
+/** Every command a face can send: method → params and result. */
+export interface AgentMethods {
+  snapshot: { params: Record<string, never>; result: AgentSnapshot };
+  start: { params: VmRef; result: VmSnapshot };
+  stop: { params: VmRef; result: VmSnapshot };
+  restart: { params: VmRef; result: VmSnapshot };
+  build: { params: VmRef; result: VmSnapshot };
+  cancelBuild: { params: VmRef; result: VmSnapshot };
+  /** Rebuild, then restart if running (or start if asked). */
+  apply: { params: VmRef; result: VmSnapshot };
+  rebuildStale: { params: Record<string, never>; result: string[] };
+  reevaluate: { params: Record<string, never>; result: FlakeSnapshot[] };
+  sshCommand: { params: VmRef; result: { argv: string[]; command: string } };
+  ips: { params: VmRef; result: { ipv6: string | null; ipv4: string | null } };
+  logs: { params: VmRef & { kind: LogKind; lines: number }; result: { path: string | null; lines: string[] } };
+  inspect: { params: VmRef; result: { spec: VmSpec | null; argv: string[] } };
+  getSettings: { params: Record<string, never>; result: Settings };
+  setSettings: { params: Partial<Settings>; result: Settings };
+}
+
+export type AgentMethod = keyof AgentMethods;
+export type ParamsOf<M extends AgentMethod> = AgentMethods[M]['params'];
+export type ResultOf<M extends AgentMethod> = AgentMethods[M]['result'];
+
+/** Runtime list of methods; the `satisfies` makes the compiler check it is complete. */
+export const AGENT_METHODS = {
+  snapshot: true,
+  start: true,
+  stop: true,
+  restart: true,
+  build: true,
+  cancelBuild: true,
+  apply: true,
+  rebuildStale: true,
+  reevaluate: true,
+  sshCommand: true,
+  ips: true,
+  logs: true,
+  inspect: true,
+  getSettings: true,
+  setSettings: true,
+} as const satisfies Record<AgentMethod, true>;
+
+export function isAgentMethod(m: unknown): m is AgentMethod {
+  return typeof m === 'string' && Object.hasOwn(AGENT_METHODS, m);
+}
+
+/** Error codes every face maps to its own form (CLI exit codes, dialogs). */
+export type AgentErrorCode = 'no-such-vm' | 'bad-request' | 'failed' | 'not-running';
+
+export interface AgentErrorShape {
+  code: AgentErrorCode;
+  message: string;
+}
+
+/** A command failure that carries a code across the socket and IPC. */
+export class AgentError extends Error {
+  readonly code: AgentErrorCode;
+  constructor(code: AgentErrorCode, message: string) {
+    super(message);
+    this.name = 'AgentError';
+    this.code = code;
+  }
+  toJSON(): AgentErrorShape {
+    return { code: this.code, message: this.message };
+  }
+}
+
+/** What every face calls: the Agent itself in-process, or a client of the control socket. */
+export interface AgentPort {
+  call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>>;
+  subscribe(fn: (ev: AgentEvent) => void): () => void;
+}

@@ -1,0 +1,80 @@
+/**
+ * Finding external programs the way a GUI app launched by launchd must: launchd hands us a
+ * bare PATH (/usr/bin:/bin:/usr/sbin:/sbin), so nix and vfkit are rarely on it.
+ * Order: explicit setting or env var, then the login shell's PATH (and ours), then the
+ * standard Nix profile locations.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { ProgramNotFoundError, resolveProgram } from './runner.ts';
+
+/** The standard places a Nix install puts binaries, system-wide and per user. */
+export function nixProfileDirs(home = os.homedir(), user = os.userInfo().username): string[] {
+  return [
+    '/nix/var/nix/profiles/default/bin',
+    path.join(home, '.nix-profile', 'bin'),
+    `/etc/profiles/per-user/${user}/bin`,
+    '/run/current-system/sw/bin',
+    '/opt/homebrew/bin',
+    '/usr/local/bin',
+  ];
+}
+
+let loginPathCache: string[] | undefined;
+
+/**
+ * The PATH a login shell would have. Asked once and cached; a broken shell rc costs at most
+ * the timeout and yields nothing rather than an error.
+ */
+export function loginShellPath(): string[] {
+  if (loginPathCache) return loginPathCache;
+  loginPathCache = [];
+  if (process.env.NIXVM_NO_LOGIN_SHELL) return loginPathCache;
+  const shell = process.env.SHELL || (process.platform === 'darwin' ? '/bin/zsh' : '/bin/sh');
+  const marker = '__NIXVM_PATH__';
+  try {
+    // Not through the runner: this is the runner's own bootstrap and must stay synchronous.
+    const out = execFileSync(shell, ['-l', '-c', `printf '${marker}%s${marker}' "$PATH"`], {
+      encoding: 'utf8',
+      timeout: 3000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const m = out.match(new RegExp(`${marker}(.*)${marker}`));
+    if (m?.[1]) loginPathCache = m[1].split(path.delimiter).filter(Boolean);
+  } catch {
+    // A shell that fails or hangs just contributes nothing.
+  }
+  return loginPathCache;
+}
+
+export interface LocateOptions {
+  /** A path from the settings; wins over everything. */
+  explicit?: string | undefined;
+  /** An env var that names the binary (NIXVM_NIX, NIXVM_VFKIT). */
+  envVar?: string;
+  /** Extra directories to try last. */
+  extraDirs?: string[];
+  /** What to install when it is missing, for the error sentence. */
+  installHint?: string;
+}
+
+/** Resolve a program to an absolute path, or throw a ProgramNotFoundError naming every place looked. */
+export function locateProgram(name: string, opts: LocateOptions = {}): string {
+  const fromEnv = opts.envVar ? process.env[opts.envVar] : undefined;
+  const explicit = opts.explicit || fromEnv;
+  if (explicit) {
+    try {
+      return resolveProgram(explicit);
+    } catch {
+      throw new ProgramNotFoundError(name, [explicit], opts.installHint ?? 'fix the configured path');
+    }
+  }
+  const ownPath = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
+  const dirs = [...new Set([...loginShellPath(), ...ownPath, ...nixProfileDirs(), ...(opts.extraDirs ?? [])])];
+  try {
+    return resolveProgram(name, dirs);
+  } catch {
+    throw new ProgramNotFoundError(name, dirs, opts.installHint);
+  }
+}

@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { run, RunError, ProgramNotFoundError, recentRuns } from '../../src/core/runner.ts';
+
+describe('runner', () => {
+  it('runs argv without a shell and records it', async () => {
+    const r = await run(['/bin/echo', 'a b', '$HOME;']);
+    expect(r.stdout).toBe('a b $HOME;\n');
+    expect(recentRuns().at(-1)?.argv).toEqual(['/bin/echo', 'a b', '$HOME;']);
+    expect(recentRuns().at(-1)?.exitCode).toBe(0);
+  });
+
+  it('names the program and where it looked when it is missing', async () => {
+    const err = await run(['nixvm-no-such-program'], { searchPath: ['/nope/a', '/nope/b'] }).catch((e) => e);
+    expect(err).toBeInstanceOf(ProgramNotFoundError);
+    expect(err.message).toContain('nixvm-no-such-program');
+    expect(err.message).toContain('/nope/a, /nope/b');
+  });
+
+  it('throws a RunError with exit code and stderr tail', async () => {
+    const err = await run(['/bin/sh', '-c', 'echo boom >&2; exit 3']).catch((e) => e);
+    expect(err).toBeInstanceOf(RunError);
+    expect(err.exitCode).toBe(3);
+    expect(err.message).toContain('boom');
+  });
+
+  it('streams lines as they come', async () => {
+    const lines: string[] = [];
+    await run(['/bin/sh', '-c', 'echo one; echo two >&2; printf three'], { onLine: (l) => lines.push(l) });
+    expect(lines.sort()).toEqual(['one', 'three', 'two']);
+  });
+
+  it('cancels and times out', async () => {
+    const ac = new AbortController();
+    const p = run(['/bin/sleep', '10'], { signal: ac.signal });
+    setTimeout(() => ac.abort(), 50);
+    const err = await p.catch((e) => e);
+    expect(err.cancelled).toBe(true);
+    const t = await run(['/bin/sleep', '10'], { timeoutMs: 50 }).catch((e) => e);
+    expect(t.timedOut).toBe(true);
+  });
+});

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration tests spawn real nix and simulated VMs; two cores, so keep the pool small.
+    setupFiles: ['test/setup-env.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+  },
+});
