@@ -250,8 +250,14 @@ export class AgentError extends Error {
   }
 }
 
+/** Which live logs a subscriber wants; snapshot and notice events always come. */
+export interface SubscribeOptions {
+  logs?: { vm: string; kind: LogKind }[];
+}
+
 /** What every face calls: the Agent itself in-process, or a client of the control socket. */
 export interface AgentPort {
   call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>>;
-  subscribe(fn: (ev: AgentEvent) => void): () => void;
+  /** Snapshot and notice events always; 'log' events only for the logs named in opts. */
+  subscribe(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void;
 }

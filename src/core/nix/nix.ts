@@ -29,3 +29,34 @@ export class Nix {
     return [this.bin, ...NIX_FEATURE_ARGS, ...args];
   }
 }
+
+/**
+ * Flags for every evaluation and build of a user's flake. nix would otherwise write (or rewrite)
+ * flake.lock in the user's directory: that edits a file nobody asked us to touch, and the write
+ * would wake the flake watcher and loop. Valid on Nix 2.8, current Nix and Lix.
+ */
+export const EVAL_ARGS = ['--no-write-lock-file'] as const;
+
+/** One attribute name as an installable path element: quoted when nix's attr-path syntax needs it. */
+function attrElement(name: string): string {
+  return /^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name) ? name : `"${name.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/**
+ * `<flakeDir>#a.b.c` for a local flake. The fragment is percent-decoded by nix, so anything
+ * unusual in a VM name (spaces, '#', '%') is percent-encoded to survive the URL parsing.
+ */
+export function flakeInstallable(flakeDir: string, attrPath: readonly string[]): string {
+  const fragment = attrPath
+    .map(attrElement)
+    .join('.')
+    .replace(/[^A-Za-z0-9_.'"\\-]/g, (c) =>
+      Array.from(new TextEncoder().encode(c), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
+    );
+  return `${flakeDir}#${fragment}`;
+}
+
+/** The installable of a VM's system closure. */
+export function toplevelInstallable(flakeDir: string, vm: string): string {
+  return flakeInstallable(flakeDir, ['nixosConfigurations', vm, 'config', 'system', 'build', 'toplevel']);
+}

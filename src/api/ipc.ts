@@ -1,0 +1,108 @@
+/**
+ * The app's IPC contract: channel names, the UI verbs the windows may ask of the main process
+ * (clipboard, Terminal, Finder, windows — things the agent does not own), the reply envelope,
+ * and the `Bridge` the preload exposes as `window.nixvm`. Shared by src/main, src/preload and
+ * src/renderer, so it is plain data and types only.
+ */
+import type {
+  AgentErrorShape,
+  AgentEvent,
+  AgentMethod,
+  LogKind,
+  ParamsOf,
+  ResultOf,
+  SubscribeOptions,
+  VmRef,
+} from './types.ts';
+
+/** Channel names; one prefix so nothing else on ipcMain can collide with them. */
+export const CHANNELS = {
+  /** invoke: { method, params } → Reply<agent result> */
+  call: 'nixvm:call',
+  /** invoke: { verb, params } → Reply<ui result> */
+  ui: 'nixvm:ui',
+  /** invoke: SubscribeOptions → Reply<null>; which live logs this window wants (replaces the last) */
+  subscribe: 'nixvm:subscribe',
+  /** main → renderer: AgentEvent */
+  event: 'nixvm:event',
+} as const;
+
+/** Most log streams one window may follow at once. */
+export const MAX_LOG_SUBSCRIPTIONS = 16;
+
+export type Empty = Record<string, never>;
+
+/** What a window may ask of the app itself (as opposed to the agent). */
+export interface UiMethods {
+  /** Writes the VM's ssh command to the clipboard; returns the text written. */
+  copySshCommand: { params: VmRef; result: { text: string } };
+  /** Writes one of the VM's addresses to the clipboard; returns the text written. */
+  copyIp: { params: VmRef & { family: 'ipv6' | 'ipv4' }; result: { text: string } };
+  /** Opens the ssh command in the configured terminal app; returns the .command file used. */
+  openSshInTerminal: { params: VmRef; result: { file: string } };
+  revealStateDir: { params: VmRef; result: null };
+  /** Opens (or focuses) the log window for a VM. */
+  openLogWindow: { params: VmRef & { kind: LogKind }; result: null };
+  /** Opens the log file in Console.app. */
+  openInConsoleApp: { params: VmRef & { kind: LogKind }; result: { path: string } };
+  /** Opens a flake folder in Finder (the first configured one when dir is omitted). */
+  openFlakeFolder: { params: { dir?: string }; result: null };
+  /** Asks for a folder and adds it to settings.flakes; null when the user cancelled. */
+  chooseFlakeFolder: { params: Empty; result: { dir: string | null } };
+  openSettings: { params: Empty; result: null };
+  getLaunchAtLogin: { params: Empty; result: { enabled: boolean } };
+  setLaunchAtLogin: { params: { enabled: boolean }; result: { enabled: boolean } };
+  /** Quits the app, honouring settings.onQuit. */
+  quit: { params: Empty; result: null };
+}
+
+export type UiVerb = keyof UiMethods;
+export type UiParamsOf<V extends UiVerb> = UiMethods[V]['params'];
+export type UiResultOf<V extends UiVerb> = UiMethods[V]['result'];
+
+/** Runtime list of verbs; `satisfies` makes the compiler check it is complete. */
+export const UI_VERBS = {
+  copySshCommand: true,
+  copyIp: true,
+  openSshInTerminal: true,
+  revealStateDir: true,
+  openLogWindow: true,
+  openInConsoleApp: true,
+  openFlakeFolder: true,
+  chooseFlakeFolder: true,
+  openSettings: true,
+  getLaunchAtLogin: true,
+  setLaunchAtLogin: true,
+  quit: true,
+} as const satisfies Record<UiVerb, true>;
+
+export function isUiVerb(v: unknown): v is UiVerb {
+  return typeof v === 'string' && Object.hasOwn(UI_VERBS, v);
+}
+
+/**
+ * Every reply crosses IPC as an envelope: Electron's contextBridge copies thrown errors
+ * without their custom properties, and the renderer needs the error code.
+ */
+export type Reply<T> = { ok: true; value: T } | { ok: false; error: AgentErrorShape };
+
+/** One thing a click can do: an agent command or a UI verb (the native menu's items carry these). */
+export type Action =
+  | { [M in AgentMethod]: { kind: 'agent'; method: M; params: ParamsOf<M> } }[AgentMethod]
+  | { [V in UiVerb]: { kind: 'ui'; verb: V; params: UiParamsOf<V> } }[UiVerb];
+
+/**
+ * What the preload exposes as `window.nixvm`: the typed contract and nothing else.
+ * Replies are envelopes (see Reply); src/renderer/bridge.ts turns them back into throws.
+ */
+export interface Bridge {
+  call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<Reply<ResultOf<M>>>;
+  ui<V extends UiVerb>(verb: V, params: UiParamsOf<V>): Promise<Reply<UiResultOf<V>>>;
+  /**
+   * Agent events: snapshots and notices always, 'log' events for the logs named in opts.
+   * Returns an unsubscribe function.
+   */
+  onEvent(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void;
+}
+
+export const BRIDGE_GLOBAL = 'nixvm';

@@ -1,0 +1,111 @@
+/**
+ * `nixvm daemon`: a headless agent in the foreground, serving the control socket, until Ctrl-C or
+ * SIGTERM. The agent and the server load only here (dynamic imports), so other commands stay a
+ * thin client. VMs keep running when it stops unless settings say otherwise; the agent's close()
+ * decides that.
+ */
+import type { AgentEvent, AgentPort } from '../api/types.ts';
+import type { CliIo } from './io.ts';
+
+/** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
+export interface DaemonAgent extends AgentPort {
+  close(): Promise<void>;
+}
+
+export interface DaemonOptions {
+  /** Flake directories (absolute); omitted = the ones in settings. */
+  flakes?: string[];
+  socketPath: string;
+  io: CliIo;
+  /** Default: `Agent.create` from src/core/agent.ts. */
+  createAgent?: (opts: { flakes?: string[] }) => Promise<DaemonAgent>;
+}
+
+async function createRealAgent(opts: { flakes?: string[] }): Promise<DaemonAgent> {
+  const { Agent } = await import('../core/agent.ts');
+  // The daemon serves the socket itself (it may be told another path with --socket).
+  return Agent.create({ ...opts, control: false });
+}
+
+function stamp(now: number): string {
+  return new Date(now).toISOString().slice(11, 19);
+}
+
+/** A headless agent's console line for an event worth a line (notices; not every snapshot). */
+function eventLine(ev: AgentEvent): string | null {
+  if (ev.type !== 'notice') return null;
+  const n = ev.notice;
+  return `${n.level === 'error' ? 'error' : 'notice'}: ${n.vm ? `${n.vm}: ` : ''}${n.title}${n.body ? ` — ${n.body}` : ''}`;
+}
+
+/** Run the agent and its control socket until `io.signal` aborts; resolves with the exit code. */
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  const { io, socketPath } = opts;
+  const say = (s: string): void => void io.stdout.write(`${stamp(io.now())} ${s}\n`);
+  const complain = (s: string): void => void io.stderr.write(`nixvm daemon: ${s}\n`);
+
+  const createAgent = opts.createAgent ?? createRealAgent;
+  let agent: DaemonAgent;
+  try {
+    // A second agent fails here: the lock names the process that holds it.
+    agent = await createAgent(opts.flakes ? { flakes: opts.flakes } : {});
+  } catch (err) {
+    complain(err instanceof Error ? err.message : String(err));
+    return 1;
+  }
+
+  const { startControlServer } = await import('../control/server.ts');
+  let server: { close(): Promise<void> };
+  try {
+    server = await startControlServer(agent, socketPath, {
+      onProblem: (m) => say(`control socket: ${m}`),
+    });
+  } catch (err) {
+    complain(err instanceof Error ? err.message : String(err));
+    await agent.close().catch(() => {});
+    return 1;
+  }
+
+  const unsubscribe = agent.subscribe((ev) => {
+    const line = eventLine(ev);
+    if (line) say(line);
+  });
+
+  try {
+    const snap = await agent.call('snapshot', {});
+    const flakes = snap.flakes.map((f) => f.dir);
+    say(
+      `nixvm agent (pid ${process.pid}) listening on ${socketPath}; ` +
+        (flakes.length ? `flakes: ${flakes.join(', ')}` : 'no flake configured (pass --flake DIR)') +
+        `; ${snap.vms.length} VM${snap.vms.length === 1 ? '' : 's'}. Ctrl-C stops the agent` +
+        (snap.settings.onQuit === 'stop' ? ' and its VMs.' : '; VMs keep running.'),
+    );
+    for (const p of snap.agent.problems) say(`problem: ${p}`);
+    for (const f of snap.flakes) if (f.error) say(`flake ${f.dir}: ${f.error.split('\n', 1)[0]}`);
+  } catch (err) {
+    say(`listening on ${socketPath} (the first snapshot failed: ${err instanceof Error ? err.message : String(err)})`);
+  }
+
+  await new Promise<void>((resolve) => {
+    if (io.signal.aborted) resolve();
+    else io.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+
+  say('stopping…');
+  unsubscribe();
+  let code = 0;
+  try {
+    await server.close();
+  } catch (err) {
+    complain(`closing the control socket failed: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  try {
+    await agent.close();
+  } catch (err) {
+    complain(`the agent did not shut down cleanly: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  say('stopped.');
+  return code;
+}

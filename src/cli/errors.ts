@@ -1,0 +1,81 @@
+/**
+ * Exit codes and the mapping from whatever went wrong to one sentence and one code. Scripts rely
+ * on the codes; `nixvm --help` lists them.
+ */
+import type { AgentErrorCode } from '../api/types.ts';
+
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  notRunning: 3,
+  noSuchVm: 4,
+  /** Ctrl-C while waiting; the agent carries on. */
+  interrupted: 130,
+} as const;
+
+export const EXIT_CODES_HELP = `Exit codes:
+  0  ok
+  1  the command failed (the message says why)
+  2  usage error
+  3  the agent is not running (start it with \`nixvm daemon\` or open NixVM.app)
+  4  no such VM
+  \`nixvm ssh\` exits with ssh's own status.`;
+
+/** A failure the CLI itself decided on, with the code to exit with. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(exitCode: number, message: string) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** Ctrl-C (or SIGTERM) while a command waited. */
+export class Interrupted extends Error {
+  constructor() {
+    super('Interrupted.');
+    this.name = 'Interrupted';
+  }
+}
+
+/**
+ * The code of an AgentError, also when it crossed the socket or a realm (then it is not an
+ * instance of our class, but keeps its name and code).
+ */
+export function agentErrorCode(err: unknown): AgentErrorCode | null {
+  if (err === null || typeof err !== 'object') return null;
+  const e = err as { name?: unknown; code?: unknown };
+  if (e.name !== 'AgentError') return null;
+  return e.code === 'no-such-vm' || e.code === 'bad-request' || e.code === 'failed' || e.code === 'not-running'
+    ? e.code
+    : null;
+}
+
+export function notRunningMessage(socketPath: string): string {
+  return `The nixvm agent is not running (nothing answers on ${socketPath}); start it with \`nixvm daemon\` or open NixVM.app.`;
+}
+
+/** Exit code and the one sentence to print for any error that reached the top. */
+export function describeError(err: unknown, socketPath: string): { code: number; message: string } {
+  if (err instanceof CliError) return { code: err.exitCode, message: err.message };
+  if (err instanceof Interrupted) return { code: EXIT.interrupted, message: err.message };
+  switch (agentErrorCode(err)) {
+    case 'not-running':
+      return { code: EXIT.notRunning, message: notRunningMessage(socketPath) };
+    case 'no-such-vm':
+      return { code: EXIT.noSuchVm, message: (err as Error).message };
+    case 'bad-request':
+    case 'failed':
+      return { code: EXIT.failed, message: (err as Error).message };
+    default:
+      break;
+  }
+  const message = err instanceof Error && err.message ? firstLine(err.message) : String(err);
+  return { code: EXIT.failed, message };
+}
+
+function firstLine(s: string): string {
+  return s.split('\n', 1)[0] ?? s;
+}

@@ -1,0 +1,98 @@
+/**
+ * What the CLI needs from the world, injected so `main()` runs the same against a terminal and
+ * against a test: output streams, the environment, how to reach the agent, how to hand the
+ * terminal to ssh, and the signal that Ctrl-C raises.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import type { AgentPort } from '../api/types.ts';
+import type { LoginItemStatus } from '../core/launchd.ts';
+import { resolveProgram } from '../core/runner.ts';
+
+export interface CliOutput {
+  write(chunk: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+  /** The real terminal stream, when there is one (the progress bar draws on it). */
+  stream?: NodeJS.WriteStream;
+}
+
+/** A connection to the agent: the contract's port, plus closing it when the command is done. */
+export interface CliPort extends AgentPort {
+  close?(): void | Promise<void>;
+  /** Called once when the connection ends; `err` is set when the agent went away (not our close). */
+  onClose?(fn: (err: Error | null) => void): () => void;
+}
+
+export interface LoginItemApi {
+  install(): Promise<LoginItemStatus>;
+  remove(): Promise<LoginItemStatus>;
+  status(): Promise<LoginItemStatus>;
+}
+
+export interface CliIo {
+  stdout: CliOutput;
+  stderr: CliOutput;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  now(): number;
+  /** Reach the agent listening on `socketPath`; rejects with AgentError('not-running') when none does. */
+  connect(socketPath: string): Promise<CliPort>;
+  /** The control socket used when --socket is not given. */
+  defaultSocketPath(env: NodeJS.ProcessEnv): Promise<string>;
+  /** Run an interactive program on our terminal (ssh); resolves with its exit status. */
+  exec(argv: string[]): Promise<number>;
+  /** Aborted by Ctrl-C or SIGTERM: ends `logs -f`, `watch`, `daemon` and progress waits. */
+  signal: AbortSignal;
+  /** `nixvm daemon`: runs a headless agent until `signal` aborts; resolves with the exit code. */
+  runDaemon(opts: { flakes?: string[]; socketPath: string; io: CliIo }): Promise<number>;
+  loginItem(): Promise<LoginItemApi>;
+}
+
+/** Wrap a Node stream as a CliOutput. */
+export function outputOf(stream: NodeJS.WriteStream): CliOutput {
+  return {
+    write: (s: string) => stream.write(s),
+    get isTTY() {
+      return Boolean(stream.isTTY);
+    },
+    get columns() {
+      return stream.isTTY ? stream.columns : undefined;
+    },
+    stream,
+  };
+}
+
+let foreground: ChildProcess | null = null;
+
+/**
+ * The interactive program holding the terminal, if any. While it runs, Ctrl-C belongs to it (the
+ * terminal sends SIGINT to it directly), so the entry point must not act on its own copy.
+ */
+export function foregroundChild(): ChildProcess | null {
+  return foreground;
+}
+
+/**
+ * Hand the terminal to a program and wait for it. No shell: argv goes to execve as is. The program
+ * shares our process group, so Ctrl-C reaches it directly; its exit status becomes ours.
+ */
+export async function execInteractive(argv: string[]): Promise<number> {
+  const [program, ...args] = argv;
+  if (!program) throw new Error('The agent gave an empty command to run.');
+  const file = resolveProgram(program);
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { stdio: 'inherit' });
+    foreground = child;
+    child.once('error', (err) => {
+      foreground = null;
+      reject(err);
+    });
+    child.once('exit', (code, signal) => {
+      foreground = null;
+      // Shell convention for "killed by a signal": 128 + its number.
+      if (signal) resolve(128 + (os.constants.signals[signal] ?? 0));
+      else resolve(code ?? 1);
+    });
+  });
+}

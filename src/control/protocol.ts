@@ -1,0 +1,237 @@
+/**
+ * The control socket's wire format: one JSON object per line (UTF-8, '\n'-terminated).
+ *
+ *   → {"id":1,"method":"start","params":{"vm":"web"}}
+ *   ← {"id":1,"result":{…}}            or  {"id":1,"error":{"code":"no-such-vm","message":"…"}}
+ *   → {"id":2,"method":"subscribe","params":{"logs":[{"vm":"web","kind":"console"}]}}
+ *   ← {"id":2,"result":{"subscribed":true}}  then  {"event":{…AgentEvent}} lines
+ *   → {"id":3,"method":"unsubscribe"}  ← {"id":3,"result":{"subscribed":false}}
+ *
+ * A reply to a message whose id could not be read carries "id": null.
+ */
+import {
+  AGENT_METHODS,
+  isAgentMethod,
+  type AgentErrorCode,
+  type AgentErrorShape,
+  type AgentEvent,
+  type AgentMethod,
+  type LogKind,
+  type SubscribeOptions,
+} from '../api/types.ts';
+
+export type RequestId = number | string;
+
+/** One log a subscription wants: this VM's console or build log. */
+export interface LogFilter {
+  vm: string;
+  kind: LogKind;
+}
+
+/** subscribe's params are the AgentPort's SubscribeOptions: `logs` omitted = state and notices only. */
+export type SubscribeParams = SubscribeOptions;
+
+export type ControlMethod = AgentMethod | 'subscribe' | 'unsubscribe';
+
+export interface ControlRequest {
+  id: RequestId;
+  method: ControlMethod;
+  params: Record<string, unknown>;
+}
+
+export type ControlResponse =
+  | { id: RequestId | null; result: unknown }
+  | { id: RequestId | null; error: AgentErrorShape };
+
+export interface ControlEventMessage {
+  event: AgentEvent;
+}
+
+/** Largest request line the server reads; a longer one gets an error and the connection ends. */
+export const MAX_REQUEST_LINE_BYTES = 1024 * 1024;
+/** Largest line a client reads (snapshots and log tails are bigger than requests). */
+export const MAX_RESPONSE_LINE_BYTES = 64 * 1024 * 1024;
+
+const ERROR_CODES: ReadonlySet<string> = new Set<AgentErrorCode>(['no-such-vm', 'bad-request', 'failed', 'not-running']);
+
+export function isAgentErrorCode(c: unknown): c is AgentErrorCode {
+  return typeof c === 'string' && ERROR_CODES.has(c);
+}
+
+/** Methods whose params name one VM. */
+export const VM_METHODS: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
+  'start',
+  'stop',
+  'restart',
+  'build',
+  'cancelBuild',
+  'apply',
+  'sshCommand',
+  'ips',
+  'logs',
+  'inspect',
+]);
+
+export function encodeLine(msg: ControlResponse | ControlEventMessage | ControlRequest): string {
+  return `${JSON.stringify(msg)}\n`;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+export type ParsedRequest =
+  | { ok: true; request: ControlRequest }
+  | { ok: false; id: RequestId | null; error: AgentErrorShape };
+
+function bad(id: RequestId | null, message: string): ParsedRequest {
+  return { ok: false, id, error: { code: 'bad-request', message } };
+}
+
+function isId(v: unknown): v is RequestId {
+  return (typeof v === 'number' && Number.isFinite(v)) || (typeof v === 'string' && v.length <= 200);
+}
+
+/** Parse and check one request line; never throws. */
+export function parseRequest(line: string): ParsedRequest {
+  let msg: unknown;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    return bad(null, 'The message is not valid JSON; send one JSON object per line.');
+  }
+  if (!isPlainObject(msg)) {
+    return bad(null, 'The message is not a JSON object; send {"id":…,"method":…,"params":{…}}.');
+  }
+  const id = msg.id;
+  if (!isId(id)) {
+    return bad(null, 'The message has no usable "id"; give each request a number or a short string id.');
+  }
+  const method = msg.method;
+  if (typeof method !== 'string') return bad(id, 'The message has no "method" string.');
+  if (!isAgentMethod(method) && method !== 'subscribe' && method !== 'unsubscribe') {
+    const known = [...Object.keys(AGENT_METHODS), 'subscribe', 'unsubscribe'].join(', ');
+    return bad(id, `Unknown method ${JSON.stringify(method.slice(0, 100))}; known methods are ${known}.`);
+  }
+  const params = msg.params === undefined || msg.params === null ? {} : msg.params;
+  if (!isPlainObject(params)) {
+    return bad(id, `The params of ${method} must be a JSON object.`);
+  }
+  const problem = checkParams(method, params);
+  if (problem) return bad(id, problem);
+  return { ok: true, request: { id, method, params } };
+}
+
+/** One sentence saying what is wrong with a method's params, or null when they are fine. */
+export function checkParams(method: ControlMethod, params: Record<string, unknown>): string | null {
+  if (method === 'subscribe') {
+    const logs = params.logs;
+    if (logs === undefined) return null;
+    if (!Array.isArray(logs)) return 'subscribe: "logs" must be a list of {"vm","kind"} objects.';
+    for (const f of logs) {
+      if (!isPlainObject(f) || typeof f.vm !== 'string' || f.vm === '') {
+        return 'subscribe: every entry of "logs" needs a "vm" name.';
+      }
+      if (f.kind !== 'console' && f.kind !== 'build') {
+        return 'subscribe: a "logs" entry\'s "kind" must be "console" or "build".';
+      }
+    }
+    return null;
+  }
+  if (method === 'unsubscribe') return null;
+  if (VM_METHODS.has(method)) {
+    if (typeof params.vm !== 'string' || params.vm === '') {
+      return `${method} needs a "vm" parameter naming the VM.`;
+    }
+  }
+  if (method === 'logs') {
+    if (params.kind !== 'console' && params.kind !== 'build') return 'logs: "kind" must be "console" or "build".';
+    const n = params.lines;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) return 'logs: "lines" must be a whole number of lines, 0 or more.';
+  }
+  return null;
+}
+
+/** Does a log event pass a subscription's selection? */
+export function logSelected(logs: readonly LogFilter[] | undefined, vm: string, kind: LogKind): boolean {
+  return logs !== undefined && logs.some((f) => f.vm === vm && f.kind === kind);
+}
+
+/**
+ * Splits a byte stream into lines without ever holding more than `maxLineBytes` of one line.
+ * `push` returns complete lines; `overflow` turns true once a line grew past the cap (the
+ * caller then replies and drops the connection; nothing more is returned).
+ */
+export class LineSplitter {
+  readonly maxLineBytes: number;
+  overflow = false;
+  #parts: Buffer[] = [];
+  #size = 0;
+
+  constructor(maxLineBytes: number) {
+    this.maxLineBytes = maxLineBytes;
+  }
+
+  push(chunk: Buffer): string[] {
+    if (this.overflow) return [];
+    const lines: string[] = [];
+    let start = 0;
+    let nl: number;
+    while ((nl = chunk.indexOf(0x0a, start)) !== -1) {
+      const piece = chunk.subarray(start, nl);
+      if (this.#size + piece.length > this.maxLineBytes) {
+        this.#overflowed();
+        return lines;
+      }
+      this.#parts.push(piece);
+      lines.push(stripCr(Buffer.concat(this.#parts).toString('utf8')));
+      this.#parts = [];
+      this.#size = 0;
+      start = nl + 1;
+    }
+    const rest = chunk.subarray(start);
+    if (this.#size + rest.length > this.maxLineBytes) {
+      this.#overflowed();
+      return lines;
+    }
+    if (rest.length) {
+      // Copy: the caller's chunk may be reused by the stream.
+      this.#parts.push(Buffer.from(rest));
+      this.#size += rest.length;
+    }
+    return lines;
+  }
+
+  /** What is left after the stream ended without a final newline. */
+  flush(): string | null {
+    if (this.overflow || this.#size === 0) return null;
+    const s = stripCr(Buffer.concat(this.#parts).toString('utf8'));
+    this.#parts = [];
+    this.#size = 0;
+    return s;
+  }
+
+  #overflowed(): void {
+    this.overflow = true;
+    this.#parts = [];
+    this.#size = 0;
+  }
+}
+
+function stripCr(s: string): string {
+  return s.endsWith('\r') ? s.slice(0, -1) : s;
+}
+
+/** The wire form of any thrown value: AgentErrors keep their code, anything else is 'failed'. */
+export function errorShape(err: unknown): AgentErrorShape {
+  if (err !== null && typeof err === 'object') {
+    const e = err as { code?: unknown; message?: unknown; name?: unknown };
+    if (e.name === 'AgentError' && isAgentErrorCode(e.code) && typeof e.message === 'string') {
+      return { code: e.code, message: e.message };
+    }
+    if (typeof e.message === 'string' && e.message) return { code: 'failed', message: e.message };
+  }
+  return { code: 'failed', message: typeof err === 'string' && err ? err : 'The agent failed without a message.' };
+}

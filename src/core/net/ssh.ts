@@ -1,0 +1,372 @@
+/**
+ * Reaching a VM over ssh: the argv (data, run without a shell), the same command as one
+ * shell-quoted line a user can paste, and an ssh config file with one `Host nixvm-<name>` alias
+ * per VM that users can `Include` from ~/.ssh/config.
+ *
+ * The VMs typically boot from a tmpfs root with fresh host keys each time, so every command and
+ * alias turns off known-hosts checking for these addresses only; otherwise ssh would refuse
+ * with "REMOTE HOST IDENTIFICATION HAS CHANGED" after each reboot.
+ *
+ * nixvm never edits ~/.ssh/config: it writes its own file and offers the Include line.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, readdir, realpath, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { quote as shellQuoteWords } from 'shell-quote';
+
+/** Options that keep changing host keys of throwaway VMs from blocking the user. */
+export const SSH_HOST_KEY_OPTIONS: Readonly<Record<string, string>> = {
+  StrictHostKeyChecking: 'no',
+  UserKnownHostsFile: '/dev/null',
+  LogLevel: 'ERROR',
+};
+
+export interface SshTarget {
+  /** IPv4, IPv6 (a link-local one with its `%zone`), or a host name. */
+  host: string;
+  user: string;
+  /** Defaults to 22. */
+  port?: number;
+  identityFile?: string | null;
+  /** More `-o Key=Value` options. They go first, and ssh keeps the first value it sees, so they can override the defaults. */
+  extraOptions?: Readonly<Record<string, string | number | boolean>>;
+  /** The ssh program; defaults to `ssh` (found on PATH by whoever runs it). */
+  program?: string;
+}
+
+/** A value that cannot be part of an ssh command or config, named with what to do. */
+export class SshTargetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SshTargetError';
+  }
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+function checkHost(host: string): void {
+  if (!host || /\s/.test(host) || CONTROL.test(host) || host.startsWith('-')) {
+    throw new SshTargetError(
+      `The ssh host ${JSON.stringify(host)} is not a usable address; it must be non-empty, without spaces, and not start with "-".`,
+    );
+  }
+}
+
+function checkUser(user: string): void {
+  if (!user || CONTROL.test(user)) {
+    throw new SshTargetError(`The ssh user ${JSON.stringify(user)} is not usable; set a user name without control characters for this VM.`);
+  }
+}
+
+function checkPort(port: number): void {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new SshTargetError(`The ssh port ${port} is out of range; use a port between 1 and 65535.`);
+  }
+}
+
+function checkOptionKey(key: string): void {
+  if (!/^[A-Za-z][A-Za-z0-9]*$/.test(key)) {
+    throw new SshTargetError(`${JSON.stringify(key)} is not an ssh option name; use a keyword such as ServerAliveInterval.`);
+  }
+}
+
+/**
+ * The ssh argv for a VM: program first, run it as is (no shell). The host goes last and alone
+ * (user via `-l`), which is the form ssh parses unambiguously for `fe80::…%bridge100`.
+ */
+export function sshArgv(t: SshTarget): string[] {
+  const port = t.port ?? 22;
+  checkHost(t.host);
+  checkUser(t.user);
+  checkPort(port);
+  const argv = [t.program ?? 'ssh'];
+  const extra = Object.entries(t.extraOptions ?? {});
+  for (const [k, v] of extra) {
+    checkOptionKey(k);
+    const value = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
+    if (CONTROL.test(value)) throw new SshTargetError(`The ssh option ${k} has control characters in its value; remove them.`);
+    argv.push('-o', `${k}=${value}`);
+  }
+  const overridden = new Set(extra.map(([k]) => k.toLowerCase()));
+  for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) if (!overridden.has(k.toLowerCase())) argv.push('-o', `${k}=${v}`);
+  if (t.identityFile) argv.push('-i', t.identityFile);
+  argv.push('-p', String(port), '-l', t.user, t.host);
+  return argv;
+}
+
+/**
+ * Characters every POSIX shell, bash and zsh leave alone in a word. A word starting with `=`
+ * is excluded: zsh expands `=cmd` to a path.
+ */
+const PLAIN_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
+
+/**
+ * The argv as one line to paste into a shell: each element stays exactly one argument whatever
+ * it holds (spaces, quotes, `$`, newlines). Plain words are left readable; everything else is
+ * quoted by shell-quote.
+ */
+export function sshCommandLine(argv: readonly string[]): string {
+  return argv
+    .map((a) => {
+      if (a.includes('\0')) throw new SshTargetError('An ssh argument contains a NUL byte, which no command line can carry.');
+      return PLAIN_WORD.test(a) ? a : shellQuoteWords([a]);
+    })
+    .join(' ');
+}
+
+// ————— the ssh config file —————
+
+export interface SshConfigEntry {
+  /** The VM's name, as nixvm shows it. */
+  vm: string;
+  host: string;
+  user: string;
+  port: number;
+  identityFile?: string | null;
+}
+
+/**
+ * `nixvm-<name>` as a Host pattern: lower case (what people type), only `[a-z0-9._-]` (no
+ * spaces, wildcards `*?`, negation `!` or list commas, which Host would interpret).
+ */
+export function sshHostAlias(vm: string): string {
+  const base = vm
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[-.]+|[-.]+$/g, '');
+  return `nixvm-${base || 'vm'}`;
+}
+
+/** Aliases for a list of VMs, unique even when two names sanitise alike ("Web" and "web"). */
+export function sshHostAliases(vms: readonly string[]): string[] {
+  const counts = new Map<string, number>();
+  for (const v of vms) counts.set(sshHostAlias(v), (counts.get(sshHostAlias(v)) ?? 0) + 1);
+  const used = new Set<string>();
+  return vms.map((v) => {
+    let alias = sshHostAlias(v);
+    // A clash gets a short hash of the real name, so each VM keeps the same alias run after run.
+    if ((counts.get(alias) ?? 0) > 1 || used.has(alias)) {
+      alias = `${alias}-${createHash('sha256').update(v).digest('hex').slice(0, 6)}`;
+    }
+    while (used.has(alias)) alias += '-x';
+    used.add(alias);
+    return alias;
+  });
+}
+
+/** An ssh_config argument: quoted (with `\` escapes, as ssh's own splitter reads them) only when needed. */
+function configArg(value: string, what: string, vm: string): string {
+  if (CONTROL.test(value)) {
+    throw new SshTargetError(`The ssh ${what} of VM ${JSON.stringify(vm)} contains control characters, which an ssh config cannot hold; change it.`);
+  }
+  return /[\s"'\\#=]/.test(value) || value === '' ? `"${value.replace(/[\\"]/g, '\\$&')}"` : value;
+}
+
+/** `%` starts a token in HostName and IdentityFile; `%%` is a literal one (for `%zone`). */
+const escapeTokens = (s: string): string => s.replace(/%/g, '%%');
+
+/** The config file's text: a header, then one Host block per VM. */
+export function renderSshConfig(entries: readonly SshConfigEntry[]): string {
+  const aliases = sshHostAliases(entries.map((e) => e.vm));
+  const lines = [
+    '# Written by nixvm: one Host alias per VM. Regenerated whenever VMs change; edits here are lost.',
+    '# Use it by adding the Include line nixvm shows to the top of ~/.ssh/config.',
+  ];
+  entries.forEach((e, i) => {
+    checkHost(e.host);
+    checkUser(e.user);
+    checkPort(e.port);
+    lines.push(
+      '',
+      `# VM ${JSON.stringify(e.vm).replace(/[\r\n]/g, ' ')}`,
+      `Host ${aliases[i]}`,
+      `  HostName ${configArg(escapeTokens(e.host), 'host', e.vm)}`,
+      `  User ${configArg(e.user, 'user', e.vm)}`,
+      `  Port ${e.port}`,
+    );
+    if (e.identityFile) lines.push(`  IdentityFile ${configArg(escapeTokens(e.identityFile), 'identity file', e.vm)}`);
+    for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) lines.push(`  ${k} ${v}`);
+  });
+  return lines.join('\n') + '\n';
+}
+
+/** The user's own ssh config, which nixvm reads but never writes. */
+export function userSshConfigPath(home = os.homedir()): string {
+  return path.join(home, '.ssh', 'config');
+}
+
+/** Where nixvm keeps its own ssh config, inside its state dir. */
+export function sshConfigPath(stateDir: string): string {
+  return path.join(stateDir, 'ssh_config');
+}
+
+async function samePath(a: string, b: string): Promise<boolean> {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  const real = async (p: string): Promise<string> => {
+    try {
+      return await realpath(p);
+    } catch {
+      // Not there yet: compare its directory's real path plus the name.
+      try {
+        return path.join(await realpath(path.dirname(p)), path.basename(p));
+      } catch {
+        return path.resolve(p);
+      }
+    }
+  };
+  return (await real(a)) === (await real(b));
+}
+
+/**
+ * Write the config atomically (a temp file in the same directory, then rename), mode 0600 as
+ * ssh requires of config files. Refuses to touch the user's ~/.ssh/config.
+ */
+export async function writeSshConfig(file: string, entries: readonly SshConfigEntry[], home = os.homedir()): Promise<void> {
+  if (await samePath(file, userSshConfigPath(home))) {
+    throw new SshTargetError(`nixvm does not write ${file}, your own ssh config; give it a path in nixvm's state directory and Include that instead.`);
+  }
+  const text = renderSshConfig(entries);
+  const dir = path.dirname(file);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** One ssh_config argument, quoted when the path needs it. */
+function includeArg(p: string): string {
+  return /[\s"'\\#]/.test(p) ? `"${p.replace(/[\\"]/g, '\\$&')}"` : p;
+}
+
+/** The line nixvm offers for the top of ~/.ssh/config (it must precede any Host block). */
+export function includeLine(file: string): string {
+  return `Include ${includeArg(path.resolve(file))}`;
+}
+
+export type IncludeStatus = 'included' | 'not-included' | 'missing' | 'unreadable';
+
+/** Split an ssh_config line into words the way ssh does: `"…"`/`'…'` quoting, `\` escapes. */
+function splitConfigWords(line: string): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let quote: string | null = null;
+  let has = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === '\\' && i + 1 < line.length && (quote === null || line[i + 1] === quote || line[i + 1] === '\\')) {
+      cur += line[++i];
+      has = true;
+    } else if (quote) {
+      if (c === quote) quote = null;
+      else cur += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has) words.push(cur);
+      cur = '';
+      has = false;
+    } else if (c === '#' && !has) {
+      break;
+    } else {
+      cur += c;
+      has = true;
+    }
+  }
+  if (has) words.push(cur);
+  return words;
+}
+
+function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (const c of glob) {
+    if (c === '*') re += '[^/]*';
+    else if (c === '?') re += '[^/]';
+    else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+/** Expand an Include argument as ssh does: `~`, relative to ~/.ssh, globs. */
+async function expandInclude(arg: string, home: string): Promise<string[]> {
+  let p = arg.startsWith('~/') ? path.join(home, arg.slice(2)) : arg === '~' ? home : arg;
+  if (!path.isAbsolute(p)) p = path.join(home, '.ssh', p);
+  if (!/[*?]/.test(p)) return [p];
+  // Globs only in the last component are common (`config.d/*`); deeper ones are matched as far as we can.
+  const dir = path.dirname(p);
+  if (/[*?]/.test(dir)) return [];
+  const re = globToRegExp(path.basename(p));
+  try {
+    return (await readdir(dir)).filter((n) => re.test(n)).sort().map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Does the user's ssh config (or a file it Includes) Include ours, unconditionally? Only reads.
+ * An Include inside a `Host`/`Match` block that is not for every host does not count: the
+ * aliases would only resolve for that host.
+ */
+export async function sshConfigIncludes(
+  userSshConfigPath: string,
+  file: string,
+  home = os.homedir(),
+): Promise<IncludeStatus> {
+  let top: string;
+  try {
+    top = await readFile(userSshConfigPath, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : 'unreadable';
+  }
+  const seen = new Set<string>();
+  const visit = async (text: string, depth: number): Promise<boolean> => {
+    let unconditional = true;
+    for (const raw of text.split(/\r?\n/)) {
+      const line = raw.trim();
+      if (!line || line.startsWith('#')) continue;
+      // `Keyword=value` is allowed too.
+      const m = /^([A-Za-z]+)\s*(?:=\s*|\s+)(.*)$/.exec(line);
+      if (!m) continue;
+      const keyword = m[1]!.toLowerCase();
+      const args = splitConfigWords(m[2]!);
+      if (keyword === 'host') unconditional = args.length === 1 && args[0] === '*';
+      else if (keyword === 'match') unconditional = args.length === 1 && args[0]!.toLowerCase() === 'all';
+      else if (keyword === 'include' && unconditional) {
+        for (const arg of args) {
+          for (const candidate of await expandInclude(arg, home)) {
+            if (await samePath(candidate, file)) return true;
+            // ssh nests Includes up to 16 deep; a few levels cover real setups.
+            if (depth < 8 && !seen.has(candidate)) {
+              seen.add(candidate);
+              let nested: string;
+              try {
+                nested = await readFile(candidate, 'utf8');
+              } catch {
+                continue;
+              }
+              if (await visit(nested, depth + 1)) return true;
+            }
+          }
+        }
+      }
+    }
+    return false;
+  };
+  seen.add(path.resolve(userSshConfigPath));
+  return (await visit(top, 0)) ? 'included' : 'not-included';
+}

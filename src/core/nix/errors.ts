@@ -1,0 +1,295 @@
+/**
+ * Nix's error text, turned into one sentence a user can act on. Pure: every function takes the
+ * text nix wrote (plain stderr or the internal-json stream) and returns what to show; nix's own
+ * text always travels along as `detail`.
+ *
+ * Recognised across Nix 2.8, current Nix and Lix: syntax errors, "not a flake", a flake without
+ * nixosConfigurations, git's untracked-file trap (three wordings), the missing Linux builder
+ * (two wordings) and failing builders (two wordings).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+export type NixErrorKind =
+  | 'no-such-dir'
+  | 'not-a-flake'
+  | 'bad-flake-path'
+  | 'syntax'
+  | 'no-configurations'
+  | 'untracked'
+  | 'missing-file'
+  | 'required-system'
+  | 'build-failed'
+  | 'eval';
+
+/** A whole-flake failure: `message` is one sentence, `detail` is nix's own text. */
+export class FlakeError extends Error {
+  readonly kind: NixErrorKind;
+  readonly detail: string;
+  readonly flake: string;
+  constructor(flake: string, kind: NixErrorKind, message: string, detail = '') {
+    super(message);
+    this.name = 'FlakeError';
+    this.flake = flake;
+    this.kind = kind;
+    this.detail = detail;
+  }
+}
+
+export interface Translated {
+  kind: NixErrorKind;
+  /** One sentence: what happened, to what, what to do. */
+  message: string;
+  /** Nix's text, cleaned (no colours, user paths instead of store copies). */
+  detail: string;
+  /** The file involved (syntax error, untracked file), relative to the flake dir. */
+  file?: string;
+  /** The derivation involved (failed builder, required system). */
+  drvPath?: string;
+}
+
+export interface ErrorContext {
+  /** Absolute flake directory. */
+  flakeDir: string;
+  /** What nix copied to the store: the git root for git flakes, else the flake dir. */
+  sourceRoot?: string;
+  /** Who the sentence is about, e.g. "The flake at /x" or "VM 'web'". */
+  subject?: string;
+  /** Whether a file exists on disk (injected for tests). */
+  exists?: (file: string) => boolean;
+}
+
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+export function stripAnsi(text: string): string {
+  return text.replace(ANSI, '');
+}
+
+/** A store copy of a flake source: /nix/store/<hash>-source, with an optional path inside. */
+const STORE_SOURCE = /\/nix\/store\/[0-9a-z]{32}-source(?=[/'":\s]|$)/g;
+
+/**
+ * The error part of what nix wrote to stderr, as plain text. Understands both the plain format
+ * and `--log-format internal-json` (where errors are `msg` actions of level 0). Drops the
+ * "--show-trace" hint and, for plain text, whatever came before the first "error:" line.
+ */
+export function nixErrorText(stderr: string): string {
+  const lines = stderr.split('\n');
+  const fromJson: string[] = [];
+  const plain: string[] = [];
+  for (const line of lines) {
+    if (line.startsWith('@nix ')) {
+      try {
+        const ev = JSON.parse(line.slice(5)) as { action?: unknown; level?: unknown; msg?: unknown };
+        if (ev.action === 'msg' && ev.level === 0 && typeof ev.msg === 'string') fromJson.push(ev.msg);
+      } catch {
+        // A torn line: nothing to learn from it.
+      }
+    } else {
+      plain.push(line);
+    }
+  }
+  let text: string;
+  if (fromJson.length) {
+    text = fromJson.join('\n');
+  } else {
+    const clean = plain.map(stripAnsi);
+    const first = clean.findIndex((l) => /^error\b/.test(l));
+    text = (first >= 0 ? clean.slice(first) : clean).join('\n');
+  }
+  return stripAnsi(text)
+    .split('\n')
+    .filter((l) => !/^\(use '--show-trace' to show detailed location information\)$/.test(l.trim()))
+    .join('\n')
+    .trim();
+}
+
+/** Replace store copies of the flake source with the user's own directory. */
+export function toUserPaths(text: string, ctx: ErrorContext): string {
+  const root = ctx.sourceRoot ?? ctx.flakeDir;
+  return text.replace(STORE_SOURCE, root);
+}
+
+/**
+ * The line that says what went wrong: nix may print a stack of "… while evaluating" frames; the
+ * innermost "error:" line is the cause.
+ */
+export function summaryLine(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim());
+  let found: string | undefined;
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^error:\s*(.*)$/.exec(lines[i] ?? '');
+    if (!m) continue;
+    // "error:" alone (newer nix) is followed by the frames; the cause comes on a later line.
+    found = m[1] || found;
+  }
+  if (found) return found;
+  const firstReal = lines.find((l) => l && !l.startsWith('…') && !l.startsWith('at '));
+  return firstReal ?? 'nix failed without saying why';
+}
+
+function relToFlake(abs: string, ctx: ErrorContext): string {
+  const rel = path.relative(ctx.flakeDir, abs);
+  return rel && !rel.startsWith('..') ? rel : abs;
+}
+
+/** The advice for a file nix cannot see because git does not track it. */
+export function gitAddAdvice(file: string, flakeDir: string): string {
+  return `${file} is not tracked by git, so nix cannot see it; run \`git add -N ${file}\` in ${flakeDir}`;
+}
+
+/**
+ * A file nix looked for in its copy of the flake and did not find, from any of nix's wordings:
+ *   getting status of '/nix/store/…-source/x.nix': No such file or directory   (Nix 2.8)
+ *   path '/nix/store/…-source/x.nix' does not exist                            (2.1x, Lix)
+ *   Path 'x.nix' in the repository "/repo" is not tracked by Git.               (2.20+)
+ * Returns the absolute path on the user's disk and whether nix said outright it is untracked.
+ */
+export function missingSourceFile(text: string, ctx: ErrorContext): { abs: string; untracked: boolean } | null {
+  const root = ctx.sourceRoot ?? ctx.flakeDir;
+  const tracked = /Path '([^']+)' in the repository "([^"]+)" is not tracked by Git/.exec(text);
+  if (tracked?.[1] && tracked[2]) return { abs: path.resolve(tracked[2], tracked[1]), untracked: true };
+  const status =
+    /getting status of '\/nix\/store\/[0-9a-z]{32}-source\/([^']+)': No such file or directory/.exec(text) ??
+    /path '\/nix\/store\/[0-9a-z]{32}-source\/([^']+)' does not exist/.exec(text);
+  if (status?.[1]) return { abs: path.resolve(root, status[1]), untracked: false };
+  return null;
+}
+
+export interface RequiredSystem {
+  required: string;
+  features: string[];
+  current: string;
+  drvPath: string;
+}
+
+/** Nix's "this machine cannot build that" error, in either wording. */
+export function requiredSystem(text: string): RequiredSystem | null {
+  const t = stripAnsi(text);
+  const old = /a '([^']+)' with features \{([^}]*)\} is required to build '([^']+)', but I am a '([^']+)'/.exec(t);
+  if (old?.[1] && old[3] && old[4]) {
+    return { required: old[1], features: splitFeatures(old[2]), drvPath: old[3], current: old[4] };
+  }
+  const cur =
+    /Cannot build '([^']+)'\.?\s*Reason: required system or feature not available\s*Required system: '([^']+)'(?: with features \{([^}]*)\})?\s*Current system: '([^']+)'/.exec(
+      t,
+    );
+  if (cur?.[1] && cur[2] && cur[4]) {
+    return { required: cur[2], features: splitFeatures(cur[3]), drvPath: cur[1], current: cur[4] };
+  }
+  return null;
+}
+
+function splitFeatures(s: string | undefined): string[] {
+  return (s ?? '')
+    .split(',')
+    .map((f) => f.trim())
+    .filter(Boolean);
+}
+
+/** The sentence for a missing Linux builder. */
+export function linuxBuilderAdvice(subject: string, rs: RequiredSystem): string {
+  const feats = rs.features.length ? ` with features ${rs.features.join(', ')}` : '';
+  const isLinux = rs.required.endsWith('-linux');
+  const how = isLinux
+    ? 'set up a Linux builder (with nix-darwin: `nix.linux-builder.enable = true;`, or add a Linux machine to `builders` in /etc/nix/nix.conf) and build again'
+    : `add a ${rs.required} machine to \`builders\` in /etc/nix/nix.conf and build again`;
+  return `${subject} needs a builder for ${rs.required}${feats}, but this machine is ${rs.current}; ${how}.`;
+}
+
+export interface FailedBuilder {
+  drvPath: string;
+  /** "exit code 3", "signal 9"… */
+  how: string;
+}
+
+/** The derivation whose builder failed, in either wording. */
+export function failedBuilder(text: string): FailedBuilder | null {
+  const t = stripAnsi(text);
+  const old = /builder for '([^']+\.drv)' failed (?:with exit code (\d+)|due to signal (\d+)[^;\n]*)?/.exec(t);
+  if (old?.[1]) return { drvPath: old[1], how: old[2] ? `exit code ${old[2]}` : old[3] ? `signal ${old[3]}` : 'failure' };
+  const cur = /Cannot build '([^']+\.drv)'\.?\s*Reason: builder failed(?: with exit code (\d+)| due to signal (\d+))?/.exec(t);
+  if (cur?.[1]) return { drvPath: cur[1], how: cur[2] ? `exit code ${cur[2]}` : cur[3] ? `signal ${cur[3]}` : 'failure' };
+  return null;
+}
+
+/** "/nix/store/<hash>-name.drv" → "name". */
+export function drvName(drvPath: string): string {
+  return path.basename(drvPath).replace(/^[0-9a-z]{32}-/, '').replace(/\.drv$/, '');
+}
+
+/**
+ * Translate the error of a failed evaluation (inventory, or the evaluation part of a build).
+ * `stderr` is what nix wrote; `ctx.subject` names what failed.
+ */
+export function translateEvalError(stderr: string, ctx: ErrorContext): Translated {
+  const exists = ctx.exists ?? existsSync;
+  const subject = ctx.subject ?? `The flake at ${ctx.flakeDir}`;
+  const raw = nixErrorText(stderr);
+  const detail = toUserPaths(raw, ctx);
+  const summary = summaryLine(detail);
+
+  if (/could not find a flake\.nix file|does not contain a 'flake\.nix'/.test(raw)) {
+    return {
+      kind: 'not-a-flake',
+      message: `${ctx.flakeDir} is not a flake (it has no flake.nix); point nixvm at the directory that holds your flake.nix.`,
+      detail,
+    };
+  }
+  if (/is not a valid URL/.test(raw)) {
+    return {
+      kind: 'bad-flake-path',
+      message: `Nix cannot take ${ctx.flakeDir} as a flake reference (a space, '#' or '?' in the path); move the flake to a path without them.`,
+      detail,
+    };
+  }
+  if (/does not provide attribute .*'nixosConfigurations'/.test(raw)) {
+    return {
+      kind: 'no-configurations',
+      message: `The flake at ${ctx.flakeDir} has no nixosConfigurations output; define your VMs as nixosConfigurations.<name> in its flake.nix.`,
+      detail,
+    };
+  }
+  const missing = missingSourceFile(raw, ctx);
+  if (missing) {
+    const file = relToFlake(missing.abs, ctx);
+    if (missing.untracked || exists(missing.abs)) {
+      return { kind: 'untracked', message: `${gitAddAdvice(file, ctx.flakeDir)}.`, detail, file };
+    }
+    return {
+      kind: 'missing-file',
+      message: `${subject} refers to ${file}, which does not exist; create it or fix the reference.`,
+      detail,
+      file,
+    };
+  }
+  const syntax = /^error:\s*syntax error,?\s*(.*)$/m.exec(detail) ?? /^error:\s*(syntax error.*)$/m.exec(detail);
+  if (syntax) {
+    const at = /at (\/[^\n]+?):(\d+):(\d+)/.exec(detail);
+    const file = at?.[1] ? relToFlake(at[1], ctx) : undefined;
+    const where = at && file ? ` in ${file} at line ${at[2]}, column ${at[3]}` : '';
+    const what = (syntax[1] ?? '').replace(/^syntax error,?\s*/, '') || 'syntax error';
+    return {
+      kind: 'syntax',
+      message: `${subject} has a syntax error${where} (${what}); fix it and save.`,
+      detail,
+      ...(file ? { file } : {}),
+    };
+  }
+  const rs = requiredSystem(raw);
+  if (rs) {
+    return { kind: 'required-system', message: linuxBuilderAdvice(subject, rs), detail, drvPath: rs.drvPath };
+  }
+  return {
+    kind: 'eval',
+    message: `${subject} failed to evaluate: ${trimSentence(summary)}; fix it and save.`,
+    detail,
+  };
+}
+
+/** One line, no trailing full stop, bounded length: it goes inside a sentence. */
+export function trimSentence(s: string, max = 300): string {
+  const one = s.replace(/\s+/g, ' ').trim().replace(/[.;:]+$/, '');
+  return one.length > max ? `${one.slice(0, max - 1)}…` : one;
+}

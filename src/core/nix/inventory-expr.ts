@@ -1,0 +1,93 @@
+/**
+ * The Nix side of the inventory: a function applied (`nix eval --apply`) to a flake's
+ * nixosConfigurations. Kept as text because `--apply` takes an expression and pure flake
+ * evaluation may not import files from outside the flake.
+ *
+ * Every option is read defensively (`or`, `tryEval`) so the same code reads a real
+ * `nixosSystem` result, a seed-style VM (phaer/nixos-vm-on-macos) and the plain attrsets of the
+ * test fixtures. Missing options come back as null; the documented defaults are applied in
+ * TypeScript (inventory.ts), in one place.
+ */
+
+/** `inspect name cfg` → the facts the agent needs about one VM, deeply forced by the callers. */
+const INSPECT = String.raw`
+  inspect = name: c:
+    let
+      cfg = c.config or (throw ("nixosConfigurations." + name + " is not a NixOS configuration (it has no 'config')"));
+      top = cfg.system.build.toplevel or (throw ("nixosConfigurations." + name + " has no config.system.build.toplevel"));
+      v = cfg.virtualisation or { };
+      pathStr = x: if builtins.isPath x then toString x else x;
+      attempt = default: x: let r = builtins.tryEval x; in if r.success then r.value else default;
+      hp = attempt null (cfg.nixpkgs.hostPlatform or null);
+      sys =
+        if builtins.isString hp then hp
+        else if builtins.isAttrs hp && hp ? system then hp.system
+        else attempt null (cfg.nixpkgs.system or top.system or null);
+      rawShares = v.sharedDirectories or { };
+      shares = if builtins.isAttrs rawShares then rawShares else { };
+      users = cfg.users.users or { };
+      normalUsers = builtins.filter (u: ((builtins.getAttr u users).isNormalUser or false) == true) (builtins.attrNames users);
+      ssh = cfg.services.openssh or { };
+      ports = ssh.ports or [ ];
+      res = v.resolution or null;
+    in {
+      drvPath = builtins.unsafeDiscardStringContext top.drvPath;
+      system = if builtins.isString sys then sys else null;
+      kernelParams = cfg.boot.kernelParams or [ ];
+      cores = v.cores or null;
+      memorySize = v.memorySize or null;
+      macAddress = v.macAddress or null;
+      rosetta = v.rosetta.enable or null;
+      shares = builtins.mapAttrs (tag: s: {
+        source = pathStr (s.source or null);
+        target = pathStr (s.target or null);
+      }) shares;
+      graphics = v.graphics or null;
+      resolution = if builtins.isAttrs res then { x = res.x or null; y = res.y or null; } else null;
+      mountHostNixStore = v.mountHostNixStore or null;
+      ssh = {
+        enable = ssh.enable or null;
+        port = if builtins.isList ports && ports != [ ] then builtins.head ports else null;
+        users = normalUsers;
+      };
+    };
+`;
+
+/** A Nix string literal for any text (for VM names inside expressions). */
+export function nixString(s: string): string {
+  const body = s.replace(/[\\"\n\r\t]|\$\{/g, (m) => {
+    switch (m) {
+      case '\\':
+        return '\\\\';
+      case '"':
+        return '\\"';
+      case '\n':
+        return '\\n';
+      case '\r':
+        return '\\r';
+      case '\t':
+        return '\\t';
+      default:
+        return '\\${';
+    }
+  });
+  return `"${body}"`;
+}
+
+/**
+ * All VMs at once. Each VM is forced inside `tryEval`, so a `throw` or failed `assert` in one
+ * config marks only that VM (`{ failed = true; }`); errors tryEval cannot catch (abort, type
+ * errors, infinite recursion) fail the whole call, and the caller then evaluates VMs alone.
+ */
+export const BATCH_EXPR = `let ${INSPECT} in cs: builtins.mapAttrs (name: c:
+  let r = builtins.tryEval (let x = inspect name c; in builtins.deepSeq x x);
+  in if r.success then { ok = r.value; } else { failed = true; }) cs`;
+
+/** One VM, no tryEval: when it fails, nix's own error message is what we want. */
+export function singleExpr(name: string): string {
+  const n = nixString(name);
+  return `let ${INSPECT} in cs: let x = inspect ${n} (builtins.getAttr ${n} cs); in builtins.deepSeq x x`;
+}
+
+/** Just the names, for when the batched call failed. */
+export const NAMES_EXPR = 'cs: builtins.attrNames cs';

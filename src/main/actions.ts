@@ -1,0 +1,189 @@
+/**
+ * What the app's own verbs do (copy, Terminal, Finder, windows, quit), written against the
+ * AgentPort and a small `UiHost` so the logic runs and is tested without Electron: src/main wires
+ * the host to clipboard/shell/dialog, the UI tests wire it to recorders.
+ */
+import path from 'node:path';
+import {
+  AgentError,
+  type AgentPort,
+  type LogKind,
+  type VmSnapshot,
+} from '../api/types.ts';
+import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
+
+/** The side effects the UI verbs need; everything else is computed here. */
+export interface UiHost {
+  writeClipboard(text: string): void;
+  /** Write `body` to `file` (executable) and open it with the terminal app. */
+  openTerminal(file: string, body: string, terminalApp: string): Promise<void>;
+  openFolder(dir: string): Promise<void>;
+  revealPath(p: string): void;
+  openLogWindow(vm: string, kind: LogKind): void;
+  openConsoleApp(file: string): Promise<void>;
+  chooseFolder(): Promise<string | null>;
+  openSettings(): void;
+  getLaunchAtLogin(): boolean;
+  setLaunchAtLogin(enabled: boolean): void;
+  quit(): void;
+}
+
+const SAFE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** POSIX shell quoting: one argument stays one argument whatever it contains. */
+export function shellQuote(arg: string): string {
+  if (arg !== '' && SAFE_WORD.test(arg)) return arg;
+  return `'${arg.replaceAll("'", `'\\''`)}'`;
+}
+
+/**
+ * The body of the `.command` file Terminal runs for "Open ssh in Terminal". Terminal opens
+ * `.command` files without Apple Events permission; `exec` makes the window end with ssh.
+ */
+export function commandFileBody(argv: readonly string[]): string {
+  if (argv.length === 0) throw new Error('commandFileBody needs a command');
+  return [
+    '#!/bin/sh',
+    '# Written by NixVM for "Open ssh in Terminal"; rewritten on every use.',
+    `exec ${argv.map(shellQuote).join(' ')}`,
+    '',
+  ].join('\n');
+}
+
+/** Where that file lives: inside the VM's state folder, so it goes away with the VM. */
+export function commandFilePath(vm: Pick<VmSnapshot, 'stateDir'>): string {
+  return path.join(vm.stateDir, 'ssh.command');
+}
+
+/** `open -a <app> <file>`: the app name as the user set it, Terminal by default. */
+export function terminalOpenArgv(terminalApp: string, file: string): string[] {
+  const app = terminalApp.trim() || 'Terminal';
+  return ['open', '-a', app, file];
+}
+
+export function consoleAppArgv(file: string): string[] {
+  return ['open', '-a', 'Console', file];
+}
+
+/** The text "Copy IP" puts on the clipboard, or a sentence saying why there is none. */
+export function ipClipboardText(vm: Pick<VmSnapshot, 'name' | 'ipv4' | 'ipv6'>, family: 'ipv4' | 'ipv6'): string {
+  if (family === 'ipv4') {
+    if (vm.ipv4) return vm.ipv4;
+    throw new AgentError(
+      'not-running',
+      `${vm.name} has no IPv4 address yet (no DHCP lease): wait until it has booted, or copy its IPv6 address.`,
+    );
+  }
+  if (vm.ipv6) return vm.ipv6;
+  throw new AgentError('not-running', `${vm.name} has no IPv6 address yet: start it first.`);
+}
+
+async function findVm(agent: AgentPort, name: string): Promise<VmSnapshot> {
+  const snap = await agent.call('snapshot', {});
+  const vm = snap.vms.find((v) => v.name === name);
+  if (!vm) throw new AgentError('no-such-vm', `There is no VM named "${name}"; check the flake's nixosConfigurations.`);
+  return vm;
+}
+
+export type UiHandlers = { [V in UiVerb]: (params: UiParamsOf<V>) => Promise<UiResultOf<V>> };
+
+export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
+  return {
+    async copySshCommand({ vm }) {
+      const { command } = await agent.call('sshCommand', { vm });
+      host.writeClipboard(command);
+      return { text: command };
+    },
+    async copyIp({ vm, family }) {
+      const ips = await agent.call('ips', { vm });
+      const text = ipClipboardText({ name: vm, ...ips }, family);
+      host.writeClipboard(text);
+      return { text };
+    },
+    async openSshInTerminal({ vm }) {
+      const [{ argv }, snap] = await Promise.all([agent.call('sshCommand', { vm }), agent.call('snapshot', {})]);
+      const v = snap.vms.find((x) => x.name === vm);
+      if (!v) throw new AgentError('no-such-vm', `There is no VM named "${vm}".`);
+      const file = commandFilePath(v);
+      await host.openTerminal(file, commandFileBody(argv), snap.settings.terminalApp);
+      return { file };
+    },
+    async revealStateDir({ vm }) {
+      host.revealPath((await findVm(agent, vm)).stateDir);
+      return null;
+    },
+    async openLogWindow({ vm, kind }) {
+      await findVm(agent, vm);
+      host.openLogWindow(vm, kind);
+      return null;
+    },
+    async openInConsoleApp({ vm, kind }) {
+      const { path: file } = await agent.call('logs', { vm, kind, lines: 1 });
+      if (!file) {
+        throw new AgentError(
+          'failed',
+          kind === 'build' ? `${vm} has no build log yet: build it first.` : `${vm} has no console log yet: start it first.`,
+        );
+      }
+      await host.openConsoleApp(file);
+      return { path: file };
+    },
+    async openFlakeFolder({ dir }) {
+      const target = dir ?? (await agent.call('getSettings', {})).flakes[0];
+      if (!target) throw new AgentError('failed', 'No flake folder is configured: choose one in Settings.');
+      await host.openFolder(target);
+      return null;
+    },
+    async chooseFlakeFolder() {
+      const dir = await host.chooseFolder();
+      if (dir) {
+        const { flakes } = await agent.call('getSettings', {});
+        if (!flakes.includes(dir)) await agent.call('setSettings', { flakes: [...flakes, dir] });
+      }
+      return { dir };
+    },
+    async openSettings() {
+      host.openSettings();
+      return null;
+    },
+    async getLaunchAtLogin() {
+      return { enabled: host.getLaunchAtLogin() };
+    },
+    async setLaunchAtLogin({ enabled }) {
+      host.setLaunchAtLogin(enabled);
+      return { enabled: host.getLaunchAtLogin() };
+    },
+    async quit() {
+      host.quit();
+      return null;
+    },
+  };
+}
+
+/** Runs one Action (a native menu click) against the agent or the UI verbs. */
+export async function runAction(action: Action, agent: AgentPort, ui: UiHandlers): Promise<unknown> {
+  if (action.kind === 'agent') {
+    return (agent.call as (m: string, p: unknown) => Promise<unknown>)(action.method, action.params);
+  }
+  return (ui[action.verb] as (p: unknown) => Promise<unknown>)(action.params);
+}
+
+/**
+ * The on-quit policy: with `stop`, every VM that is up is stopped (in parallel, each with the
+ * agent's own escalation) before the app exits; with `keep` they keep running. Returns the VMs
+ * it stopped and the ones that failed to stop, so the caller can say so.
+ */
+export async function stopForQuit(agent: AgentPort): Promise<{ stopped: string[]; failed: { vm: string; error: string }[] }> {
+  const snap = await agent.call('snapshot', {});
+  if (snap.settings.onQuit !== 'stop') return { stopped: [], failed: [] };
+  const up = snap.vms.filter((v) => v.state === 'running' || v.state === 'starting' || v.state === 'stopping');
+  const results = await Promise.allSettled(up.map((v) => agent.call('stop', { vm: v.name })));
+  const stopped: string[] = [];
+  const failed: { vm: string; error: string }[] = [];
+  results.forEach((r, i) => {
+    const vm = up[i]!.name;
+    if (r.status === 'fulfilled') stopped.push(vm);
+    else failed.push({ vm, error: r.reason instanceof Error ? r.reason.message : String(r.reason) });
+  });
+  return { stopped, failed };
+}

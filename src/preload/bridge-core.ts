@@ -1,0 +1,65 @@
+/**
+ * The `window.nixvm` object, built over a transport (Electron's ipcRenderer in the preload, the
+ * test harness's exposed functions in the UI tests), so both run the same bookkeeping: one
+ * subscription per window whose log interest is the union of its listeners', and log events
+ * handed only to the listeners that asked for them.
+ */
+import { CHANNELS, type Bridge, type Reply } from '../api/ipc.ts';
+import type { AgentEvent, LogKind, SubscribeOptions } from '../api/types.ts';
+
+export interface Transport {
+  invoke(channel: string, arg: unknown): Promise<unknown>;
+  /** Registers the one receiver of events pushed by the main process. */
+  listen(fn: (ev: AgentEvent) => void): void;
+}
+
+type LogRef = { vm: string; kind: LogKind };
+
+export function createBridge(t: Transport): Bridge {
+  const listeners = new Map<number, { fn: (ev: AgentEvent) => void; logs: LogRef[] }>();
+  let nextId = 0;
+  let lastSent = '';
+
+  function sync(): void {
+    const seen = new Set<string>();
+    const logs: LogRef[] = [];
+    for (const l of listeners.values()) {
+      for (const r of l.logs) {
+        const key = `${r.kind}\0${r.vm}`;
+        if (!seen.has(key)) {
+          seen.add(key);
+          logs.push({ vm: r.vm, kind: r.kind });
+        }
+      }
+    }
+    const opts: SubscribeOptions = { logs };
+    const key = JSON.stringify(opts);
+    if (key === lastSent) return;
+    lastSent = key;
+    void t.invoke(CHANNELS.subscribe, opts);
+  }
+
+  t.listen((ev) => {
+    for (const l of Array.from(listeners.values())) {
+      if (ev.type === 'log' && !l.logs.some((r) => r.vm === ev.vm && r.kind === ev.kind)) continue;
+      try {
+        l.fn(ev);
+      } catch (e) {
+        console.error('nixvm: event listener failed', e);
+      }
+    }
+  });
+
+  return {
+    call: (method, params) => t.invoke(CHANNELS.call, { method, params }) as Promise<Reply<never>>,
+    ui: (verb, params) => t.invoke(CHANNELS.ui, { verb, params }) as Promise<Reply<never>>,
+    onEvent(fn, opts) {
+      const id = nextId++;
+      listeners.set(id, { fn, logs: (opts?.logs ?? []).map((r) => ({ vm: r.vm, kind: r.kind })) });
+      sync();
+      return () => {
+        if (listeners.delete(id)) sync();
+      };
+    },
+  };
+}

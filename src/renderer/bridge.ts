@@ -1,0 +1,49 @@
+/**
+ * The renderer's only way out: `window.nixvm` (set by the preload in the app, by the harness in
+ * the UI tests). Unwraps reply envelopes into values or `BridgeError`s that keep the error code.
+ */
+import { BRIDGE_GLOBAL, type Bridge, type Reply, type UiParamsOf, type UiResultOf, type UiVerb } from '../api/ipc.ts';
+import type { AgentErrorCode, AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+
+declare global {
+  interface Window {
+    nixvm?: Bridge;
+  }
+}
+
+export class BridgeError extends Error {
+  readonly code: AgentErrorCode;
+  constructor(code: AgentErrorCode, message: string) {
+    super(message);
+    this.name = 'BridgeError';
+    this.code = code;
+  }
+}
+
+function unwrap<T>(r: Reply<T>): T {
+  if (r.ok) return r.value;
+  throw new BridgeError(r.error.code, r.error.message);
+}
+
+function raw(): Bridge {
+  const b = (window as unknown as Record<string, Bridge | undefined>)[BRIDGE_GLOBAL];
+  if (!b) throw new Error('NixVM: the app bridge is missing (window.nixvm); this page must be opened by NixVM.app.');
+  return b;
+}
+
+export const bridge = {
+  async call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
+    return unwrap(await raw().call(method, params));
+  },
+  async ui<V extends UiVerb>(verb: V, params: UiParamsOf<V>): Promise<UiResultOf<V>> {
+    return unwrap(await raw().ui(verb, params));
+  },
+  /** Snapshots and notices always; log lines only for the logs named in opts. */
+  onEvent(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void {
+    return raw().onEvent(fn, opts);
+  },
+};
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,429 @@
+/**
+ * The menubar dropdown: one row per VM with its state, progress and actions; flake and agent
+ * errors in place; a helpful empty state. Everything shown comes from the agent's snapshot;
+ * every button is a bridge call. Rows are keyed and patched in place (never rebuilt) so a click
+ * is not lost when a build pushes ten snapshots a second.
+ */
+import type { AgentSnapshot, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
+import {
+  buildLabel,
+  drvName,
+  exitText,
+  isBuilding,
+  isUp,
+  needsRestart,
+  primaryAddress,
+  resourcesLine,
+  sshAvailable,
+  stateLabel,
+} from '../api/describe.ts';
+import { bridge, errorMessage } from './bridge.ts';
+import { h, icon, tildify } from './dom.ts';
+import { applyWindowFlags } from './window-flags.ts';
+
+applyWindowFlags();
+
+const content = document.getElementById('content')!;
+const summaryEl = document.getElementById('summary')!;
+const toastEl = document.getElementById('toast')!;
+const footer = document.getElementById('footer')!;
+const headButtons = document.getElementById('head-buttons')!;
+
+let snap: AgentSnapshot | null = null;
+
+// ---------- feedback ----------
+
+let toastTimer: ReturnType<typeof setTimeout> | undefined;
+function toast(message: string, kind: 'info' | 'error' = 'info'): void {
+  clearTimeout(toastTimer);
+  toastEl.replaceChildren(
+    h('span', { class: 'toast-text' }, message),
+    h('button', { class: 'toast-close', title: 'Dismiss', 'aria-label': 'Dismiss', onclick: () => (toastEl.hidden = true) }, icon('xmark', 10)),
+  );
+  toastEl.className = `toast ${kind}`;
+  toastEl.hidden = false;
+  // Errors stay until dismissed: they say what to do.
+  if (kind === 'info') toastTimer = setTimeout(() => (toastEl.hidden = true), 2500);
+}
+
+/** Runs a bridge call from a button: busy while in flight, errors shown as one sentence. */
+async function act(btn: HTMLButtonElement | null, fn: () => Promise<unknown>, done?: (r: unknown) => string | void): Promise<void> {
+  if (btn) btn.classList.add('busy');
+  try {
+    const r = await fn();
+    const msg = done?.(r);
+    if (msg) toast(msg);
+  } catch (e) {
+    toast(errorMessage(e), 'error');
+  } finally {
+    if (btn) btn.classList.remove('busy');
+  }
+}
+
+function button(label: string, action: string, opts: { primary?: boolean; icon?: string; title?: string } = {}, onClick?: (btn: HTMLButtonElement) => void): HTMLButtonElement {
+  const b = h(
+    'button',
+    { class: `btn${opts.primary ? ' primary' : ''}`, 'data-action': action, title: opts.title ?? null, type: 'button' },
+    opts.icon ? icon(opts.icon) : null,
+    h('span', {}, label),
+  );
+  if (onClick) b.addEventListener('click', (ev) => {
+    ev.stopPropagation();
+    onClick(b);
+  });
+  return b;
+}
+
+function show(el: HTMLElement, visible: boolean): void {
+  if (el.hidden === visible) el.hidden = !visible;
+}
+
+function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+// ---------- one VM row ----------
+
+class VmRow {
+  readonly el: HTMLLIElement;
+  private vm: VmSnapshot;
+  private readonly dot = h('span', { class: 'dot' });
+  private readonly name = h('span', { class: 'vm-name' });
+  private readonly stale = h('span', { class: 'badge stale', title: 'The flake changed since this VM was built or booted.' }, 'stale');
+  private readonly status = h('span', { class: 'vm-status' });
+  private readonly res = h('span', { class: 'vm-res' });
+  private readonly ip = h('button', { class: 'vm-ip', type: 'button', title: 'Copy address' });
+  private readonly chevron = h('span', { class: 'chevron', 'aria-hidden': 'true' });
+  private readonly progress = h('div', { class: 'vm-progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' });
+  private readonly fill = h('div', { class: 'fill' });
+  private readonly pct = h('span', { class: 'pct' });
+  private readonly drv = h('span', { class: 'drv' });
+  private readonly lastLine = h('div', { class: 'lastline mono' });
+  private readonly problem = h('div', { class: 'vm-problem' });
+  private readonly problemText = h('div', { class: 'problem-text' });
+  private readonly problemDetail = h('pre', { class: 'problem-detail mono' });
+  private readonly problemLog: HTMLButtonElement;
+  private readonly actions = h('div', { class: 'vm-actions' });
+  private readonly b: Record<string, HTMLButtonElement>;
+  private problemLogKind: 'console' | 'build' = 'console';
+  private expanded: boolean;
+
+  constructor(vm: VmSnapshot, expanded: boolean) {
+    this.vm = vm;
+    this.expanded = expanded;
+    const ref = () => ({ vm: this.vm.name });
+    const call = (method: 'start' | 'stop' | 'restart' | 'build' | 'cancelBuild' | 'apply') => (btn: HTMLButtonElement) =>
+      void act(btn, () => bridge.call(method, ref()));
+    this.b = {
+      start: button('Start', 'start', { primary: true, icon: 'play' }, call('start')),
+      stop: button('Stop', 'stop', { icon: 'stop' }, call('stop')),
+      stopping: button('Stopping…', 'stopping'),
+      apply: button('Restart to Apply', 'apply', { primary: true, icon: 'restart', title: 'Rebuild and restart on the new configuration' }, call('apply')),
+      cancel: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
+      restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
+      rebuild: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
+      terminal: button('Terminal', 'openSshInTerminal', { icon: 'terminal', title: 'Open ssh in Terminal' }, (btn) =>
+        void act(btn, () => bridge.ui('openSshInTerminal', ref()))),
+      copySsh: button('Copy ssh', 'copySshCommand', { icon: 'copy', title: 'Copy the ssh command' }, (btn) =>
+        void act(btn, () => bridge.ui('copySshCommand', ref()), () => 'Copied the ssh command')),
+      copy4: button('IPv4', 'copyIpv4', { icon: 'copy', title: 'Copy the IPv4 address' }, (btn) =>
+        void act(btn, () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv4' }), (r) => `Copied ${(r as { text: string }).text}`)),
+      copy6: button('IPv6', 'copyIpv6', { icon: 'copy', title: 'Copy the IPv6 link-local address' }, (btn) =>
+        void act(btn, () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv6' }), (r) => `Copied ${(r as { text: string }).text}`)),
+      consoleLog: button('Console', 'viewConsoleLog', { icon: 'doc', title: 'View the console log' }, (btn) =>
+        void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' }))),
+      buildLog: button('Build log', 'viewBuildLog', { icon: 'hammer', title: 'View the last build log' }, (btn) =>
+        void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'build' }))),
+      reveal: button('Folder', 'revealStateDir', { icon: 'folder', title: 'Reveal the state folder in Finder' }, (btn) =>
+        void act(btn, () => bridge.ui('revealStateDir', ref()))),
+    };
+    this.b.stopping!.disabled = true;
+    this.problemLog = button('View Log', 'problemLog', {}, (btn) =>
+      void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: this.problemLogKind })));
+    this.ip.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      const family = this.vm.ipv4 ? 'ipv4' : 'ipv6';
+      void act(null, () => bridge.ui('copyIp', { vm: this.vm.name, family }), (r) => `Copied ${(r as { text: string }).text}`);
+    });
+
+    const main = h(
+      'div',
+      { class: 'vm-main', role: 'button', tabindex: '0', 'aria-expanded': String(expanded) },
+      this.dot,
+      h('div', { class: 'vm-text' },
+        h('div', { class: 'vm-title' }, this.name, this.stale),
+        h('div', { class: 'vm-sub' }, this.status, this.res, this.ip),
+      ),
+      h('div', { class: 'vm-primary' }, this.b.apply!, this.b.cancel!, this.b.start!, this.b.stop!, this.b.stopping!),
+      this.chevron,
+    );
+    main.addEventListener('click', () => this.toggle());
+    main.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        this.toggle();
+      }
+    });
+    this.progress.append(
+      h('div', { class: 'bar' }, this.fill),
+      h('div', { class: 'progress-text' }, this.pct, this.drv),
+      this.lastLine,
+    );
+    this.problem.append(h('div', { class: 'problem-row' }, this.problemText, this.problemLog), this.problemDetail);
+    this.actions.append(
+      this.b.restart!, this.b.rebuild!, this.b.terminal!, this.b.copySsh!, this.b.copy4!, this.b.copy6!,
+      this.b.consoleLog!, this.b.buildLog!, this.b.reveal!,
+    );
+    this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.problem, this.actions);
+    this.update(vm);
+  }
+
+  toggle(): void {
+    this.expanded = !this.expanded;
+    this.el.querySelector('.vm-main')!.setAttribute('aria-expanded', String(this.expanded));
+    this.update(this.vm);
+  }
+
+  get isExpanded(): boolean {
+    return this.expanded;
+  }
+
+  update(vm: VmSnapshot): void {
+    this.vm = vm;
+    const building = isBuilding(vm);
+    const evalFailed = vm.spec === null;
+    this.el.dataset.state = evalFailed ? 'error' : vm.state;
+    this.el.classList.toggle('expanded', this.expanded);
+    this.el.classList.toggle('building', building);
+    setText(this.name, vm.name);
+    show(this.stale, vm.stale && !evalFailed);
+
+    const status = evalFailed ? 'Evaluation failed' : building && vm.state === 'stopped' ? (buildLabel(vm) ?? '') : stateLabel(vm);
+    setText(this.status, status);
+    const res = evalFailed ? '' : (resourcesLine(vm) ?? '');
+    setText(this.res, res);
+    show(this.res, res !== '');
+    const addr = primaryAddress(vm);
+    setText(this.ip, addr ?? '');
+    show(this.ip, addr !== null && isUp(vm));
+    this.ip.title = addr ? `Copy ${addr}` : '';
+
+    // Primary buttons: exactly the ones that make sense now.
+    show(this.b.apply!, needsRestart(vm) && !building);
+    show(this.b.cancel!, building);
+    show(this.b.start!, !evalFailed && !building && (vm.state === 'stopped' || vm.state === 'crashed'));
+    show(this.b.stop!, isUp(vm));
+    show(this.b.stopping!, vm.state === 'stopping');
+
+    // Build progress.
+    show(this.progress, building);
+    if (building) {
+      const p = vm.build.progress;
+      const pct = Math.max(0, Math.min(100, p?.percent ?? 0));
+      this.fill.style.width = `${pct}%`;
+      this.progress.setAttribute('aria-valuenow', String(Math.round(pct)));
+      setText(this.pct, `${Math.round(pct)}%`);
+      const what = [drvName(p?.currentDrv ?? null), p?.phase].filter(Boolean).join(' · ');
+      const counts = p && p.buildsExpected > 0 ? `${p.buildsDone}/${p.buildsExpected} built` : '';
+      setText(this.drv, [what, counts].filter(Boolean).join(' — ') || 'Preparing…');
+      setText(this.lastLine, p?.lastLine ?? '');
+      show(this.lastLine, Boolean(p?.lastLine));
+    }
+
+    // Problems, in place, with nix's own words a click away.
+    let problem: string | null = null;
+    let detail: string | null = null;
+    let logKind: 'console' | 'build' | null = null;
+    if (vm.error) {
+      problem = vm.error;
+      logKind = evalFailed ? null : 'console';
+    } else if (vm.build.status === 'failed') {
+      problem = vm.build.error ?? 'The build failed.';
+      detail = vm.build.detail;
+      logKind = 'build';
+    } else if (vm.state === 'crashed') {
+      problem = `Crashed (${vm.exit ? exitText(vm.exit) : 'unknown exit'}).`;
+      detail = vm.exit?.lastLines.length ? vm.exit.lastLines.slice(-6).join('\n') : null;
+      logKind = 'console';
+    }
+    show(this.problem, problem !== null);
+    setText(this.problemText, problem ?? '');
+    setText(this.problemDetail, detail ?? '');
+    show(this.problemDetail, Boolean(detail));
+    show(this.problemLog, logKind !== null);
+    if (logKind) {
+      this.problemLogKind = logKind;
+      setText(this.problemLog.querySelector('span')!, logKind === 'build' ? 'View Build Log' : 'View Console Log');
+    }
+
+    // Secondary actions.
+    show(this.actions, this.expanded && !evalFailed);
+    const ssh = sshAvailable(vm);
+    const sshOff = vm.spec?.ssh.enabled === false;
+    this.b.restart!.disabled = vm.state !== 'running';
+    show(this.b.rebuild!, !building);
+    this.b.terminal!.disabled = !(ssh && vm.state === 'running');
+    this.b.copySsh!.disabled = !ssh;
+    const sshTitle = sshOff ? 'sshd is not enabled in this configuration' : null;
+    this.b.terminal!.title = sshTitle ?? 'Open ssh in Terminal';
+    this.b.copySsh!.title = sshTitle ?? 'Copy the ssh command';
+    show(this.b.copy4!, vm.ipv4 !== null);
+    show(this.b.copy6!, vm.ipv6 !== null);
+    this.b.buildLog!.disabled = !(vm.build.logPath || building);
+  }
+}
+
+// ---------- sections ----------
+
+const problemsEl = h('div', { class: 'problems' });
+const flakeErrorsEl = h('div', { class: 'flake-errors' });
+const emptyEl = h('div', { class: 'empty' });
+const list = h('ul', { class: 'vms', 'aria-label': 'Virtual machines' });
+content.append(problemsEl, flakeErrorsEl, emptyEl, list);
+
+const rows = new Map<string, VmRow>();
+const groupHeads = new Map<string, HTMLLIElement>();
+let initialExpand: boolean | null = null;
+const memo = new WeakMap<HTMLElement, string>();
+
+/** Rebuilds a small section only when what it shows changed (keeps its buttons clickable). */
+function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | string)[]): void {
+  if (memo.get(el) === key) return;
+  memo.set(el, key);
+  el.replaceChildren(...build());
+}
+
+function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
+  const [headline, ...rest] = (f.error ?? '').split('\n');
+  return h('section', { class: 'card error', 'data-flake': f.dir },
+    h('div', { class: 'card-title' }, `Flake ${tildify(f.dir)} failed to evaluate`),
+    h('div', { class: 'card-text' }, headline ?? ''),
+    rest.join('\n').trim() ? h('pre', { class: 'card-detail mono' }, rest.join('\n').trim()) : null,
+    h('div', { class: 'card-buttons' },
+      button('Re-evaluate', 'reevaluate', { icon: 'refresh' }, (btn) => void act(btn, () => bridge.call('reevaluate', {}))),
+      button('Open Folder', 'openFlakeFolder', { icon: 'folder' }, (btn) => void act(btn, () => bridge.ui('openFlakeFolder', { dir: f.dir })))),
+  );
+}
+
+function render(s: AgentSnapshot): void {
+  snap = s;
+  const up = s.vms.filter(isUp).length;
+  const building = s.vms.filter(isBuilding).length;
+  const evaluating = s.flakes.some((f) => f.evaluating);
+  const parts = [
+    up ? `${up} running` : s.vms.length ? 'none running' : '',
+    building ? `${building} building` : '',
+    evaluating ? 'evaluating…' : '',
+  ].filter(Boolean);
+  setText(summaryEl, parts.join(' · '));
+
+  renderIfChanged(problemsEl, JSON.stringify(s.agent.problems), () =>
+    s.agent.problems.map((p) => h('section', { class: 'card warning' }, h('div', { class: 'card-text' }, p))));
+
+  const errored = s.flakes.filter((f) => f.error);
+  renderIfChanged(flakeErrorsEl, JSON.stringify(errored.map((f) => [f.dir, f.error])), () => errored.map(flakeErrorCard));
+
+  // Empty states.
+  let emptyKey = '';
+  if (s.settings.flakes.length === 0) emptyKey = 'no-flake';
+  else if (s.vms.length === 0 && !errored.length) emptyKey = evaluating ? 'evaluating' : `no-vms:${s.settings.flakes.join(',')}`;
+  renderIfChanged(emptyEl, emptyKey, () => {
+    if (emptyKey === 'no-flake') {
+      return [
+        h('div', { class: 'empty-title' }, 'No flake configured'),
+        h('p', { class: 'empty-text' }, 'NixVM runs the NixOS machines a flake defines in nixosConfigurations. Choose the folder that holds your flake.nix.'),
+        button('Choose Folder…', 'chooseFlakeFolder', { primary: true, icon: 'folder' }, (btn) =>
+          void act(btn, () => bridge.ui('chooseFlakeFolder', {}), (r) => {
+            const dir = (r as { dir: string | null }).dir;
+            return dir ? `Added ${tildify(dir)}` : undefined;
+          })),
+      ];
+    }
+    if (emptyKey === 'evaluating') return [h('div', { class: 'empty-text' }, 'Evaluating the flake…')];
+    if (emptyKey.startsWith('no-vms')) {
+      return [
+        h('div', { class: 'empty-title' }, 'No virtual machines'),
+        h('p', { class: 'empty-text' }, `${s.settings.flakes.map(tildify).join(', ')} defines no nixosConfigurations. Add one to the flake and NixVM picks it up.`),
+        button('Open Flake Folder', 'openFlakeFolder', { icon: 'folder' }, (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {}))),
+      ];
+    }
+    return [];
+  });
+  show(emptyEl, emptyKey !== '');
+
+  // The VM list, keyed by name; grouped by flake when there are several.
+  if (initialExpand === null && s.vms.length) initialExpand = s.vms.length <= 2;
+  const grouped = new Set(s.vms.map((v) => v.flake)).size > 1;
+  const wanted: HTMLElement[] = [];
+  const seen = new Set<string>();
+  let lastFlake: string | null = null;
+  for (const vm of s.vms) {
+    if (grouped && vm.flake !== lastFlake) {
+      lastFlake = vm.flake;
+      let head = groupHeads.get(vm.flake);
+      if (!head) {
+        head = h('li', { class: 'group' }, tildify(vm.flake));
+        groupHeads.set(vm.flake, head);
+      }
+      wanted.push(head);
+    }
+    let row = rows.get(vm.name);
+    if (row) row.update(vm);
+    else {
+      row = new VmRow(vm, initialExpand ?? false);
+      rows.set(vm.name, row);
+    }
+    seen.add(vm.name);
+    wanted.push(row.el);
+  }
+  for (const [name, row] of rows) if (!seen.has(name)) {
+    row.el.remove();
+    rows.delete(name);
+  }
+  // Move nodes only when the order really changed (moving a node under the cursor eats clicks).
+  const current = Array.from(list.children);
+  if (current.length !== wanted.length || current.some((c, i) => c !== wanted[i])) list.replaceChildren(...wanted);
+
+  // Footer.
+  const stale = s.vms.filter((v) => v.stale && v.spec !== null).length;
+  const rebuildBtn = footer.querySelector<HTMLButtonElement>('[data-action="rebuildStale"]');
+  if (rebuildBtn) {
+    rebuildBtn.disabled = stale === 0;
+    setText(rebuildBtn.querySelector('span')!, stale ? `Rebuild Stale (${stale})` : 'Rebuild Stale');
+  }
+  const openBtn = footer.querySelector<HTMLButtonElement>('[data-action="openFlakeFolder"]');
+  if (openBtn) openBtn.disabled = s.settings.flakes.length === 0;
+  const quitBtn = footer.querySelector<HTMLButtonElement>('[data-action="quit"]');
+  if (quitBtn) {
+    quitBtn.title = up && s.settings.onQuit === 'stop' ? `Quit NixVM and stop ${up} VM${up === 1 ? '' : 's'}` : up ? 'Quit NixVM (VMs keep running)' : 'Quit NixVM';
+  }
+}
+
+// ---------- chrome ----------
+
+headButtons.append(
+  button('', 'reevaluate', { icon: 'refresh', title: 'Re-evaluate the flake' }, (btn) => void act(btn, () => bridge.call('reevaluate', {}))),
+  button('', 'openSettings', { icon: 'gear', title: 'Settings…' }, (btn) => void act(btn, () => bridge.ui('openSettings', {}))),
+);
+footer.append(
+  button('Rebuild Stale', 'rebuildStale', { icon: 'hammer', title: 'Rebuild every VM whose configuration changed' }, (btn) =>
+    void act(btn, () => bridge.call('rebuildStale', {}), (r) => {
+      const n = (r as string[]).length;
+      return n ? `Rebuilding ${(r as string[]).join(', ')}` : 'Nothing is stale';
+    })),
+  button('Flake Folder', 'openFlakeFolder', { icon: 'folder', title: 'Open the flake folder in Finder' }, (btn) =>
+    void act(btn, () => bridge.ui('openFlakeFolder', {}))),
+  h('span', { class: 'spacer' }),
+  button('Quit', 'quit', { title: 'Quit NixVM' }, (btn) => void act(btn, () => bridge.ui('quit', {}))),
+);
+
+bridge.onEvent((ev) => {
+  if (ev.type === 'snapshot') render(ev.snapshot);
+});
+bridge.call('snapshot', {}).then(
+  (s) => {
+    // An event may already have brought a newer snapshot.
+    if (!snap) render(s);
+  },
+  (e) => toast(`Could not reach the NixVM agent: ${errorMessage(e)}`, 'error'),
+);

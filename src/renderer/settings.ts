@@ -1,0 +1,162 @@
+/**
+ * The settings window. Changes apply as they are made (no Save button, like macOS preferences):
+ * each control sends a `setSettings` patch; the agent's answer (and later snapshots, e.g. from
+ * the CLI) update the form, except the control being edited.
+ */
+import type { AgentSnapshot, Settings } from '../api/types.ts';
+import { bridge, errorMessage } from './bridge.ts';
+import { h, icon, tildify } from './dom.ts';
+import { applyWindowFlags } from './window-flags.ts';
+
+applyWindowFlags();
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const flakesEl = $<HTMLUListElement>('flakes');
+const autoRebuild = $<HTMLSelectElement>('autoRebuild');
+const terminal = $<HTMLSelectElement>('terminal');
+const terminalOther = $<HTMLInputElement>('terminal-other');
+const stopTimeout = $<HTMLInputElement>('stopTimeout');
+const onQuit = $<HTMLSelectElement>('onQuit');
+const launchAtLogin = $<HTMLInputElement>('launchAtLogin');
+const vmsEl = $<HTMLTableSectionElement>('vms');
+const noVms = $<HTMLParagraphElement>('no-vms');
+const statusEl = $<HTMLElement>('status');
+const paths = { nixPath: $<HTMLInputElement>('nixPath'), vfkitPath: $<HTMLInputElement>('vfkitPath'), bridgeInterface: $<HTMLInputElement>('bridgeInterface') };
+
+let settings: Settings | null = null;
+let vms: AgentSnapshot['vms'] = [];
+let statusTimer: ReturnType<typeof setTimeout> | undefined;
+
+function status(text: string, error = false): void {
+  clearTimeout(statusTimer);
+  statusEl.textContent = text;
+  statusEl.classList.toggle('error', error);
+  if (!error) statusTimer = setTimeout(() => (statusEl.textContent = ''), 1800);
+}
+
+async function save(patch: Partial<Settings>): Promise<void> {
+  try {
+    settings = await bridge.call('setSettings', patch);
+    render();
+    status('Saved');
+  } catch (e) {
+    status(errorMessage(e), true);
+    render(true);
+  }
+}
+
+const focused = (el: HTMLElement) => document.activeElement === el;
+
+function setValue(el: HTMLInputElement | HTMLSelectElement, v: string, force: boolean): void {
+  if ((force || !focused(el)) && el.value !== v) el.value = v;
+}
+
+function render(force = false): void {
+  const s = settings;
+  if (!s) return;
+  // Flakes.
+  const key = JSON.stringify(s.flakes);
+  if (flakesEl.dataset.key !== key) {
+    flakesEl.dataset.key = key;
+    flakesEl.replaceChildren(
+      ...s.flakes.map((dir) =>
+        h('li', { 'data-dir': dir },
+          icon('folder', 13),
+          h('span', { class: 'path', title: dir }, tildify(dir)),
+          h('button', { type: 'button', class: 'btn small', title: `Remove ${dir}`, 'aria-label': `Remove ${dir}`, onclick: () => void save({ flakes: s.flakes.filter((d) => d !== dir) }) }, 'Remove'),
+        )),
+    );
+    if (!s.flakes.length) flakesEl.append(h('li', { class: 'empty' }, 'No flake folders yet.'));
+  }
+  setValue(autoRebuild, s.autoRebuild, force);
+  const known = s.terminalApp === 'Terminal' || s.terminalApp === 'iTerm';
+  if (force || (!focused(terminal) && !focused(terminalOther))) {
+    terminal.value = known ? s.terminalApp : 'other';
+    terminalOther.hidden = known;
+    if (!known) terminalOther.value = s.terminalApp;
+  }
+  setValue(stopTimeout, String(s.stopTimeoutSec), force);
+  setValue(onQuit, s.onQuit, force);
+  setValue(paths.nixPath, s.nixPath ?? '', force);
+  setValue(paths.vfkitPath, s.vfkitPath ?? '', force);
+  setValue(paths.bridgeInterface, s.bridgeInterface ?? '', force);
+
+  // Per-VM rows, keyed by name so an input being typed in is not replaced.
+  noVms.hidden = vms.length > 0;
+  const seen = new Set<string>();
+  for (const vm of vms) {
+    seen.add(vm.name);
+    let row = vmsEl.querySelector<HTMLTableRowElement>(`tr[data-vm="${CSS.escape(vm.name)}"]`);
+    if (!row) {
+      const auto = h('input', { type: 'checkbox', 'aria-label': `Start ${vm.name} with NixVM` });
+      auto.addEventListener('change', () => void save({ autostart: { ...settings!.autostart, [vm.name]: auto.checked } }));
+      const user = h('input', { type: 'text', spellcheck: 'false', 'aria-label': `ssh user for ${vm.name}` });
+      user.addEventListener('change', () => {
+        const next = { ...settings!.sshUser };
+        if (user.value.trim()) next[vm.name] = user.value.trim();
+        else delete next[vm.name];
+        void save({ sshUser: next });
+      });
+      row = h('tr', { 'data-vm': vm.name }, h('td', { class: 'name' }, vm.name), h('td', {}, auto), h('td', {}, user));
+      vmsEl.append(row);
+    }
+    const [auto, user] = row.querySelectorAll('input');
+    auto!.checked = s.autostart[vm.name] ?? false;
+    user!.placeholder = vm.spec?.ssh.user ?? 'root';
+    if (force || !focused(user!)) user!.value = s.sshUser[vm.name] ?? '';
+  }
+  for (const row of Array.from(vmsEl.querySelectorAll<HTMLTableRowElement>('tr[data-vm]'))) {
+    if (!seen.has(row.dataset.vm!)) row.remove();
+  }
+}
+
+autoRebuild.addEventListener('change', () => void save({ autoRebuild: autoRebuild.value as Settings['autoRebuild'] }));
+onQuit.addEventListener('change', () => void save({ onQuit: onQuit.value as Settings['onQuit'] }));
+terminal.addEventListener('change', () => {
+  terminalOther.hidden = terminal.value !== 'other';
+  if (terminal.value === 'other') terminalOther.focus();
+  else void save({ terminalApp: terminal.value });
+});
+terminalOther.addEventListener('change', () => {
+  if (terminalOther.value.trim()) void save({ terminalApp: terminalOther.value.trim() });
+});
+stopTimeout.addEventListener('change', () => void save({ stopTimeoutSec: Number(stopTimeout.value) }));
+for (const [key, el] of Object.entries(paths) as [keyof typeof paths, HTMLInputElement][]) {
+  el.addEventListener('change', () => void save({ [key]: el.value.trim() || null }));
+}
+launchAtLogin.addEventListener('change', async () => {
+  try {
+    launchAtLogin.checked = (await bridge.ui('setLaunchAtLogin', { enabled: launchAtLogin.checked })).enabled;
+    status('Saved');
+  } catch (e) {
+    status(errorMessage(e), true);
+  }
+});
+$<HTMLButtonElement>('add-flake').addEventListener('click', async () => {
+  try {
+    const { dir } = await bridge.ui('chooseFlakeFolder', {});
+    if (dir) {
+      settings = await bridge.call('getSettings', {});
+      render();
+      status(`Added ${tildify(dir)}`);
+    }
+  } catch (e) {
+    status(errorMessage(e), true);
+  }
+});
+
+bridge.onEvent((ev) => {
+  if (ev.type !== 'snapshot') return;
+  settings = ev.snapshot.settings;
+  vms = ev.snapshot.vms;
+  render();
+});
+Promise.all([bridge.call('snapshot', {}), bridge.ui('getLaunchAtLogin', {})]).then(
+  ([s, login]) => {
+    settings = s.settings;
+    vms = s.vms;
+    launchAtLogin.checked = login.enabled;
+    render(true);
+  },
+  (e) => status(`Could not reach the NixVM agent: ${errorMessage(e)}`, true),
+);

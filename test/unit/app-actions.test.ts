@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  commandFileBody,
+  commandFilePath,
+  consoleAppArgv,
+  ipClipboardText,
+  shellQuote,
+  terminalOpenArgv,
+} from '../../src/main/actions.ts';
+import { AgentError } from '../../src/api/types.ts';
+
+const NASTY = ['plain', 'two words', "it's", '"dq"', '$HOME', '`id`', '$(id)', 'a;b', 'x\ny', '*', '~', '', '-o', 'StrictHostKeyChecking=no', 'ümlaut'];
+
+describe('shell quoting for the .command file', () => {
+  it('every argument survives /bin/sh as exactly one argument', () => {
+    const script = `printf '%s\\0' ${NASTY.map(shellQuote).join(' ')}`;
+    const r = spawnSync('/bin/sh', ['-c', script], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\0').slice(0, -1)).toEqual(NASTY);
+  });
+
+  it('leaves plain words readable', () => {
+    expect(shellQuote('alice@192.168.64.7')).toBe('alice@192.168.64.7');
+    expect(shellQuote('fe80::1%bridge100')).toBe('fe80::1%bridge100');
+    expect(shellQuote('two words')).toBe("'two words'");
+  });
+});
+
+describe('the .command file', () => {
+  it('is a shell script that execs the exact argv', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nixvm-cmd-'));
+    const file = path.join(dir, 'ssh.command');
+    writeFileSync(file, commandFileBody(['printf', '%s|', ...NASTY]));
+    chmodSync(file, 0o755);
+    const r = spawnSync(file, { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(NASTY.map((a) => `${a}|`).join(''));
+  });
+
+  it('lives in the VM state folder and is opened with open -a, Terminal by default', () => {
+    expect(commandFilePath({ stateDir: '/s/web' })).toBe('/s/web/ssh.command');
+    expect(terminalOpenArgv('', '/s/web/ssh.command')).toEqual(['open', '-a', 'Terminal', '/s/web/ssh.command']);
+    expect(terminalOpenArgv('iTerm', '/f')).toEqual(['open', '-a', 'iTerm', '/f']);
+    expect(consoleAppArgv('/l/console.log')).toEqual(['open', '-a', 'Console', '/l/console.log']);
+  });
+});
+
+describe('Copy IP', () => {
+  it('copies the requested family', () => {
+    const v = { name: 'web', ipv6: 'fe80::1%bridge100', ipv4: '192.168.64.3' };
+    expect(ipClipboardText(v, 'ipv6')).toBe('fe80::1%bridge100');
+    expect(ipClipboardText(v, 'ipv4')).toBe('192.168.64.3');
+  });
+
+  it('says why there is no address instead of copying nothing', () => {
+    const v = { name: 'web', ipv6: 'fe80::1%bridge100', ipv4: null };
+    expect(() => ipClipboardText(v, 'ipv4')).toThrow(/web has no IPv4 address yet \(no DHCP lease\)/);
+    const err = (() => {
+      try {
+        ipClipboardText({ ...v, ipv6: null }, 'ipv6');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe('not-running');
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * `nixvm daemon`'s wiring with a scripted agent behind the real control socket: it serves,
+ * clients reach it, notices are printed, Ctrl-C shuts it down cleanly, and a refused agent
+ * (the lock is held) is exit 1 with the agent's sentence.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { VmSnapshot } from '../../src/api/types.ts';
+import { main, type CliIo } from '../../src/cli/app.ts';
+import { runDaemon, type DaemonAgent } from '../../src/cli/daemon.ts';
+import { FakePort, agentSnapshot, collect, vmSnapshot } from '../helpers/fake-port.ts';
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-daemon-'));
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error('condition never became true');
+}
+
+function io(over: Partial<CliIo> = {}): Partial<CliIo> {
+  return { stdout: collect(), stderr: collect(), env: {}, cwd: dir, now: () => 0, ...over };
+}
+
+describe('nixvm daemon', () => {
+  it('serves the agent on the socket until Ctrl-C, then closes the agent', async () => {
+    const socket = path.join(dir, 'control.sock');
+    const port = new FakePort(agentSnapshot([vmSnapshot({ name: 'web' })]));
+    let closed = 0;
+    const agent: DaemonAgent = Object.assign(port, { close: async () => void closed++ });
+    const ctl = new AbortController();
+    const out = collect();
+    const err = collect();
+    const flakesSeen: (string[] | undefined)[] = [];
+    const running = runDaemon({
+      socketPath: socket,
+      flakes: ['/flakes/demo'],
+      io: { ...(io() as CliIo), stdout: out, stderr: err, signal: ctl.signal },
+      createAgent: async (o) => {
+        flakesSeen.push(o.flakes);
+        return agent;
+      },
+    });
+    await until(() => out.text().includes('listening on'));
+    expect(flakesSeen).toEqual([['/flakes/demo']]);
+    expect(out.text()).toContain(socket);
+    expect(out.text()).toContain('flakes: /flakes/demo');
+    expect(out.text()).toContain('VMs keep running');
+
+    const stdout = collect();
+    expect(await main(['--socket', socket, 'ls', '--json'], io({ stdout }))).toBe(0);
+    expect((JSON.parse(stdout.text()) as VmSnapshot[]).map((v) => v.name)).toEqual(['web']);
+
+    port.emit({ type: 'notice', notice: { level: 'error', title: 'web crashed', body: 'exit code 1', vm: 'web' } });
+    expect(out.text()).toMatch(/error: web: web crashed — exit code 1\n/);
+
+    ctl.abort();
+    expect(await running).toBe(0);
+    expect(closed).toBe(1);
+    expect(err.text()).toBe('');
+    expect(out.text()).toMatch(/stopped\.\n$/);
+    // Nobody listens any more.
+    expect(await main(['--socket', socket, 'ls'], io())).toBe(3);
+  });
+
+  it('exits 1 with the agent\'s sentence when another agent holds the lock', async () => {
+    const socket = path.join(dir, 'control.sock');
+    const err = collect();
+    const code = await runDaemon({
+      socketPath: socket,
+      io: { ...(io() as CliIo), stderr: err, signal: new AbortController().signal },
+      createAgent: async () => {
+        throw new Error('Another nixvm agent is already running (pid 99, node nixvm.js daemon, since 2025-01-01T00:00:00.000Z).');
+      },
+    });
+    expect(code).toBe(1);
+    expect(err.text()).toBe(
+      'nixvm daemon: Another nixvm agent is already running (pid 99, node nixvm.js daemon, since 2025-01-01T00:00:00.000Z).\n',
+    );
+    expect(fs.existsSync(socket)).toBe(false);
+  });
+
+  it('exits 1 and closes the agent when the socket is already served', async () => {
+    const socket = path.join(dir, 'control.sock');
+    const ctl = new AbortController();
+    const first = new FakePort(agentSnapshot([]));
+    const out = collect();
+    const running = runDaemon({
+      socketPath: socket,
+      io: { ...(io() as CliIo), stdout: out, signal: ctl.signal },
+      createAgent: async () => Object.assign(first, { close: async () => {} }),
+    });
+    await until(() => out.text().includes('listening on'));
+    let closed = 0;
+    const err = collect();
+    const code = await runDaemon({
+      socketPath: socket,
+      io: { ...(io() as CliIo), stderr: err, signal: new AbortController().signal },
+      createAgent: async () => Object.assign(new FakePort(agentSnapshot([])), { close: async () => void closed++ }),
+    });
+    expect(code).toBe(1);
+    expect(err.text()).toMatch(/^nixvm daemon: .*already serving.*\n$/);
+    expect(closed).toBe(1);
+    ctl.abort();
+    expect(await running).toBe(0);
+  });
+
+  it('passes --flake directories as absolute paths and --socket through', async () => {
+    const seen: unknown[] = [];
+    const code = await main(['daemon', '--flake', 'a', '/b', '--socket', 's.sock'], {
+      ...io(),
+      runDaemon: async (o) => {
+        seen.push({ flakes: o.flakes, socketPath: o.socketPath });
+        return 0;
+      },
+    });
+    expect(code).toBe(0);
+    expect(seen).toEqual([{ flakes: [path.join(dir, 'a'), '/b'], socketPath: path.join(dir, 's.sock') }]);
+  });
+});

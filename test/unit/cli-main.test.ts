@@ -1,0 +1,550 @@
+/**
+ * The `nixvm` CLI against a scripted agent port: exit codes, what it prints, and what it asks
+ * the agent. (End-to-end runs against the real daemon live in the integration tests.)
+ */
+import { describe, expect, it } from 'vitest';
+import { AgentError, type VmSnapshot } from '../../src/api/types.ts';
+import { main, type CliIo } from '../../src/cli/app.ts';
+import type { LoginItemStatus } from '../../src/core/launchd.ts';
+import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+
+const NOW = 1_700_000_000_000;
+const H = 'c'.repeat(32);
+
+interface Ran {
+  code: number;
+  out: string;
+  err: string;
+  connected: string[];
+}
+
+async function run(argv: string[], port: FakePort | 'not-running', extra: Partial<CliIo> = {}): Promise<Ran> {
+  const stdout = collect();
+  const stderr = collect();
+  const connected: string[] = [];
+  const code = await main(argv, {
+    stdout,
+    stderr,
+    env: {},
+    cwd: '/home/u/project',
+    now: () => NOW,
+    connect: async (p) => {
+      connected.push(p);
+      if (port === 'not-running') {
+        throw new AgentError('not-running', `The nixvm agent is not running (no socket at ${p}).`);
+      }
+      return port;
+    },
+    defaultSocketPath: async () => '/state/control.sock',
+    exec: async () => {
+      throw new Error('this test does not run programs');
+    },
+    signal: new AbortController().signal,
+    runDaemon: async () => {
+      throw new Error('this test does not run the daemon');
+    },
+    loginItem: async () => {
+      throw new Error('this test does not touch launchd');
+    },
+    ...extra,
+  });
+  return { code, out: stdout.text(), err: stderr.text(), connected };
+}
+
+function twoVms(): FakePort {
+  return new FakePort(
+    agentSnapshot([
+      vmSnapshot({ name: 'web', state: 'running', ipv4: '192.168.64.7', ipv6: 'fe80::1%bridge100', pid: 100 }),
+      vmSnapshot({ name: 'db' }),
+    ]),
+  );
+}
+
+/** Resolves on the next turn of the event loop after pending promise callbacks ran. */
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+async function until(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await tick();
+  if (!cond()) throw new Error('condition never became true');
+}
+
+describe('exit codes', () => {
+  it('3 with the hint to start the agent when none listens', async () => {
+    const r = await run(['ls'], 'not-running');
+    expect(r.code).toBe(3);
+    expect(r.out).toBe('');
+    expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.err).toContain('/state/control.sock');
+    expect(r.err).toContain('nixvm daemon');
+    expect(r.err).toContain('NixVM.app');
+  });
+
+  it('uses --socket, relative to the working directory', async () => {
+    const r = await run(['--socket', 'run/c.sock', 'ls'], 'not-running');
+    expect(r.connected).toEqual(['/home/u/project/run/c.sock']);
+    expect(r.err).toContain('/home/u/project/run/c.sock');
+    // Global options also work after the command name.
+    expect((await run(['ls', '--socket', '/x.sock'], 'not-running')).connected).toEqual(['/x.sock']);
+  });
+
+  it('4 for an unknown VM, naming the known ones, and nothing is started', async () => {
+    const port = twoVms();
+    const r = await run(['start', 'db', 'nope'], port);
+    expect(r.code).toBe(4);
+    expect(r.err).toBe('nixvm: No VM named "nope" (known VMs: web, db).\n');
+    expect(port.calls.map((c) => c.method)).toEqual(['snapshot']);
+
+    expect((await run(['status', 'nope'], twoVms())).code).toBe(4);
+    // The agent's own no-such-vm (here from `ips`) maps to 4 as well.
+    const ip = await run(['ip', 'nope'], twoVms());
+    expect(ip.code).toBe(4);
+    expect(ip.err).toBe('nixvm: No VM named nope.\n');
+  });
+
+  it('1 with the agent\'s sentence when a command fails, and no stack trace', async () => {
+    const port = twoVms();
+    port.handlers.start = () => {
+      throw new AgentError('failed', 'Could not find vfkit (looked in /usr/bin); install it with `brew install vfkit`.');
+    };
+    const r = await run(['start', 'db'], port);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('db: Could not find vfkit (looked in /usr/bin); install it with `brew install vfkit`.\n');
+    expect(r.out).toBe('');
+  });
+
+  it('1 when a non-agent error escapes, printed as one line', async () => {
+    const port = twoVms();
+    port.handlers.inspect = () => {
+      throw new Error('something odd happened\n    at frame (file.ts:1:1)');
+    };
+    const r = await run(['inspect', 'web'], port);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('nixvm: something odd happened\n');
+  });
+
+  it('2 for usage errors, without touching the agent', async () => {
+    for (const argv of [['frobnicate'], ['ip'], ['ip', 'web', '-4', '-6'], ['logs', 'web', '-n', 'ten'], ['ls', '--bogus'], ['login-item', 'maybe'], []]) {
+      const port = twoVms();
+      const r = await run(argv, port);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.err, argv.join(' ')).not.toBe('');
+      expect(port.calls, argv.join(' ')).toEqual([]);
+    }
+  });
+
+  it('0 for --help, which documents the exit codes', async () => {
+    const r = await run(['--help'], twoVms());
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('Exit codes:');
+    expect(r.out).toMatch(/3\s+the agent is not running/);
+    expect(r.out).toMatch(/4\s+no such VM/);
+    for (const cmd of ['ls', 'status', 'start', 'apply', 'ip', 'ssh-command', 'logs', 'inspect', 'watch', 'daemon', 'login-item']) {
+      expect(r.out).toContain(cmd);
+    }
+  });
+});
+
+describe('read commands', () => {
+  it('ls --json prints the VM snapshots with the contract fields', async () => {
+    const port = twoVms();
+    port.snapshot.vms[0]!.shares = [{ tag: 'home', source: '/Users/u', target: '/mnt/home' }];
+    const r = await run(['ls', '--json'], port);
+    expect(r.code).toBe(0);
+    const vms = JSON.parse(r.out) as VmSnapshot[];
+    expect(vms.map((v) => v.name)).toEqual(['web', 'db']);
+    for (const v of vms) {
+      for (const k of ['name', 'state', 'stale', 'cpus', 'memoryMiB', 'mac', 'ipv6', 'ipv4', 'shares', 'error']) {
+        expect(v).toHaveProperty(k);
+      }
+    }
+    expect(vms[0]!.shares).toEqual([{ tag: 'home', source: '/Users/u', target: '/mnt/home' }]);
+    expect(vms[0]!.ipv4).toBe('192.168.64.7');
+  });
+
+  it('ls prints the table', async () => {
+    const r = await run(['ls'], twoVms());
+    expect(r.out.split('\n')[0]).toMatch(/^NAME\s+STATE\s+STALE\s+CPUS\/MEM\s+IP$/);
+    expect(r.out).toMatch(/^web\s+running\s+no\s+2\/2 GiB\s+192\.168\.64\.7$/m);
+  });
+
+  it('status prints one VM, --json its snapshot', async () => {
+    const r = await run(['status', 'web'], twoVms());
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^web\n {2}state:\s+running \(pid 100\)/);
+    const j = await run(['status', 'db', '--json'], twoVms());
+    expect(JSON.parse(j.out)).toMatchObject({ name: 'db', state: 'stopped' });
+  });
+
+  it('ip prefers IPv4, -6 gives the link-local, -4 fails with a sentence when there is none', async () => {
+    const port = twoVms();
+    let ips: { ipv4: string | null; ipv6: string | null } = { ipv4: '192.168.64.7', ipv6: 'fe80::1%bridge100' };
+    port.handlers.ips = () => ips;
+    expect(await run(['ip', 'web'], port)).toMatchObject({ code: 0, out: '192.168.64.7\n' });
+    expect(await run(['ip', 'web', '-6'], port)).toMatchObject({ code: 0, out: 'fe80::1%bridge100\n' });
+    expect(await run(['ip', 'web', '--ipv4'], port)).toMatchObject({ code: 0, out: '192.168.64.7\n' });
+
+    ips = { ipv4: null, ipv6: 'fe80::1%bridge100' };
+    expect(await run(['ip', 'web'], port)).toMatchObject({ code: 0, out: 'fe80::1%bridge100\n' });
+    const r4 = await run(['ip', 'web', '-4'], port);
+    expect(r4.code).toBe(1);
+    expect(r4.out).toBe('');
+    expect(r4.err).toMatch(/^nixvm: web has no IPv4 address yet .*`nixvm status web`\.\n$/);
+
+    ips = { ipv4: null, ipv6: null };
+    expect((await run(['ip', 'web'], port)).code).toBe(1);
+    expect(JSON.parse((await run(['ip', 'web', '--json'], port)).out)).toEqual({ ipv4: null, ipv6: null });
+  });
+
+  it('inspect --json prints the spec and the exact argv, program first', async () => {
+    const port = twoVms();
+    const argv = ['/opt/bin/vfkit', '--cpus', '2', '--device', 'virtio-net,nat,mac=5a:94:ef:e4:0c:ee', '--pidfile', '/s/web/vfkit.pid'];
+    port.handlers.inspect = () => ({ spec: null, argv });
+    const r = await run(['inspect', 'web', '--json'], port);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toEqual({ spec: null, argv });
+    expect(port.calls.at(-1)).toEqual({ method: 'inspect', params: { vm: 'web' } });
+  });
+
+  it('ssh-command prints exactly the agent\'s command string', async () => {
+    const port = twoVms();
+    const command = "ssh -o 'UserKnownHostsFile=/Users/a b/known_hosts' -p 2222 'alice@fe80::1%bridge100'";
+    port.handlers.sshCommand = () => ({ argv: ['ssh', '-p', '2222', 'alice@fe80::1%bridge100'], command });
+    const r = await run(['ssh-command', 'web'], port);
+    expect(r).toMatchObject({ code: 0, out: `${command}\n`, err: '' });
+  });
+
+  it('logs asks for the last N lines of the right log', async () => {
+    const port = twoVms();
+    port.handlers.logs = (p) => ({ path: `/logs/${p.vm}/${p.kind}.log`, lines: Array.from({ length: p.lines }, (_, i) => `line ${i}`) });
+    const r = await run(['logs', 'web', '-n', '3', '--build'], port);
+    expect(r.out).toBe('line 0\nline 1\nline 2\n');
+    expect(port.calls.at(-1)).toEqual({ method: 'logs', params: { vm: 'web', kind: 'build', lines: 3 } });
+    await run(['logs', 'web'], port);
+    expect(port.calls.at(-1)).toEqual({ method: 'logs', params: { vm: 'web', kind: 'console', lines: 50 } });
+  });
+});
+
+describe('following', () => {
+  it('logs -f prints the tail, then this VM\'s console lines only, until Ctrl-C', async () => {
+    const port = twoVms();
+    port.handlers.logs = () => ({ path: '/logs/web/console.log', lines: ['old'] });
+    const ctl = new AbortController();
+    const stdout = collect();
+    const done = run(['logs', 'web', '-f'], port, { signal: ctl.signal, stdout });
+    await until(() => stdout.text() === 'old\n');
+    expect(port.subscriptions).toEqual([{ logs: [{ vm: 'web', kind: 'console' }] }]);
+    port.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['Welcome to NixOS', 'login:'] });
+    port.emit({ type: 'log', vm: 'db', kind: 'console', lines: ['not mine'] });
+    port.emit({ type: 'log', vm: 'web', kind: 'build', lines: ['not this kind'] });
+    ctl.abort();
+    const r = await done;
+    expect(r.code).toBe(0);
+    expect(stdout.text()).toBe('old\nWelcome to NixOS\nlogin:\n');
+    expect(port.listenerCount).toBe(0);
+  });
+
+  it('logs -f ends with code 3 when the agent goes away', async () => {
+    const port = twoVms();
+    port.handlers.logs = () => ({ path: null, lines: [] });
+    const done = run(['logs', 'web', '-f'], port);
+    await until(() => port.listenerCount === 1 && port.calls.length === 1);
+    await tick();
+    port.drop();
+    const r = await done;
+    expect(r.code).toBe(3);
+    expect(r.err).toContain('went away');
+  });
+
+  it('watch --json prints the current snapshot, then every event as one JSON line', async () => {
+    const port = twoVms();
+    const ctl = new AbortController();
+    const stdout = collect();
+    const done = run(['watch', '--json'], port, { signal: ctl.signal, stdout });
+    await until(() => stdout.text().length > 0);
+    port.setVm({ ...port.vm('db'), state: 'starting' });
+    port.emit({ type: 'notice', notice: { level: 'info', title: 'Build finished', body: 'db is built.', vm: 'db' } });
+    ctl.abort();
+    expect((await done).code).toBe(0);
+    const events = stdout.text().trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; snapshot?: { vms: VmSnapshot[] } });
+    expect(events.map((e) => e.type)).toEqual(['snapshot', 'snapshot', 'notice']);
+    expect(events[1]!.snapshot!.vms.find((v) => v.name === 'db')!.state).toBe('starting');
+  });
+
+  it('watch prints human lines for changes', async () => {
+    const port = twoVms();
+    const ctl = new AbortController();
+    const stdout = collect();
+    const done = run(['watch'], port, { signal: ctl.signal, stdout });
+    await until(() => stdout.text().includes('db: stopped'));
+    port.setVm({ ...port.vm('db'), state: 'starting' });
+    ctl.abort();
+    await done;
+    expect(stdout.text()).toBe('web: running\ndb: stopped\ndb: stopped → starting\n');
+  });
+});
+
+describe('actions', () => {
+  it('build shows progress lines from snapshot events and waits for the build to end', async () => {
+    const port = twoVms();
+    const building = (percent: number, done: number): VmSnapshot => ({
+      ...port.vm('db'),
+      build: buildInfo({
+        status: 'building',
+        startedAt: NOW,
+        progress: {
+          buildsDone: done,
+          buildsExpected: 3,
+          buildsRunning: 1,
+          downloadsDone: 0,
+          downloadsExpected: 0,
+          bytesDone: 0,
+          bytesExpected: 0,
+          currentDrv: `/nix/store/${H}-etc.drv`,
+          phase: null,
+          lastLine: `step ${done}`,
+          percent,
+        },
+      }),
+    });
+    // The agent answers as soon as the build is under way, then streams its progress.
+    port.handlers.build = () => {
+      setImmediate(() => {
+        port.setVm(building(33, 1));
+        port.setVm(building(66, 2));
+        port.setVm({
+          ...port.vm('db'),
+          builtOutPath: `/nix/store/${H}-nixos-system-db`,
+          build: buildInfo({ status: 'succeeded', finishedAt: NOW + 1 }),
+        });
+      });
+      return building(0, 0);
+    };
+    const r = await run(['build', 'db'], port);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(
+      [
+        `db: building 0% (0/3 builds) etc.drv | step 0`,
+        `db: building 33% (1/3 builds) etc.drv | step 1`,
+        `db: building 66% (2/3 builds) etc.drv | step 2`,
+        `db: built /nix/store/${H}-nixos-system-db`,
+        '',
+      ].join('\n'),
+    );
+    expect(port.listenerCount).toBe(0);
+  });
+
+  it('a failed build prints the agent\'s sentence, nix\'s detail and the log path, exit 1', async () => {
+    const port = twoVms();
+    port.handlers.apply = () => {
+      const failed = {
+        ...port.vm('db'),
+        build: buildInfo({
+          status: 'failed',
+          error: 'Building db failed: builder for hello.drv exited with code 1.',
+          detail: 'error: builder for hello.drv failed with exit code 1\n> boom',
+          logPath: '/logs/db/build.log',
+          finishedAt: NOW + 5,
+        }),
+      };
+      port.setVm(failed);
+      throw new AgentError('failed', 'Building db failed: builder for hello.drv exited with code 1.');
+    };
+    const r = await run(['apply', 'db'], port);
+    expect(r.code).toBe(1);
+    expect(r.err.split('\n')).toEqual([
+      'db: Building db failed: builder for hello.drv exited with code 1.',
+      '  error: builder for hello.drv failed with exit code 1',
+      '  > boom',
+      '  full log: /logs/db/build.log (or `nixvm logs db --build`)',
+      '',
+    ]);
+  });
+
+  it('an old failed build is not blamed for a later failure', async () => {
+    const port = twoVms();
+    port.setVm({ ...port.vm('db'), build: buildInfo({ status: 'failed', error: 'old', detail: 'old detail', finishedAt: NOW - 60_000 }) });
+    port.handlers.start = () => {
+      throw new AgentError('failed', 'vfkit refused the rosetta device: Rosetta is not installed.');
+    };
+    const r = await run(['start', 'db'], port);
+    expect(r.err).toBe('db: vfkit refused the rosetta device: Rosetta is not installed.\n');
+  });
+
+  it('several VMs run side by side; one failure makes the exit code 1, the rest still report', async () => {
+    const port = twoVms();
+    port.handlers.stop = (p) => {
+      if (p.vm === 'web') throw new AgentError('failed', 'web did not stop within 30 s; it was killed.');
+      return { ...port.vm(p.vm), state: 'stopped' };
+    };
+    const r = await run(['stop', 'web', 'db'], port);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('db: stopped (stopped)\n');
+    expect(r.err).toBe('web: web did not stop within 30 s; it was killed.\n');
+    expect(port.calls.filter((c) => c.method === 'stop').map((c) => c.params)).toEqual([{ vm: 'web' }, { vm: 'db' }]);
+  });
+
+  it('start reports the state and address the agent returns', async () => {
+    const port = twoVms();
+    port.handlers.start = (p) => ({ ...port.vm(p.vm), state: 'running', ipv4: '192.168.64.8' });
+    const r = await run(['start', 'db'], port);
+    expect(r).toMatchObject({ code: 0, out: 'db: started (running, 192.168.64.8)\n', err: '' });
+  });
+
+  it('Ctrl-C while a build runs leaves it to the agent and exits 130', async () => {
+    const port = twoVms();
+    port.handlers.build = () => ({ ...port.vm('db'), build: buildInfo({ status: 'building' }) });
+    const ctl = new AbortController();
+    const done = run(['build', 'db'], port, { signal: ctl.signal });
+    await until(() => port.calls.some((c) => c.method === 'build'));
+    await tick();
+    ctl.abort();
+    const r = await done;
+    expect(r.code).toBe(130);
+    expect(r.err).toContain('the agent carries on with db');
+  });
+
+  it('the agent going away mid-build is exit 3', async () => {
+    const port = twoVms();
+    port.handlers.build = () => {
+      setImmediate(() => port.drop());
+      return { ...port.vm('db'), build: buildInfo({ status: 'building' }) };
+    };
+    const r = await run(['build', 'db'], port);
+    expect(r.code).toBe(3);
+  });
+});
+
+describe('ssh', () => {
+  it('runs the agent\'s argv plus the command after --, and exits with ssh\'s status', async () => {
+    const port = twoVms();
+    port.handlers.sshCommand = () => ({ argv: ['ssh', '-p', '22', 'root@192.168.64.7'], command: 'ssh -p 22 root@192.168.64.7' });
+    const ran: string[][] = [];
+    const r = await run(['ssh', 'web', '--', 'uname', '-a'], port, {
+      exec: async (argv) => {
+        ran.push(argv);
+        // The agent connection is closed before ssh takes over the terminal.
+        expect(port.closed).toBe(true);
+        return 7;
+      },
+    });
+    expect(ran).toEqual([['ssh', '-p', '22', 'root@192.168.64.7', 'uname', '-a']]);
+    expect(r.code).toBe(7);
+  });
+});
+
+describe('login-item', () => {
+  const status = (over: Partial<LoginItemStatus>): LoginItemStatus => ({
+    label: 'dev.nixvm.agent',
+    plistPath: '/LA/dev.nixvm.agent.plist',
+    installed: false,
+    programArguments: null,
+    loaded: false,
+    service: null,
+    problem: null,
+    ...over,
+  });
+
+  it('on installs and prints the resulting status; status and off do what they say', async () => {
+    const did: string[] = [];
+    const api = {
+      loginItem: async () => ({
+        install: async () => {
+          did.push('install');
+          return status({
+            installed: true,
+            loaded: true,
+            service: { state: 'running', pid: 321, lastExitCode: null, program: null, arguments: [] },
+          });
+        },
+        remove: async () => {
+          did.push('remove');
+          return status({});
+        },
+        status: async () => {
+          did.push('status');
+          return status({ installed: true, problem: 'launchctl is missing; the plist loads at next login.' });
+        },
+      }),
+    };
+    const on = await run(['login-item', 'on'], twoVms(), api);
+    expect(on).toMatchObject({ code: 0, out: 'Login item: on, running (pid 321); /LA/dev.nixvm.agent.plist.\n' });
+    const st = await run(['login-item', 'status'], twoVms(), api);
+    expect(st.out).toBe(
+      'Login item: on, not loaded in launchd (it starts at next login); /LA/dev.nixvm.agent.plist.\nlaunchctl is missing; the plist loads at next login.\n',
+    );
+    const off = await run(['login-item', 'off', '--json'], twoVms(), api);
+    expect(JSON.parse(off.out)).toMatchObject({ installed: false });
+    expect(did).toEqual(['install', 'status', 'remove']);
+  });
+});
+
+describe('through the real control socket', () => {
+  it('ls, a no-such-vm error and logs -f work over the socket client', async () => {
+    const { startControlServer } = await import('../../src/control/server.ts');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-cli-'));
+    const socket = path.join(dir, 'c.sock');
+    const port = twoVms();
+    port.handlers.logs = () => ({ path: '/logs/web/console.log', lines: ['old'] });
+    const server = await startControlServer(port, socket);
+    try {
+      const viaSocket = async (argv: string[], extra: Partial<CliIo> = {}): Promise<Ran> => {
+        const stdout = collect();
+        const stderr = collect();
+        const code = await main(['--socket', socket, ...argv], { stdout, stderr, env: {}, cwd: dir, now: () => NOW, ...extra });
+        return { code, out: stdout.text(), err: stderr.text(), connected: [] };
+      };
+      const ls = await viaSocket(['ls', '--json']);
+      expect(ls.code).toBe(0);
+      expect((JSON.parse(ls.out) as VmSnapshot[]).map((v) => v.name)).toEqual(['web', 'db']);
+
+      const missing = await viaSocket(['inspect', 'nope']);
+      expect(missing).toMatchObject({ code: 4, err: 'nixvm: No VM named nope.\n' });
+
+      const ctl = new AbortController();
+      const stdout = collect();
+      const follow = viaSocket(['logs', 'web', '-f'], { signal: ctl.signal, stdout });
+      await until(() => stdout.text() === 'old\n');
+      // The subscription reaches the server asynchronously; keep emitting until a line arrives.
+      for (let i = 0; i < 200 && !stdout.text().includes('boot'); i++) {
+        port.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['boot'] });
+        port.emit({ type: 'log', vm: 'db', kind: 'console', lines: ['other vm'] });
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      ctl.abort();
+      expect((await follow).code).toBe(0);
+      expect(stdout.text()).toMatch(/^old\n(boot\n)+$/);
+    } finally {
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('3 when nothing listens on the socket', async () => {
+    const stderr = collect();
+    const code = await main(['--socket', '/nonexistent-nixvm-dir/c.sock', 'ls'], { stdout: collect(), stderr, env: {}, cwd: '/' });
+    expect(code).toBe(3);
+    expect(stderr.text()).toContain('/nonexistent-nixvm-dir/c.sock');
+    expect(stderr.text()).toContain('nixvm daemon');
+  });
+});
+
+describe('start of a stale VM', () => {
+  it('waits for the build the agent started and reports its failure', async () => {
+    const port = twoVms();
+    port.handlers.start = (p) => {
+      setImmediate(() =>
+        port.setVm({
+          ...port.vm(p.vm),
+          build: buildInfo({ status: 'failed', error: 'Building db failed: hello.drv exited with code 2.', finishedAt: NOW + 10 }),
+        }),
+      );
+      return { ...port.vm(p.vm), build: buildInfo({ status: 'building', startedAt: NOW }) };
+    };
+    const r = await run(['start', 'db'], port);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('db: Building db failed: hello.drv exited with code 2.\n');
+  });
+});

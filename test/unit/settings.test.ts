@@ -1,0 +1,279 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AgentError, type Settings } from '../../src/api/types.ts';
+import Conf from 'conf';
+import { SETTINGS_SCHEMA, SettingsStore, checkValue, defaultSettings } from '../../src/core/settings.ts';
+
+let dir: string;
+const stores: SettingsStore[] = [];
+
+function open(opts: { watch?: boolean; now?: () => Date } = {}): SettingsStore {
+  const s = new SettingsStore({ dir, watch: opts.watch ?? false, ...(opts.now ? { now: opts.now } : {}) });
+  stores.push(s);
+  return s;
+}
+
+function settingsFile(): string {
+  return path.join(dir, 'settings.json');
+}
+
+function readFileJson(): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(settingsFile(), 'utf8')) as Record<string, unknown>;
+}
+
+/** Another process edits the file the way an editor saves (write temp, rename). */
+function editFromOtherProcess(text: string): void {
+  const script = `
+    const fs = require('node:fs');
+    const [file, text] = process.argv.slice(1);
+    fs.writeFileSync(file + '.tmp', text);
+    fs.renameSync(file + '.tmp', file);`;
+  const r = spawnSync(process.execPath, ['-e', script, settingsFile(), text], { encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'settings-'));
+});
+
+afterEach(() => {
+  for (const s of stores.splice(0)) s.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('SettingsStore', () => {
+  it('starts from documented defaults and writes them to settings.json', () => {
+    const s = open();
+    const expected: Settings = {
+      flakes: [],
+      autoRebuild: 'off',
+      autostart: {},
+      sshUser: {},
+      stopTimeoutSec: 30,
+      bridgeInterface: null,
+      onQuit: 'keep',
+      nixPath: null,
+      vfkitPath: null,
+      terminalApp: 'Terminal',
+    };
+    expect(s.get()).toEqual(expected);
+    expect(defaultSettings()).toEqual(expected);
+    expect(s.path).toBe(settingsFile());
+    expect(readFileJson()).toMatchObject(expected);
+    expect(s.warnings).toEqual([]);
+  });
+
+  it('uses <configDir>/settings.json from NIXVM_STATE_DIR when no dir is given', () => {
+    const before = process.env.NIXVM_STATE_DIR;
+    process.env.NIXVM_STATE_DIR = dir;
+    try {
+      const s = new SettingsStore({ watch: false });
+      stores.push(s);
+      expect(s.path).toBe(path.join(dir, 'settings.json'));
+      expect(fs.existsSync(s.path)).toBe(true);
+    } finally {
+      if (before === undefined) delete process.env.NIXVM_STATE_DIR;
+      else process.env.NIXVM_STATE_DIR = before;
+    }
+  });
+
+  it('stores valid changes, tells listeners, and a new store reads them back', () => {
+    const s = open();
+    const seen: Array<[Settings, Settings]> = [];
+    s.onChange((now, prev) => seen.push([now, prev]));
+    const after = s.update({ flakes: ['/Users/me/vms/'], autoRebuild: 'restart', autostart: { web: true }, stopTimeoutSec: 5 });
+    expect(after.flakes).toEqual(['/Users/me/vms']);
+    expect(after.autoRebuild).toBe('restart');
+    expect(after.terminalApp).toBe('Terminal');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.[0].autostart).toEqual({ web: true });
+    expect(seen[0]?.[1].autostart).toEqual({});
+    // The same values again change nothing and tell no one.
+    s.update({ autoRebuild: 'restart' });
+    expect(seen).toHaveLength(1);
+    expect(open().get()).toEqual(after);
+  });
+
+  it('hands out copies: mutating what get() returned changes nothing', () => {
+    const s = open();
+    const got = s.get();
+    got.flakes.push('/x');
+    expect(s.get().flakes).toEqual([]);
+  });
+
+  const invalid: Array<[Record<string, unknown>, string, string]> = [
+    [{ stopTimeoutSec: 0 }, 'stopTimeoutSec', 'at least 1'],
+    [{ stopTimeoutSec: '30' }, 'stopTimeoutSec', 'a number'],
+    [{ autoRebuild: 'always' }, 'autoRebuild', '"off", "build", "restart"'],
+    [{ onQuit: 'pause' }, 'onQuit', '"keep", "stop"'],
+    [{ flakes: ['relative/dir'] }, 'flakes[0]', 'absolute path'],
+    [{ flakes: '/one/dir' }, 'flakes', 'a list'],
+    [{ flakes: ['/a', '/a/'] }, 'flakes', 'twice'],
+    [{ autostart: { web: 'yes' } }, 'autostart.web', 'true or false'],
+    [{ sshUser: { web: '-oProxyCommand=touch /tmp/x' } }, 'sshUser.web', 'user name'],
+    [{ bridgeInterface: 'bridge 100' }, 'bridgeInterface', 'interface name'],
+    [{ nixPath: 'nix' }, 'nixPath', 'absolute path'],
+    [{ vfkitPath: 7 }, 'vfkitPath', 'a string or null'],
+    [{ terminalApp: '' }, 'terminalApp', 'must not be empty'],
+    [{ colour: 'blue' }, '"colour"', 'no setting named'],
+  ];
+
+  it('phrases exactly what the JSON schema given to conf (ajv) enforces', () => {
+    const conf = new Conf<Record<string, unknown>>({
+      cwd: dir,
+      configName: 'ajv-check',
+      schema: SETTINGS_SCHEMA as never,
+      ajvOptions: { allowUnionTypes: true },
+      accessPropertiesByDotNotation: false,
+    });
+    const cases: Array<[string, unknown]> = [
+      ...invalid.filter(([p]) => !('colour' in p)).map(([p]) => Object.entries(p)[0] as [string, unknown]),
+      ['flakes', ['/a', '/b']],
+      ['sshUser', { web: 'alice', db: 'postgres_1' }],
+      ['bridgeInterface', null],
+      ['stopTimeoutSec', 2.5],
+      ['terminalApp', 'iTerm'],
+    ];
+    for (const [k, v] of cases) {
+      const ours = checkValue(k, SETTINGS_SCHEMA[k as keyof typeof SETTINGS_SCHEMA], v) === null;
+      let theirs = true;
+      try {
+        conf.set(k, v);
+      } catch {
+        theirs = false;
+      }
+      expect(ours, `${k} = ${JSON.stringify(v)}`).toBe(theirs);
+    }
+  });
+
+  it.each(invalid)('refuses %j with one sentence naming %s, storing nothing', (partial, field, phrase) => {
+    const s = open();
+    s.update({ autoRebuild: 'build' });
+    const fileBefore = fs.readFileSync(settingsFile(), 'utf8');
+    let changes = 0;
+    s.onChange(() => changes++);
+    let err: unknown;
+    try {
+      // A valid field alongside: nothing at all is stored when one field is wrong.
+      s.update({ terminalApp: 'iTerm', ...partial });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(AgentError);
+    const e = err as AgentError;
+    expect(e.code).toBe('bad-request');
+    expect(e.message).toContain(field);
+    expect(e.message).toContain(phrase);
+    expect(e.message.trim().endsWith('.')).toBe(true);
+    expect(e.message.split('. ').length).toBe(1);
+    expect(s.get().terminalApp).toBe('Terminal');
+    expect(s.get().autoRebuild).toBe('build');
+    expect(fs.readFileSync(settingsFile(), 'utf8')).toBe(fileBefore);
+    expect(changes).toBe(0);
+  });
+
+  it('accepts null for the nullable fields and clears them again', () => {
+    const s = open();
+    s.update({ nixPath: '/nix/var/nix/profiles/default/bin/nix', bridgeInterface: 'bridge101' });
+    expect(s.get().nixPath).toBe('/nix/var/nix/profiles/default/bin/nix');
+    const back = s.update({ nixPath: null, bridgeInterface: null });
+    expect(back.nixPath).toBeNull();
+    expect(back.bridgeInterface).toBeNull();
+  });
+
+  it('moves a file that is not JSON aside, warns where it went, loads defaults, and leaves other files alone', () => {
+    const broken = '{ "flakes": ["/Users/me/vms"], "autoRebuild": ';
+    fs.writeFileSync(settingsFile(), broken);
+    fs.mkdirSync(path.join(dir, 'state', 'vms', 'web'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'state', 'vms', 'web', 'booted.json'), '{"keep":1}');
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'mine');
+
+    const s = open({ now: () => new Date('2030-01-02T03:04:05.678Z') });
+    const aside = `${settingsFile()}.corrupt-2030-01-02T03-04-05-678Z`;
+    expect(s.get()).toEqual(defaultSettings());
+    expect(s.warnings).toHaveLength(1);
+    expect(s.warnings[0]).toContain('not valid JSON');
+    expect(s.warnings[0]).toContain(aside);
+    expect(fs.readFileSync(aside, 'utf8')).toBe(broken);
+    expect(readFileJson()).toMatchObject({ autoRebuild: 'off' });
+    expect(fs.readFileSync(path.join(dir, 'state', 'vms', 'web', 'booted.json'), 'utf8')).toBe('{"keep":1}');
+    expect(fs.readFileSync(path.join(dir, 'notes.txt'), 'utf8')).toBe('mine');
+    expect(fs.readdirSync(dir).sort()).toEqual(['notes.txt', 'settings.json', 'settings.json.corrupt-2030-01-02T03-04-05-678Z', 'state']);
+  });
+
+  it('moves a file that breaks the schema aside, naming the field', () => {
+    const bad = JSON.stringify({ flakes: ['/ok'], stopTimeoutSec: -5 });
+    fs.writeFileSync(settingsFile(), bad);
+    const s = open();
+    expect(s.get().stopTimeoutSec).toBe(30);
+    expect(s.warnings[0]).toContain('stopTimeoutSec must be at least 1');
+    const asides = fs.readdirSync(dir).filter((f) => f.startsWith('settings.json.corrupt-'));
+    expect(asides).toHaveLength(1);
+    expect(fs.readFileSync(path.join(dir, asides[0] as string), 'utf8')).toBe(bad);
+  });
+
+  it('keeps a good file with keys from a newer version as it is', () => {
+    fs.writeFileSync(settingsFile(), JSON.stringify({ flakes: ['/a'], futureKnob: 3 }));
+    const s = open();
+    expect(s.warnings).toEqual([]);
+    expect(s.get().flakes).toEqual(['/a']);
+    s.update({ onQuit: 'stop' });
+    expect(readFileJson()).toMatchObject({ flakes: ['/a'], futureKnob: 3, onQuit: 'stop' });
+  });
+
+  it('an update over a file broken since loading moves it aside and stores last-good settings plus the change', () => {
+    const s = open();
+    s.update({ flakes: ['/a'] });
+    fs.writeFileSync(settingsFile(), 'garbage');
+    const after = s.update({ onQuit: 'stop' });
+    expect(after).toMatchObject({ flakes: ['/a'], onQuit: 'stop' });
+    expect(readFileJson()).toMatchObject({ flakes: ['/a'], onQuit: 'stop' });
+    expect(s.warnings.join('\n')).toContain('moved to');
+    expect(fs.readdirSync(dir).filter((f) => f.includes('corrupt'))).toHaveLength(1);
+  });
+
+  it('applies an edit made by another process live', async () => {
+    const s = open({ watch: true });
+    const seen: Settings[] = [];
+    s.onChange((now) => seen.push(now));
+    editFromOtherProcess(JSON.stringify({ ...defaultSettings(), autoRebuild: 'build', flakes: ['/from/editor'] }));
+    const got = await until('the change to arrive', () => seen.at(-1));
+    expect(got.autoRebuild).toBe('build');
+    expect(got.flakes).toEqual(['/from/editor']);
+    expect(s.get().flakes).toEqual(['/from/editor']);
+  });
+
+  it('keeps the last good settings through a broken edit, warns, and recovers when it is fixed', async () => {
+    const s = open({ watch: true });
+    s.update({ flakes: ['/good'] });
+    const warnings: string[] = [];
+    s.onWarning((w) => warnings.push(w));
+    const seen: Settings[] = [];
+    s.onChange((now) => seen.push(now));
+
+    editFromOtherProcess('{ "flakes": [');
+    await until('a warning', () => warnings.length > 0);
+    expect(warnings[0]).toContain('has an error');
+    expect(s.warnings.join('\n')).toContain('previous settings stay in effect');
+    expect(s.get().flakes).toEqual(['/good']);
+    // Not moved aside while the user may still be editing it.
+    expect(fs.readdirSync(dir).filter((f) => f.includes('corrupt'))).toEqual([]);
+
+    editFromOtherProcess(JSON.stringify({ flakes: ['/fixed'] }));
+    await until('the fix to arrive', () => seen.at(-1)?.flakes[0] === '/fixed');
+    expect(s.warnings).toEqual([]);
+  });
+});

@@ -1,0 +1,518 @@
+/**
+ * The vfkit simulator: runs vfkit's start-up in vfkit's order (cmd/vfkit newVMConfiguration and
+ * runVFKit) with its checks and messages, then plays a NixOS guest instead of booting one.
+ *
+ * Order matters because the agent can see it: flags → log level → bootloader → pidfile (written
+ * before devices are parsed, so a bad device leaves a pidfile) → devices → --gui defaults →
+ * Virtualization.framework checks (files, tags, Rosetta) → REST server → signal handler → start.
+ *
+ * Fault switches come from the environment (README.md). Idle cost is a few timers and an idle
+ * socket: nothing polls.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import type { Server } from 'node:http';
+import { checkFlagGroups, DEFAULT_RESTFUL_URI, FlagError, helpText, parseFlags, type Options } from './flags.ts';
+import {
+  bootloaderFromCmdLine,
+  bootloaderJson,
+  ConfigError,
+  deviceFromCmdLine,
+  deviceJson,
+  goPathError,
+  ignitionFromCmdLine,
+  timesyncFromCmdLine,
+  type Bootloader,
+  type Device,
+  type VirtioGpu,
+} from './config.ts';
+import { attachDevices, checkBootloader, nsError, parseRestfulUri, validateConfiguration, type Attached, type HostFaults } from './vz.ts';
+import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
+import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
+import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
+import { recordLease } from './leases.ts';
+
+export const DEFAULT_VERSION = 'v0.6.4';
+
+interface Faults extends HostFaults {
+  bootMs: number;
+  shutdownMs: number;
+  crashAfterMs: number | null;
+  crashCode: number;
+  ignoreStop: boolean;
+  chatterMs: number | null;
+  forcedIp: string | null;
+  leasesFile: string | null;
+  version: string;
+}
+
+function readFaults(env: NodeJS.ProcessEnv): Faults {
+  const num = (name: string, def: number | null, min = 0): number | null => {
+    const v = env[name];
+    if (v === undefined || v === '') return def;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) {
+      process.stderr.write(`vfkit simulator: ignoring ${name}=${v}: not a number ≥ ${min}\n`);
+      return def;
+    }
+    return n;
+  };
+  const fail = env.NIXVM_SIM_FAIL ?? '';
+  if (fail !== '' && fail !== 'rosetta' && fail !== 'compressed-kernel') {
+    process.stderr.write(`vfkit simulator: ignoring NIXVM_SIM_FAIL=${fail}: expected rosetta or compressed-kernel\n`);
+  }
+  return {
+    bootMs: num('NIXVM_SIM_BOOT_MS', 300)!,
+    shutdownMs: num('NIXVM_SIM_SHUTDOWN_MS', 200)!,
+    crashAfterMs: num('NIXVM_SIM_CRASH_AFTER_MS', null),
+    crashCode: num('NIXVM_SIM_CRASH_CODE', 1)!,
+    ignoreStop: env.NIXVM_SIM_IGNORE_STOP === '1',
+    chatterMs: num('NIXVM_SIM_CHATTER_MS', null, 1),
+    forcedIp: env.NIXVM_SIM_IP || null,
+    leasesFile: env.NIXVM_LEASES_FILE || null,
+    version: env.NIXVM_SIM_VERSION || DEFAULT_VERSION,
+    rosettaMissing: fail === 'rosetta',
+    compressedKernel: fail === 'compressed-kernel',
+  };
+}
+
+/** Cleanups vfkit registers (util.RegisterExitHandler) and runs when its command returns. */
+const exitHandlers: (() => void)[] = [];
+function runExitHandlers(): void {
+  for (const h of exitHandlers.splice(0)) {
+    try {
+      h();
+    } catch {
+      /* best effort, like vfkit */
+    }
+  }
+}
+
+function exit(code: number): never {
+  process.exit(code);
+}
+
+/** vfkit's RunE returned an error: exit handlers, cobra's report, exit 1. */
+function commandFailed(msg: string, code = 1): never {
+  runExitHandlers();
+  cobraError(msg);
+  exit(code);
+}
+
+type VzState = 'Stopped' | 'Running' | 'Paused' | 'Error' | 'Starting' | 'Pausing' | 'Resuming' | 'Stopping';
+
+interface VmConfig {
+  cpus: number;
+  memoryMiB: number;
+  bootloader: Bootloader;
+  devices: Device[];
+  timesync: { vsockPort: number } | null;
+  ignition: { configPath: string } | null;
+  nested: boolean;
+}
+
+function randomLocalMac(): string {
+  const b = crypto.randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The running VM and its guest. */
+class Machine implements RestMachine {
+  state: VzState = 'Stopped';
+  private readonly cfg: VmConfig;
+  private readonly faults: Faults;
+  private readonly attached: Attached;
+  private readonly consoles: number[];
+  private readonly stdioConsole: boolean;
+  private readonly guest: GuestFacts;
+  private readonly natMacs: string[];
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private startedAt = 0;
+  private chatter: NodeJS.Timeout | null = null;
+  private chatterCount = 0;
+  private booted = false;
+  private guestStopping = false;
+  private signalled = false;
+
+  constructor(cfg: VmConfig, faults: Faults, attached: Attached) {
+    this.cfg = cfg;
+    this.faults = faults;
+    this.attached = attached;
+    // The guest's console is hvc0: the first serial port.
+    const firstSerial = cfg.devices.findIndex((d) => d.type === 'virtio-serial');
+    const fd = attached.consoleFds.get(firstSerial);
+    this.consoles = fd === undefined ? [] : [fd];
+    const serial = cfg.devices[firstSerial];
+    this.stdioConsole = serial?.type === 'virtio-serial' && serial.usesStdio;
+    this.natMacs = cfg.devices.flatMap((d) => (d.type === 'virtio-net' && d.nat ? [d.mac || randomLocalMac()] : []));
+    const b = cfg.bootloader;
+    this.guest = {
+      hostname: b.kind === 'linux' ? hostnameFromKernel(b.vmlinuzPath) : 'nixos',
+      cmdline: b.kind === 'linux' ? b.kernelCmdLine : '',
+      cpus: cfg.cpus,
+      memoryMiB: cfg.memoryMiB,
+      tags: cfg.devices.flatMap((d, i) =>
+        attached.skipped.has(i) ? [] : d.type === 'virtio-fs' ? [d.mountTag || path.basename(d.sharedDir)] : d.type === 'rosetta' ? [d.mountTag] : [],
+      ),
+      rosetta: cfg.devices.some((d, i) => d.type === 'rosetta' && !attached.skipped.has(i)),
+      macs: this.natMacs,
+    };
+  }
+
+  // ------------------------------------------------------------ console
+
+  private uptime(): number {
+    return Date.now() - this.startedAt;
+  }
+
+  private write(lines: string[], stamped: boolean): void {
+    if (lines.length === 0) return;
+    const text = lines.map((l) => (stamped ? stamp(this.uptime()) + l : l)).join('\n') + '\n';
+    for (const fd of this.consoles) {
+      try {
+        fs.writeSync(fd, text);
+      } catch {
+        /* the file went away; the guest does not care */
+      }
+    }
+    if (this.stdioConsole) stdout(text);
+  }
+
+  private after(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private clearTimers(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    if (this.chatter) clearInterval(this.chatter);
+    this.chatter = null;
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  start(): void {
+    this.state = 'Starting';
+    this.startedAt = Date.now();
+    const phases = bootPhases(this.guest);
+    const boot = this.faults.bootMs;
+    const step = Math.max(10, Math.round(boot / 4));
+    this.write(phases.kernel, true);
+    this.after(Math.round(boot / 2), () => this.write(phases.stage1, false));
+    this.after(boot, () => {
+      this.state = 'Running';
+      log('info', 'virtual machine is running');
+      log('info', 'waiting for VM to stop');
+      this.write(phases.stage2, false);
+    });
+    this.after(boot + step, () => {
+      this.write(phases.network, false);
+      void this.lease();
+    });
+    this.after(boot + 2 * step, () => {
+      this.write(phases.login, false);
+      this.booted = true;
+      this.startChatter();
+    });
+    if (this.faults.crashAfterMs !== null) this.after(this.faults.crashAfterMs, () => this.crash());
+  }
+
+  private async lease(): Promise<void> {
+    const file = this.faults.leasesFile;
+    if (!file) return;
+    for (const [i, mac] of this.natMacs.entries()) {
+      try {
+        await recordLease(file, this.guest.hostname, mac, i === 0 ? (this.faults.forcedIp ?? undefined) : undefined);
+      } catch (e) {
+        process.stderr.write(`vfkit simulator: could not record the DHCP lease in ${file}: ${(e as Error).message}\n`);
+      }
+    }
+  }
+
+  private startChatter(): void {
+    const ms = this.faults.chatterMs;
+    if (ms === null || this.chatter || this.state !== 'Running' || this.guestStopping) return;
+    this.chatter = setInterval(() => this.write([`nixvm-sim: heartbeat ${++this.chatterCount}`], true), ms);
+  }
+
+  /** The guest powers off (ACPI power button handled). */
+  private guestShutdown(): void {
+    if (this.guestStopping) return;
+    this.guestStopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    if (this.chatter) clearInterval(this.chatter);
+    this.chatter = null;
+    const ms = this.faults.shutdownMs;
+    this.after(Math.round(ms / 2), () => this.write(shutdownLines(), false));
+    this.after(ms, () => {
+      this.write(['reboot: Power down'], true);
+      this.stopped();
+    });
+  }
+
+  /** The VM reached VirtualMachineStateStopped: vfkit's wait returns, its command ends, exit 0. */
+  private stopped(): never {
+    this.clearTimers();
+    this.state = 'Stopped';
+    log('info', 'VM is stopped');
+    runExitHandlers();
+    exit(0);
+  }
+
+  private crash(): void {
+    this.clearTimers();
+    this.write(panicLines(), true);
+    this.state = 'Error';
+    commandFailed('virtualization error: hypervisor virtualization error', this.faults.crashCode);
+  }
+
+  /** vfkit's SIGTERM/SIGINT handler: ask the guest to stop, force it off after 5 s. */
+  onSignal(name: string): void {
+    stdLog(`captured ${name}, calling exit handlers and exiting..`);
+    if (this.signalled) return;
+    this.signalled = true;
+    log('debug', 'shutting down...');
+    try {
+      this.requestStop();
+    } catch (e) {
+      log('error', `failed to shutdown VM: ${(e as Error).message}`);
+    }
+    // Not one of the guest timers: a Stop in flight must not cancel it.
+    setTimeout(() => {
+      log('warning', 'failed to wait for VM stop: timeout waiting for VM state, forcing stop');
+      this.stopped();
+    }, 5000);
+  }
+
+  private requestStop(): void {
+    // approximated: Apple's text for a request the VM cannot take in its state.
+    if (this.state !== 'Running') throw new Error(nsError('VZErrorDomain', 3, 'Invalid virtual machine state.', 'The virtual machine is not running.'));
+    if (!this.faults.ignoreStop) this.guestShutdown();
+  }
+
+  // ------------------------------------------------------------ REST
+
+  stateJson(): Record<string, unknown> {
+    const s = this.state;
+    return {
+      state: `VirtualMachineState${s}`,
+      canStart: s === 'Stopped' || s === 'Error',
+      canPause: s === 'Running',
+      canResume: s === 'Paused',
+      canStop: s === 'Running',
+      canHardStop: this.canHardStop(),
+    };
+  }
+
+  inspectJson(): Record<string, unknown> {
+    const c = this.cfg;
+    const j: Record<string, unknown> = {
+      vcpus: c.cpus,
+      memoryBytes: c.memoryMiB * 1024 * 1024,
+      bootloader: bootloaderJson(c.bootloader),
+    };
+    if (c.devices.length) j.devices = c.devices.map(deviceJson);
+    if (c.timesync) j.timesync = c.timesync;
+    if (c.ignition) j.ignition = { kind: 'ignition', configPath: c.ignition.configPath };
+    if (c.nested) j.nested = true;
+    return j;
+  }
+
+  changeState(s: Exclude<StateChange, 'HardStop'>): void {
+    // approximated: Apple's text for an impossible transition.
+    const refused = () => new Error(nsError('VZErrorDomain', 4, 'Invalid virtual machine state transition.', `The virtual machine cannot ${s.toLowerCase()} in its current state.`));
+    switch (s) {
+      case 'Pause':
+        if (this.state !== 'Running') throw refused();
+        this.state = 'Paused';
+        if (this.chatter) clearInterval(this.chatter);
+        this.chatter = null;
+        return;
+      case 'Resume':
+        if (this.state !== 'Paused') throw refused();
+        this.state = 'Running';
+        if (this.booted) this.startChatter();
+        return;
+      case 'Stop':
+        this.requestStop();
+        return;
+    }
+  }
+
+  canHardStop(): boolean {
+    return ['Starting', 'Running', 'Paused', 'Error'].includes(this.state);
+  }
+
+  hardStopError(): string {
+    return nsError('VZErrorDomain', 4, 'Invalid virtual machine state transition.', 'The virtual machine cannot stop in its current state.');
+  }
+
+  hardStop(): void {
+    this.stopped();
+  }
+
+}
+
+/** generateCloudInitImage: the user's files, checked; the ISO itself is an empty stand-in. */
+function cloudInitImage(files: string[]): string | null {
+  if (files.length === 0) return null;
+  let ok = false;
+  for (const f of files) {
+    if (f === '') continue;
+    try {
+      fs.closeSync(fs.openSync(f, 'r'));
+    } catch (e) {
+      throw new ConfigError(goPathError('open', f, e));
+    }
+    if (['user-data', 'meta-data'].includes(path.basename(f))) ok = true;
+  }
+  if (!ok) throw new ConfigError('cloud-init needs user-data and meta-data files to work');
+  const iso = path.join(os.tmpdir(), `vfkit-cloudinit-${crypto.randomBytes(6).toString('hex')}.iso`);
+  fs.writeFileSync(iso, Buffer.alloc(2048));
+  exitHandlers.push(() => fs.rmSync(iso, { force: true }));
+  return iso;
+}
+
+function writePidfile(file: string): void {
+  try {
+    // process.WritePidFile: the pid, no newline, 0600.
+    fs.writeFileSync(file, String(process.pid), { mode: 0o600 });
+  } catch (e) {
+    throw new ConfigError(`could not write PID: ${goPathError('open', file, e)}`);
+  }
+}
+
+/** vfkit's RunE up to the VM start; throws ConfigError with vfkit's message. */
+function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attached } {
+  if (o.logLevel) {
+    if (o.logLevel !== 'error' && o.logLevel !== 'debug' && o.logLevel !== 'info') throw new ConfigError(`unknown log level: ${o.logLevel}`);
+    setLevel(o.logLevel);
+  }
+  const legacy = o.kernel !== '' || o.kernelCmdline !== '' || o.initrd !== '';
+  const bootloader: Bootloader = legacy
+    ? { kind: 'linux', vmlinuzPath: o.kernel, kernelCmdLine: o.kernelCmdline, initrdPath: o.initrd }
+    : bootloaderFromCmdLine(o.bootloader);
+  log('info', 'virtual machine parameters:');
+  log('info', `\tvCPUs: ${o.cpus}`);
+  log('info', `\tmemory: ${o.memoryMiB} MiB`);
+  log('info', '');
+  const timesync = o.timesync ? timesyncFromCmdLine(o.timesync) : null;
+  const deviceArgs = [...o.devices];
+  const iso = cloudInitImage(o.cloudInit);
+  if (iso) deviceArgs.push(`virtio-blk,path=${iso}`);
+  if (o.pidfile) writePidfile(o.pidfile);
+  const devices = deviceArgs.map(deviceFromCmdLine);
+  if (o.gui) {
+    if (!devices.some((d) => d.type === 'virtio-gpu')) {
+      log('warning', '--gui flag specified but no virtio-gpu device configured, automatically adding it');
+      devices.push({ type: 'virtio-gpu', width: 800, height: 600, usesGUI: true });
+    }
+    if (!devices.some((d) => d.type === 'virtio-input')) {
+      log('warning', '--gui flag specified but no virtio-input device configured, automatically adding it');
+      devices.push({ type: 'virtio-input', inputType: 'keyboard' });
+    }
+  }
+  const ignition = o.ignition ? ignitionFromCmdLine(o.ignition) : null;
+  const cfg: VmConfig = { cpus: o.cpus, memoryMiB: o.memoryMiB, bootloader, devices, timesync, ignition, nested: o.nested };
+
+  // runVFKit → vf.NewVirtualMachine
+  const gpu = devices.find((d): d is VirtioGpu => d.type === 'virtio-gpu');
+  if (o.gui && gpu) gpu.usesGUI = true;
+  checkBootloader(bootloader, faults);
+  const attached = attachDevices(devices, faults);
+  exitHandlers.push(() => {
+    for (const fd of attached.consoleFds.values()) fs.closeSync(fd);
+  });
+  validateConfiguration(o.cpus, o.memoryMiB, devices, attached.skipped);
+  return { cfg, attached };
+}
+
+function bindError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const text: Record<string, string> = {
+    EADDRINUSE: 'address already in use',
+    ENOENT: 'no such file or directory',
+    EACCES: 'permission denied',
+    EADDRNOTAVAIL: "can't assign requested address",
+    ENOTDIR: 'not a directory',
+  };
+  return (code && text[code]) ?? (e as Error).message;
+}
+
+/** rest.NewServer + Start: a listen failure is logrus.Fatal (exit 1, no exit handlers). */
+function startRest(uri: string, m: Machine): void {
+  if (uri === DEFAULT_RESTFUL_URI) return;
+  const ep = parseRestfulUri(uri);
+  if (ep.scheme === 'none') {
+    // vfkit's Start has no case for "none" and logs the nil error as fatal.
+    setImmediate(() => {
+      log('fatal', '<nil>');
+      exit(1);
+    });
+    return;
+  }
+  const server: Server = createRestServer(m);
+  server.on('error', (e) => {
+    const where = ep.scheme === 'unix' ? `unix ${ep.path}` : `tcp ${ep.host}`;
+    log('fatal', `listen ${where}: bind: ${bindError(e)}`);
+    exit(1);
+  });
+  if (ep.scheme === 'unix') {
+    exitHandlers.push(() => fs.rmSync(ep.path, { force: true }));
+    server.listen(ep.path);
+  } else {
+    server.listen(ep.port, ep.hostname);
+  }
+}
+
+export function main(argv: string[]): void {
+  const faults = readFaults(process.env);
+  let o: Options;
+  try {
+    o = parseFlags(argv);
+  } catch (e) {
+    if (e instanceof FlagError) commandFailed(e.message);
+    throw e;
+  }
+  if (o.help) {
+    stdout(helpText());
+    exit(0);
+  }
+  if (o.version) {
+    stdout(`vfkit version: ${faults.version}\n`);
+    exit(0);
+  }
+  try {
+    checkFlagGroups(o);
+  } catch (e) {
+    if (e instanceof FlagError) commandFailed(e.message);
+    throw e;
+  }
+
+  let machine: Machine;
+  try {
+    const { cfg, attached } = configure(o, faults);
+    machine = new Machine(cfg, faults, attached);
+    startRest(o.restfulUri, machine);
+  } catch (e) {
+    if (e instanceof ConfigError) commandFailed(e.message);
+    throw e;
+  }
+  for (const [sig, name] of [
+    ['SIGTERM', 'terminated'],
+    ['SIGINT', 'interrupt'],
+  ] as const) {
+    process.on(sig, () => machine.onSignal(name));
+  }
+  // The process lives as long as the VM: keep the event loop alive even with no socket to serve.
+  setInterval(() => {}, 2 ** 31 - 1);
+  machine.start();
+}
