@@ -29,6 +29,7 @@ import {
 } from '../api/types.ts';
 import { BuildError, BuildManager, type BuildResult } from './nix/build.ts';
 import { FlakeError } from './nix/errors.ts';
+import { drvOutPath } from './nix/drv.ts';
 import { inventory, type InventoryResult } from './nix/inventory.ts';
 import { Nix } from './nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from './nix/watcher.ts';
@@ -340,7 +341,7 @@ export class Agent implements AgentPort {
     const built = this.builtRecord(e.name);
     const live = st.state === 'running' || st.state === 'starting' || st.state === 'stopping';
     const mac = this.effectiveMac(e) ?? this.bootedMac(e.name);
-    const ipv6 = mac ? linkLocalFromMac(mac, this.bridgeName) : null;
+    const ipv6 = mac ? this.linkLocal(mac) : null;
     const ipv4 = mac && live ? this.leaseFor(mac) : null;
     const stale = this.isStale(e, st, built);
     const ssh = this.sshFor(e, ipv4, ipv6);
@@ -419,6 +420,9 @@ export class Agent implements AgentPort {
 
   private sshFor(e: VmEntry, ipv4: string | null, ipv6: string | null): string[] | null {
     if (!e.spec || !e.spec.ssh.enabled) return null;
+    const st = this.supervisor.status(e.name).state;
+    // An address only answers while the VM runs.
+    if (st !== 'running' && st !== 'starting') return null;
     const host = ipv4 ?? ipv6;
     if (!host) return null;
     const user = this.settings.get().sshUser[e.name] ?? e.spec.ssh.user;
@@ -780,6 +784,14 @@ export class Agent implements AgentPort {
     if (!opts.restart && (st === 'running' || st === 'starting')) return this.vmSnapshot(e);
     const bad = validateSpec(e.spec);
     if (bad) throw new AgentError('failed', bad.message);
+    for (const share of e.spec.shares) {
+      if (!fs.existsSync(share.source)) {
+        throw new AgentError(
+          'failed',
+          `${name}'s shared directory "${share.tag}" (${share.source}) does not exist; create it or change virtualisation.sharedDirectories.`,
+        );
+      }
+    }
     if (!this.vfkit) await this.locateVfkit();
     if (!this.vfkit) throw new AgentError('failed', this.vfkitProblem ?? 'vfkit was not found.');
     const closure = await this.ensureClosure(e, opts.forceBuild ?? false);
@@ -856,7 +868,19 @@ export class Agent implements AgentPort {
   }
 
   private leaseFor(mac: string): string | null {
-    return findLeaseForMac(this.leases.list, mac)?.ipAddress ?? null;
+    try {
+      return findLeaseForMac(this.leases.list, mac)?.ipAddress ?? null;
+    } catch {
+      return null; // a malformed configured MAC: validateSpec reports it
+    }
+  }
+
+  private linkLocal(mac: string): string | null {
+    try {
+      return linkLocalFromMac(mac, this.bridgeName);
+    } catch {
+      return null; // a malformed configured MAC: validateSpec reports it
+    }
   }
 
   /** Re-read the leases file when it changed (a stat is the whole cost otherwise). */
@@ -908,9 +932,11 @@ export class Agent implements AgentPort {
         `${name} does not run an ssh server; set services.openssh.enable = true in its configuration and apply it.`,
       );
     }
+    const st = this.supervisor.status(name).state;
+    if (st !== 'running' && st !== 'starting') throw new AgentError('failed', `${name} is not running; start it first.`);
     const v = this.vmSnapshot(e);
     const argv = this.sshFor(e, v.ipv4, v.ipv6);
-    if (!argv) throw new AgentError('failed', `${name} has no address yet; start it and wait for it to boot.`);
+    if (!argv) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
     return { argv, command: sshCommandLine(argv) };
   }
 
@@ -937,14 +963,18 @@ export class Agent implements AgentPort {
     if (!e.spec) throw new AgentError('failed', e.error ?? `${name} could not be evaluated.`);
     const booted = this.supervisor.status(name).booted;
     const built = this.builtRecord(name);
-    // The closure it would boot: the built one when current, else the path nix will produce.
+    // The closure it would boot: the built one when current, else the path the .drv declares.
     const closure =
-      built && built.drvPath === e.spec.drvPath ? built.outPath : booted?.drvPath === e.spec.drvPath ? booted.outPath : null;
+      built && built.drvPath === e.spec.drvPath
+        ? built.outPath
+        : booted?.drvPath === e.spec.drvPath
+          ? booted.outPath
+          : drvOutPath(e.spec.drvPath);
     const vfkit = this.vfkit?.path ?? this.settings.get().vfkitPath ?? 'vfkit';
     try {
       return {
         spec: e.spec,
-        argv: this.composeArgv(e as VmEntry & { spec: VmSpec }, closure ?? `<${path.basename(e.spec.drvPath, '.drv')} once built>`, vfkit),
+        argv: this.composeArgv(e as VmEntry & { spec: VmSpec }, closure ?? `/nix/store/${path.basename(e.spec.drvPath, '.drv')}`, vfkit),
       };
     } catch (err) {
       this.configError(err);

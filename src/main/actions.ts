@@ -3,6 +3,7 @@
  * AgentPort and a small `UiHost` so the logic runs and is tested without Electron: src/main wires
  * the host to clipboard/shell/dialog, the UI tests wire it to recorders.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
   AgentError,
@@ -23,12 +24,14 @@ export interface UiHost {
   openConsoleApp(file: string): Promise<void>;
   chooseFolder(): Promise<string | null>;
   openSettings(): void;
-  getLaunchAtLogin(): boolean;
-  setLaunchAtLogin(enabled: boolean): void;
+  getLaunchAtLogin(): Promise<boolean>;
+  /** Returns the state afterwards. */
+  setLaunchAtLogin(enabled: boolean): Promise<boolean>;
   quit(): void;
 }
 
-const SAFE_WORD = /^[A-Za-z0-9_@%+=:,./-]+$/;
+// A leading `=` is quoted too: zsh expands `=cmd` to a path.
+const SAFE_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
 
 /** POSIX shell quoting: one argument stays one argument whatever it contains. */
 export function shellQuote(arg: string): string {
@@ -137,6 +140,9 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
     async chooseFlakeFolder() {
       const dir = await host.chooseFolder();
       if (dir) {
+        if (!existsSync(path.join(dir, 'flake.nix'))) {
+          throw new AgentError('failed', `${dir} has no flake.nix: choose the folder that holds your flake (the one defining nixosConfigurations).`);
+        }
         const { flakes } = await agent.call('getSettings', {});
         if (!flakes.includes(dir)) await agent.call('setSettings', { flakes: [...flakes, dir] });
       }
@@ -147,11 +153,10 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       return null;
     },
     async getLaunchAtLogin() {
-      return { enabled: host.getLaunchAtLogin() };
+      return { enabled: await host.getLaunchAtLogin() };
     },
     async setLaunchAtLogin({ enabled }) {
-      host.setLaunchAtLogin(enabled);
-      return { enabled: host.getLaunchAtLogin() };
+      return { enabled: await host.setLaunchAtLogin(enabled) };
     },
     async quit() {
       host.quit();

@@ -16,6 +16,8 @@ export interface TestAgentOptions {
   /** Fixture name under test/fixtures (default 'seed'). */
   fixture?: string;
   git?: boolean;
+  /** Give the fixture fresh derivations so nix really builds. */
+  salt?: boolean;
   /** Settings written before the agent starts (vfkitPath defaults to the simulator). */
   settings?: Partial<Settings>;
   /** Extra env for the simulated VMs (fault switches). */
@@ -45,7 +47,7 @@ export interface TestAgent {
 }
 
 export async function createTestAgent(opts: TestAgentOptions = {}): Promise<TestAgent> {
-  const flake = opts.flake ?? (await copyFixture(opts.fixture ?? 'seed', { git: opts.git ?? false }));
+  const flake = opts.flake ?? (await copyFixture(opts.fixture ?? 'seed', { git: opts.git ?? false, salt: opts.salt ?? false }));
   const root = opts.root ?? fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-agent-')));
   const leasesFile = path.join(root, 'dhcpd_leases');
   const settingsFile = path.join(root, 'settings.json');

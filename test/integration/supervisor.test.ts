@@ -4,7 +4,7 @@
  * Closures are fake directories (kernel/initrd/init files): no nix needed here.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -76,10 +76,16 @@ function supervisor(dirs: { stateDir: string; logsDir: string }, over: Partial<S
   return sup;
 }
 
+/** Running, and not a zombie waiting to be reaped (orphans of the killed owner may briefly be). */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = execFileSync('ps', ['-o', 'stat=', '-p', String(pid)], { encoding: 'utf8' }).trim();
+    return stat !== '' && !stat.startsWith('Z');
   } catch {
     return false;
   }
@@ -137,7 +143,10 @@ describe('Supervisor', () => {
     const sup = supervisor(dirs);
     const vm = vmFor(dirs, 'web');
     const states: string[] = [];
-    sup.on('change', (n: string) => n === 'web' && states.push(sup.status('web').state));
+    sup.on('change', (n: string) => {
+      const s = sup.status('web').state;
+      if (n === 'web' && states.at(-1) !== s) states.push(s);
+    });
 
     await sup.start(vm);
     const st = sup.status('web');
@@ -184,7 +193,7 @@ describe('Supervisor', () => {
 
   it('reports a crash with the exit code and the last console lines', async () => {
     const dirs = fresh('crash');
-    const sup = supervisor(dirs, { env: { NIXVM_SIM_CRASH_AFTER_MS: '400', NIXVM_SIM_CRASH_CODE: '3' } });
+    const sup = supervisor(dirs, { env: { NIXVM_SIM_CRASH_AFTER_MS: '1000', NIXVM_SIM_CRASH_CODE: '3' } });
     const vm = vmFor(dirs, 'db');
     const exitP = nextExit(sup, 'db');
     await sup.start(vm);
@@ -239,6 +248,45 @@ describe('Supervisor', () => {
     // vfkit handles SIGTERM by stopping the VM itself; with Stop ignored it forces it after 5 s,
     // so within our 300 ms it is SIGKILL that ends it.
     expect(exit.signal === 'SIGKILL' || exit.code === 0).toBe(true);
+  });
+
+  it('stops a VM that is still booting, starts again after a stop, and restarts onto a new closure', async () => {
+    const dirs = fresh('boot');
+    const sup = supervisor(dirs, { env: { NIXVM_SIM_BOOT_MS: '1500' } });
+    const vm = vmFor(dirs, 'slow');
+    const started = sup.start(vm);
+    await until(() => sup.status('slow').pid !== null, 5000, 'vfkit to be spawned');
+    const pid1 = sup.status('slow').pid!;
+    expect(sup.status('slow').state).toBe('starting');
+    const stopped = sup.stop('slow');
+    // A start asked for while stopping runs after the stop, on a fresh vfkit.
+    const again = sup.start(vm);
+    await stopped;
+    await started; // the interrupted start settles quietly: the user asked for the stop
+    expect(alive(pid1)).toBe(false);
+    await again;
+    expect(sup.status('slow').state).toBe('running');
+    const pid2 = sup.status('slow').pid!;
+    expect(pid2).not.toBe(pid1);
+
+    const next = { ...vm, drvPath: vm.drvPath.replace('nixos-system', 'nixos-system-v2'), outPath: `${closure}-v2` };
+    await sup.restart(next);
+    expect(sup.status('slow').state).toBe('running');
+    expect(sup.status('slow').pid).not.toBe(pid2);
+    expect(sup.status('slow').booted).toEqual({ drvPath: next.drvPath, outPath: next.outPath });
+    await sup.stop('slow');
+  });
+
+  it('gives up on a VM that never comes up, and says so', async () => {
+    const dirs = fresh('never');
+    const sup = supervisor(dirs, { bootTimeoutMs: 400, stopTimeoutMs: 200, hardStopTimeoutMs: 500, env: { NIXVM_SIM_BOOT_MS: '60000' } });
+    const vm = vmFor(dirs, 'never');
+    const err = await sup.start(vm).catch((e) => e);
+    expect(err).toBeInstanceOf(VmStartError);
+    expect(err.message).toMatch(/^VM "never" did not come up within 0.4 s/);
+    expect(sup.status('never').state).toBe('crashed');
+    expect(sup.status('never').pid).toBeNull();
+    expect(existsSync(vm.paths.pidfile)).toBe(false);
   });
 
   it('spawns exactly one vfkit for concurrent starts, and start on a running VM is a no-op', async () => {

@@ -260,10 +260,19 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   private async runBuild(slot: Slot, target: BuildTarget, signal: AbortSignal): Promise<BuildResult> {
     const { vm, flake } = target;
     const dir = path.join(this.logsDir, vmDirName(vm));
-    mkdirSync(dir, { recursive: true });
-    rotateLogs(dir, this.keepLogs);
     const logPath = path.join(dir, 'build.log');
+    try {
+      mkdirSync(dir, { recursive: true });
+      rotateLogs(dir, this.keepLogs);
+    } catch (e) {
+      const why = trimSentence(String((e as Error)?.message ?? e));
+      const err = new BuildError(vm, 'build-failed', `Could not write the build log of VM '${vm}' in ${dir} (${why}); check that the directory is writable.`);
+      this.emit('done', vm, err);
+      throw err;
+    }
     const log: WriteStream = createWriteStream(logPath, { flags: 'w' });
+    // A log that cannot be written must not take the agent down; the build goes on.
+    log.on('error', () => {});
     const tracker = new ProgressTracker({ tailLines: this.tailLines });
     const startedAt = Date.now();
     slot.info = {

@@ -313,11 +313,18 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
     }
   };
 
-  const flushPartial = (): void => {
+  /**
+   * Deliver the unfinished last line. When the file is finished (replaced, truncated) the
+   * decoder is finished too; after a quiet moment it keeps any half-received character.
+   */
+  const flushPartial = (fileDone: boolean): void => {
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = null;
-    const rest = partial + decoder.end();
-    decoder = new StringDecoder('utf8');
+    let rest = partial;
+    if (fileDone) {
+      rest += decoder.end();
+      decoder = new StringDecoder('utf8');
+    }
     partial = '';
     if (rest) emit([rest.endsWith('\r') ? rest.slice(0, -1) : rest]);
   };
@@ -335,7 +342,7 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
     if (flushTimer) clearTimeout(flushTimer);
     flushTimer = null;
     if (partial) {
-      flushTimer = setTimeout(flushPartial, partialFlushMs);
+      flushTimer = setTimeout(() => flushPartial(false), partialFlushMs);
       if (!persistent) flushTimer.unref();
     }
   };
@@ -369,11 +376,11 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
     }
     if (fh && (st.ino !== ino || st.dev !== dev)) {
       // Replaced: the old file is finished.
-      flushPartial();
+      flushPartial(true);
       await closeHandle();
     } else if (fh && st.size < offset) {
       // Truncated in place: start over.
-      flushPartial();
+      flushPartial(true);
       offset = 0;
     }
     if (!fh) {

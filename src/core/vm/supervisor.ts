@@ -102,6 +102,8 @@ interface Run {
   record: BootRecord;
   adopted: boolean;
   booting: boolean;
+  /** vfkit's REST API has answered at least once: it accepted the configuration. */
+  restSeen: boolean;
   stopRequested: boolean;
   /** Settled once the process is known to be gone. */
   ended: Promise<EndInfo>;
@@ -113,6 +115,8 @@ interface Run {
   unwatch: (() => void) | null;
   lastArm: number;
   rearmDelay: number;
+  /** Back-off while an adopted vfkit is alive but its REST API silent. */
+  silentDelay: number;
   fastPoll: NodeJS.Timeout | null;
 }
 
@@ -184,12 +188,10 @@ export class Supervisor extends EventEmitter {
    */
   start(vm: SupervisedVm): Promise<void> {
     const e = this.entry(vm.name);
+    // A stop in progress (even one that interrupted a boot) finishes first; then this starts afresh.
+    if (e.stopping) return e.stopping.catch(() => {}).then(() => this.start(vm));
     if (e.state === 'starting' && e.starting) return e.starting;
     if (e.state === 'running') return Promise.resolve();
-    if (e.state === 'stopping' && e.stopping) {
-      const after = e.stopping.catch(() => {}).then(() => this.start(vm));
-      return after;
-    }
     e.cancelStart = false;
     e.error = null;
     this.setState(e, 'starting');
@@ -230,6 +232,10 @@ export class Supervisor extends EventEmitter {
       await this.waitBooted(e, existing);
       return;
     }
+    if (e.cancelStart) {
+      this.setState(e, 'stopped');
+      return;
+    }
 
     const record: BootRecord = {
       name: vm.name,
@@ -267,12 +273,13 @@ export class Supervisor extends EventEmitter {
   /** Poll the REST API (with backoff, during boot only) until vfkit says running. */
   private async waitBooted(e: Entry, r: Run): Promise<void> {
     const deadline = Date.now() + this.opts.bootTimeoutMs;
-    let delay = 25;
+    let delay = 20;
     r.booting = true;
     try {
       while (!r.isEnded && !r.stopRequested) {
         try {
           const s = await r.rest.getState({ timeoutMs: 2000 });
+          r.restSeen = true;
           if (s.state === 'running') {
             if (r.isEnded || r.stopRequested) break;
             this.setState(e, 'running');
@@ -288,7 +295,7 @@ export class Supervisor extends EventEmitter {
           throw new VmStartError(e.name, e.error ?? `VM "${e.name}" did not come up.`);
         }
         await Promise.race([r.ended, sleep(delay)]);
-        delay = Math.min(delay * 2, 500);
+        delay = Math.min(Math.round(delay * 1.5), 250);
       }
     } finally {
       r.booting = false;
@@ -299,8 +306,9 @@ export class Supervisor extends EventEmitter {
   }
 
   private async giveUpBoot(e: Entry, r: Run): Promise<void> {
-    const secs = Math.round(this.opts.bootTimeoutMs / 1000);
-    await this.escalate(e, r, { skipRest: false, quiet: true });
+    const ms = this.opts.bootTimeoutMs;
+    const secs = ms < 10_000 ? String(+(ms / 1000).toFixed(1)) : String(Math.round(ms / 1000));
+    await this.escalate(e, r, { quiet: true });
     e.error =
       `VM "${e.name}" did not come up within ${secs} s (vfkit's REST API at ${r.rest.uri} never reported it running), ` +
       `so it was stopped; see ${vfkitLogPath(r.paths)} for vfkit's output.`;
@@ -329,7 +337,7 @@ export class Supervisor extends EventEmitter {
         await e.starting.catch(() => {});
       }
       const r = e.run;
-      if (r && !r.isEnded) await this.escalate(e, r, { skipRest: false, quiet: false });
+      if (r && !r.isEnded) await this.escalate(e, r, { quiet: false });
       else if (r) await r.done;
     })().finally(() => {
       if (e.stopping === p) e.stopping = null;
@@ -344,7 +352,7 @@ export class Supervisor extends EventEmitter {
     await this.start(vm);
   }
 
-  private async escalate(e: Entry, r: Run, o: { skipRest: boolean; quiet: boolean }): Promise<void> {
+  private async escalate(e: Entry, r: Run, o: { quiet: boolean }): Promise<void> {
     r.stopRequested = true;
     if (!o.quiet) this.setState(e, 'stopping');
     if (r.adopted) this.startFastPoll(r);
@@ -357,14 +365,15 @@ export class Supervisor extends EventEmitter {
       ];
       for (const step of steps) {
         if (r.isEnded) break;
-        if (o.skipRest && step.what.startsWith('REST')) continue;
         const sent = await step.act();
         if (!sent) continue;
         this.log(`VM "${e.name}": sent ${step.what}, waiting up to ${step.waitMs} ms for vfkit (pid ${r.pid}) to exit`);
         if (await this.waitEnded(r, step.waitMs)) break;
       }
       if (!r.isEnded) {
-        throw new Error(`VM "${e.name}" (vfkit pid ${r.pid}) did not exit even after SIGKILL; check it with Activity Monitor.`);
+        e.error = `VM "${e.name}" (vfkit pid ${r.pid}) did not exit even after SIGKILL; check the process in Activity Monitor.`;
+        this.emit('change', e.name);
+        throw new Error(e.error);
       }
       await r.done;
     } finally {
@@ -488,6 +497,8 @@ export class Supervisor extends EventEmitter {
     this.log(`VM "${name}": adopted vfkit pid ${pid}${restOk ? '' : ' (REST API not answering)'}`);
     this.ensureLiveness();
     this.setState(e, restOk ? 'starting' : 'running');
+    // Without a REST answer there is no connection to watch: keep checking, backing off.
+    if (!restOk) setTimeout(() => void this.confirmEnd(e, r), 1000).unref();
     return r;
   }
 
@@ -531,6 +542,7 @@ export class Supervisor extends EventEmitter {
       record,
       adopted,
       booting: false,
+      restSeen: false,
       stopRequested: false,
       ended,
       settle: (info) => {
@@ -546,7 +558,8 @@ export class Supervisor extends EventEmitter {
       markDone,
       unwatch: null,
       lastArm: 0,
-      rearmDelay: 1000,
+      rearmDelay: 0,
+      silentDelay: 0,
       fastPoll: null,
     };
     return r;
@@ -562,21 +575,32 @@ export class Supervisor extends EventEmitter {
 
   private async confirmEnd(e: Entry, r: Run): Promise<void> {
     if (r.isEnded || e.run !== r) return;
-    if (await pidGone(r.pid)) {
-      r.settle({ code: null, signal: null });
+    // REST first: answering is proof of life and costs no process spawn (an idle-closing server
+    // sends us here every few seconds).
+    let answers = false;
+    if (pidAlive(r.pid)) {
+      try {
+        await r.rest.getState({ timeoutMs: 2000 });
+        answers = true;
+      } catch {
+        // Gone or on its way out; decided below.
+      }
+    }
+    if (r.isEnded || e.run !== r) return;
+    if (!answers) {
+      if (await pidGone(r.pid)) r.settle({ code: null, signal: null });
+      // Alive but silent: exiting, or hung; look again shortly (the liveness timer also keeps checking).
+      else {
+        r.silentDelay = Math.min(Math.max(r.silentDelay, 500) * 2, 30_000);
+        setTimeout(() => void this.confirmEnd(e, r), r.silentDelay).unref();
+      }
       return;
     }
-    try {
-      await r.rest.getState({ timeoutMs: 2000 });
-    } catch {
-      // Alive but not answering: it is on its way out, or hung; the liveness timer keeps checking.
-      setTimeout(() => void this.confirmEnd(e, r), 500).unref();
-      return;
-    }
+    r.silentDelay = 0;
     // Still there: the server closed an idle connection (vfkit does not; a Node server does).
     // Re-arm, backing off if it keeps closing quickly so a misbehaving server cannot make us spin.
     const lived = Date.now() - r.lastArm;
-    r.rearmDelay = lived < 1000 ? Math.min(r.rearmDelay * 2, 30_000) : 0;
+    r.rearmDelay = lived < 1000 ? Math.min(Math.max(r.rearmDelay, 500) * 2, 30_000) : 0;
     if (r.rearmDelay) setTimeout(() => this.watchAdopted(e, r), r.rearmDelay).unref();
     else this.watchAdopted(e, r);
   }
@@ -632,7 +656,7 @@ export class Supervisor extends EventEmitter {
     let state: VmRunState;
     if (booting && !r.stopRequested) {
       state = 'crashed';
-      e.error = startFailure(name, r.paths, info);
+      e.error = startFailure(name, r.paths, info, r.restSeen);
     } else if (r.stopRequested) {
       state = 'stopped';
     } else if (info.signal === null && info.code === 0) {
@@ -779,20 +803,26 @@ function crashSentence(name: string, info: EndInfo, lastLines: string[]): string
   return `VM "${name}" crashed: ${cause}${last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : ''}.`;
 }
 
-/** vfkit's own reason for a failed start, from its output, as one sentence with what to do. */
-function startFailure(name: string, paths: SupervisedPaths, info: EndInfo): string {
+/**
+ * vfkit's own reason for a failed start, from its output, as one sentence with what to do. Before
+ * its REST API answered, vfkit was still checking the configuration: it refused it. After, the VM
+ * had started and died while booting.
+ */
+function startFailure(name: string, paths: SupervisedPaths, info: EndInfo, restSeen: boolean): string {
   let text = '';
   try {
     text = readFileSync(vfkitLogPath(paths), 'utf8');
   } catch {
     // No output at all.
   }
-  const msg = vfkitMessage(text);
-  const hint = hintFor(msg);
+  const msg = vfkitMessage(text)?.replace(/[.\s]+$/, '') ?? null;
+  if (restSeen) {
+    return `VM "${name}" crashed while booting (vfkit ${how(info)}${msg ? `: ${msg}` : ''}); see its console log and ${vfkitLogPath(paths)}.`;
+  }
   if (!msg) {
     return `vfkit for VM "${name}" exited while starting (${how(info)}) without saying why; see ${vfkitLogPath(paths)}.`;
   }
-  return `vfkit refused to start VM "${name}": ${msg.replace(/[.\s]+$/, '')}${hint ? `; ${hint}` : ''}.`;
+  return `vfkit refused to start VM "${name}": ${msg}; ${hintFor(msg)}.`;
 }
 
 /**
@@ -811,8 +841,7 @@ export function vfkitMessage(text: string): string | null {
   return last && !/level=(info|debug|warning)/.test(last) ? last : null;
 }
 
-function hintFor(msg: string | null): string | null {
-  if (!msg) return null;
+function hintFor(msg: string): string {
   if (/rosetta is not installed/i.test(msg)) return 'install Rosetta with `softwareupdate --install-rosetta --agree-to-license` or turn off virtualisation.rosetta.enable';
   if (/rosetta is (not supported|unsupported)/i.test(msg)) return 'Rosetta needs an Apple silicon Mac, so turn off virtualisation.rosetta.enable for this VM';
   if (/kernel must be uncompressed|compressed file/i.test(msg)) return 'on Apple silicon Virtualization.framework boots only an uncompressed kernel Image, so build the VM with one';

@@ -1,0 +1,60 @@
+/**
+ * Screenshots of the renderer for docs/ and the README: the dropdown (light and dark), the log
+ * window and settings, rendered in Chromium over a real Agent (the UI fixture flake, real nix,
+ * the vfkit simulator), the same way the UI tests run it.
+ *
+ *   node scripts/screenshots.ts [outDir]      (default: docs/)
+ */
+import '../test/setup-env.ts';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { createTestAgent } from '../test/helpers/agent.ts';
+import { copyFixture } from '../test/helpers/fixtures.ts';
+import { startHarness } from '../test/ui/harness.ts';
+
+const out = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '..', 'docs'));
+mkdirSync(out, { recursive: true });
+
+const flake = await copyFixture('ui', { salt: true });
+flake.write('step-seconds', '0');
+const t = await createTestAgent({ flake, vmEnv: { NIXVM_SIM_CHATTER_MS: '700' }, settings: { sshUser: { dev: 'alice' }, autostart: { dev: true } } });
+const h = await startHarness();
+try {
+  // A realistic moment: dev running, web running an older config, builder mid-build, scratch off.
+  await Promise.all([t.agent.call('start', { vm: 'dev' }), t.agent.call('start', { vm: 'web' })]);
+  await t.waitFor((s) => s.vms.filter((v) => v.state === 'running' && v.ipv4).length === 2);
+  flake.write('motd', 'changed');
+  await t.waitFor((s) => s.vms.some((v) => v.name === 'web' && v.stale));
+  flake.write('step-seconds', '4');
+  await t.waitFor((s) => !s.flakes.some((f) => f.evaluating) && s.vms.some((v) => v.name === 'builder' && v.drvPath?.includes('builder')), 20_000);
+  void t.agent.call('build', { vm: 'builder' }).catch(() => {});
+  await t.waitFor((s) => s.vms.some((v) => v.name === 'builder' && (v.build.progress?.percent ?? 0) > 0 && v.build.progress?.lastLine), 30_000);
+
+  for (const scheme of ['light', 'dark'] as const) {
+    const app = await h.open(t.agent, 'index', { colorScheme: scheme, deviceScaleFactor: 2 });
+    await app.page.locator('li.vm').nth(3).waitFor();
+    await app.page.locator('li.vm[data-vm="dev"] .vm-main').click();
+    await app.page.waitForTimeout(300);
+    await app.page.screenshot({ path: path.join(out, `dropdown-${scheme}.png`) });
+    console.log(`wrote docs/dropdown-${scheme}.png`);
+    await app.close();
+  }
+
+  const log = await h.open(t.agent, 'log', { query: { vm: 'dev', kind: 'console' }, deviceScaleFactor: 2 });
+  await log.page.locator('.line').nth(20).waitFor();
+  await log.page.waitForTimeout(1500);
+  await log.page.screenshot({ path: path.join(out, 'log-window.png') });
+  console.log('wrote docs/log-window.png');
+  await log.close();
+
+  const settings = await h.open(t.agent, 'settings', { deviceScaleFactor: 2 });
+  await settings.page.locator('#vms tr').nth(3).waitFor();
+  await settings.page.waitForTimeout(200);
+  await settings.page.screenshot({ path: path.join(out, 'settings.png') });
+  console.log('wrote docs/settings.png');
+  await settings.close();
+} finally {
+  await t.agent.call('cancelBuild', { vm: 'builder' }).catch(() => {});
+  await h.close();
+  await t.dispose();
+}

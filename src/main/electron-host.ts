@@ -1,0 +1,38 @@
+/** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
+import { clipboard, dialog, shell } from 'electron';
+import { AgentError } from '../api/types.ts';
+import type { UiHost } from './actions.ts';
+import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
+import { openInConsole, openInTerminal } from './terminal.ts';
+import type { Windows } from './windows.ts';
+
+export function electronHost(windows: Windows, quit: () => void, loginChanged: (enabled: boolean) => void): UiHost {
+  return {
+    writeClipboard: (text) => clipboard.writeText(text),
+    openTerminal: openInTerminal,
+    async openFolder(dir) {
+      const err = await shell.openPath(dir);
+      if (err) throw new AgentError('failed', `Could not open ${dir} (${err}); check that the folder still exists.`);
+    },
+    revealPath: (p) => shell.showItemInFolder(p),
+    openLogWindow: (vm, kind) => windows.openLog(vm, kind),
+    openConsoleApp: openInConsole,
+    async chooseFolder() {
+      const r = await dialog.showOpenDialog({
+        title: 'Choose a flake folder',
+        message: 'Choose the folder that holds your flake.nix.',
+        buttonLabel: 'Use Folder',
+        properties: ['openDirectory', 'createDirectory'],
+      });
+      return r.canceled ? null : (r.filePaths[0] ?? null);
+    },
+    openSettings: () => windows.openSettings(),
+    getLaunchAtLogin,
+    async setLaunchAtLogin(enabled) {
+      const now = await setLaunchAtLogin(enabled);
+      loginChanged(now);
+      return now;
+    },
+    quit,
+  };
+}

@@ -1,0 +1,155 @@
+/**
+ * NixVM.app's main process: thin wiring. One instance (Electron's single-instance lock; the
+ * agent's own lock guards against a headless `nixvm daemon`), tray only (no Dock icon), the
+ * in-process Agent as the single source of state, and the faces over it: tray + native menu,
+ * the menubar dropdown, log and settings windows, notifications. Quit honours settings.onQuit.
+ */
+import { Tray, app, dialog } from 'electron';
+import { menubar } from 'menubar';
+import path from 'node:path';
+import type { AgentPort } from '../api/types.ts';
+import { isUp } from '../api/describe.ts';
+import { createUiHandlers, runAction, stopForQuit } from './actions.ts';
+import { IpcDispatcher } from './dispatch.ts';
+import { electronHost } from './electron-host.ts';
+import { registerIpc } from './ipc.ts';
+import { getLaunchAtLogin } from './login-item.ts';
+import { Notifier } from './notify.ts';
+import { TrayController, trayImage } from './tray.ts';
+import { Windows, hardenSession, hardenWebContents, pageUrl, rendererBaseUrl, secureWebPreferences, type AppPaths } from './windows.ts';
+
+interface AppAgent extends AgentPort {
+  close(): Promise<void>;
+}
+
+// Bundled to dist/main/main.js; the renderer and preload are its siblings, icons/ sits beside dist/.
+const distDir = path.resolve(import.meta.dirname, '..');
+const paths: AppPaths = {
+  rendererDir: path.join(distDir, 'renderer'),
+  preload: path.join(distDir, 'preload', 'preload.cjs'),
+};
+const iconsDir = path.join(distDir, '..', 'icons');
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** The in-process agent; when a headless agent already holds the lock, be a face over its socket. */
+async function connectAgent(): Promise<{ agent: AppAgent; owned: boolean }> {
+  const { Agent } = await import('../core/agent.ts');
+  try {
+    return { agent: await Agent.create({}), owned: true };
+  } catch (e) {
+    if (!(e instanceof Error) || e.name !== 'AlreadyRunningError') throw e;
+    const { connectControl } = await import('../control/client.ts');
+    return { agent: await connectControl(), owned: false };
+  }
+}
+
+async function main(): Promise<void> {
+  app.setName('NixVM');
+  // Packaged builds get LSUIElement from plist/Info.plist; dev runs hide the Dock icon here.
+  app.dock?.hide();
+  app.on('web-contents-created', (_e, wc) => hardenWebContents(wc));
+  // A tray app keeps running with no window open.
+  app.on('window-all-closed', () => {});
+  await app.whenReady();
+  hardenSession();
+
+  let connected: { agent: AppAgent; owned: boolean };
+  try {
+    connected = await connectAgent();
+  } catch (e) {
+    dialog.showErrorBox('NixVM could not start', message(e));
+    app.exit(1);
+    return;
+  }
+  const { agent, owned } = connected;
+
+  const windows = new Windows(paths);
+  let launchAtLogin = await getLaunchAtLogin().catch(() => false);
+  let quitting = false;
+  let trayCtl: TrayController | null = null;
+
+  async function quit(): Promise<void> {
+    if (quitting) return;
+    quitting = true;
+    windows.closeAll();
+    try {
+      if (owned) {
+        const snap = await agent.call('snapshot', {});
+        if (snap.settings.onQuit === 'stop' && snap.vms.some(isUp)) trayCtl?.setOverride('Stopping…');
+        const { failed } = await stopForQuit(agent);
+        if (failed.length) {
+          await dialog.showMessageBox({
+            type: 'warning',
+            message: `NixVM could not stop ${failed.map((f) => f.vm).join(', ')}.`,
+            detail: `${failed.map((f) => `${f.vm}: ${f.error}`).join('\n')}\n\nThey keep running; stop them with \`nixvm stop\` or Activity Monitor.`,
+          });
+        }
+      }
+      await agent.close();
+    } catch (e) {
+      console.error(`nixvm: while quitting: ${message(e)}`);
+    }
+    app.exit(0);
+  }
+  // Cmd-Q, logout and shutdown come through here too: run the on-quit policy first.
+  app.on('before-quit', (ev) => {
+    if (!quitting) {
+      ev.preventDefault();
+      void quit();
+    }
+  });
+
+  const ui = createUiHandlers(agent, electronHost(windows, () => void quit(), (v) => (launchAtLogin = v)));
+  registerIpc(new IpcDispatcher(agent, ui), rendererBaseUrl(paths));
+
+  const notifier = new Notifier((vm, kind) => windows.openLog(vm, kind), () => {});
+  const tray = new Tray(trayImage(iconsDir, 'idle'));
+  trayCtl = new TrayController(tray, iconsDir, {
+    facts: () => ({ platform: process.platform, launchAtLogin, unseenNotices: notifier.pending }),
+    dispatch: (action) =>
+      void runAction(action, agent, ui).catch((e) => dialog.showMessageBox({ type: 'warning', message: message(e) })),
+    opened: () => notifier.seen(),
+  });
+
+  const mac = process.platform === 'darwin';
+  const mb = menubar({
+    tray,
+    index: pageUrl(paths, 'index', mac ? { vibrancy: '1' } : {}),
+    // Created up front so it is current (and opens instantly) when the icon is clicked.
+    preloadWindow: true,
+    showDockIcon: false,
+    tooltip: 'NixVM',
+    browserWindow: {
+      width: 380,
+      height: 540,
+      resizable: false,
+      movable: false,
+      minimizable: false,
+      maximizable: false,
+      fullscreenable: false,
+      skipTaskbar: true,
+      ...(mac ? { vibrancy: 'popover' as const, visualEffectState: 'active' as const, backgroundColor: '#00000000' } : {}),
+      webPreferences: secureWebPreferences(paths),
+    },
+  });
+  app.on('second-instance', () => void mb.showWindow());
+
+  agent.subscribe((ev) => {
+    if (ev.type === 'snapshot') trayCtl?.update(ev.snapshot);
+    else if (ev.type === 'notice') notifier.show(ev.notice);
+  });
+  trayCtl.update(await agent.call('snapshot', {}));
+}
+
+if (!app.requestSingleInstanceLock()) {
+  // The running instance gets 'second-instance' and opens its dropdown.
+  app.quit();
+} else {
+  main().catch((e) => {
+    dialog.showErrorBox('NixVM failed', message(e));
+    app.exit(1);
+  });
+}

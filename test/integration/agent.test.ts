@@ -1,0 +1,202 @@
+/**
+ * The Agent end to end in-process: real nix on a copy of the seed fixture, the vfkit simulator,
+ * a private state root. What a user of the app or CLI would see.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentError, type AgentEvent } from '../../src/api/types.ts';
+import { recentRuns } from '../../src/core/runner.ts';
+import { Agent } from '../../src/core/agent.ts';
+import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+
+const live: TestAgent[] = [];
+async function agent(opts: Parameters<typeof createTestAgent>[0] = {}): Promise<TestAgent> {
+  const t = await createTestAgent(opts);
+  live.push(t);
+  return t;
+}
+afterEach(async () => {
+  for (const t of live.splice(0)) await t.dispose();
+});
+
+const nixRunsSince = (i: number) => recentRuns().slice(i).filter((r) => r.argv[0]?.endsWith('/nix'));
+
+describe('Agent', () => {
+  it('lists every VM of the flake with its spec, stopped and not stale', async () => {
+    const t = await agent();
+    const s = t.agent.snapshot();
+    expect(s.flakes).toHaveLength(1);
+    expect(s.flakes[0]!.error).toBeNull();
+    expect(s.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
+    const m = t.vm('minimal-vm');
+    expect(m).toMatchObject({ state: 'stopped', stale: false, cpus: 4, memoryMiB: 4096, mac: 'f6:25:e2:48:58:1e' });
+    expect(m.ipv6).toBe('fe80::f425:e2ff:fe48:581e%bridge100');
+    expect(s.agent.vfkit?.path).toMatch(/vfkit-sim\/vfkit$/);
+    expect(s.agent.problems).toEqual([]);
+  });
+
+  it('builds on first start, then starts an up-to-date VM without running nix', async () => {
+    const t = await agent();
+    let mark = recentRuns().length;
+    const started = await t.agent.call('start', { vm: 'minimal-vm' });
+    expect(started.state).toBe('running');
+    expect(started.bootedDrvPath).toBe(started.drvPath);
+    expect(nixRunsSince(mark).some((r) => r.argv.includes('build'))).toBe(true);
+
+    await t.agent.call('stop', { vm: 'minimal-vm' });
+    expect(t.vm('minimal-vm').state).toBe('stopped');
+
+    mark = recentRuns().length;
+    const again = await t.agent.call('start', { vm: 'minimal-vm' });
+    expect(again.state).toBe('running');
+    expect(nixRunsSince(mark)).toEqual([]);
+  });
+
+  it('gives addresses, an ssh command for the configured user and the boot log', async () => {
+    const t = await agent();
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    const s = await t.waitFor((x) => x.vms.some((v) => v.name === 'minimal-vm' && v.ipv4 !== null), 15_000);
+    const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(vm.ipv4).toMatch(/^192\.168\.64\.\d+$/);
+    const ips = await t.agent.call('ips', { vm: 'minimal-vm' });
+    expect(ips).toEqual({ ipv4: vm.ipv4, ipv6: vm.ipv6 });
+    const ssh = await t.agent.call('sshCommand', { vm: 'minimal-vm' });
+    expect(ssh.argv.slice(-3)).toEqual(['-l', 'alice', vm.ipv4]);
+    expect(ssh.command).toContain('StrictHostKeyChecking=no');
+
+    // A per-VM ssh user override applies live.
+    await t.agent.call('setSettings', { sshUser: { 'minimal-vm': 'root' } });
+    expect((await t.agent.call('sshCommand', { vm: 'minimal-vm' })).argv.slice(-3)).toEqual(['-l', 'root', vm.ipv4]);
+
+    const logs = await t.agent.call('logs', { vm: 'minimal-vm', kind: 'console', lines: 200 });
+    expect(logs.lines.join('\n')).toMatch(/login:/);
+
+    // Our own ssh config file holds a Host alias; ~/.ssh/config is never touched.
+    const cfg = await waitForFile(path.join(t.root, 'state', 'ssh_config'), (c) => c.includes(vm.ipv4!));
+    expect(cfg).toContain('Host nixvm-minimal-vm');
+  });
+
+  it('marks exactly the edited VM stale, and apply restarts it on the new closure', async () => {
+    const t = await agent({ settings: {} });
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    await t.agent.call('build', { vm: 'builder-vm' });
+    const before = t.vm('minimal-vm');
+
+    // A comment-only edit changes nothing.
+    const host = t.flake.file('hosts/minimal-vm.nix');
+    fs.appendFileSync(host, '\n# just a comment\n');
+    await t.agent.call('reevaluate', {});
+    expect(t.vm('minimal-vm').stale).toBe(false);
+
+    const text = fs.readFileSync(host, 'utf8');
+    fs.writeFileSync(host, text.replace('networking.hostName = "minimal-vm";', 'networking.hostName = "minimal-vm";\n  boot.kernelParams = [ "console=hvc0" "edited" ];'));
+    await t.waitFor((s) => s.vms.find((v) => v.name === 'minimal-vm')?.stale === true, 20_000);
+    expect(t.vm('builder-vm').stale).toBe(false);
+    expect(t.vm('minimal-vm').state).toBe('running');
+
+    const applied = await t.agent.call('apply', { vm: 'minimal-vm' });
+    expect(applied.state).toBe('running');
+    expect(applied.stale).toBe(false);
+    expect(applied.bootedDrvPath).not.toBe(before.bootedDrvPath);
+    expect(applied.pid).not.toBe(before.pid);
+    const args = await t.agent.call('inspect', { vm: 'minimal-vm' });
+    expect(args.argv.find((a) => a.startsWith('linux,'))).toContain('edited');
+  });
+
+  it('keeps running VMs when the flake stops evaluating, and shows the error', async () => {
+    const t = await agent();
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    fs.writeFileSync(t.flake.file('flake.nix'), '{ outputs = { self }: { nixosConfigurations = ');
+    const s = await t.waitFor((x) => x.flakes[0]!.error !== null, 20_000);
+    expect(s.flakes[0]!.error).toMatch(/syntax|unexpected|parse/i);
+    const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(vm.state).toBe('running');
+    expect(vm.spec).not.toBeNull();
+  });
+
+  it('answers bad input with one sentence and keeps going', async () => {
+    const t = await agent();
+    const err = await t.agent.call('start', { vm: 'nope' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe('no-such-vm');
+    expect((err as AgentError).message).toMatch(/no VM named "nope".*minimal-vm/);
+    const bad = await t.agent.call('setSettings', { stopTimeoutSec: -3 } as never).catch((e: unknown) => e);
+    expect((bad as AgentError).code).toBe('bad-request');
+    expect(t.agent.snapshot().settings.stopTimeoutSec).toBe(30);
+    const noSsh = await t.agent.call('sshCommand', { vm: 'minimal-vm' }).catch((e: unknown) => e);
+    expect((noSsh as AgentError).message).toMatch(/minimal-vm is not running; start it/);
+  });
+
+  it('refuses a second agent on the same state dir, naming the holder', async () => {
+    const t = await agent();
+    const err = await Agent.create({ env: t.env, control: false }).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toMatch(new RegExp(`already running \\(pid ${process.pid}`));
+  });
+
+  it('reports missing nix and vfkit as problems and stays up', async () => {
+    const t = await agent({ settings: { nixPath: '/nonexistent/nix', vfkitPath: '/nonexistent/vfkit' } });
+    const s = t.agent.snapshot();
+    expect(s.agent.problems.join('\n')).toMatch(/nix/);
+    expect(s.agent.problems.join('\n')).toMatch(/vfkit/);
+    expect(s.flakes[0]!.error).toMatch(/nix/);
+    // Fixing the setting live brings nix back.
+    await t.agent.call('setSettings', { nixPath: null });
+    expect(t.agent.snapshot().agent.nix).toMatch(/nix$/);
+  });
+
+  it('adopts VMs a previous agent left running and still sees them end', async () => {
+    const t = await agent();
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    const pid = t.vm('minimal-vm').pid;
+    await t.close();
+
+    const t2 = await agent({ root: t.root, flake: t.flake });
+    const vm = t2.vm('minimal-vm');
+    expect(vm.state).toBe('running');
+    expect(vm.pid).toBe(pid);
+    await t2.agent.call('stop', { vm: 'minimal-vm' });
+    expect(t2.vm('minimal-vm').state).toBe('stopped');
+  });
+
+  it('autostarts marked VMs', async () => {
+    const t = await agent({ settings: { autostart: { 'minimal-vm': true } } });
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'running', 20_000);
+    expect(s.vms.find((v) => v.name === 'builder-vm')?.state).toBe('stopped');
+  });
+
+  it('reports a crash with its exit code and notifies', async () => {
+    const t = await agent({ vmEnv: { NIXVM_SIM_CRASH_AFTER_MS: '600', NIXVM_SIM_CRASH_CODE: '3' } });
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'crashed', 15_000);
+    const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(vm.exit?.code).toBe(3);
+    expect(vm.exit?.lastLines.length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 50));
+    const notices = t.events.filter((e): e is Extract<AgentEvent, { type: 'notice' }> => e.type === 'notice');
+    expect(notices.some((n) => n.notice.title === 'minimal-vm crashed' && n.notice.log === 'console')).toBe(true);
+  });
+
+  it('pushes at most about ten snapshots a second during a build', async () => {
+    const t = await agent({ fixture: 'build', salt: true });
+    const names = ['app'];
+    const times: number[] = [];
+    const off = t.agent.subscribe((e) => {
+      if (e.type === 'snapshot') times.push(Date.now());
+    });
+    await Promise.allSettled(names.map((vm) => t.agent.call('build', { vm })));
+    off();
+    expect(times.length).toBeGreaterThan(1);
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(90);
+  });
+});
+
+async function waitForFile(file: string, ok: (content: string) => boolean, timeoutMs = 5000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const c = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    if (ok(c)) return c;
+    if (Date.now() > end) throw new Error(`${file} never satisfied the check; it holds: ${c}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

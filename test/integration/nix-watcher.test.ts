@@ -1,0 +1,180 @@
+/** The flake watcher with real chokidar, real files and real nix. */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FlakeError, inventory, type InventoryResult } from '../../src/core/nix/inventory.ts';
+import { Nix } from '../../src/core/nix/nix.ts';
+import { FlakeWatcher, type InventoryUpdate } from '../../src/core/nix/watcher.ts';
+import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
+
+const nix = Nix.locate();
+const DEBOUNCE = 150;
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Harness {
+  flake: FlakeCopy;
+  watcher: FlakeWatcher;
+  updates: InventoryUpdate[];
+  failures: unknown[];
+  warnings: string[][];
+  evals: () => number;
+  /** Resolves with the next 'inventory' or 'failed' event. */
+  next: () => Promise<InventoryUpdate | { failed: unknown }>;
+}
+
+async function watched(
+  fixture: string,
+  opts: { git?: boolean; evaluate?: (f: FlakeCopy, signal: AbortSignal) => Promise<InventoryResult> } = {},
+): Promise<Harness> {
+  const flake = await copyFixture(fixture, { git: opts.git });
+  cleanups.push(() => flake.remove());
+  const evaluate = opts.evaluate ?? ((f, signal) => inventory(nix, f.dir, { signal }));
+  const watcher = new FlakeWatcher({ flakeDir: flake.dir, debounceMs: DEBOUNCE, evaluate: (signal) => evaluate(flake, signal) });
+  cleanups.push(() => watcher.close());
+  const h: Harness = {
+    flake,
+    watcher,
+    updates: [],
+    failures: [],
+    warnings: [],
+    evals: () => watcher.evaluationCount,
+    next: () =>
+      new Promise((resolve) => {
+        watcher.once('inventory', (u) => resolve(u));
+        watcher.once('failed', (e) => resolve({ failed: e }));
+      }),
+  };
+  watcher.on('inventory', (u) => h.updates.push(u));
+  watcher.on('failed', (e) => h.failures.push(e));
+  watcher.on('warning', (w) => h.warnings.push(w));
+  await watcher.start();
+  return h;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function edit(f: FlakeCopy, rel: string, fn: (s: string) => string): void {
+  f.write(rel, fn(readFileSync(f.file(rel), 'utf8')));
+}
+
+describe('FlakeWatcher', () => {
+  it('evaluates once at start and reports every VM as changed', async () => {
+    const h = await watched('seed');
+    expect(h.updates).toHaveLength(1);
+    expect(h.updates[0]).toMatchObject({ first: true, changed: ['builder-vm', 'minimal-vm'], paths: [] });
+    expect(h.watcher.current?.vms).toHaveLength(2);
+  });
+
+  it('turns a burst of saves into exactly one re-evaluation', async () => {
+    const h = await watched('seed');
+    const next = h.next();
+    for (let i = 0; i < 6; i++) {
+      edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# save ${i}\n`);
+      await sleep(20);
+    }
+    await next;
+    await sleep(DEBOUNCE * 3);
+    expect(h.evals()).toBe(2);
+    expect(h.updates[1]?.paths).toEqual(['hosts/minimal-vm.nix']);
+  });
+
+  it('marks nothing after a comment-only edit', async () => {
+    const h = await watched('seed');
+    const next = h.next();
+    edit(h.flake, 'hosts/builder-vm.nix', (s) => s.replace('# Like the seed', '# Still like the seed'));
+    const u = (await next) as InventoryUpdate;
+    expect(u.changed).toEqual([]);
+    expect(u.respecced).toEqual([]);
+  });
+
+  it('marks exactly the VM whose configuration changed', async () => {
+    const h = await watched('seed');
+    const before = h.watcher.current!.vms.find((v) => v.name === 'minimal-vm')!.drvPath;
+    const next = h.next();
+    edit(h.flake, 'hosts/minimal-vm.nix', (s) => s.replace('services.getty.autologinUser = "root";', 'services.getty.autologinUser = "alice";'));
+    const u = (await next) as InventoryUpdate;
+    expect(u.changed).toEqual(['minimal-vm']);
+    expect(u.result.vms.find((v) => v.name === 'minimal-vm')!.drvPath).not.toBe(before);
+
+    // Run settings change the vfkit command, not the closure: reported separately.
+    const next2 = h.next();
+    edit(h.flake, 'hosts/builder-vm.nix', (s) => s.replace('cores = 8;', 'cores = 6;'));
+    const u2 = (await next2) as InventoryUpdate;
+    expect(u2.changed).toEqual([]);
+    expect(u2.respecced).toEqual(['builder-vm']);
+  });
+
+  it('runs exactly one more evaluation when files change during one', async () => {
+    let calls = 0;
+    let release: (() => void) | null = null;
+    const h = await watched('seed', {
+      evaluate: async (f, signal) => {
+        calls++;
+        // Hold the second evaluation until the test has changed files under it.
+        if (calls === 2) await new Promise<void>((r) => (release = r));
+        return inventory(nix, f.dir, { signal });
+      },
+    });
+    const evaluating = new Promise<void>((r) => h.watcher.once('evaluating', () => r()));
+    edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# one\n`);
+    await evaluating;
+    await sleep(50);
+    expect(h.watcher.evaluating).toBe(true);
+    edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# two\n`);
+    await sleep(DEBOUNCE + 100);
+    edit(h.flake, 'hosts/builder-vm.nix', (s) => `${s}# three\n`);
+    await sleep(DEBOUNCE + 100);
+    expect(calls).toBe(2); // still held: nothing runs alongside it
+    const after = h.next().then(() => h.next());
+    (release as unknown as () => void)();
+    await after;
+    await sleep(DEBOUNCE * 3);
+    expect(calls).toBe(3);
+    expect(h.updates.at(-1)?.paths).toEqual(['hosts/builder-vm.nix', 'hosts/minimal-vm.nix']);
+  }, 15_000);
+
+  it('reports a broken flake and recovers when it is fixed', async () => {
+    const h = await watched('seed');
+    const broken = h.next();
+    edit(h.flake, 'flake.nix', (s) => s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix;', 'minimal-vm = mkVm ./hosts/minimal-vm.nix'));
+    const r = (await broken) as { failed: unknown };
+    expect(r.failed).toBeInstanceOf(FlakeError);
+    expect((r.failed as FlakeError).kind).toBe('syntax');
+    expect(h.watcher.current?.vms).toHaveLength(2); // the last good inventory stays
+    const fixed = h.next();
+    edit(h.flake, 'flake.nix', (s) => s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix', 'minimal-vm = mkVm ./hosts/minimal-vm.nix;'));
+    const u = (await fixed) as InventoryUpdate;
+    expect(u.changed).toEqual([]);
+    expect(h.watcher.error).toBeNull();
+  });
+
+  it('names a new .nix file git does not track, before and after nix trips over it', async () => {
+    const h = await watched('seed', { git: true });
+    const next = h.next();
+    h.flake.write('hosts/extra-vm.nix', '{ networking.hostName = "extra-vm"; }\n');
+    edit(h.flake, 'flake.nix', (s) =>
+      s.replace('builder-vm = mkVm ./hosts/builder-vm.nix;', 'builder-vm = mkVm ./hosts/builder-vm.nix;\n        extra-vm = mkVm ./hosts/extra-vm.nix;'),
+    );
+    const u = (await next) as InventoryUpdate;
+    const advice = `hosts/extra-vm.nix is not tracked by git, so nix cannot see it; run \`git add -N hosts/extra-vm.nix\` in ${h.flake.dir}.`;
+    expect(h.warnings.at(-1)).toEqual([advice]);
+    expect(u.result.warnings).toContain(advice);
+    expect(u.result.failures).toEqual([expect.objectContaining({ name: 'extra-vm', error: advice })]);
+    expect(u.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
+  });
+
+  it('ignores .git, result links and share directories, and stops on close', async () => {
+    const h = await watched('seed', { git: true });
+    h.flake.write('.git/info/nixvm-test', 'x');
+    h.flake.write('result-dev', 'not a real link');
+    h.flake.write('persistent/written-by-the-guest', 'x');
+    await sleep(DEBOUNCE * 3);
+    expect(h.evals()).toBe(1);
+    await h.watcher.close();
+    edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# after close\n`);
+    await sleep(DEBOUNCE * 3);
+    expect(h.evals()).toBe(1);
+  });
+});

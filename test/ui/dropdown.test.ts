@@ -1,0 +1,216 @@
+/**
+ * The menubar dropdown in Chromium over the real Agent (fixture flakes, real nix, the vfkit
+ * simulator). See harness.ts for how the page is wired.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { copyFixture } from '../helpers/fixtures.ts';
+import { startHarness, type AppPage, type Harness } from './harness.ts';
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Opens the dropdown over a test agent; both are cleaned up by the returned function. */
+async function dropdown(t: TestAgent): Promise<AppPage> {
+  return h.open(t.agent, 'index');
+}
+
+const row = (app: AppPage, vm: string) => app.page.locator(`li.vm[data-vm="${vm}"]`);
+
+async function expand(app: AppPage, vm: string): Promise<void> {
+  const r = row(app, vm);
+  if (!(await r.evaluate((el) => el.classList.contains('expanded')))) await r.locator('.vm-main').click();
+}
+
+describe('dropdown', () => {
+  it('renders one row per VM with its state, resources and what ssh allows', async () => {
+    const t = await createTestAgent({ fixture: 'ui' });
+    const app = await dropdown(t);
+    try {
+      await app.page.locator('li.vm').nth(3).waitFor();
+      const names = await app.page.locator('li.vm .vm-name').allTextContents();
+      expect(names.sort()).toEqual(['builder', 'dev', 'scratch', 'web']);
+      expect(await row(app, 'dev').locator('.vm-status').textContent()).toBe('Stopped');
+      expect(await row(app, 'dev').locator('.vm-res').textContent()).toBe('4 CPUs · 4 GiB');
+      expect(await row(app, 'scratch').locator('.vm-res').textContent()).toBe('1 CPU · 1 GiB');
+      expect(await row(app, 'dev').locator('[data-action="start"]').isVisible()).toBe(true);
+      expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
+
+      await expand(app, 'scratch');
+      const copy = row(app, 'scratch').locator('[data-action="copySshCommand"]');
+      expect(await copy.isDisabled()).toBe(true);
+      expect(await copy.getAttribute('title')).toBe('sshd is not enabled in this configuration');
+      expect(await app.page.locator('#summary').textContent()).toBe('none running');
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('Start builds the VM with a moving progress bar, then runs it', async () => {
+    const flake = await copyFixture('ui', { salt: true });
+    flake.write('step-seconds', '0.25');
+    const t = await createTestAgent({ flake });
+    const app = await dropdown(t);
+    try {
+      await row(app, 'web').waitFor();
+      // Record every progress value and build text the row shows.
+      await app.page.evaluate(() => {
+        const w = window as unknown as { seen: { pct: string[]; drv: string[]; line: string[] } };
+        w.seen = { pct: [], drv: [], line: [] };
+        const li = document.querySelector('li.vm[data-vm="web"]')!;
+        new MutationObserver(() => {
+          const bar = li.querySelector('.vm-progress') as HTMLElement;
+          if (bar.hidden) return;
+          const v = bar.getAttribute('aria-valuenow');
+          if (v && w.seen.pct.at(-1) !== v) w.seen.pct.push(v);
+          const d = li.querySelector('.drv')!.textContent!;
+          if (d && !w.seen.drv.includes(d)) w.seen.drv.push(d);
+          const l = li.querySelector('.lastline')!.textContent!;
+          if (l && !w.seen.line.includes(l)) w.seen.line.push(l);
+        }).observe(li, { subtree: true, childList: true, attributes: true, characterData: true });
+      });
+      await row(app, 'web').locator('[data-action="start"]').click();
+      await row(app, 'web').locator('.vm-progress:not([hidden])').waitFor({ timeout: 10_000 });
+      expect(await row(app, 'web').locator('[data-action="cancelBuild"]').isVisible()).toBe(true);
+      await app.page.locator('li.vm[data-vm="web"][data-state="running"]').waitFor({ timeout: 30_000 });
+
+      const seen = await app.page.evaluate(() => (window as unknown as { seen: { pct: string[]; drv: string[]; line: string[] } }).seen);
+      const pct = seen.pct.map(Number);
+      const between = pct.filter((p) => p > 0 && p < 100);
+      expect(new Set(between).size, `progress values seen: ${pct.join(', ')}`).toBeGreaterThanOrEqual(2);
+      expect(pct).toEqual([...pct].sort((a, b) => a - b));
+      expect(seen.drv.join('\n')).toMatch(/openssl-3\.0\.14|python3-3\.12\.4|nginx-1\.26\.1|webapp-0\.9\.2/);
+      expect(seen.line.join('\n')).toMatch(/unpacking sources|compiling 12 objects|installing/);
+      // Running now: progress gone, Stop offered, the address shown.
+      expect(await row(app, 'web').locator('.vm-progress').isHidden()).toBe(true);
+      expect(await row(app, 'web').locator('[data-action="stop"]').isVisible()).toBe(true);
+      expect(t.vm('web').state).toBe('running');
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('Copy ssh command puts the agent\'s ssh command on the clipboard; Terminal gets a .command file that runs it', async () => {
+    const t = await createTestAgent({ fixture: 'ui' });
+    const app = await dropdown(t);
+    try {
+      await row(app, 'dev').locator('[data-action="start"]').click();
+      await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running' && v.sshCommand !== null));
+      await expand(app, 'dev');
+      const copy = row(app, 'dev').locator('[data-action="copySshCommand"]');
+      await app.page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('li.vm[data-vm="dev"] [data-action="copySshCommand"]')!.disabled);
+      await copy.click();
+      await app.page.locator('#toast:not([hidden])').waitFor();
+      const { command, argv } = await t.agent.call('sshCommand', { vm: 'dev' });
+      expect(app.host.clipboard).toEqual([command]);
+      expect(command).toMatch(/ -l alice /);
+      expect(await app.page.locator('#toast .toast-text').textContent()).toBe('Copied the ssh command');
+
+      // Open ssh in Terminal: `open -a Terminal <file>`, and the file execs exactly that argv.
+      await row(app, 'dev').locator('[data-action="openSshInTerminal"]').click();
+      await app.page.waitForFunction(() => !document.querySelector('li.vm[data-vm="dev"] [data-action="openSshInTerminal"]')!.classList.contains('busy'));
+      expect(app.host.terminals).toHaveLength(1);
+      const { file, argv: openArgv } = app.host.terminals[0]!;
+      expect(openArgv).toEqual(['open', '-a', 'Terminal', file]);
+      expect(file).toBe(path.join(t.vm('dev').stateDir, 'ssh.command'));
+      const stub = mkdtempSync(path.join(os.tmpdir(), 'nixvm-sshstub-'));
+      writeFileSync(path.join(stub, 'ssh'), '#!/bin/sh\nprintf "%s\\n" "$@"\n');
+      chmodSync(path.join(stub, 'ssh'), 0o755);
+      const r = spawnSync(file, { encoding: 'utf8', env: { PATH: `${stub}:/usr/bin:/bin` } });
+      expect(r.status).toBe(0);
+      expect(r.stdout.trimEnd().split('\n')).toEqual(argv.slice(1));
+
+      // Copy IP copies the address the agent reports.
+      await row(app, 'dev').locator('[data-action="copyIpv6"]').click();
+      await app.page.waitForFunction(() => document.querySelector('#toast .toast-text')?.textContent?.startsWith('Copied fe80::'));
+      expect(app.host.clipboard.at(-1)).toBe(t.vm('dev').ipv6);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('a running VM whose config changed shows stale and "Restart to Apply", which boots the new closure', async () => {
+    const flake = await copyFixture('ui', { salt: true });
+    flake.write('step-seconds', '0');
+    const t = await createTestAgent({ flake });
+    const app = await dropdown(t);
+    try {
+      await row(app, 'web').locator('[data-action="start"]').click();
+      await app.page.locator('li.vm[data-vm="web"][data-state="running"]').waitFor({ timeout: 30_000 });
+      const before = t.vm('web').bootedDrvPath;
+      expect(await row(app, 'web').locator('[data-action="apply"]').isVisible()).toBe(false);
+
+      flake.write('motd', 'Hello from a changed config');
+      const apply = row(app, 'web').locator('[data-action="apply"]');
+      await apply.waitFor({ state: 'visible', timeout: 15_000 });
+      expect(await apply.textContent()).toBe('Restart to Apply');
+      expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(true);
+      // Only web changed.
+      expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
+
+      await apply.click();
+      await t.waitFor((s) => s.vms.some((v) => v.name === 'web' && v.state === 'running' && !v.stale && v.bootedDrvPath !== before), 30_000);
+      await apply.waitFor({ state: 'hidden' });
+      expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(false);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('with no flake configured it says so and offers to choose a folder', async () => {
+    const t = await createTestAgent({ fixture: 'ui', settings: { flakes: [] } });
+    const app = await dropdown(t);
+    try {
+      await app.page.getByText('No flake configured').waitFor();
+      const choose = app.page.locator('[data-action="chooseFlakeFolder"]');
+      expect(await choose.textContent()).toBe('Choose Folder…');
+
+      // A folder without flake.nix is refused with what to do.
+      app.host.nextFolder = os.tmpdir();
+      await choose.click();
+      await app.page.locator('#toast.error').waitFor();
+      expect(await app.page.locator('#toast .toast-text').textContent()).toContain('has no flake.nix');
+
+      app.host.nextFolder = t.flake.dir;
+      await choose.click();
+      await app.page.locator('li.vm').nth(3).waitFor({ timeout: 20_000 });
+      expect(await app.page.getByText('No flake configured').count()).toBe(0);
+      expect((await t.agent.call('getSettings', {})).flakes).toEqual([t.flake.dir]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('a flake that does not evaluate is shown in place with nix\'s message', async () => {
+    const t = await createTestAgent({ fixture: 'syntax' });
+    const app = await dropdown(t);
+    try {
+      const card = app.page.locator('.flake-errors .card.error');
+      await card.waitFor({ timeout: 20_000 });
+      expect(await card.locator('.card-title').textContent()).toMatch(/^Flake .* failed to evaluate$/);
+      const text = (await card.textContent()) ?? '';
+      expect(text).toMatch(/syntax error/);
+      expect(await card.locator('[data-action="reevaluate"]').isVisible()).toBe(true);
+      expect(await app.page.locator('li.vm').count()).toBe(0);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+});
