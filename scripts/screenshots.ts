@@ -35,6 +35,11 @@ try {
     await app.page.locator('li.vm').nth(3).waitFor();
     await app.page.locator('li.vm[data-vm="dev"] .vm-main').click();
     await app.page.waitForTimeout(300);
+    // Size the page as the app sizes the dropdown window (main.ts clamps to 180–680).
+    const height = Math.max(180, Math.min(680, app.host.heights.at(-1) ?? 540));
+    await app.page.setViewportSize({ width: 380, height });
+    await app.page.mouse.move(1, 1);
+    await app.page.waitForTimeout(100);
     await app.page.screenshot({ path: path.join(out, `dropdown-${scheme}.png`) });
     console.log(`wrote docs/dropdown-${scheme}.png`);
     await app.close();

@@ -54,6 +54,8 @@ export interface UiMethods {
   setLaunchAtLogin: { params: { enabled: boolean }; result: { enabled: boolean } };
   /** Quits the app, honouring settings.onQuit. */
   quit: { params: Empty; result: null };
+  /** The dropdown's content wants this many CSS pixels of height (the app clamps it). */
+  fitHeight: { params: { height: number }; result: null };
 }
 
 export type UiVerb = keyof UiMethods;
@@ -74,6 +76,7 @@ export const UI_VERBS = {
   getLaunchAtLogin: true,
   setLaunchAtLogin: true,
   quit: true,
+  fitHeight: true,
 } as const satisfies Record<UiVerb, true>;
 
 export function isUiVerb(v: unknown): v is UiVerb {

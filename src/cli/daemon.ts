@@ -6,6 +6,7 @@
  */
 import type { AgentEvent, AgentPort } from '../api/types.ts';
 import type { CliIo } from './io.ts';
+import { BUNDLE_ID } from '../core/paths.ts';
 
 /** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
 export interface DaemonAgent extends AgentPort {
@@ -51,6 +52,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     agent = await createAgent(opts.flakes ? { flakes: opts.flakes } : {});
   } catch (err) {
     complain(err instanceof Error ? err.message : String(err));
+    // Under launchd (KeepAlive on crash), a non-zero exit would respawn us every 10 s while the
+    // other agent lives: an agent that is already running is a fine outcome there.
+    if (err instanceof Error && err.name === 'AlreadyRunningError' && io.env.XPC_SERVICE_NAME === BUNDLE_ID) return 0;
     return 1;
   }
 

@@ -28,6 +28,8 @@ export interface UiHost {
   /** Returns the state afterwards. */
   setLaunchAtLogin(enabled: boolean): Promise<boolean>;
   quit(): void;
+  /** Resize the dropdown to fit its content (clamped by the host). */
+  fitDropdown(height: number): void;
 }
 
 // A leading `=` is quoted too: zsh expands `=cmd` to a path.
@@ -160,6 +162,10 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
     },
     async quit() {
       host.quit();
+      return null;
+    },
+    async fitHeight({ height }) {
+      host.fitDropdown(height);
       return null;
     },
   };

@@ -6,7 +6,13 @@ import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
 import { openInConsole, openInTerminal } from './terminal.ts';
 import type { Windows } from './windows.ts';
 
-export function electronHost(windows: Windows, quit: () => void, loginChanged: (enabled: boolean) => void): UiHost {
+export interface HostHooks {
+  quit(): void;
+  loginChanged(enabled: boolean): void;
+  fitDropdown(height: number): void;
+}
+
+export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
   return {
     writeClipboard: (text) => clipboard.writeText(text),
     openTerminal: openInTerminal,
@@ -30,9 +36,10 @@ export function electronHost(windows: Windows, quit: () => void, loginChanged: (
     getLaunchAtLogin,
     async setLaunchAtLogin(enabled) {
       const now = await setLaunchAtLogin(enabled);
-      loginChanged(now);
+      hooks.loginChanged(now);
       return now;
     },
-    quit,
+    quit: () => hooks.quit(),
+    fitDropdown: (height) => hooks.fitDropdown(height),
   };
 }

@@ -29,6 +29,7 @@ const paths: AppPaths = {
   preload: path.join(distDir, 'preload', 'preload.cjs'),
 };
 const iconsDir = path.join(distDir, '..', 'icons');
+const DROPDOWN = { width: 380, initialHeight: 420, minHeight: 180, maxHeight: 680 };
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -102,7 +103,15 @@ async function main(): Promise<void> {
     }
   });
 
-  const ui = createUiHandlers(agent, electronHost(windows, () => void quit(), (v) => (launchAtLogin = v)));
+  let fitDropdown = (_height: number): void => {};
+  const ui = createUiHandlers(
+    agent,
+    electronHost(windows, {
+      quit: () => void quit(),
+      loginChanged: (v) => (launchAtLogin = v),
+      fitDropdown: (h) => fitDropdown(h),
+    }),
+  );
   registerIpc(new IpcDispatcher(agent, ui), rendererBaseUrl(paths));
 
   const notifier = new Notifier((vm, kind) => windows.openLog(vm, kind), () => {});
@@ -123,8 +132,8 @@ async function main(): Promise<void> {
     showDockIcon: false,
     tooltip: 'NixVM',
     browserWindow: {
-      width: 380,
-      height: 540,
+      width: DROPDOWN.width,
+      height: DROPDOWN.initialHeight,
       resizable: false,
       movable: false,
       minimizable: false,
@@ -136,6 +145,14 @@ async function main(): Promise<void> {
     },
   });
   app.on('second-instance', () => void mb.showWindow());
+  // The dropdown grows with its rows (down from the menu bar), within reason.
+  fitDropdown = (height) => {
+    const win = mb.window;
+    if (!win || win.isDestroyed()) return;
+    const h = Math.max(DROPDOWN.minHeight, Math.min(DROPDOWN.maxHeight, Math.ceil(height)));
+    const [w, cur] = win.getContentSize();
+    if (cur !== h) win.setContentSize(w ?? DROPDOWN.width, h);
+  };
 
   agent.subscribe((ev) => {
     if (ev.type === 'snapshot') trayCtl?.update(ev.snapshot);

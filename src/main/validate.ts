@@ -191,6 +191,13 @@ export const uiValidators = {
     return { enabled: o.enabled };
   },
   quit: empty,
+  fitHeight: (p) => {
+    const o = obj(p, 'params');
+    onlyKeys(o, ['height'], 'params');
+    const height = o.height;
+    if (typeof height !== 'number' || !Number.isFinite(height) || height < 0 || height > 10_000) bad('height must be a number of pixels');
+    return { height: Math.round(height) };
+  },
 } satisfies { [V in UiVerb]: Validator<UiParamsOf<V>> };
 
 export function validateAgentParams<M extends AgentMethod>(method: M, params: unknown): ParamsOf<M> {

@@ -24,6 +24,7 @@ import { applyWindowFlags } from './window-flags.ts';
 applyWindowFlags();
 
 const content = document.getElementById('content')!;
+const head = document.querySelector<HTMLElement>('header.head')!;
 const summaryEl = document.getElementById('summary')!;
 const toastEl = document.getElementById('toast')!;
 const footer = document.getElementById('footer')!;
@@ -99,6 +100,8 @@ class VmRow {
   private readonly pct = h('span', { class: 'pct' });
   private readonly drv = h('span', { class: 'drv' });
   private readonly lastLine = h('div', { class: 'lastline mono' });
+  private readonly note = h('div', { class: 'vm-note' });
+  private readonly noteText = h('span', { class: 'note-text' });
   private readonly problem = h('div', { class: 'vm-problem' });
   private readonly problemText = h('div', { class: 'problem-text' });
   private readonly problemDetail = h('pre', { class: 'problem-detail mono' });
@@ -118,7 +121,7 @@ class VmRow {
       start: button('Start', 'start', { primary: true, icon: 'play' }, call('start')),
       stop: button('Stop', 'stop', { icon: 'stop' }, call('stop')),
       stopping: button('Stopping…', 'stopping'),
-      apply: button('Restart to Apply', 'apply', { primary: true, icon: 'restart', title: 'Rebuild and restart on the new configuration' }, call('apply')),
+      apply: button('Restart to Apply', 'apply', { icon: 'restart', title: 'Rebuild and restart on the new configuration' }, call('apply')),
       cancel: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
       restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
       rebuild: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
@@ -154,7 +157,7 @@ class VmRow {
         h('div', { class: 'vm-title' }, this.name, this.stale),
         h('div', { class: 'vm-sub' }, this.status, this.res, this.ip),
       ),
-      h('div', { class: 'vm-primary' }, this.b.apply!, this.b.cancel!, this.b.start!, this.b.stop!, this.b.stopping!),
+      h('div', { class: 'vm-primary' }, this.b.cancel!, this.b.start!, this.b.stop!, this.b.stopping!),
       this.chevron,
     );
     main.addEventListener('click', () => this.toggle());
@@ -169,12 +172,13 @@ class VmRow {
       h('div', { class: 'progress-text' }, this.pct, this.drv),
       this.lastLine,
     );
+    this.note.append(this.noteText, this.b.apply!);
     this.problem.append(h('div', { class: 'problem-row' }, this.problemText, this.problemLog), this.problemDetail);
     this.actions.append(
       this.b.restart!, this.b.rebuild!, this.b.terminal!, this.b.copySsh!, this.b.copy4!, this.b.copy6!,
       this.b.consoleLog!, this.b.buildLog!, this.b.reveal!,
     );
-    this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.problem, this.actions);
+    this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.note, this.problem, this.actions);
     this.update(vm);
   }
 
@@ -208,8 +212,12 @@ class VmRow {
     show(this.ip, addr !== null && isUp(vm));
     this.ip.title = addr ? `Copy ${addr}` : '';
 
+    // A running VM on an older closure: say so, with the fix beside it.
+    const restart = needsRestart(vm) && !building;
+    show(this.note, restart);
+    if (restart) setText(this.noteText, `The flake changed since ${vm.name} booted.`);
+
     // Primary buttons: exactly the ones that make sense now.
-    show(this.b.apply!, needsRestart(vm) && !building);
     show(this.b.cancel!, building);
     show(this.b.start!, !evalFailed && !building && (vm.state === 'stopped' || vm.state === 'crashed'));
     show(this.b.stop!, isUp(vm));
@@ -279,7 +287,26 @@ const problemsEl = h('div', { class: 'problems' });
 const flakeErrorsEl = h('div', { class: 'flake-errors' });
 const emptyEl = h('div', { class: 'empty' });
 const list = h('ul', { class: 'vms', 'aria-label': 'Virtual machines' });
-content.append(problemsEl, flakeErrorsEl, emptyEl, list);
+const inner = h('div', { class: 'content-inner' }, problemsEl, flakeErrorsEl, emptyEl, list);
+content.append(inner);
+
+// The window fits its content: ask the app for the height the rows need.
+let lastFit = 0;
+let fitFrame = 0;
+function requestFit(): void {
+  if (fitFrame) return;
+  fitFrame = requestAnimationFrame(() => {
+    fitFrame = 0;
+    const pad = parseFloat(getComputedStyle(content).paddingTop) + parseFloat(getComputedStyle(content).paddingBottom);
+    const toastH = toastEl.hidden ? 0 : toastEl.getBoundingClientRect().height + 6;
+    const want = Math.ceil(head.getBoundingClientRect().height + inner.getBoundingClientRect().height + pad + toastH + footer.getBoundingClientRect().height);
+    if (Math.abs(want - lastFit) < 2) return;
+    lastFit = want;
+    bridge.ui('fitHeight', { height: want }).catch(() => {});
+  });
+}
+new ResizeObserver(requestFit).observe(inner);
+new ResizeObserver(requestFit).observe(toastEl);
 
 const rows = new Map<string, VmRow>();
 const groupHeads = new Map<string, HTMLLIElement>();

@@ -42,6 +42,8 @@ export class RecordingHost implements UiHost {
   settingsOpened = 0;
   quits = 0;
   launchAtLogin = false;
+  /** Heights the dropdown asked for, latest last. */
+  heights: number[] = [];
   /** What the folder chooser "picks" next (null = the user cancels). */
   nextFolder: string | null = null;
 
@@ -80,6 +82,9 @@ export class RecordingHost implements UiHost {
   }
   quit(): void {
     this.quits++;
+  }
+  fitDropdown(height: number): void {
+    this.heights.push(height);
   }
 }
 

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VmSnapshot } from '../../src/api/types.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { runDaemon, type DaemonAgent } from '../../src/cli/daemon.ts';
+import { BUNDLE_ID } from '../../src/core/paths.ts';
 import { FakePort, agentSnapshot, collect, vmSnapshot } from '../helpers/fake-port.ts';
 
 let dir: string;
@@ -85,6 +86,20 @@ describe('nixvm daemon', () => {
       'nixvm daemon: Another nixvm agent is already running (pid 99, node nixvm.js daemon, since 2025-01-01T00:00:00.000Z).\n',
     );
     expect(fs.existsSync(socket)).toBe(false);
+  });
+
+  it('exits 0 when launchd started it and another agent already runs (no KeepAlive respawn loop)', async () => {
+    const held = Object.assign(new Error('Another nixvm agent is already running (pid 99).'), { name: 'AlreadyRunningError' });
+    const run = (env: NodeJS.ProcessEnv) =>
+      runDaemon({
+        socketPath: path.join(dir, 'control.sock'),
+        io: { ...(io() as CliIo), env, stderr: collect(), signal: new AbortController().signal },
+        createAgent: async () => {
+          throw held;
+        },
+      });
+    expect(await run({ XPC_SERVICE_NAME: BUNDLE_ID })).toBe(0);
+    expect(await run({})).toBe(1);
   });
 
   it('exits 1 and closes the agent when the socket is already served', async () => {

@@ -214,12 +214,15 @@ class Machine implements RestMachine {
     });
     this.after(boot + step, () => {
       this.write(phases.network, false);
-      void this.lease();
-    });
-    this.after(boot + 2 * step, () => {
-      this.write(phases.login, false);
-      this.booted = true;
-      this.startChatter();
+      // The address is leased before the prompt shows, so "login:" on the console means the lease is in the file.
+      void this.lease().then(() => {
+        if (this.guestStopping || this.state === 'Stopped' || this.state === 'Error') return;
+        this.after(step, () => {
+          this.write(phases.login, false);
+          this.booted = true;
+          this.startChatter();
+        });
+      });
     });
     if (this.faults.crashAfterMs !== null) this.after(this.faults.crashAfterMs, () => this.crash());
   }

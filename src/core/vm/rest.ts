@@ -8,6 +8,7 @@
  * vm's config.VirtualMachine as JSON (vcpus, memoryBytes, bootloader, devices…).
  */
 import http from 'node:http';
+import net from 'node:net';
 import type { VmRunState } from '../../api/types.ts';
 
 export type StateChange = 'Stop' | 'HardStop' | 'Pause' | 'Resume';
@@ -154,71 +155,37 @@ export class VfkitRest {
   }
 
   /**
-   * Hold one idle keep-alive connection to vfkit and call `onClose` when it closes. vfkit (Go's
-   * net/http via gin, no idle timeout) keeps such a connection open for as long as it lives, so its
-   * closing is how we learn, without polling, that a VM we did not spawn has ended. A server that
-   * does time out idle connections just closes it early; the caller checks and re-arms.
-   * Resolves with the state read on the way; returns a function that drops the connection.
+   * Hold one idle connection to vfkit's REST socket and call `onClose` when it closes. Neither
+   * vfkit's server (Go net/http via gin, no read or idle timeouts) nor Node's closes a connection
+   * that has not sent a request, so it stays open, costing nothing, for as long as vfkit lives; the
+   * kernel closes it when vfkit exits. That is how we learn, without polling, that a VM we did not
+   * spawn has ended. `connected` says whether the connection was ever established (false: nothing
+   * listens there). A server that does close idle connections just makes the caller check and re-arm.
    */
-  watch(onClose: () => void): { ready: Promise<VfkitState>; cancel: () => void } {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  watch(onClose: (connected: boolean) => void): { cancel: () => void } {
+    const ep = this.endpoint;
+    const sock = ep.kind === 'unix' ? net.connect({ path: ep.path }) : net.connect({ host: ep.host, port: ep.port });
+    let connected = false;
     let cancelled = false;
-    let fired = false;
-    const fire = () => {
-      if (fired || cancelled) return;
-      fired = true;
-      agent.destroy();
-      onClose();
-    };
-    const ready = new Promise<VfkitState>((resolve, reject) => {
-      const req = http.request(
-        { ...this.target(), agent, method: 'GET', path: '/vm/state', headers: { Connection: 'keep-alive' } },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            clearTimeout(timer);
-            try {
-              const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
-              const raw = typeof body.state === 'string' ? body.state : '';
-              resolve({
-                raw,
-                ...mapVfkitState(raw),
-                canStart: body.canStart === true,
-                canPause: body.canPause === true,
-                canResume: body.canResume === true,
-                canStop: body.canStop === true,
-                canHardStop: body.canHardStop === true,
-              });
-            } catch {
-              reject(new RestError('protocol', this.uri, `vfkit at ${this.uri} answered GET /vm/state with something that is not JSON.`));
-            }
-          });
-        },
-      );
-      const timer = setTimeout(() => {
-        req.destroy(new RestError('timeout', this.uri, `vfkit at ${this.uri} did not answer within ${this.timeoutMs} ms.`));
-      }, this.timeoutMs);
-      timer.unref();
-      req.on('socket', (s) => {
-        // The watch must never keep the agent (or a test) alive on its own.
-        s.unref();
-        s.once('close', fire);
-      });
-      req.on('error', (e) => {
-        clearTimeout(timer);
-        reject(this.wrap(e));
-        fire();
-      });
-      req.end();
+    // The watch must never keep the agent (or a test) alive on its own.
+    sock.unref();
+    sock.on('connect', () => {
+      connected = true;
+      if (ep.kind === 'tcp') sock.setKeepAlive(true, 30_000);
     });
-    // The caller learns of failures through onClose; keep an unobserved rejection quiet.
-    ready.catch(() => {});
+    sock.on('data', () => {
+      // vfkit never speaks first; anything here is ignored.
+    });
+    sock.on('error', () => {
+      // 'close' follows and reports it.
+    });
+    sock.on('close', () => {
+      if (!cancelled) onClose(connected);
+    });
     return {
-      ready,
       cancel: () => {
         cancelled = true;
-        agent.destroy();
+        sock.destroy();
       },
     };
   }

@@ -565,11 +565,18 @@ export class Supervisor extends EventEmitter {
     return r;
   }
 
-  /** Adopted VMs: hold REST's keep-alive connection; its closing means vfkit may be gone. */
+  /**
+   * Adopted VMs: hold an idle connection to the REST socket. It closes when vfkit exits (or, with
+   * a server that drops idle connections, now and then): either way confirmEnd decides.
+   */
   private watchAdopted(e: Entry, r: Run): void {
     if (r.isEnded || e.run !== r) return;
+    r.unwatch?.();
     r.lastArm = Date.now();
-    const w = r.rest.watch(() => void this.confirmEnd(e, r));
+    const w = r.rest.watch(() => {
+      r.unwatch = null;
+      void this.confirmEnd(e, r);
+    });
     r.unwatch = w.cancel;
   }
 
@@ -597,8 +604,13 @@ export class Supervisor extends EventEmitter {
       return;
     }
     r.silentDelay = 0;
-    // Still there: the server closed an idle connection (vfkit does not; a Node server does).
-    // Re-arm, backing off if it keeps closing quickly so a misbehaving server cannot make us spin.
+    if (e.error?.includes('does not answer')) {
+      e.error = null;
+      this.emit('change', e.name);
+    }
+    if (r.unwatch) return; // already watched (we came here from the liveness timer)
+    // Still there: the server closed an idle connection (vfkit does not; a Node server would only
+    // if asked to). Re-arm, backing off if it keeps closing quickly so a misbehaving server cannot make us spin.
     const lived = Date.now() - r.lastArm;
     r.rearmDelay = lived < 1000 ? Math.min(Math.max(r.rearmDelay, 500) * 2, 30_000) : 0;
     if (r.rearmDelay) setTimeout(() => this.watchAdopted(e, r), r.rearmDelay).unref();

@@ -1,0 +1,140 @@
+/**
+ * The agent's own overheads, against a running daemon with the seed-like fixture and the vfkit
+ * simulator:
+ *  - `nixvm ls` round trip: the whole CLI process, and one request on an open control connection;
+ *  - "start an up-to-date VM": from the command to vfkit's pidfile existing, against spawning the
+ *    very same argv directly (the agent's overhead as a ratio).
+ *
+ *   node bench/agent.ts [--runs N]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectControl } from '../src/control/client.ts';
+import { controlSocketPath } from '../src/core/socket-path.ts';
+
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+const BIN = path.join(REPO, 'bin/nixvm.js');
+const SIM = path.join(REPO, 'test/vfkit-sim/vfkit');
+const runsArg = process.argv.indexOf('--runs');
+const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
+
+process.env.NIX_CONFIG ??= 'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters =';
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+async function waitFile(file: string, since: number): Promise<number> {
+  for (;;) {
+    try {
+      if (fs.statSync(file).size > 0) return performance.now() - since;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+async function main(): Promise<void> {
+  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-agent-')));
+  const flake = path.join(root, 'flake');
+  fs.cpSync(path.join(REPO, 'test/fixtures/seed'), flake, { recursive: true });
+  const env = {
+    ...process.env,
+    NIXVM_STATE_DIR: path.join(root, 'nixvm'),
+    NIXVM_VFKIT: SIM,
+    NIXVM_LEASES_FILE: path.join(root, 'leases'),
+    NIXVM_SIM_BOOT_MS: '100',
+    NIXVM_NO_LOGIN_SHELL: '1',
+  };
+  const daemon: ChildProcess = spawn(process.execPath, [BIN, 'daemon', '--flake', flake], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => {
+    let out = '';
+    daemon.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening on')) resolve();
+    });
+  });
+  const client = await connectControl(controlSocketPath(path.join(root, 'nixvm', 'state')));
+  try {
+    // 1. ls round trips.
+    const cli: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const t = performance.now();
+      const r = spawnSync(process.execPath, [BIN, 'ls', '--json'], { env });
+      if (r.status !== 0) throw new Error(String(r.stderr));
+      cli.push(performance.now() - t);
+    }
+    const rpc: number[] = [];
+    for (let i = 0; i < RUNS * 10; i++) {
+      const t = performance.now();
+      await client.call('snapshot', {});
+      rpc.push(performance.now() - t);
+    }
+    const node: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const t = performance.now();
+      spawnSync(process.execPath, ['-e', '0']);
+      node.push(performance.now() - t);
+    }
+
+    // 2. Start an up-to-date VM: build once, then start/stop repeatedly.
+    await client.call('build', { vm: 'minimal-vm' });
+    const viaAgent: number[] = [];
+    const direct: number[] = [];
+    const state = path.join(root, 'nixvm', 'state', 'vms', 'minimal-vm');
+    let argv: string[] = [];
+    for (let i = 0; i < Math.min(RUNS, 8); i++) {
+      fs.rmSync(path.join(state, 'vfkit.pid'), { force: true });
+      const t = performance.now();
+      const started = client.call('start', { vm: 'minimal-vm' });
+      viaAgent.push(await waitFile(path.join(state, 'vfkit.pid'), t));
+      await started;
+      argv = (await client.call('inspect', { vm: 'minimal-vm' })).argv;
+      await client.call('stop', { vm: 'minimal-vm' });
+    }
+    // The same argv, spawned directly (same pidfile, socket and console).
+    for (let i = 0; i < Math.min(RUNS, 8); i++) {
+      const pidfile = argv[argv.indexOf('--pidfile') + 1]!;
+      fs.rmSync(pidfile, { force: true });
+      const t = performance.now();
+      const child = spawn(argv[0]!, argv.slice(1), { env, stdio: 'ignore', detached: true });
+      direct.push(await waitFile(pidfile, t));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+    }
+
+    console.log('nixvm agent overheads (seed fixture, vfkit simulator)');
+    console.log(`  nixvm ls --json, whole CLI process   median ${ms(median(cli))}  (bare \`node -e 0\`: ${ms(median(node))})`);
+    console.log(`  snapshot request on an open socket   median ${ms(median(rpc))}`);
+    console.log(`  start up-to-date VM → vfkit spawned  median ${ms(median(viaAgent))}`);
+    console.log(`  same argv spawned directly           median ${ms(median(direct))}`);
+    console.log(`  agent overhead ratio                 ${(median(viaAgent) / median(direct)).toFixed(2)}×`);
+  } finally {
+    await client.close();
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+    const pid = (() => {
+      try {
+        return Number(fs.readFileSync(path.join(root, 'nixvm', 'state', 'vms', 'minimal-vm', 'vfkit.pid'), 'utf8'));
+      } catch {
+        return 0;
+      }
+    })();
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+await main();
