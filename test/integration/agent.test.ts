@@ -145,6 +145,21 @@ describe('Agent', () => {
     expect(t.agent.snapshot().agent.nix).toMatch(/nix$/);
   });
 
+  it('moves a corrupt settings file aside, loads defaults and keeps everything else', async () => {
+    const first = await agent();
+    await first.agent.call('build', { vm: 'minimal-vm' });
+    await first.close();
+    const file = path.join(first.root, 'settings.json');
+    fs.writeFileSync(file, '{ "flakes": [ "unterminated');
+    const t = await agent({ root: first.root, flake: first.flake, agent: { flakes: [first.flake.dir] } });
+    const s = t.agent.snapshot();
+    expect(s.agent.problems.join('\n')).toMatch(/settings\.json\.corrupt-/);
+    expect(fs.readdirSync(first.root).some((f) => f.startsWith('settings.json.corrupt-'))).toBe(true);
+    expect(s.settings.autoRebuild).toBe('off');
+    // The build record survived: the VM is known to be built and not stale.
+    expect(t.vm('minimal-vm').builtDrvPath).toBe(t.vm('minimal-vm').drvPath);
+  });
+
   it('adopts VMs a previous agent left running and still sees them end', async () => {
     const t = await agent();
     await t.agent.call('start', { vm: 'minimal-vm' });

@@ -1,5 +1,6 @@
 /** The flake watcher with real chokidar, real files and real nix. */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { FlakeError, inventory, type InventoryResult } from '../../src/core/nix/inventory.ts';
 import { Nix } from '../../src/core/nix/nix.ts';
@@ -26,10 +27,15 @@ interface Harness {
 
 async function watched(
   fixture: string,
-  opts: { git?: boolean; evaluate?: (f: FlakeCopy, signal: AbortSignal) => Promise<InventoryResult> } = {},
+  opts: {
+    git?: boolean;
+    evaluate?: (f: FlakeCopy, signal: AbortSignal) => Promise<InventoryResult>;
+    before?: (f: FlakeCopy) => void;
+  } = {},
 ): Promise<Harness> {
   const flake = await copyFixture(fixture, { git: opts.git });
   cleanups.push(() => flake.remove());
+  opts.before?.(flake);
   const evaluate = opts.evaluate ?? ((f, signal) => inventory(nix, f.dir, { signal }));
   const watcher = new FlakeWatcher({ flakeDir: flake.dir, debounceMs: DEBOUNCE, evaluate: (signal) => evaluate(flake, signal) });
   cleanups.push(() => watcher.close());
@@ -165,8 +171,17 @@ describe('FlakeWatcher', () => {
     expect(u.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
   });
 
-  it('ignores .git, result links and share directories, and stops on close', async () => {
-    const h = await watched('seed', { git: true });
+  it('ignores .git, result links and share directories without walking them, and stops on close', async () => {
+    const h = await watched('seed', {
+      git: true,
+      before: (f) => {
+        f.write('node_modules/some-package/lib/deep/index.js', '');
+        f.write('result/kernel', '');
+      },
+    });
+    const dirs = h.watcher.watchedDirs();
+    expect(dirs).toContain(path.join(h.flake.dir, 'hosts'));
+    expect(dirs.filter((d) => /\/(\.git|node_modules|result)(\/|$)/.test(d))).toEqual([]);
     h.flake.write('.git/info/nixvm-test', 'x');
     h.flake.write('result-dev', 'not a real link');
     h.flake.write('persistent/written-by-the-guest', 'x');

@@ -8,7 +8,7 @@
  *   'warning'    (warnings)              before evaluating a git flake: untracked .nix files
  *   'inventory'  (InventoryUpdate)       an evaluation succeeded
  *   'failed'     (error, { evalMs, paths })  it threw (FlakeError…); the last good inventory stays
- *   'watchError' (error)                 chokidar itself failed (e.g. out of inotify watches)
+ *   'watchError' (error)                 chokidar failed (e.g. out of inotify watches), or a listener threw
  * Call close() when done: it stops chokidar, cancels a running evaluation and waits for it.
  */
 import { EventEmitter } from 'node:events';
@@ -148,6 +148,11 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     return this.inFlight !== null;
   }
 
+  /** Directories chokidar has subscribed to (diagnostics: ignored ones never appear). */
+  watchedDirs(): string[] {
+    return Object.keys(this.watcher?.getWatched() ?? {}).sort();
+  }
+
   /** How many evaluations have started (for tests and the bench). */
   get evaluationCount(): number {
     return this.evaluations;
@@ -166,12 +171,11 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
       ignored: (p: string) => isIgnoredPath(this.flakeDir, p, this.shareDirs),
     });
     this.watcher = w;
+    // chokidar emits 'ready' asynchronously, so listening right after watch() cannot miss it.
+    const ready = new Promise<void>((resolve) => w.once('ready', () => resolve()));
     w.on('all', (_event, p) => this.onChange(p));
     w.on('error', (err) => this.emit('watchError', err));
-    await new Promise<void>((resolve) => {
-      if (w.readyEmitted) resolve();
-      else w.once('ready', () => resolve());
-    });
+    await ready;
     if (this.closed) return;
     this.pendingPaths.clear();
     await this.cycle(true);
@@ -212,14 +216,23 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
   }
 
   private cycle(first: boolean): Promise<void> {
-    const p = this.doCycle(first).finally(() => {
-      if (this.inFlight === p) this.inFlight = null;
-      this.abort = null;
-      const again = this.pending;
-      this.pending = false;
-      // If more changes are still settling, their debounce timer runs the next evaluation.
-      if (again && !this.closed && !this.timer) void this.cycle(false);
-    });
+    const p = this.doCycle(first)
+      .catch((err: unknown) => {
+        // A throwing listener must not turn into an unhandled rejection that takes the agent down.
+        try {
+          this.emit('watchError', err);
+        } catch {
+          // Nobody left to tell.
+        }
+      })
+      .finally(() => {
+        if (this.inFlight === p) this.inFlight = null;
+        this.abort = null;
+        const again = this.pending;
+        this.pending = false;
+        // If more changes are still settling, their debounce timer runs the next evaluation.
+        if (again && !this.closed && !this.timer) void this.cycle(false);
+      });
     this.inFlight = p;
     return p;
   }
