@@ -146,7 +146,7 @@ function appIconPng(size: number): Buffer {
   return encodePng(size, size, rgba);
 }
 
-export function writeIcons(outDir: string): string[] {
+export function writeIcons(outDir: string, opts: { app?: boolean } = {}): string[] {
   mkdirSync(outDir, { recursive: true });
   const written: string[] = [];
   for (const [state, shape] of Object.entries(TRAY_GLYPHS)) {
@@ -156,9 +156,11 @@ export function writeIcons(outDir: string): string[] {
       written.push(file);
     }
   }
-  const app = path.join(outDir, 'app.png');
-  writeFileSync(app, appIconPng(1024));
-  written.push(app);
+  if (opts.app !== false) {
+    const app = path.join(outDir, 'app.png');
+    writeFileSync(app, appIconPng(1024));
+    written.push(app);
+  }
   return written;
 }
 

@@ -106,6 +106,7 @@ class VmRow {
   private readonly problemText = h('div', { class: 'problem-text' });
   private readonly problemDetail = h('pre', { class: 'problem-detail mono' });
   private readonly problemLog: HTMLButtonElement;
+  private readonly problemFlake: HTMLButtonElement;
   private readonly actions = h('div', { class: 'vm-actions' });
   private readonly b: Record<string, HTMLButtonElement>;
   private problemLogKind: 'console' | 'build' = 'console';
@@ -143,6 +144,8 @@ class VmRow {
     this.b.stopping!.disabled = true;
     this.problemLog = button('View Log', 'problemLog', {}, (btn) =>
       void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: this.problemLogKind })));
+    this.problemFlake = button('Open Flake Folder', 'openFlakeFolder', {}, (btn) =>
+      void act(btn, () => bridge.ui('openFlakeFolder', { dir: this.vm.flake })));
     this.ip.addEventListener('click', (ev) => {
       ev.stopPropagation();
       const family = this.vm.ipv4 ? 'ipv4' : 'ipv6';
@@ -173,7 +176,7 @@ class VmRow {
       this.lastLine,
     );
     this.note.append(this.noteText, this.b.apply!);
-    this.problem.append(h('div', { class: 'problem-row' }, this.problemText, this.problemLog), this.problemDetail);
+    this.problem.append(h('div', { class: 'problem-row' }, this.problemText), this.problemDetail, h('div', { class: 'problem-buttons' }, this.problemLog, this.problemFlake));
     this.actions.append(
       this.b.restart!, this.b.rebuild!, this.b.terminal!, this.b.copySsh!, this.b.copy4!, this.b.copy6!,
       this.b.consoleLog!, this.b.buildLog!, this.b.reveal!,
@@ -245,6 +248,7 @@ class VmRow {
     if (vm.error) {
       problem = vm.error;
       logKind = evalFailed ? null : 'console';
+      detail = evalFailed ? null : (vm.exit?.lastLines.length ? vm.exit.lastLines.slice(-6).join('\n') : null);
     } else if (vm.build.status === 'failed') {
       problem = vm.build.error ?? 'The build failed.';
       detail = vm.build.detail;
@@ -259,10 +263,13 @@ class VmRow {
     setText(this.problemDetail, detail ?? '');
     show(this.problemDetail, Boolean(detail));
     show(this.problemLog, logKind !== null);
+    show(this.problemFlake, evalFailed);
     if (logKind) {
       this.problemLogKind = logKind;
       setText(this.problemLog.querySelector('span')!, logKind === 'build' ? 'View Build Log' : 'View Console Log');
     }
+    // Nothing to expand on a VM that did not evaluate.
+    show(this.chevron, !evalFailed);
 
     // Secondary actions.
     show(this.actions, this.expanded && !evalFailed);
@@ -323,7 +330,7 @@ function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | stri
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
   return h('section', { class: 'card error', 'data-flake': f.dir },
-    h('div', { class: 'card-title' }, `Flake ${tildify(f.dir)} failed to evaluate`),
+    h('div', { class: 'card-title', title: f.dir }, 'The flake failed to evaluate'),
     h('div', { class: 'card-text' }, headline ?? ''),
     rest.join('\n').trim() ? h('pre', { class: 'card-detail mono' }, rest.join('\n').trim()) : null,
     h('div', { class: 'card-buttons' },

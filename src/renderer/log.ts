@@ -85,10 +85,13 @@ function flush(): void {
       if (!follow) logEl.scrollTop -= before - logEl.scrollHeight;
     }
     appendLines(visible);
+    // The notice above the log may appear now and shrink it: settle the chrome before scrolling.
+    updateChrome();
     if (follow) logEl.scrollTop = logEl.scrollHeight;
     highlightAll();
+  } else {
+    updateChrome();
   }
-  updateChrome();
 }
 
 function rerender(): void {
@@ -111,11 +114,7 @@ function updateChrome(): void {
   const older = tailTruncated || buffer.total > buffer.size || shown >= DOM_MAX;
   if (pending === null && buffer.size === 0) {
     noticeEl.hidden = false;
-    noticeEl.textContent = logPath
-      ? 'The log is empty so far.'
-      : kind === 'build'
-        ? `${vm} has not been built yet: its build log appears here while it builds.`
-        : `${vm} has no console output yet: start it to see it boot here.`;
+    noticeEl.textContent = emptyText();
   } else if (older) {
     noticeEl.hidden = false;
     noticeEl.textContent = `Showing the last ${Math.min(shown, DOM_MAX)} lines. Open in Console for the whole file.`;
@@ -123,6 +122,18 @@ function updateChrome(): void {
     noticeEl.hidden = true;
   }
   consoleBtn.disabled = logPath === null;
+}
+
+let current: VmSnapshot | undefined;
+
+/** What an empty log means, and how to get lines into it. */
+function emptyText(): string {
+  const up = current?.state === 'starting' || current?.state === 'running';
+  if (kind === 'build') {
+    if (current?.build.status === 'building') return 'Waiting for the build to write its first line…';
+    return logPath || current?.build.logPath ? 'The last build wrote nothing.' : `${vm} has not been built yet: its build log appears here while it builds.`;
+  }
+  return up ? 'Waiting for console output…' : `${vm} has no console output yet: start it to see it boot here.`;
 }
 
 // ---------- search highlight (CSS Custom Highlight API, where available) ----------
@@ -205,6 +216,7 @@ async function load(k: LogKind): Promise<void> {
 }
 
 function showVm(v: VmSnapshot | undefined): void {
+  current = v;
   vmNameEl.textContent = v ? `${v.name} — ${stateLabel(v)}` : vm;
   titleEl.dataset.state = v ? v.state : 'stopped';
   if (v?.build.status === 'building') titleEl.dataset.state = 'building';
@@ -213,6 +225,7 @@ function showVm(v: VmSnapshot | undefined): void {
     if (known && pending === null) logPath = known;
     consoleBtn.disabled = logPath === null;
   }
+  if (buffer.size === 0 && pending === null) updateChrome();
 }
 
 bridge.onEvent((ev) => {
@@ -234,12 +247,16 @@ searchEl.addEventListener('keydown', (ev) => {
 followEl.addEventListener('change', () => {
   if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
 });
-// Scrolling up pauses following (like a terminal); scrolling back to the end resumes it.
-logEl.addEventListener('wheel', () => requestAnimationFrame(() => (followEl.checked = atBottom())), { passive: true });
-logEl.addEventListener('keydown', (ev) => {
-  if (['PageUp', 'ArrowUp', 'Home'].includes(ev.key)) followEl.checked = false;
-  if (ev.key === 'End') followEl.checked = true;
-});
+// Scrolling up pauses following (like a terminal); scrolling back to the end resumes it. Our own
+// scrolling only ever goes to the end, so any scroll that leaves the end is the user's.
+logEl.addEventListener('scroll', () => {
+  const bottom = atBottom();
+  if (followEl.checked !== bottom) followEl.checked = bottom;
+}, { passive: true });
+// A resized log area (window resized, notice shown) stays pinned to the end while following.
+new ResizeObserver(() => {
+  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+}).observe(logEl);
 consoleBtn.addEventListener('click', () => {
   bridge.ui('openInConsoleApp', { vm, kind }).catch((e) => {
     noticeEl.hidden = false;

@@ -45,7 +45,11 @@ describe('dropdown', () => {
       expect(await row(app, 'dev').locator('[data-action="start"]').isVisible()).toBe(true);
       expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
 
+      // The window fits its rows: expanding one asks for more height.
+      await expect.poll(() => app.host.heights.length).toBeGreaterThan(0);
+      const before = app.host.heights.at(-1)!;
       await expand(app, 'scratch');
+      await expect.poll(() => app.host.heights.at(-1)!).toBeGreaterThan(before + 20);
       const copy = row(app, 'scratch').locator('[data-action="copySshCommand"]');
       expect(await copy.isDisabled()).toBe(true);
       expect(await copy.getAttribute('title')).toBe('sshd is not enabled in this configuration');
@@ -203,7 +207,7 @@ describe('dropdown', () => {
     try {
       const card = app.page.locator('.flake-errors .card.error');
       await card.waitFor({ timeout: 20_000 });
-      expect(await card.locator('.card-title').textContent()).toMatch(/^Flake .* failed to evaluate$/);
+      expect(await card.locator('.card-title').textContent()).toBe('The flake failed to evaluate');
       const text = (await card.textContent()) ?? '';
       expect(text).toMatch(/syntax error/);
       expect(await card.locator('[data-action="reevaluate"]').isVisible()).toBe(true);

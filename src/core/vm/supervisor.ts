@@ -515,7 +515,11 @@ export class Supervisor extends EventEmitter {
     const line = r.stdout.trim();
     if (!line) return `pid ${pid} is not running`;
     if (/^Z/.test(line)) return `pid ${pid} has exited`;
-    if (!line.includes(paths.pidfile)) return `pid ${pid} is another program now (${truncate(line.replace(/^\S+\s+/, ''), 80)})`;
+    // Exactly our pidfile as --pidfile's value (ps joins argv with spaces), not just a path that ends like it.
+    const args = ` ${line.replace(/^\S+\s+/, '')} `;
+    if (!args.includes(` --pidfile ${paths.pidfile} `) && !args.includes(` --pidfile=${paths.pidfile} `)) {
+      return `pid ${pid} is another program now (${truncate(args.trim(), 80)})`;
+    }
     return null;
   }
 
@@ -524,7 +528,7 @@ export class Supervisor extends EventEmitter {
     rmSync(paths.pidfile, { force: true });
     this.removeSocket(paths);
     if (rec && rec.endedAt === undefined) writeRecord({ ...rec, endedAt: Date.now() });
-    if (had || rec) this.log(`VM "${name}": removed stale pidfile and socket (${why})`);
+    if (had || rec) this.log(`VM "${name}": cleaned up a stale pidfile and socket from an earlier run (${why})`);
   }
 
   // ---------------------------------------------------------------- exit detection
