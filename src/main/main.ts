@@ -49,12 +49,12 @@ async function connectAgent(): Promise<{ agent: AppAgent; owned: boolean }> {
 
 async function main(): Promise<void> {
   app.setName('NixVM');
-  // Packaged builds get LSUIElement from plist/Info.plist; dev runs hide the Dock icon here.
-  app.dock?.hide();
   app.on('web-contents-created', (_e, wc) => hardenWebContents(wc));
   // A tray app keeps running with no window open.
   app.on('window-all-closed', () => {});
   await app.whenReady();
+  // Packaged builds get LSUIElement from plist/Info.plist; dev runs hide the Dock icon here.
+  app.dock?.hide();
   hardenSession();
 
   let connected: { agent: AppAgent; owned: boolean };

@@ -63,6 +63,9 @@ async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000)
 beforeAll(async () => {
   flake = await copyFixture('seed');
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-cli-')));
+  // builder-vm shares a host directory that does not exist yet (made later in a test).
+  const builder = flake.file('hosts/builder-vm.nix');
+  fs.writeFileSync(builder, fs.readFileSync(builder, 'utf8').replace('/var/tmp/nixvm-builder-cache', path.join(root, 'builder-cache')));
   env = {
     ...process.env,
     NIXVM_STATE_DIR: root,
@@ -165,8 +168,8 @@ describe('nixvm CLI against a running daemon', () => {
   it('adopts running VMs after the daemon is killed with SIGKILL', async () => {
     const missing = await nixvm('start', 'builder-vm');
     expect(missing.exitCode).toBe(1);
-    expect(missing.stderr).toMatch(/shared directory "cache" \(\/var\/tmp\/nixvm-builder-cache\) does not exist; create it/);
-    fs.mkdirSync('/var/tmp/nixvm-builder-cache', { recursive: true });
+    expect(missing.stderr).toContain(`shared directory "cache" (${path.join(root, 'builder-cache')}) does not exist; create it`);
+    fs.mkdirSync(path.join(root, 'builder-cache'));
     const b = await nixvm('start', 'builder-vm');
     expect(b.exitCode, b.stderr).toBe(0);
     const before = await lsJson();
