@@ -153,6 +153,15 @@ export interface AgentInfo {
   vfkit: { path: string; version: string } | null;
   /** Problems with the agent itself (missing nix/vfkit, corrupt settings moved aside…). */
   problems: string[];
+  /** nixvm's own ssh config (one Host alias per VM) and whether ~/.ssh/config includes it. */
+  sshConfig: SshConfigInfo;
+}
+
+export interface SshConfigInfo {
+  path: string;
+  /** The line to add to ~/.ssh/config; nixvm offers it and never writes that file itself. */
+  includeLine: string;
+  status: 'included' | 'not-included' | 'missing' | 'unreadable';
 }
 
 export interface AgentSnapshot {

@@ -305,6 +305,23 @@ async function cmdSshCommand(s: Session, name: string, opts: { json?: boolean })
   return EXIT.ok;
 }
 
+/** Where nixvm's ssh config is and the Include line to add; nixvm never edits ~/.ssh/config itself. */
+async function cmdSshConfig(s: Session, opts: { json?: boolean }): Promise<number> {
+  const info = (await (await s.port()).call('snapshot', {})).agent.sshConfig;
+  if (opts.json) {
+    s.json(info);
+    return EXIT.ok;
+  }
+  s.out(`nixvm's ssh config: ${info.path}`);
+  if (info.status === 'included') s.out('~/.ssh/config already includes it: `ssh nixvm-<vm>` works.');
+  else {
+    const why = info.status === 'unreadable' ? ' (~/.ssh/config could not be read)' : info.status === 'missing' ? ' (there is no ~/.ssh/config yet)' : '';
+    s.out(`To use \`ssh nixvm-<vm>\`, add this line at the top of ~/.ssh/config yourself${why}:`);
+    s.out(`  ${info.includeLine}`);
+  }
+  return EXIT.ok;
+}
+
 async function cmdLogs(
   s: Session,
   name: string,
@@ -481,6 +498,12 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     .argument('<vm>')
     .addOption(json())
     .action(act((vm: string, opts: { json?: boolean }) => cmdSshCommand(s, vm, opts)));
+
+  program
+    .command('ssh-config')
+    .description('where nixvm\'s ssh config (one Host nixvm-<vm> per VM) is, and the Include line to add')
+    .addOption(json())
+    .action(act((opts: { json?: boolean }) => cmdSshConfig(s, opts)));
 
   program
     .command('logs')

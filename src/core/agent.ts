@@ -23,6 +23,7 @@ import {
   type ParamsOf,
   type ResultOf,
   type Settings,
+  type SshConfigInfo,
   type SubscribeOptions,
   type VmSnapshot,
   type VmSpec,
@@ -47,7 +48,16 @@ import { generateMac } from './net/mac.ts';
 import { linkLocalFromMac } from './net/linklocal.ts';
 import { readLeases, findLeaseForMac, type DhcpLease } from './net/leases.ts';
 import { BridgeDetector, DEFAULT_BRIDGE } from './net/bridge.ts';
-import { sshArgv, sshCommandLine, sshConfigPath, writeSshConfig, type SshConfigEntry } from './net/ssh.ts';
+import {
+  includeLine,
+  sshArgv,
+  sshCommandLine,
+  sshConfigIncludes,
+  sshConfigPath,
+  userSshConfigPath,
+  writeSshConfig,
+  type SshConfigEntry,
+} from './net/ssh.ts';
 
 const VERSION = '0.1.0';
 
@@ -136,11 +146,14 @@ export class Agent implements AgentPort {
   private lastSshConfig = '';
   private closed = false;
   private settingsOff: (() => void) | null = null;
+  private sshConfigInfo: SshConfigInfo;
 
   private constructor(opts: AgentOptions, paths: Paths, settings: SettingsStore) {
     this.opts = opts;
     this.paths = paths;
     this.settings = settings;
+    const sshPath = sshConfigPath(paths.stateDir);
+    this.sshConfigInfo = { path: sshPath, includeLine: includeLine(sshPath), status: 'missing' };
     const s = settings.get();
     try {
       this.nix = Nix.locate(s.nixPath);
@@ -200,6 +213,7 @@ export class Agent implements AgentPort {
       });
     }
     this.scheduleLeaseRefresh();
+    await this.checkSshInclude();
     this.changed();
     if (this.opts.autostart !== false) void this.autostart();
   }
@@ -258,6 +272,7 @@ export class Agent implements AgentPort {
       nix: this.nix?.bin ?? null,
       vfkit: this.vfkit,
       problems: [...this.problems, ...(this.vfkitProblem ? [this.vfkitProblem] : []), ...this.settings.warnings],
+      sshConfig: this.sshConfigInfo,
     };
     const flakes: FlakeSnapshot[] = [...this.flakes.values()].map((f) => ({
       dir: f.dir,
@@ -940,6 +955,15 @@ export class Agent implements AgentPort {
     return { argv, command: sshCommandLine(argv) };
   }
 
+  /** Only reads ~/.ssh/config (a read-only or unreadable one is fine): is our file included? */
+  private async checkSshInclude(): Promise<void> {
+    try {
+      this.sshConfigInfo.status = await sshConfigIncludes(userSshConfigPath(), this.sshConfigInfo.path);
+    } catch {
+      this.sshConfigInfo.status = 'unreadable';
+    }
+  }
+
   /** One `Host nixvm-<name>` per VM, in our own file; users Include it (we never edit ~/.ssh/config). */
   private async writeSshConfig(snapshot: AgentSnapshot): Promise<void> {
     const entries: SshConfigEntry[] = [];
@@ -952,7 +976,8 @@ export class Agent implements AgentPort {
     if (key === this.lastSshConfig) return;
     this.lastSshConfig = key;
     try {
-      await writeSshConfig(sshConfigPath(this.paths.stateDir), entries);
+      await writeSshConfig(this.sshConfigInfo.path, entries);
+      await this.checkSshInclude();
     } catch (err) {
       this.log(`could not write the ssh config: ${errorSentence(err)}`);
     }

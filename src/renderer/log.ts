@@ -48,12 +48,17 @@ function normalise(line: string): string {
   return cr >= 0 ? l.slice(cr + 1) : l;
 }
 
+const W = window as unknown as { st: Record<string, number> };
+W.st = { ingest: 0, flush: 0, append: 0, trim: 0, chrome: 0, n: 0, lines: 0 };
 function ingest(lines: string[]): void {
+  const t0 = performance.now();
+  W.st.lines! += lines.length;
   for (const raw of lines) {
     const line = normalise(raw);
     queued.push({ text: stripAnsi(line), data: ansi.toHtml(line) });
   }
   if (!frame) frame = requestAnimationFrame(flush);
+  W.st.ingest! += performance.now() - t0;
 }
 
 function atBottom(): boolean {
@@ -70,6 +75,11 @@ function appendLines(items: readonly { text: string; data: string }[]): void {
 }
 
 function flush(): void {
+  const t0 = performance.now();
+  W.st.n!++;
+  try { flush2(); } finally { W.st.flush! += performance.now() - t0; }
+}
+function flush2(): void {
   frame = 0;
   if (!queued.length) return;
   const { added } = buffer.push(queued);
@@ -84,7 +94,9 @@ function flush(): void {
       for (let i = 0; i < excess && logEl.firstElementChild; i++) logEl.firstElementChild.remove();
       if (!follow) logEl.scrollTop -= before - logEl.scrollHeight;
     }
+    const ta = performance.now();
     appendLines(visible);
+    W.st.append! += performance.now() - ta;
     // The notice above the log may appear now and shrink it: settle the chrome before scrolling.
     updateChrome();
     if (follow) logEl.scrollTop = logEl.scrollHeight;

@@ -63,7 +63,7 @@ export function vmSnapshot(over: Partial<VmSnapshot> & { name: string }): VmSnap
 
 export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
-    agent: { pid: 4242, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [] },
+    agent: { pid: 4242, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
     flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 0 }],
     vms,
     settings: {

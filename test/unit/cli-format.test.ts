@@ -116,7 +116,7 @@ describe('ls table', () => {
           { dir: '/f/one', evaluating: false, error: 'error: syntax error, unexpected }\n at flake.nix:3', warnings: [], lastEvalAt: 1 },
           { dir: '/f/two', evaluating: false, error: null, warnings: ['Git tree is dirty', 'new.nix is not tracked by git'], lastEvalAt: 1 },
         ],
-        agent: { pid: 1, startedAt: 0, version: '0', nix: null, vfkit: null, problems: ['Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.'] },
+        agent: { pid: 1, startedAt: 0, version: '0', nix: null, vfkit: null, problems: ['Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.'], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
       }),
     );
     const lines = text.split('\n');

@@ -213,6 +213,16 @@ describe('read commands', () => {
     expect(r).toMatchObject({ code: 0, out: `${command}\n`, err: '' });
   });
 
+  it('ssh-config offers the Include line and never claims to have edited ~/.ssh/config', async () => {
+    const port = twoVms();
+    const r = await run(['ssh-config'], port);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('add this line at the top of ~/.ssh/config yourself');
+    expect(r.out).toContain('  Include /state/ssh_config\n');
+    const j = await run(['ssh-config', '--json'], port);
+    expect(JSON.parse(j.out)).toMatchObject({ path: '/state/ssh_config', status: 'not-included' });
+  });
+
   it('logs asks for the last N lines of the right log', async () => {
     const port = twoVms();
     port.handlers.logs = (p) => ({ path: `/logs/${p.vm}/${p.kind}.log`, lines: Array.from({ length: p.lines }, (_, i) => `line ${i}`) });

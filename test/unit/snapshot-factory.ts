@@ -62,7 +62,7 @@ export function vm(over: Partial<VmSnapshot> & { name?: string } = {}): VmSnapsh
 
 export function snapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
-    agent: { pid: 1, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [] },
+    agent: { pid: 1, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
     flakes: [{ dir: '/Users/me/vms', evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
     vms,
     settings: settings(),
