@@ -29,6 +29,9 @@ const median = (xs: number[]) => {
 };
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
+/** Let the previous run's process finish exiting, so both measurements start on a quiet machine. */
+const settle = () => new Promise((r) => setTimeout(r, 400));
+
 async function waitFile(file: string, since: number): Promise<number> {
   for (;;) {
     try {
@@ -88,25 +91,29 @@ async function main(): Promise<void> {
     const viaAgent: number[] = [];
     const direct: number[] = [];
     const state = path.join(root, 'nixvm', 'state', 'vms', 'minimal-vm');
-    let argv: string[] = [];
-    for (let i = 0; i < Math.min(RUNS, 8); i++) {
+    // Interleaved, so both see the same machine load: through the agent, then the same argv directly.
+    for (let i = 0; i < Math.min(RUNS, 10); i++) {
       fs.rmSync(path.join(state, 'vfkit.pid'), { force: true });
+      await settle();
       const t = performance.now();
       const started = client.call('start', { vm: 'minimal-vm' });
       viaAgent.push(await waitFile(path.join(state, 'vfkit.pid'), t));
       await started;
-      argv = (await client.call('inspect', { vm: 'minimal-vm' })).argv;
+      const argv = (await client.call('inspect', { vm: 'minimal-vm' })).argv;
       await client.call('stop', { vm: 'minimal-vm' });
-    }
-    // The same argv, spawned directly (same pidfile, socket and console).
-    for (let i = 0; i < Math.min(RUNS, 8); i++) {
+      await settle();
+
       const pidfile = argv[argv.indexOf('--pidfile') + 1]!;
+      const socket = argv[argv.indexOf('--restful-uri') + 1]!.replace('unix://', '');
       fs.rmSync(pidfile, { force: true });
-      const t = performance.now();
+      fs.rmSync(socket, { force: true });
+      const t2 = performance.now();
       const child = spawn(argv[0]!, argv.slice(1), { env, stdio: 'ignore', detached: true });
-      direct.push(await waitFile(pidfile, t));
+      direct.push(await waitFile(pidfile, t2));
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));
+      fs.rmSync(socket, { force: true });
+      await settle();
     }
 
     console.log('nixvm agent overheads (seed fixture, vfkit simulator)');

@@ -84,7 +84,6 @@ try {
   console.log(`  frame interval loaded: median ${med(load.frames).toFixed(1)} ms, p95 ${pct(load.frames, 95).toFixed(1)} ms (median ratio ${(med(load.frames) / med(idle.frames)).toFixed(2)}×)`);
   console.log(`  long tasks (>50 ms) while loaded: ${load.longTasks.length}, longest ${load.longTasks.length ? Math.max(...load.longTasks).toFixed(0) : 0} ms`);
   console.log(`  DOM lines at the end: ${domLines}; last line on screen ${catchUp} ms after the last write`);
-  console.log(await app.page.evaluate(() => JSON.stringify((window as any).st)));
   await app.close();
 } finally {
   await h.close();

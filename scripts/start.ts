@@ -18,12 +18,15 @@ function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<numb
 
 export function devDaemonCommand(env: NodeJS.ProcessEnv = process.env): { argv: string[]; env: NodeJS.ProcessEnv } {
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const stateDir = env.NIXVM_STATE_DIR ?? path.join(os.tmpdir(), `nixvm-dev-${uid}`);
   return {
     argv: [process.execPath, path.join(REPO, 'bin', 'nixvm.js'), 'daemon', '--flake', path.join(REPO, 'examples', 'flake')],
     env: {
       ...env,
       NIXVM_VFKIT: path.join(REPO, 'test', 'vfkit-sim', 'vfkit'),
-      NIXVM_STATE_DIR: env.NIXVM_STATE_DIR ?? path.join(os.tmpdir(), `nixvm-dev-${uid}`),
+      NIXVM_STATE_DIR: stateDir,
+      // The simulator records DHCP leases like macOS's bootpd, here instead of /var/db.
+      NIXVM_LEASES_FILE: env.NIXVM_LEASES_FILE ?? path.join(stateDir, 'dhcpd_leases'),
     },
   };
 }
@@ -38,7 +41,8 @@ if (import.meta.main) {
     console.log(
       `NixVM.app is a macOS menubar app and needs a Mac to run; on ${process.platform} this starts the headless ` +
         `agent instead, against examples/flake with the vfkit simulator (state in ${dev.env.NIXVM_STATE_DIR}).\n` +
-        'Talk to it from another terminal with `npx nixvm ls` (same NIXVM_STATE_DIR). Ctrl-C stops it.\n',
+        `Talk to it from another terminal: NIXVM_STATE_DIR=${dev.env.NIXVM_STATE_DIR} npx nixvm ls ` +
+        '(then start minimal-vm, ip minimal-vm, ssh-command minimal-vm, logs -f minimal-vm). Ctrl-C stops it.\n',
     );
     process.exitCode = await run(dev.argv, dev.env);
   }

@@ -36,6 +36,8 @@ export type Empty = Record<string, never>;
 export interface UiMethods {
   /** Writes the VM's ssh command to the clipboard; returns the text written. */
   copySshCommand: { params: VmRef; result: { text: string } };
+  /** Writes the `Include …` line for nixvm's ssh config to the clipboard; returns it. */
+  copySshInclude: { params: Empty; result: { text: string } };
   /** Writes one of the VM's addresses to the clipboard; returns the text written. */
   copyIp: { params: VmRef & { family: 'ipv6' | 'ipv4' }; result: { text: string } };
   /** Opens the ssh command in the configured terminal app; returns the .command file used. */
@@ -66,6 +68,7 @@ export type UiResultOf<V extends UiVerb> = UiMethods[V]['result'];
 export const UI_VERBS = {
   copySshCommand: true,
   copyIp: true,
+  copySshInclude: true,
   openSshInTerminal: true,
   revealStateDir: true,
   openLogWindow: true,

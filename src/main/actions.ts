@@ -105,6 +105,11 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       host.writeClipboard(text);
       return { text };
     },
+    async copySshInclude() {
+      const { includeLine } = (await agent.call('snapshot', {})).agent.sshConfig;
+      host.writeClipboard(includeLine);
+      return { text: includeLine };
+    },
     async openSshInTerminal({ vm }) {
       const [{ argv }, snap] = await Promise.all([agent.call('sshCommand', { vm }), agent.call('snapshot', {})]);
       const v = snap.vms.find((x) => x.name === vm);

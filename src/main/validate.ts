@@ -164,6 +164,7 @@ export const uiValidators = {
     if (o.family !== 'ipv4' && o.family !== 'ipv6') bad('family must be ipv4 or ipv6');
     return { vm: str(o.vm, 'vm', 256), family: o.family };
   },
+  copySshInclude: empty,
   openSshInTerminal: vmRef,
   revealStateDir: vmRef,
   openLogWindow: (p) => {

@@ -112,7 +112,7 @@ export class Windows {
       return;
     }
     const win = this.create(
-      { width: 560, height: 600, minWidth: 480, minHeight: 420, resizable: true, maximizable: false, fullscreenable: false, title: 'NixVM Settings' },
+      { width: 560, height: 700, minWidth: 480, minHeight: 420, resizable: true, maximizable: false, fullscreenable: false, title: 'NixVM Settings' },
       pageUrl(this.paths, 'settings'),
     );
     this.settings = win;

@@ -1,19 +1,25 @@
 /**
  * The log window: live tail of a VM's console or its last build, ANSI colours, filter, follow.
  * It reads only the end of the file (the agent's `logs` method), then appends `log` events.
- * The DOM is capped (DOM_MAX lines) and updated at most once per frame, so a VM writing fast
- * costs one small append per frame however many lines arrive.
+ *
+ * Smooth under a fast writer: lines are kept in memory (up to MEMORY_MAX, oldest dropped) and
+ * the list is virtualised — every line is one fixed-height row, and only the rows in view (plus
+ * a margin) exist in the DOM. New lines are batched to one update per frame, so the cost of a
+ * frame does not grow with how many lines arrived or how many are kept.
  */
 import type { AgentEvent, LogKind, VmSnapshot } from '../api/types.ts';
 import { stateLabel } from '../api/describe.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { AnsiRenderer, applyTrueColours, stripAnsi } from './ansi.ts';
-import { LineBuffer, matches, newAfterTail } from './log-buffer.ts';
+import { LineBuffer, matches, newAfterTail, type LogLine } from './log-buffer.ts';
 import { applyWindowFlags } from './window-flags.ts';
 
 const TAIL_LINES = 5000;
 const MEMORY_MAX = 20_000;
-const DOM_MAX = 2000;
+/** Row height in px; styles/log.css sets the same on .line. */
+const LH = 16;
+const PAD_TOP = 6;
+const OVERSCAN = 20;
 
 const q = applyWindowFlags();
 const vm = q.get('vm') ?? '';
@@ -29,9 +35,20 @@ const vmNameEl = document.getElementById('vmname')!;
 const consoleBtn = document.getElementById('console-app') as HTMLButtonElement;
 const tabs = Array.from(document.querySelectorAll<HTMLButtonElement>('.seg [data-kind]'));
 
+// The scroll area holds a sizer as tall as all the lines, and the rows in view positioned in it.
+const sizer = document.createElement('div');
+sizer.className = 'sizer';
+const rows = document.createElement('div');
+rows.className = 'rows';
+sizer.append(rows);
+logEl.append(sizer);
+
 let buffer = new LineBuffer<string>(MEMORY_MAX);
 let ansi = new AnsiRenderer();
 let query = '';
+/** The lines the filter lets through (all of them without a filter), oldest first. */
+let view: readonly LogLine<string>[] = buffer.all;
+let filtered: LogLine<string>[] = [];
 let generation = 0;
 /** Live lines that arrived while the initial tail was being read. */
 let pending: string[] | null = null;
@@ -40,6 +57,20 @@ let queued: { text: string; data: string }[] = [];
 let frame = 0;
 let tailTruncated = false;
 let logPath: string | null = null;
+let maxChars = 0;
+let rendered = { from: -1, to: -1, firstId: -1, lastId: -1 };
+
+const charWidth = (() => {
+  const probe = document.createElement('span');
+  probe.className = 'mono';
+  probe.textContent = '0'.repeat(100);
+  probe.style.visibility = 'hidden';
+  probe.style.position = 'absolute';
+  document.body.append(probe);
+  const w = probe.getBoundingClientRect().width / 100 || 7;
+  probe.remove();
+  return w;
+})();
 
 /** A line as a terminal would show it: the text after the last carriage return. */
 function normalise(line: string): string {
@@ -48,91 +79,95 @@ function normalise(line: string): string {
   return cr >= 0 ? l.slice(cr + 1) : l;
 }
 
-const W = window as unknown as { st: Record<string, number> };
-W.st = { ingest: 0, flush: 0, append: 0, trim: 0, chrome: 0, n: 0, lines: 0 };
 function ingest(lines: string[]): void {
-  const t0 = performance.now();
-  W.st.lines! += lines.length;
   for (const raw of lines) {
     const line = normalise(raw);
-    queued.push({ text: stripAnsi(line), data: ansi.toHtml(line) });
+    const text = stripAnsi(line);
+    if (text.length > maxChars) maxChars = Math.min(text.length, 4000);
+    queued.push({ text, data: ansi.toHtml(line) });
   }
   if (!frame) frame = requestAnimationFrame(flush);
-  W.st.ingest! += performance.now() - t0;
 }
 
 function atBottom(): boolean {
   return logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
 }
 
-const tpl = document.createElement('template');
-/** Appends lines to the log; true colours are applied once the nodes are in the document. */
-function appendLines(items: readonly { text: string; data: string }[]): void {
-  tpl.innerHTML = items.map((l) => `<div class="line">${l.data || ' '}</div>`).join('');
-  const nodes = Array.from(tpl.content.children) as HTMLElement[];
-  logEl.append(tpl.content);
-  for (const n of nodes) applyTrueColours(n);
+/** Index of the first line in `view` whose id is ≥ id (ids only grow). */
+function indexOfId(id: number): number {
+  let lo = 0;
+  let hi = view.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (view[mid]!.id < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function layoutSizer(): void {
+  sizer.style.height = `${view.length * LH + PAD_TOP * 2}px`;
+  sizer.style.width = `${Math.ceil(maxChars * charWidth) + 24}px`;
+}
+
+/** Puts the rows in view (plus a margin) in the DOM; does nothing when they are already there. */
+function render(force = false): void {
+  const top = Math.max(0, logEl.scrollTop - PAD_TOP);
+  const from = Math.max(0, Math.floor(top / LH) - OVERSCAN);
+  const to = Math.min(view.length, Math.ceil((top + logEl.clientHeight) / LH) + OVERSCAN);
+  const firstId = view[from]?.id ?? -1;
+  const lastId = view[to - 1]?.id ?? -1;
+  if (!force && from === rendered.from && to === rendered.to && firstId === rendered.firstId && lastId === rendered.lastId) return;
+  rendered = { from, to, firstId, lastId };
+  rows.style.transform = `translateY(${PAD_TOP + from * LH}px)`;
+  let html = '';
+  for (let i = from; i < to; i++) html += `<div class="line">${view[i]!.data || ' '}</div>`;
+  rows.innerHTML = html;
+  applyTrueColours(rows);
+  highlight();
 }
 
 function flush(): void {
-  const t0 = performance.now();
-  W.st.n!++;
-  try { flush2(); } finally { W.st.flush! += performance.now() - t0; }
-}
-function flush2(): void {
   frame = 0;
   if (!queued.length) return;
+  const follow = followEl.checked;
+  // The line at the top of the viewport, to keep it there when not following.
+  const anchor = view[Math.floor(Math.max(0, logEl.scrollTop - PAD_TOP) / LH)];
+  const offset = Math.max(0, logEl.scrollTop - PAD_TOP) % LH;
   const { added } = buffer.push(queued);
   queued = [];
-  const visible = added.filter((l) => matches(l.text, query)).slice(-DOM_MAX);
-  if (visible.length) {
-    const follow = followEl.checked;
-    // Drop from the top first and keep the viewport still when not following.
-    const excess = logEl.childElementCount + visible.length - DOM_MAX;
-    if (excess > 0) {
-      const before = logEl.scrollHeight;
-      for (let i = 0; i < excess && logEl.firstElementChild; i++) logEl.firstElementChild.remove();
-      if (!follow) logEl.scrollTop -= before - logEl.scrollHeight;
-    }
-    const ta = performance.now();
-    appendLines(visible);
-    W.st.append! += performance.now() - ta;
-    // The notice above the log may appear now and shrink it: settle the chrome before scrolling.
-    updateChrome();
-    if (follow) logEl.scrollTop = logEl.scrollHeight;
-    highlightAll();
-  } else {
-    updateChrome();
+  if (query) {
+    const oldest = buffer.all[0]?.id ?? 0;
+    let drop = 0;
+    while (drop < filtered.length && filtered[drop]!.id < oldest) drop++;
+    if (drop) filtered.splice(0, drop);
+    for (const l of added) if (matches(l.text, query)) filtered.push(l);
   }
+  layoutSizer();
+  // The notice above may appear now and shrink the log: settle the chrome before scrolling.
+  updateChrome();
+  if (follow) logEl.scrollTop = logEl.scrollHeight;
+  else if (anchor) logEl.scrollTop = PAD_TOP + indexOfId(anchor.id) * LH + offset;
+  render(true);
 }
 
-function rerender(): void {
-  const visible = buffer.all.filter((l) => matches(l.text, query)).slice(-DOM_MAX);
-  logEl.replaceChildren();
-  appendLines(visible);
-  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
-  highlightAll();
+function applyFilter(): void {
+  filtered = query ? buffer.all.filter((l) => matches(l.text, query)) : [];
+  view = query ? filtered : buffer.all;
+  layoutSizer();
   updateChrome();
+  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+  render(true);
 }
 
 function updateChrome(): void {
-  const shown = logEl.childElementCount;
-  if (query) {
-    const n = buffer.all.reduce((c, l) => c + (matches(l.text, query) ? 1 : 0), 0);
-    countEl.textContent = `${n} of ${buffer.size} lines`;
-  } else {
-    countEl.textContent = buffer.size ? `${buffer.size} lines` : '';
-  }
-  const older = tailTruncated || buffer.total > buffer.size || shown >= DOM_MAX;
-  if (pending === null && buffer.size === 0) {
-    noticeEl.hidden = false;
-    noticeEl.textContent = emptyText();
-  } else if (older) {
-    noticeEl.hidden = false;
-    noticeEl.textContent = `Showing the last ${Math.min(shown, DOM_MAX)} lines. Open in Console for the whole file.`;
-  } else {
-    noticeEl.hidden = true;
-  }
+  const count = query ? `${view.length} of ${buffer.size} lines` : buffer.size ? `${buffer.size} lines` : '';
+  if (countEl.textContent !== count) countEl.textContent = count;
+  let notice: string | null = null;
+  if (pending === null && buffer.size === 0) notice = emptyText();
+  else if (tailTruncated || buffer.total > buffer.size) notice = `Showing the last ${buffer.size} lines. Open in Console for the whole file.`;
+  noticeEl.hidden = notice === null;
+  if (notice !== null && noticeEl.textContent !== notice) noticeEl.textContent = notice;
   consoleBtn.disabled = logPath === null;
 }
 
@@ -153,31 +188,26 @@ function emptyText(): string {
 const highlights = (globalThis as { CSS?: { highlights?: Map<string, unknown> } }).CSS?.highlights;
 const HighlightCtor = (globalThis as { Highlight?: new (...r: Range[]) => unknown }).Highlight;
 
-function rangesIn(root: Node): Range[] {
-  if (!query) return [];
-  const out: Range[] = [];
+/** Marks the filter text in the rows on screen. */
+function highlight(): void {
+  if (!highlights || !HighlightCtor) return;
+  if (!query) {
+    highlights.delete('search');
+    return;
+  }
+  const ranges: Range[] = [];
   const needle = query.toLowerCase();
-  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const walker = document.createTreeWalker(rows, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     const text = (n.nodeValue ?? '').toLowerCase();
     for (let i = text.indexOf(needle); i >= 0; i = text.indexOf(needle, i + needle.length)) {
       const r = document.createRange();
       r.setStart(n, i);
       r.setEnd(n, i + needle.length);
-      out.push(r);
+      ranges.push(r);
     }
   }
-  return out;
-}
-
-/** Ranges must point into the live document, so they are (re)computed after each insertion. */
-function highlightAll(): void {
-  if (!highlights || !HighlightCtor) return;
-  if (!query) {
-    highlights.delete('search');
-    return;
-  }
-  highlights.set('search', new HighlightCtor(...rangesIn(logEl)));
+  highlights.set('search', new HighlightCtor(...ranges));
 }
 
 // ---------- loading ----------
@@ -206,10 +236,11 @@ async function load(k: LogKind): Promise<void> {
   buffer = new LineBuffer<string>(MEMORY_MAX);
   ansi = new AnsiRenderer();
   queued = [];
-  logEl.replaceChildren();
+  maxChars = 0;
   logPath = null;
   tailTruncated = false;
-  updateChrome();
+  followEl.checked = true;
+  applyFilter();
   try {
     const tail = await bridge.call('logs', { vm, kind: k, lines: TAIL_LINES });
     if (gen !== generation) return;
@@ -247,27 +278,36 @@ bridge.onEvent((ev) => {
 for (const t of tabs) t.addEventListener('click', () => void load(t.dataset.kind === 'build' ? 'build' : 'console'));
 searchEl.addEventListener('input', () => {
   query = searchEl.value;
-  rerender();
+  applyFilter();
 });
 searchEl.addEventListener('keydown', (ev) => {
   if (ev.key === 'Escape') {
     searchEl.value = '';
     query = '';
-    rerender();
+    applyFilter();
   }
 });
 followEl.addEventListener('change', () => {
   if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
 });
 // Scrolling up pauses following (like a terminal); scrolling back to the end resumes it. Our own
-// scrolling only ever goes to the end, so any scroll that leaves the end is the user's.
+// scrolling only ever goes to the end (or holds the viewport still), so any scroll that leaves
+// the end is the user's.
+let scrollFrame = 0;
 logEl.addEventListener('scroll', () => {
   const bottom = atBottom();
   if (followEl.checked !== bottom) followEl.checked = bottom;
+  if (!scrollFrame) {
+    scrollFrame = requestAnimationFrame(() => {
+      scrollFrame = 0;
+      render();
+    });
+  }
 }, { passive: true });
 // A resized log area (window resized, notice shown) stays pinned to the end while following.
 new ResizeObserver(() => {
   if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+  render();
 }).observe(logEl);
 consoleBtn.addEventListener('click', () => {
   bridge.ui('openInConsoleApp', { vm, kind }).catch((e) => {

@@ -23,7 +23,10 @@ const noVms = $<HTMLParagraphElement>('no-vms');
 const statusEl = $<HTMLElement>('status');
 const paths = { nixPath: $<HTMLInputElement>('nixPath'), vfkitPath: $<HTMLInputElement>('vfkitPath'), bridgeInterface: $<HTMLInputElement>('bridgeInterface') };
 
+const sshInclude = $<HTMLElement>('ssh-include');
+const sshStatus = $<HTMLElement>('ssh-status');
 let settings: Settings | null = null;
+let sshConfig: AgentSnapshot['agent']['sshConfig'] | null = null;
 let vms: AgentSnapshot['vms'] = [];
 let statusTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -81,6 +84,18 @@ function render(force = false): void {
   setValue(paths.vfkitPath, s.vfkitPath ?? '', force);
   setValue(paths.bridgeInterface, s.bridgeInterface ?? '', force);
 
+  if (sshConfig) {
+    if (sshInclude.textContent !== sshConfig.includeLine) sshInclude.textContent = sshConfig.includeLine;
+    const text = {
+      included: '~/.ssh/config includes it.',
+      'not-included': '~/.ssh/config does not include it yet.',
+      missing: 'There is no ~/.ssh/config yet: create it with this line.',
+      unreadable: '~/.ssh/config could not be read.',
+    }[sshConfig.status];
+    if (sshStatus.textContent !== text) sshStatus.textContent = text;
+    sshStatus.dataset.status = sshConfig.status;
+  }
+
   // Per-VM rows, keyed by name so an input being typed in is not replaced.
   noVms.hidden = vms.length > 0;
   const seen = new Set<string>();
@@ -132,6 +147,14 @@ launchAtLogin.addEventListener('change', async () => {
     status(errorMessage(e), true);
   }
 });
+$<HTMLButtonElement>('copy-include').addEventListener('click', async () => {
+  try {
+    await bridge.ui('copySshInclude', {});
+    status('Copied the Include line');
+  } catch (e) {
+    status(errorMessage(e), true);
+  }
+});
 $<HTMLButtonElement>('add-flake').addEventListener('click', async () => {
   try {
     const { dir } = await bridge.ui('chooseFlakeFolder', {});
@@ -149,12 +172,14 @@ bridge.onEvent((ev) => {
   if (ev.type !== 'snapshot') return;
   settings = ev.snapshot.settings;
   vms = ev.snapshot.vms;
+  sshConfig = ev.snapshot.agent.sshConfig;
   render();
 });
 Promise.all([bridge.call('snapshot', {}), bridge.ui('getLaunchAtLogin', {})]).then(
   ([s, login]) => {
     settings = s.settings;
     vms = s.vms;
+    sshConfig = s.agent.sshConfig;
     launchAtLogin.checked = login.enabled;
     render(true);
   },

@@ -178,7 +178,7 @@ export async function startHarness(): Promise<Harness> {
     const dispatcher = new IpcDispatcher(agent, createUiHandlers(agent, host));
     const context = await browser.newContext({
       colorScheme: opts.colorScheme ?? 'light',
-      viewport: opts.viewport ?? (which === 'index' ? { width: 380, height: 540 } : which === 'log' ? { width: 900, height: 560 } : { width: 560, height: 600 }),
+      viewport: opts.viewport ?? (which === 'index' ? { width: 380, height: 540 } : which === 'log' ? { width: 900, height: 560 } : { width: 560, height: 700 }),
       deviceScaleFactor: opts.deviceScaleFactor ?? 1,
     });
     const page = await context.newPage();

@@ -57,6 +57,12 @@ describe('settings window', () => {
       // The seed flake's VMs replace the UI fixture's in the per-VM table.
       await page.locator('#vms tr[data-vm="minimal-vm"]').waitFor({ timeout: 20_000 });
 
+      // The ssh config Include line, as the agent reports it, one click from the clipboard.
+      const { sshConfig } = (await t.agent.call('snapshot', {})).agent;
+      expect(await page.locator('#ssh-include').textContent()).toBe(sshConfig.includeLine);
+      await page.locator('#copy-include').click();
+      await expect.poll(() => app.host.clipboard).toEqual([sshConfig.includeLine]);
+
       await page.locator('#launchAtLogin').check();
       await expect.poll(() => app.host.launchAtLogin).toBe(true);
       expect(app.problems).toEqual([]);
