@@ -11,6 +11,8 @@ import { BUNDLE_ID } from '../core/paths.ts';
 /** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
 export interface DaemonAgent extends AgentPort {
   close(): Promise<void>;
+  /** Resolves once every flake was evaluated once (the real Agent has it). */
+  ready?(): Promise<void>;
 }
 
 export interface DaemonOptions {
@@ -76,6 +78,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   });
 
   try {
+    // Say what we serve once the flakes are known, not "0 VMs" while nix still evaluates.
+    await agent.ready?.();
     const snap = await agent.call('snapshot', {});
     const flakes = snap.flakes.map((f) => f.dir);
     say(

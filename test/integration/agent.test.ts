@@ -104,6 +104,33 @@ describe('Agent', () => {
     expect(args.argv.find((a) => a.startsWith('linux,'))).toContain('edited');
   });
 
+  it('auto-rebuild "restart" rebuilds and restarts a running VM when its config changes', async () => {
+    const t = await agent({ settings: { autoRebuild: 'restart' } });
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    const before = t.vm('minimal-vm');
+    editKernelParams(t, 'auto-restart');
+    const s = await t.waitFor((x) => {
+      const v = x.vms.find((y) => y.name === 'minimal-vm')!;
+      return v.state === 'running' && v.bootedDrvPath !== before.bootedDrvPath && !v.stale;
+    }, 30_000);
+    expect(s.vms.find((v) => v.name === 'minimal-vm')!.bootedDrvPath).toBe(s.vms.find((v) => v.name === 'minimal-vm')!.drvPath);
+  });
+
+  it('auto-rebuild "build" builds changed VMs but leaves running ones on their closure', async () => {
+    const t = await agent({ settings: { autoRebuild: 'build' } });
+    await t.agent.call('start', { vm: 'minimal-vm' });
+    const before = t.vm('minimal-vm');
+    editKernelParams(t, 'auto-build');
+    const s = await t.waitFor((x) => {
+      const v = x.vms.find((y) => y.name === 'minimal-vm')!;
+      return v.builtDrvPath === v.drvPath && v.drvPath !== before.drvPath && v.build.status === 'succeeded';
+    }, 30_000);
+    const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(vm.bootedDrvPath).toBe(before.bootedDrvPath);
+    expect(vm.pid).toBe(before.pid);
+    expect(vm.stale).toBe(true);
+  });
+
   it('keeps running VMs when the flake stops evaluating, and shows the error', async () => {
     const t = await agent();
     await t.agent.call('start', { vm: 'minimal-vm' });
@@ -205,6 +232,12 @@ describe('Agent', () => {
     for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(90);
   });
 });
+
+function editKernelParams(t: TestAgent, marker: string): void {
+  const host = t.flake.file('hosts/minimal-vm.nix');
+  const text = fs.readFileSync(host, 'utf8');
+  fs.writeFileSync(host, text.replace('services.getty', `boot.kernelParams = [ "console=hvc0" "${marker}" ];\n  services.getty`));
+}
 
 async function waitForFile(file: string, ok: (content: string) => boolean, timeoutMs = 5000): Promise<string> {
   const end = Date.now() + timeoutMs;
