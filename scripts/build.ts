@@ -26,22 +26,27 @@ const common: BuildOptions = {
   absWorkingDir: REPO,
 };
 
+/** The main process bundle: one ES module, electron external. */
+export function mainBuildOptions(outfile: string): BuildOptions {
+  return {
+    ...common,
+    entryPoints: [path.join(REPO, 'src/main/main.ts')],
+    outfile,
+    platform: 'node',
+    format: 'esm',
+    // Electron 45 runs Node 22.
+    target: 'node22',
+    // `menubar` (and a few others) are CommonJS and call require(): give the ESM bundle one.
+    banner: { js: "import { createRequire as __nixvmCreateRequire } from 'node:module'; const require = __nixvmCreateRequire(import.meta.url);" },
+  };
+}
+
 export async function buildApp(outDir = path.join(REPO, 'dist')): Promise<BuiltApp> {
   const main = path.join(outDir, 'main', 'main.js');
   const preload = path.join(outDir, 'preload', 'preload.cjs');
   const rendererDir = path.join(outDir, 'renderer');
   await Promise.all([
-    esbuild({
-      ...common,
-      entryPoints: [path.join(REPO, 'src/main/main.ts')],
-      outfile: main,
-      platform: 'node',
-      format: 'esm',
-      // Electron 45 runs Node 22.
-      target: 'node22',
-      // `menubar` (and a few others) are CommonJS and call require(): give the ESM bundle one.
-      banner: { js: "import { createRequire as __nixvmCreateRequire } from 'node:module'; const require = __nixvmCreateRequire(import.meta.url);" },
-    }),
+    esbuild(mainBuildOptions(main)),
     esbuild({
       ...common,
       entryPoints: [path.join(REPO, 'src/preload/preload.ts')],

@@ -131,6 +131,7 @@ export class Agent implements AgentPort {
   private readonly followers = new Map<string, { count: number; follower: Follower | null }>();
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   private readonly built = new Map<string, BuiltRecord | null>();
+  private readonly bootArgv = new Map<string, { startedAt: number | null; argv: string[] | null }>();
   private readonly bridge = new BridgeDetector();
   private readonly problems: string[] = [];
   private nix: Nix | null = null;
@@ -414,16 +415,19 @@ export class Agent implements AgentPort {
     return built ? built.drvPath !== e.spec.drvPath : false;
   }
 
-  private bootRecord(name: string): { argv?: string[] } | null {
-    try {
-      return JSON.parse(fs.readFileSync(this.vmPaths(name).bootRecord, 'utf8')) as { argv?: string[] };
-    } catch {
-      return null;
-    }
-  }
-
+  /** The argv a VM's current run was started with, from its boot record (read once per run). */
   private bootedArgv(name: string): string[] | null {
-    return this.bootRecord(name)?.argv ?? null;
+    const st = this.supervisor.status(name);
+    const cached = this.bootArgv.get(name);
+    if (cached && cached.startedAt === st.startedAt) return cached.argv;
+    let argv: string[] | null = null;
+    try {
+      argv = (JSON.parse(fs.readFileSync(this.vmPaths(name).bootRecord, 'utf8')) as { argv?: string[] }).argv ?? null;
+    } catch {
+      argv = null;
+    }
+    this.bootArgv.set(name, { startedAt: st.startedAt, argv });
+    return argv;
   }
 
   private bootedMac(name: string): string | null {
