@@ -125,7 +125,7 @@ export class Agent implements AgentPort {
   readonly startedAt = Date.now();
   private readonly opts: AgentOptions;
   private readonly flakes = new Map<string, FlakeState>();
-  private readonly builder: BuildManager | null;
+  private builder: BuildManager | null = null;
   private readonly supervisor: Supervisor;
   private readonly subscribers = new Set<Subscriber>();
   private readonly followers = new Map<string, { count: number; follower: Follower | null }>();
@@ -161,7 +161,6 @@ export class Agent implements AgentPort {
     } catch (err) {
       this.problems.push(errorSentence(err));
     }
-    this.builder = this.nix ? new BuildManager({ nix: this.nix, logsDir: path.join(paths.logsDir, 'builds') }) : null;
     this.supervisor = new Supervisor({
       vfkit: s.vfkitPath ?? 'vfkit',
       stateDir: paths.stateDir,
@@ -199,7 +198,7 @@ export class Agent implements AgentPort {
   }
 
   private async init(): Promise<void> {
-    this.wireBuilder();
+    this.builder = this.nix ? this.makeBuilder(this.nix) : null;
     this.wireSupervisor();
     this.settingsOff = this.settings.onChange((next, prev) => this.onSettings(next, prev));
     this.settings.onWarning(() => this.changed());
@@ -275,13 +274,22 @@ export class Agent implements AgentPort {
       problems: [...this.problems, ...(this.vfkitProblem ? [this.vfkitProblem] : []), ...this.settings.warnings],
       sshConfig: this.sshConfigInfo,
     };
-    const flakes: FlakeSnapshot[] = [...this.flakes.values()].map((f) => ({
-      dir: f.dir,
-      evaluating: f.watcher?.evaluating ?? false,
-      error: f.error,
-      warnings: [...f.warnings, ...(f.result?.warnings ?? [])],
-      lastEvalAt: f.lastEvalAt,
-    }));
+    const owner = new Map<string, string>();
+    const flakes: FlakeSnapshot[] = [...this.flakes.values()].map((f) => {
+      const clashes: string[] = [];
+      for (const name of [...(f.result?.vms ?? []).map((v) => v.name), ...(f.result?.failures ?? []).map((x) => x.name)]) {
+        const first = owner.get(name);
+        if (first === undefined) owner.set(name, f.dir);
+        else clashes.push(`${name} is also defined by ${first}, which nixvm uses; rename one of them to run both.`);
+      }
+      return {
+        dir: f.dir,
+        evaluating: f.watcher?.evaluating ?? false,
+        error: f.error,
+        warnings: [...f.warnings, ...(f.result?.warnings ?? []), ...clashes],
+        lastEvalAt: f.lastEvalAt,
+      };
+    });
     const vms = this.entries().map((e) => this.vmSnapshot(e));
     return { agent: info, flakes, vms, settings: this.settings.get() };
   }
@@ -289,6 +297,7 @@ export class Agent implements AgentPort {
   /** All VMs the flakes define (loaded or failed), plus VMs still running from a flake that lost them. */
   private entries(): VmEntry[] {
     const out = new Map<string, VmEntry>();
+    const broken = [...this.flakes.values()].some((f) => f.error !== null);
     for (const f of this.flakes.values()) {
       for (const spec of f.result?.vms ?? []) {
         if (!out.has(spec.name)) out.set(spec.name, { name: spec.name, flake: f.dir, spec, error: null });
@@ -303,7 +312,9 @@ export class Agent implements AgentPort {
           name: s.name,
           flake: '',
           spec: null,
-          error: `${s.name} is running but no configured flake defines it any more; stop it when you are done with it.`,
+          error: broken
+            ? `${s.name} is running, but its flake does not evaluate right now (see the flake's error); it keeps running.`
+            : `${s.name} is running but no configured flake defines it any more; stop it when you are done with it.`,
         });
       }
     }
@@ -489,9 +500,8 @@ export class Agent implements AgentPort {
     else if (process.env.NIXVM_DEBUG) process.stderr.write(`[agent] ${line}\n`);
   }
 
-  private wireBuilder(): void {
-    const b = this.builder;
-    if (!b) return;
+  private makeBuilder(nix: Nix): BuildManager {
+    const b = new BuildManager({ nix, logsDir: path.join(this.paths.logsDir, 'builds') });
     b.on('state', () => this.changed());
     b.on('progress', () => this.changed());
     b.on('log', (vm, line) => this.broadcast({ type: 'log', vm, kind: 'build', lines: [line] }));
@@ -506,6 +516,27 @@ export class Agent implements AgentPort {
       }
       this.changed();
     });
+    return b;
+  }
+
+  /** nix was found again (or elsewhere) after a settings change: new builder, every flake re-evaluated. */
+  private async useNix(nixPath: string | null): Promise<void> {
+    this.problems.length = 0;
+    try {
+      this.nix = Nix.locate(nixPath);
+    } catch (err) {
+      this.nix = null;
+      this.problems.push(errorSentence(err));
+    }
+    const oldBuilder = this.builder;
+    this.builder = this.nix ? this.makeBuilder(this.nix) : null;
+    await oldBuilder?.dispose();
+    // Swap in fresh watchers first, so no snapshot ever shows the flakes gone.
+    const old = [...this.flakes.values()];
+    this.flakes.clear();
+    for (const f of old) this.addFlake(f.dir);
+    this.changed();
+    await Promise.all(old.map((f) => f.watcher?.close()));
   }
 
   private wireSupervisor(): void {
@@ -666,14 +697,7 @@ export class Agent implements AgentPort {
 
   private onSettings(next: Settings, prev: Settings): void {
     this.supervisor.opts.stopTimeoutMs = next.stopTimeoutSec * 1000;
-    if (next.nixPath !== prev.nixPath) {
-      this.problems.length = 0;
-      try {
-        this.nix = Nix.locate(next.nixPath);
-      } catch (err) {
-        this.problems.push(errorSentence(err));
-      }
-    }
+    if (next.nixPath !== prev.nixPath) void this.useNix(next.nixPath);
     if (next.vfkitPath !== prev.vfkitPath) {
       this.supervisor.opts.vfkit = next.vfkitPath ?? 'vfkit';
       void this.locateVfkit().then(() => this.changed());

@@ -9,6 +9,7 @@ import { AgentError, type AgentEvent } from '../../src/api/types.ts';
 import { recentRuns } from '../../src/core/runner.ts';
 import { Agent } from '../../src/core/agent.ts';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { copyFixture } from '../helpers/fixtures.ts';
 
 const live: TestAgent[] = [];
 async function agent(opts: Parameters<typeof createTestAgent>[0] = {}): Promise<TestAgent> {
@@ -167,9 +168,11 @@ describe('Agent', () => {
     expect(s.agent.problems.join('\n')).toMatch(/nix/);
     expect(s.agent.problems.join('\n')).toMatch(/vfkit/);
     expect(s.flakes[0]!.error).toMatch(/nix/);
-    // Fixing the setting live brings nix back.
+    // Fixing the setting live brings nix back, and the flake is evaluated again.
     await t.agent.call('setSettings', { nixPath: null });
-    expect(t.agent.snapshot().agent.nix).toMatch(/nix$/);
+    const fixed = await t.waitFor((x) => x.flakes[0]!.error === null && x.vms.length === 2, 20_000);
+    expect(fixed.agent.nix).toMatch(/nix$/);
+    expect(fixed.agent.problems.join('\n')).not.toMatch(/Could not find nix/);
   });
 
   it('moves a corrupt settings file aside, loads defaults and keeps everything else', async () => {
@@ -185,6 +188,19 @@ describe('Agent', () => {
     expect(s.settings.autoRebuild).toBe('off');
     // The build record survived: the VM is known to be built and not stale.
     expect(t.vm('minimal-vm').builtDrvPath).toBe(t.vm('minimal-vm').drvPath);
+  });
+
+  it('warns when two flakes define a VM of the same name, and runs the first', async () => {
+    const other = await copyFixture('seed');
+    try {
+      const t = await agent({ agent: { flakes: [other.dir] } });
+      const s = t.agent.snapshot();
+      expect(s.flakes).toHaveLength(2);
+      expect(s.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
+      expect(s.flakes[1]!.warnings.join('\n')).toContain(`minimal-vm is also defined by ${t.flake.dir}, which nixvm uses`);
+    } finally {
+      other.remove();
+    }
   });
 
   it('adopts VMs a previous agent left running and still sees them end', async () => {
