@@ -327,7 +327,7 @@ export async function startControlServer(
   prepareSocketDir(socketPath);
   const existing = await probeSocket(socketPath);
   if (existing === 'live') {
-    throw new Error(`Another process is already serving the nixvm control socket at ${socketPath}; quit that agent first (\`nixvm status\` reaches it).`);
+    throw new Error(`Another process is already serving the nixvm control socket at ${socketPath}; quit that agent first (\`nixvm ls\` reaches it).`);
   }
   if (existing === 'not-a-socket') {
     throw new Error(`${socketPath} exists and is not a socket; remove it and start the agent again.`);

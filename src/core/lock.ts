@@ -28,7 +28,7 @@ export class AlreadyRunningError extends Error {
     const cmd = holder.argv.map((a) => path.basename(a)).slice(0, 3).join(' ');
     super(
       `Another nixvm agent is already running (pid ${holder.pid}, ${cmd || 'unknown command'}, since ${since}); ` +
-        `use \`nixvm status\` to talk to it, or quit it (NixVM menubar → Quit, or \`kill ${holder.pid}\`) before starting another.`,
+        `use \`nixvm ls\` to talk to it, or quit it (NixVM menubar → Quit, or \`kill ${holder.pid}\`) before starting another.`,
     );
     this.name = 'AlreadyRunningError';
     this.holder = holder;

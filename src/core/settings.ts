@@ -252,7 +252,7 @@ export class SettingsStore {
     this.#now = options.now ?? (() => new Date());
     fs.mkdirSync(dir, { recursive: true });
     const problem = this.#fileProblem();
-    if (problem) this.#moveAside(problem);
+    if (problem) this.#moveAside(problem, this.#salvage());
     this.#conf = this.#openConf(dir, options.watch ?? true);
     this.#current = pick(this.#conf.store as unknown as Record<string, unknown>);
     // Our own writes and conf's watcher (edits from elsewhere) both arrive here.
@@ -367,12 +367,38 @@ export class SettingsStore {
     return problems.length ? problems.join('; ') : null;
   }
 
-  #moveAside(problem: string): void {
+  /**
+   * The fields of a file that is JSON but breaks the schema that are still good (unknown keys
+   * included), so one mistyped value does not also cost the user their flakes; null otherwise.
+   */
+  #salvage(): { kept: Record<string, unknown>; reset: string[] } | null {
+    let data: unknown;
+    try {
+      data = JSON.parse(fs.readFileSync(this.path, 'utf8').replace(/^\uFEFF/, ''));
+    } catch {
+      return null;
+    }
+    if (!isPlainObject(data)) return null;
+    const kept: Record<string, unknown> = {};
+    const reset: string[] = [];
+    for (const [k, v] of Object.entries(data)) {
+      if (Object.hasOwn(SETTINGS_SCHEMA, k) && checkValue(k, SETTINGS_SCHEMA[k as keyof Settings], v) !== null) reset.push(k);
+      else kept[k] = v;
+    }
+    return reset.length ? { kept, reset } : null;
+  }
+
+  #moveAside(problem: string, salvage: { kept: Record<string, unknown>; reset: string[] } | null = null): void {
     const stamp = this.#now().toISOString().replace(/[:.]/g, '-');
     let target = `${this.path}.corrupt-${stamp}`;
     for (let i = 1; fs.existsSync(target); i++) target = `${this.path}.corrupt-${stamp}-${i}`;
     fs.renameSync(this.path, target);
-    const warning = `The settings file ${this.path} could not be used (${problem}); it was moved to ${target} and default settings were loaded.`;
+    let loaded = 'default settings were loaded';
+    if (salvage) {
+      fs.writeFileSync(this.path, `${JSON.stringify(salvage.kept, null, '\t')}\n`, { mode: 0o600 });
+      loaded = `the other settings were kept, with defaults for ${salvage.reset.join(', ')}`;
+    }
+    const warning = `The settings file ${this.path} could not be used (${problem}); it was moved to ${target} and ${loaded}.`;
     this.#movedAside.push(warning);
     this.#emitWarning(warning);
   }

@@ -214,12 +214,18 @@ describe('SettingsStore', () => {
     expect(fs.readdirSync(dir).sort()).toEqual(['notes.txt', 'settings.json', 'settings.json.corrupt-2030-01-02T03-04-05-678Z', 'state']);
   });
 
-  it('moves a file that breaks the schema aside, naming the field', () => {
-    const bad = JSON.stringify({ flakes: ['/ok'], stopTimeoutSec: -5 });
+  it('moves a file that breaks the schema aside, naming the field, and keeps its good fields', () => {
+    const bad = JSON.stringify({ flakes: ['/ok'], stopTimeoutSec: -5, autoRebuild: 'sometimes', onQuit: 'stop', futureKnob: 1 });
     fs.writeFileSync(settingsFile(), bad);
     const s = open();
     expect(s.get().stopTimeoutSec).toBe(30);
+    expect(s.get().autoRebuild).toBe('off');
+    // One mistyped value must not also cost the user their flakes.
+    expect(s.get().flakes).toEqual(['/ok']);
+    expect(s.get().onQuit).toBe('stop');
+    expect(readFileJson()).toMatchObject({ flakes: ['/ok'], onQuit: 'stop', futureKnob: 1, stopTimeoutSec: 30 });
     expect(s.warnings[0]).toContain('stopTimeoutSec must be at least 1');
+    expect(s.warnings[0]).toContain('defaults for stopTimeoutSec, autoRebuild');
     const asides = fs.readdirSync(dir).filter((f) => f.startsWith('settings.json.corrupt-'));
     expect(asides).toHaveLength(1);
     expect(fs.readFileSync(path.join(dir, asides[0] as string), 'utf8')).toBe(bad);
