@@ -3,7 +3,6 @@
  * clocks (callers pass `now`), no terminal queries (callers pass the width), so all of it is
  * unit-tested and the commander wiring stays thin.
  */
-import { quote } from 'shell-quote';
 import type {
   AgentEvent,
   AgentSnapshot,
@@ -247,10 +246,11 @@ export function progressPayload(vm: VmSnapshot): { vm: string; builds: string; d
 /** The sentence a command prints when it is done with a VM. */
 export function formatOutcome(verb: string, vm: VmSnapshot): string {
   const addr = preferredAddress(vm);
-  const bits: string[] = [vm.state];
+  // "stopped (stopped, …)" says nothing twice; "started (running, …)" does say something.
+  const bits: string[] = vm.state === verb ? [] : [vm.state];
   if (addr) bits.push(addr);
   if (vm.stale) bits.push('stale');
-  return `${vm.name}: ${verb} (${bits.join(', ')})`;
+  return bits.length ? `${vm.name}: ${verb} (${bits.join(', ')})` : `${vm.name}: ${verb}`;
 }
 
 /** A failure of a build, in one sentence plus nix's own text. */
@@ -317,8 +317,20 @@ export function formatEvent(ev: AgentEvent, prev: AgentSnapshot | null): string[
   }
 }
 
+/**
+ * One argument as a POSIX shell word: bare when it holds only characters no shell treats
+ * specially (so `virtio-net,nat,mac=…` stays readable), else single-quoted. shell-quote's
+ * backslash style (`virtio-net\\,nat\\,mac\\=…`) is correct but unreadable.
+ */
+export function shellWord(a: string): string {
+  // A leading `=` is quoted too: zsh expands `=cmd` to a path.
+  if (/^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/.test(a)) return a;
+  return `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
 /** An argv as a pasteable shell command line, one argument group per line. */
 export function formatArgv(argv: string[]): string {
+  const quote = (words: string[]): string => words.map(shellWord).join(' ');
   const out: string[] = [];
   let cur: string[] = [];
   for (const a of argv) {
@@ -344,7 +356,7 @@ export function formatInspect(name: string, spec: VmSpec | null, argv: string[])
     lines.push(`  rosetta:       ${spec.rosetta ? 'yes' : 'no'}`);
     lines.push(`  graphics:      ${spec.graphics ? (spec.resolution ? `${spec.resolution.width}x${spec.resolution.height}` : 'yes') : 'no'}`);
     lines.push(`  host store:    ${spec.mountHostNixStore ? 'mounted' : 'not mounted'}`);
-    lines.push(`  ssh:           ${spec.ssh.enabled ? `${spec.ssh.user}@ port ${spec.ssh.port}` : 'disabled'}`);
+    lines.push(`  ssh:           ${spec.ssh.enabled ? `user ${spec.ssh.user}, port ${spec.ssh.port}` : 'disabled'}`);
     for (const s of spec.shares) lines.push(`  share:         ${s.source} → ${s.target} (tag ${s.tag})`);
     lines.push(`  kernel params: ${spec.kernelParams.join(' ')}`);
   } else {

@@ -31,6 +31,11 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Where to look for a bare program name; defaults to process.env.PATH. */
   searchPath?: string[];
+  /**
+   * Keep only the last this-many characters of stderr (a long `nix build --log-format
+   * internal-json` writes far more than is worth holding; its lines still reach onLine).
+   */
+  stderrTailChars?: number;
 }
 
 export interface RunResult {
@@ -154,8 +159,8 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     input: opts.input,
     reject: false,
     stripFinalNewline: false,
-    // Keep the text; lines are also streamed below when asked for.
-    buffer: true,
+    // Keep the text (stderr only as a tail when asked); lines are also streamed below.
+    buffer: opts.stderrTailChars === undefined ? true : { stdout: true, stderr: false },
     maxBuffer: 256 * 1024 * 1024,
   });
   if (opts.onLine) {
@@ -179,13 +184,22 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
       });
     }
   }
+  let stderrTail = '';
+  const tailChars = opts.stderrTailChars;
+  if (tailChars !== undefined && child.stderr) {
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      stderrTail += chunk;
+      if (stderrTail.length > 2 * tailChars) stderrTail = stderrTail.slice(-tailChars);
+    });
+  }
   const r = await child;
   const result: RunResult = {
     argv: [file, ...args],
     exitCode: r.exitCode ?? null,
     signal: r.signal ?? null,
     stdout: String(r.stdout ?? ''),
-    stderr: String(r.stderr ?? ''),
+    stderr: tailChars === undefined ? String(r.stderr ?? '') : stderrTail.slice(-tailChars),
     durationMs: Date.now() - startedAt,
   };
   const cancelled = Boolean(r.isCanceled);

@@ -139,7 +139,13 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       return { path: file };
     },
     async openFlakeFolder({ dir }) {
-      const target = dir ?? (await agent.call('getSettings', {})).flakes[0];
+      const snap = await agent.call('snapshot', {});
+      // shell.openPath would run an app or a .command file: open only folders the agent runs.
+      if (dir !== undefined && !snap.flakes.some((f) => f.dir === dir) && !snap.vms.some((v) => v.flake === dir)) {
+        throw new AgentError('bad-request', `${dir} is not one of NixVM's flake folders; only those can be opened from here.`);
+      }
+      // The first flake the agent runs (a headless daemon's --flake counts, not only settings').
+      const target = dir ?? snap.flakes[0]?.dir;
       if (!target) throw new AgentError('failed', 'No flake folder is configured: choose one in Settings.');
       await host.openFolder(target);
       return null;

@@ -20,6 +20,8 @@ import { Windows, hardenSession, hardenWebContents, pageUrl, rendererBaseUrl, se
 
 interface AppAgent extends AgentPort {
   close(): Promise<void>;
+  /** A control-socket client has it: the headless agent it talks to went away. */
+  onClose?(fn: (err: Error | null) => void): () => void;
 }
 
 // Bundled to dist/main/main.js; the renderer and preload are its siblings, icons/ sits beside dist/.
@@ -71,6 +73,17 @@ async function main(): Promise<void> {
   let launchAtLogin = await getLaunchAtLogin().catch(() => false);
   let quitting = false;
   let trayCtl: TrayController | null = null;
+  if (!owned) {
+    // The headless agent this app is a face for quit or crashed (launchd may be restarting it):
+    // start over, which either takes the lock and becomes the agent (adopting running VMs) or
+    // connects to its successor, instead of showing a frozen snapshot whose every action fails.
+    agent.onClose?.((err) => {
+      if (err && !quitting) {
+        app.relaunch();
+        app.exit(0);
+      }
+    });
+  }
 
   async function quit(): Promise<void> {
     if (quitting) return;
@@ -114,7 +127,8 @@ async function main(): Promise<void> {
   );
   registerIpc(new IpcDispatcher(agent, ui), rendererBaseUrl(paths));
 
-  const notifier = new Notifier((vm, kind) => windows.openLog(vm, kind), () => {});
+  // Where notifications are unavailable, the notice shows as the tray title until the menu is opened.
+  const notifier = new Notifier((vm, kind) => windows.openLog(vm, kind), () => trayCtl?.refresh());
   const tray = new Tray(trayImage(iconsDir, 'idle'));
   trayCtl = new TrayController(tray, iconsDir, {
     facts: () => ({ platform: process.platform, launchAtLogin, unseenNotices: notifier.pending }),

@@ -163,7 +163,9 @@ export function menuTemplate(snap: AgentSnapshot, facts: MenuFacts, d: Dispatch)
   }
   if (items.length) items.push(sep);
 
-  if (snap.settings.flakes.length === 0) {
+  // The flakes the agent runs: settings' plus any a headless `nixvm daemon --flake DIR` was given.
+  const flakes = snap.flakes.map((f) => f.dir);
+  if (flakes.length === 0) {
     items.push(info('No flake configured'));
     items.push({ label: 'Choose Flake Folder…', click: () => d({ kind: 'ui', verb: 'chooseFlakeFolder', params: {} }) });
   } else if (snap.vms.length === 0) {
@@ -184,7 +186,6 @@ export function menuTemplate(snap: AgentSnapshot, facts: MenuFacts, d: Dispatch)
     enabled: stale.length > 0,
     click: () => d({ kind: 'agent', method: 'rebuildStale', params: {} }),
   });
-  const flakes = snap.settings.flakes;
   if (flakes.length > 1) {
     items.push({
       label: 'Open Flake Folder',

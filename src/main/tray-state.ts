@@ -2,8 +2,8 @@
  * What the tray shows for a snapshot: which template icon, the title next to it and the tooltip.
  * Pure, so the precedence (building over error over running over idle) is tested without Electron.
  */
-import type { AgentSnapshot } from '../api/types.ts';
-import { isUp } from '../api/describe.ts';
+import type { AgentSnapshot, Notice } from '../api/types.ts';
+import { isUp, truncate } from '../api/describe.ts';
 
 export type TrayIcon = 'idle' | 'running' | 'building' | 'error';
 export const TRAY_ICONS: readonly TrayIcon[] = ['idle', 'running', 'building', 'error'];
@@ -15,7 +15,14 @@ export interface TrayView {
   tooltip: string;
 }
 
-export function trayView(snap: AgentSnapshot): TrayView {
+/** Longest notice shown as the tray title (the menu bar has little room). */
+const NOTICE_TITLE_MAX = 28;
+
+/**
+ * `unseen`: notices that could not be shown as system notifications (an unsigned app on recent
+ * macOS), newest first. Until the menu that lists them is opened, the newest one is the title.
+ */
+export function trayView(snap: AgentSnapshot, unseen: readonly Notice[] = []): TrayView {
   const building = snap.vms.filter((v) => v.build.status === 'building');
   const running = snap.vms.filter(isUp);
   const crashed = snap.vms.filter((v) => v.state === 'crashed');
@@ -30,6 +37,7 @@ export function trayView(snap: AgentSnapshot): TrayView {
   if (failed.length) lines.push(`Failed: ${failed.map((v) => v.name).join(', ')}`);
   if (flakeErrors.length) lines.push(`${flakeErrors.length} flake${flakeErrors.length === 1 ? '' : 's'} failed to evaluate`);
   if (snap.agent.problems.length) lines.push(...snap.agent.problems);
+  for (const n of unseen) lines.push(`${n.title}${n.body ? `: ${n.body}` : ''}`);
   const tooltip = ['NixVM', ...lines].join('\n');
 
   if (building.length) {
@@ -37,8 +45,9 @@ export function trayView(snap: AgentSnapshot): TrayView {
     const pct = Math.min(...building.map((v) => v.build.progress?.percent ?? 0));
     return { icon: 'building', title: `${Math.floor(pct)}%`, tooltip };
   }
-  const title = running.length > 0 ? String(running.length) : '';
-  if (problems > 0) return { icon: 'error', title, tooltip };
+  const newest = unseen[0];
+  const title = newest ? truncate(newest.title, NOTICE_TITLE_MAX) : running.length > 0 ? String(running.length) : '';
+  if (problems > 0 || unseen.some((n) => n.level === 'error')) return { icon: 'error', title, tooltip };
   if (running.length) return { icon: 'running', title, tooltip };
   return { icon: 'idle', title, tooltip };
 }

@@ -23,8 +23,11 @@ export class TrayController {
   private snap: AgentSnapshot | null = null;
   private override: string | null = null;
 
+  private readonly facts: () => MenuFacts;
+
   constructor(tray: Tray, iconsDir: string, menu: { facts: () => MenuFacts; dispatch: Dispatch; opened?: () => void }) {
     this.tray = tray;
+    this.facts = menu.facts;
     this.images = Object.fromEntries(TRAY_ICONS.map((i) => [i, trayImage(iconsDir, i)])) as Record<TrayIcon, NativeImage>;
     tray.setImage(this.images.idle);
     // Not setContextMenu: on macOS that would take over the left click the dropdown needs.
@@ -32,12 +35,19 @@ export class TrayController {
       if (!this.snap) return;
       tray.popUpContextMenu(Menu.buildFromTemplate(menuTemplate(this.snap, menu.facts(), menu.dispatch)));
       menu.opened?.();
+      // The notices it listed are seen now: the title goes back to the state's.
+      this.refresh();
     });
+  }
+
+  /** Redraw from the last snapshot (the unseen notices changed). */
+  refresh(): void {
+    if (this.snap) this.update(this.snap);
   }
 
   update(snap: AgentSnapshot): void {
     this.snap = snap;
-    const v = trayView(snap);
+    const v = trayView(snap, this.facts().unseenNotices);
     const title = this.override ?? v.title;
     if (v.icon !== this.last.icon) this.tray.setImage(this.images[v.icon]);
     if (title !== this.last.title) this.tray.setTitle(title, { fontType: 'monospacedDigit' });

@@ -358,9 +358,11 @@ function render(s: AgentSnapshot): void {
   renderIfChanged(flakeErrorsEl, JSON.stringify(errored.map((f) => [f.dir, f.error])), () => errored.map(flakeErrorCard));
 
   // Empty states.
+  // The flakes the agent runs: settings' plus any a headless `nixvm daemon --flake DIR` was given.
+  const flakeDirs = s.flakes.map((f) => f.dir);
   let emptyKey = '';
-  if (s.settings.flakes.length === 0) emptyKey = 'no-flake';
-  else if (s.vms.length === 0 && !errored.length) emptyKey = evaluating ? 'evaluating' : `no-vms:${s.settings.flakes.join(',')}`;
+  if (flakeDirs.length === 0) emptyKey = 'no-flake';
+  else if (s.vms.length === 0 && !errored.length) emptyKey = evaluating ? 'evaluating' : `no-vms:${flakeDirs.join(',')}`;
   renderIfChanged(emptyEl, emptyKey, () => {
     if (emptyKey === 'no-flake') {
       return [
@@ -377,7 +379,7 @@ function render(s: AgentSnapshot): void {
     if (emptyKey.startsWith('no-vms')) {
       return [
         h('div', { class: 'empty-title' }, 'No virtual machines'),
-        h('p', { class: 'empty-text' }, `${s.settings.flakes.map(tildify).join(', ')} defines no nixosConfigurations. Add one to the flake and NixVM picks it up.`),
+        h('p', { class: 'empty-text' }, `${flakeDirs.map(tildify).join(', ')} define${flakeDirs.length === 1 ? 's' : ''} no nixosConfigurations. Add one to the flake and NixVM picks it up.`),
         button('Open Flake Folder', 'openFlakeFolder', { icon: 'folder' }, (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {}))),
       ];
     }
@@ -426,7 +428,7 @@ function render(s: AgentSnapshot): void {
     setText(rebuildBtn.querySelector('span')!, stale ? `Rebuild Stale (${stale})` : 'Rebuild Stale');
   }
   const openBtn = footer.querySelector<HTMLButtonElement>('[data-action="openFlakeFolder"]');
-  if (openBtn) openBtn.disabled = s.settings.flakes.length === 0;
+  if (openBtn) openBtn.disabled = flakeDirs.length === 0;
   const quitBtn = footer.querySelector<HTMLButtonElement>('[data-action="quit"]');
   if (quitBtn) {
     quitBtn.title = up && s.settings.onQuit === 'stop' ? `Quit NixVM and stop ${up} VM${up === 1 ? '' : 's'}` : up ? 'Quit NixVM (VMs keep running)' : 'Quit NixVM';

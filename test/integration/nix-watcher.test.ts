@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FlakeError, inventory, type InventoryResult } from '../../src/core/nix/inventory.ts';
 import { Nix } from '../../src/core/nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from '../../src/core/nix/watcher.ts';
+import { run } from '../../src/core/runner.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
 
 const nix = Nix.locate();
@@ -166,9 +167,26 @@ describe('FlakeWatcher', () => {
     const u = (await next) as InventoryUpdate;
     const advice = `hosts/extra-vm.nix is not tracked by git, so nix cannot see it; run \`git add -N hosts/extra-vm.nix\` in ${h.flake.dir}.`;
     expect(h.warnings.at(-1)).toEqual([advice]);
-    expect(u.result.warnings).toContain(advice);
+    // Said once, by the 'warning' event: not repeated in the inventory's own warnings.
+    expect(u.result.warnings).not.toContain(advice);
     expect(u.result.failures).toEqual([expect.objectContaining({ name: 'extra-vm', error: advice })]);
     expect(u.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
+
+    // Once the user follows the advice, the warning goes away and the VM loads.
+    await run(['git', 'add', '-N', 'hosts/extra-vm.nix'], { cwd: h.flake.dir });
+    const fixed = h.next();
+    await h.watcher.refresh();
+    const u2 = (await fixed) as InventoryUpdate;
+    expect(h.warnings.at(-1)).toEqual([]);
+    expect(u2.result.failures).toEqual([]);
+    expect(u2.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'extra-vm', 'minimal-vm']);
+  });
+
+  it('sends no git warnings for a flake outside git', async () => {
+    const h = await watched('seed');
+    h.flake.write('hosts/extra-vm.nix', '{ }\n');
+    await h.watcher.refresh();
+    expect(h.warnings).toEqual([]);
   });
 
   it('ignores .git, result links and share directories without walking them, and stops on close', async () => {

@@ -6,12 +6,15 @@ import path from 'node:path';
 import {
   commandFileBody,
   commandFilePath,
+  createUiHandlers,
+  type UiHost,
   consoleAppArgv,
   ipClipboardText,
   shellQuote,
   terminalOpenArgv,
 } from '../../src/main/actions.ts';
-import { AgentError } from '../../src/api/types.ts';
+import { AgentError, type AgentPort, type AgentSnapshot } from '../../src/api/types.ts';
+import { settings, snapshot, vm } from './snapshot-factory.ts';
 
 const NASTY = ['plain', 'two words', "it's", '"dq"', '$HOME', '`id`', '$(id)', 'a;b', 'x\ny', '*', '~', '', '-o', 'StrictHostKeyChecking=no', 'ümlaut'];
 
@@ -68,5 +71,33 @@ describe('Copy IP', () => {
     })();
     expect(err).toBeInstanceOf(AgentError);
     expect((err as AgentError).code).toBe('not-running');
+  });
+});
+
+describe('Open Flake Folder', () => {
+  // A minimal port: only the snapshot the verb reads.
+  const port = (snap: AgentSnapshot): AgentPort => ({
+    call: (async (method: string) => {
+      if (method !== 'snapshot') throw new Error(`unexpected ${method}`);
+      return snap;
+    }) as AgentPort['call'],
+    subscribe: () => () => {},
+  });
+  const host = (opened: string[]): UiHost =>
+    ({ openFolder: async (d: string) => void opened.push(d) }) as unknown as UiHost;
+
+  it('opens the agent\'s flake (also one a headless daemon got with --flake) and refuses any other path', async () => {
+    const opened: string[] = [];
+    // settings.flakes is empty: the agent runs /flakes/demo because it was given --flake.
+    const snap = snapshot([vm({ flake: '/flakes/demo' })], {
+      flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
+      settings: settings({ flakes: [] }),
+    });
+    const ui = createUiHandlers(port(snap), host(opened));
+    await ui.openFlakeFolder({});
+    await ui.openFlakeFolder({ dir: '/flakes/demo' });
+    // shell.openPath runs apps and .command files: a page must not be able to ask for those.
+    await expect(ui.openFlakeFolder({ dir: '/state/vms/web/ssh.command' })).rejects.toThrow(/not one of NixVM's flake folders/);
+    expect(opened).toEqual(['/flakes/demo', '/flakes/demo']);
   });
 });

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   describeChanges,
@@ -283,8 +284,17 @@ describe('inspect', () => {
       '/usr/local/bin/vfkit',
       '--cpus 2',
       "--device 'virtio-fs,sharedDir=/Users/a b,mountTag=home'",
-      `--restful-uri "unix:///tmp/it's.sock"`,
+      `--restful-uri 'unix:///tmp/it'\\''s.sock'`,
     ]);
+    // A real shell reads back exactly the argv.
+    const nasty = [...argv, '', '$HOME', '`x`', 'a"b', '-o', 'x;y', 'tab\there', '~', '*', '=ls'];
+    const echoed = execFileSync('/bin/sh', ['-c', `printf '%s\\0' ${formatArgv(nasty)}`], { encoding: 'utf8' });
+    expect(echoed.split('\0').slice(0, -1)).toEqual(nasty);
+  });
+
+  it('leaves vfkit device values readable (no backslashes before commas and colons)', () => {
+    const text = formatArgv(['vfkit', '--device', 'virtio-net,nat,mac=f6:25:e2:48:58:1e', '--restful-uri', 'unix:///tmp/r.sock']);
+    expect(text).toBe('vfkit \\\n  --device virtio-net,nat,mac=f6:25:e2:48:58:1e \\\n  --restful-uri unix:///tmp/r.sock');
   });
 
   it('shows the spec facts, or says the VM does not evaluate', () => {

@@ -388,7 +388,7 @@ describe('actions', () => {
     };
     const r = await run(['stop', 'web', 'db'], port);
     expect(r.code).toBe(1);
-    expect(r.out).toBe('db: stopped (stopped)\n');
+    expect(r.out).toBe('db: stopped\n');
     expect(r.err).toBe('web: web did not stop within 30 s; it was killed.\n');
     expect(port.calls.filter((c) => c.method === 'stop').map((c) => c.params)).toEqual([{ vm: 'web' }, { vm: 'db' }]);
   });

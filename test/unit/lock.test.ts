@@ -92,7 +92,7 @@ describe('instance lock', () => {
     const e = err as AlreadyRunningError;
     expect(e.holder.pid).toBe(child.pid);
     expect(e.message).toContain(`pid ${child.pid}`);
-    expect(e.message).toContain('nixvm status');
+    expect(e.message).toContain('`nixvm ls` to talk to it');
     expect(e.message).toContain('holder-agent.mjs');
     expect(await readInstanceLock(dir)).toMatchObject({ holder: { pid: child.pid }, live: true });
 

@@ -171,6 +171,15 @@ describe('global menu items', () => {
     expect(find(items, 'Open Flake Folder')?.enabled).toBe(false);
   });
 
+  it('a headless agent given --flake (none in settings) still lists its VMs and opens its folder', () => {
+    const { items, dispatched } = render(snapshot([vm()], { settings: settings({ flakes: [] }) }));
+    expect(find(items, 'No flake configured')).toBeUndefined();
+    expect(find(items, 'Choose Flake Folder…')).toBeUndefined();
+    expect(items.find((i) => i.id === 'vm:web')).toBeDefined();
+    click(find(items, 'Open Flake Folder'));
+    expect(dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/Users/me/vms' } }]);
+  });
+
   it('a flake with no configurations says so; while evaluating it says that', () => {
     expect(find(render(snapshot([])).items, 'No nixosConfigurations in the flake')).toBeDefined();
     const evaluating = snapshot([], { flakes: [{ dir: '/Users/me/vms', evaluating: true, error: null, warnings: [], lastEvalAt: null }] });
@@ -203,7 +212,8 @@ describe('global menu items', () => {
     const one = render(snapshot([]));
     click(find(one.items, 'Open Flake Folder'));
     expect(one.dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/Users/me/vms' } }]);
-    const two = render(snapshot([], { settings: settings({ flakes: ['/a', '/b'] }) }));
+    const flake = (dir: string) => ({ dir, evaluating: false, error: null, warnings: [], lastEvalAt: 1 });
+    const two = render(snapshot([], { flakes: [flake('/a'), flake('/b')], settings: settings({ flakes: ['/a', '/b'] }) }));
     const sub = find(two.items, 'Open Flake Folder')!.submenu as Item[];
     click(find(sub, '/b'));
     expect(two.dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/b' } }]);

@@ -32,4 +32,19 @@ describe('tray icon and title', () => {
     expect(trayView(problem)).toMatchObject({ icon: 'error' });
     expect(trayView(problem).tooltip).toContain('Could not find nix.');
   });
+
+  it('without system notifications, the newest unseen notice is the title (error icon for errors) until seen', () => {
+    const running = snapshot([vm({ state: 'running' })]);
+    const crashed = { level: 'error' as const, title: 'db crashed with exit code 1 after 3 s', body: 'kernel panic', vm: 'db' };
+    const built = { level: 'info' as const, title: 'web built', body: '/nix/store/x', vm: 'web' };
+    const v = trayView(running, [crashed, built]);
+    expect(v.icon).toBe('error');
+    expect(v.title).toBe('db crashed with exit code 1…');
+    expect(v.tooltip).toContain('db crashed with exit code 1 after 3 s: kernel panic');
+    expect(trayView(running, [built])).toMatchObject({ icon: 'running', title: 'web built' });
+    // Seen: back to the running count.
+    expect(trayView(running, [])).toMatchObject({ icon: 'running', title: '1' });
+    // A build in flight keeps its percentage.
+    expect(trayView(snapshot([vm({ build: buildingBuild(40) })]), [built]).title).toBe('40%');
+  });
 });

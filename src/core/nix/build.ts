@@ -36,6 +36,7 @@ import {
 import { sourceRootOf } from './inventory.ts';
 import { EVAL_ARGS, toplevelInstallable, type Nix } from './nix.ts';
 import { ProgressTracker } from './progress.ts';
+import { vmDirName } from '../vm/runtime-paths.ts';
 
 export interface BuildTarget {
   vm: string;
@@ -127,11 +128,8 @@ interface Slot {
   last: BuildResult | null;
 }
 
-/** A VM name as a directory name. */
-export function vmDirName(vm: string): string {
-  const safe = vm.replace(/[^A-Za-z0-9._-]/g, '_');
-  return safe.startsWith('.') || safe === '' ? `_${safe}` : safe;
-}
+/** A VM name as a directory name: the same, collision-free mapping as its runtime files use. */
+export { vmDirName };
 
 /** build.log → build.1.log → … ; the oldest beyond `keep` is removed. */
 export function rotateLogs(dir: string, keep: number): void {
@@ -319,6 +317,8 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       r = await run(argv, {
         signal,
         allowFailure: true,
+        // A long build logs gigabytes; the log file has it all, errors need only the end.
+        stderrTailChars: 1 << 20,
         onLine: (line, stream) => {
           if (stream !== 'stderr') return;
           const out = tracker.feed(line);

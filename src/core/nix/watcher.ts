@@ -5,7 +5,10 @@
  *
  * `FlakeWatcher` is an EventEmitter:
  *   'evaluating' (paths)                 an evaluation starts; paths that triggered it (relative)
- *   'warning'    (warnings)              before evaluating a git flake: untracked .nix files
+ *   'warning'    (warnings)              before each evaluation of a git flake: the untracked .nix
+ *                                        files, as the complete current list (empty once they are
+ *                                        all tracked, so a listener can clear what it showed); these
+ *                                        are not repeated in the inventory's own `warnings`
  *   'inventory'  (InventoryUpdate)       an evaluation succeeded
  *   'failed'     (error, { evalMs, paths })  it threw (FlakeError…); the last good inventory stays
  *   'watchError' (error)                 chokidar failed (e.g. out of inotify watches), or a listener threw
@@ -247,12 +250,10 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     this.abort = abort;
     this.emit('evaluating', paths);
 
-    const gitWarnings: string[] = [];
-    if (this.gitCheck) {
-      for (const f of await untrackedNixFiles(this.flakeDir, abort.signal)) {
-        gitWarnings.push(`${gitAddAdvice(f, this.flakeDir)}.`);
-      }
-      if (gitWarnings.length && !this.closed) this.emit('warning', gitWarnings);
+    if (this.gitCheck && sourceRootOf(this.flakeDir).git) {
+      const untracked = await untrackedNixFiles(this.flakeDir, abort.signal);
+      // Always the full list, even empty: a warning must go away once the user has run `git add -N`.
+      if (!this.closed) this.emit('warning', untracked.map((f) => `${gitAddAdvice(f, this.flakeDir)}.`));
     }
     if (this.closed) return;
 
@@ -270,8 +271,6 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     if (this.closed) return;
 
     const prev = this.last;
-    const warnings = [...gitWarnings, ...result.warnings.filter((w) => !gitWarnings.includes(w))];
-    result = { ...result, warnings };
     const before = new Set([...(prev?.vms ?? []).map((v) => v.name), ...(prev?.failures ?? []).map((f) => f.name)]);
     const now = new Set([...result.vms.map((v) => v.name), ...result.failures.map((f) => f.name)]);
     this.last = result;

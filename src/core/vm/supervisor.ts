@@ -143,6 +143,8 @@ export class Supervisor extends EventEmitter {
   readonly opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string | undefined> };
   private readonly vms = new Map<string, Entry>();
   private liveness: NodeJS.Timeout | null = null;
+  /** close() was called: no watch, timer or re-arm may start after it. */
+  private closed = false;
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -442,10 +444,13 @@ export class Supervisor extends EventEmitter {
           // vfkit may still be booting it: wait for running in the background like a start would;
           // in practice the first poll answers "running" and this settles at once.
           const p = this.waitBooted(entry, r).catch(() => {});
-          entry.starting = p.finally(() => {
-            if (entry.starting === p) entry.starting = null;
+          const tracked: Promise<void> = p.finally(() => {
+            if (entry.starting === tracked) entry.starting = null;
           });
-          await Promise.race([p, sleep(3000)]);
+          entry.starting = tracked;
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([p, new Promise<void>((res) => (timer = setTimeout(res, 3000)))]);
+          clearTimeout(timer);
         }
         return rec.name;
       }),
@@ -574,7 +579,7 @@ export class Supervisor extends EventEmitter {
    * a server that drops idle connections, now and then): either way confirmEnd decides.
    */
   private watchAdopted(e: Entry, r: Run): void {
-    if (r.isEnded || e.run !== r) return;
+    if (this.closed || r.isEnded || e.run !== r) return;
     r.unwatch?.();
     r.lastArm = Date.now();
     const w = r.rest.watch(() => {
@@ -585,7 +590,7 @@ export class Supervisor extends EventEmitter {
   }
 
   private async confirmEnd(e: Entry, r: Run): Promise<void> {
-    if (r.isEnded || e.run !== r) return;
+    if (this.closed || r.isEnded || e.run !== r) return;
     // REST first: answering is proof of life and costs no process spawn (an idle-closing server
     // sends us here every few seconds).
     let answers = false;
@@ -622,7 +627,7 @@ export class Supervisor extends EventEmitter {
   }
 
   private ensureLiveness(): void {
-    if (this.liveness) return;
+    if (this.closed || this.liveness) return;
     this.liveness = setInterval(() => {
       let any = false;
       for (const e of this.vms.values()) {
@@ -717,6 +722,7 @@ export class Supervisor extends EventEmitter {
 
   /** Drop watches and timers (VMs keep running); for tests and agent shutdown. */
   close(): void {
+    this.closed = true;
     if (this.liveness) clearInterval(this.liveness);
     this.liveness = null;
     for (const e of this.vms.values()) {
