@@ -131,6 +131,7 @@ export class Agent implements AgentPort {
   private readonly followers = new Map<string, { count: number; follower: Follower | null }>();
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   private readonly built = new Map<string, BuiltRecord | null>();
+  private readonly failedBuilds = new Map<string, { drvPath: string | null; kind: string; at: number }>();
   private readonly bootArgv = new Map<string, { startedAt: number | null; argv: string[] | null }>();
   private readonly bridge = new BridgeDetector();
   private readonly problems: string[] = [];
@@ -141,6 +142,10 @@ export class Agent implements AgentPort {
   private control: ControlServer | null = null;
   private leases: { mtimeMs: number; list: DhcpLease[] } = { mtimeMs: -1, list: [] };
   private bridgeName: string = DEFAULT_BRIDGE;
+  /** The leased IPv4 the bridge was last detected for. */
+  private bridgeProbe: string | null = null;
+  /** Since when some running VM waits for its lease (for backing off). */
+  private leaseWaitSince: number | null = null;
   private leaseTimer: NodeJS.Timeout | null = null;
   private emitTimer: NodeJS.Timeout | null = null;
   private lastEmit = 0;
@@ -348,9 +353,32 @@ export class Agent implements AgentPort {
     return e.spec.macAddress ?? generateMac(e.flake, e.name);
   }
 
-  private buildInfo(name: string): BuildInfo {
+  private specOf(name: string): VmSpec | null {
+    for (const f of this.flakes.values()) {
+      const spec = f.result?.vms.find((v) => v.name === name);
+      if (spec) return spec;
+    }
+    return null;
+  }
+
+  /**
+   * A failed build stops being news once the flake moved on: its drvPath changed, or (for a
+   * failure to evaluate) the flake evaluated fine since.
+   */
+  private buildOutdated(name: string, info: BuildInfo, e: VmEntry): boolean {
+    const failed = this.failedBuilds.get(name);
+    if (info.status !== 'failed' || !failed || !e.spec) return false;
+    if (failed.drvPath !== e.spec.drvPath) return true;
+    const evalFailure = failed.kind !== 'build-failed' && failed.kind !== 'required-system';
+    const lastEval = this.flakes.get(e.flake)?.lastEvalAt ?? 0;
+    return evalFailure && lastEval > failed.at && this.flakes.get(e.flake)?.error === null;
+  }
+
+  private buildInfo(name: string, e?: VmEntry): BuildInfo {
+    const info = this.builder?.state(name);
+    if (info && e && this.buildOutdated(name, info, e)) return { ...info, status: 'idle', error: null, detail: null, progress: null };
     return (
-      this.builder?.state(name) ?? {
+      info ?? {
         status: 'idle',
         progress: null,
         error: null,
@@ -395,7 +423,7 @@ export class Agent implements AgentPort {
       ipv4,
       shares: e.spec?.shares ?? [],
       error: errors[0] ?? null,
-      build: this.buildInfo(e.name),
+      build: this.buildInfo(e.name, e),
       pid: st.pid,
       startedAt: st.startedAt,
       exit: st.exit,
@@ -476,6 +504,7 @@ export class Agent implements AgentPort {
       const snapshot = this.snapshot();
       this.broadcast({ type: 'snapshot', snapshot });
       void this.writeSshConfig(snapshot);
+      void this.redetectBridge(snapshot);
       this.scheduleLeaseRefresh(snapshot);
     }, wait);
   }
@@ -507,6 +536,7 @@ export class Agent implements AgentPort {
     b.on('log', (vm, line) => this.broadcast({ type: 'log', vm, kind: 'build', lines: [line] }));
     b.on('done', (vm, outcome) => {
       if (outcome instanceof BuildError) {
+        this.failedBuilds.set(vm, { drvPath: this.specOf(vm)?.drvPath ?? null, kind: outcome.kind, at: Date.now() });
         if (outcome.kind !== 'cancelled') {
           this.notify({ level: 'error', title: `Build of ${vm} failed`, body: outcome.message, vm, log: 'build' });
         }
@@ -534,7 +564,12 @@ export class Agent implements AgentPort {
     // Swap in fresh watchers first, so no snapshot ever shows the flakes gone.
     const old = [...this.flakes.values()];
     this.flakes.clear();
-    for (const f of old) this.addFlake(f.dir);
+    for (const f of old) {
+      this.addFlake(f.dir);
+      // Keep listing the VMs we knew (with the new error, if any) rather than none at all.
+      const fresh = this.flakes.get(f.dir);
+      if (fresh && !fresh.result) fresh.result = f.result;
+    }
     this.changed();
     await Promise.all(old.map((f) => f.watcher?.close()));
   }
@@ -910,6 +945,26 @@ export class Agent implements AgentPort {
     }
   }
 
+  /**
+   * vmnet creates its bridge when the first VM starts (bridge100, or bridge101… when that name is
+   * taken): once a VM has a lease, ask ifconfig which bridge holds its subnet.
+   */
+  private async redetectBridge(snapshot: AgentSnapshot): Promise<void> {
+    if (snapshot.settings.bridgeInterface) return;
+    const ipv4 = snapshot.vms.find((v) => v.state === 'running' && v.ipv4)?.ipv4 ?? null;
+    if (!ipv4 || ipv4 === this.bridgeProbe) return;
+    this.bridgeProbe = ipv4;
+    try {
+      const name = (await this.bridge.bridgeFor({ ipv4 })).name;
+      if (name !== this.bridgeName) {
+        this.bridgeName = name;
+        this.changed();
+      }
+    } catch {
+      // Keep the bridge we have.
+    }
+  }
+
   private leaseFor(mac: string): string | null {
     try {
       return findLeaseForMac(this.leases.list, mac)?.ipAddress ?? null;
@@ -948,14 +1003,20 @@ export class Agent implements AgentPort {
     if (this.closed || this.leaseTimer) return;
     const vms = snapshot?.vms ?? [];
     const waiting = snapshot ? vms.some((v) => v.state === 'running' && !v.ipv4) : true;
-    if (!waiting) return;
+    if (!waiting) {
+      this.leaseWaitSince = null;
+      return;
+    }
+    this.leaseWaitSince ??= Date.now();
+    // Every second while a VM boots; a guest that never asks for a lease gets a look every 10 s.
+    const delay = Date.now() - this.leaseWaitSince < 120_000 ? 1000 : 10_000;
     this.leaseTimer = setTimeout(() => {
       this.leaseTimer = null;
       void this.refreshLeases().then((changed) => {
         if (changed) this.changed();
         else this.scheduleLeaseRefresh(this.snapshot());
       });
-    }, 1000);
+    }, delay);
     this.leaseTimer.unref();
   }
 

@@ -67,7 +67,8 @@ export function locateProgram(name: string, opts: LocateOptions = {}): string {
     try {
       return resolveProgram(explicit);
     } catch {
-      throw new ProgramNotFoundError(name, [explicit], opts.installHint ?? 'fix the configured path');
+      const from = opts.explicit ? `The ${name} path in the settings` : opts.envVar;
+      throw new ProgramNotFoundError(name, [explicit], undefined, `${from}, ${explicit}, is not an executable file; fix or clear it.`);
     }
   }
   const ownPath = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);

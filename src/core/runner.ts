@@ -51,9 +51,10 @@ export interface RunResult {
 export class ProgramNotFoundError extends Error {
   readonly program: string;
   readonly searched: string[];
-  constructor(program: string, searched: string[], hint?: string) {
+  /** `sentence` replaces the default "Could not find … (looked in …)" when the search was not the problem. */
+  constructor(program: string, searched: string[], hint?: string, sentence?: string) {
     const where = searched.length ? searched.join(', ') : 'nowhere (empty PATH)';
-    super(`Could not find ${program} (looked in ${where})${hint ? `; ${hint}` : ''}.`);
+    super(sentence ?? `Could not find ${program} (looked in ${where})${hint ? `; ${hint}` : ''}.`);
     this.name = 'ProgramNotFoundError';
     this.program = program;
     this.searched = searched;

@@ -64,7 +64,9 @@ async function main(): Promise<void> {
     connected = await connectAgent();
   } catch (e) {
     dialog.showErrorBox('NixVM could not start', message(e));
-    app.exit(1);
+    // Exit 0: the user has been told, and launchd's KeepAlive (crash only) must not bring the
+    // same dialog back every ten seconds.
+    app.exit(0);
     return;
   }
   const { agent, owned } = connected;

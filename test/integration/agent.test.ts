@@ -165,14 +165,19 @@ describe('Agent', () => {
   it('reports missing nix and vfkit as problems and stays up', async () => {
     const t = await agent({ settings: { nixPath: '/nonexistent/nix', vfkitPath: '/nonexistent/vfkit' } });
     const s = t.agent.snapshot();
-    expect(s.agent.problems.join('\n')).toMatch(/nix/);
-    expect(s.agent.problems.join('\n')).toMatch(/vfkit/);
-    expect(s.flakes[0]!.error).toMatch(/nix/);
+    expect(s.agent.problems).toContain('The nix path in the settings, /nonexistent/nix, is not an executable file; fix or clear it.');
+    expect(s.agent.problems).toContain('The vfkit path in the settings, /nonexistent/vfkit, is not an executable file; fix or clear it.');
+    expect(s.flakes[0]!.error).toMatch(/nix path/);
     // Fixing the setting live brings nix back, and the flake is evaluated again.
     await t.agent.call('setSettings', { nixPath: null });
     const fixed = await t.waitFor((x) => x.flakes[0]!.error === null && x.vms.length === 2, 20_000);
     expect(fixed.agent.nix).toMatch(/nix$/);
-    expect(fixed.agent.problems.join('\n')).not.toMatch(/Could not find nix/);
+    expect(fixed.agent.problems.join('\n')).not.toMatch(/nix path/);
+
+    // Losing nix again keeps the VMs listed, with the flake's error.
+    await t.agent.call('setSettings', { nixPath: '/nonexistent/nix' });
+    const lost = await t.waitFor((x) => x.flakes[0]?.error != null, 20_000);
+    expect(lost.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
   });
 
   it('moves a corrupt settings file aside, loads defaults and keeps everything else', async () => {
@@ -233,6 +238,20 @@ describe('Agent', () => {
     await new Promise((r) => setTimeout(r, 50));
     const notices = t.events.filter((e): e is Extract<AgentEvent, { type: 'notice' }> => e.type === 'notice');
     expect(notices.some((n) => n.notice.title === 'minimal-vm crashed' && n.notice.log === 'console')).toBe(true);
+  });
+
+  it('stops showing a failed build once the flake is fixed', async () => {
+    const t = await agent({ fixture: 'build', salt: true });
+    t.flake.write('break-app', '1');
+    await t.agent.call('reevaluate', {});
+    const err = await t.agent.call('build', { vm: 'app' }).catch((e: unknown) => e);
+    expect((err as AgentError).code).toBe('failed');
+    expect(t.vm('app').build.status).toBe('failed');
+    expect(t.vm('app').build.error).toMatch(/app/);
+
+    fs.rmSync(t.flake.file('break-app'));
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'app')?.build.status === 'idle', 20_000);
+    expect(s.vms.find((v) => v.name === 'app')!.build.error).toBeNull();
   });
 
   it('pushes at most about ten snapshots a second during a build', async () => {

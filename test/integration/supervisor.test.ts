@@ -498,7 +498,7 @@ describe('pieces', () => {
     const saved = { PATH: process.env.PATH, NIXVM_VFKIT: process.env.NIXVM_VFKIT };
     try {
       delete process.env.NIXVM_VFKIT;
-      expect(() => locateVfkit('/nope/vfkit')).toThrow(/vfkit path in the settings points at \/nope\/vfkit/);
+      expect(() => locateVfkit('/nope/vfkit')).toThrow("The vfkit path in the settings, /nope/vfkit, is not an executable file; fix or clear it.");
       process.env.NIXVM_VFKIT = SIM;
       expect(locateVfkit()).toBe(SIM);
       delete process.env.NIXVM_VFKIT;

@@ -47,6 +47,12 @@ describe('resolveShareSource', () => {
 });
 
 describe('toVmSpec', () => {
+  it('refuses a VM that boots from a Nix store image, saying what to set instead', () => {
+    const r = toVmSpec('web', { drvPath: DRV, useNixStoreImage: true, mountHostNixStore: false }, FLAKE);
+    expect('error' in r && r.error).toMatch(/^VM 'web' sets virtualisation.useNixStoreImage, which nixvm does not support .*set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true/);
+    expect('spec' in toVmSpec('web', { drvPath: DRV, useNixStoreImage: false }, FLAKE)).toBe(true);
+  });
+
   it('applies the documented defaults to a configuration that sets nothing', () => {
     const r = toVmSpec('web', { drvPath: DRV }, FLAKE);
     expect(r).toEqual({

@@ -45,6 +45,7 @@ const INSPECT = String.raw`
       graphics = v.graphics or null;
       resolution = if builtins.isAttrs res then { x = res.x or null; y = res.y or null; } else null;
       mountHostNixStore = v.mountHostNixStore or null;
+      useNixStoreImage = attempt null (v.useNixStoreImage or null);
       ssh = {
         enable = ssh.enable or null;
         port = if builtins.isList ports && ports != [ ] then builtins.head ports else null;

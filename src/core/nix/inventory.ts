@@ -64,6 +64,7 @@ export interface RawVm {
   graphics?: unknown;
   resolution?: unknown;
   mountHostNixStore?: unknown;
+  useNixStoreImage?: unknown;
   ssh?: unknown;
 }
 
@@ -126,6 +127,13 @@ export function toVmSpec(
   const bad = (what: string) => ({ error: `VM '${name}' ${what}; fix it in the flake at ${flakeDir}.` });
   if (typeof raw.drvPath !== 'string' || !raw.drvPath.endsWith('.drv')) {
     return bad('has no derivation for config.system.build.toplevel');
+  }
+  if (raw.useNixStoreImage === true) {
+    // The seed's script builds an erofs image of the closure on the host and attaches it as nvme;
+    // nixvm boots with the host's /nix/store over virtio-fs instead.
+    return {
+      error: `VM '${name}' sets virtualisation.useNixStoreImage, which nixvm does not support (it shares the host's /nix/store instead); set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true in the flake at ${flakeDir}.`,
+    };
   }
   const warnings: string[] = [];
   const num = (v: unknown, option: string, dflt: number): number | { error: string } => {

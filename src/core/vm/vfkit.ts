@@ -21,8 +21,8 @@ export function locateVfkit(setting?: string | null): string {
     try {
       return resolveProgram(configured);
     } catch {
-      const from = setting ? 'the vfkit path in the settings' : 'NIXVM_VFKIT';
-      throw new ProgramNotFoundError('vfkit', [configured], `${from} points at ${configured}, which is not an executable file; fix or clear it`);
+      const from = setting ? 'The vfkit path in the settings' : 'NIXVM_VFKIT';
+      throw new ProgramNotFoundError('vfkit', [configured], undefined, `${from}, ${configured}, is not an executable file; fix or clear it.`);
     }
   }
   return locateProgram('vfkit', { extraDirs: ['/opt/homebrew/bin', '/usr/local/bin'], installHint: INSTALL_HINT });
