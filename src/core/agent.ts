@@ -35,6 +35,7 @@ import { inventory, type InventoryResult } from './nix/inventory.ts';
 import { Nix } from './nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from './nix/watcher.ts';
 import { resolvePaths, type Paths } from './paths.ts';
+import { AgentLog } from './agent-log.ts';
 import { SettingsStore } from './settings.ts';
 import { acquireInstanceLock, type InstanceLock } from './lock.ts';
 import { controlSocketPath } from './socket-path.ts';
@@ -153,11 +154,14 @@ export class Agent implements AgentPort {
   private closed = false;
   private settingsOff: (() => void) | null = null;
   private sshConfigInfo: SshConfigInfo;
+  private readonly agentLog: AgentLog;
 
   private constructor(opts: AgentOptions, paths: Paths, settings: SettingsStore) {
     this.opts = opts;
     this.paths = paths;
     this.settings = settings;
+    this.agentLog = new AgentLog(paths.logsDir);
+    this.agentLog.write(`nixvm agent ${VERSION} starting (pid ${process.pid})`);
     const sshPath = sshConfigPath(paths.stateDir);
     this.sshConfigInfo = { path: sshPath, includeLine: includeLine(sshPath), status: 'missing' };
     const s = settings.get();
@@ -521,10 +525,12 @@ export class Agent implements AgentPort {
   }
 
   private notify(notice: Notice): void {
+    this.log(`${notice.level}: ${notice.title}${notice.body ? ` — ${notice.body}` : ''}`);
     this.broadcast({ type: 'notice', notice });
   }
 
   private log(line: string): void {
+    this.agentLog.write(line);
     if (this.opts.log) this.opts.log(line);
     else if (process.env.NIXVM_DEBUG) process.stderr.write(`[agent] ${line}\n`);
   }
@@ -684,6 +690,7 @@ export class Agent implements AgentPort {
     watcher.on('failed', (err) => {
       // The VMs keep running and keep their last known spec: only the error is new.
       state.error = err instanceof FlakeError ? `${err.message}${err.detail ? `\n${err.detail}` : ''}` : errorSentence(err);
+      this.log(`evaluating ${dir} failed: ${errorSentence(err)}`);
       state.lastEvalAt = Date.now();
       resolveReady();
       this.changed();
@@ -883,6 +890,7 @@ export class Agent implements AgentPort {
     const paths = this.vmPaths(name);
     prepareRuntimeDirs(paths);
     const vm = { name, argv, paths, drvPath: closure.drvPath, outPath: closure.outPath };
+    this.log(`${opts.restart ? 'restarting' : 'starting'} ${name} on ${closure.outPath}`);
     try {
       if (opts.restart) await this.supervisor.restart(vm);
       else await this.supervisor.start(vm);
@@ -895,6 +903,7 @@ export class Agent implements AgentPort {
 
   private async stop(name: string): Promise<VmSnapshot> {
     const e = this.entry(name);
+    this.log(`stopping ${name}`);
     try {
       await this.supervisor.stop(name);
     } catch (err) {
@@ -1117,6 +1126,8 @@ export class Agent implements AgentPort {
     this.supervisor.close();
     this.settings.close();
     this.subscribers.clear();
+    this.log('agent stopped');
+    this.agentLog.close();
     this.lock?.release();
   }
 }

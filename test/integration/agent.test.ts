@@ -52,6 +52,12 @@ describe('Agent', () => {
     const again = await t.agent.call('start', { vm: 'minimal-vm' });
     expect(again.state).toBe('running');
     expect(nixRunsSince(mark)).toEqual([]);
+
+    // The agent's log has what it decided and every program it ran, with duration and exit.
+    const log = fs.readFileSync(path.join(t.root, 'logs', 'agent.log'), 'utf8');
+    expect(log).toMatch(/ run \[".*\/nix",.*"build".*\] \d+ ms exit 0\n/);
+    expect(log).toContain(`starting minimal-vm on ${again.bootedOutPath}`);
+    expect(log).toContain('stopping minimal-vm');
   });
 
   it('gives addresses, an ssh command for the configured user and the boot log', async () => {
