@@ -5,22 +5,12 @@
  *
  *   node bench/agent-idle.ts [--seconds N]
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { connectControl } from '../src/control/client.ts';
-import { controlSocketPath } from '../src/core/socket-path.ts';
-
-const REPO = fileURLToPath(new URL('../', import.meta.url));
-const BIN = path.join(REPO, 'bin/nixvm.js');
-const SIM = path.join(REPO, 'test/vfkit-sim/vfkit');
+import { startDaemon } from './_daemon.ts';
 const secArg = process.argv.indexOf('--seconds');
 const SECONDS = secArg > 0 ? Number(process.argv[secArg + 1]) : 60;
 const VMS = 10;
-
-process.env.NIX_CONFIG ??= 'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters =';
 
 /** CPU seconds (user + system) and RSS bytes of a process. */
 function usage(pid: number): { cpu: number; rss: number } {
@@ -39,26 +29,9 @@ function usage(pid: number): { cpu: number; rss: number } {
   }
 }
 
-const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-idle-')));
-const flake = path.join(root, 'flake');
-fs.cpSync(path.join(REPO, 'test/fixtures/many'), flake, { recursive: true });
-const env = {
-  ...process.env,
-  NIXVM_STATE_DIR: path.join(root, 'nixvm'),
-  NIXVM_VFKIT: SIM,
-  NIXVM_LEASES_FILE: path.join(root, 'leases'),
-  NIXVM_SIM_BOOT_MS: '100',
-  NIXVM_NO_LOGIN_SHELL: '1',
-};
-const daemon = spawn(process.execPath, [BIN, 'daemon', '--flake', flake], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-await new Promise<void>((resolve) => {
-  let out = '';
-  daemon.stdout!.on('data', (d) => {
-    out += d;
-    if (out.includes('listening on')) resolve();
-  });
-});
-const client = await connectControl(controlSocketPath(path.join(root, 'nixvm', 'state')));
+const bench = await startDaemon('many');
+const daemon = bench.daemon;
+const client = await bench.connect();
 try {
   const names = (await client.call('snapshot', {})).vms.slice(0, VMS).map((v) => v.name);
   const t0 = performance.now();
@@ -83,11 +56,5 @@ try {
   console.log(`  agent CPU:  ${(b.cpu - a.cpu).toFixed(2)} s over ${wall.toFixed(0)} s = ${cpuPct.toFixed(3)} % of one core`);
   console.log(`  agent RSS:  ${(b.rss / 2 ** 20).toFixed(1)} MiB`);
 } finally {
-  const stopper = await connectControl(controlSocketPath(path.join(root, 'nixvm', 'state')));
-  const s = await stopper.call('snapshot', {});
-  await Promise.allSettled(s.vms.filter((v) => v.state === 'running').map((v) => stopper.call('stop', { vm: v.name })));
-  await stopper.close();
-  daemon.kill('SIGTERM');
-  await new Promise((r) => daemon.once('exit', r));
-  fs.rmSync(root, { recursive: true, force: true });
+  await bench.dispose();
 }

@@ -7,21 +7,13 @@
  *
  *   node bench/agent.ts [--runs N]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { connectControl } from '../src/control/client.ts';
-import { controlSocketPath } from '../src/core/socket-path.ts';
+import { BIN, startDaemon } from './_daemon.ts';
 
-const REPO = fileURLToPath(new URL('../', import.meta.url));
-const BIN = path.join(REPO, 'bin/nixvm.js');
-const SIM = path.join(REPO, 'test/vfkit-sim/vfkit');
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
-
-process.env.NIX_CONFIG ??= 'experimental-features = nix-command flakes\nbuild-users-group =\nsubstituters =';
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -44,26 +36,9 @@ async function waitFile(file: string, since: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-agent-')));
-  const flake = path.join(root, 'flake');
-  fs.cpSync(path.join(REPO, 'test/fixtures/seed'), flake, { recursive: true });
-  const env = {
-    ...process.env,
-    NIXVM_STATE_DIR: path.join(root, 'nixvm'),
-    NIXVM_VFKIT: SIM,
-    NIXVM_LEASES_FILE: path.join(root, 'leases'),
-    NIXVM_SIM_BOOT_MS: '100',
-    NIXVM_NO_LOGIN_SHELL: '1',
-  };
-  const daemon: ChildProcess = spawn(process.execPath, [BIN, 'daemon', '--flake', flake], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve) => {
-    let out = '';
-    daemon.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('listening on')) resolve();
-    });
-  });
-  const client = await connectControl(controlSocketPath(path.join(root, 'nixvm', 'state')));
+  const bench = await startDaemon('seed');
+  const { root, env } = bench;
+  const client = await bench.connect();
   try {
     // 1. ls round trips.
     const cli: number[] = [];
@@ -124,23 +99,7 @@ async function main(): Promise<void> {
     console.log(`  agent overhead ratio                 ${(median(viaAgent) / median(direct)).toFixed(2)}×`);
   } finally {
     await client.close();
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r));
-    const pid = (() => {
-      try {
-        return Number(fs.readFileSync(path.join(root, 'nixvm', 'state', 'vms', 'minimal-vm', 'vfkit.pid'), 'utf8'));
-      } catch {
-        return 0;
-      }
-    })();
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    fs.rmSync(root, { recursive: true, force: true });
+    await bench.dispose();
   }
 }
 

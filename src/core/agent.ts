@@ -28,7 +28,7 @@ import {
   type VmSnapshot,
   type VmSpec,
 } from '../api/types.ts';
-import { BuildError, BuildManager, type BuildResult } from './nix/build.ts';
+import { BuildError, BuildManager, idleInfo, type BuildResult } from './nix/build.ts';
 import { FlakeError } from './nix/errors.ts';
 import { drvOutPath } from './nix/drv.ts';
 import { inventory, type InventoryResult } from './nix/inventory.ts';
@@ -381,18 +381,7 @@ export class Agent implements AgentPort {
   private buildInfo(name: string, e?: VmEntry): BuildInfo {
     const info = this.builder?.state(name);
     if (info && e && this.buildOutdated(name, info, e)) return { ...info, status: 'idle', error: null, detail: null, progress: null };
-    return (
-      info ?? {
-        status: 'idle',
-        progress: null,
-        error: null,
-        detail: null,
-        logPath: null,
-        again: false,
-        startedAt: null,
-        finishedAt: null,
-      }
-    );
+    return info ?? idleInfo(null);
   }
 
   private vmSnapshot(e: VmEntry): VmSnapshot {

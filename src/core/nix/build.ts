@@ -140,7 +140,8 @@ export function rotateLogs(dir: string, keep: number): void {
   }
 }
 
-const idleInfo = (logPath: string | null): BuildInfo => ({
+/** A VM that has not been built in this agent's lifetime. */
+export const idleInfo = (logPath: string | null): BuildInfo => ({
   status: 'idle',
   progress: null,
   error: null,
