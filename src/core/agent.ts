@@ -614,16 +614,12 @@ export class Agent implements AgentPort {
   }
 
   private async logs(name: string, kind: LogKind, lines: number): Promise<{ path: string | null; lines: string[] }> {
-    this.entryOrRunning(name);
+    this.entry(name);
     if (kind !== 'console' && kind !== 'build') throw new AgentError('bad-request', 'Log kind must be "console" or "build".');
     const n = Number.isInteger(lines) && lines >= 0 ? Math.min(lines, 100_000) : 50;
     const file = kind === 'console' ? this.vmPaths(name).consoleLog : this.builder?.logPathOf(name) ?? null;
     if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
     return { path: file, lines: await tail(file, n) };
-  }
-
-  private entryOrRunning(name: string): VmEntry {
-    return this.entry(name);
   }
 
   // ------------------------------------------------------------------ flakes
@@ -648,7 +644,8 @@ export class Agent implements AgentPort {
     this.flakes.set(dir, state);
     const nix = this.nix;
     if (!nix) {
-      state.error = `Cannot evaluate ${dir}: ${this.problems[0] ?? 'nix was not found'}`;
+      const why = this.problems[0] ?? 'Nix was not found.';
+      state.error = `${dir} cannot be evaluated: ${why.charAt(0).toLowerCase()}${why.slice(1)}`;
       resolveReady();
       return;
     }
@@ -782,7 +779,10 @@ export class Agent implements AgentPort {
     const built = this.builtRecord(e.name);
     if (!force && built && built.drvPath === e.spec.drvPath && fs.existsSync(built.outPath)) return built;
     const b = this.builder;
-    if (!b) throw new AgentError('failed', `Cannot build ${e.name}: ${this.problems[0] ?? 'nix was not found'}`);
+    if (!b) {
+      const why = this.problems[0] ?? 'Nix was not found.';
+      throw new AgentError('failed', `${e.name} cannot be built: ${why.charAt(0).toLowerCase()}${why.slice(1)}`);
+    }
     try {
       const r = await b.build({ vm: e.name, flake: e.flake, drvPath: e.spec.drvPath });
       this.saveBuilt(e.name, r);
