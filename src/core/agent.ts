@@ -42,7 +42,7 @@ import { controlSocketPath } from './socket-path.ts';
 import { startControlServer, type ControlServer } from '../control/server.ts';
 import { Supervisor, type VmStatus } from './vm/supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vm/vfkit.ts';
-import { vfkitArgv, validateSpec, VfkitConfigError } from './vm/vfkit-args.ts';
+import { vfkitArgv, validateSpec } from './vm/vfkit-args.ts';
 import { prepareRuntimeDirs, runtimePaths, type VmRuntimePaths } from './vm/runtime-paths.ts';
 import { follow, tail, type Follower } from './vm/console.ts';
 import { generateMac } from './net/mac.ts';
@@ -839,8 +839,9 @@ export class Agent implements AgentPort {
     return vfkitArgv({ vfkit, spec: e.spec, closure, mac, paths: this.vmPaths(e.name) });
   }
 
+  /** A VfkitConfigError (or anything else) as the one-sentence command failure faces show. */
   private configError(err: unknown): never {
-    if (err instanceof VfkitConfigError || err instanceof AgentError) throw err instanceof AgentError ? err : new AgentError('failed', err.message);
+    if (err instanceof AgentError) throw err;
     throw new AgentError('failed', errorSentence(err));
   }
 
@@ -869,7 +870,7 @@ export class Agent implements AgentPort {
     if (!this.vfkit) await this.locateVfkit();
     if (!this.vfkit) throw new AgentError('failed', this.vfkitProblem ?? 'vfkit was not found.');
     const closure = await this.ensureClosure(e, opts.forceBuild ?? false);
-    // The flake may have changed while we built: use what we built, but with the current spec.
+    // The argv comes from the same evaluation as the closure; a flake edited meanwhile shows as stale.
     let argv: string[];
     try {
       argv = this.composeArgv(e, closure.outPath, this.vfkit.path);
