@@ -42,7 +42,7 @@ export interface TestAgent {
   events: AgentEvent[];
   /** Close the agent (VMs keep running). */
   close(): Promise<void>;
-  /** Close the agent, stop every VM it knows, remove temp dirs. */
+  /** Close the agent, stop every VM it knows, remove its state root and the flake copy. */
   dispose(): Promise<void>;
 }
 
@@ -121,7 +121,7 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
         }
       }
       fs.rmSync(root, { recursive: true, force: true });
-      if (!opts.flake) flake.remove();
+      flake.remove();
     },
   };
 }

@@ -18,7 +18,8 @@ async function agent(opts: Parameters<typeof createTestAgent>[0] = {}): Promise<
   return t;
 }
 afterEach(async () => {
-  for (const t of live.splice(0)) await t.dispose();
+  // Newest first: a later agent may share an earlier one's state root and flake.
+  for (const t of live.splice(0).reverse()) await t.dispose();
 });
 
 const nixRunsSince = (i: number) => recentRuns().slice(i).filter((r) => r.argv[0]?.endsWith('/nix'));

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
@@ -136,6 +136,7 @@ describe('dropdown', () => {
       const r = spawnSync(file, { encoding: 'utf8', env: { PATH: `${stub}:/usr/bin:/bin` } });
       expect(r.status).toBe(0);
       expect(r.stdout.trimEnd().split('\n')).toEqual(argv.slice(1));
+      rmSync(stub, { recursive: true });
 
       // Copy IP copies the address the agent reports.
       await row(app, 'dev').locator('[data-action="copyIpv6"]').click();

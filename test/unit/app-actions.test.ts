@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -42,6 +42,7 @@ describe('the .command file', () => {
     const r = spawnSync(file, { encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(NASTY.map((a) => `${a}|`).join(''));
+    rmSync(dir, { recursive: true });
   });
 
   it('lives in the VM state folder and is opened with open -a, Terminal by default', () => {

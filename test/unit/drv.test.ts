@@ -16,4 +16,5 @@ it('reads the out path a .drv declares, before anything is built', () => {
   expect(drvOutPath(path.join(dir, 'missing.drv'))).toBeNull();
   fs.writeFileSync(drv, 'garbage');
   expect(drvOutPath(drv)).toBeNull();
+  fs.rmSync(dir, { recursive: true });
 });
