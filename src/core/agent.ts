@@ -151,6 +151,8 @@ export class Agent implements AgentPort {
   private emitTimer: NodeJS.Timeout | null = null;
   private lastEmit = 0;
   private lastSshConfig = '';
+  /** The ssh config write in flight, awaited on close so nothing is written after. */
+  private sshWrite: Promise<void> | null = null;
   private closed = false;
   private settingsOff: (() => void) | null = null;
   private sshConfigInfo: SshConfigInfo;
@@ -496,7 +498,7 @@ export class Agent implements AgentPort {
       this.lastEmit = Date.now();
       const snapshot = this.snapshot();
       this.broadcast({ type: 'snapshot', snapshot });
-      void this.writeSshConfig(snapshot);
+      this.sshWrite = this.writeSshConfig(snapshot);
       void this.redetectBridge(snapshot);
       this.scheduleLeaseRefresh(snapshot);
     }, wait);
@@ -1106,6 +1108,7 @@ export class Agent implements AgentPort {
     }
     this.closed = true;
     if (this.emitTimer) clearTimeout(this.emitTimer);
+    await this.sshWrite;
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     this.settingsOff?.();
     for (const f of this.followers.values()) f.follower?.close();
