@@ -32,16 +32,16 @@ export function loginShellPath(): string[] {
   loginPathCache = [];
   if (process.env.NIXVM_NO_LOGIN_SHELL) return loginPathCache;
   const shell = process.env.SHELL || (process.platform === 'darwin' ? '/bin/zsh' : '/bin/sh');
-  const marker = '__NIXVM_PATH__';
   try {
     // Not through the runner: this is the runner's own bootstrap and must stay synchronous.
-    const out = execFileSync(shell, ['-l', '-c', `printf '${marker}%s${marker}' "$PATH"`], {
+    // `env` prints PATH colon-joined whatever the shell (fish keeps "$PATH" as a list).
+    const out = execFileSync(shell, ['-l', '-c', '/usr/bin/env'], {
       encoding: 'utf8',
       timeout: 3000,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    const m = out.match(new RegExp(`${marker}(.*)${marker}`));
-    if (m?.[1]) loginPathCache = m[1].split(path.delimiter).filter(Boolean);
+    const line = out.split('\n').findLast((l) => l.startsWith('PATH='));
+    if (line) loginPathCache = line.slice('PATH='.length).split(path.delimiter).filter(Boolean);
   } catch {
     // A shell that fails or hangs just contributes nothing.
   }
