@@ -13,7 +13,7 @@ it("reads the login shell's PATH even through a chatty rc file, as launchd-start
   const shell = path.join(dir, 'fake-shell');
   fs.writeFileSync(shell, '#!/bin/sh\necho "Welcome! PATH=not-this-one"\nPATH=/opt/from-login/bin:/usr/bin:/bin\nexport PATH\nshift; shift\nexec $1\n');
   fs.chmodSync(shell, 0o755);
-  const env = { ...process.env, SHELL: shell, PATH: '/usr/bin:/bin' };
+  const env: NodeJS.ProcessEnv = { ...process.env, SHELL: shell, PATH: '/usr/bin:/bin' };
   delete env.NIXVM_NO_LOGIN_SHELL;
   const r = spawnSync(
     process.execPath,
