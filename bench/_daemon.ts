@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectControl, type ControlClient } from '../src/control/client.ts';
 import { controlSocketPath } from '../src/core/socket-path.ts';
+import { copyFixtureFiles } from '../test/helpers/fixtures.ts';
 
 export const REPO = fileURLToPath(new URL('../', import.meta.url));
 export const BIN = path.join(REPO, 'bin/nixvm.js');
@@ -28,7 +29,7 @@ export interface BenchDaemon {
 export async function startDaemon(fixture: string): Promise<BenchDaemon> {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `nixvm-bench-${fixture}-`)));
   const flake = path.join(root, 'flake');
-  fs.cpSync(path.join(REPO, 'test/fixtures', fixture), flake, { recursive: true });
+  copyFixtureFiles(fixture, flake);
   const env = {
     ...process.env,
     NIXVM_STATE_DIR: path.join(root, 'nixvm'),

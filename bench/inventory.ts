@@ -9,15 +9,15 @@
  * copies the flake into the store and instantiates the derivations, so the rounds compare
  * evaluation, not first-time store writes. Figures are medians over the rounds.
  */
-import { cpSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { inventory } from '../src/core/nix/inventory.ts';
 import { singleExpr } from '../src/core/nix/inventory-expr.ts';
 import { EVAL_ARGS, flakeInstallable, Nix } from '../src/core/nix/nix.ts';
 import { run } from '../src/core/runner.ts';
+import { copyFixtureFiles } from '../test/helpers/fixtures.ts';
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +26,6 @@ const { values } = parseArgs({
   },
 });
 const ROUNDS = Math.max(1, Number(values.rounds));
-const FIXTURE = fileURLToPath(new URL('../test/fixtures/many', import.meta.url));
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -37,7 +36,7 @@ const median = (xs: number[]) => {
 const nix = Nix.locate();
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-inv-')));
 try {
-  cpSync(FIXTURE, dir, { recursive: true });
+  copyFixtureFiles('many', dir);
 
   const warm = await inventory(nix, dir);
   const names = warm.vms.map((v) => v.name);

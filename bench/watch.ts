@@ -8,14 +8,14 @@
  * Each edit changes a different VM's configuration and waits for the inventory that marks it;
  * figures are medians (min–max) over the edits.
  */
-import { cpSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { inventory } from '../src/core/nix/inventory.ts';
 import { Nix } from '../src/core/nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from '../src/core/nix/watcher.ts';
+import { copyFixtureFiles } from '../test/helpers/fixtures.ts';
 
 const { values } = parseArgs({
   options: {
@@ -26,7 +26,6 @@ const { values } = parseArgs({
 });
 const EDITS = Math.max(1, Number(values.edits));
 const DEBOUNCE = Number(values.debounce);
-const FIXTURE = fileURLToPath(new URL('../test/fixtures/many', import.meta.url));
 
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -37,7 +36,7 @@ const stats = (xs: number[]) => {
 
 const nix = Nix.locate();
 const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-watch-')));
-cpSync(FIXTURE, dir, { recursive: true });
+copyFixtureFiles('many', dir);
 const watcher = new FlakeWatcher({
   flakeDir: dir,
   debounceMs: DEBOUNCE,

@@ -2,7 +2,7 @@
  * Fixture flakes are copied to a fresh temp dir before use: inside the checkout nix would treat
  * them as part of the project's git repo (only committed files visible, paths rewritten).
  */
-import { cpSync, mkdtempSync, realpathSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,11 +28,28 @@ export interface CopyOptions {
   salt?: boolean;
 }
 
+const SHARED_LIB = path.join(FIXTURES_DIR, '_lib');
+
+/**
+ * Copy a fixture's files into `dest`: the fixture itself, plus the shared `_lib/` files it does
+ * not define itself (into its `lib/`). A directory outside test/fixtures is copied as it is.
+ */
+export function copyFixtureFiles(nameOrDir: string, dest: string): void {
+  const src = path.isAbsolute(nameOrDir) ? nameOrDir : path.join(FIXTURES_DIR, nameOrDir);
+  cpSync(src, dest, { recursive: true });
+  if (path.dirname(path.resolve(src)) !== path.resolve(FIXTURES_DIR)) return;
+  mkdirSync(path.join(dest, 'lib'), { recursive: true });
+  for (const f of readdirSync(SHARED_LIB).filter((f) => f.endsWith('.nix'))) {
+    const target = path.join(dest, 'lib', f);
+    if (!existsSync(target)) cpSync(path.join(SHARED_LIB, f), target);
+  }
+}
+
 /** Copy a fixture (a name under test/fixtures, or an absolute directory) to a temp dir. */
 export async function copyFixture(nameOrDir: string, opts: CopyOptions = {}): Promise<FlakeCopy> {
   const src = path.isAbsolute(nameOrDir) ? nameOrDir : path.join(FIXTURES_DIR, nameOrDir);
   const dir = realpathSync(mkdtempSync(path.join(os.tmpdir(), `nixvm-${path.basename(src)}-`)));
-  cpSync(src, dir, { recursive: true });
+  copyFixtureFiles(src, dir);
   const copy: FlakeCopy = {
     dir,
     file: (rel) => path.join(dir, rel),
