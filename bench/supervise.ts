@@ -10,7 +10,7 @@
  * kill(pid, 0) every 5 s); then stop them all. CPU is process.cpuUsage() of this process over the
  * window (user+system as a % of one core); the simulators' own CPU is not counted, it is the VMs'.
  */
-import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ import type { VmSpec } from '../src/api/types.ts';
 import { runtimePaths } from '../src/core/vm/runtime-paths.ts';
 import { Supervisor, type SupervisedVm } from '../src/core/vm/supervisor.ts';
 import { vfkitArgv } from '../src/core/vm/vfkit-args.ts';
+import { makeClosure, testSpec } from '../test/vfkit-sim/harness.ts';
 
 const { values } = parseArgs({
   options: {
@@ -34,31 +35,16 @@ const SIM = fileURLToPath(new URL('../test/vfkit-sim/vfkit', import.meta.url));
 const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'nixvm-bench-sup-')));
 const stateDir = path.join(root, 'state');
 const logsDir = path.join(root, 'logs');
-const closure = path.join(root, 'store', `${'b'.repeat(32)}-nixos-system-bench-24.05`);
-mkdirSync(closure, { recursive: true });
-writeFileSync(path.join(closure, 'kernel'), Buffer.alloc(4096, 1));
-writeFileSync(path.join(closure, 'initrd'), Buffer.alloc(1024, 2));
-writeFileSync(path.join(closure, 'init'), '#!/bin/sh\n');
+const closure = makeClosure(path.join(root, 'store'), 'bench');
 const env = { NIXVM_LEASES_FILE: path.join(root, 'leases'), NIXVM_SIM_BOOT_MS: '200' };
 
 function vm(i: number): SupervisedVm {
   const name = `vm${i}`;
-  const spec: VmSpec = {
+  const spec: VmSpec = testSpec({
     name,
     flake: root,
     drvPath: `/nix/store/${'a'.repeat(32)}-nixos-system-${name}.drv`,
-    system: 'aarch64-linux',
-    kernelParams: ['console=hvc0'],
-    cpus: 1,
-    memoryMiB: 512,
-    macAddress: null,
-    rosetta: false,
-    shares: [],
-    graphics: false,
-    resolution: null,
-    mountHostNixStore: false,
-    ssh: { enabled: true, port: 22, user: 'root' },
-  };
+  });
   const paths = runtimePaths(stateDir, logsDir, name);
   const mac = `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
   return { name, argv: vfkitArgv({ vfkit: SIM, spec, closure, mac, paths }), paths, drvPath: spec.drvPath, outPath: closure };

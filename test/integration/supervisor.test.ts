@@ -17,6 +17,7 @@ import { Supervisor, VmStartError, vfkitMessage, type SupervisedVm, type Supervi
 import { VfkitRest, RestError, mapVfkitState } from '../../src/core/vm/rest.ts';
 import { checkVfkitVersion, parseVfkitVersion, VfkitVersionError, locateVfkit } from '../../src/core/vm/vfkit.ts';
 import { tail } from '../../src/core/vm/console.ts';
+import { testSpec } from '../vfkit-sim/harness.ts';
 
 const SIM = fileURLToPath(new URL('../vfkit-sim/vfkit', import.meta.url));
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -27,23 +28,13 @@ const supervisors: Supervisor[] = [];
 const pidsToReap = new Set<number>();
 
 function spec(name: string, over: Partial<VmSpec> = {}): VmSpec {
-  return {
+  return testSpec({
     name,
     flake: root,
     drvPath: `/nix/store/${'a'.repeat(32)}-nixos-system-${name}.drv`,
-    system: 'aarch64-linux',
     kernelParams: ['console=hvc0', 'loglevel=4'],
-    cpus: 1,
-    memoryMiB: 512,
-    macAddress: null,
-    rosetta: false,
-    shares: [],
-    graphics: false,
-    resolution: null,
-    mountHostNixStore: false,
-    ssh: { enabled: true, port: 22, user: 'root' },
     ...over,
-  };
+  });
 }
 
 /** A fresh state root per test, so VMs of different tests never meet. */

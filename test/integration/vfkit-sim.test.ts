@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { runtimePaths, prepareRuntimeDirs, type VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
-import { makeClosure, restCall, simState, spawnSim, VFKIT_SIM, waitFor, type SimProcess } from '../vfkit-sim/harness.ts';
+import { makeClosure, restCall, simState, spawnSim, testSpec, VFKIT_SIM, waitFor, type SimProcess } from '../vfkit-sim/harness.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-'));
 const closure = makeClosure(root, 'web');
@@ -22,23 +22,7 @@ afterAll(() => {
 
 let seq = 0;
 function spec(over: Partial<VmSpec> = {}): VmSpec {
-  return {
-    name: 'web',
-    flake: root,
-    drvPath: '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web.drv',
-    system: 'aarch64-linux',
-    kernelParams: ['console=hvc0'],
-    cpus: 2,
-    memoryMiB: 1024,
-    macAddress: null,
-    rosetta: false,
-    shares: [],
-    graphics: false,
-    resolution: null,
-    mountHostNixStore: false,
-    ssh: { enabled: true, port: 22, user: 'me' },
-    ...over,
-  };
+  return testSpec({ flake: root, cpus: 2, memoryMiB: 1024, ssh: { enabled: true, port: 22, user: 'me' }, ...over });
 }
 
 /** A fresh VM: its runtime paths (dirs made), the argv the agent would run, and a leases file. */

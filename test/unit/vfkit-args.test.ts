@@ -5,27 +5,19 @@ import type { VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 // vfkit's own grammar, as the simulator re-implements it: what vfkit will make of our argv.
 import { bootloaderFromCmdLine, deviceFromCmdLine } from '../vfkit-sim/config.ts';
 import { parseFlags, checkFlagGroups } from '../vfkit-sim/flags.ts';
+import { testSpec } from '../vfkit-sim/harness.ts';
 
 const CLOSURE = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web-24.05';
 
 function spec(over: Partial<VmSpec> = {}): VmSpec {
-  return {
-    name: 'web',
-    flake: '/Users/me/vms',
+  return testSpec({
     drvPath: '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web-24.05.drv',
-    system: 'aarch64-linux',
     kernelParams: ['console=hvc0', 'loglevel=4'],
     cpus: 2,
     memoryMiB: 2048,
-    macAddress: null,
-    rosetta: false,
-    shares: [],
-    graphics: false,
-    resolution: null,
-    mountHostNixStore: false,
     ssh: { enabled: true, port: 22, user: 'me' },
     ...over,
-  };
+  });
 }
 
 const PATHS: VmRuntimePaths = {

@@ -7,6 +7,29 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { VmSpec } from '../../src/api/types.ts';
+
+/** A small headless VmSpec as the inventory would report it; `over` sets what a test cares about. */
+export function testSpec(over: Partial<VmSpec> = {}): VmSpec {
+  const name = over.name ?? 'web';
+  return {
+    name,
+    flake: '/Users/me/vms',
+    drvPath: `/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-${name}.drv`,
+    system: 'aarch64-linux',
+    kernelParams: ['console=hvc0'],
+    cpus: 1,
+    memoryMiB: 512,
+    macAddress: null,
+    rosetta: false,
+    shares: [],
+    graphics: false,
+    resolution: null,
+    mountHostNixStore: false,
+    ssh: { enabled: true, port: 22, user: 'root' },
+    ...over,
+  };
+}
 
 /** The simulator executable (the agent finds it through NIXVM_VFKIT). */
 export const VFKIT_SIM = path.join(path.dirname(fileURLToPath(import.meta.url)), 'vfkit');
