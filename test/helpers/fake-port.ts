@@ -16,6 +16,7 @@ import {
   type VmSnapshot,
 } from '../../src/api/types.ts';
 import type { CliOutput, CliPort } from '../../src/cli/io.ts';
+import { defaultSettings } from '../../src/core/settings.ts';
 
 export function buildInfo(over: Partial<BuildInfo> = {}): BuildInfo {
   return {
@@ -66,18 +67,7 @@ export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = 
     agent: { pid: 4242, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
     flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 0 }],
     vms,
-    settings: {
-      flakes: ['/flakes/demo'],
-      autoRebuild: 'off',
-      autostart: {},
-      sshUser: {},
-      stopTimeoutSec: 30,
-      bridgeInterface: null,
-      onQuit: 'keep',
-      nixPath: null,
-      vfkitPath: null,
-      terminalApp: 'Terminal',
-    },
+    settings: { ...defaultSettings(), flakes: ['/flakes/demo'] },
     ...over,
   };
 }

@@ -1,20 +1,9 @@
 /** Builders for contract-shaped snapshots, for the pure UI modules' unit tests. */
 import type { AgentSnapshot, BuildInfo, Settings, VmSnapshot } from '../../src/api/types.ts';
+import { defaultSettings } from '../../src/core/settings.ts';
 
 export function settings(over: Partial<Settings> = {}): Settings {
-  return {
-    flakes: ['/Users/me/vms'],
-    autoRebuild: 'build',
-    autostart: {},
-    sshUser: {},
-    stopTimeoutSec: 30,
-    bridgeInterface: null,
-    onQuit: 'keep',
-    nixPath: null,
-    vfkitPath: null,
-    terminalApp: 'Terminal',
-    ...over,
-  };
+  return { ...defaultSettings(), flakes: ['/Users/me/vms'], autoRebuild: 'build', ...over };
 }
 
 export function idleBuild(over: Partial<BuildInfo> = {}): BuildInfo {
