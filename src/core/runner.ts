@@ -3,7 +3,7 @@
  * argv arrays only, never a shell; every call is recorded (argv, duration, exit) so logs and tests
  * can see exactly what ran.
  */
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, openSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -150,6 +150,8 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
   const [program, ...args] = argv;
   if (!program) throw new Error('run() needs a program');
   const file = resolveProgram(program, opts.searchPath);
+  // Loaded on first use: the CLI imports this module for resolveProgram and should not pay for execa.
+  const { execa } = await import('execa');
   const startedAt = Date.now();
   const child: ResultPromise = execa(file, args, {
     cwd: opts.cwd,
