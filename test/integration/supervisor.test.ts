@@ -461,6 +461,47 @@ setInterval(() => {}, 1000);
   });
 });
 
+describe('VMs that ended while no agent watched', () => {
+  it('tells a crash from a clean power-off and from a host restart, by the console and the boot time', async () => {
+    const dirs = fresh('away');
+    const sup = supervisor(dirs);
+    const exits: string[] = [];
+    sup.on('exit', (name: string) => exits.push(name));
+    const dead = spawn('true', [], { stdio: 'ignore' });
+    await new Promise((r) => dead.once('exit', r));
+    const booted = Date.now() - os.uptime() * 1000;
+    const cases = [
+      { name: 'panicked', startedAt: Date.now() - 5000, console: '[  OK  ] Reached target Multi-User System.\n[   42.1] Kernel panic - not syncing: Attempted to kill init!\n' },
+      { name: 'poweredoff', startedAt: Date.now() - 5000, console: '[  OK  ] Reached target System Power Off.\n[   9.9] reboot: Power down\n' },
+      { name: 'hostrestart', startedAt: booted - 60_000, console: '[  OK  ] Started SSH Daemon.\n' },
+    ];
+    for (const c of cases) {
+      const vm = vmFor(dirs, c.name);
+      mkdirSync(vm.paths.dir, { recursive: true });
+      mkdirSync(path.dirname(vm.paths.consoleLog), { recursive: true });
+      writeFileSync(vm.paths.pidfile, String(dead.pid));
+      writeFileSync(vm.paths.consoleLog, c.console);
+      writeFileSync(
+        vm.paths.bootRecord,
+        JSON.stringify({ name: c.name, argv: vm.argv, drvPath: vm.drvPath, outPath: closure, startedAt: c.startedAt, pid: dead.pid, paths: vm.paths }),
+      );
+    }
+    expect(await sup.adoptAll()).toEqual([]);
+    expect(sup.status('panicked').state).toBe('crashed');
+    expect(sup.status('panicked').error).toMatch(/^VM "panicked" ended while nixvm was not running, without a clean shutdown \(last console line: .*Kernel panic/);
+    expect(sup.status('panicked').exit).toMatchObject({ code: null, signal: null });
+    expect(sup.status('panicked').exit!.lastLines.at(-1)).toMatch(/Kernel panic/);
+    expect(sup.status('poweredoff').state).toBe('stopped');
+    expect(sup.status('hostrestart').state).toBe('stopped');
+    expect(sup.status('hostrestart').error).toBeNull();
+    expect(exits.sort()).toEqual(['hostrestart', 'panicked', 'poweredoff']);
+    // Known now: a second scan (another agent start) says nothing new.
+    exits.length = 0;
+    await sup.adoptAll();
+    expect(exits).toEqual([]);
+  });
+});
+
 describe('pieces', () => {
   it('maps vfkit state names to ours', () => {
     expect(mapVfkitState('VirtualMachineStateRunning')).toEqual({ state: 'running', paused: false });

@@ -12,6 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { VmExit, VmRunState } from '../../api/types.ts';
 import { run, spawnDetached } from '../runner.ts';
@@ -473,6 +474,7 @@ export class Supervisor extends EventEmitter {
     const why = await this.notOurVfkit(pid, paths);
     if (why) {
       this.cleanStale(name, paths, rec, why);
+      if (fromScan && rec && !finished) await this.endedWhileAway(name, rec);
       return null;
     }
     const rest = restFor(paths);
@@ -526,6 +528,29 @@ export class Supervisor extends EventEmitter {
       return `pid ${pid} is another program now (${truncate(args.trim(), 80)})`;
     }
     return null;
+  }
+
+  /**
+   * A run that ended while no agent watched it: say how, as far as can be known. A host restart
+   * since it booted ends every VM and is no crash; otherwise the console tells a clean power-off
+   * from a crash. The exit code went nowhere, so it stays null.
+   */
+  private async endedWhileAway(name: string, rec: BootRecord): Promise<void> {
+    const hostBoot = Date.now() - os.uptime() * 1000;
+    const lastLines = await tail(rec.paths.consoleLog, 20).catch(() => [] as string[]);
+    const at = Date.now();
+    const exit: VmExit = { code: null, signal: null, lastLines, at };
+    writeRecord({ ...rec, endedAt: at, exit });
+    const e = this.entry(name);
+    if (e.run || e.starting) return;
+    e.exit = exit;
+    const clean = rec.startedAt < hostBoot || lastLines.some((l) => CLEAN_END.test(l));
+    e.error = clean
+      ? null
+      : `VM "${name}" ended while nixvm was not running, without a clean shutdown${lastLines.length ? ` (last console line: ${truncate(lastLines.at(-1)!, 120)})` : ''}; start it again, and see its console log for why.`;
+    this.log(`VM "${name}": ended while nixvm was not running → ${clean ? 'stopped' : 'crashed'}`);
+    this.setState(e, clean ? 'stopped' : 'crashed');
+    this.emit('exit', name, exit);
   }
 
   private cleanStale(name: string, paths: SupervisedPaths, rec: BootRecord | null, why: string): void {
