@@ -31,6 +31,7 @@ import {
 import { BuildError, BuildManager, idleInfo, type BuildResult } from './nix/build.ts';
 import { FlakeError } from './nix/errors.ts';
 import { drvOutPath } from './nix/drv.ts';
+import { GcRoots } from './nix/gcroots.ts';
 import { inventory, type InventoryResult } from './nix/inventory.ts';
 import { Nix } from './nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from './nix/watcher.ts';
@@ -127,6 +128,7 @@ export class Agent implements AgentPort {
   private readonly opts: AgentOptions;
   private readonly flakes = new Map<string, FlakeState>();
   private builder: BuildManager | null = null;
+  private gcRoots: GcRoots | null = null;
   private readonly supervisor: Supervisor;
   private readonly subscribers = new Set<Subscriber>();
   private readonly followers = new Map<string, { count: number; follower: Follower | null }>();
@@ -210,6 +212,7 @@ export class Agent implements AgentPort {
 
   private async init(): Promise<void> {
     this.builder = this.nix ? this.makeBuilder(this.nix) : null;
+    this.gcRoots = this.nix ? new GcRoots(this.nix, this.gcRootsDir()) : null;
     this.wireSupervisor();
     this.settingsOff = this.settings.onChange((next, prev) => this.onSettings(next, prev));
     this.settings.onWarning(() => this.changed());
@@ -227,6 +230,7 @@ export class Agent implements AgentPort {
     await this.checkSshInclude();
     this.changed();
     if (this.opts.autostart !== false) void this.autostart();
+    void this.ensureRoots();
   }
 
   // ------------------------------------------------------------------ AgentPort
@@ -557,6 +561,7 @@ export class Agent implements AgentPort {
     }
     const oldBuilder = this.builder;
     this.builder = this.nix ? this.makeBuilder(this.nix) : null;
+    this.gcRoots = this.nix ? new GcRoots(this.nix, this.gcRootsDir()) : null;
     await oldBuilder?.dispose();
     // Swap in fresh watchers first, so no snapshot ever shows the flakes gone.
     const old = [...this.flakes.values()];
@@ -585,6 +590,7 @@ export class Agent implements AgentPort {
           log: 'console',
         });
       }
+      void this.rootClosures();
       this.changed();
     });
   }
@@ -776,6 +782,53 @@ export class Agent implements AgentPort {
     }
   }
 
+  private gcRootsDir(): string {
+    return path.join(this.paths.stateDir, 'gcroots');
+  }
+
+  /**
+   * Root `outPath` (just built) and drop the roots of closures no VM has built or booted any more,
+   * so `nix-collect-garbage` never deletes a system under a running VM.
+   */
+  private async rootClosures(outPath?: string): Promise<void> {
+    const roots = this.gcRoots;
+    if (!roots) return;
+    try {
+      if (outPath) await roots.add(outPath);
+      const keep = this.closuresInUse();
+      const dropped = roots.prune(keep);
+      if (dropped.length) this.log(`dropped GC roots no VM uses: ${dropped.join(', ')}`);
+    } catch (err) {
+      this.log(`could not update GC roots: ${errorSentence(err)}`);
+    }
+  }
+
+  /** Every closure some VM was last built to or currently boots. */
+  private closuresInUse(): Set<string> {
+    const keep = new Set<string>();
+    for (const name of new Set([...this.entries().map((e) => e.name), ...this.supervisor.list().map((v) => v.name)])) {
+      const built = this.builtRecord(name);
+      if (built) keep.add(built.outPath);
+      const booted = this.supervisor.status(name).booted;
+      if (booted) keep.add(booted.outPath);
+    }
+    return keep;
+  }
+
+  /** At start-up: root what earlier runs built or booted but left unrooted (state from before roots). */
+  private async ensureRoots(): Promise<void> {
+    await this.ready();
+    const roots = this.gcRoots;
+    if (!roots) return;
+    for (const out of this.closuresInUse()) {
+      if (this.closed) return;
+      if (fs.existsSync(out) && !fs.existsSync(roots.linkFor(out))) {
+        await roots.add(out).catch((err) => this.log(`could not root ${out}: ${errorSentence(err)}`));
+      }
+    }
+    await this.rootClosures();
+  }
+
   /** The closure to boot: the last build when it matches the current drvPath and still exists, else a build. */
   private async ensureClosure(e: VmEntry & { spec: VmSpec }, force = false): Promise<BuiltRecord> {
     const built = this.builtRecord(e.name);
@@ -788,6 +841,7 @@ export class Agent implements AgentPort {
     try {
       const r = await b.build({ vm: e.name, flake: e.flake, drvPath: e.spec.drvPath });
       this.saveBuilt(e.name, r);
+      await this.rootClosures(r.outPath);
       return this.builtRecord(e.name)!;
     } catch (err) {
       if (err instanceof BuildError) throw new AgentError('failed', err.message);

@@ -2,6 +2,7 @@
  * The Agent end to end in-process: real nix on a copy of the seed fixture, the vfkit simulator,
  * a private state root. What a user of the app or CLI would see.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -106,6 +107,14 @@ describe('Agent', () => {
     const applied = await t.agent.call('apply', { vm: 'minimal-vm' });
     expect(applied.state).toBe('running');
     expect(applied.stale).toBe(false);
+
+    // The closures in use are GC roots (nix-collect-garbage must not delete a running VM's
+    // system); the one minimal-vm left behind is not.
+    const roots = (out: string) => execFileSync('nix-store', ['--query', '--roots', out], { encoding: 'utf8' });
+    const gcroots = path.join(t.root, 'state', 'gcroots');
+    expect(roots(applied.bootedOutPath!)).toContain(path.join(gcroots, path.basename(applied.bootedOutPath!)));
+    expect(roots(t.vm('builder-vm').builtOutPath!)).toContain(gcroots);
+    expect(roots(before.bootedOutPath!)).not.toContain(gcroots);
     expect(applied.bootedDrvPath).not.toBe(before.bootedDrvPath);
     expect(applied.pid).not.toBe(before.pid);
     const args = await t.agent.call('inspect', { vm: 'minimal-vm' });
@@ -236,7 +245,7 @@ describe('Agent', () => {
   });
 
   it('reports a crash with its exit code and notifies', async () => {
-    const t = await agent({ vmEnv: { NIXVM_SIM_CRASH_AFTER_MS: '600', NIXVM_SIM_CRASH_CODE: '3' } });
+    const t = await agent({ vmEnv: { NIXVM_SIM_CRASH_AFTER_MS: '1500', NIXVM_SIM_CRASH_CODE: '3' } });
     await t.agent.call('start', { vm: 'minimal-vm' });
     const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'crashed', 15_000);
     const vm = s.vms.find((v) => v.name === 'minimal-vm')!;

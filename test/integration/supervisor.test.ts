@@ -184,7 +184,7 @@ describe('Supervisor', () => {
 
   it('reports a crash with the exit code and the last console lines', async () => {
     const dirs = fresh('crash');
-    const sup = supervisor(dirs, { env: { NIXVM_SIM_CRASH_AFTER_MS: '1000', NIXVM_SIM_CRASH_CODE: '3' } });
+    const sup = supervisor(dirs, { env: { NIXVM_SIM_CRASH_AFTER_MS: '1500', NIXVM_SIM_CRASH_CODE: '3' } });
     const vm = vmFor(dirs, 'db');
     const exitP = nextExit(sup, 'db');
     await sup.start(vm);

@@ -200,7 +200,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
 
   it('crashes with NIXVM_SIM_CRASH_CODE after NIXVM_SIM_CRASH_AFTER_MS, leaving a panic on the console', async () => {
     const v = vm();
-    const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50', NIXVM_SIM_CRASH_AFTER_MS: '400', NIXVM_SIM_CRASH_CODE: '3' });
+    const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50', NIXVM_SIM_CRASH_AFTER_MS: '1500', NIXVM_SIM_CRASH_CODE: '3' });
     await running(v.paths.restSocket);
     expect(await p.exited).toEqual({ code: 3, signal: null });
     expect(fs.readFileSync(v.paths.consoleLog, 'utf8')).toMatch(/\] Kernel panic - not syncing: /);
