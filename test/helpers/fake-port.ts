@@ -17,6 +17,7 @@ import {
 } from '../../src/api/types.ts';
 import type { CliOutput, CliPort } from '../../src/cli/io.ts';
 import { defaultSettings } from '../../src/core/settings.ts';
+import { VM_METHODS } from '../../src/control/protocol.ts';
 
 export function buildInfo(over: Partial<BuildInfo> = {}): BuildInfo {
   return {
@@ -74,19 +75,6 @@ export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = 
 
 type Handler<M extends AgentMethod> = (params: ParamsOf<M>, port: FakePort) => ResultOf<M> | Promise<ResultOf<M>>;
 export type Handlers = { [M in AgentMethod]?: Handler<M> };
-
-const VM_METHODS = new Set<AgentMethod>([
-  'start',
-  'stop',
-  'restart',
-  'build',
-  'cancelBuild',
-  'apply',
-  'sshCommand',
-  'ips',
-  'logs',
-  'inspect',
-]);
 
 export class FakePort implements CliPort {
   snapshot: AgentSnapshot;
