@@ -305,8 +305,10 @@ export class Agent implements AgentPort {
         lastEvalAt: f.lastEvalAt,
       };
     });
-    const vms = this.entries().map((e) => this.vmSnapshot(e));
-    return { agent: info, flakes, vms, settings: this.settings.get() };
+    // One copy of the settings per snapshot, not one per VM.
+    const settings = this.settings.get();
+    const vms = this.entries().map((e) => this.vmSnapshot(e, settings));
+    return { agent: info, flakes, vms, settings };
   }
 
   /** All VMs the flakes define (loaded or failed), plus VMs still running from a flake that lost them. */
@@ -390,7 +392,7 @@ export class Agent implements AgentPort {
     return info ?? idleInfo(null);
   }
 
-  private vmSnapshot(e: VmEntry): VmSnapshot {
+  private vmSnapshot(e: VmEntry, settings: Settings = this.settings.get()): VmSnapshot {
     const st: VmStatus = this.supervisor.status(e.name);
     const built = this.builtRecord(e.name);
     const live = st.state === 'running' || st.state === 'starting' || st.state === 'stopping';
@@ -398,7 +400,7 @@ export class Agent implements AgentPort {
     const ipv6 = mac ? this.linkLocal(mac) : null;
     const ipv4 = mac && live ? this.leaseFor(mac) : null;
     const stale = this.isStale(e, st, built);
-    const ssh = this.sshFor(e, ipv4, ipv6);
+    const ssh = this.sshFor(e, ipv4, ipv6, settings);
     const errors = [e.error, st.error].filter((x): x is string => Boolean(x));
     if (e.spec && !st.error) {
       const bad = validateSpec(e.spec);
@@ -427,7 +429,7 @@ export class Agent implements AgentPort {
       startedAt: st.startedAt,
       exit: st.exit,
       sshCommand: ssh ? sshCommandLine(ssh) : null,
-      autostart: Boolean(this.settings.get().autostart[e.name]),
+      autostart: Boolean(settings.autostart[e.name]),
       consoleLog: this.vmPaths(e.name).consoleLog,
       stateDir: this.vmPaths(e.name).dir,
     };
@@ -475,14 +477,14 @@ export class Agent implements AgentPort {
     return m?.[1] ?? null;
   }
 
-  private sshFor(e: VmEntry, ipv4: string | null, ipv6: string | null): string[] | null {
+  private sshFor(e: VmEntry, ipv4: string | null, ipv6: string | null, settings: Settings = this.settings.get()): string[] | null {
     if (!e.spec || !e.spec.ssh.enabled) return null;
     const st = this.supervisor.status(e.name).state;
     // An address only answers while the VM runs.
     if (st !== 'running' && st !== 'starting') return null;
     const host = ipv4 ?? ipv6;
     if (!host) return null;
-    const user = this.settings.get().sshUser[e.name] ?? e.spec.ssh.user;
+    const user = settings.sshUser[e.name] ?? e.spec.ssh.user;
     try {
       return sshArgv({ host, user, port: e.spec.ssh.port });
     } catch {
