@@ -38,7 +38,10 @@ export async function startDaemon(fixture: string): Promise<BenchDaemon> {
     NIXVM_SIM_BOOT_MS: '100',
     NIXVM_NO_LOGIN_SHELL: '1',
   };
-  const daemon = spawn(process.execPath, [BIN, 'daemon', '--flake', flake], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const daemon = spawn(process.execPath, [BIN, 'daemon', '--flake', flake], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     daemon.stdout!.on('data', (d) => {
@@ -57,7 +60,9 @@ export async function startDaemon(fixture: string): Promise<BenchDaemon> {
     async dispose() {
       const c = await connect();
       const s = await c.call('snapshot', {});
-      await Promise.allSettled(s.vms.filter((v) => v.state !== 'stopped' && v.state !== 'crashed').map((v) => c.call('stop', { vm: v.name })));
+      await Promise.allSettled(
+        s.vms.filter((v) => v.state !== 'stopped' && v.state !== 'crashed').map((v) => c.call('stop', { vm: v.name })),
+      );
       await c.close();
       daemon.kill('SIGTERM');
       await new Promise((r) => daemon.once('exit', r));

@@ -53,7 +53,9 @@ try {
   const cpuPct = ((b.cpu - a.cpu) / wall) * 100;
   console.log(`nixvm daemon at rest: 25-VM flake watched, ${VMS} simulated VMs running, ${SECONDS} s`);
   console.log(`  start ${VMS} VMs (build + boot):  ${startMs.toFixed(0)} ms`);
-  console.log(`  agent CPU:  ${(b.cpu - a.cpu).toFixed(2)} s over ${wall.toFixed(0)} s = ${cpuPct.toFixed(3)} % of one core`);
+  console.log(
+    `  agent CPU:  ${(b.cpu - a.cpu).toFixed(2)} s over ${wall.toFixed(0)} s = ${cpuPct.toFixed(3)} % of one core`,
+  );
   console.log(`  agent RSS:  ${(b.rss / 2 ** 20).toFixed(1)} MiB`);
 } finally {
   await bench.dispose();

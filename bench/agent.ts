@@ -92,7 +92,9 @@ async function main(): Promise<void> {
     }
 
     console.log('nixvm agent overheads (seed fixture, vfkit simulator)');
-    console.log(`  nixvm ls --json, whole CLI process   median ${ms(median(cli))}  (bare \`node -e 0\`: ${ms(median(node))})`);
+    console.log(
+      `  nixvm ls --json, whole CLI process   median ${ms(median(cli))}  (bare \`node -e 0\`: ${ms(median(node))})`,
+    );
     console.log(`  snapshot request on an open socket   median ${ms(median(rpc))}`);
     console.log(`  start up-to-date VM → vfkit spawned  median ${ms(median(viaAgent))}`);
     console.log(`  same argv spawned directly           median ${ms(median(direct))}`);

@@ -40,10 +40,20 @@ try {
 
   const warm = await inventory(nix, dir);
   const names = warm.vms.map((v) => v.name);
-  if (names.length !== 25 || warm.failures.length) throw new Error(`expected 25 VMs, got ${names.length} (${warm.failures.length} failing)`);
+  if (names.length !== 25 || warm.failures.length)
+    throw new Error(`expected 25 VMs, got ${names.length} (${warm.failures.length} failing)`);
 
   const perVm = (name: string) =>
-    run(nix.argv('eval', '--json', ...EVAL_ARGS, flakeInstallable(dir, ['nixosConfigurations']), '--apply', singleExpr(name)));
+    run(
+      nix.argv(
+        'eval',
+        '--json',
+        ...EVAL_ARGS,
+        flakeInstallable(dir, ['nixosConfigurations']),
+        '--apply',
+        singleExpr(name),
+      ),
+    );
   for (const n of names) await perVm(n); // warm the other path the same way
 
   const batched: number[] = [];

@@ -35,7 +35,9 @@ try {
         new Promise<{ frames: number[]; longTasks: number[] }>((resolve) => {
           const frames: number[] = [];
           const longTasks: number[] = [];
-          const po = new PerformanceObserver((l) => l.getEntries().forEach((e) => longTasks.push(e.duration)));
+          const po = new PerformanceObserver((l) => {
+            for (const e of l.getEntries()) longTasks.push(e.duration);
+          });
           try {
             po.observe({ type: 'longtask', buffered: false });
           } catch {
@@ -65,7 +67,10 @@ try {
   const writer = (async () => {
     const until = Date.now() + seconds * 1000;
     while (Date.now() < until) {
-      const lines = Array.from({ length: chunk }, () => `[${(written++).toString().padStart(8)}] \x1b[32mok\x1b[0m service output line with some text`);
+      const lines = Array.from(
+        { length: chunk },
+        () => `[${(written++).toString().padStart(8)}] \x1b[32mok\x1b[0m service output line with some text`,
+      );
       appendFileSync(file, `${lines.join('\n')}\n`);
       await sleep(10);
     }
@@ -79,10 +84,18 @@ try {
   const domLines = await app.page.locator('#log .line').count();
 
   const med = (xs: number[]) => pct(xs, 50);
-  console.log(`log window under load: ${written} lines in ${seconds} s (${Math.round(written / seconds)} lines/s asked ${rate})`);
-  console.log(`  frame interval idle:   median ${med(idle.frames).toFixed(1)} ms, p95 ${pct(idle.frames, 95).toFixed(1)} ms`);
-  console.log(`  frame interval loaded: median ${med(load.frames).toFixed(1)} ms, p95 ${pct(load.frames, 95).toFixed(1)} ms (median ratio ${(med(load.frames) / med(idle.frames)).toFixed(2)}×)`);
-  console.log(`  long tasks (>50 ms) while loaded: ${load.longTasks.length}, longest ${load.longTasks.length ? Math.max(...load.longTasks).toFixed(0) : 0} ms`);
+  console.log(
+    `log window under load: ${written} lines in ${seconds} s (${Math.round(written / seconds)} lines/s asked ${rate})`,
+  );
+  console.log(
+    `  frame interval idle:   median ${med(idle.frames).toFixed(1)} ms, p95 ${pct(idle.frames, 95).toFixed(1)} ms`,
+  );
+  console.log(
+    `  frame interval loaded: median ${med(load.frames).toFixed(1)} ms, p95 ${pct(load.frames, 95).toFixed(1)} ms (median ratio ${(med(load.frames) / med(idle.frames)).toFixed(2)}×)`,
+  );
+  console.log(
+    `  long tasks (>50 ms) while loaded: ${load.longTasks.length}, longest ${load.longTasks.length ? Math.max(...load.longTasks).toFixed(0) : 0} ms`,
+  );
   console.log(`  DOM lines at the end: ${domLines}; last line on screen ${catchUp} ms after the last write`);
   await app.close();
 } finally {

@@ -17,7 +17,10 @@ const benches = fs
 let failed = 0;
 for (const f of benches) {
   console.log(`\n=== ${f}`);
-  const r = spawnSync(process.execPath, [path.join(dir, f)], { stdio: 'inherit', env: { ...process.env, NIXVM_NO_LOGIN_SHELL: '1' } });
+  const r = spawnSync(process.execPath, [path.join(dir, f)], {
+    stdio: 'inherit',
+    env: { ...process.env, NIXVM_NO_LOGIN_SHELL: '1' },
+  });
   if (r.status !== 0) failed++;
 }
 process.exit(failed ? 1 : 0);

@@ -47,7 +47,13 @@ function vm(i: number): SupervisedVm {
   });
   const paths = runtimePaths(stateDir, logsDir, name);
   const mac = `02:00:00:00:01:${i.toString(16).padStart(2, '0')}`;
-  return { name, argv: vfkitArgv({ vfkit: SIM, spec, closure, mac, paths }), paths, drvPath: spec.drvPath, outPath: closure };
+  return {
+    name,
+    argv: vfkitArgv({ vfkit: SIM, spec, closure, mac, paths }),
+    paths,
+    drvPath: spec.drvPath,
+    outPath: closure,
+  };
 }
 
 interface Window {
@@ -119,8 +125,14 @@ if (values.json) {
 } else {
   console.log(`supervising ${N} simulated VMs, ${SECONDS} s idle windows`);
   console.log(`  start ${N} (to running):                ${startAllMs} ms`);
-  console.log(`  idle, our children:   CPU ${own.cpuPercent}% of a core (${own.cpuMsPerVmPerMinute} ms CPU per VM per minute), RSS ${own.rssMiB} MiB (baseline ${baselineRssMiB} MiB)`);
-  console.log(`  adopt ${N} after restart:               ${adoptAllMs} ms (${report.adoptMsPerVm} ms per VM, in parallel)`);
-  console.log(`  idle, adopted VMs:    CPU ${adoptedIdle.cpuPercent}% of a core (${adoptedIdle.cpuMsPerVmPerMinute} ms CPU per VM per minute), RSS ${adoptedIdle.rssMiB} MiB`);
+  console.log(
+    `  idle, our children:   CPU ${own.cpuPercent}% of a core (${own.cpuMsPerVmPerMinute} ms CPU per VM per minute), RSS ${own.rssMiB} MiB (baseline ${baselineRssMiB} MiB)`,
+  );
+  console.log(
+    `  adopt ${N} after restart:               ${adoptAllMs} ms (${report.adoptMsPerVm} ms per VM, in parallel)`,
+  );
+  console.log(
+    `  idle, adopted VMs:    CPU ${adoptedIdle.cpuPercent}% of a core (${adoptedIdle.cpuMsPerVmPerMinute} ms CPU per VM per minute), RSS ${adoptedIdle.rssMiB} MiB`,
+  );
   console.log(`  stop ${N} (REST Stop, guest shutdown):  ${stopAllMs} ms, ${stoppedCleanly}/${N} stopped cleanly`);
 }

@@ -53,7 +53,13 @@ async function child(mode: string, file: string, lines: number): Promise<void> {
     }
     warmMs = warm.sort((a, b) => a - b)[5]!;
   }
-  const report: ChildReport = { ms, warmMs, maxRssKiB: process.resourceUsage().maxRSS, lines: got.length, lastLine: got.at(-1) ?? '' };
+  const report: ChildReport = {
+    ms,
+    warmMs,
+    maxRssKiB: process.resourceUsage().maxRSS,
+    lines: got.length,
+    lastLine: got.at(-1) ?? '',
+  };
   process.stdout.write(JSON.stringify(report));
 }
 
@@ -102,12 +108,25 @@ async function makeLog(file: string, sizeMiB: number): Promise<{ ms: number; byt
 async function runChild(mode: 'tail' | 'baseline', file: string, lines: number): Promise<ChildReport> {
   // Imported here so the measured child does not load execa and friends.
   const { run } = await import('../src/core/runner.ts');
-  const r = await run([process.execPath, import.meta.filename, '--child', mode, '--file', file, '--lines', String(lines)]);
+  const r = await run([
+    process.execPath,
+    import.meta.filename,
+    '--child',
+    mode,
+    '--file',
+    file,
+    '--lines',
+    String(lines),
+  ]);
   return JSON.parse(r.stdout) as ChildReport;
 }
 
 /** CPU the process spends while following `count` quiet files for `seconds`. */
-async function idleFollowCpu(dir: string, count: number, seconds: number): Promise<{ cpuMs: number; seconds: number; delivered: number }> {
+async function idleFollowCpu(
+  dir: string,
+  count: number,
+  seconds: number,
+): Promise<{ cpuMs: number; seconds: number; delivered: number }> {
   let delivered = 0;
   const files = await Promise.all(
     Array.from({ length: count }, async (_, i) => {
@@ -124,7 +143,7 @@ async function idleFollowCpu(dir: string, count: number, seconds: number): Promi
   const c0 = process.cpuUsage();
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const c = process.cpuUsage(c0);
-  followers.forEach((f) => f.close());
+  for (const f of followers) f.close();
   return { cpuMs: (c.user + c.system) / 1000, seconds, delivered };
 }
 
@@ -154,7 +173,12 @@ async function main(): Promise<void> {
       tailMsWarmMedian: +warmTimes[Math.floor(warmTimes.length / 2)]!.toFixed(2),
       baselinePeakRssMiB: +(baseline.maxRssKiB / 1024).toFixed(1),
       tailPeakRssDeltaMiB: +peakDeltaMiB.toFixed(2),
-      idleFollow10: { cpuMs: +idle.cpuMs.toFixed(1), seconds: idle.seconds, cpuPercent: +((idle.cpuMs / (idle.seconds * 1000)) * 100).toFixed(3), linesDelivered: idle.delivered },
+      idleFollow10: {
+        cpuMs: +idle.cpuMs.toFixed(1),
+        seconds: idle.seconds,
+        cpuPercent: +((idle.cpuMs / (idle.seconds * 1000)) * 100).toFixed(3),
+        linesDelivered: idle.delivered,
+      },
     };
     if (values.json) {
       console.log(JSON.stringify(result));

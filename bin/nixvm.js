@@ -9,7 +9,9 @@ const [major, minor] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 18)) {
   const local = fileURLToPath(new URL('../node_modules/node/bin/node', import.meta.url));
   if (!existsSync(local)) {
-    console.error(`nixvm needs Node 22.18 or newer (found ${process.versions.node}); run \`npm install\` in the checkout first.`);
+    console.error(
+      `nixvm needs Node 22.18 or newer (found ${process.versions.node}); run \`npm install\` in the checkout first.`,
+    );
     process.exit(1);
   }
   const r = spawnSync(local, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });

@@ -37,7 +37,9 @@ export function mainBuildOptions(outfile: string): BuildOptions {
     // Electron 45 runs Node 22.
     target: 'node22',
     // `menubar` (and a few others) are CommonJS and call require(): give the ESM bundle one.
-    banner: { js: "import { createRequire as __nixvmCreateRequire } from 'node:module'; const require = __nixvmCreateRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __nixvmCreateRequire } from 'node:module'; const require = __nixvmCreateRequire(import.meta.url);",
+    },
   };
 }
 
@@ -63,5 +65,6 @@ export async function buildApp(outDir = path.join(REPO, 'dist')): Promise<BuiltA
 if (import.meta.main) {
   const out = path.resolve(process.argv[2] ?? path.join(REPO, 'dist'));
   const built = await buildApp(out);
-  for (const f of [built.main, built.preload, built.rendererDir]) console.log(`built ${path.relative(process.cwd(), f)}`);
+  for (const f of [built.main, built.preload, built.rendererDir])
+    console.log(`built ${path.relative(process.cwd(), f)}`);
 }

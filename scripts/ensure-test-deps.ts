@@ -12,12 +12,17 @@ if (!existsSync('/usr/bin/chromium')) missing.push('chromium');
 if (missing.length) {
   const canApt = which('apt-get') && process.getuid?.() === 0;
   if (!canApt) {
-    console.error(`The tests need ${missing.join(' and ')} (Debian package names); install them, then run npm test again.`);
+    console.error(
+      `The tests need ${missing.join(' and ')} (Debian package names); install them, then run npm test again.`,
+    );
     process.exit(1);
   }
   console.log(`Installing ${missing.join(', ')} with apt-get…`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [['update', '-qq'], ['install', '-y', '-qq', ...missing]]) {
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', ...missing],
+  ]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }

@@ -50,42 +50,71 @@ export function encodePng(width: number, height: number, rgba: Uint8Array): Buff
 
 type Sdf = (x: number, y: number) => number;
 
-const segment = (ax: number, ay: number, bx: number, by: number, r: number): Sdf => (x, y) => {
-  const px = x - ax, py = y - ay, dx = bx - ax, dy = by - ay;
-  const h = Math.max(0, Math.min(1, (px * dx + py * dy) / (dx * dx + dy * dy)));
-  return Math.hypot(px - dx * h, py - dy * h) - r;
-};
+const segment =
+  (ax: number, ay: number, bx: number, by: number, r: number): Sdf =>
+  (x, y) => {
+    const px = x - ax,
+      py = y - ay,
+      dx = bx - ax,
+      dy = by - ay;
+    const h = Math.max(0, Math.min(1, (px * dx + py * dy) / (dx * dx + dy * dy)));
+    return Math.hypot(px - dx * h, py - dy * h) - r;
+  };
 
-const roundBox = (cx: number, cy: number, hw: number, hh: number, r: number): Sdf => (x, y) => {
-  const qx = Math.abs(x - cx) - hw + r, qy = Math.abs(y - cy) - hh + r;
-  return Math.hypot(Math.max(qx, 0), Math.max(qy, 0)) + Math.min(Math.max(qx, qy), 0) - r;
-};
+const roundBox =
+  (cx: number, cy: number, hw: number, hh: number, r: number): Sdf =>
+  (x, y) => {
+    const qx = Math.abs(x - cx) - hw + r,
+      qy = Math.abs(y - cy) - hh + r;
+    return Math.hypot(Math.max(qx, 0), Math.max(qy, 0)) + Math.min(Math.max(qx, qy), 0) - r;
+  };
 
-const circle = (cx: number, cy: number, r: number): Sdf => (x, y) => Math.hypot(x - cx, y - cy) - r;
+const circle =
+  (cx: number, cy: number, r: number): Sdf =>
+  (x, y) =>
+    Math.hypot(x - cx, y - cy) - r;
 
-const ring = (s: Sdf, halfWidth: number): Sdf => (x, y) => Math.abs(s(x, y)) - halfWidth;
+const ring =
+  (s: Sdf, halfWidth: number): Sdf =>
+  (x, y) =>
+    Math.abs(s(x, y)) - halfWidth;
 
 /** An arc of a ring from angle a0 to a1 (radians, clockwise from 12 o'clock), round caps. */
-const arc = (cx: number, cy: number, r: number, w: number, a0: number, a1: number): Sdf => (x, y) => {
-  let a = Math.atan2(x - cx, -(y - cy));
-  if (a < 0) a += 2 * Math.PI;
-  if (a >= a0 && a <= a1) return Math.abs(Math.hypot(x - cx, y - cy) - r) - w;
-  const cap = (t: number) => Math.hypot(x - (cx + r * Math.sin(t)), y - (cy - r * Math.cos(t))) - w;
-  return Math.min(cap(a0), cap(a1));
-};
+const arc =
+  (cx: number, cy: number, r: number, w: number, a0: number, a1: number): Sdf =>
+  (x, y) => {
+    let a = Math.atan2(x - cx, -(y - cy));
+    if (a < 0) a += 2 * Math.PI;
+    if (a >= a0 && a <= a1) return Math.abs(Math.hypot(x - cx, y - cy) - r) - w;
+    const cap = (t: number) => Math.hypot(x - (cx + r * Math.sin(t)), y - (cy - r * Math.cos(t))) - w;
+    return Math.min(cap(a0), cap(a1));
+  };
 
-const union = (...s: Sdf[]): Sdf => (x, y) => Math.min(...s.map((f) => f(x, y)));
-const minus = (a: Sdf, b: Sdf): Sdf => (x, y) => Math.max(a(x, y), -b(x, y));
+const union =
+  (...s: Sdf[]): Sdf =>
+  (x, y) =>
+    Math.min(...s.map((f) => f(x, y)));
+const minus =
+  (a: Sdf, b: Sdf): Sdf =>
+  (x, y) =>
+    Math.max(a(x, y), -b(x, y));
 
 // ---------- the glyphs ----------
 
 const STROKE = 0.8; // half-width of outlines, in design units (≈1.6 px at 1x)
 const box = roundBox(11, 11, 8.2, 8.2, 3.6);
-const lambda = union(segment(7.6, 6.2, 14.6, 15.8, 0.95), segment(11.1, 11.0, 7.4, 15.8, 0.95), segment(6.4, 6.2, 7.6, 6.2, 0.95));
+const lambda = union(
+  segment(7.6, 6.2, 14.6, 15.8, 0.95),
+  segment(11.1, 11.0, 7.4, 15.8, 0.95),
+  segment(6.4, 6.2, 7.6, 6.2, 0.95),
+);
 const outlineGlyph = union(ring(box, STROKE), lambda);
 
 // Badges sit top-right, clear of the lambda; a moat separates them from the box.
-const BX = 17.2, BY = 4.8, BR = 4.3, MOAT = 1.4;
+const BX = 17.2,
+  BY = 4.8,
+  BR = 4.3,
+  MOAT = 1.4;
 const withBadge = (glyph: Sdf, badge: Sdf): Sdf => union(minus(glyph, circle(BX, BY, BR + MOAT)), badge);
 
 export const TRAY_GLYPHS: Record<'idle' | 'running' | 'building' | 'error', Sdf> = {
@@ -95,7 +124,10 @@ export const TRAY_GLYPHS: Record<'idle' | 'running' | 'building' | 'error', Sdf>
   // A three-quarter ring: work in progress.
   building: withBadge(outlineGlyph, arc(BX, BY, BR - 0.9, 0.9, 0.35, 2 * Math.PI * 0.78)),
   // A filled disc with "!" knocked out.
-  error: withBadge(outlineGlyph, minus(circle(BX, BY, BR), union(segment(BX, BY - 2.3, BX, BY + 0.3, 0.65), circle(BX, BY + 2.1, 0.7)))),
+  error: withBadge(
+    outlineGlyph,
+    minus(circle(BX, BY, BR), union(segment(BX, BY - 2.3, BX, BY + 0.3, 0.65), circle(BX, BY + 2.1, 0.7))),
+  ),
 };
 
 /** Rasterise with 4×4 supersampling; returns alpha 0–255 per pixel. */
@@ -126,11 +158,17 @@ function templatePng(shape: Sdf, size: number): Buffer {
 /** The app icon: macOS-style rounded square, Nix blue gradient, the white glyph inside. */
 function appIconPng(size: number): Buffer {
   const squircle = roundBox(11, 11, 9.2, 9.2, 4.1); // ~ Big Sur grid: 824/1024 body
-  const glyphShape = union(ring(roundBox(11, 11, 5.6, 5.6, 2.4), 0.55), segment(8.4, 7.7, 13.2, 14.3, 0.65), segment(10.8, 11.0, 8.3, 14.3, 0.65), segment(7.6, 7.7, 8.4, 7.7, 0.65));
+  const glyphShape = union(
+    ring(roundBox(11, 11, 5.6, 5.6, 2.4), 0.55),
+    segment(8.4, 7.7, 13.2, 14.3, 0.65),
+    segment(10.8, 11.0, 8.3, 14.3, 0.65),
+    segment(7.6, 7.7, 8.4, 7.7, 0.65),
+  );
   const body = rasterise(squircle, size);
   const glyph = rasterise(glyphShape, size);
   const rgba = new Uint8Array(size * size * 4);
-  const top = [126, 186, 228], bottom = [82, 119, 195]; // Nix logo blues
+  const top = [126, 186, 228],
+    bottom = [82, 119, 195]; // Nix logo blues
   for (let y = 0; y < size; y++) {
     const t = y / (size - 1);
     const bg = top.map((c, i) => c + (bottom[i]! - c) * t);
@@ -150,7 +188,10 @@ export function writeIcons(outDir: string, opts: { app?: boolean } = {}): string
   mkdirSync(outDir, { recursive: true });
   const written: string[] = [];
   for (const [state, shape] of Object.entries(TRAY_GLYPHS)) {
-    for (const [suffix, px] of [['', 22], ['@2x', 44]] as const) {
+    for (const [suffix, px] of [
+      ['', 22],
+      ['@2x', 44],
+    ] as const) {
       const file = path.join(outDir, `${state}Template${suffix}.png`);
       writeFileSync(file, templatePng(shape, px));
       written.push(file);

@@ -7,7 +7,9 @@ import { buildApp } from './build.ts';
 import { builderConfig } from './electron-builder.config.ts';
 
 if (process.platform !== 'darwin') {
-  console.error(`Packaging NixVM.app needs macOS (electron-builder makes dmg images only there); this is ${process.platform}. \`node scripts/build.ts\` still builds dist/.`);
+  console.error(
+    `Packaging NixVM.app needs macOS (electron-builder makes dmg images only there); this is ${process.platform}. \`node scripts/build.ts\` still builds dist/.`,
+  );
   process.exit(1);
 }
 await buildApp();

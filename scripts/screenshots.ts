@@ -17,7 +17,11 @@ mkdirSync(out, { recursive: true });
 
 const flake = await copyFixture('ui', { salt: true });
 flake.write('step-seconds', '0');
-const t = await createTestAgent({ flake, vmEnv: { NIXVM_SIM_CHATTER_MS: '700' }, settings: { sshUser: { dev: 'alice' }, autostart: { dev: true } } });
+const t = await createTestAgent({
+  flake,
+  vmEnv: { NIXVM_SIM_CHATTER_MS: '700' },
+  settings: { sshUser: { dev: 'alice' }, autostart: { dev: true } },
+});
 const h = await startHarness();
 try {
   // A realistic moment: dev running, web running an older config, builder mid-build, scratch off.
@@ -26,9 +30,17 @@ try {
   flake.write('motd', 'changed');
   await t.waitFor((s) => s.vms.some((v) => v.name === 'web' && v.stale));
   flake.write('step-seconds', '4');
-  await t.waitFor((s) => !s.flakes.some((f) => f.evaluating) && s.vms.some((v) => v.name === 'builder' && v.drvPath?.includes('builder')), 20_000);
+  await t.waitFor(
+    (s) =>
+      !s.flakes.some((f) => f.evaluating) && s.vms.some((v) => v.name === 'builder' && v.drvPath?.includes('builder')),
+    20_000,
+  );
   void t.agent.call('build', { vm: 'builder' }).catch(() => {});
-  await t.waitFor((s) => s.vms.some((v) => v.name === 'builder' && (v.build.progress?.percent ?? 0) > 0 && v.build.progress?.lastLine), 30_000);
+  await t.waitFor(
+    (s) =>
+      s.vms.some((v) => v.name === 'builder' && (v.build.progress?.percent ?? 0) > 0 && v.build.progress?.lastLine),
+    30_000,
+  );
 
   for (const scheme of ['light', 'dark'] as const) {
     const app = await h.open(t.agent, 'index', { colorScheme: scheme, deviceScaleFactor: 2 });

@@ -20,7 +20,13 @@ export function devDaemonCommand(env: NodeJS.ProcessEnv = process.env): { argv: 
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
   const stateDir = env.NIXVM_STATE_DIR ?? path.join(os.tmpdir(), `nixvm-dev-${uid}`);
   return {
-    argv: [process.execPath, path.join(REPO, 'bin', 'nixvm.js'), 'daemon', '--flake', path.join(REPO, 'examples', 'flake')],
+    argv: [
+      process.execPath,
+      path.join(REPO, 'bin', 'nixvm.js'),
+      'daemon',
+      '--flake',
+      path.join(REPO, 'examples', 'flake'),
+    ],
     env: {
       ...env,
       NIXVM_VFKIT: path.join(REPO, 'test', 'vfkit-sim', 'vfkit'),

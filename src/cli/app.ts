@@ -9,14 +9,7 @@ import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 
 import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/types.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, agentErrorCode, describeError } from './errors.ts';
-import {
-  formatEvent,
-  formatInspect,
-  formatLoginItem,
-  formatOutcome,
-  formatStatus,
-  formatVmTable,
-} from './format.ts';
+import { formatEvent, formatInspect, formatLoginItem, formatOutcome, formatStatus, formatVmTable } from './format.ts';
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
 import { createProgressView, type BuildProgressView } from './progress.ts';
@@ -102,7 +95,13 @@ function agentGone(port: CliPort, what: string): { promise: Promise<never>; disp
   const promise = new Promise<never>((_, reject) => {
     dispose =
       port.onClose?.((err) => {
-        if (err) reject(new CliError(EXIT.notRunning, `The nixvm agent went away while ${what}; start it again with \`nixvm daemon\` or open NixVM.app.`));
+        if (err)
+          reject(
+            new CliError(
+              EXIT.notRunning,
+              `The nixvm agent went away while ${what}; start it again with \`nixvm daemon\` or open NixVM.app.`,
+            ),
+          );
       }) ?? dispose;
   });
   promise.catch(() => {});
@@ -214,7 +213,13 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
   const buildFailureLines = (vm: VmSnapshot | undefined): string[] => {
     if (!failedNow(vm)) return [];
     const lines: string[] = [];
-    if (vm.build.detail) lines.push(...vm.build.detail.trimEnd().split('\n').map((l) => `  ${l}`));
+    if (vm.build.detail)
+      lines.push(
+        ...vm.build.detail
+          .trimEnd()
+          .split('\n')
+          .map((l) => `  ${l}`),
+      );
     if (vm.build.logPath) lines.push(`  full log: ${vm.build.logPath} (or \`nixvm logs ${vm.name} --build\`)`);
     return lines;
   };
@@ -273,7 +278,11 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
   }
 }
 
-async function cmdIp(s: Session, name: string, opts: { ipv4?: boolean; ipv6?: boolean; json?: boolean }): Promise<number> {
+async function cmdIp(
+  s: Session,
+  name: string,
+  opts: { ipv4?: boolean; ipv6?: boolean; json?: boolean },
+): Promise<number> {
   const ips = await (await s.port()).call('ips', { vm: name });
   if (opts.json) {
     s.json(ips);
@@ -315,7 +324,12 @@ async function cmdSshConfig(s: Session, opts: { json?: boolean }): Promise<numbe
   s.out(`nixvm's ssh config: ${info.path}`);
   if (info.status === 'included') s.out('~/.ssh/config already includes it: `ssh nixvm-<vm>` works.');
   else {
-    const why = info.status === 'unreadable' ? ' (~/.ssh/config could not be read)' : info.status === 'missing' ? ' (there is no ~/.ssh/config yet)' : '';
+    const why =
+      info.status === 'unreadable'
+        ? ' (~/.ssh/config could not be read)'
+        : info.status === 'missing'
+          ? ' (there is no ~/.ssh/config yet)'
+          : '';
     s.out(`To use \`ssh nixvm-<vm>\`, add this line at the top of ~/.ssh/config yourself${why}:`);
     s.out(`  ${info.includeLine}`);
   }
@@ -410,8 +424,7 @@ async function cmdDaemon(s: Session, opts: { flake?: string[] }): Promise<number
 
 async function cmdLoginItem(s: Session, action: 'on' | 'off' | 'status', opts: { json?: boolean }): Promise<number> {
   const api = await s.io.loginItem();
-  const status =
-    action === 'on' ? await api.install() : action === 'off' ? await api.remove() : await api.status();
+  const status = action === 'on' ? await api.install() : action === 'off' ? await api.remove() : await api.status();
   if (opts.json) s.json(status);
   else s.out(formatLoginItem(status));
   return EXIT.ok;
@@ -425,7 +438,7 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
   program
     .description('Run the NixOS VMs a Nix flake defines (vfkit + Rosetta), through the NixVM agent.')
     .version(pkg.version, '-V, --version')
-    .option('--socket <path>', 'the agent\'s control socket (default: in the NixVM state dir)')
+    .option('--socket <path>', "the agent's control socket (default: in the NixVM state dir)")
     .addHelpText('after', `\n${EXIT_CODES_HELP}`)
     .exitOverride()
     .configureOutput({
@@ -465,7 +478,7 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     ['start', 'start VMs (building first when their closure is stale or missing)'],
     ['stop', 'stop VMs (ACPI shutdown, then harder)'],
     ['restart', 'stop, then start VMs'],
-    ['build', 'build VMs\' closures without starting them'],
+    ['build', "build VMs' closures without starting them"],
     ['apply', 'rebuild VMs and restart the running ones on the new closure'],
   ];
   for (const [name, description] of actions) {
@@ -478,7 +491,7 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
 
   program
     .command('ip')
-    .description('print a VM\'s address (IPv4 when known, else the link-local IPv6)')
+    .description("print a VM's address (IPv4 when known, else the link-local IPv6)")
     .argument('<vm>')
     .addOption(new Option('-4, --ipv4', 'only the IPv4 address').conflicts('ipv6'))
     .addOption(new Option('-6, --ipv6', 'only the IPv6 address').conflicts('ipv4'))
@@ -501,17 +514,17 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
 
   program
     .command('ssh-config')
-    .description('where nixvm\'s ssh config (one Host nixvm-<vm> per VM) is, and the Include line to add')
+    .description("where nixvm's ssh config (one Host nixvm-<vm> per VM) is, and the Include line to add")
     .addOption(json())
     .action(act((opts: { json?: boolean }) => cmdSshConfig(s, opts)));
 
   program
     .command('logs')
-    .description('print the last lines of a VM\'s serial console (or build) log')
+    .description("print the last lines of a VM's serial console (or build) log")
     .argument('<vm>')
     .option('-f, --follow', 'keep printing new lines until Ctrl-C')
     .option('-n, --lines <n>', 'how many lines', parseCount, 50)
-    .option('--build', 'the last build\'s log instead of the console')
+    .option('--build', "the last build's log instead of the console")
     .addOption(json())
     .action(
       act((vm: string, opts: { follow?: boolean; lines: number; build?: boolean; json?: boolean }) =>
@@ -521,7 +534,7 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
 
   program
     .command('inspect')
-    .description('the VM\'s spec and the exact vfkit command the agent runs for it')
+    .description("the VM's spec and the exact vfkit command the agent runs for it")
     .argument('<vm>')
     .addOption(json())
     .action(act((vm: string, opts: { json?: boolean }) => cmdInspect(s, vm, opts)));

@@ -77,7 +77,7 @@ export function renderTable(headers: string[], rows: string[][], width?: number)
         const room = width !== undefined ? width - line.length : Infinity;
         line += cell.length > room ? truncate(cell, Math.max(room, 8)) : cell;
       } else {
-        line += cell.padEnd(widths[c] ?? 0) + '  ';
+        line += `${cell.padEnd(widths[c] ?? 0)}  `;
       }
     }
     return line.trimEnd();
@@ -112,7 +112,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number): string {
   if (snap.vms.length === 0) {
     out.push(
       snap.flakes.length === 0
-        ? 'No flake configured; start the agent with `nixvm daemon --flake DIR` or add one in NixVM\'s settings.'
+        ? "No flake configured; start the agent with `nixvm daemon --flake DIR` or add one in NixVM's settings."
         : `No VMs: ${snap.flakes.map((f) => f.dir).join(', ')} define${snap.flakes.length === 1 ? 's' : ''} no nixosConfigurations.`,
     );
   } else {
@@ -194,7 +194,7 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   const lines = [vm.name];
   for (const [k, v] of rows) {
     const [first = '', ...rest] = v.split('\n');
-    lines.push(`  ${(k + ':').padEnd(keyWidth)} ${first}`);
+    lines.push(`  ${(`${k}:`).padEnd(keyWidth)} ${first}`);
     for (const r of rest) lines.push(`  ${''.padEnd(keyWidth)} ${r}`);
   }
   if (vm.build.status === 'failed' && vm.build.detail) {
@@ -256,7 +256,13 @@ export function formatOutcome(verb: string, vm: VmSnapshot): string {
 /** A failure of a build, in one sentence plus nix's own text. */
 export function formatBuildFailure(vm: VmSnapshot): string[] {
   const out = [`${vm.name}: ${vm.build.error ?? 'the build failed'}`];
-  if (vm.build.detail) out.push(...vm.build.detail.trimEnd().split('\n').map((l) => `  ${l}`));
+  if (vm.build.detail)
+    out.push(
+      ...vm.build.detail
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
   if (vm.build.logPath) out.push(`  full log: ${vm.build.logPath}`);
   return out;
 }
@@ -281,7 +287,8 @@ export function describeChanges(prev: AgentSnapshot | null, next: AgentSnapshot)
     }
     if (old.stale !== vm.stale) out.push(`${vm.name}: ${vm.stale ? 'stale (the flake changed)' : 'up to date'}`);
     if (old.build.status !== vm.build.status) {
-      if (vm.build.status === 'failed') out.push(`${vm.name}: build failed: ${firstLine(vm.build.error ?? '')}`.trimEnd());
+      if (vm.build.status === 'failed')
+        out.push(`${vm.name}: build failed: ${firstLine(vm.build.error ?? '')}`.trimEnd());
       else if (vm.build.status !== 'idle') out.push(`${vm.name}: build ${vm.build.status}`);
     } else if (vm.build.status === 'building') {
       const a = old.build.progress ? Math.floor(old.build.progress.percent / 10) : -1;
@@ -354,7 +361,9 @@ export function formatInspect(name: string, spec: VmSpec | null, argv: string[])
     lines.push(`  cpus/memory:   ${spec.cpus} / ${formatMemory(spec.memoryMiB)}`);
     lines.push(`  mac:           ${spec.macAddress ?? '(generated)'}`);
     lines.push(`  rosetta:       ${spec.rosetta ? 'yes' : 'no'}`);
-    lines.push(`  graphics:      ${spec.graphics ? (spec.resolution ? `${spec.resolution.width}x${spec.resolution.height}` : 'yes') : 'no'}`);
+    lines.push(
+      `  graphics:      ${spec.graphics ? (spec.resolution ? `${spec.resolution.width}x${spec.resolution.height}` : 'yes') : 'no'}`,
+    );
     lines.push(`  host store:    ${spec.mountHostNixStore ? 'mounted' : 'not mounted'}`);
     lines.push(`  ssh:           ${spec.ssh.enabled ? `user ${spec.ssh.user}, port ${spec.ssh.port}` : 'disabled'}`);
     for (const s of spec.shares) lines.push(`  share:         ${s.source} → ${s.target} (tag ${s.tag})`);

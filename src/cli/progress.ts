@@ -37,10 +37,10 @@ export class LineView implements BuildProgressView {
     const key = p ? `${Math.floor(p.percent)}|${p.buildsDone}/${p.buildsExpected}|${p.currentDrv}|${p.phase}` : '';
     if (this.#last.get(vm.name) === key) return;
     this.#last.set(vm.name, key);
-    this.#out.write(line + '\n');
+    this.#out.write(`${line}\n`);
   }
   log(line: string): void {
-    this.#out.write(line + '\n');
+    this.#out.write(`${line}\n`);
   }
   stop(): void {}
 }
@@ -84,8 +84,8 @@ class BarView implements BuildProgressView {
   }
   log(line: string): void {
     // MultiBar only flushes its log buffer while bars are drawn.
-    if (this.#multi.isActive) this.#multi.log(line + '\n');
-    else this.#stream.write(line + '\n');
+    if (this.#multi.isActive) this.#multi.log(`${line}\n`);
+    else this.#stream.write(`${line}\n`);
   }
   stop(): void {
     if (!this.#multi.isActive) return;

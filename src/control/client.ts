@@ -47,7 +47,10 @@ interface Listener {
 
 function notRunning(socketPath: string, code: string | undefined): AgentError {
   const why = code === 'ECONNREFUSED' ? `nothing is listening on ${socketPath}` : `no socket at ${socketPath}`;
-  return new AgentError('not-running', `The nixvm agent is not running (${why}); start it with \`nixvm daemon\` or open NixVM.app.`);
+  return new AgentError(
+    'not-running',
+    `The nixvm agent is not running (${why}); start it with \`nixvm daemon\` or open NixVM.app.`,
+  );
 }
 
 /** Merge every listener's wishes into the one set of logs the connection subscribes with. */
@@ -152,7 +155,9 @@ export class ControlClient implements AgentPort {
     try {
       line = encodeLine({ id, method, params: params ?? {} });
     } catch (err) {
-      return Promise.reject(new AgentError('bad-request', `The params of ${method} cannot be sent as JSON: ${String(err)}.`));
+      return Promise.reject(
+        new AgentError('bad-request', `The params of ${method} cannot be sent as JSON: ${String(err)}.`),
+      );
     }
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { method, resolve, reject });
@@ -178,7 +183,12 @@ export class ControlClient implements AgentPort {
       return;
     }
     if (msg === null || typeof msg !== 'object') return;
-    const m = msg as { id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown }; event?: AgentEvent };
+    const m = msg as {
+      id?: unknown;
+      result?: unknown;
+      error?: { code?: unknown; message?: unknown };
+      event?: AgentEvent;
+    };
     if (m.event !== undefined) {
       this.#dispatch(m.event);
       return;
@@ -225,7 +235,10 @@ export class ControlClient implements AgentPort {
     this.#pending.clear();
     const err = this.#closing
       ? null
-      : new AgentError('not-running', `The nixvm agent closed the control connection${this.#serverNotice ? ` (${this.#serverNotice})` : ''}.`);
+      : new AgentError(
+          'not-running',
+          `The nixvm agent closed the control connection${this.#serverNotice ? ` (${this.#serverNotice})` : ''}.`,
+        );
     for (const fn of this.#closeListeners) {
       try {
         fn(err);
@@ -237,13 +250,21 @@ export class ControlClient implements AgentPort {
 }
 
 /** Connect to a running agent; an AgentError('not-running') with a hint when none is there. */
-export function connectControl(socketPath: string = defaultControlSocketPath(), options: ConnectOptions = {}): Promise<ControlClient> {
+export function connectControl(
+  socketPath: string = defaultControlSocketPath(),
+  options: ConnectOptions = {},
+): Promise<ControlClient> {
   const timeoutMs = options.connectTimeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(socketPath);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new AgentError('not-running', `The nixvm agent did not accept a connection on ${socketPath} within ${timeoutMs} ms; it may be stuck, restart it.`));
+      reject(
+        new AgentError(
+          'not-running',
+          `The nixvm agent did not accept a connection on ${socketPath} within ${timeoutMs} ms; it may be stuck, restart it.`,
+        ),
+      );
     }, timeoutMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -256,7 +277,12 @@ export function connectControl(socketPath: string = defaultControlSocketPath(), 
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'ENOTDIR') {
         reject(notRunning(socketPath, err.code));
       } else if (err.code === 'EACCES' || err.code === 'EPERM') {
-        reject(new AgentError('failed', `Cannot open the nixvm control socket ${socketPath} (permission denied); it belongs to another user or has the wrong mode.`));
+        reject(
+          new AgentError(
+            'failed',
+            `Cannot open the nixvm control socket ${socketPath} (permission denied); it belongs to another user or has the wrong mode.`,
+          ),
+        );
       } else {
         reject(new AgentError('failed', `Could not connect to the nixvm agent at ${socketPath}: ${err.message}.`));
       }

@@ -52,7 +52,12 @@ export const MAX_REQUEST_LINE_BYTES = 1024 * 1024;
 /** Largest line a client reads (snapshots and log tails are bigger than requests). */
 export const MAX_RESPONSE_LINE_BYTES = 64 * 1024 * 1024;
 
-const ERROR_CODES: ReadonlySet<string> = new Set<AgentErrorCode>(['no-such-vm', 'bad-request', 'failed', 'not-running']);
+const ERROR_CODES: ReadonlySet<string> = new Set<AgentErrorCode>([
+  'no-such-vm',
+  'bad-request',
+  'failed',
+  'not-running',
+]);
 
 export function isAgentErrorCode(c: unknown): c is AgentErrorCode {
   return typeof c === 'string' && ERROR_CODES.has(c);
@@ -149,14 +154,15 @@ export function checkParams(method: ControlMethod, params: Record<string, unknow
   if (method === 'logs') {
     if (params.kind !== 'console' && params.kind !== 'build') return 'logs: "kind" must be "console" or "build".';
     const n = params.lines;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) return 'logs: "lines" must be a whole number of lines, 0 or more.';
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+      return 'logs: "lines" must be a whole number of lines, 0 or more.';
   }
   return null;
 }
 
 /** Does a log event pass a subscription's selection? */
 export function logSelected(logs: readonly LogFilter[] | undefined, vm: string, kind: LogKind): boolean {
-  return logs !== undefined && logs.some((f) => f.vm === vm && f.kind === kind);
+  return logs?.some((f) => f.vm === vm && f.kind === kind) ?? false;
 }
 
 /**

@@ -99,7 +99,9 @@ class Connection {
       this.#queue = this.#queue.slice(0, this.#opts.maxInFlightPerConnection);
       this.#pump();
       const mib = (this.#opts.maxLineBytes / (1024 * 1024)).toFixed(1).replace(/\.0$/, '');
-      this.#hangUp(`A message on the control socket was longer than ${mib} MiB; the connection is closed, send smaller requests.`);
+      this.#hangUp(
+        `A message on the control socket was longer than ${mib} MiB; the connection is closed, send smaller requests.`,
+      );
       return;
     }
     this.#pump();
@@ -128,7 +130,12 @@ class Connection {
   }
 
   #pump(): void {
-    while (!this.#closed && !this.#closing && this.#queue.length && this.#inFlight < this.#opts.maxInFlightPerConnection) {
+    while (
+      !this.#closed &&
+      !this.#closing &&
+      this.#queue.length &&
+      this.#inFlight < this.#opts.maxInFlightPerConnection
+    ) {
       const line = this.#queue.shift() as string;
       this.#handleLine(line);
     }
@@ -158,7 +165,9 @@ class Connection {
     if (!parsed.ok) {
       this.#badMessages++;
       if (this.#badMessages > this.#opts.maxBadMessages) {
-        this.#hangUp(`Too many malformed messages on the control socket (last: ${parsed.error.message}); the connection is closed.`);
+        this.#hangUp(
+          `Too many malformed messages on the control socket (last: ${parsed.error.message}); the connection is closed.`,
+        );
         return;
       }
       this.#reply({ id: parsed.id, error: parsed.error });
@@ -195,7 +204,13 @@ class Connection {
   /** (Re)subscribe with the requested logs; the agent filters, we check again before sending. */
   #subscribe(req: ControlRequest): void {
     if (this.#peerEnded) {
-      this.#reply({ id: req.id, error: { code: 'bad-request', message: 'subscribe needs a connection that stays open for reading and writing.' } });
+      this.#reply({
+        id: req.id,
+        error: {
+          code: 'bad-request',
+          message: 'subscribe needs a connection that stays open for reading and writing.',
+        },
+      });
       return;
     }
     const logs = req.params.logs as LogFilter[] | undefined;
@@ -230,7 +245,9 @@ class Connection {
       const line = encodeEvent(ev);
       if (this.#socket.writableLength + Buffer.byteLength(line) > this.#opts.maxSubscriberBacklogBytes) {
         // A subscriber that does not read would make us buffer without limit; let it go instead.
-        this.#problem(`control socket: dropped a subscriber that stopped reading (over ${this.#opts.maxSubscriberBacklogBytes} bytes unsent).`);
+        this.#problem(
+          `control socket: dropped a subscriber that stopped reading (over ${this.#opts.maxSubscriberBacklogBytes} bytes unsent).`,
+        );
         this.#stopSubscription();
         this.#socket.destroy();
         return;
@@ -250,7 +267,10 @@ class Connection {
       // A result JSON cannot carry (a cycle, a bigint) is the agent's bug; the client still gets an answer.
       line = encodeLine({
         id: msg.id,
-        error: { code: 'failed', message: `The agent's answer to ${method ?? 'the request'} could not be encoded: ${String(err)}.` },
+        error: {
+          code: 'failed',
+          message: `The agent's answer to ${method ?? 'the request'} could not be encoded: ${String(err)}.`,
+        },
       });
     }
     this.#socket.write(line);
@@ -282,7 +302,10 @@ class Connection {
 }
 
 /** What is at a socket path: nothing, a live server, a leftover socket file, or something else. */
-export async function probeSocket(socketPath: string, timeoutMs = 1000): Promise<'absent' | 'live' | 'stale' | 'not-a-socket'> {
+export async function probeSocket(
+  socketPath: string,
+  timeoutMs = 1000,
+): Promise<'absent' | 'live' | 'stale' | 'not-a-socket'> {
   let st: fs.Stats;
   try {
     st = fs.lstatSync(socketPath);
@@ -302,7 +325,9 @@ export async function probeSocket(socketPath: string, timeoutMs = 1000): Promise
     // A listener that does not answer in time is still a listener: leave it alone.
     const timer = setTimeout(() => done('live'), timeoutMs);
     s.once('connect', () => done('live'));
-    s.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'stale' : 'live'));
+    s.once('error', (err: NodeJS.ErrnoException) =>
+      done(err.code === 'ECONNREFUSED' || err.code === 'ENOENT' ? 'stale' : 'live'),
+    );
   });
 }
 
@@ -327,7 +352,9 @@ export async function startControlServer(
   prepareSocketDir(socketPath);
   const existing = await probeSocket(socketPath);
   if (existing === 'live') {
-    throw new Error(`Another process is already serving the nixvm control socket at ${socketPath}; quit that agent first (\`nixvm ls\` reaches it).`);
+    throw new Error(
+      `Another process is already serving the nixvm control socket at ${socketPath}; quit that agent first (\`nixvm ls\` reaches it).`,
+    );
   }
   if (existing === 'not-a-socket') {
     throw new Error(`${socketPath} exists and is not a socket; remove it and start the agent again.`);

@@ -57,6 +57,14 @@ export class AgentLog {
 
 /** `run ["nix","build",…] 1234 ms exit 0` — argv as JSON so spaces stay visible. */
 export function describeRun(r: RunRecord): string {
-  const end = r.cancelled ? 'cancelled' : r.timedOut ? 'timed out' : r.signal ? `signal ${r.signal}` : r.exitCode === null ? 'started' : `exit ${r.exitCode}`;
+  const end = r.cancelled
+    ? 'cancelled'
+    : r.timedOut
+      ? 'timed out'
+      : r.signal
+        ? `signal ${r.signal}`
+        : r.exitCode === null
+          ? 'started'
+          : `exit ${r.exitCode}`;
   return `run ${JSON.stringify(r.argv)} ${r.durationMs} ms ${end}`;
 }

@@ -292,7 +292,10 @@ export class Agent implements AgentPort {
     const owner = new Map<string, string>();
     const flakes: FlakeSnapshot[] = [...this.flakes.values()].map((f) => {
       const clashes: string[] = [];
-      for (const name of [...(f.result?.vms ?? []).map((v) => v.name), ...(f.result?.failures ?? []).map((x) => x.name)]) {
+      for (const name of [
+        ...(f.result?.vms ?? []).map((v) => v.name),
+        ...(f.result?.failures ?? []).map((x) => x.name),
+      ]) {
         const first = owner.get(name);
         if (first === undefined) owner.set(name, f.dir);
         else clashes.push(`${name} is also defined by ${first}, which nixvm uses; rename one of them to run both.`);
@@ -352,7 +355,8 @@ export class Agent implements AgentPort {
 
   private vmName(p: { vm?: unknown } | undefined): string {
     const vm = p?.vm;
-    if (typeof vm !== 'string' || vm === '') throw new AgentError('bad-request', 'This command needs a VM name ("vm").');
+    if (typeof vm !== 'string' || vm === '')
+      throw new AgentError('bad-request', 'This command needs a VM name ("vm").');
     return vm;
   }
 
@@ -388,7 +392,8 @@ export class Agent implements AgentPort {
 
   private buildInfo(name: string, e?: VmEntry): BuildInfo {
     const info = this.builder?.state(name);
-    if (info && e && this.buildOutdated(name, info, e)) return { ...info, status: 'idle', error: null, detail: null, progress: null };
+    if (info && e && this.buildOutdated(name, info, e))
+      return { ...info, status: 'idle', error: null, detail: null, progress: null };
     return info ?? idleInfo(null);
   }
 
@@ -477,8 +482,13 @@ export class Agent implements AgentPort {
     return m?.[1] ?? null;
   }
 
-  private sshFor(e: VmEntry, ipv4: string | null, ipv6: string | null, settings: Settings = this.settings.get()): string[] | null {
-    if (!e.spec || !e.spec.ssh.enabled) return null;
+  private sshFor(
+    e: VmEntry,
+    ipv4: string | null,
+    ipv6: string | null,
+    settings: Settings = this.settings.get(),
+  ): string[] | null {
+    if (!e.spec?.ssh.enabled) return null;
     const st = this.supervisor.status(e.name).state;
     // An address only answers while the VM runs.
     if (st !== 'running' && st !== 'starting') return null;
@@ -581,20 +591,23 @@ export class Agent implements AgentPort {
   private wireSupervisor(): void {
     this.supervisor.on('change', () => this.changed());
     this.supervisor.on('log', (line: string) => this.log(line));
-    this.supervisor.on('exit', (vm: string, exit: { code: number | null; signal: string | null; lastLines: string[] }) => {
-      if (this.supervisor.status(vm).state === 'crashed') {
-        const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code ?? 'unknown'}`;
-        this.notify({
-          level: 'error',
-          title: `${vm} crashed`,
-          body: `${how}${exit.lastLines.length ? `: ${exit.lastLines.at(-1)}` : ''}`,
-          vm,
-          log: 'console',
-        });
-      }
-      void this.rootClosures();
-      this.changed();
-    });
+    this.supervisor.on(
+      'exit',
+      (vm: string, exit: { code: number | null; signal: string | null; lastLines: string[] }) => {
+        if (this.supervisor.status(vm).state === 'crashed') {
+          const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code ?? 'unknown'}`;
+          this.notify({
+            level: 'error',
+            title: `${vm} crashed`,
+            body: `${how}${exit.lastLines.length ? `: ${exit.lastLines.at(-1)}` : ''}`,
+            vm,
+            log: 'console',
+          });
+        }
+        void this.rootClosures();
+        this.changed();
+      },
+    );
   }
 
   // ------------------------------------------------------------------ logs
@@ -625,9 +638,10 @@ export class Agent implements AgentPort {
 
   private async logs(name: string, kind: LogKind, lines: number): Promise<{ path: string | null; lines: string[] }> {
     this.entry(name);
-    if (kind !== 'console' && kind !== 'build') throw new AgentError('bad-request', 'Log kind must be "console" or "build".');
+    if (kind !== 'console' && kind !== 'build')
+      throw new AgentError('bad-request', 'Log kind must be "console" or "build".');
     const n = Number.isInteger(lines) && lines >= 0 ? Math.min(lines, 100_000) : 50;
-    const file = kind === 'console' ? this.vmPaths(name).consoleLog : this.builder?.logPathOf(name) ?? null;
+    const file = kind === 'console' ? this.vmPaths(name).consoleLog : (this.builder?.logPathOf(name) ?? null);
     if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
     return { path: file, lines: await tail(file, n) };
   }
@@ -685,7 +699,8 @@ export class Agent implements AgentPort {
     });
     watcher.on('failed', (err) => {
       // The VMs keep running and keep their last known spec: only the error is new.
-      state.error = err instanceof FlakeError ? `${err.message}${err.detail ? `\n${err.detail}` : ''}` : errorSentence(err);
+      state.error =
+        err instanceof FlakeError ? `${err.message}${err.detail ? `\n${err.detail}` : ''}` : errorSentence(err);
       this.log(`evaluating ${dir} failed: ${errorSentence(err)}`);
       state.lastEvalAt = Date.now();
       resolveReady();
@@ -747,7 +762,8 @@ export class Agent implements AgentPort {
       });
     }
     const want = new Set(this.flakeDirs());
-    for (const dir of [...this.flakes.keys()]) if (!want.has(dir)) void this.removeFlake(dir).then(() => this.changed());
+    for (const dir of [...this.flakes.keys()])
+      if (!want.has(dir)) void this.removeFlake(dir).then(() => this.changed());
     for (const dir of want) this.addFlake(dir);
     this.changed();
   }
@@ -1094,7 +1110,8 @@ export class Agent implements AgentPort {
       );
     }
     const st = this.supervisor.status(name).state;
-    if (st !== 'running' && st !== 'starting') throw new AgentError('failed', `${name} is not running; start it first.`);
+    if (st !== 'running' && st !== 'starting')
+      throw new AgentError('failed', `${name} is not running; start it first.`);
     const v = this.vmSnapshot(e);
     const argv = this.sshFor(e, v.ipv4, v.ipv6);
     if (!argv) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
@@ -1116,7 +1133,12 @@ export class Agent implements AgentPort {
     for (const v of snapshot.vms) {
       const host = v.ipv4 ?? v.ipv6;
       if (!v.spec?.ssh.enabled || !host) continue;
-      entries.push({ vm: v.name, host, user: snapshot.settings.sshUser[v.name] ?? v.spec.ssh.user, port: v.spec.ssh.port });
+      entries.push({
+        vm: v.name,
+        host,
+        user: snapshot.settings.sshUser[v.name] ?? v.spec.ssh.user,
+        port: v.spec.ssh.port,
+      });
     }
     const key = JSON.stringify(entries);
     if (key === this.lastSshConfig) return;
@@ -1145,7 +1167,11 @@ export class Agent implements AgentPort {
     try {
       return {
         spec: e.spec,
-        argv: this.composeArgv(e as VmEntry & { spec: VmSpec }, closure ?? `/nix/store/${path.basename(e.spec.drvPath, '.drv')}`, vfkit),
+        argv: this.composeArgv(
+          e as VmEntry & { spec: VmSpec },
+          closure ?? `/nix/store/${path.basename(e.spec.drvPath, '.drv')}`,
+          vfkit,
+        ),
       };
     } catch (err) {
       this.configError(err);

@@ -37,7 +37,9 @@ export interface LaunchAgentSpec {
 
 export function launchAgentObject(spec: LaunchAgentSpec): Record<string, PlistValue> {
   if (!spec.label || /[\s/]/.test(spec.label)) {
-    throw new Error(`The LaunchAgent label ${JSON.stringify(spec.label)} is not usable; use a reverse-DNS name like ${BUNDLE_ID}.`);
+    throw new Error(
+      `The LaunchAgent label ${JSON.stringify(spec.label)} is not usable; use a reverse-DNS name like ${BUNDLE_ID}.`,
+    );
   }
   const program = spec.programArguments[0];
   if (!program || !path.isAbsolute(program)) {
@@ -143,7 +145,12 @@ export function parseLaunchctlPrint(text: string): LaunchctlService {
     pid: pid && /^\d+$/.test(pid) ? Number(pid) : null,
     lastExitCode: exit && /^-?\d+$/.test(exit) ? Number(exit) : null,
     program: field('program'),
-    arguments: argsBlock?.[1] ? argsBlock[1].split('\n').map((l) => l.trim()).filter(Boolean) : [],
+    arguments: argsBlock?.[1]
+      ? argsBlock[1]
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean)
+      : [],
   };
 }
 
@@ -170,7 +177,9 @@ function output(res: RunResult): string {
   return `${res.stderr}\n${res.stdout}`.trim().replace(/\s+/g, ' ');
 }
 
-async function printService(r: ReturnType<typeof resolved>): Promise<{ service: LaunchctlService | null; problem: string | null }> {
+async function printService(
+  r: ReturnType<typeof resolved>,
+): Promise<{ service: LaunchctlService | null; problem: string | null }> {
   let res: RunResult;
   try {
     res = await launchctl(r, ['print', `gui/${r.uid}/${r.label}`]);
@@ -179,10 +188,17 @@ async function printService(r: ReturnType<typeof resolved>): Promise<{ service: 
   }
   if (res.exitCode === 0) return { service: parseLaunchctlPrint(res.stdout), problem: null };
   if (res.exitCode === 113 || NOT_LOADED.test(output(res))) return { service: null, problem: null };
-  return { service: null, problem: `launchctl print gui/${r.uid}/${r.label} failed: ${output(res) || `exit ${res.exitCode}`}.` };
+  return {
+    service: null,
+    problem: `launchctl print gui/${r.uid}/${r.label} failed: ${output(res) || `exit ${res.exitCode}`}.`,
+  };
 }
 
-function readPlistFile(plistPath: string): { text: string | null; programArguments: string[] | null; problem: string | null } {
+function readPlistFile(plistPath: string): {
+  text: string | null;
+  programArguments: string[] | null;
+  problem: string | null;
+} {
   let text: string;
   try {
     text = fs.readFileSync(plistPath, 'utf8');
@@ -192,13 +208,24 @@ function readPlistFile(plistPath: string): { text: string | null; programArgumen
   }
   try {
     const obj = parse(text);
-    const args = obj && typeof obj === 'object' && !Array.isArray(obj) ? (obj as Record<string, PlistValue>).ProgramArguments : undefined;
+    const args =
+      obj && typeof obj === 'object' && !Array.isArray(obj)
+        ? (obj as Record<string, PlistValue>).ProgramArguments
+        : undefined;
     if (Array.isArray(args) && args.every((a) => typeof a === 'string')) {
       return { text, programArguments: args as string[], problem: null };
     }
-    return { text, programArguments: null, problem: `${plistPath} has no ProgramArguments; turn the login item off and on again to rewrite it.` };
+    return {
+      text,
+      programArguments: null,
+      problem: `${plistPath} has no ProgramArguments; turn the login item off and on again to rewrite it.`,
+    };
   } catch (err) {
-    return { text, programArguments: null, problem: `${plistPath} is not a readable plist (${(err as Error).message}); turn the login item off and on again to rewrite it.` };
+    return {
+      text,
+      programArguments: null,
+      problem: `${plistPath} is not a readable plist (${(err as Error).message}); turn the login item off and on again to rewrite it.`,
+    };
   }
 }
 
@@ -225,7 +252,9 @@ function sameArgs(a: string[], b: string[]): boolean {
 async function bootout(r: ReturnType<typeof resolved>): Promise<void> {
   const res = await launchctl(r, ['bootout', `gui/${r.uid}/${r.label}`]);
   if (res.exitCode === 0 || res.exitCode === 113 || NOT_LOADED.test(output(res))) return;
-  throw new Error(`launchctl could not unload ${r.label} (${output(res) || `exit ${res.exitCode}`}); try \`launchctl bootout gui/${r.uid}/${r.label}\` yourself.`);
+  throw new Error(
+    `launchctl could not unload ${r.label} (${output(res) || `exit ${res.exitCode}`}); try \`launchctl bootout gui/${r.uid}/${r.label}\` yourself.`,
+  );
 }
 
 async function bootstrap(r: ReturnType<typeof resolved>): Promise<RunResult> {

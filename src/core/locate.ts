@@ -68,7 +68,12 @@ export function locateProgram(name: string, opts: LocateOptions = {}): string {
       return resolveProgram(explicit);
     } catch {
       const from = opts.explicit ? `The ${name} path in the settings` : opts.envVar;
-      throw new ProgramNotFoundError(name, [explicit], undefined, `${from}, ${explicit}, is not an executable file; fix or clear it.`);
+      throw new ProgramNotFoundError(
+        name,
+        [explicit],
+        undefined,
+        `${from}, ${explicit}, is not an executable file; fix or clear it.`,
+      );
     }
   }
   const ownPath = (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);

@@ -25,7 +25,10 @@ export class AlreadyRunningError extends Error {
   readonly lockPath: string;
   constructor(holder: LockHolder, lockPath: string) {
     const since = new Date(holder.startedAt).toISOString();
-    const cmd = holder.argv.map((a) => path.basename(a)).slice(0, 3).join(' ');
+    const cmd = holder.argv
+      .map((a) => path.basename(a))
+      .slice(0, 3)
+      .join(' ');
     super(
       `Another nixvm agent is already running (pid ${holder.pid}, ${cmd || 'unknown command'}, since ${since}); ` +
         `use \`nixvm ls\` to talk to it, or quit it (NixVM menubar → Quit, or \`kill ${holder.pid}\`) before starting another.`,
@@ -57,9 +60,12 @@ function parseHolder(text: string): LockHolder | null {
   try {
     const v = JSON.parse(text) as Partial<LockHolder>;
     if (
-      typeof v.pid === 'number' && Number.isInteger(v.pid) && v.pid > 0 &&
+      typeof v.pid === 'number' &&
+      Number.isInteger(v.pid) &&
+      v.pid > 0 &&
       typeof v.startedAt === 'number' &&
-      Array.isArray(v.argv) && v.argv.every((a) => typeof a === 'string')
+      Array.isArray(v.argv) &&
+      v.argv.every((a) => typeof a === 'string')
     ) {
       return { pid: v.pid, startedAt: v.startedAt, argv: v.argv };
     }

@@ -116,9 +116,7 @@ function record(rec: RunRecord): void {
   if (recent.length > RECENT_MAX) recent.shift();
   for (const fn of listeners) fn(rec);
   if (process.env.NIXVM_DEBUG_RUNS) {
-    process.stderr.write(
-      `[run] ${JSON.stringify(rec.argv)} ${rec.durationMs}ms exit=${rec.exitCode ?? rec.signal}\n`,
-    );
+    process.stderr.write(`[run] ${JSON.stringify(rec.argv)} ${rec.durationMs}ms exit=${rec.exitCode ?? rec.signal}\n`);
   }
 }
 
@@ -218,7 +216,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
   });
   if (r.failed && r.exitCode === undefined && !cancelled && !timedOut && r.signal === undefined) {
     // execa could not start it at all (permissions, a bad interpreter line…).
-    throw new RunError({ ...result, stderr: String(r.message ?? ""), cancelled, timedOut });
+    throw new RunError({ ...result, stderr: String(r.message ?? ''), cancelled, timedOut });
   }
   if ((r.failed || cancelled || timedOut) && !(opts.allowFailure && !cancelled && !timedOut)) {
     throw new RunError({ ...result, cancelled, timedOut });
@@ -239,7 +237,10 @@ export interface DetachedOptions {
  * Returns once the process exists. The child handle reports its exit while we live; after an
  * agent restart the supervisor learns of it another way.
  */
-export function spawnDetached(argv: string[], opts: DetachedOptions = {}): { pid: number; argv: string[]; child: ChildProcess } {
+export function spawnDetached(
+  argv: string[],
+  opts: DetachedOptions = {},
+): { pid: number; argv: string[]; child: ChildProcess } {
   const [program, ...args] = argv;
   if (!program) throw new Error('spawnDetached() needs a program');
   const file = resolveProgram(program, opts.searchPath);

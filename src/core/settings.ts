@@ -131,7 +131,15 @@ function describe(v: unknown): string {
 
 function typeName(t: NonNullable<FieldSchema['type']>): string {
   const one = (x: string): string =>
-    ({ string: 'a string', number: 'a number', integer: 'a whole number', boolean: 'true or false', array: 'a list', object: 'an object', null: 'null' })[x] ?? x;
+    ({
+      string: 'a string',
+      number: 'a number',
+      integer: 'a whole number',
+      boolean: 'true or false',
+      array: 'a list',
+      object: 'an object',
+      null: 'null',
+    })[x] ?? x;
   return typeof t === 'string' ? one(t) : t.map(one).join(' or ');
 }
 
@@ -159,21 +167,25 @@ function hasType(v: unknown, t: string): boolean {
 export function checkValue(name: string, schema: FieldSchema, value: unknown): string | null {
   if (schema.type !== undefined) {
     const types = Array.isArray(schema.type) ? schema.type : [schema.type];
-    if (!types.some((t) => hasType(value, t))) return `${name} must be ${typeName(schema.type)}, got ${describe(value)}`;
+    if (!types.some((t) => hasType(value, t)))
+      return `${name} must be ${typeName(schema.type)}, got ${describe(value)}`;
     if (value === null) return null;
   }
   if (schema.enum && !schema.enum.includes(value as string)) {
     return `${name} must be one of ${schema.enum.map((e) => JSON.stringify(e)).join(', ')}, got ${describe(value)}`;
   }
   if (typeof value === 'number') {
-    if (schema.minimum !== undefined && value < schema.minimum) return `${name} must be at least ${schema.minimum}, got ${value}`;
-    if (schema.maximum !== undefined && value > schema.maximum) return `${name} must be at most ${schema.maximum}, got ${value}`;
+    if (schema.minimum !== undefined && value < schema.minimum)
+      return `${name} must be at least ${schema.minimum}, got ${value}`;
+    if (schema.maximum !== undefined && value > schema.maximum)
+      return `${name} must be at most ${schema.maximum}, got ${value}`;
   }
   if (typeof value === 'string') {
     // JSON schema counts code points.
     const len = [...value].length;
     if (schema.minLength !== undefined && len < schema.minLength) return `${name} must not be empty`;
-    if (schema.maxLength !== undefined && len > schema.maxLength) return `${name} must be at most ${schema.maxLength} characters, got ${len}`;
+    if (schema.maxLength !== undefined && len > schema.maxLength)
+      return `${name} must be at most ${schema.maxLength} characters, got ${len}`;
     if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) {
       return `${name} must be ${PATTERN_MEANING[schema.pattern] ?? `text matching ${schema.pattern}`}, got ${describe(value)}`;
     }
@@ -280,7 +292,10 @@ export class SettingsStore {
     const changes: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(partial)) {
       if (!Object.hasOwn(SETTINGS_SCHEMA, k)) {
-        throw new AgentError('bad-request', `There is no setting named ${JSON.stringify(k)}; known settings are ${SETTINGS_KEYS.join(', ')}.`);
+        throw new AgentError(
+          'bad-request',
+          `There is no setting named ${JSON.stringify(k)}; known settings are ${SETTINGS_KEYS.join(', ')}.`,
+        );
       }
       if (v === undefined) continue;
       const p = checkValue(k, SETTINGS_SCHEMA[k as keyof Settings], v);
@@ -382,7 +397,8 @@ export class SettingsStore {
     const kept: Record<string, unknown> = {};
     const reset: string[] = [];
     for (const [k, v] of Object.entries(data)) {
-      if (Object.hasOwn(SETTINGS_SCHEMA, k) && checkValue(k, SETTINGS_SCHEMA[k as keyof Settings], v) !== null) reset.push(k);
+      if (Object.hasOwn(SETTINGS_SCHEMA, k) && checkValue(k, SETTINGS_SCHEMA[k as keyof Settings], v) !== null)
+        reset.push(k);
       else kept[k] = v;
     }
     return reset.length ? { kept, reset } : null;

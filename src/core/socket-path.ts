@@ -34,7 +34,9 @@ export function ensurePrivateDir(dir: string, uid: number = currentUid()): void 
     throw new Error(`${dir} is not a plain directory (a symlink or file is in its place); remove it and try again.`);
   }
   if (st.uid !== uid) {
-    throw new Error(`${dir} belongs to another user (uid ${st.uid}); remove it or set NIXVM_STATE_DIR to a shorter path you own.`);
+    throw new Error(
+      `${dir} belongs to another user (uid ${st.uid}); remove it or set NIXVM_STATE_DIR to a shorter path you own.`,
+    );
   }
   if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700);
 }
@@ -51,7 +53,9 @@ export function socketPathFor(dir: string, name: string, uid: number = currentUi
   const short = path.join(shortSocketDir(uid), `${hash}-${name}`);
   if (!socketPathFits(short)) {
     // Only a very long `name` gets here; say so rather than fail later in bind().
-    throw new Error(`The socket name ${name} is too long for a unix socket path (limit ${MAX_SOCKET_PATH_BYTES} bytes).`);
+    throw new Error(
+      `The socket name ${name} is too long for a unix socket path (limit ${MAX_SOCKET_PATH_BYTES} bytes).`,
+    );
   }
   return short;
 }

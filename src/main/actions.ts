@@ -5,12 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import {
-  AgentError,
-  type AgentPort,
-  type LogKind,
-  type VmSnapshot,
-} from '../api/types.ts';
+import { AgentError, type AgentPort, type LogKind, type VmSnapshot } from '../api/types.ts';
 import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
 
 /** The side effects the UI verbs need; everything else is computed here. */
@@ -132,7 +127,9 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       if (!file) {
         throw new AgentError(
           'failed',
-          kind === 'build' ? `${vm} has no build log yet: build it first.` : `${vm} has no console log yet: start it first.`,
+          kind === 'build'
+            ? `${vm} has no build log yet: build it first.`
+            : `${vm} has no console log yet: start it first.`,
         );
       }
       await host.openConsoleApp(file);
@@ -142,7 +139,10 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       const snap = await agent.call('snapshot', {});
       // shell.openPath would run an app or a .command file: open only folders the agent runs.
       if (dir !== undefined && !snap.flakes.some((f) => f.dir === dir) && !snap.vms.some((v) => v.flake === dir)) {
-        throw new AgentError('bad-request', `${dir} is not one of NixVM's flake folders; only those can be opened from here.`);
+        throw new AgentError(
+          'bad-request',
+          `${dir} is not one of NixVM's flake folders; only those can be opened from here.`,
+        );
       }
       // The first flake the agent runs (a headless daemon's --flake counts, not only settings').
       const target = dir ?? snap.flakes[0]?.dir;
@@ -154,7 +154,10 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       const dir = await host.chooseFolder();
       if (dir) {
         if (!existsSync(path.join(dir, 'flake.nix'))) {
-          throw new AgentError('failed', `${dir} has no flake.nix: choose the folder that holds your flake (the one defining nixosConfigurations).`);
+          throw new AgentError(
+            'failed',
+            `${dir} has no flake.nix: choose the folder that holds your flake (the one defining nixosConfigurations).`,
+          );
         }
         const { flakes } = await agent.call('getSettings', {});
         if (!flakes.includes(dir)) await agent.call('setSettings', { flakes: [...flakes, dir] });
@@ -195,7 +198,9 @@ export async function runAction(action: Action, agent: AgentPort, ui: UiHandlers
  * agent's own escalation) before the app exits; with `keep` they keep running. Returns the VMs
  * it stopped and the ones that failed to stop, so the caller can say so.
  */
-export async function stopForQuit(agent: AgentPort): Promise<{ stopped: string[]; failed: { vm: string; error: string }[] }> {
+export async function stopForQuit(
+  agent: AgentPort,
+): Promise<{ stopped: string[]; failed: { vm: string; error: string }[] }> {
   const snap = await agent.call('snapshot', {});
   if (snap.settings.onQuit !== 'stop') return { stopped: [], failed: [] };
   const up = snap.vms.filter((v) => v.state === 'running' || v.state === 'starting' || v.state === 'stopping');

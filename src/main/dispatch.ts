@@ -23,10 +23,14 @@ export function toReplyError(e: unknown): Reply<never> {
 }
 
 function validateSubscribe(arg: unknown): SubscribeOptions {
-  if (arg === null || typeof arg !== 'object' || Array.isArray(arg)) throw new AgentError('bad-request', 'Invalid request: subscribe options must be an object.');
+  if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
+    throw new AgentError('bad-request', 'Invalid request: subscribe options must be an object.');
   const logs = (arg as { logs?: unknown }).logs ?? [];
   if (!Array.isArray(logs) || logs.length > MAX_LOG_SUBSCRIPTIONS) {
-    throw new AgentError('bad-request', `Invalid request: logs must be a list of at most ${MAX_LOG_SUBSCRIPTIONS} entries.`);
+    throw new AgentError(
+      'bad-request',
+      `Invalid request: logs must be a list of at most ${MAX_LOG_SUBSCRIPTIONS} entries.`,
+    );
   }
   return {
     logs: logs.map((l: unknown) => {
@@ -52,13 +56,15 @@ export class IpcDispatcher {
       const req = (arg ?? {}) as { method?: unknown; verb?: unknown; params?: unknown };
       switch (channel) {
         case CHANNELS.call: {
-          if (!isAgentMethod(req.method)) throw new AgentError('bad-request', `Invalid request: unknown method ${JSON.stringify(req.method)}.`);
+          if (!isAgentMethod(req.method))
+            throw new AgentError('bad-request', `Invalid request: unknown method ${JSON.stringify(req.method)}.`);
           const params = validateAgentParams(req.method, req.params);
           const value = await (this.agent.call as (m: string, p: unknown) => Promise<unknown>)(req.method, params);
           return { ok: true, value };
         }
         case CHANNELS.ui: {
-          if (!isUiVerb(req.verb)) throw new AgentError('bad-request', `Invalid request: unknown action ${JSON.stringify(req.verb)}.`);
+          if (!isUiVerb(req.verb))
+            throw new AgentError('bad-request', `Invalid request: unknown action ${JSON.stringify(req.verb)}.`);
           const params = validateUiParams(req.verb, req.params);
           const value = await (this.ui[req.verb] as (p: unknown) => Promise<unknown>)(params);
           return { ok: true, value };
@@ -66,7 +72,10 @@ export class IpcDispatcher {
         case CHANNELS.subscribe: {
           const opts = validateSubscribe(arg);
           this.subs.get(client.id)?.();
-          this.subs.set(client.id, this.agent.subscribe((ev) => client.send(ev), opts));
+          this.subs.set(
+            client.id,
+            this.agent.subscribe((ev) => client.send(ev), opts),
+          );
           return { ok: true, value: null };
         }
         default:

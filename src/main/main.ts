@@ -16,7 +16,15 @@ import { registerIpc } from './ipc.ts';
 import { getLaunchAtLogin } from './login-item.ts';
 import { Notifier } from './notify.ts';
 import { TrayController, trayImage } from './tray.ts';
-import { Windows, hardenSession, hardenWebContents, pageUrl, rendererBaseUrl, secureWebPreferences, type AppPaths } from './windows.ts';
+import {
+  Windows,
+  hardenSession,
+  hardenWebContents,
+  pageUrl,
+  rendererBaseUrl,
+  secureWebPreferences,
+  type AppPaths,
+} from './windows.ts';
 
 interface AppAgent extends AgentPort {
   close(): Promise<void>;
@@ -130,7 +138,10 @@ async function main(): Promise<void> {
   registerIpc(new IpcDispatcher(agent, ui), rendererBaseUrl(paths));
 
   // Where notifications are unavailable, the notice shows as the tray title until the menu is opened.
-  const notifier = new Notifier((vm, kind) => windows.openLog(vm, kind), () => trayCtl?.refresh());
+  const notifier = new Notifier(
+    (vm, kind) => windows.openLog(vm, kind),
+    () => trayCtl?.refresh(),
+  );
   const tray = new Tray(trayImage(iconsDir, 'idle'));
   trayCtl = new TrayController(tray, iconsDir, {
     facts: () => ({ platform: process.platform, launchAtLogin, unseenNotices: notifier.pending }),
@@ -156,7 +167,9 @@ async function main(): Promise<void> {
       maximizable: false,
       fullscreenable: false,
       skipTaskbar: true,
-      ...(mac ? { vibrancy: 'popover' as const, visualEffectState: 'active' as const, backgroundColor: '#00000000' } : {}),
+      ...(mac
+        ? { vibrancy: 'popover' as const, visualEffectState: 'active' as const, backgroundColor: '#00000000' }
+        : {}),
       webPreferences: secureWebPreferences(paths),
     },
   });

@@ -74,7 +74,10 @@ function vmItems(vm: VmSnapshot, d: Dispatch): Item[] {
 
   if (vm.spec === null) {
     // Evaluation failed: nothing to run; point at where to fix it.
-    items.push(sep, { label: 'Open Flake Folder', click: () => d({ kind: 'ui', verb: 'openFlakeFolder', params: { dir: vm.flake } }) });
+    items.push(sep, {
+      label: 'Open Flake Folder',
+      click: () => d({ kind: 'ui', verb: 'openFlakeFolder', params: { dir: vm.flake } }),
+    });
     items.push({ label: 'Reveal State Folder', click: () => d({ kind: 'ui', verb: 'revealStateDir', params: ref }) });
     return items;
   }
@@ -85,9 +88,17 @@ function vmItems(vm: VmSnapshot, d: Dispatch): Item[] {
     items.push({ label: 'Stopping…', enabled: false });
   } else if (isUp(vm)) {
     items.push({ label: 'Stop', click: () => d({ kind: 'agent', method: 'stop', params: ref }) });
-    items.push({ label: 'Restart', enabled: vm.state === 'running', click: () => d({ kind: 'agent', method: 'restart', params: ref }) });
+    items.push({
+      label: 'Restart',
+      enabled: vm.state === 'running',
+      click: () => d({ kind: 'agent', method: 'restart', params: ref }),
+    });
   } else {
-    items.push({ label: 'Start', enabled: canStart(vm), click: () => d({ kind: 'agent', method: 'start', params: ref }) });
+    items.push({
+      label: 'Start',
+      enabled: canStart(vm),
+      click: () => d({ kind: 'agent', method: 'start', params: ref }),
+    });
   }
   if (needsRestart(vm)) {
     items.push({ label: 'Restart to Apply', click: () => d({ kind: 'agent', method: 'apply', params: ref }) });
@@ -116,17 +127,26 @@ function vmItems(vm: VmSnapshot, d: Dispatch): Item[] {
   });
   if (vm.ipv6 || vm.ipv4) {
     if (vm.ipv6) {
-      items.push({ label: `Copy IPv6 ${vm.ipv6}`, click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv6' } }) });
+      items.push({
+        label: `Copy IPv6 ${vm.ipv6}`,
+        click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv6' } }),
+      });
     }
     if (vm.ipv4) {
-      items.push({ label: `Copy IPv4 ${vm.ipv4}`, click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv4' } }) });
+      items.push({
+        label: `Copy IPv4 ${vm.ipv4}`,
+        click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv4' } }),
+      });
     }
   } else {
     items.push({ label: 'Copy IP Address', enabled: false });
   }
 
   items.push(sep);
-  items.push({ label: 'View Console Log', click: () => d({ kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'console' } }) });
+  items.push({
+    label: 'View Console Log',
+    click: () => d({ kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'console' } }),
+  });
   items.push({
     label: 'View Build Log',
     enabled: vm.build.logPath !== null || isBuilding(vm),
@@ -167,7 +187,10 @@ export function menuTemplate(snap: AgentSnapshot, facts: MenuFacts, d: Dispatch)
   const flakes = snap.flakes.map((f) => f.dir);
   if (flakes.length === 0) {
     items.push(info('No flake configured'));
-    items.push({ label: 'Choose Flake Folder…', click: () => d({ kind: 'ui', verb: 'chooseFlakeFolder', params: {} }) });
+    items.push({
+      label: 'Choose Flake Folder…',
+      click: () => d({ kind: 'ui', verb: 'chooseFlakeFolder', params: {} }),
+    });
   } else if (snap.vms.length === 0) {
     const evaluating = snap.flakes.some((f) => f.evaluating);
     const errored = snap.flakes.some((f) => f.error);
@@ -189,7 +212,10 @@ export function menuTemplate(snap: AgentSnapshot, facts: MenuFacts, d: Dispatch)
   if (flakes.length > 1) {
     items.push({
       label: 'Open Flake Folder',
-      submenu: flakes.map((dir) => ({ label: dir, click: () => d({ kind: 'ui', verb: 'openFlakeFolder', params: { dir } }) })),
+      submenu: flakes.map((dir) => ({
+        label: dir,
+        click: () => d({ kind: 'ui', verb: 'openFlakeFolder', params: { dir } }),
+      })),
     });
   } else {
     items.push({

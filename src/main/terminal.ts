@@ -13,7 +13,10 @@ import { consoleAppArgv, terminalOpenArgv } from './actions.ts';
 function openError(app: string, err: unknown): AgentError {
   const text = err instanceof RunError ? `${err.stderr}${err.stdout}` : '';
   if (/unable to find application/i.test(text)) {
-    return new AgentError('failed', `There is no application named "${app}" on this Mac: install it, or choose another terminal in NixVM Settings.`);
+    return new AgentError(
+      'failed',
+      `There is no application named "${app}" on this Mac: install it, or choose another terminal in NixVM Settings.`,
+    );
   }
   const why = err instanceof Error ? err.message : String(err);
   return new AgentError('failed', `Could not open ${app} (${why}).`);

@@ -35,7 +35,8 @@ export function trayView(snap: AgentSnapshot, unseen: readonly Notice[] = []): T
   if (building.length) lines.push(`Building ${building.map((v) => v.name).join(', ')}`);
   if (crashed.length) lines.push(`Crashed: ${crashed.map((v) => v.name).join(', ')}`);
   if (failed.length) lines.push(`Failed: ${failed.map((v) => v.name).join(', ')}`);
-  if (flakeErrors.length) lines.push(`${flakeErrors.length} flake${flakeErrors.length === 1 ? '' : 's'} failed to evaluate`);
+  if (flakeErrors.length)
+    lines.push(`${flakeErrors.length} flake${flakeErrors.length === 1 ? '' : 's'} failed to evaluate`);
   if (snap.agent.problems.length) lines.push(...snap.agent.problems);
   for (const n of unseen) lines.push(`${n.title}${n.body ? `: ${n.body}` : ''}`);
   const tooltip = ['NixVM', ...lines].join('\n');

@@ -28,7 +28,10 @@ export class TrayController {
   constructor(tray: Tray, iconsDir: string, menu: { facts: () => MenuFacts; dispatch: Dispatch; opened?: () => void }) {
     this.tray = tray;
     this.facts = menu.facts;
-    this.images = Object.fromEntries(TRAY_ICONS.map((i) => [i, trayImage(iconsDir, i)])) as Record<TrayIcon, NativeImage>;
+    this.images = Object.fromEntries(TRAY_ICONS.map((i) => [i, trayImage(iconsDir, i)])) as Record<
+      TrayIcon,
+      NativeImage
+    >;
     tray.setImage(this.images.idle);
     // Not setContextMenu: on macOS that would take over the left click the dropdown needs.
     tray.on('right-click', () => {

@@ -108,7 +108,8 @@ export function validateSettingsPatch(p: unknown): Partial<Settings> {
         });
         break;
       case 'stopTimeoutSec':
-        if (typeof v !== 'number' || !Number.isFinite(v) || v < 1 || v > 3600) bad('stopTimeoutSec must be between 1 and 3600');
+        if (typeof v !== 'number' || !Number.isFinite(v) || v < 1 || v > 3600)
+          bad('stopTimeoutSec must be between 1 and 3600');
         out.stopTimeoutSec = v;
         break;
       case 'bridgeInterface':
@@ -196,7 +197,8 @@ export const uiValidators = {
     const o = obj(p, 'params');
     onlyKeys(o, ['height'], 'params');
     const height = o.height;
-    if (typeof height !== 'number' || !Number.isFinite(height) || height < 0 || height > 10_000) bad('height must be a number of pixels');
+    if (typeof height !== 'number' || !Number.isFinite(height) || height < 0 || height > 10_000)
+      bad('height must be a number of pixels');
     return { height: Math.round(height) };
   },
 } satisfies { [V in UiVerb]: Validator<UiParamsOf<V>> };

@@ -100,7 +100,10 @@ export class Windows {
       existing.focus();
       return;
     }
-    const win = this.create({ width: 900, height: 560, minWidth: 520, minHeight: 240, title: `${vm} — NixVM` }, pageUrl(this.paths, 'log', { vm, kind }));
+    const win = this.create(
+      { width: 900, height: 560, minWidth: 520, minHeight: 240, title: `${vm} — NixVM` },
+      pageUrl(this.paths, 'log', { vm, kind }),
+    );
     this.logs.set(vm, win);
     win.on('closed', () => this.logs.delete(vm));
   }
@@ -112,7 +115,16 @@ export class Windows {
       return;
     }
     const win = this.create(
-      { width: 560, height: 700, minWidth: 480, minHeight: 420, resizable: true, maximizable: false, fullscreenable: false, title: 'NixVM Settings' },
+      {
+        width: 560,
+        height: 700,
+        minWidth: 480,
+        minHeight: 420,
+        resizable: true,
+        maximizable: false,
+        fullscreenable: false,
+        title: 'NixVM Settings',
+      },
       pageUrl(this.paths, 'settings'),
     );
     this.settings = win;

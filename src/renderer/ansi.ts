@@ -24,21 +24,24 @@ export class AnsiRenderer {
   toHtml(line: string): string {
     const html = this.au.ansi_to_html(line);
     // ansi_up escapes text (including quotes), so `style="…"` can only be its own attribute.
-    return html.replace(/<span style="([^"]*)"(?: class="([^"]*)")?>/g, (_m, style: string, cls: string | undefined) => {
-      const classes = cls ? cls.split(' ') : [];
-      const data: string[] = [];
-      for (const part of style.split(';')) {
-        if (part === MARK.bold) classes.push('ansi-bold');
-        else if (part === MARK.faint) classes.push('ansi-faint');
-        else if (part === MARK.italic) classes.push('ansi-italic');
-        else if (part === MARK.underline) classes.push('ansi-underline');
-        else {
-          const m = /^(color|background-color):rgb\((\d{1,3}),(\d{1,3}),(\d{1,3})\)$/.exec(part);
-          if (m) data.push(` data-${m[1] === 'color' ? 'fg' : 'bg'}="${m[2]},${m[3]},${m[4]}"`);
+    return html.replace(
+      /<span style="([^"]*)"(?: class="([^"]*)")?>/g,
+      (_m, style: string, cls: string | undefined) => {
+        const classes = cls ? cls.split(' ') : [];
+        const data: string[] = [];
+        for (const part of style.split(';')) {
+          if (part === MARK.bold) classes.push('ansi-bold');
+          else if (part === MARK.faint) classes.push('ansi-faint');
+          else if (part === MARK.italic) classes.push('ansi-italic');
+          else if (part === MARK.underline) classes.push('ansi-underline');
+          else {
+            const m = /^(color|background-color):rgb\((\d{1,3}),(\d{1,3}),(\d{1,3})\)$/.exec(part);
+            if (m) data.push(` data-${m[1] === 'color' ? 'fg' : 'bg'}="${m[2]},${m[3]},${m[4]}"`);
+          }
         }
-      }
-      return `<span${classes.length ? ` class="${classes.join(' ')}"` : ''}${data.join('')}>`;
-    });
+        return `<span${classes.length ? ` class="${classes.join(' ')}"` : ''}${data.join('')}>`;
+      },
+    );
   }
 }
 

@@ -39,7 +39,11 @@ function toast(message: string, kind: 'info' | 'error' = 'info'): void {
   clearTimeout(toastTimer);
   toastEl.replaceChildren(
     h('span', { class: 'toast-text' }, message),
-    h('button', { class: 'toast-close', title: 'Dismiss', 'aria-label': 'Dismiss', onclick: () => (toastEl.hidden = true) }, icon('xmark', 10)),
+    h(
+      'button',
+      { class: 'toast-close', title: 'Dismiss', 'aria-label': 'Dismiss', onclick: () => (toastEl.hidden = true) },
+      icon('xmark', 10),
+    ),
   );
   toastEl.className = `toast ${kind}`;
   toastEl.hidden = false;
@@ -48,7 +52,11 @@ function toast(message: string, kind: 'info' | 'error' = 'info'): void {
 }
 
 /** Runs a bridge call from a button: busy while in flight, errors shown as one sentence. */
-async function act(btn: HTMLButtonElement | null, fn: () => Promise<unknown>, done?: (r: unknown) => string | void): Promise<void> {
+async function act(
+  btn: HTMLButtonElement | null,
+  fn: () => Promise<unknown>,
+  done?: (r: unknown) => string | void,
+): Promise<void> {
   if (btn) btn.classList.add('busy');
   try {
     const r = await fn();
@@ -61,17 +69,23 @@ async function act(btn: HTMLButtonElement | null, fn: () => Promise<unknown>, do
   }
 }
 
-function button(label: string, action: string, opts: { primary?: boolean; icon?: string; title?: string } = {}, onClick?: (btn: HTMLButtonElement) => void): HTMLButtonElement {
+function button(
+  label: string,
+  action: string,
+  opts: { primary?: boolean; icon?: string; title?: string } = {},
+  onClick?: (btn: HTMLButtonElement) => void,
+): HTMLButtonElement {
   const b = h(
     'button',
     { class: `btn${opts.primary ? ' primary' : ''}`, 'data-action': action, title: opts.title ?? null, type: 'button' },
     opts.icon ? icon(opts.icon) : null,
     h('span', {}, label),
   );
-  if (onClick) b.addEventListener('click', (ev) => {
-    ev.stopPropagation();
-    onClick(b);
-  });
+  if (onClick)
+    b.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      onClick(b);
+    });
   return b;
 }
 
@@ -90,12 +104,21 @@ class VmRow {
   private vm: VmSnapshot;
   private readonly dot = h('span', { class: 'dot' });
   private readonly name = h('span', { class: 'vm-name' });
-  private readonly stale = h('span', { class: 'badge stale', title: 'The flake changed since this VM was built or booted.' }, 'stale');
+  private readonly stale = h(
+    'span',
+    { class: 'badge stale', title: 'The flake changed since this VM was built or booted.' },
+    'stale',
+  );
   private readonly status = h('span', { class: 'vm-status' });
   private readonly res = h('span', { class: 'vm-res' });
   private readonly ip = h('button', { class: 'vm-ip', type: 'button', title: 'Copy address' });
   private readonly chevron = h('span', { class: 'chevron', 'aria-hidden': 'true' });
-  private readonly progress = h('div', { class: 'vm-progress', role: 'progressbar', 'aria-valuemin': '0', 'aria-valuemax': '100' });
+  private readonly progress = h('div', {
+    class: 'vm-progress',
+    role: 'progressbar',
+    'aria-valuemin': '0',
+    'aria-valuemax': '100',
+  });
   private readonly fill = h('div', { class: 'fill' });
   private readonly pct = h('span', { class: 'pct' });
   private readonly drv = h('span', { class: 'drv' });
@@ -116,47 +139,110 @@ class VmRow {
     this.vm = vm;
     this.expanded = expanded;
     const ref = () => ({ vm: this.vm.name });
-    const call = (method: 'start' | 'stop' | 'restart' | 'build' | 'cancelBuild' | 'apply') => (btn: HTMLButtonElement) =>
-      void act(btn, () => bridge.call(method, ref()));
+    const call =
+      (method: 'start' | 'stop' | 'restart' | 'build' | 'cancelBuild' | 'apply') => (btn: HTMLButtonElement) =>
+        void act(btn, () => bridge.call(method, ref()));
     this.b = {
       start: button('Start', 'start', { primary: true, icon: 'play' }, call('start')),
       stop: button('Stop', 'stop', { icon: 'stop' }, call('stop')),
       stopping: button('Stopping…', 'stopping'),
-      apply: button('Restart to Apply', 'apply', { icon: 'restart', title: 'Rebuild and restart on the new configuration' }, call('apply')),
+      apply: button(
+        'Restart to Apply',
+        'apply',
+        { icon: 'restart', title: 'Rebuild and restart on the new configuration' },
+        call('apply'),
+      ),
       cancel: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
       restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
       rebuild: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
-      terminal: button('Terminal', 'openSshInTerminal', { icon: 'terminal', title: 'Open ssh in Terminal' }, (btn) =>
-        void act(btn, () => bridge.ui('openSshInTerminal', ref()))),
-      copySsh: button('Copy ssh', 'copySshCommand', { icon: 'copy', title: 'Copy the ssh command' }, (btn) =>
-        void act(btn, () => bridge.ui('copySshCommand', ref()), () => 'Copied the ssh command')),
-      copy4: button('IPv4', 'copyIpv4', { icon: 'copy', title: 'Copy the IPv4 address' }, (btn) =>
-        void act(btn, () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv4' }), (r) => `Copied ${(r as { text: string }).text}`)),
-      copy6: button('IPv6', 'copyIpv6', { icon: 'copy', title: 'Copy the IPv6 link-local address' }, (btn) =>
-        void act(btn, () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv6' }), (r) => `Copied ${(r as { text: string }).text}`)),
-      consoleLog: button('Console', 'viewConsoleLog', { icon: 'doc', title: 'View the console log' }, (btn) =>
-        void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' }))),
-      buildLog: button('Build log', 'viewBuildLog', { icon: 'hammer', title: 'View the last build log' }, (btn) =>
-        void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'build' }))),
-      reveal: button('Folder', 'revealStateDir', { icon: 'folder', title: 'Reveal the state folder in Finder' }, (btn) =>
-        void act(btn, () => bridge.ui('revealStateDir', ref()))),
+      terminal: button(
+        'Terminal',
+        'openSshInTerminal',
+        { icon: 'terminal', title: 'Open ssh in Terminal' },
+        (btn) => void act(btn, () => bridge.ui('openSshInTerminal', ref())),
+      ),
+      copySsh: button(
+        'Copy ssh',
+        'copySshCommand',
+        { icon: 'copy', title: 'Copy the ssh command' },
+        (btn) =>
+          void act(
+            btn,
+            () => bridge.ui('copySshCommand', ref()),
+            () => 'Copied the ssh command',
+          ),
+      ),
+      copy4: button(
+        'IPv4',
+        'copyIpv4',
+        { icon: 'copy', title: 'Copy the IPv4 address' },
+        (btn) =>
+          void act(
+            btn,
+            () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv4' }),
+            (r) => `Copied ${(r as { text: string }).text}`,
+          ),
+      ),
+      copy6: button(
+        'IPv6',
+        'copyIpv6',
+        { icon: 'copy', title: 'Copy the IPv6 link-local address' },
+        (btn) =>
+          void act(
+            btn,
+            () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv6' }),
+            (r) => `Copied ${(r as { text: string }).text}`,
+          ),
+      ),
+      consoleLog: button(
+        'Console',
+        'viewConsoleLog',
+        { icon: 'doc', title: 'View the console log' },
+        (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' })),
+      ),
+      buildLog: button(
+        'Build log',
+        'viewBuildLog',
+        { icon: 'hammer', title: 'View the last build log' },
+        (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'build' })),
+      ),
+      reveal: button(
+        'Folder',
+        'revealStateDir',
+        { icon: 'folder', title: 'Reveal the state folder in Finder' },
+        (btn) => void act(btn, () => bridge.ui('revealStateDir', ref())),
+      ),
     };
     this.b.stopping!.disabled = true;
-    this.problemLog = button('View Log', 'problemLog', {}, (btn) =>
-      void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: this.problemLogKind })));
-    this.problemFlake = button('Open Flake Folder', 'openFlakeFolder', {}, (btn) =>
-      void act(btn, () => bridge.ui('openFlakeFolder', { dir: this.vm.flake })));
+    this.problemLog = button(
+      'View Log',
+      'problemLog',
+      {},
+      (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: this.problemLogKind })),
+    );
+    this.problemFlake = button(
+      'Open Flake Folder',
+      'openFlakeFolder',
+      {},
+      (btn) => void act(btn, () => bridge.ui('openFlakeFolder', { dir: this.vm.flake })),
+    );
     this.ip.addEventListener('click', (ev) => {
       ev.stopPropagation();
       const family = this.vm.ipv4 ? 'ipv4' : 'ipv6';
-      void act(null, () => bridge.ui('copyIp', { vm: this.vm.name, family }), (r) => `Copied ${(r as { text: string }).text}`);
+      void act(
+        null,
+        () => bridge.ui('copyIp', { vm: this.vm.name, family }),
+        (r) => `Copied ${(r as { text: string }).text}`,
+      );
     });
 
     const main = h(
       'div',
       { class: 'vm-main', role: 'button', tabindex: '0', 'aria-expanded': String(expanded) },
       this.dot,
-      h('div', { class: 'vm-text' },
+      h(
+        'div',
+        { class: 'vm-text' },
         h('div', { class: 'vm-title' }, this.name, this.stale),
         h('div', { class: 'vm-sub' }, this.status, this.res, this.ip),
       ),
@@ -176,10 +262,21 @@ class VmRow {
       this.lastLine,
     );
     this.note.append(this.noteText, this.b.apply!);
-    this.problem.append(h('div', { class: 'problem-row' }, this.problemText), this.problemDetail, h('div', { class: 'problem-buttons' }, this.problemLog, this.problemFlake));
+    this.problem.append(
+      h('div', { class: 'problem-row' }, this.problemText),
+      this.problemDetail,
+      h('div', { class: 'problem-buttons' }, this.problemLog, this.problemFlake),
+    );
     this.actions.append(
-      this.b.restart!, this.b.rebuild!, this.b.terminal!, this.b.copySsh!, this.b.copy4!, this.b.copy6!,
-      this.b.consoleLog!, this.b.buildLog!, this.b.reveal!,
+      this.b.restart!,
+      this.b.rebuild!,
+      this.b.terminal!,
+      this.b.copySsh!,
+      this.b.copy4!,
+      this.b.copy6!,
+      this.b.consoleLog!,
+      this.b.buildLog!,
+      this.b.reveal!,
     );
     this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.note, this.problem, this.actions);
     this.update(vm);
@@ -205,7 +302,11 @@ class VmRow {
     setText(this.name, vm.name);
     show(this.stale, vm.stale && !evalFailed);
 
-    const status = evalFailed ? 'Evaluation failed' : building && vm.state === 'stopped' ? (buildLabel(vm) ?? '') : stateLabel(vm);
+    const status = evalFailed
+      ? 'Evaluation failed'
+      : building && vm.state === 'stopped'
+        ? (buildLabel(vm) ?? '')
+        : stateLabel(vm);
     setText(this.status, status);
     const res = evalFailed ? '' : (resourcesLine(vm) ?? '');
     setText(this.res, res);
@@ -248,7 +349,7 @@ class VmRow {
     if (vm.error) {
       problem = vm.error;
       logKind = evalFailed ? null : 'console';
-      detail = evalFailed ? null : (vm.exit?.lastLines.length ? vm.exit.lastLines.slice(-6).join('\n') : null);
+      detail = evalFailed ? null : vm.exit?.lastLines.length ? vm.exit.lastLines.slice(-6).join('\n') : null;
     } else if (vm.build.status === 'failed') {
       problem = vm.build.error ?? 'The build failed.';
       detail = vm.build.detail;
@@ -306,7 +407,13 @@ function requestFit(): void {
     fitFrame = 0;
     const pad = parseFloat(getComputedStyle(content).paddingTop) + parseFloat(getComputedStyle(content).paddingBottom);
     const toastH = toastEl.hidden ? 0 : toastEl.getBoundingClientRect().height + 6;
-    const want = Math.ceil(head.getBoundingClientRect().height + inner.getBoundingClientRect().height + pad + toastH + footer.getBoundingClientRect().height);
+    const want = Math.ceil(
+      head.getBoundingClientRect().height +
+        inner.getBoundingClientRect().height +
+        pad +
+        toastH +
+        footer.getBoundingClientRect().height,
+    );
     if (Math.abs(want - lastFit) < 2) return;
     lastFit = want;
     bridge.ui('fitHeight', { height: want }).catch(() => {});
@@ -329,13 +436,28 @@ function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | stri
 
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
-  return h('section', { class: 'card error', 'data-flake': f.dir },
+  return h(
+    'section',
+    { class: 'card error', 'data-flake': f.dir },
     h('div', { class: 'card-title', title: f.dir }, 'The flake failed to evaluate'),
     h('div', { class: 'card-text' }, headline ?? ''),
     rest.join('\n').trim() ? h('pre', { class: 'card-detail mono' }, rest.join('\n').trim()) : null,
-    h('div', { class: 'card-buttons' },
-      button('Re-evaluate', 'reevaluate', { icon: 'refresh' }, (btn) => void act(btn, () => bridge.call('reevaluate', {}))),
-      button('Open Folder', 'openFlakeFolder', { icon: 'folder' }, (btn) => void act(btn, () => bridge.ui('openFlakeFolder', { dir: f.dir })))),
+    h(
+      'div',
+      { class: 'card-buttons' },
+      button(
+        'Re-evaluate',
+        'reevaluate',
+        { icon: 'refresh' },
+        (btn) => void act(btn, () => bridge.call('reevaluate', {})),
+      ),
+      button(
+        'Open Folder',
+        'openFlakeFolder',
+        { icon: 'folder' },
+        (btn) => void act(btn, () => bridge.ui('openFlakeFolder', { dir: f.dir })),
+      ),
+    ),
   );
 }
 
@@ -352,35 +474,61 @@ function render(s: AgentSnapshot): void {
   setText(summaryEl, parts.join(' · '));
 
   renderIfChanged(problemsEl, JSON.stringify(s.agent.problems), () =>
-    s.agent.problems.map((p) => h('section', { class: 'card warning' }, h('div', { class: 'card-text' }, p))));
+    s.agent.problems.map((p) => h('section', { class: 'card warning' }, h('div', { class: 'card-text' }, p))),
+  );
 
   const errored = s.flakes.filter((f) => f.error);
-  renderIfChanged(flakeErrorsEl, JSON.stringify(errored.map((f) => [f.dir, f.error])), () => errored.map(flakeErrorCard));
+  renderIfChanged(flakeErrorsEl, JSON.stringify(errored.map((f) => [f.dir, f.error])), () =>
+    errored.map(flakeErrorCard),
+  );
 
   // Empty states.
   // The flakes the agent runs: settings' plus any a headless `nixvm daemon --flake DIR` was given.
   const flakeDirs = s.flakes.map((f) => f.dir);
   let emptyKey = '';
   if (flakeDirs.length === 0) emptyKey = 'no-flake';
-  else if (s.vms.length === 0 && !errored.length) emptyKey = evaluating ? 'evaluating' : `no-vms:${flakeDirs.join(',')}`;
+  else if (s.vms.length === 0 && !errored.length)
+    emptyKey = evaluating ? 'evaluating' : `no-vms:${flakeDirs.join(',')}`;
   renderIfChanged(emptyEl, emptyKey, () => {
     if (emptyKey === 'no-flake') {
       return [
         h('div', { class: 'empty-title' }, 'No flake configured'),
-        h('p', { class: 'empty-text' }, 'NixVM runs the NixOS machines a flake defines in nixosConfigurations. Choose the folder that holds your flake.nix.'),
-        button('Choose Folder…', 'chooseFlakeFolder', { primary: true, icon: 'folder' }, (btn) =>
-          void act(btn, () => bridge.ui('chooseFlakeFolder', {}), (r) => {
-            const dir = (r as { dir: string | null }).dir;
-            return dir ? `Added ${tildify(dir)}` : undefined;
-          })),
+        h(
+          'p',
+          { class: 'empty-text' },
+          'NixVM runs the NixOS machines a flake defines in nixosConfigurations. Choose the folder that holds your flake.nix.',
+        ),
+        button(
+          'Choose Folder…',
+          'chooseFlakeFolder',
+          { primary: true, icon: 'folder' },
+          (btn) =>
+            void act(
+              btn,
+              () => bridge.ui('chooseFlakeFolder', {}),
+              (r) => {
+                const dir = (r as { dir: string | null }).dir;
+                return dir ? `Added ${tildify(dir)}` : undefined;
+              },
+            ),
+        ),
       ];
     }
     if (emptyKey === 'evaluating') return [h('div', { class: 'empty-text' }, 'Evaluating the flake…')];
     if (emptyKey.startsWith('no-vms')) {
       return [
         h('div', { class: 'empty-title' }, 'No virtual machines'),
-        h('p', { class: 'empty-text' }, `${flakeDirs.map(tildify).join(', ')} define${flakeDirs.length === 1 ? 's' : ''} no nixosConfigurations. Add one to the flake and NixVM picks it up.`),
-        button('Open Flake Folder', 'openFlakeFolder', { icon: 'folder' }, (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {}))),
+        h(
+          'p',
+          { class: 'empty-text' },
+          `${flakeDirs.map(tildify).join(', ')} define${flakeDirs.length === 1 ? 's' : ''} no nixosConfigurations. Add one to the flake and NixVM picks it up.`,
+        ),
+        button(
+          'Open Flake Folder',
+          'openFlakeFolder',
+          { icon: 'folder' },
+          (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {})),
+        ),
       ];
     }
     return [];
@@ -412,10 +560,11 @@ function render(s: AgentSnapshot): void {
     seen.add(vm.name);
     wanted.push(row.el);
   }
-  for (const [name, row] of rows) if (!seen.has(name)) {
-    row.el.remove();
-    rows.delete(name);
-  }
+  for (const [name, row] of rows)
+    if (!seen.has(name)) {
+      row.el.remove();
+      rows.delete(name);
+    }
   // Move nodes only when the order really changed (moving a node under the cursor eats clicks).
   const current = Array.from(list.children);
   if (current.length !== wanted.length || current.some((c, i) => c !== wanted[i])) list.replaceChildren(...wanted);
@@ -431,24 +580,52 @@ function render(s: AgentSnapshot): void {
   if (openBtn) openBtn.disabled = flakeDirs.length === 0;
   const quitBtn = footer.querySelector<HTMLButtonElement>('[data-action="quit"]');
   if (quitBtn) {
-    quitBtn.title = up && s.settings.onQuit === 'stop' ? `Quit NixVM and stop ${up} VM${up === 1 ? '' : 's'}` : up ? 'Quit NixVM (VMs keep running)' : 'Quit NixVM';
+    quitBtn.title =
+      up && s.settings.onQuit === 'stop'
+        ? `Quit NixVM and stop ${up} VM${up === 1 ? '' : 's'}`
+        : up
+          ? 'Quit NixVM (VMs keep running)'
+          : 'Quit NixVM';
   }
 }
 
 // ---------- chrome ----------
 
 headButtons.append(
-  button('', 'reevaluate', { icon: 'refresh', title: 'Re-evaluate the flake' }, (btn) => void act(btn, () => bridge.call('reevaluate', {}))),
-  button('', 'openSettings', { icon: 'gear', title: 'Settings…' }, (btn) => void act(btn, () => bridge.ui('openSettings', {}))),
+  button(
+    '',
+    'reevaluate',
+    { icon: 'refresh', title: 'Re-evaluate the flake' },
+    (btn) => void act(btn, () => bridge.call('reevaluate', {})),
+  ),
+  button(
+    '',
+    'openSettings',
+    { icon: 'gear', title: 'Settings…' },
+    (btn) => void act(btn, () => bridge.ui('openSettings', {})),
+  ),
 );
 footer.append(
-  button('Rebuild Stale', 'rebuildStale', { icon: 'hammer', title: 'Rebuild every VM whose configuration changed' }, (btn) =>
-    void act(btn, () => bridge.call('rebuildStale', {}), (r) => {
-      const n = (r as string[]).length;
-      return n ? `Rebuilding ${(r as string[]).join(', ')}` : 'Nothing is stale';
-    })),
-  button('Flake Folder', 'openFlakeFolder', { icon: 'folder', title: 'Open the flake folder in Finder' }, (btn) =>
-    void act(btn, () => bridge.ui('openFlakeFolder', {}))),
+  button(
+    'Rebuild Stale',
+    'rebuildStale',
+    { icon: 'hammer', title: 'Rebuild every VM whose configuration changed' },
+    (btn) =>
+      void act(
+        btn,
+        () => bridge.call('rebuildStale', {}),
+        (r) => {
+          const n = (r as string[]).length;
+          return n ? `Rebuilding ${(r as string[]).join(', ')}` : 'Nothing is stale';
+        },
+      ),
+  ),
+  button(
+    'Flake Folder',
+    'openFlakeFolder',
+    { icon: 'folder', title: 'Open the flake folder in Finder' },
+    (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {})),
+  ),
   h('span', { class: 'spacer' }),
   button('Quit', 'quit', { title: 'Quit NixVM' }, (btn) => void act(btn, () => bridge.ui('quit', {}))),
 );

@@ -117,7 +117,14 @@ function render(force = false): void {
   const to = Math.min(view.length, Math.ceil((top + logEl.clientHeight) / LH) + OVERSCAN);
   const firstId = view[from]?.id ?? -1;
   const lastId = view[to - 1]?.id ?? -1;
-  if (!force && from === rendered.from && to === rendered.to && firstId === rendered.firstId && lastId === rendered.lastId) return;
+  if (
+    !force &&
+    from === rendered.from &&
+    to === rendered.to &&
+    firstId === rendered.firstId &&
+    lastId === rendered.lastId
+  )
+    return;
   rendered = { from, to, firstId, lastId };
   rows.style.transform = `translateY(${PAD_TOP + from * LH}px)`;
   let html = '';
@@ -165,7 +172,8 @@ function updateChrome(): void {
   if (countEl.textContent !== count) countEl.textContent = count;
   let notice: string | null = null;
   if (pending === null && buffer.size === 0) notice = emptyText();
-  else if (tailTruncated || buffer.total > buffer.size) notice = `Showing the last ${buffer.size} lines. Open in Console for the whole file.`;
+  else if (tailTruncated || buffer.total > buffer.size)
+    notice = `Showing the last ${buffer.size} lines. Open in Console for the whole file.`;
   noticeEl.hidden = notice === null;
   if (notice !== null && noticeEl.textContent !== notice) noticeEl.textContent = notice;
   consoleBtn.disabled = logPath === null;
@@ -178,7 +186,9 @@ function emptyText(): string {
   const up = current?.state === 'starting' || current?.state === 'running';
   if (kind === 'build') {
     if (current?.build.status === 'building') return 'Waiting for the build to write its first line…';
-    return logPath || current?.build.logPath ? 'The last build wrote nothing.' : `${vm} has not been built yet: its build log appears here while it builds.`;
+    return logPath || current?.build.logPath
+      ? 'The last build wrote nothing.'
+      : `${vm} has not been built yet: its build log appears here while it builds.`;
   }
   return up ? 'Waiting for console output…' : `${vm} has no console output yet: start it to see it boot here.`;
 }
@@ -294,16 +304,20 @@ followEl.addEventListener('change', () => {
 // scrolling only ever goes to the end (or holds the viewport still), so any scroll that leaves
 // the end is the user's.
 let scrollFrame = 0;
-logEl.addEventListener('scroll', () => {
-  const bottom = atBottom();
-  if (followEl.checked !== bottom) followEl.checked = bottom;
-  if (!scrollFrame) {
-    scrollFrame = requestAnimationFrame(() => {
-      scrollFrame = 0;
-      render();
-    });
-  }
-}, { passive: true });
+logEl.addEventListener(
+  'scroll',
+  () => {
+    const bottom = atBottom();
+    if (followEl.checked !== bottom) followEl.checked = bottom;
+    if (!scrollFrame) {
+      scrollFrame = requestAnimationFrame(() => {
+        scrollFrame = 0;
+        render();
+      });
+    }
+  },
+  { passive: true },
+);
 // A resized log area (window resized, notice shown) stays pinned to the end while following.
 new ResizeObserver(() => {
   if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
@@ -324,5 +338,8 @@ document.addEventListener('keydown', (ev) => {
 });
 
 vmNameEl.textContent = vm;
-bridge.call('snapshot', {}).then((s) => showVm(s.vms.find((v) => v.name === vm)), () => {});
+bridge.call('snapshot', {}).then(
+  (s) => showVm(s.vms.find((v) => v.name === vm)),
+  () => {},
+);
 void load(kind);

@@ -21,7 +21,11 @@ const launchAtLogin = $<HTMLInputElement>('launchAtLogin');
 const vmsEl = $<HTMLTableSectionElement>('vms');
 const noVms = $<HTMLParagraphElement>('no-vms');
 const statusEl = $<HTMLElement>('status');
-const paths = { nixPath: $<HTMLInputElement>('nixPath'), vfkitPath: $<HTMLInputElement>('vfkitPath'), bridgeInterface: $<HTMLInputElement>('bridgeInterface') };
+const paths = {
+  nixPath: $<HTMLInputElement>('nixPath'),
+  vfkitPath: $<HTMLInputElement>('vfkitPath'),
+  bridgeInterface: $<HTMLInputElement>('bridgeInterface'),
+};
 
 const sshInclude = $<HTMLElement>('ssh-include');
 const sshStatus = $<HTMLElement>('ssh-status');
@@ -63,11 +67,24 @@ function render(force = false): void {
     flakesEl.dataset.key = key;
     flakesEl.replaceChildren(
       ...s.flakes.map((dir) =>
-        h('li', { 'data-dir': dir },
+        h(
+          'li',
+          { 'data-dir': dir },
           icon('folder', 13),
           h('span', { class: 'path', title: dir }, tildify(dir)),
-          h('button', { type: 'button', class: 'btn small', title: `Remove ${dir}`, 'aria-label': `Remove ${dir}`, onclick: () => void save({ flakes: s.flakes.filter((d) => d !== dir) }) }, 'Remove'),
-        )),
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'btn small',
+              title: `Remove ${dir}`,
+              'aria-label': `Remove ${dir}`,
+              onclick: () => void save({ flakes: s.flakes.filter((d) => d !== dir) }),
+            },
+            'Remove',
+          ),
+        ),
+      ),
     );
     if (!s.flakes.length) flakesEl.append(h('li', { class: 'empty' }, 'No flake folders yet.'));
   }
@@ -104,7 +121,10 @@ function render(force = false): void {
     let row = vmsEl.querySelector<HTMLTableRowElement>(`tr[data-vm="${CSS.escape(vm.name)}"]`);
     if (!row) {
       const auto = h('input', { type: 'checkbox', 'aria-label': `Start ${vm.name} with NixVM` });
-      auto.addEventListener('change', () => void save({ autostart: { ...settings!.autostart, [vm.name]: auto.checked } }));
+      auto.addEventListener(
+        'change',
+        () => void save({ autostart: { ...settings!.autostart, [vm.name]: auto.checked } }),
+      );
       const user = h('input', { type: 'text', spellcheck: 'false', 'aria-label': `ssh user for ${vm.name}` });
       user.addEventListener('change', () => {
         const next = { ...settings!.sshUser };

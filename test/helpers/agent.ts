@@ -47,7 +47,8 @@ export interface TestAgent {
 }
 
 export async function createTestAgent(opts: TestAgentOptions = {}): Promise<TestAgent> {
-  const flake = opts.flake ?? (await copyFixture(opts.fixture ?? 'seed', { git: opts.git ?? false, salt: opts.salt ?? false }));
+  const flake =
+    opts.flake ?? (await copyFixture(opts.fixture ?? 'seed', { git: opts.git ?? false, salt: opts.salt ?? false }));
   const root = opts.root ?? fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-agent-')));
   const leasesFile = path.join(root, 'dhcpd_leases');
   const settingsFile = path.join(root, 'settings.json');
@@ -77,7 +78,11 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
       if (pred(now)) return resolve(now);
       const timer = setTimeout(() => {
         unsub();
-        reject(new Error(`timed out waiting; last snapshot: ${JSON.stringify(agent.snapshot().vms.map((v) => [v.name, v.state, v.stale, v.error]))}`));
+        reject(
+          new Error(
+            `timed out waiting; last snapshot: ${JSON.stringify(agent.snapshot().vms.map((v) => [v.name, v.state, v.stale, v.error]))}`,
+          ),
+        );
       }, timeoutMs);
       const unsub = agent.subscribe((ev) => {
         if (ev.type === 'snapshot' && pred(ev.snapshot)) {

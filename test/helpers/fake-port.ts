@@ -65,7 +65,15 @@ export function vmSnapshot(over: Partial<VmSnapshot> & { name: string }): VmSnap
 
 export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
-    agent: { pid: 4242, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
+    agent: {
+      pid: 4242,
+      startedAt: 0,
+      version: '0.1.0',
+      nix: '/usr/bin/nix',
+      vfkit: null,
+      problems: [],
+      sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
+    },
     flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 0 }],
     vms,
     settings: { ...defaultSettings(), flakes: ['/flakes/demo'] },
@@ -140,7 +148,8 @@ export class FakePort implements CliPort {
   /** The agent went away. */
   drop(): void {
     this.dropped = true;
-    for (const fn of this.#closeListeners) fn(new AgentError('not-running', 'The nixvm agent closed the control connection.'));
+    for (const fn of this.#closeListeners)
+      fn(new AgentError('not-running', 'The nixvm agent closed the control connection.'));
   }
 
   close(): void {

@@ -23,7 +23,10 @@ afterEach(async () => {
   for (const t of live.splice(0).reverse()) await t.dispose();
 });
 
-const nixRunsSince = (i: number) => recentRuns().slice(i).filter((r) => r.argv[0]?.endsWith('/nix'));
+const nixRunsSince = (i: number) =>
+  recentRuns()
+    .slice(i)
+    .filter((r) => r.argv[0]?.endsWith('/nix'));
 
 describe('Agent', () => {
   it('lists every VM of the flake with its spec, stopped and not stale', async () => {
@@ -99,7 +102,13 @@ describe('Agent', () => {
     expect(t.vm('minimal-vm').stale).toBe(false);
 
     const text = fs.readFileSync(host, 'utf8');
-    fs.writeFileSync(host, text.replace('networking.hostName = "minimal-vm";', 'networking.hostName = "minimal-vm";\n  boot.kernelParams = [ "console=hvc0" "edited" ];'));
+    fs.writeFileSync(
+      host,
+      text.replace(
+        'networking.hostName = "minimal-vm";',
+        'networking.hostName = "minimal-vm";\n  boot.kernelParams = [ "console=hvc0" "edited" ];',
+      ),
+    );
     await t.waitFor((s) => s.vms.find((v) => v.name === 'minimal-vm')?.stale === true, 20_000);
     expect(t.vm('builder-vm').stale).toBe(false);
     expect(t.vm('minimal-vm').state).toBe('running');
@@ -130,7 +139,9 @@ describe('Agent', () => {
       const v = x.vms.find((y) => y.name === 'minimal-vm')!;
       return v.state === 'running' && v.bootedDrvPath !== before.bootedDrvPath && !v.stale;
     }, 30_000);
-    expect(s.vms.find((v) => v.name === 'minimal-vm')!.bootedDrvPath).toBe(s.vms.find((v) => v.name === 'minimal-vm')!.drvPath);
+    expect(s.vms.find((v) => v.name === 'minimal-vm')!.bootedDrvPath).toBe(
+      s.vms.find((v) => v.name === 'minimal-vm')!.drvPath,
+    );
   });
 
   it('auto-rebuild "build" builds changed VMs but leaves running ones on their closure', async () => {
@@ -181,8 +192,12 @@ describe('Agent', () => {
   it('reports missing nix and vfkit as problems and stays up', async () => {
     const t = await agent({ settings: { nixPath: '/nonexistent/nix', vfkitPath: '/nonexistent/vfkit' } });
     const s = t.agent.snapshot();
-    expect(s.agent.problems).toContain('The nix path in the settings, /nonexistent/nix, is not an executable file; fix or clear it.');
-    expect(s.agent.problems).toContain('The vfkit path in the settings, /nonexistent/vfkit, is not an executable file; fix or clear it.');
+    expect(s.agent.problems).toContain(
+      'The nix path in the settings, /nonexistent/nix, is not an executable file; fix or clear it.',
+    );
+    expect(s.agent.problems).toContain(
+      'The vfkit path in the settings, /nonexistent/vfkit, is not an executable file; fix or clear it.',
+    );
     expect(s.flakes[0]!.error).toMatch(/nix path/);
     // Fixing the setting live brings nix back, and the flake is evaluated again.
     await t.agent.call('setSettings', { nixPath: null });
@@ -218,7 +233,9 @@ describe('Agent', () => {
       const s = t.agent.snapshot();
       expect(s.flakes).toHaveLength(2);
       expect(s.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
-      expect(s.flakes[1]!.warnings.join('\n')).toContain(`minimal-vm is also defined by ${t.flake.dir}, which nixvm uses`);
+      expect(s.flakes[1]!.warnings.join('\n')).toContain(
+        `minimal-vm is also defined by ${t.flake.dir}, which nixvm uses`,
+      );
     } finally {
       other.remove();
     }
@@ -287,7 +304,10 @@ describe('Agent', () => {
 function editKernelParams(t: TestAgent, marker: string): void {
   const host = t.flake.file('hosts/minimal-vm.nix');
   const text = fs.readFileSync(host, 'utf8');
-  fs.writeFileSync(host, text.replace('services.getty', `boot.kernelParams = [ "console=hvc0" "${marker}" ];\n  services.getty`));
+  fs.writeFileSync(
+    host,
+    text.replace('services.getty', `boot.kernelParams = [ "console=hvc0" "${marker}" ];\n  services.getty`),
+  );
 }
 
 async function waitForFile(file: string, ok: (content: string) => boolean, timeoutMs = 5000): Promise<string> {

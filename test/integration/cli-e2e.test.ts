@@ -23,7 +23,10 @@ let daemon: ChildProcess | null = null;
 let daemonOut = '';
 
 function startDaemon(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   daemonOut = '';
   child.stdout!.on('data', (d) => (daemonOut += d));
   child.stderr!.on('data', (d) => (daemonOut += d));
@@ -65,7 +68,10 @@ beforeAll(async () => {
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-cli-')));
   // builder-vm shares a host directory that does not exist yet (made later in a test).
   const builder = flake.file('hosts/builder-vm.nix');
-  fs.writeFileSync(builder, fs.readFileSync(builder, 'utf8').replace('/var/tmp/nixvm-builder-cache', path.join(root, 'builder-cache')));
+  fs.writeFileSync(
+    builder,
+    fs.readFileSync(builder, 'utf8').replace('/var/tmp/nixvm-builder-cache', path.join(root, 'builder-cache')),
+  );
   env = {
     ...process.env,
     NIXVM_STATE_DIR: root,
@@ -99,8 +105,11 @@ describe('nixvm CLI against a running daemon', () => {
     expect(table.stdout).toMatch(/minimal-vm\s+stopped/);
     const vms = await lsJson();
     const m = vms.find((v) => v.name === 'minimal-vm')!;
-    for (const k of ['name', 'state', 'stale', 'cpus', 'memoryMiB', 'mac', 'ipv6', 'ipv4', 'shares', 'error']) expect(m).toHaveProperty(k);
-    expect(m.shares).toEqual([{ tag: 'persistent', source: path.join(flake.dir, 'persistent'), target: '/persistent' }]);
+    for (const k of ['name', 'state', 'stale', 'cpus', 'memoryMiB', 'mac', 'ipv6', 'ipv4', 'shares', 'error'])
+      expect(m).toHaveProperty(k);
+    expect(m.shares).toEqual([
+      { tag: 'persistent', source: path.join(flake.dir, 'persistent'), target: '/persistent' },
+    ]);
   });
 
   it('inspect --json prints the exact vfkit argv', async () => {
@@ -120,18 +129,30 @@ describe('nixvm CLI against a running daemon', () => {
     expect(start.exitCode, start.stderr + start.stdout).toBe(0);
     expect((await lsJson()).find((v) => v.name === 'minimal-vm')!.state).toBe('running');
 
-    const ip = await until(() => nixvm('ip', 'minimal-vm', '-4'), (r) => r.exitCode === 0);
+    const ip = await until(
+      () => nixvm('ip', 'minimal-vm', '-4'),
+      (r) => r.exitCode === 0,
+    );
     expect(ip.stdout.trim()).toMatch(/^192\.168\.64\.\d+$/);
     const ip6 = await nixvm('ip', 'minimal-vm', '-6');
     expect(ip6.stdout.trim()).toBe('fe80::f425:e2ff:fe48:581e%bridge100');
     const ssh = await nixvm('ssh-command', 'minimal-vm');
     expect(ssh.stdout).toContain(`-l alice ${ip.stdout.trim()}`);
 
-    await until(async () => followed, (t) => /login:/.test(t), 15_000);
+    await until(
+      async () => followed,
+      (t) => /login:/.test(t),
+      15_000,
+    );
     follow.kill('SIGINT');
 
     const host = flake.file('hosts/minimal-vm.nix');
-    fs.writeFileSync(host, fs.readFileSync(host, 'utf8').replace('services.getty', 'boot.kernelParams = [ "console=hvc0" "cli-edit" ];\n  services.getty'));
+    fs.writeFileSync(
+      host,
+      fs
+        .readFileSync(host, 'utf8')
+        .replace('services.getty', 'boot.kernelParams = [ "console=hvc0" "cli-edit" ];\n  services.getty'),
+    );
     await until(lsJson, (vms) => vms.find((v) => v.name === 'minimal-vm')!.stale === true);
     const apply = await nixvm('apply', 'minimal-vm');
     expect(apply.exitCode, apply.stderr).toBe(0);
@@ -160,7 +181,11 @@ describe('nixvm CLI against a running daemon', () => {
   });
 
   it('refuses a second daemon, naming the first', async () => {
-    const second = await execa(process.execPath, [BIN, 'daemon', '--flake', flake.dir], { env, reject: false, timeout: 30_000 });
+    const second = await execa(process.execPath, [BIN, 'daemon', '--flake', flake.dir], {
+      env,
+      reject: false,
+      timeout: 30_000,
+    });
     expect(second.exitCode).not.toBe(0);
     expect(second.stderr).toMatch(new RegExp(`already running \\(pid ${daemon!.pid}`));
   });
@@ -168,7 +193,9 @@ describe('nixvm CLI against a running daemon', () => {
   it('adopts running VMs after the daemon is killed with SIGKILL', async () => {
     const missing = await nixvm('start', 'builder-vm');
     expect(missing.exitCode).toBe(1);
-    expect(missing.stderr).toContain(`shared directory "cache" (${path.join(root, 'builder-cache')}) does not exist; create it`);
+    expect(missing.stderr).toContain(
+      `shared directory "cache" (${path.join(root, 'builder-cache')}) does not exist; create it`,
+    );
     fs.mkdirSync(path.join(root, 'builder-cache'));
     const b = await nixvm('start', 'builder-vm');
     expect(b.exitCode, b.stderr).toBe(0);

@@ -39,8 +39,11 @@ describe('console logs at scale', () => {
     const file = path.join(dir, 'big.log');
     await writeFile(file, '');
     await truncate(file, 300 * MiB);
-    const lines = Array.from({ length: 5000 }, (_, i) => `[ ${String(i).padStart(6)} ] systemd[1]: Started unit ${i} ✓`);
-    await appendFile(file, lines.join('\r\n') + '\r\n');
+    const lines = Array.from(
+      { length: 5000 },
+      (_, i) => `[ ${String(i).padStart(6)} ] systemd[1]: Started unit ${i} ✓`,
+    );
+    await appendFile(file, `${lines.join('\r\n')}\r\n`);
     const { result, growth } = await peakRssGrowth(() => tail(file, 1000));
     expect(result).toEqual(lines.slice(-1000));
     expect(growth).toBeLessThan(32 * MiB);

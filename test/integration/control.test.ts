@@ -22,6 +22,9 @@ import { startControlServer, type ControlServer, type ControlServerOptions } fro
 import { controlSocketPath, shortSocketDir } from '../../src/core/socket-path.ts';
 import { agentSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests read reply shapes of every kind
+type Msg = Record<string, any>;
+
 class TestPort implements AgentPort {
   readonly calls: { method: AgentMethod; params: unknown }[] = [];
   readonly subs = new Map<(ev: AgentEvent) => void, SubscribeOptions | undefined>();
@@ -48,12 +51,12 @@ class TestPort implements AgentPort {
       case 'snapshot':
         return agentSnapshot([vmSnapshot({ name: 'web' })]);
       case 'start':
-        if (params.vm !== 'web') throw new AgentError('no-such-vm', `There is no VM named ${String(params.vm)}; \`nixvm ls\` lists them.`);
+        if (params.vm !== 'web')
+          throw new AgentError('no-such-vm', `There is no VM named ${String(params.vm)}; \`nixvm ls\` lists them.`);
         return vmSnapshot({ name: 'web', state: 'starting' });
       case 'build':
         throw new Error('nix build exploded');
       case 'stop':
-        // eslint-disable-next-line @typescript-eslint/only-throw-error
         throw 'bare string';
       case 'ips':
         await this.gate;
@@ -114,11 +117,11 @@ class Raw {
     this.socket.write(s);
   }
 
-  messages(): Array<Record<string, any>> {
-    return this.lines.map((l) => JSON.parse(l) as Record<string, any>);
+  messages(): Array<Msg> {
+    return this.lines.map((l) => JSON.parse(l) as Msg);
   }
 
-  async waitFor(n: number, timeoutMs = 5000): Promise<Array<Record<string, any>>> {
+  async waitFor(n: number, timeoutMs = 5000): Promise<Array<Msg>> {
     const end = Date.now() + timeoutMs;
     while (this.lines.length < n) {
       if (Date.now() > end) throw new Error(`got ${this.lines.length} of ${n} lines: ${this.lines.join(' | ')}`);
@@ -189,7 +192,10 @@ describe('control socket', () => {
     expect(noVm).toBeInstanceOf(AgentError);
     expect(noVm).toMatchObject({ code: 'no-such-vm', message: 'There is no VM named db; `nixvm ls` lists them.' });
 
-    await expect(c.call('build', { vm: 'web' })).rejects.toMatchObject({ code: 'failed', message: 'nix build exploded' });
+    await expect(c.call('build', { vm: 'web' })).rejects.toMatchObject({
+      code: 'failed',
+      message: 'nix build exploded',
+    });
     await expect(c.call('stop', { vm: 'web' })).rejects.toMatchObject({ code: 'failed', message: 'bare string' });
     // A result of undefined travels as null rather than vanishing.
     expect(await c.call('getSettings', {})).toBeNull();
@@ -318,7 +324,12 @@ describe('control socket', () => {
     await until('events', () => all.length === 2 && webLogs.length === 3);
     expect(all.map((e) => e.type)).toEqual(['snapshot', 'notice']);
     expect(webLogs.map((e) => e.type)).toEqual(['snapshot', 'log', 'notice']);
-    expect(webLogs[1]).toEqual({ type: 'log', vm: 'web', kind: 'console', lines: ['[ OK ] Reached target Multi-User System.'] });
+    expect(webLogs[1]).toEqual({
+      type: 'log',
+      vm: 'web',
+      kind: 'console',
+      lines: ['[ OK ] Reached target Multi-User System.'],
+    });
 
     // Dropping the log listener narrows the agent-side subscription; dropping all ends it.
     stop();
@@ -391,7 +402,10 @@ describe('control socket', () => {
     child.kill('SIGKILL');
     await new Promise((res) => child.once('exit', res));
     expect(fs.statSync(sock).isSocket()).toBe(true);
-    await expect(connectControl(sock)).rejects.toMatchObject({ code: 'not-running', message: expect.stringContaining('nothing is listening') });
+    await expect(connectControl(sock)).rejects.toMatchObject({
+      code: 'not-running',
+      message: expect.stringContaining('nothing is listening'),
+    });
 
     await serve();
     expect((await (await client()).call('snapshot', {})).vms).toHaveLength(1);
@@ -422,7 +436,10 @@ describe('control socket', () => {
     await until('the call to arrive', () => port.inFlight === 1);
     await server?.close();
     server = null;
-    expect(await pending).toMatchObject({ code: 'not-running', message: expect.stringContaining('before answering ips') });
+    expect(await pending).toMatchObject({
+      code: 'not-running',
+      message: expect.stringContaining('before answering ips'),
+    });
     expect(await closed).toMatchObject({ code: 'not-running' });
     await expect(c.call('snapshot', {})).rejects.toMatchObject({ code: 'not-running' });
     expect(fs.existsSync(sock)).toBe(false);

@@ -20,7 +20,7 @@ beforeAll(async () => {
 });
 afterAll(() => {
   flake.remove();
-  extra.forEach((c) => c.remove());
+  for (const c of extra) c.remove();
   rmSync(logsDir, { recursive: true, force: true });
 });
 
@@ -109,17 +109,21 @@ describe('BuildManager', () => {
     }
   });
 
-  it('explains that a Linux builder is needed when nix cannot build for the VM\'s system', async () => {
+  it("explains that a Linux builder is needed when nix cannot build for the VM's system", async () => {
     const err = await rejection(manager().build({ vm: 'foreign', flake: flake.dir }));
     expect(err.kind).toBe('required-system');
-    expect(err.message).toMatch(/^Building VM 'foreign' needs a builder for riscv64-linux, but this machine is \S+; set up a Linux builder/);
+    expect(err.message).toMatch(
+      /^Building VM 'foreign' needs a builder for riscv64-linux, but this machine is \S+; set up a Linux builder/,
+    );
     expect(err.message).toContain('nix.linux-builder.enable = true;');
     expect(err.drvPath).toMatch(/-nixos-system-foreign\.drv$/);
   });
 
   it('cancels a running build', async () => {
     const bm = manager();
-    const started = new Promise<void>((res) => bm.on('log', (vm, l) => vm === 'slow' && l.includes('starting a slow build') && res()));
+    const started = new Promise<void>((res) =>
+      bm.on('log', (vm, l) => vm === 'slow' && l.includes('starting a slow build') && res()),
+    );
     const t0 = Date.now();
     const p = bm.build({ vm: 'slow', flake: flake.dir });
     await started;
@@ -168,7 +172,9 @@ describe('BuildManager', () => {
 
   it('cancel also drops the follow-up build', async () => {
     const bm = manager();
-    const started = new Promise<void>((res) => bm.on('log', (vm, l) => vm === 'slow' && l.includes('starting a slow build') && res()));
+    const started = new Promise<void>((res) =>
+      bm.on('log', (vm, l) => vm === 'slow' && l.includes('starting a slow build') && res()),
+    );
     const p1 = bm.build({ vm: 'slow', flake: flake.dir });
     const p2 = bm.build({ vm: 'slow', flake: flake.dir });
     await started;

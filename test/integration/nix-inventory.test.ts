@@ -9,7 +9,9 @@ import { copyFixture, emptyDir, REPO_DIR, type FlakeCopy } from '../helpers/fixt
 
 const nix = Nix.locate();
 const copies: FlakeCopy[] = [];
-afterAll(() => copies.forEach((c) => c.remove()));
+afterAll(() => {
+  for (const c of copies) c.remove();
+});
 
 async function fixture(name: string, opts?: Parameters<typeof copyFixture>[1]): Promise<FlakeCopy> {
   const c = await copyFixture(name, opts);
@@ -112,7 +114,7 @@ describe('inventory', () => {
     });
   });
 
-  it('loads the good VMs of a flake with broken ones, each broken one with nix\'s message', async () => {
+  it("loads the good VMs of a flake with broken ones, each broken one with nix's message", async () => {
     const f = await fixture('broken');
     const { value: inv, evals } = await evalsDuring(() => inventory(nix, f.dir));
     expect(inv.vms.map((v) => v.name)).toEqual(['also-good', 'good']);
@@ -130,7 +132,10 @@ describe('inventory', () => {
 
   it('finds the broken VMs one by one when the batched eval cannot catch the error', async () => {
     const f = await fixture('broken');
-    f.write('extra.nix', '{ mkVm }: { aborts = mkVm "aborts" ./hosts/aborts.nix; typo = mkVm "typo" ./hosts/typo.nix; }\n');
+    f.write(
+      'extra.nix',
+      '{ mkVm }: { aborts = mkVm "aborts" ./hosts/aborts.nix; typo = mkVm "typo" ./hosts/typo.nix; }\n',
+    );
     f.write('hosts/aborts.nix', '{ services.web.listen = abort "the aborts VM gave up"; }\n');
     f.write('hosts/typo.nix', '{\n  virtualisation.cores = 2\n}\n');
     const inv = await inventory(nix, f.dir);
@@ -176,7 +181,13 @@ describe('inventory', () => {
     // A new host, imported by flake.nix but never `git add`ed.
     f.write('hosts/extra-vm.nix', '{ networking.hostName = "extra-vm"; }\n');
     const flake = (await import('node:fs')).readFileSync(f.file('flake.nix'), 'utf8');
-    f.write('flake.nix', flake.replace('builder-vm = mkVm ./hosts/builder-vm.nix;', 'builder-vm = mkVm ./hosts/builder-vm.nix;\n        extra-vm = mkVm ./hosts/extra-vm.nix;'));
+    f.write(
+      'flake.nix',
+      flake.replace(
+        'builder-vm = mkVm ./hosts/builder-vm.nix;',
+        'builder-vm = mkVm ./hosts/builder-vm.nix;\n        extra-vm = mkVm ./hosts/extra-vm.nix;',
+      ),
+    );
     const inv = await inventory(nix, f.dir);
     expect(inv.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
     expect(inv.failures).toHaveLength(1);
@@ -185,11 +196,16 @@ describe('inventory', () => {
     );
   });
 
-  it('never writes flake.lock into the user\'s flake, and says the lock is out of date', async () => {
+  it("never writes flake.lock into the user's flake, and says the lock is out of date", async () => {
     const dep = await fixture('seed');
     const f = await fixture('seed');
     const flake = (await import('node:fs')).readFileSync(f.file('flake.nix'), 'utf8');
-    f.write('flake.nix', flake.replace('outputs =', `inputs.dep.url = "path:${dep.dir}";\n  outputs =`).replace('{ self }:', '{ self, dep }:'));
+    f.write(
+      'flake.nix',
+      flake
+        .replace('outputs =', `inputs.dep.url = "path:${dep.dir}";\n  outputs =`)
+        .replace('{ self }:', '{ self, dep }:'),
+    );
     const inv = await inventory(nix, f.dir);
     expect(inv.vms).toHaveLength(2);
     expect(existsSync(f.file('flake.lock'))).toBe(false);

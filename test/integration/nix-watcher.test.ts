@@ -38,7 +38,11 @@ async function watched(
   cleanups.push(() => flake.remove());
   opts.before?.(flake);
   const evaluate = opts.evaluate ?? ((f, signal) => inventory(nix, f.dir, { signal }));
-  const watcher = new FlakeWatcher({ flakeDir: flake.dir, debounceMs: DEBOUNCE, evaluate: (signal) => evaluate(flake, signal) });
+  const watcher = new FlakeWatcher({
+    flakeDir: flake.dir,
+    debounceMs: DEBOUNCE,
+    evaluate: (signal) => evaluate(flake, signal),
+  });
   cleanups.push(() => watcher.close());
   const h: Harness = {
     flake,
@@ -100,7 +104,9 @@ describe('FlakeWatcher', () => {
     const h = await watched('seed');
     const before = h.watcher.current!.vms.find((v) => v.name === 'minimal-vm')!.drvPath;
     const next = h.next();
-    edit(h.flake, 'hosts/minimal-vm.nix', (s) => s.replace('services.getty.autologinUser = "root";', 'services.getty.autologinUser = "alice";'));
+    edit(h.flake, 'hosts/minimal-vm.nix', (s) =>
+      s.replace('services.getty.autologinUser = "root";', 'services.getty.autologinUser = "alice";'),
+    );
     const u = (await next) as InventoryUpdate;
     expect(u.changed).toEqual(['minimal-vm']);
     expect(u.result.vms.find((v) => v.name === 'minimal-vm')!.drvPath).not.toBe(before);
@@ -145,13 +151,17 @@ describe('FlakeWatcher', () => {
   it('reports a broken flake and recovers when it is fixed', async () => {
     const h = await watched('seed');
     const broken = h.next();
-    edit(h.flake, 'flake.nix', (s) => s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix;', 'minimal-vm = mkVm ./hosts/minimal-vm.nix'));
+    edit(h.flake, 'flake.nix', (s) =>
+      s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix;', 'minimal-vm = mkVm ./hosts/minimal-vm.nix'),
+    );
     const r = (await broken) as { failed: unknown };
     expect(r.failed).toBeInstanceOf(FlakeError);
     expect((r.failed as FlakeError).kind).toBe('syntax');
     expect(h.watcher.current?.vms).toHaveLength(2); // the last good inventory stays
     const fixed = h.next();
-    edit(h.flake, 'flake.nix', (s) => s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix', 'minimal-vm = mkVm ./hosts/minimal-vm.nix;'));
+    edit(h.flake, 'flake.nix', (s) =>
+      s.replace('minimal-vm = mkVm ./hosts/minimal-vm.nix', 'minimal-vm = mkVm ./hosts/minimal-vm.nix;'),
+    );
     const u = (await fixed) as InventoryUpdate;
     expect(u.changed).toEqual([]);
     expect(h.watcher.error).toBeNull();
@@ -162,7 +172,10 @@ describe('FlakeWatcher', () => {
     const next = h.next();
     h.flake.write('hosts/extra-vm.nix', '{ networking.hostName = "extra-vm"; }\n');
     edit(h.flake, 'flake.nix', (s) =>
-      s.replace('builder-vm = mkVm ./hosts/builder-vm.nix;', 'builder-vm = mkVm ./hosts/builder-vm.nix;\n        extra-vm = mkVm ./hosts/extra-vm.nix;'),
+      s.replace(
+        'builder-vm = mkVm ./hosts/builder-vm.nix;',
+        'builder-vm = mkVm ./hosts/builder-vm.nix;\n        extra-vm = mkVm ./hosts/extra-vm.nix;',
+      ),
     );
     const u = (await next) as InventoryUpdate;
     const advice = `hosts/extra-vm.nix is not tracked by git, so nix cannot see it; run \`git add -N hosts/extra-vm.nix\` in ${h.flake.dir}.`;

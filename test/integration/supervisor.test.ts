@@ -13,7 +13,13 @@ import type { VmExit, VmSpec } from '../../src/api/types.ts';
 import { recentRuns } from '../../src/core/runner.ts';
 import { runtimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
-import { Supervisor, VmStartError, vfkitMessage, type SupervisedVm, type SupervisorOptions } from '../../src/core/vm/supervisor.ts';
+import {
+  Supervisor,
+  VmStartError,
+  vfkitMessage,
+  type SupervisedVm,
+  type SupervisorOptions,
+} from '../../src/core/vm/supervisor.ts';
 import { VfkitRest, RestError, mapVfkitState } from '../../src/core/vm/rest.ts';
 import { checkVfkitVersion, parseVfkitVersion, VfkitVersionError, locateVfkit } from '../../src/core/vm/vfkit.ts';
 import { tail } from '../../src/core/vm/console.ts';
@@ -221,7 +227,12 @@ describe('Supervisor', () => {
 
   it('falls back to signals when the REST API is gone', async () => {
     const dirs = fresh('sig');
-    const sup = supervisor(dirs, { stopTimeoutMs: 300, hardStopTimeoutMs: 300, termTimeoutMs: 300, env: { NIXVM_SIM_IGNORE_STOP: '1' } });
+    const sup = supervisor(dirs, {
+      stopTimeoutMs: 300,
+      hardStopTimeoutMs: 300,
+      termTimeoutMs: 300,
+      env: { NIXVM_SIM_IGNORE_STOP: '1' },
+    });
     const vm = vmFor(dirs, 'deaf');
     const log: string[] = [];
     sup.on('log', (l: string) => log.push(l));
@@ -271,7 +282,12 @@ describe('Supervisor', () => {
 
   it('gives up on a VM that never comes up, and says so', async () => {
     const dirs = fresh('never');
-    const sup = supervisor(dirs, { bootTimeoutMs: 400, stopTimeoutMs: 200, hardStopTimeoutMs: 500, env: { NIXVM_SIM_BOOT_MS: '60000' } });
+    const sup = supervisor(dirs, {
+      bootTimeoutMs: 400,
+      stopTimeoutMs: 200,
+      hardStopTimeoutMs: 500,
+      env: { NIXVM_SIM_BOOT_MS: '60000' },
+    });
     const vm = vmFor(dirs, 'never');
     const err = await sup.start(vm).catch((e) => e);
     expect(err).toBeInstanceOf(VmStartError);
@@ -306,7 +322,9 @@ describe('Supervisor', () => {
     const vm = vmFor(dirs, 'intel', { rosetta: true });
     const err = await sup.start(vm).catch((e) => e);
     expect(err).toBeInstanceOf(VmStartError);
-    expect(err.message).toMatch(/^vfkit refused to start VM "intel": rosetta is not installed; .*softwareupdate --install-rosetta/);
+    expect(err.message).toMatch(
+      /^vfkit refused to start VM "intel": rosetta is not installed; .*softwareupdate --install-rosetta/,
+    );
     expect(err.message.split('\n')).toHaveLength(1);
     expect(sup.status('intel').state).toBe('crashed');
     expect(sup.status('intel').error).toBe(err.message);
@@ -434,7 +452,15 @@ setInterval(() => {}, 1000);
       writeFileSync(vm.paths.restSocket, ''); // a leftover socket path
       writeFileSync(
         vm.paths.bootRecord,
-        JSON.stringify({ name: c.name, argv: vm.argv, drvPath: vm.drvPath, outPath: closure, startedAt: 1, pid: c.pid, paths: vm.paths }),
+        JSON.stringify({
+          name: c.name,
+          argv: vm.argv,
+          drvPath: vm.drvPath,
+          outPath: closure,
+          startedAt: 1,
+          pid: c.pid,
+          paths: vm.paths,
+        }),
       );
     }
     expect(await sup.adoptAll()).toEqual([]);
@@ -471,8 +497,17 @@ describe('VMs that ended while no agent watched', () => {
     await new Promise((r) => dead.once('exit', r));
     const booted = Date.now() - os.uptime() * 1000;
     const cases = [
-      { name: 'panicked', startedAt: Date.now() - 5000, console: '[  OK  ] Reached target Multi-User System.\n[   42.1] Kernel panic - not syncing: Attempted to kill init!\n' },
-      { name: 'poweredoff', startedAt: Date.now() - 5000, console: '[  OK  ] Reached target System Power Off.\n[   9.9] reboot: Power down\n' },
+      {
+        name: 'panicked',
+        startedAt: Date.now() - 5000,
+        console:
+          '[  OK  ] Reached target Multi-User System.\n[   42.1] Kernel panic - not syncing: Attempted to kill init!\n',
+      },
+      {
+        name: 'poweredoff',
+        startedAt: Date.now() - 5000,
+        console: '[  OK  ] Reached target System Power Off.\n[   9.9] reboot: Power down\n',
+      },
       { name: 'hostrestart', startedAt: booted - 60_000, console: '[  OK  ] Started SSH Daemon.\n' },
     ];
     for (const c of cases) {
@@ -483,12 +518,22 @@ describe('VMs that ended while no agent watched', () => {
       writeFileSync(vm.paths.consoleLog, c.console);
       writeFileSync(
         vm.paths.bootRecord,
-        JSON.stringify({ name: c.name, argv: vm.argv, drvPath: vm.drvPath, outPath: closure, startedAt: c.startedAt, pid: dead.pid, paths: vm.paths }),
+        JSON.stringify({
+          name: c.name,
+          argv: vm.argv,
+          drvPath: vm.drvPath,
+          outPath: closure,
+          startedAt: c.startedAt,
+          pid: dead.pid,
+          paths: vm.paths,
+        }),
       );
     }
     expect(await sup.adoptAll()).toEqual([]);
     expect(sup.status('panicked').state).toBe('crashed');
-    expect(sup.status('panicked').error).toMatch(/^VM "panicked" ended while nixvm was not running, without a clean shutdown \(last console line: .*Kernel panic/);
+    expect(sup.status('panicked').error).toMatch(
+      /^VM "panicked" ended while nixvm was not running, without a clean shutdown \(last console line: .*Kernel panic/,
+    );
     expect(sup.status('panicked').exit).toMatchObject({ code: null, signal: null });
     expect(sup.status('panicked').exit!.lastLines.at(-1)).toMatch(/Kernel panic/);
     expect(sup.status('poweredoff').state).toBe('stopped');
@@ -530,7 +575,9 @@ describe('pieces', () => {
     const saved = { PATH: process.env.PATH, NIXVM_VFKIT: process.env.NIXVM_VFKIT };
     try {
       delete process.env.NIXVM_VFKIT;
-      expect(() => locateVfkit('/nope/vfkit')).toThrow("The vfkit path in the settings, /nope/vfkit, is not an executable file; fix or clear it.");
+      expect(() => locateVfkit('/nope/vfkit')).toThrow(
+        'The vfkit path in the settings, /nope/vfkit, is not an executable file; fix or clear it.',
+      );
       process.env.NIXVM_VFKIT = SIM;
       expect(locateVfkit()).toBe(SIM);
       delete process.env.NIXVM_VFKIT;

@@ -10,7 +10,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { runtimePaths, prepareRuntimeDirs, type VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
-import { makeClosure, restCall, simState, spawnSim, testSpec, VFKIT_SIM, waitFor, type SimProcess } from '../vfkit-sim/harness.ts';
+import {
+  makeClosure,
+  restCall,
+  simState,
+  spawnSim,
+  testSpec,
+  VFKIT_SIM,
+  waitFor,
+  type SimProcess,
+} from '../vfkit-sim/harness.ts';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-'));
 const closure = makeClosure(root, 'web');
@@ -42,7 +51,11 @@ function start(argv: string[], env: Record<string, string> = {}, cwd?: string): 
 }
 
 async function running(socket: string, timeoutMs = WAIT): Promise<void> {
-  await waitFor(async () => (await simState(socket)) === 'VirtualMachineStateRunning', timeoutMs, 'VirtualMachineStateRunning');
+  await waitFor(
+    async () => (await simState(socket)) === 'VirtualMachineStateRunning',
+    timeoutMs,
+    'VirtualMachineStateRunning',
+  );
 }
 
 // Generous: simulators start in parallel on a small, busy machine.
@@ -51,7 +64,11 @@ const WAIT = 20_000;
 const lastLine = (s: string) => s.trimEnd().split('\n').at(-1);
 
 /** Run the simulator to its exit and return the exit code and the error vfkit printed last. */
-async function refused(argv: string[], env: Record<string, string> = {}, cwd?: string): Promise<{ code: number | null; last: string | undefined; stderr: string }> {
+async function refused(
+  argv: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+): Promise<{ code: number | null; last: string | undefined; stderr: string }> {
   const p = start(argv, env, cwd);
   const { code } = await p.exited;
   return { code, last: lastLine(p.stderr()), stderr: p.stderr() };
@@ -60,7 +77,12 @@ async function refused(argv: string[], env: Record<string, string> = {}, cwd?: s
 describe.concurrent('the simulator runs what vfkitArgv composes', () => {
   it('boots, serves the REST API with vfkit’s shapes, records a lease and stops on Stop', async () => {
     const shareDir = fs.mkdtempSync(path.join(root, 'share-'));
-    const v = vm({ mountHostNixStore: true, rosetta: true, graphics: true, shares: [{ tag: 'src', source: shareDir, target: '/mnt/src' }] });
+    const v = vm({
+      mountHostNixStore: true,
+      rosetta: true,
+      graphics: true,
+      shares: [{ tag: 'src', source: shareDir, target: '/mnt/src' }],
+    });
     const p = start(v.argv, { NIXVM_LEASES_FILE: v.leases, NIXVM_SIM_BOOT_MS: '1500' });
 
     // The pidfile: vfkit's pid, no newline.
@@ -76,13 +98,20 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     expect(st.status).toBe(200);
     expect(st.headers['content-type']).toBe('application/json; charset=utf-8');
     // gin.H is a map: encoding/json writes its keys sorted.
-    expect(st.body).toBe('{"canHardStop":true,"canPause":true,"canResume":false,"canStart":false,"canStop":true,"state":"VirtualMachineStateRunning"}');
+    expect(st.body).toBe(
+      '{"canHardStop":true,"canPause":true,"canResume":false,"canStart":false,"canStop":true,"state":"VirtualMachineStateRunning"}',
+    );
 
     const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body);
     expect(insp).toEqual({
       vcpus: 2,
       memoryBytes: 1024 * 1024 * 1024,
-      bootloader: { kind: 'linuxBootloader', vmlinuzPath: `${closure}/kernel`, kernelCmdLine: `console=hvc0 init=${closure}/init`, initrdPath: `${closure}/initrd` },
+      bootloader: {
+        kind: 'linuxBootloader',
+        vmlinuzPath: `${closure}/kernel`,
+        kernelCmdLine: `console=hvc0 init=${closure}/init`,
+        initrdPath: `${closure}/initrd`,
+      },
       devices: [
         { kind: 'virtionet', nat: true, macAddress: '02:04:00:0a:00:01' },
         { kind: 'virtioserial', logFile: v.paths.consoleLog },
@@ -106,7 +135,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     expect(console1.indexOf('Kernel command line')).toBeLessThan(console1.indexOf('web login:'));
 
     // bootpd's format, leading zeros dropped from every octet.
-    expect(lease).toMatch(/^\{\n\tname=web\n\tip_address=192\.168\.64\.2\n\thw_address=1,2:4:0:a:0:1\n\tidentifier=1,2:4:0:a:0:1\n\tlease=0x[0-9a-f]+\n\}\n$/);
+    expect(lease).toMatch(
+      /^\{\n\tname=web\n\tip_address=192\.168\.64\.2\n\thw_address=1,2:4:0:a:0:1\n\tidentifier=1,2:4:0:a:0:1\n\tlease=0x[0-9a-f]+\n\}\n$/,
+    );
 
     const stop = await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"Stop"}');
     expect(stop.status).toBe(202);
@@ -125,7 +156,12 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
       { mountHostNixStore: true },
       { rosetta: true, kernelParams: [] },
       { graphics: true, resolution: { width: 1, height: 1 } },
-      { shares: [{ tag: 'x'.repeat(36), source: share, target: '/x' }, { tag: 'é'.repeat(18), source: share, target: '/y' }] },
+      {
+        shares: [
+          { tag: 'x'.repeat(36), source: share, target: '/x' },
+          { tag: 'é'.repeat(18), source: share, target: '/y' },
+        ],
+      },
       { kernelParams: ['console=hvc0', 'systemd.unit=rescue.target', 'a=b,c'], cpus: 1, memoryMiB: 128 },
     ];
     await Promise.all(
@@ -133,7 +169,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
         const v = vm(over, `02:00:00:00:01:${String(i).padStart(2, '0')}`);
         const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50' });
         await running(v.paths.restSocket);
-        const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body) as { devices: unknown[] };
+        const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body) as {
+          devices: unknown[];
+        };
         expect(insp.devices).toHaveLength(v.argv.filter((a) => a === '--device').length);
         expect((await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"HardStop"}')).status).toBe(202);
         expect((await p.exited).code).toBe(0);
@@ -149,14 +187,22 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
 
     expect((await restCall(sock, 'POST', '/vm/state', '{"state":"Pause"}')).status).toBe(202);
     expect(await simState(sock)).toBe('VirtualMachineStatePaused');
-    expect(JSON.parse((await restCall(sock, 'GET', '/vm/state')).body)).toMatchObject({ canPause: false, canResume: true, canStop: false, canHardStop: true });
+    expect(JSON.parse((await restCall(sock, 'GET', '/vm/state')).body)).toMatchObject({
+      canPause: false,
+      canResume: true,
+      canStop: false,
+      canHardStop: true,
+    });
     const again = await restCall(sock, 'POST', '/vm/state', '{"state":"Pause"}');
     expect(again.status).toBe(500);
     expect(JSON.parse(again.body).error).toMatch(/^Error Domain=VZErrorDomain Code=4 /);
     expect((await restCall(sock, 'POST', '/vm/state', '{"state":"Resume"}')).status).toBe(202);
     expect(await simState(sock)).toBe('VirtualMachineStateRunning');
 
-    expect(await restCall(sock, 'POST', '/vm/state', '{"state":"Bogus"}')).toMatchObject({ status: 500, body: '{"error":"invalid new VMState: Bogus"}' });
+    expect(await restCall(sock, 'POST', '/vm/state', '{"state":"Bogus"}')).toMatchObject({
+      status: 500,
+      body: '{"error":"invalid new VMState: Bogus"}',
+    });
     expect(await restCall(sock, 'POST', '/vm/state', '')).toMatchObject({ status: 400, body: '{"error":"EOF"}' });
     expect(await restCall(sock, 'POST', '/vm/state', '{"state":1}')).toMatchObject({
       status: 400,
@@ -178,7 +224,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     await running(v.paths.restSocket);
     p.child.kill('SIGTERM');
     expect(await p.exited).toEqual({ code: 0, signal: null });
-    expect(p.stderr()).toMatch(/\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d captured terminated, calling exit handlers and exiting\.\./);
+    expect(p.stderr()).toMatch(
+      /\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d captured terminated, calling exit handlers and exiting\.\./,
+    );
     expect(fs.readFileSync(v.paths.consoleLog, 'utf8')).toContain('reboot: Power down');
   });
 
@@ -195,7 +243,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(4900);
     expect(took).toBeLessThan(15_000);
-    expect(p.stderr()).toContain('level=warning msg="failed to wait for VM stop: timeout waiting for VM state, forcing stop"');
+    expect(p.stderr()).toContain(
+      'level=warning msg="failed to wait for VM stop: timeout waiting for VM state, forcing stop"',
+    );
   });
 
   it('crashes with NIXVM_SIM_CRASH_CODE after NIXVM_SIM_CRASH_AFTER_MS, leaving a panic on the console', async () => {
@@ -210,7 +260,11 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
   it('appends a console line every NIXVM_SIM_CHATTER_MS once booted', async () => {
     const v = vm();
     const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '20', NIXVM_SIM_CHATTER_MS: '30' });
-    await waitFor(() => (fs.readFileSync(v.paths.consoleLog, 'utf8').match(/heartbeat/g) ?? []).length >= 3, WAIT, 'three heartbeats');
+    await waitFor(
+      () => (fs.readFileSync(v.paths.consoleLog, 'utf8').match(/heartbeat/g) ?? []).length >= 3,
+      WAIT,
+      'three heartbeats',
+    );
     const log = fs.readFileSync(v.paths.consoleLog, 'utf8');
     expect(log.indexOf('login:')).toBeLessThan(log.indexOf('heartbeat'));
     p.child.kill('SIGKILL');
@@ -327,24 +381,63 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     const [a, b, c, d, e] = await Promise.all([
       refused([...base(), '--bogus']),
       refused([...base(), '--cpus', 'two']),
-      refused([VFKIT_SIM, '--kernel', k, '--initrd', i, '--kernel-cmdline', 'console=hvc0', '--bootloader', `linux,kernel=${k},initrd=${i}`]),
+      refused([
+        VFKIT_SIM,
+        '--kernel',
+        k,
+        '--initrd',
+        i,
+        '--kernel-cmdline',
+        'console=hvc0',
+        '--bootloader',
+        `linux,kernel=${k},initrd=${i}`,
+      ]),
       refused([VFKIT_SIM, '--kernel', k]),
       refused([VFKIT_SIM, '--bootloader', `linux,kernel=${k},cmdline="console=hvc0`]),
     ]);
     expect(a).toMatchObject({ code: 1, last: 'unknown flag: --bogus' });
-    expect(b).toMatchObject({ code: 1, last: 'invalid argument "two" for "-c, --cpus" flag: strconv.ParseUint: parsing "two": invalid syntax' });
-    expect(c).toMatchObject({ code: 1, last: 'if any flags in the group [initrd bootloader] are set none of the others can be; [bootloader initrd] were all set' });
-    expect(d).toMatchObject({ code: 1, last: 'if any flags in the group [kernel initrd kernel-cmdline] are set they must all be set; missing [initrd kernel-cmdline]' });
-    expect(e).toMatchObject({ code: 1, last: `invalid argument "linux,kernel=${k},cmdline=\\"console=hvc0" for "-b, --bootloader" flag: mismatched "` });
+    expect(b).toMatchObject({
+      code: 1,
+      last: 'invalid argument "two" for "-c, --cpus" flag: strconv.ParseUint: parsing "two": invalid syntax',
+    });
+    expect(c).toMatchObject({
+      code: 1,
+      last: 'if any flags in the group [initrd bootloader] are set none of the others can be; [bootloader initrd] were all set',
+    });
+    expect(d).toMatchObject({
+      code: 1,
+      last: 'if any flags in the group [kernel initrd kernel-cmdline] are set they must all be set; missing [initrd kernel-cmdline]',
+    });
+    expect(e).toMatchObject({
+      code: 1,
+      last: `invalid argument "linux,kernel=${k},cmdline=\\"console=hvc0" for "-b, --bootloader" flag: mismatched "`,
+    });
   });
 
   it('accepts the legacy --kernel/--initrd/--kernel-cmdline trio', async () => {
     const v = vm();
     const rest = v.argv.slice(1).filter((_, j, all) => all[j] !== '--bootloader' && all[j - 1] !== '--bootloader');
-    const p = start([VFKIT_SIM, '--kernel', `${closure}/kernel`, '--initrd', `${closure}/initrd`, '--kernel-cmdline', 'console=hvc0', ...rest], { NIXVM_SIM_BOOT_MS: '20' });
+    const p = start(
+      [
+        VFKIT_SIM,
+        '--kernel',
+        `${closure}/kernel`,
+        '--initrd',
+        `${closure}/initrd`,
+        '--kernel-cmdline',
+        'console=hvc0',
+        ...rest,
+      ],
+      { NIXVM_SIM_BOOT_MS: '20' },
+    );
     await running(v.paths.restSocket);
     const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body);
-    expect(insp.bootloader).toEqual({ kind: 'linuxBootloader', vmlinuzPath: `${closure}/kernel`, kernelCmdLine: 'console=hvc0', initrdPath: `${closure}/initrd` });
+    expect(insp.bootloader).toEqual({
+      kind: 'linuxBootloader',
+      vmlinuzPath: `${closure}/kernel`,
+      kernelCmdLine: 'console=hvc0',
+      initrdPath: `${closure}/initrd`,
+    });
     p.child.kill('SIGKILL');
   });
 
@@ -352,7 +445,9 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     const missing = makeClosure(path.join(root, 'broken'), 'web');
     fs.rmSync(path.join(missing, 'initrd'));
     const withKernel = (kernel: string, initrd = `${closure}/initrd`) =>
-      base().map((a) => (a.startsWith('linux,') ? `linux,kernel=${kernel},initrd=${initrd},cmdline="console=hvc0"` : a));
+      base().map((a) =>
+        a.startsWith('linux,') ? `linux,kernel=${kernel},initrd=${initrd},cmdline="console=hvc0"` : a,
+      );
     const [a, b, c, d, e] = await Promise.all([
       refused(withKernel(`${root}/nope/kernel`)),
       refused(withKernel(`${missing}/kernel`, `${missing}/initrd`)),
@@ -362,7 +457,10 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
       refused(base().map((a) => (a.startsWith('unix://') ? 'unix:rest.sock' : a))),
     ]);
     expect(a).toMatchObject({ code: 1, last: `open ${root}/nope/kernel: no such file or directory` });
-    expect(b).toMatchObject({ code: 1, last: `invalid initial RAM disk path: stat ${missing}/initrd: no such file or directory` });
+    expect(b).toMatchObject({
+      code: 1,
+      last: `invalid initial RAM disk path: stat ${missing}/initrd: no such file or directory`,
+    });
     expect(c).toMatchObject({ code: 1, last: 'open kernel: no such file or directory' });
     expect(d).toMatchObject({ code: 1, last: 'invalid unix uri: missing path' });
     expect(e).toMatchObject({ code: 1, last: 'invalid unix uri: missing path' });
@@ -373,7 +471,13 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     const [a, b, c, d] = await Promise.all([
       refused(base().map((x) => (x.startsWith('unix://') ? `unix://${longSock}` : x))),
       refused([...base(), '--device', `virtio-fs,sharedDir=${root},mountTag=${'t'.repeat(37)}`]),
-      refused([...base(), '--device', `virtio-fs,sharedDir=${root},mountTag=dup`, '--device', `virtio-fs,sharedDir=${root},mountTag=dup`]),
+      refused([
+        ...base(),
+        '--device',
+        `virtio-fs,sharedDir=${root},mountTag=dup`,
+        '--device',
+        `virtio-fs,sharedDir=${root},mountTag=dup`,
+      ]),
       refused(base().map((x) => (x.startsWith('virtio-net') ? 'virtio-net,nat,mac=52:54:0:1:2:3' : x))),
     ]);
     expect(a).toMatchObject({ code: 1, last: 'invalid unix uri: socket path length exceeds macOS limits' });
@@ -387,7 +491,10 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
   });
 
   it('a serial console on stdio without a terminal, as the flake’s own run script would use it', async () => {
-    expect(await refused(replaceDevice(base(), 'virtio-serial', 'virtio-serial,stdio'))).toMatchObject({ code: 1, last: 'inappropriate ioctl for device' });
+    expect(await refused(replaceDevice(base(), 'virtio-serial', 'virtio-serial,stdio'))).toMatchObject({
+      code: 1,
+      last: 'inappropriate ioctl for device',
+    });
   });
 
   it('a stale socket file in the way of the REST server', async () => {
@@ -395,7 +502,11 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     fs.writeFileSync(v.paths.restSocket, '');
     const r = await refused(v.argv);
     expect(r.code).toBe(1);
-    expect(lastLine(r.stderr)).toMatch(new RegExp(`level=fatal msg="listen unix ${v.paths.restSocket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: bind: address already in use"$`));
+    expect(lastLine(r.stderr)).toMatch(
+      new RegExp(
+        `level=fatal msg="listen unix ${v.paths.restSocket.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: bind: address already in use"$`,
+      ),
+    );
   });
 
   it('writes its pidfile before parsing devices, so a bad device still leaves one', async () => {

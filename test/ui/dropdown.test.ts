@@ -89,7 +89,9 @@ describe('dropdown', () => {
       expect(await row(app, 'web').locator('[data-action="cancelBuild"]').isVisible()).toBe(true);
       await app.page.locator('li.vm[data-vm="web"][data-state="running"]').waitFor({ timeout: 30_000 });
 
-      const seen = await app.page.evaluate(() => (window as unknown as { seen: { pct: string[]; drv: string[]; line: string[] } }).seen);
+      const seen = await app.page.evaluate(
+        () => (window as unknown as { seen: { pct: string[]; drv: string[]; line: string[] } }).seen,
+      );
       const pct = seen.pct.map(Number);
       const between = pct.filter((p) => p > 0 && p < 100);
       expect(new Set(between).size, `progress values seen: ${pct.join(', ')}`).toBeGreaterThanOrEqual(2);
@@ -107,7 +109,7 @@ describe('dropdown', () => {
     }
   });
 
-  it('Copy ssh command puts the agent\'s ssh command on the clipboard; Terminal gets a .command file that runs it', async () => {
+  it("Copy ssh command puts the agent's ssh command on the clipboard; Terminal gets a .command file that runs it", async () => {
     const t = await createTestAgent({ fixture: 'ui' });
     const app = await dropdown(t);
     try {
@@ -115,7 +117,10 @@ describe('dropdown', () => {
       await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running' && v.sshCommand !== null));
       await expand(app, 'dev');
       const copy = row(app, 'dev').locator('[data-action="copySshCommand"]');
-      await app.page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('li.vm[data-vm="dev"] [data-action="copySshCommand"]')!.disabled);
+      await app.page.waitForFunction(
+        () =>
+          !document.querySelector<HTMLButtonElement>('li.vm[data-vm="dev"] [data-action="copySshCommand"]')!.disabled,
+      );
       await copy.click();
       await app.page.locator('#toast:not([hidden])').waitFor();
       const { command, argv } = await t.agent.call('sshCommand', { vm: 'dev' });
@@ -125,7 +130,10 @@ describe('dropdown', () => {
 
       // Open ssh in Terminal: `open -a Terminal <file>`, and the file execs exactly that argv.
       await row(app, 'dev').locator('[data-action="openSshInTerminal"]').click();
-      await app.page.waitForFunction(() => !document.querySelector('li.vm[data-vm="dev"] [data-action="openSshInTerminal"]')!.classList.contains('busy'));
+      await app.page.waitForFunction(
+        () =>
+          !document.querySelector('li.vm[data-vm="dev"] [data-action="openSshInTerminal"]')!.classList.contains('busy'),
+      );
       expect(app.host.terminals).toHaveLength(1);
       const { file, argv: openArgv } = app.host.terminals[0]!;
       expect(openArgv).toEqual(['open', '-a', 'Terminal', file]);
@@ -140,7 +148,9 @@ describe('dropdown', () => {
 
       // Copy IP copies the address the agent reports.
       await row(app, 'dev').locator('[data-action="copyIpv6"]').click();
-      await app.page.waitForFunction(() => document.querySelector('#toast .toast-text')?.textContent?.startsWith('Copied fe80::'));
+      await app.page.waitForFunction(() =>
+        document.querySelector('#toast .toast-text')?.textContent?.startsWith('Copied fe80::'),
+      );
       expect(app.host.clipboard.at(-1)).toBe(t.vm('dev').ipv6);
     } finally {
       await app.close();
@@ -168,7 +178,10 @@ describe('dropdown', () => {
       expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
 
       await apply.click();
-      await t.waitFor((s) => s.vms.some((v) => v.name === 'web' && v.state === 'running' && !v.stale && v.bootedDrvPath !== before), 30_000);
+      await t.waitFor(
+        (s) => s.vms.some((v) => v.name === 'web' && v.state === 'running' && !v.stale && v.bootedDrvPath !== before),
+        30_000,
+      );
       await apply.waitFor({ state: 'hidden' });
       expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(false);
     } finally {
@@ -202,7 +215,7 @@ describe('dropdown', () => {
     }
   });
 
-  it('a flake that does not evaluate is shown in place with nix\'s message', async () => {
+  it("a flake that does not evaluate is shown in place with nix's message", async () => {
     const t = await createTestAgent({ fixture: 'syntax' });
     const app = await dropdown(t);
     try {

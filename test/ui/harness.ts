@@ -127,7 +127,10 @@ function serve(dir: string): Promise<{ server: Server; url: string }> {
     }
     try {
       if (!statSync(file).isFile()) throw new Error('not a file');
-      res.writeHead(200, { 'content-type': MIME[path.extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+      res.writeHead(200, {
+        'content-type': MIME[path.extname(file)] ?? 'application/octet-stream',
+        'cache-control': 'no-store',
+      });
       res.end(readFileSync(file));
     } catch {
       res.writeHead(404).end();
@@ -178,7 +181,13 @@ export async function startHarness(): Promise<Harness> {
     const dispatcher = new IpcDispatcher(agent, createUiHandlers(agent, host));
     const context = await browser.newContext({
       colorScheme: opts.colorScheme ?? 'light',
-      viewport: opts.viewport ?? (which === 'index' ? { width: 380, height: 540 } : which === 'log' ? { width: 900, height: 560 } : { width: 560, height: 700 }),
+      viewport:
+        opts.viewport ??
+        (which === 'index'
+          ? { width: 380, height: 540 }
+          : which === 'log'
+            ? { width: 900, height: 560 }
+            : { width: 560, height: 700 }),
       deviceScaleFactor: opts.deviceScaleFactor ?? 1,
     });
     const page = await context.newPage();
@@ -192,10 +201,14 @@ export async function startHarness(): Promise<Harness> {
       id: 'page',
       send(ev: AgentEvent) {
         if (closed) return;
-        page.evaluate((e) => (window as unknown as { __nixvmDeliver(e: unknown): void }).__nixvmDeliver(e), ev).catch(() => {});
+        page
+          .evaluate((e) => (window as unknown as { __nixvmDeliver(e: unknown): void }).__nixvmDeliver(e), ev)
+          .catch(() => {});
       },
     };
-    await page.exposeBinding('__nixvmInvoke', (_src, channel: string, arg: unknown) => dispatcher.handle(channel, arg, client));
+    await page.exposeBinding('__nixvmInvoke', (_src, channel: string, arg: unknown) =>
+      dispatcher.handle(channel, arg, client),
+    );
     await page.addInitScript(bridgeJs);
     const q = new URLSearchParams(opts.query ?? {}).toString();
     await page.goto(`${url}${which}.html${q ? `?${q}` : ''}`);

@@ -22,7 +22,6 @@ const atBottom = (app: AppPage) =>
     return el.scrollTop + el.clientHeight >= el.scrollHeight - 4;
   });
 
-
 /** Lines the window holds, from its count label. */
 async function lineCount(app: AppPage): Promise<number> {
   return Number(/^(\d+) lines$/.exec((await app.page.locator('#count').textContent()) ?? '')?.[1] ?? 0);
@@ -30,10 +29,14 @@ async function lineCount(app: AppPage): Promise<number> {
 
 /** Waits until the page shows heartbeat number > n; returns the number shown. */
 async function heartbeatAfter(app: AppPage, n: number): Promise<number> {
-  const handle = await app.page.waitForFunction((after) => {
-    const m = /heartbeat (\d+)/.exec(document.querySelector('#log .line:last-child')?.textContent ?? '');
-    return m && Number(m[1]) > after ? Number(m[1]) : null;
-  }, n, { timeout: 15_000 });
+  const handle = await app.page.waitForFunction(
+    (after) => {
+      const m = /heartbeat (\d+)/.exec(document.querySelector('#log .line:last-child')?.textContent ?? '');
+      return m && Number(m[1]) > after ? Number(m[1]) : null;
+    },
+    n,
+    { timeout: 15_000 },
+  );
   return (await handle.jsonValue()) as number;
 }
 
@@ -44,7 +47,10 @@ describe('log window', () => {
     try {
       await t.agent.call('start', { vm: 'dev' });
       await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running'));
-      const app = (opened = await h.open(t.agent, 'log', { query: { vm: 'dev', kind: 'console' }, viewport: { width: 800, height: 300 } }));
+      const app = (opened = await h.open(t.agent, 'log', {
+        query: { vm: 'dev', kind: 'console' },
+        viewport: { width: 800, height: 300 },
+      }));
 
       // The tail: the boot log read from the file, then live lines as they come.
       let n = await heartbeatAfter(app, 0);
@@ -86,15 +92,23 @@ describe('log window', () => {
       expect(await ok.locator('.ansi-green-fg').textContent()).toBe('OK');
       expect(await ok.locator('.ansi-bold').textContent()).toBe('nginx.service');
       expect(await ok.textContent()).not.toContain('\x1b');
-      expect(await app.page.locator('#notice').textContent()).toBe('Showing the last 20000 lines. Open in Console for the whole file.');
+      expect(await app.page.locator('#notice').textContent()).toBe(
+        'Showing the last 20000 lines. Open in Console for the whole file.',
+      );
       expect(await atBottom(app)).toBe(true);
 
       // Scrolling to the top shows the oldest line kept, in order.
       await app.page.locator('#follow').uncheck();
       await app.page.evaluate(() => (document.getElementById('log')!.scrollTop = 0));
-      await app.page.waitForFunction(() => document.querySelector<HTMLElement>('#log .rows')!.style.transform === 'translateY(6px)');
+      await app.page.waitForFunction(
+        () => document.querySelector<HTMLElement>('#log .rows')!.style.transform === 'translateY(6px)',
+      );
       // Read the first rows in one go: heartbeats keep arriving and push the oldest lines out.
-      const [a, b] = await app.page.evaluate(() => Array.from(document.querySelectorAll('#log .line')).slice(0, 2).map((l) => l.textContent ?? ''));
+      const [a, b] = await app.page.evaluate(() =>
+        Array.from(document.querySelectorAll('#log .line'))
+          .slice(0, 2)
+          .map((l) => l.textContent ?? ''),
+      );
       const first = Number(/burst line (\d+)/.exec(a!)![1]);
       expect(first).toBeLessThan(6000);
       expect(b).toBe(`burst line ${first + 1}`);
@@ -133,7 +147,9 @@ describe('log window', () => {
 
       // The console tab of a VM that never ran says how to get output.
       await app.page.locator('.seg [data-kind="console"]').click();
-      await app.page.locator('#notice', { hasText: 'web has no console output yet: start it to see it boot here.' }).waitFor();
+      await app.page
+        .locator('#notice', { hasText: 'web has no console output yet: start it to see it boot here.' })
+        .waitFor();
       expect(await app.page.locator('#log .line').count()).toBe(0);
       expect(app.page.url()).toContain('kind=console');
     } finally {

@@ -32,14 +32,18 @@ describe('settings window', () => {
       await page.locator('#terminal-other').press('Enter');
       await page.locator('#stopTimeout').fill('12');
       await page.locator('#stopTimeout').press('Tab');
-      await expect.poll(async () => [(await settings()).terminalApp, (await settings()).stopTimeoutSec]).toEqual(['Ghostty', 12]);
+      await expect
+        .poll(async () => [(await settings()).terminalApp, (await settings()).stopTimeoutSec])
+        .toEqual(['Ghostty', 12]);
 
       // Per VM: autostart, and an ssh user that the ssh command then uses.
       await page.locator('#vms tr[data-vm="dev"] input[type="checkbox"]').check();
       const user = page.locator('#vms tr[data-vm="dev"] input[type="text"]');
       await user.fill('root');
       await user.press('Enter');
-      await expect.poll(async () => [(await settings()).autostart.dev, (await settings()).sshUser.dev]).toEqual([true, 'root']);
+      await expect
+        .poll(async () => [(await settings()).autostart.dev, (await settings()).sshUser.dev])
+        .toEqual([true, 'root']);
 
       // A bad value is refused with the reason, and the form shows the saved value again.
       await user.fill('no spaces allowed');

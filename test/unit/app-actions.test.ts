@@ -16,7 +16,23 @@ import {
 import { AgentError, type AgentPort, type AgentSnapshot } from '../../src/api/types.ts';
 import { settings, snapshot, vm } from './snapshot-factory.ts';
 
-const NASTY = ['plain', 'two words', "it's", '"dq"', '$HOME', '`id`', '$(id)', 'a;b', 'x\ny', '*', '~', '', '-o', 'StrictHostKeyChecking=no', 'ümlaut'];
+const NASTY = [
+  'plain',
+  'two words',
+  "it's",
+  '"dq"',
+  '$HOME',
+  '`id`',
+  '$(id)',
+  'a;b',
+  'x\ny',
+  '*',
+  '~',
+  '',
+  '-o',
+  'StrictHostKeyChecking=no',
+  'ümlaut',
+];
 
 describe('shell quoting for the .command file', () => {
   it('every argument survives /bin/sh as exactly one argument', () => {
@@ -87,7 +103,7 @@ describe('Open Flake Folder', () => {
   const host = (opened: string[]): UiHost =>
     ({ openFolder: async (d: string) => void opened.push(d) }) as unknown as UiHost;
 
-  it('opens the agent\'s flake (also one a headless daemon got with --flake) and refuses any other path', async () => {
+  it("opens the agent's flake (also one a headless daemon got with --flake) and refuses any other path", async () => {
     const opened: string[] = [];
     // settings.flakes is empty: the agent runs /flakes/demo because it was given --flake.
     const snap = snapshot([vm({ flake: '/flakes/demo' })], {
@@ -98,7 +114,9 @@ describe('Open Flake Folder', () => {
     await ui.openFlakeFolder({});
     await ui.openFlakeFolder({ dir: '/flakes/demo' });
     // shell.openPath runs apps and .command files: a page must not be able to ask for those.
-    await expect(ui.openFlakeFolder({ dir: '/state/vms/web/ssh.command' })).rejects.toThrow(/not one of NixVM's flake folders/);
+    await expect(ui.openFlakeFolder({ dir: '/state/vms/web/ssh.command' })).rejects.toThrow(
+      /not one of NixVM's flake folders/,
+    );
     expect(opened).toEqual(['/flakes/demo', '/flakes/demo']);
   });
 });

@@ -59,7 +59,7 @@ describe('preload bundle', () => {
     });
     expect(required).toEqual(['electron']);
     expect(Object.keys(exposed)).toEqual(['nixvm']);
-    const api = exposed.nixvm as { call: Function; ui: Function; onEvent: Function };
+    const api = exposed.nixvm as Record<'call' | 'ui' | 'onEvent', (...args: unknown[]) => unknown>;
     expect(Object.keys(api).sort()).toEqual(['call', 'onEvent', 'ui']);
 
     expect(await api.call('start', { vm: 'web' })).toEqual({ ok: true, value: 'answer' });
@@ -91,7 +91,9 @@ describe('main bundle', () => {
 
 describe('renderer pages', () => {
   it('each page has a strict CSP and loads scripts only from files', () => {
-    const pages = readdirSync(built.rendererDir).filter((f) => f.endsWith('.html')).sort();
+    const pages = readdirSync(built.rendererDir)
+      .filter((f) => f.endsWith('.html'))
+      .sort();
     expect(pages).toEqual(['index.html', 'log.html', 'settings.html']);
     for (const p of pages) {
       const html = readFileSync(path.join(built.rendererDir, p), 'utf8');
@@ -111,7 +113,10 @@ describe('packaging config', () => {
     const mac = c.mac!;
     expect(mac.extendInfo.LSUIElement).toBe(true);
     expect(c.appId).toBe('dev.nixvm.agent');
-    expect(mac.target).toEqual([{ target: 'dmg', arch: ['arm64'] }, { target: 'zip', arch: ['arm64'] }]);
+    expect(mac.target).toEqual([
+      { target: 'dmg', arch: ['arm64'] },
+      { target: 'zip', arch: ['arm64'] },
+    ]);
     expect(c.files).toEqual(expect.arrayContaining(['dist/**/*', 'icons/*Template.png', 'icons/*Template@2x.png']));
     expect(c.directories?.buildResources).not.toBe('icons');
   });
@@ -121,7 +126,9 @@ describe('packaging config', () => {
 function decodePng(buf: Buffer): { w: number; h: number; type: number; px: Buffer } {
   expect(buf.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
   let off = 8;
-  let w = 0, h = 0, type = 0;
+  let w = 0,
+    h = 0,
+    type = 0;
   const idat: Buffer[] = [];
   while (off < buf.length) {
     const len = buf.readUInt32BE(off);
@@ -146,10 +153,16 @@ describe('tray icons', () => {
     try {
       writeIcons(fresh, { app: false });
       for (const state of ['idle', 'running', 'building', 'error']) {
-        for (const [suffix, size] of [['', 22], ['@2x', 44]] as const) {
+        for (const [suffix, size] of [
+          ['', 22],
+          ['@2x', 44],
+        ] as const) {
           const name = `${state}Template${suffix}.png`;
           const committed = readFileSync(path.join(REPO, 'icons', name));
-          expect(committed.equals(readFileSync(path.join(fresh, name))), `${name} is up to date (run scripts/make-icons.ts)`).toBe(true);
+          expect(
+            committed.equals(readFileSync(path.join(fresh, name))),
+            `${name} is up to date (run scripts/make-icons.ts)`,
+          ).toBe(true);
           const { w, h, type, px } = decodePng(committed);
           expect([w, h, type]).toEqual([size, size, 6]);
           let opaque = 0;
@@ -171,7 +184,12 @@ describe('tray icons', () => {
 describe('npm start off a Mac', () => {
   it('runs the headless agent on examples/flake with the vfkit simulator in a dev state dir', () => {
     const { argv, env } = devDaemonCommand({ PATH: '/bin' });
-    expect(argv.slice(1)).toEqual([path.join(REPO, 'bin/nixvm.js'), 'daemon', '--flake', path.join(REPO, 'examples/flake')]);
+    expect(argv.slice(1)).toEqual([
+      path.join(REPO, 'bin/nixvm.js'),
+      'daemon',
+      '--flake',
+      path.join(REPO, 'examples/flake'),
+    ]);
     expect(env.NIXVM_VFKIT).toBe(path.join(REPO, 'test/vfkit-sim/vfkit'));
     expect(env.NIXVM_STATE_DIR).toMatch(/nixvm-dev-\d+$/);
     expect(devDaemonCommand({ NIXVM_STATE_DIR: '/x' }).env.NIXVM_STATE_DIR).toBe('/x');

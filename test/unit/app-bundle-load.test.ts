@@ -44,13 +44,13 @@ it('the main bundle evaluates and quits at once when another instance holds the 
   fs.writeFileSync(
     stub,
     [
-      "const calls = [];",
+      'const calls = [];',
       "process.on('exit', () => process.stdout.write(JSON.stringify(calls)));",
-      "const thing = (name) => new Proxy(function () {}, {",
+      'const thing = (name) => new Proxy(function () {}, {',
       "  get: (_t, k) => (k === 'then' ? undefined : thing(`${name}.${String(k)}`)),",
-      "  apply: () => { calls.push(name); return thing(`${name}()`); },",
-      "  construct: () => { calls.push(`new ${name}`); return thing(`${name}#`); },",
-      "});",
+      '  apply: () => { calls.push(name); return thing(`${name}()`); },',
+      '  construct: () => { calls.push(`new ${name}`); return thing(`${name}#`); },',
+      '});',
       "const app = thing('app');",
       "exports.app = new Proxy(app, { get: (t, k) => k === 'requestSingleInstanceLock' ? () => { calls.push('app.requestSingleInstanceLock'); return false; } : k === 'quit' ? () => calls.push('app.quit') : t[k] });",
       ...names.filter((n) => n !== 'app').map((n) => `exports.${n} = thing(${JSON.stringify(n)});`),
@@ -68,7 +68,11 @@ registerHooks({
 });
 `,
   );
-  const r = spawnSync(process.execPath, ['--import', pathToFileURL(hooks).href, out], { encoding: 'utf8', timeout: 20_000, cwd: REPO });
+  const r = spawnSync(process.execPath, ['--import', pathToFileURL(hooks).href, out], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    cwd: REPO,
+  });
   expect(r.stderr).toBe('');
   expect(r.status).toBe(0);
   expect(JSON.parse(r.stdout)).toEqual(['app.requestSingleInstanceLock', 'app.quit']);

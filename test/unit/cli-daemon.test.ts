@@ -71,14 +71,16 @@ describe('nixvm daemon', () => {
     expect(await main(['--socket', socket, 'ls'], io())).toBe(3);
   });
 
-  it('exits 1 with the agent\'s sentence when another agent holds the lock', async () => {
+  it("exits 1 with the agent's sentence when another agent holds the lock", async () => {
     const socket = path.join(dir, 'control.sock');
     const err = collect();
     const code = await runDaemon({
       socketPath: socket,
       io: { ...(io() as CliIo), stderr: err, signal: new AbortController().signal },
       createAgent: async () => {
-        throw new Error('Another nixvm agent is already running (pid 99, node nixvm.js daemon, since 2025-01-01T00:00:00.000Z).');
+        throw new Error(
+          'Another nixvm agent is already running (pid 99, node nixvm.js daemon, since 2025-01-01T00:00:00.000Z).',
+        );
       },
     });
     expect(code).toBe(1);
@@ -89,7 +91,9 @@ describe('nixvm daemon', () => {
   });
 
   it('exits 0 when launchd started it and another agent already runs (no KeepAlive respawn loop)', async () => {
-    const held = Object.assign(new Error('Another nixvm agent is already running (pid 99).'), { name: 'AlreadyRunningError' });
+    const held = Object.assign(new Error('Another nixvm agent is already running (pid 99).'), {
+      name: 'AlreadyRunningError',
+    });
     const run = (env: NodeJS.ProcessEnv) =>
       runDaemon({
         socketPath: path.join(dir, 'control.sock'),

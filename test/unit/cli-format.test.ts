@@ -83,7 +83,11 @@ describe('ls table', () => {
   it('puts VM errors, failed builds and build progress in a NOTE column, cut to the width', () => {
     const text = formatVmTable(
       agentSnapshot([
-        vmSnapshot({ name: 'broken', error: 'nixosConfigurations.broken does not evaluate: attribute foo missing.\nmore', spec: null }),
+        vmSnapshot({
+          name: 'broken',
+          error: 'nixosConfigurations.broken does not evaluate: attribute foo missing.\nmore',
+          spec: null,
+        }),
         vmSnapshot({
           name: 'bad',
           build: buildInfo({ status: 'failed', error: 'Building bad failed in builder for hello.drv.' }),
@@ -92,7 +96,12 @@ describe('ls table', () => {
           name: 'busy',
           build: buildInfo({
             status: 'building',
-            progress: progress({ percent: 42.7, buildsDone: 3, buildsExpected: 7, currentDrv: `/nix/store/${H}-hello.drv` }),
+            progress: progress({
+              percent: 42.7,
+              buildsDone: 3,
+              buildsExpected: 7,
+              currentDrv: `/nix/store/${H}-hello.drv`,
+            }),
           }),
         }),
         vmSnapshot({ name: 'fine' }),
@@ -110,14 +119,34 @@ describe('ls table', () => {
     expect(lines[4]).toMatch(/^fine\s+stopped\s+no\s+2\/2 GiB\s+-$/);
   });
 
-  it('adds one line per flake error and warning, and the agent\'s problems', () => {
+  it("adds one line per flake error and warning, and the agent's problems", () => {
     const text = formatVmTable(
       agentSnapshot([vmSnapshot({ name: 'web' })], {
         flakes: [
-          { dir: '/f/one', evaluating: false, error: 'error: syntax error, unexpected }\n at flake.nix:3', warnings: [], lastEvalAt: 1 },
-          { dir: '/f/two', evaluating: false, error: null, warnings: ['Git tree is dirty', 'new.nix is not tracked by git'], lastEvalAt: 1 },
+          {
+            dir: '/f/one',
+            evaluating: false,
+            error: 'error: syntax error, unexpected }\n at flake.nix:3',
+            warnings: [],
+            lastEvalAt: 1,
+          },
+          {
+            dir: '/f/two',
+            evaluating: false,
+            error: null,
+            warnings: ['Git tree is dirty', 'new.nix is not tracked by git'],
+            lastEvalAt: 1,
+          },
         ],
-        agent: { pid: 1, startedAt: 0, version: '0', nix: null, vfkit: null, problems: ['Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.'], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
+        agent: {
+          pid: 1,
+          startedAt: 0,
+          version: '0',
+          nix: null,
+          vfkit: null,
+          problems: ['Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.'],
+          sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
+        },
       }),
     );
     const lines = text.split('\n');
@@ -135,7 +164,15 @@ describe('ls table', () => {
   });
 
   it('renderTable pads columns and trims trailing blanks', () => {
-    expect(renderTable(['A', 'BB'], [['xxx', ''], ['y', 'z']])).toBe('A    BB\nxxx\ny    z');
+    expect(
+      renderTable(
+        ['A', 'BB'],
+        [
+          ['xxx', ''],
+          ['y', 'z'],
+        ],
+      ),
+    ).toBe('A    BB\nxxx\ny    z');
   });
 });
 
@@ -154,7 +191,7 @@ describe('status block', () => {
         builtOutPath: `/nix/store/${H}-nixos-system-web`,
         ipv4: '192.168.64.9',
         ipv6: 'fe80::1%bridge100',
-        sshCommand: "ssh -p 22 alice@192.168.64.9",
+        sshCommand: 'ssh -p 22 alice@192.168.64.9',
         shares: [{ tag: 'home', source: '/Users/alice', target: '/mnt/home' }],
         build: buildInfo({ status: 'succeeded', finishedAt: now - 3_600_000, logPath: '/logs/web/build.log' }),
       }),
@@ -182,7 +219,7 @@ describe('status block', () => {
     expect(field('build log')).toBe('/logs/web/build.log');
   });
 
-  it('shows a failed build with nix\'s detail and a crash with its last console lines', () => {
+  it("shows a failed build with nix's detail and a crash with its last console lines", () => {
     const text = formatStatus(
       vmSnapshot({
         name: 'db',
@@ -236,7 +273,10 @@ describe('progress and events', () => {
     const out = collect();
     const view = new LineView(out);
     const at = (percent: number, lastLine: string) =>
-      vmSnapshot({ name: 'w', build: buildInfo({ status: 'building', progress: progress({ percent, lastLine, buildsExpected: 2 }) }) });
+      vmSnapshot({
+        name: 'w',
+        build: buildInfo({ status: 'building', progress: progress({ percent, lastLine, buildsExpected: 2 }) }),
+      });
     view.update(at(10, 'a'));
     view.update(at(10.4, 'b'));
     view.update(at(10.9, 'c'));
@@ -278,7 +318,15 @@ describe('progress and events', () => {
 
 describe('inspect', () => {
   it('prints the vfkit argv so a shell gets back the exact arguments', () => {
-    const argv = ['/usr/local/bin/vfkit', '--cpus', '2', '--device', 'virtio-fs,sharedDir=/Users/a b,mountTag=home', '--restful-uri', "unix:///tmp/it's.sock"];
+    const argv = [
+      '/usr/local/bin/vfkit',
+      '--cpus',
+      '2',
+      '--device',
+      'virtio-fs,sharedDir=/Users/a b,mountTag=home',
+      '--restful-uri',
+      "unix:///tmp/it's.sock",
+    ];
     const text = formatArgv(argv);
     expect(text.split(' \\\n  ')).toEqual([
       '/usr/local/bin/vfkit',
@@ -293,8 +341,16 @@ describe('inspect', () => {
   });
 
   it('leaves vfkit device values readable (no backslashes before commas and colons)', () => {
-    const text = formatArgv(['vfkit', '--device', 'virtio-net,nat,mac=f6:25:e2:48:58:1e', '--restful-uri', 'unix:///tmp/r.sock']);
-    expect(text).toBe('vfkit \\\n  --device virtio-net,nat,mac=f6:25:e2:48:58:1e \\\n  --restful-uri unix:///tmp/r.sock');
+    const text = formatArgv([
+      'vfkit',
+      '--device',
+      'virtio-net,nat,mac=f6:25:e2:48:58:1e',
+      '--restful-uri',
+      'unix:///tmp/r.sock',
+    ]);
+    expect(text).toBe(
+      'vfkit \\\n  --device virtio-net,nat,mac=f6:25:e2:48:58:1e \\\n  --restful-uri unix:///tmp/r.sock',
+    );
   });
 
   it('shows the spec facts, or says the VM does not evaluate', () => {

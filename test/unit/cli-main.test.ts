@@ -101,10 +101,13 @@ describe('exit codes', () => {
     expect(ip.err).toBe('nixvm: No VM named nope.\n');
   });
 
-  it('1 with the agent\'s sentence when a command fails, and no stack trace', async () => {
+  it("1 with the agent's sentence when a command fails, and no stack trace", async () => {
     const port = twoVms();
     port.handlers.start = () => {
-      throw new AgentError('failed', 'Could not find vfkit (looked in /usr/bin); install it with `brew install vfkit`.');
+      throw new AgentError(
+        'failed',
+        'Could not find vfkit (looked in /usr/bin); install it with `brew install vfkit`.',
+      );
     };
     const r = await run(['start', 'db'], port);
     expect(r.code).toBe(1);
@@ -123,7 +126,15 @@ describe('exit codes', () => {
   });
 
   it('2 for usage errors, without touching the agent', async () => {
-    for (const argv of [['frobnicate'], ['ip'], ['ip', 'web', '-4', '-6'], ['logs', 'web', '-n', 'ten'], ['ls', '--bogus'], ['login-item', 'maybe'], []]) {
+    for (const argv of [
+      ['frobnicate'],
+      ['ip'],
+      ['ip', 'web', '-4', '-6'],
+      ['logs', 'web', '-n', 'ten'],
+      ['ls', '--bogus'],
+      ['login-item', 'maybe'],
+      [],
+    ]) {
       const port = twoVms();
       const r = await run(argv, port);
       expect(r.code, argv.join(' ')).toBe(2);
@@ -138,7 +149,19 @@ describe('exit codes', () => {
     expect(r.out).toContain('Exit codes:');
     expect(r.out).toMatch(/3\s+the agent is not running/);
     expect(r.out).toMatch(/4\s+no such VM/);
-    for (const cmd of ['ls', 'status', 'start', 'apply', 'ip', 'ssh-command', 'logs', 'inspect', 'watch', 'daemon', 'login-item']) {
+    for (const cmd of [
+      'ls',
+      'status',
+      'start',
+      'apply',
+      'ip',
+      'ssh-command',
+      'logs',
+      'inspect',
+      'watch',
+      'daemon',
+      'login-item',
+    ]) {
       expect(r.out).toContain(cmd);
     }
   });
@@ -197,7 +220,15 @@ describe('read commands', () => {
 
   it('inspect --json prints the spec and the exact argv, program first', async () => {
     const port = twoVms();
-    const argv = ['/opt/bin/vfkit', '--cpus', '2', '--device', 'virtio-net,nat,mac=5a:94:ef:e4:0c:ee', '--pidfile', '/s/web/vfkit.pid'];
+    const argv = [
+      '/opt/bin/vfkit',
+      '--cpus',
+      '2',
+      '--device',
+      'virtio-net,nat,mac=5a:94:ef:e4:0c:ee',
+      '--pidfile',
+      '/s/web/vfkit.pid',
+    ];
     port.handlers.inspect = () => ({ spec: null, argv });
     const r = await run(['inspect', 'web', '--json'], port);
     expect(r.code).toBe(0);
@@ -205,7 +236,7 @@ describe('read commands', () => {
     expect(port.calls.at(-1)).toEqual({ method: 'inspect', params: { vm: 'web' } });
   });
 
-  it('ssh-command prints exactly the agent\'s command string', async () => {
+  it("ssh-command prints exactly the agent's command string", async () => {
     const port = twoVms();
     const command = "ssh -o 'UserKnownHostsFile=/Users/a b/known_hosts' -p 2222 'alice@fe80::1%bridge100'";
     port.handlers.sshCommand = () => ({ argv: ['ssh', '-p', '2222', 'alice@fe80::1%bridge100'], command });
@@ -225,7 +256,10 @@ describe('read commands', () => {
 
   it('logs asks for the last N lines of the right log', async () => {
     const port = twoVms();
-    port.handlers.logs = (p) => ({ path: `/logs/${p.vm}/${p.kind}.log`, lines: Array.from({ length: p.lines }, (_, i) => `line ${i}`) });
+    port.handlers.logs = (p) => ({
+      path: `/logs/${p.vm}/${p.kind}.log`,
+      lines: Array.from({ length: p.lines }, (_, i) => `line ${i}`),
+    });
     const r = await run(['logs', 'web', '-n', '3', '--build'], port);
     expect(r.out).toBe('line 0\nline 1\nline 2\n');
     expect(port.calls.at(-1)).toEqual({ method: 'logs', params: { vm: 'web', kind: 'build', lines: 3 } });
@@ -235,7 +269,7 @@ describe('read commands', () => {
 });
 
 describe('following', () => {
-  it('logs -f prints the tail, then this VM\'s console lines only, until Ctrl-C', async () => {
+  it("logs -f prints the tail, then this VM's console lines only, until Ctrl-C", async () => {
     const port = twoVms();
     port.handlers.logs = () => ({ path: '/logs/web/console.log', lines: ['old'] });
     const ctl = new AbortController();
@@ -275,7 +309,11 @@ describe('following', () => {
     port.emit({ type: 'notice', notice: { level: 'info', title: 'Build finished', body: 'db is built.', vm: 'db' } });
     ctl.abort();
     expect((await done).code).toBe(0);
-    const events = stdout.text().trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; snapshot?: { vms: VmSnapshot[] } });
+    const events = stdout
+      .text()
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; snapshot?: { vms: VmSnapshot[] } });
     expect(events.map((e) => e.type)).toEqual(['snapshot', 'snapshot', 'notice']);
     expect(events[1]!.snapshot!.vms.find((v) => v.name === 'db')!.state).toBe('starting');
   });
@@ -343,7 +381,7 @@ describe('actions', () => {
     expect(port.listenerCount).toBe(0);
   });
 
-  it('a failed build prints the agent\'s sentence, nix\'s detail and the log path, exit 1', async () => {
+  it("a failed build prints the agent's sentence, nix's detail and the log path, exit 1", async () => {
     const port = twoVms();
     port.handlers.apply = () => {
       const failed = {
@@ -372,7 +410,10 @@ describe('actions', () => {
 
   it('an old failed build is not blamed for a later failure', async () => {
     const port = twoVms();
-    port.setVm({ ...port.vm('db'), build: buildInfo({ status: 'failed', error: 'old', detail: 'old detail', finishedAt: NOW - 60_000 }) });
+    port.setVm({
+      ...port.vm('db'),
+      build: buildInfo({ status: 'failed', error: 'old', detail: 'old detail', finishedAt: NOW - 60_000 }),
+    });
     port.handlers.start = () => {
       throw new AgentError('failed', 'vfkit refused the rosetta device: Rosetta is not installed.');
     };
@@ -425,9 +466,12 @@ describe('actions', () => {
 });
 
 describe('ssh', () => {
-  it('runs the agent\'s argv plus the command after --, and exits with ssh\'s status', async () => {
+  it("runs the agent's argv plus the command after --, and exits with ssh's status", async () => {
     const port = twoVms();
-    port.handlers.sshCommand = () => ({ argv: ['ssh', '-p', '22', 'root@192.168.64.7'], command: 'ssh -p 22 root@192.168.64.7' });
+    port.handlers.sshCommand = () => ({
+      argv: ['ssh', '-p', '22', 'root@192.168.64.7'],
+      command: 'ssh -p 22 root@192.168.64.7',
+    });
     const ran: string[][] = [];
     const r = await run(['ssh', 'web', '--', 'uname', '-a'], port, {
       exec: async (argv) => {
@@ -503,7 +547,14 @@ describe('through the real control socket', () => {
       const viaSocket = async (argv: string[], extra: Partial<CliIo> = {}): Promise<Ran> => {
         const stdout = collect();
         const stderr = collect();
-        const code = await main(['--socket', socket, ...argv], { stdout, stderr, env: {}, cwd: dir, now: () => NOW, ...extra });
+        const code = await main(['--socket', socket, ...argv], {
+          stdout,
+          stderr,
+          env: {},
+          cwd: dir,
+          now: () => NOW,
+          ...extra,
+        });
         return { code, out: stdout.text(), err: stderr.text(), connected: [] };
       };
       const ls = await viaSocket(['ls', '--json']);
@@ -534,7 +585,12 @@ describe('through the real control socket', () => {
 
   it('3 when nothing listens on the socket', async () => {
     const stderr = collect();
-    const code = await main(['--socket', '/nonexistent-nixvm-dir/c.sock', 'ls'], { stdout: collect(), stderr, env: {}, cwd: '/' });
+    const code = await main(['--socket', '/nonexistent-nixvm-dir/c.sock', 'ls'], {
+      stdout: collect(),
+      stderr,
+      env: {},
+      cwd: '/',
+    });
     expect(code).toBe(3);
     expect(stderr.text()).toContain('/nonexistent-nixvm-dir/c.sock');
     expect(stderr.text()).toContain('nixvm daemon');
@@ -548,7 +604,11 @@ describe('start of a stale VM', () => {
       setImmediate(() =>
         port.setVm({
           ...port.vm(p.vm),
-          build: buildInfo({ status: 'failed', error: 'Building db failed: hello.drv exited with code 2.', finishedAt: NOW + 10 }),
+          build: buildInfo({
+            status: 'failed',
+            error: 'Building db failed: hello.drv exited with code 2.',
+            finishedAt: NOW + 10,
+          }),
         }),
       );
       return { ...port.vm(p.vm), build: buildInfo({ status: 'building', startedAt: NOW }) };

@@ -62,15 +62,15 @@ describe('rotateConsoleLog', () => {
   it('caps the total: older runs go first, the last run keeps its end', async () => {
     const d = await freshDir();
     const log = path.join(d, 'vm.log');
-    await writeFile(`${log}.1`, 'a'.repeat(300) + '\n');
-    await writeFile(`${log}.2`, 'b'.repeat(300) + '\n');
-    await writeFile(log, 'c'.repeat(300) + '\n');
+    await writeFile(`${log}.1`, `${'a'.repeat(300)}\n`);
+    await writeFile(`${log}.2`, `${'b'.repeat(300)}\n`);
+    await writeFile(log, `${'c'.repeat(300)}\n`);
     await rotateConsoleLog(log, 5, 700);
     expect((await readdir(d)).sort()).toEqual(['vm.log.1', 'vm.log.2']);
     expect(await readFile(`${log}.2`, 'utf8')).toMatch(/^a+\n$/);
 
     // The last run alone over the cap: cut its beginning at a line boundary, say so, keep the end.
-    const lines = Array.from({ length: 2000 }, (_, i) => `line ${i} ✓`).join('\n') + '\n';
+    const lines = `${Array.from({ length: 2000 }, (_, i) => `line ${i} ✓`).join('\n')}\n`;
     await writeFile(log, lines);
     await rotateConsoleLog(log, 5, 1000);
     expect((await readdir(d)).sort()).toEqual(['vm.log.1']);
@@ -109,7 +109,7 @@ describe('tail', () => {
 
   it('is the same whatever the chunk size: multibyte characters and long lines across chunks', async () => {
     const lines = ['ä€😀 mixed', 'x'.repeat(300), '', '名前😀'.repeat(12), 'end ✓'];
-    const f = await write(lines.join('\r\n') + '\n');
+    const f = await write(`${lines.join('\r\n')}\n`);
     for (const chunkSize of [1, 2, 3, 5, 7, 64, 4096]) {
       expect(await tail(f, 5, { chunkSize }), `chunk ${chunkSize}`).toEqual(lines);
       expect(await tail(f, 2, { chunkSize })).toEqual(lines.slice(-2));
@@ -117,7 +117,7 @@ describe('tail', () => {
   });
 
   it('cuts a monster line at a character boundary and marks it', async () => {
-    const f = await write('short\n' + '😀'.repeat(100) + '\nlast\n');
+    const f = await write(`short\n${'😀'.repeat(100)}\nlast\n`);
     const [, cut, last] = await tail(f, 3, { maxLineBytes: 10 });
     // 10 bytes hold two 4-byte emoji; the third would be split, so it is left out.
     expect(cut).toBe('😀😀…');
@@ -127,7 +127,9 @@ describe('tail', () => {
 
 describe('follow', () => {
   const followers: Follower[] = [];
-  afterAll(() => followers.forEach((f) => f.close()));
+  afterAll(() => {
+    for (const f of followers) f.close();
+  });
 
   /** Collects lines; `until(k)` waits (polling its own array, briefly) for k lines in total. */
   class Collector {
@@ -138,7 +140,8 @@ describe('follow', () => {
     async until(k: number, ms = 3000): Promise<string[]> {
       const deadline = Date.now() + ms;
       while (this.lines.length < k) {
-        if (Date.now() > deadline) throw new Error(`timed out with ${this.lines.length}/${k} lines: ${JSON.stringify(this.lines)}`);
+        if (Date.now() > deadline)
+          throw new Error(`timed out with ${this.lines.length}/${k} lines: ${JSON.stringify(this.lines)}`);
         await new Promise((r) => setTimeout(r, 20));
       }
       return this.lines.slice(0, k);

@@ -41,7 +41,10 @@ describe('IPC dispatcher', () => {
     const r = await d.handle('nixvm:call', { method: 'start', params: { vm: 'web' } }, client);
     expect(r).toMatchObject({ ok: true, value: { name: 'web' } });
     expect(port.calls.at(-1)).toEqual({ method: 'start', params: { vm: 'web' } });
-    expect(await d.handle('nixvm:ui', { verb: 'copyIp', params: { vm: 'web', family: 'ipv4' } }, client)).toEqual({ ok: true, value: { text: '192.168.64.5' } });
+    expect(await d.handle('nixvm:ui', { verb: 'copyIp', params: { vm: 'web', family: 'ipv4' } }, client)).toEqual({
+      ok: true,
+      value: { text: '192.168.64.5' },
+    });
     expect(h.clip).toEqual(['192.168.64.5']);
   });
 
@@ -66,7 +69,7 @@ describe('IPC dispatcher', () => {
     expect(port.calls).toEqual([]);
   });
 
-  it('keeps the agent\'s error code across the envelope', async () => {
+  it("keeps the agent's error code across the envelope", async () => {
     const { d, client } = setup();
     expect(await d.handle('nixvm:call', { method: 'start', params: { vm: 'nope' } }, client)).toEqual({
       ok: false,
@@ -78,7 +81,10 @@ describe('IPC dispatcher', () => {
     const { d, port, sent, client } = setup();
     await d.handle('nixvm:subscribe', { logs: [{ vm: 'web', kind: 'console' }] }, client);
     await d.handle('nixvm:subscribe', { logs: [{ vm: 'web', kind: 'build' }] }, client);
-    expect(port.subscriptions).toEqual([{ logs: [{ vm: 'web', kind: 'console' }] }, { logs: [{ vm: 'web', kind: 'build' }] }]);
+    expect(port.subscriptions).toEqual([
+      { logs: [{ vm: 'web', kind: 'console' }] },
+      { logs: [{ vm: 'web', kind: 'build' }] },
+    ]);
     expect(port.listenerCount).toBe(1);
     port.emit({ type: 'notice', notice: { level: 'info', title: 'Built', body: 'web' } });
     expect(sent).toHaveLength(1);

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { isTrustedSenderUrl, validateAgentParams, validateSettingsPatch, validateUiParams } from '../../src/main/validate.ts';
+import {
+  isTrustedSenderUrl,
+  validateAgentParams,
+  validateSettingsPatch,
+  validateUiParams,
+} from '../../src/main/validate.ts';
 
 const BASE = 'file:///Applications/NixVM.app/Contents/Resources/app.asar/dist/renderer/';
 
@@ -20,7 +25,11 @@ describe('IPC argument validation', () => {
   it('passes well-formed params through', () => {
     expect(validateAgentParams('start', { vm: 'web' })).toEqual({ vm: 'web' });
     expect(validateAgentParams('snapshot', undefined)).toEqual({});
-    expect(validateAgentParams('logs', { vm: 'web', kind: 'build', lines: 200 })).toEqual({ vm: 'web', kind: 'build', lines: 200 });
+    expect(validateAgentParams('logs', { vm: 'web', kind: 'build', lines: 200 })).toEqual({
+      vm: 'web',
+      kind: 'build',
+      lines: 200,
+    });
     expect(validateUiParams('copyIp', { vm: 'web', family: 'ipv4' })).toEqual({ vm: 'web', family: 'ipv4' });
     expect(validateUiParams('openFlakeFolder', {})).toEqual({});
   });
@@ -44,8 +53,14 @@ describe('IPC argument validation', () => {
   });
 
   it('checks settings patches field by field', () => {
-    expect(validateSettingsPatch({ autoRebuild: 'restart', stopTimeoutSec: 10, autostart: { web: true }, sshUser: { web: 'alice' } }))
-      .toEqual({ autoRebuild: 'restart', stopTimeoutSec: 10, autostart: { web: true }, sshUser: { web: 'alice' } });
+    expect(
+      validateSettingsPatch({
+        autoRebuild: 'restart',
+        stopTimeoutSec: 10,
+        autostart: { web: true },
+        sshUser: { web: 'alice' },
+      }),
+    ).toEqual({ autoRebuild: 'restart', stopTimeoutSec: 10, autostart: { web: true }, sshUser: { web: 'alice' } });
     expect(() => validateSettingsPatch({ flakes: ['relative/dir'] })).toThrow(/must be an absolute path/);
     expect(() => validateSettingsPatch({ autoRebuild: 'always' })).toThrow(/autoRebuild/);
     expect(() => validateSettingsPatch({ sshUser: { web: 'a b' } })).toThrow(/not a valid user name/);

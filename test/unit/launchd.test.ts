@@ -68,7 +68,10 @@ function printOutput(args: string[], plistPath: string): string {
 
 const NOT_FOUND = { exitCode: 113, stderr: `Could not find service "${LABEL}" in domain for user gui: ${UID}\n` };
 const BOOTOUT_NOT_LOADED = { exitCode: 3, stderr: 'Boot-out failed: 3: No such process\n' };
-const BOOTSTRAP_EIO = { exitCode: 5, stderr: 'Bootstrap failed: 5: Input/output error\nTry re-running the command as root for richer errors.\n' };
+const BOOTSTRAP_EIO = {
+  exitCode: 5,
+  stderr: 'Bootstrap failed: 5: Input/output error\nTry re-running the command as root for richer errors.\n',
+};
 
 type Step = [argv: string[], result: Partial<RunResult> | (() => Partial<RunResult>)];
 
@@ -126,19 +129,29 @@ describe('LaunchAgent plist', () => {
 
   it('keeps awkward argument text intact through XML', () => {
     const args = ['/Applications/Nix & VM <dev>.app/Contents/MacOS/NixVM', '--flake', '/Users/me/"quoted" dir/'];
-    const xml = launchAgentPlist({ label: LABEL, programArguments: args, logDir: '/l', environment: { NIXVM_STATE_DIR: '/s' } });
+    const xml = launchAgentPlist({
+      label: LABEL,
+      programArguments: args,
+      logDir: '/l',
+      environment: { NIXVM_STATE_DIR: '/s' },
+    });
     const back = parse(xml) as Record<string, unknown>;
     expect(back.ProgramArguments).toEqual(args);
     expect(back.EnvironmentVariables).toEqual({ NIXVM_STATE_DIR: '/s' });
   });
 
   it('refuses a program launchd could not start', () => {
-    expect(() => launchAgentPlist({ label: LABEL, programArguments: ['nixvm', 'daemon'], logDir: '/l' })).toThrow(/absolute path/);
+    expect(() => launchAgentPlist({ label: LABEL, programArguments: ['nixvm', 'daemon'], logDir: '/l' })).toThrow(
+      /absolute path/,
+    );
     expect(() => launchAgentPlist({ label: LABEL, programArguments: [], logDir: '/l' })).toThrow(/absolute path/);
   });
 
   it('matches the template in plist/ on every fixed key', () => {
-    const tpl = parse(fs.readFileSync(path.join(repo, 'plist', 'LaunchAgent.plist'), 'utf8')) as Record<string, unknown>;
+    const tpl = parse(fs.readFileSync(path.join(repo, 'plist', 'LaunchAgent.plist'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     for (const [k, v] of Object.entries(LAUNCH_AGENT_FIXED)) expect(tpl[k], k).toEqual(v);
     expect(tpl.Label).toBe(BUNDLE_ID);
   });
@@ -159,7 +172,10 @@ describe('launchctl print', () => {
   });
 
   it('reads a crashed service', () => {
-    const text = printOutput(ARGS, '/p').replace('\tstate = running', '\tstate = not running').replace('\tpid = 4321\n', '').replace('(never exited)', '1');
+    const text = printOutput(ARGS, '/p')
+      .replace('\tstate = running', '\tstate = not running')
+      .replace('\tpid = 4321\n', '')
+      .replace('(never exited)', '1');
     expect(parseLaunchctlPrint(text)).toMatchObject({ state: 'not running', pid: null, lastExitCode: 1 });
   });
 });
@@ -177,7 +193,9 @@ describe('login item', () => {
     run.done();
     expect(st).toMatchObject({ installed: true, loaded: true, plistPath, programArguments: ARGS, problem: null });
     expect(st.service).toMatchObject({ state: 'running', pid: 4321 });
-    expect((parse(fs.readFileSync(plistPath, 'utf8')) as Record<string, unknown>).StandardOutPath).toBe(path.join(logDir, 'agent.log'));
+    expect((parse(fs.readFileSync(plistPath, 'utf8')) as Record<string, unknown>).StandardOutPath).toBe(
+      path.join(logDir, 'agent.log'),
+    );
     // launchd creates the log file, not its directory.
     expect(fs.statSync(logDir).isDirectory()).toBe(true);
   });
@@ -186,7 +204,11 @@ describe('login item', () => {
     const before = process.env.NIXVM_LAUNCH_AGENTS_DIR;
     process.env.NIXVM_LAUNCH_AGENTS_DIR = agentsDir;
     try {
-      const run = scripted([[print, NOT_FOUND], [bootstrap(), {}], [print, NOT_FOUND]]);
+      const run = scripted([
+        [print, NOT_FOUND],
+        [bootstrap(), {}],
+        [print, NOT_FOUND],
+      ]);
       const st = await installLoginItem({ uid: UID, run, logDir, programArguments: ARGS });
       expect(st.plistPath).toBe(plistPath);
       expect(fs.existsSync(plistPath)).toBe(true);
@@ -197,7 +219,11 @@ describe('login item', () => {
   });
 
   it('leaves an identical, loaded login item alone (no bootout that would kill the agent)', async () => {
-    const first = scripted([[print, NOT_FOUND], [bootstrap(), {}], [print, () => ({ stdout: printOutput(ARGS, plistPath) })]]);
+    const first = scripted([
+      [print, NOT_FOUND],
+      [bootstrap(), {}],
+      [print, () => ({ stdout: printOutput(ARGS, plistPath) })],
+    ]);
     await installLoginItem(opts(first));
     const again = scripted([
       [print, () => ({ stdout: printOutput(ARGS, plistPath) })],
@@ -209,7 +235,11 @@ describe('login item', () => {
   });
 
   it('reloads a loaded login item whose arguments changed', async () => {
-    const first = scripted([[print, NOT_FOUND], [bootstrap(), {}], [print, NOT_FOUND]]);
+    const first = scripted([
+      [print, NOT_FOUND],
+      [bootstrap(), {}],
+      [print, NOT_FOUND],
+    ]);
     await installLoginItem(opts(first));
     const newArgs = ['/opt/homebrew/bin/node', '/Users/me/nixvm/bin/nixvm.js', 'daemon'];
     const run = scripted([
@@ -274,7 +304,10 @@ describe('login item', () => {
   it('removes with bootout and deletes the file', async () => {
     fs.mkdirSync(agentsDir, { recursive: true });
     fs.writeFileSync(plistPath, launchAgentPlist({ label: LABEL, programArguments: ARGS, logDir }));
-    const run = scripted([[bootout, {}], [print, NOT_FOUND]]);
+    const run = scripted([
+      [bootout, {}],
+      [print, NOT_FOUND],
+    ]);
     const st = await removeLoginItem(opts(run));
     run.done();
     expect(st).toMatchObject({ installed: false, loaded: false, problem: null });
@@ -283,11 +316,17 @@ describe('login item', () => {
 
   it.each([
     ['exit 3 "No such process"', BOOTOUT_NOT_LOADED],
-    ['exit 113 "Could not find specified service"', { exitCode: 113, stderr: 'Boot-out failed: 113: Could not find specified service\n' }],
+    [
+      'exit 113 "Could not find specified service"',
+      { exitCode: 113, stderr: 'Boot-out failed: 113: Could not find specified service\n' },
+    ],
   ])('removing tolerates a service that is not loaded (%s)', async (_name, out) => {
     fs.mkdirSync(agentsDir, { recursive: true });
     fs.writeFileSync(plistPath, 'x');
-    const run = scripted([[bootout, out], [print, NOT_FOUND]]);
+    const run = scripted([
+      [bootout, out],
+      [print, NOT_FOUND],
+    ]);
     await removeLoginItem(opts(run));
     run.done();
     expect(fs.existsSync(plistPath)).toBe(false);
@@ -311,10 +350,15 @@ describe('login item', () => {
     expect(st.problem).toContain('not a readable plist');
   });
 
-  it.skipIf(fs.existsSync('/bin/launchctl'))('says login items need macOS where there is no launchctl, never pretending it ran', async () => {
-    const st = await loginItemStatus({ launchAgentsDir: agentsDir, uid: UID });
-    expect(st.loaded).toBe(false);
-    expect(st.problem).toContain('Login items need macOS');
-    await expect(installLoginItem({ launchAgentsDir: agentsDir, logDir, uid: UID, programArguments: ARGS })).rejects.toBeInstanceOf(LaunchctlMissingError);
-  });
+  it.skipIf(fs.existsSync('/bin/launchctl'))(
+    'says login items need macOS where there is no launchctl, never pretending it ran',
+    async () => {
+      const st = await loginItemStatus({ launchAgentsDir: agentsDir, uid: UID });
+      expect(st.loaded).toBe(false);
+      expect(st.problem).toContain('Login items need macOS');
+      await expect(
+        installLoginItem({ launchAgentsDir: agentsDir, logDir, uid: UID, programArguments: ARGS }),
+      ).rejects.toBeInstanceOf(LaunchctlMissingError);
+    },
+  );
 });

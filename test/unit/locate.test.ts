@@ -11,13 +11,21 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 it("reads the login shell's PATH even through a chatty rc file, as launchd-started apps must", () => {
   // A "login shell" that prints a banner, then runs the command it is given with its own PATH.
   const shell = path.join(dir, 'fake-shell');
-  fs.writeFileSync(shell, '#!/bin/sh\necho "Welcome! PATH=not-this-one"\nPATH=/opt/from-login/bin:/usr/bin:/bin\nexport PATH\nshift; shift\nexec $1\n');
+  fs.writeFileSync(
+    shell,
+    '#!/bin/sh\necho "Welcome! PATH=not-this-one"\nPATH=/opt/from-login/bin:/usr/bin:/bin\nexport PATH\nshift; shift\nexec $1\n',
+  );
   fs.chmodSync(shell, 0o755);
   const env: NodeJS.ProcessEnv = { ...process.env, SHELL: shell, PATH: '/usr/bin:/bin' };
   delete env.NIXVM_NO_LOGIN_SHELL;
   const r = spawnSync(
     process.execPath,
-    ['--input-type=module', '-e', "const m = await import(process.argv[1]); console.log(JSON.stringify(m.loginShellPath()));", path.resolve('src/core/locate.ts')],
+    [
+      '--input-type=module',
+      '-e',
+      'const m = await import(process.argv[1]); console.log(JSON.stringify(m.loginShellPath()));',
+      path.resolve('src/core/locate.ts'),
+    ],
     { env, encoding: 'utf8' },
   );
   expect(r.stderr).toBe('');
@@ -31,7 +39,9 @@ it('names the setting when a configured path is not an executable', () => {
 });
 
 it('lists every place it looked when nothing is found', () => {
-  expect(() => locateProgram('nixvm-surely-missing', { extraDirs: ['/nope/extra'], installHint: 'install it' })).toThrow(
+  expect(() =>
+    locateProgram('nixvm-surely-missing', { extraDirs: ['/nope/extra'], installHint: 'install it' }),
+  ).toThrow(
     /^Could not find nixvm-surely-missing \(looked in .*\/nix\/var\/nix\/profiles\/default\/bin.*\/nope\/extra\); install it\.$/,
   );
 });

@@ -138,7 +138,11 @@ describe('instance lock', () => {
   it('takes over a lock whose pid now belongs to a process that started after the lock', async () => {
     const sleeper = startSleeper();
     await new Promise((r) => setTimeout(r, 100));
-    writeLock({ pid: sleeper.pid, startedAt: Date.now() - 3_600_000, argv: ['/usr/bin/node', '/opt/sleep/bin/sleep', 'daemon'] });
+    writeLock({
+      pid: sleeper.pid,
+      startedAt: Date.now() - 3_600_000,
+      argv: ['/usr/bin/node', '/opt/sleep/bin/sleep', 'daemon'],
+    });
     const l = await take();
     expect(l.holder.pid).toBe(process.pid);
     expect(sleeper.exitCode).toBeNull(); // Left alone.
@@ -147,7 +151,11 @@ describe('instance lock', () => {
   it('takes over a lock whose pid now runs something that is not nixvm', async () => {
     const sleeper = startSleeper();
     // Start time cannot tell (the lock claims a later start); the command line can.
-    writeLock({ pid: sleeper.pid, startedAt: Date.now() + 60_000, argv: ['/usr/bin/node', '/opt/x/bin/nixvm.js', 'daemon'] });
+    writeLock({
+      pid: sleeper.pid,
+      startedAt: Date.now() + 60_000,
+      argv: ['/usr/bin/node', '/opt/x/bin/nixvm.js', 'daemon'],
+    });
     const l = await take();
     expect(l.holder.pid).toBe(process.pid);
   });
@@ -180,6 +188,8 @@ describe('instance lock', () => {
     expect(commandMatches('node bin/nixvm.js daemon', argv)).toBe(true);
     expect(commandMatches('/usr/local/bin/node /Users/me/nixvm/bin/nixvm.js daemon', argv)).toBe(true);
     expect(commandMatches('vim /Users/me/notes.txt', argv)).toBe(false);
-    expect(commandMatches('/Applications/NixVM.app/Contents/MacOS/NixVM', ['/Applications/NixVM.app/Contents/MacOS/NixVM'])).toBe(true);
+    expect(
+      commandMatches('/Applications/NixVM.app/Contents/MacOS/NixVM', ['/Applications/NixVM.app/Contents/MacOS/NixVM']),
+    ).toBe(true);
   });
 });

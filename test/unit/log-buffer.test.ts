@@ -39,7 +39,9 @@ describe('ANSI rendering under a strict CSP', () => {
   it('turns SGR colours into classes and never emits inline styles', () => {
     const a = new AnsiRenderer();
     const html = a.toHtml('[  \x1b[0;32mOK\x1b[0m  ] \x1b[1;31mfailed\x1b[0m <b>&');
-    expect(html).toBe('[  <span class="ansi-green-fg">OK</span>  ] <span class="ansi-red-fg ansi-bold">failed</span> &lt;b&gt;&amp;');
+    expect(html).toBe(
+      '[  <span class="ansi-green-fg">OK</span>  ] <span class="ansi-red-fg ansi-bold">failed</span> &lt;b&gt;&amp;',
+    );
     expect(html).not.toContain('style=');
   });
 

@@ -51,7 +51,7 @@ describe('per-VM menu, every state combination', () => {
                 stale,
                 ...ips,
                 build: building ? buildingBuild(42) : base.build,
-                sshCommand: sshOn && (ips.ipv4 || ips.ipv6) ? "ssh -p 22 alice@192.168.64.7" : null,
+                sshCommand: sshOn && (ips.ipv4 || ips.ipv6) ? 'ssh -p 22 alice@192.168.64.7' : null,
                 spec: { ...base.spec!, ssh: { enabled: sshOn, port: 22, user: 'alice' } },
                 exit: state === 'crashed' ? { code: 1, signal: null, lastLines: ['kernel panic'], at: 5 } : null,
               });
@@ -61,7 +61,13 @@ describe('per-VM menu, every state combination', () => {
               const up = state === 'starting' || state === 'running';
 
               // The entry's label says what the VM is doing.
-              const stateWord = { stopped: 'Stopped', starting: 'Starting', running: 'Running', stopping: 'Stopping', crashed: 'Crashed (exit code 1)' }[state];
+              const stateWord = {
+                stopped: 'Stopped',
+                starting: 'Starting',
+                running: 'Running',
+                stopping: 'Stopping',
+                crashed: 'Crashed (exit code 1)',
+              }[state];
               if (!(building && state === 'stopped')) expect(top.label).toContain(stateWord);
               if (building) expect(top.label!.toLowerCase()).toContain('building 42%');
               if (stale) expect(top.label).toMatch(up ? /needs restart/ : /out of date/);
@@ -111,13 +117,28 @@ describe('per-VM menu actions', () => {
   it('each item dispatches its command for that VM', () => {
     const base = vm();
     const running = vm({
-      name: 'db', state: 'running', ipv6: 'fe80::1%bridge100', ipv4: '192.168.64.9',
-      sshCommand: 'ssh alice@192.168.64.9', spec: { ...base.spec!, name: 'db' },
+      name: 'db',
+      state: 'running',
+      ipv6: 'fe80::1%bridge100',
+      ipv4: '192.168.64.9',
+      sshCommand: 'ssh alice@192.168.64.9',
+      spec: { ...base.spec!, name: 'db' },
       build: { ...base.build, logPath: '/state/db/build.log' },
     });
     const { items, dispatched } = render(snapshot([vm(), running]));
     const sub = submenuOf(items, 'db');
-    for (const label of ['Stop', 'Restart', 'Rebuild', 'Open ssh in Terminal', 'Copy ssh Command', 'Copy IPv6 fe80::1%bridge100', 'Copy IPv4 192.168.64.9', 'View Console Log', 'View Build Log', 'Reveal State Folder']) {
+    for (const label of [
+      'Stop',
+      'Restart',
+      'Rebuild',
+      'Open ssh in Terminal',
+      'Copy ssh Command',
+      'Copy IPv6 fe80::1%bridge100',
+      'Copy IPv4 192.168.64.9',
+      'View Console Log',
+      'View Build Log',
+      'Reveal State Folder',
+    ]) {
       click(find(sub, label));
     }
     expect(dispatched).toEqual([
@@ -143,11 +164,20 @@ describe('per-VM menu actions', () => {
   });
 
   it('a VM whose config failed to evaluate shows the error and offers no Start', () => {
-    const bad = vm({ name: 'broken', spec: null, error: 'nixosConfigurations.broken failed to evaluate: undefined variable "foo".' });
+    const bad = vm({
+      name: 'broken',
+      spec: null,
+      error: 'nixosConfigurations.broken failed to evaluate: undefined variable "foo".',
+    });
     const { items, dispatched } = render(snapshot([bad]));
     expect(items.find((i) => i.id === 'vm:broken')!.label).toBe('broken — Evaluation failed');
     const sub = submenuOf(items, 'broken');
-    expect(sub.filter((i) => i.enabled === false && i.type !== 'separator').map((i) => i.label!.trim()).join(' ')).toBe('⚠ nixosConfigurations.broken failed to evaluate: undefined variable "foo".');
+    expect(
+      sub
+        .filter((i) => i.enabled === false && i.type !== 'separator')
+        .map((i) => i.label!.trim())
+        .join(' '),
+    ).toBe('⚠ nixosConfigurations.broken failed to evaluate: undefined variable "foo".');
     expect(sub[0]!.enabled).toBe(false);
     expect(find(sub, 'Start')).toBeUndefined();
     click(find(sub, 'Open Flake Folder'));
@@ -155,7 +185,14 @@ describe('per-VM menu actions', () => {
   });
 
   it('a failed build says so with its one-sentence error', () => {
-    const v = vm({ build: { ...vm().build, status: 'failed', error: 'Building web failed: builder for hello.drv exited with 1.', logPath: '/l' } });
+    const v = vm({
+      build: {
+        ...vm().build,
+        status: 'failed',
+        error: 'Building web failed: builder for hello.drv exited with 1.',
+        logPath: '/l',
+      },
+    });
     const { items } = render(snapshot([v]));
     expect(items.find((i) => i.id === 'vm:web')!.label).toBe('web — Stopped · build failed');
     expect(submenuOf(items, 'web')[0]!.label).toBe('⚠ Building web failed: builder for hello.drv exited with 1.');
@@ -182,13 +219,17 @@ describe('global menu items', () => {
 
   it('a flake with no configurations says so; while evaluating it says that', () => {
     expect(find(render(snapshot([])).items, 'No nixosConfigurations in the flake')).toBeDefined();
-    const evaluating = snapshot([], { flakes: [{ dir: '/Users/me/vms', evaluating: true, error: null, warnings: [], lastEvalAt: null }] });
+    const evaluating = snapshot([], {
+      flakes: [{ dir: '/Users/me/vms', evaluating: true, error: null, warnings: [], lastEvalAt: null }],
+    });
     expect(find(render(evaluating).items, 'Evaluating flake…')).toBeDefined();
   });
 
-  it('a flake error is shown with nix\'s first line, full text in the tooltip', () => {
-    const err = 'error: syntax error, unexpected \'}\'\n       at /Users/me/vms/flake.nix:12:3';
-    const snap = snapshot([], { flakes: [{ dir: '/Users/me/vms', evaluating: false, error: err, warnings: [], lastEvalAt: 1 }] });
+  it("a flake error is shown with nix's first line, full text in the tooltip", () => {
+    const err = "error: syntax error, unexpected '}'\n       at /Users/me/vms/flake.nix:12:3";
+    const snap = snapshot([], {
+      flakes: [{ dir: '/Users/me/vms', evaluating: false, error: err, warnings: [], lastEvalAt: 1 }],
+    });
     const item = find(render(snap).items, /^⚠ vms: error: syntax error/);
     expect(item?.enabled).toBe(false);
     expect(item?.toolTip).toBe(err);
@@ -203,7 +244,9 @@ describe('global menu items', () => {
 
   it('Rebuild All Stale counts stale VMs and is disabled when none', () => {
     expect(find(render(snapshot([vm()])).items, 'Rebuild All Stale')?.enabled).toBe(false);
-    const { items, dispatched } = render(snapshot([vm({ stale: true }), vm({ name: 'db', stale: true }), vm({ name: 'c' })]));
+    const { items, dispatched } = render(
+      snapshot([vm({ stale: true }), vm({ name: 'db', stale: true }), vm({ name: 'c' })]),
+    );
     click(find(items, 'Rebuild All Stale (2)'));
     expect(dispatched).toEqual([{ kind: 'agent', method: 'rebuildStale', params: {} }]);
   });
@@ -213,7 +256,9 @@ describe('global menu items', () => {
     click(find(one.items, 'Open Flake Folder'));
     expect(one.dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/Users/me/vms' } }]);
     const flake = (dir: string) => ({ dir, evaluating: false, error: null, warnings: [], lastEvalAt: 1 });
-    const two = render(snapshot([], { flakes: [flake('/a'), flake('/b')], settings: settings({ flakes: ['/a', '/b'] }) }));
+    const two = render(
+      snapshot([], { flakes: [flake('/a'), flake('/b')], settings: settings({ flakes: ['/a', '/b'] }) }),
+    );
     const sub = find(two.items, 'Open Flake Folder')!.submenu as Item[];
     click(find(sub, '/b'));
     expect(two.dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/b' } }]);
@@ -239,7 +284,9 @@ describe('global menu items', () => {
 
   it('Quit says it will stop running VMs when the on-quit policy is stop', () => {
     const up = [vm({ state: 'running' }), vm({ name: 'db', state: 'starting' }), vm({ name: 'c' })];
-    expect(render(snapshot(up, { settings: settings({ onQuit: 'stop' }) })).items.at(-1)!.label).toBe('Quit NixVM and Stop 2 VMs');
+    expect(render(snapshot(up, { settings: settings({ onQuit: 'stop' }) })).items.at(-1)!.label).toBe(
+      'Quit NixVM and Stop 2 VMs',
+    );
     const keep = render(snapshot(up)).items.at(-1)!;
     expect(keep.label).toBe('Quit NixVM');
     expect(keep.toolTip).toMatch(/keep running/);
@@ -247,7 +294,9 @@ describe('global menu items', () => {
 
   it('notices that could not be shown as notifications appear at the top and open their log', () => {
     const { items, dispatched } = render(snapshot([vm()]), {
-      unseenNotices: [{ level: 'error', title: 'Build failed', body: 'web: builder exited with 1', vm: 'web', log: 'build' }],
+      unseenNotices: [
+        { level: 'error', title: 'Build failed', body: 'web: builder exited with 1', vm: 'web', log: 'build' },
+      ],
     });
     expect(items[0]!.label).toBe('⚠ Build failed: web: builder exited with 1');
     click(items[0]);

@@ -12,16 +12,31 @@ import {
 import type { RunOptions, RunResult } from '../../src/core/runner.ts';
 import { RunError } from '../../src/core/runner.ts';
 
-const fixture = (name: string): string => readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'ifconfig', name), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'ifconfig', name), 'utf8');
 
 describe('parsing macOS ifconfig', () => {
   it('finds the vmnet bridge with its members and addresses', () => {
     const ifaces = parseIfconfig(fixture('one-vm.txt'));
-    expect(ifaces.map((i) => i.name)).toEqual(['lo0', 'gif0', 'stf0', 'anpi0', 'en0', 'bridge0', 'awdl0', 'utun0', 'vmenet0', 'bridge100']);
+    expect(ifaces.map((i) => i.name)).toEqual([
+      'lo0',
+      'gif0',
+      'stf0',
+      'anpi0',
+      'en0',
+      'bridge0',
+      'awdl0',
+      'utun0',
+      'vmenet0',
+      'bridge100',
+    ]);
     const b = ifaces.find((i) => i.name === 'bridge100')!;
     expect(b.members).toEqual(['vmenet0']);
     expect(b.inet).toEqual([{ address: '192.168.64.1', prefixLen: 24 }]);
-    expect(b.inet6.map((a) => a.address)).toEqual(['fe80::147d:daff:fe5b:3c64', 'fd4e:7e2a:9f31:5c0d:1459:c4f3:2e08:b17a']);
+    expect(b.inet6.map((a) => a.address)).toEqual([
+      'fe80::147d:daff:fe5b:3c64',
+      'fd4e:7e2a:9f31:5c0d:1459:c4f3:2e08:b17a',
+    ]);
     expect(b.ether).toBe('16:7d:da:5b:3c:64');
     expect(b.up).toBe(true);
     expect(b.status).toBe('active');
@@ -31,7 +46,7 @@ describe('parsing macOS ifconfig', () => {
   });
 
   it('tolerates CRLF and junk between blocks', () => {
-    const text = 'junk at the top\r\n' + fixture('one-vm.txt').replace(/\n/g, '\r\n') + 'trailing garbage: no flags\r\n\tmember: vmenet9 flags=3<>\r\n';
+    const text = `junk at the top\r\n${fixture('one-vm.txt').replace(/\n/g, '\r\n')}trailing garbage: no flags\r\n\tmember: vmenet9 flags=3<>\r\n`;
     const b = parseIfconfig(text).find((i) => i.name === 'bridge100')!;
     // The stray member line after the junk must not be attributed to bridge100.
     expect(b.members).toEqual(['vmenet0']);
@@ -44,7 +59,10 @@ describe('picking the bridge for a VM', () => {
   const none = parseIfconfig(fixture('no-vmnet.txt'));
 
   it('a setting wins over everything', () => {
-    expect(pickBridge(two, { setting: 'bridge105', vmenet: 'vmenet1' })).toEqual({ name: 'bridge105', reason: 'setting' });
+    expect(pickBridge(two, { setting: 'bridge105', vmenet: 'vmenet1' })).toEqual({
+      name: 'bridge105',
+      reason: 'setting',
+    });
   });
 
   it('the bridge that has the VM’s vmenet as a member', () => {
@@ -55,7 +73,10 @@ describe('picking the bridge for a VM', () => {
 
   it('else the bridge whose subnet holds the VM’s IPv4', () => {
     expect(pickBridge(two, { ipv4: '192.168.105.7' })).toEqual({ name: 'bridge102', reason: 'subnet' });
-    expect(pickBridge(two, { vmenet: 'vmenet9', ipv4: '192.168.64.30' })).toEqual({ name: 'bridge101', reason: 'subnet' });
+    expect(pickBridge(two, { vmenet: 'vmenet9', ipv4: '192.168.64.30' })).toEqual({
+      name: 'bridge101',
+      reason: 'subnet',
+    });
   });
 
   it('else the bridge on 192.168.64.x, not blindly bridge100', () => {
@@ -113,11 +134,22 @@ describe('BridgeDetector', () => {
 
   it('falls back to bridge100 with a sentence when ifconfig fails or times out', async () => {
     const runner = fakeRunner(() => {
-      throw new RunError({ argv: ['/sbin/ifconfig'], exitCode: null, signal: 'SIGTERM', stdout: '', stderr: '', durationMs: 2000, cancelled: false, timedOut: true });
+      throw new RunError({
+        argv: ['/sbin/ifconfig'],
+        exitCode: null,
+        signal: 'SIGTERM',
+        stdout: '',
+        stderr: '',
+        durationMs: 2000,
+        cancelled: false,
+        timedOut: true,
+      });
     });
     const d = new BridgeDetector({ runner, platform: 'darwin' });
     expect(await d.bridgeFor({ vmenet: 'vmenet0' })).toEqual({ name: 'bridge100', reason: 'default' });
-    expect(d.lastError).toMatch(/^Could not list network interfaces with ifconfig \(ifconfig timed out\); using bridge100/);
+    expect(d.lastError).toMatch(
+      /^Could not list network interfaces with ifconfig \(ifconfig timed out\); using bridge100/,
+    );
   });
 
   it('off macOS it does not pretend: no ifconfig run, default bridge', async () => {

@@ -49,7 +49,9 @@ describe('parsing bootpd leases', () => {
     expect(parseLeases('')).toEqual([]);
     expect(parseLeases('}\n{\n}\nname=x\nip_address=1.2.3.4\n')).toEqual([]);
     // An unterminated block followed by a good one: only the good one.
-    const l = parseLeases('{\n ip_address=10.0.0.1\n hw_address=1,1:2:3:4:5:6\n{\n ip_address=10.0.0.2\n hw_address=1,1:2:3:4:5:6\n}\n');
+    const l = parseLeases(
+      '{\n ip_address=10.0.0.1\n hw_address=1,1:2:3:4:5:6\n{\n ip_address=10.0.0.2\n hw_address=1,1:2:3:4:5:6\n}\n',
+    );
     expect(l.map((x) => x.ipAddress)).toEqual(['10.0.0.2']);
   });
 });
@@ -79,7 +81,7 @@ describe('finding the address of a MAC', () => {
     const leases = parseLeases(text('duplicates-and-duids.leases'));
     expect(findLeaseForMac(leases, '62:a8:2f:7d:f5:3a')?.ipAddress).toBe('192.168.64.7');
     const plain = parseLeases(
-      text('duplicates-and-duids.leases') + '{\n\tip_address=192.168.64.50\n\thw_address=1,62:a8:2f:7d:f5:3a\n\tlease=0x1\n}\n',
+      `${text('duplicates-and-duids.leases')}{\n\tip_address=192.168.64.50\n\thw_address=1,62:a8:2f:7d:f5:3a\n\tlease=0x1\n}\n`,
     );
     expect(findLeaseForMac(plain, '62:a8:2f:7d:f5:3a')?.ipAddress).toBe('192.168.64.50');
   });
@@ -111,7 +113,10 @@ describe('ipv4ForMac on files', () => {
     const f = path.join(dir, 'dhcpd_leases');
     await writeFile(f, text('basic.leases'));
     expect(await ipv4ForMac(f, '52:54:00:99:00:01')).toBeNull();
-    await writeFile(f, text('basic.leases') + '{\n\tname=new\n\tip_address=192.168.64.9\n\thw_address=1,52:54:0:99:0:1\n\tlease=0x6800000\n}\n');
+    await writeFile(
+      f,
+      `${text('basic.leases')}{\n\tname=new\n\tip_address=192.168.64.9\n\thw_address=1,52:54:0:99:0:1\n\tlease=0x6800000\n}\n`,
+    );
     expect(await ipv4ForMac(f, '52:54:00:99:00:01')).toBe('192.168.64.9');
   });
 

@@ -14,14 +14,29 @@ import { formatIpv6, isLinkLocalIpv6, linkLocalFromMac, splitZone } from '../../
 describe('MAC parsing', () => {
   it('reads every spelling users and macOS write as the same six bytes', () => {
     const want = [0x52, 0x54, 0x00, 0x0a, 0x0b, 0xc0];
-    for (const s of ['52:54:00:0a:0b:c0', '52:54:0:a:b:c0', '52:54:00:0A:0B:C0', '52-54-00-0a-0b-c0', '5254000A0BC0', '  52:54:0:A:b:C0\n']) {
+    for (const s of [
+      '52:54:00:0a:0b:c0',
+      '52:54:0:a:b:c0',
+      '52:54:00:0A:0B:C0',
+      '52-54-00-0a-0b-c0',
+      '5254000A0BC0',
+      '  52:54:0:A:b:C0\n',
+    ]) {
       expect(parseMac(s), s).toEqual(want);
     }
     expect(normalizeMac('52:54:0:A:b:C0')).toBe('52:54:00:0a:0b:c0');
   });
 
   it('rejects what is not a MAC, naming the value', () => {
-    for (const s of ['', '52:54:00:12:34', '52:54:00:12:34:56:78', '52:54:00:12:34:5g', '52:54:00:123:4:5', '52:54-00:12:34:56', 'ff,f1:f5:dd:7f:0:2']) {
+    for (const s of [
+      '',
+      '52:54:00:12:34',
+      '52:54:00:12:34:56:78',
+      '52:54:00:12:34:5g',
+      '52:54:00:123:4:5',
+      '52:54-00:12:34:56',
+      'ff,f1:f5:dd:7f:0:2',
+    ]) {
       expect(parseMac(s), s).toBeNull();
     }
     expect(() => normalizeMac('nope')).toThrow(InvalidMacError);

@@ -27,7 +27,9 @@ afterAll(async () => {
 });
 
 /** What `ssh -G` (real OpenSSH, no connection) resolves for these arguments. */
-async function sshResolve(args: string[]): Promise<{ get(key: string): string | undefined; all(key: string): string[] }> {
+async function sshResolve(
+  args: string[],
+): Promise<{ get(key: string): string | undefined; all(key: string): string[] }> {
   const r = await run(['ssh', '-G', ...args]);
   const m = new Map<string, string[]>();
   for (const line of r.stdout.split('\n')) {
@@ -41,11 +43,16 @@ describe('sshArgv', () => {
   it('turns off host-key checks for throwaway VMs and puts the host last, alone', () => {
     expect(sshArgv({ host: '192.168.64.3', user: 'alice', port: 2222 })).toEqual([
       'ssh',
-      '-o', 'StrictHostKeyChecking=no',
-      '-o', 'UserKnownHostsFile=/dev/null',
-      '-o', 'LogLevel=ERROR',
-      '-p', '2222',
-      '-l', 'alice',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-p',
+      '2222',
+      '-l',
+      'alice',
       '192.168.64.3',
     ]);
   });
@@ -76,7 +83,12 @@ describe('sshArgv', () => {
   it('is what real ssh resolves, for an IPv6 link-local with its zone', async () => {
     // ssh drops an -i file that does not exist, so make one.
     await writeFile(path.join(tmp, 'id key'), '');
-    const argv = sshArgv({ host: 'fe80::5054:ff:fe12:3456%bridge100', user: 'my user', port: 2222, identityFile: path.join(tmp, 'id key') });
+    const argv = sshArgv({
+      host: 'fe80::5054:ff:fe12:3456%bridge100',
+      user: 'my user',
+      port: 2222,
+      identityFile: path.join(tmp, 'id key'),
+    });
     const got = await sshResolve(['-F', '/dev/null', ...argv.slice(1)]);
     expect(got.get('hostname')).toBe('fe80::5054:ff:fe12:3456%bridge100');
     expect(got.get('user')).toBe('my user');
@@ -107,7 +119,7 @@ const HOSTILE = [
   '~tilde',
   '#hash',
   'ünïcödé 名前',
-  "mixed 'single' and \"double\" and \\ and $x",
+  'mixed \'single\' and "double" and \\ and $x',
 ];
 
 describe('sshCommandLine', () => {
@@ -181,7 +193,9 @@ describe('ssh config', () => {
       { vm: 'db', host: 'fe80::1%bridge100', user: 'root', port: 2222, identityFile: '/k/id' },
     ]);
     expect(text).toContain('Host nixvm-web\n  HostName 192.168.64.3\n  User alice\n  Port 22\n');
-    expect(text).toContain('Host nixvm-db\n  HostName fe80::1%%bridge100\n  User root\n  Port 2222\n  IdentityFile /k/id\n');
+    expect(text).toContain(
+      'Host nixvm-db\n  HostName fe80::1%%bridge100\n  User root\n  Port 2222\n  IdentityFile /k/id\n',
+    );
     expect(text.match(/StrictHostKeyChecking no/g)).toHaveLength(2);
     expect(text.match(/UserKnownHostsFile \/dev\/null/g)).toHaveLength(2);
   });
@@ -207,7 +221,9 @@ describe('ssh config', () => {
   });
 
   it('refuses values an ssh config cannot hold', () => {
-    expect(() => renderSshConfig([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }])).toThrow(/control characters/);
+    expect(() => renderSshConfig([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }])).toThrow(
+      /control characters/,
+    );
   });
 
   it('writes atomically into its own file with mode 0600, leaving no temp files', async () => {
@@ -221,7 +237,9 @@ describe('ssh config', () => {
     expect(after.ino).not.toBe(before.ino); // replaced by rename, never rewritten in place
     expect(await readFile(file, 'utf8')).toContain('Host nixvm-b');
     // A bad entry fails before anything is touched: the old file stays whole.
-    await expect(writeSshConfig(file, [{ vm: 'c', host: '-x', user: 'u', port: 22 }], tmp)).rejects.toThrow(SshTargetError);
+    await expect(writeSshConfig(file, [{ vm: 'c', host: '-x', user: 'u', port: 22 }], tmp)).rejects.toThrow(
+      SshTargetError,
+    );
     expect(await readFile(file, 'utf8')).toContain('Host nixvm-b');
     expect(await readdir(dir)).toEqual(['ssh_config']);
   });
@@ -230,7 +248,9 @@ describe('ssh config', () => {
     const home = path.join(tmp, 'home-guard');
     await mkdir(path.join(home, '.ssh'), { recursive: true });
     await writeFile(userSshConfigPath(home), 'Host mine\n');
-    await expect(writeSshConfig(userSshConfigPath(home), [], home)).rejects.toThrow(/does not write .*your own ssh config/);
+    await expect(writeSshConfig(userSshConfigPath(home), [], home)).rejects.toThrow(
+      /does not write .*your own ssh config/,
+    );
     await symlink(userSshConfigPath(home), path.join(home, 'link'));
     await expect(writeSshConfig(path.join(home, 'link'), [], home)).rejects.toThrow(SshTargetError);
     expect(await readFile(userSshConfigPath(home), 'utf8')).toBe('Host mine\n');

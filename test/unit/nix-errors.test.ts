@@ -16,7 +16,7 @@ const ctx = (over: Partial<Parameters<typeof translateEvalError>[1]> = {}) => ({
 });
 
 describe('translateEvalError', () => {
-  it('names the file, line and column of a syntax error, in the user\'s directory', () => {
+  it("names the file, line and column of a syntax error, in the user's directory", () => {
     const stderr = [
       "error: syntax error, unexpected end of file, expecting ';'",
       '',
@@ -84,7 +84,7 @@ describe('translateEvalError', () => {
     expect(t.message).toBe("VM 'web' refers to hosts/gone.nix, which does not exist; create it or fix the reference.");
   });
 
-  it('summarises other evaluation errors with nix\'s own cause, also from newer nix traces', () => {
+  it("summarises other evaluation errors with nix's own cause, also from newer nix traces", () => {
     const abort = translateEvalError(
       "error: evaluation aborted with the following error message: 'the aborts VM gave up'\n(use '--show-trace' to show detailed location information)\n",
       ctx({ subject: "VM 'aborts'" }),
@@ -98,7 +98,7 @@ describe('translateEvalError', () => {
         "       … while evaluating the attribute 'config.system.build.toplevel'",
         `         at ${SRC}/flake.nix:12:5:`,
         '',
-        '       … while calling the \'throw\' builtin',
+        "       … while calling the 'throw' builtin",
         '',
         '       error: services.web.listen must be set',
       ].join('\n'),
@@ -125,7 +125,9 @@ describe('build errors', () => {
       drvPath: '/nix/store/9h4dm1vrg36w4ixnsrhrixjw3ipq7db0-nixos-system-web.drv',
     });
     const advice = linuxBuilderAdvice("Building VM 'web'", rs!);
-    expect(advice).toMatch(/^Building VM 'web' needs a builder for aarch64-linux, but this machine is aarch64-darwin; set up a Linux builder/);
+    expect(advice).toMatch(
+      /^Building VM 'web' needs a builder for aarch64-linux, but this machine is aarch64-darwin; set up a Linux builder/,
+    );
     expect(advice).toContain('nix.linux-builder.enable = true;');
     expect(advice).toContain('`builders` in /etc/nix/nix.conf');
   });
@@ -145,10 +147,14 @@ describe('build errors', () => {
   it('finds the failing derivation in both wordings, and reads the internal-json stream', () => {
     const drv = '/nix/store/02bd15fr13yviwg709f5nbkffmbdr8xl-failing.drv';
     const json = `@nix {"action":"msg","level":0,"msg":"\\u001b[31;1merror:\\u001b[0m builder for '\\u001b[35;1m${drv}\\u001b[0m' failed with exit code 3"}`;
-    expect(nixErrorText(`@nix {"action":"stop","id":1}\n${json}\n`)).toBe(`error: builder for '${drv}' failed with exit code 3`);
+    expect(nixErrorText(`@nix {"action":"stop","id":1}\n${json}\n`)).toBe(
+      `error: builder for '${drv}' failed with exit code 3`,
+    );
     expect(failedBuilder(nixErrorText(json))).toEqual({ drvPath: drv, how: 'exit code 3' });
     expect(
-      failedBuilder(`error: Cannot build '${drv}'.\n       Reason: builder failed with exit code 1.\n       Output paths:\n`),
+      failedBuilder(
+        `error: Cannot build '${drv}'.\n       Reason: builder failed with exit code 1.\n       Output paths:\n`,
+      ),
     ).toEqual({ drvPath: drv, how: 'exit code 1' });
     expect(failedBuilder("error: builder for '/nix/store/aaaa-x.drv' failed due to signal 9 (Killed)")).toEqual({
       drvPath: '/nix/store/aaaa-x.drv',

@@ -4,13 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { rotateLogs, vmDirName } from '../../src/core/nix/build.ts';
-import {
-  changedVms,
-  resolveShareSource,
-  respeccedVms,
-  toVmSpec,
-  VM_DEFAULTS,
-} from '../../src/core/nix/inventory.ts';
+import { changedVms, resolveShareSource, respeccedVms, toVmSpec, VM_DEFAULTS } from '../../src/core/nix/inventory.ts';
 import { nixString } from '../../src/core/nix/inventory-expr.ts';
 import { flakeInstallable, toplevelInstallable } from '../../src/core/nix/nix.ts';
 import { isIgnoredPath } from '../../src/core/nix/watcher.ts';
@@ -20,7 +14,13 @@ const DRV = '/nix/store/xxpl0fgqvw558n23r93nrdaj4srqkaz4-nixos-system-web.drv';
 
 describe('resolveShareSource', () => {
   it('reads "$PWD/…" the way the seed writes it, relative to the flake directory', () => {
-    for (const raw of ['"$PWD/persistent"', "'$PWD/persistent'", '$PWD/persistent', '"${PWD}/persistent"', '"$PWD"/persistent']) {
+    for (const raw of [
+      '"$PWD/persistent"',
+      "'$PWD/persistent'",
+      '$PWD/persistent',
+      '"${PWD}/persistent"',
+      '"$PWD"/persistent',
+    ]) {
       expect(resolveShareSource(raw, FLAKE)).toEqual({ ok: true, path: '/Users/me/vms/persistent' });
     }
     expect(resolveShareSource('"$PWD"', FLAKE)).toEqual({ ok: true, path: FLAKE });
@@ -33,7 +33,16 @@ describe('resolveShareSource', () => {
   });
 
   it('refuses anything a shell would have to resolve, and relative paths', () => {
-    for (const raw of ['$HOME/data', '"${SHARED_DIR:-/tmp}"', 'data', './data', '$PWDX/data', '"$PWD/$USER"', '`pwd`/x', '']) {
+    for (const raw of [
+      '$HOME/data',
+      '"${SHARED_DIR:-/tmp}"',
+      'data',
+      './data',
+      '$PWDX/data',
+      '"$PWD/$USER"',
+      '`pwd`/x',
+      '',
+    ]) {
       const r = resolveShareSource(raw, FLAKE);
       expect(r.ok, raw).toBe(false);
     }
@@ -49,7 +58,9 @@ describe('resolveShareSource', () => {
 describe('toVmSpec', () => {
   it('refuses a VM that boots from a Nix store image, saying what to set instead', () => {
     const r = toVmSpec('web', { drvPath: DRV, useNixStoreImage: true, mountHostNixStore: false }, FLAKE);
-    expect('error' in r && r.error).toMatch(/^VM 'web' sets virtualisation.useNixStoreImage, which nixvm does not support .*set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true/);
+    expect('error' in r && r.error).toMatch(
+      /^VM 'web' sets virtualisation.useNixStoreImage, which nixvm does not support .*set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true/,
+    );
     expect('spec' in toVmSpec('web', { drvPath: DRV, useNixStoreImage: false }, FLAKE)).toBe(true);
   });
 
@@ -80,7 +91,12 @@ describe('toVmSpec', () => {
   it('picks the first normal user by name, the first ssh port, and a default resolution with graphics', () => {
     const r = toVmSpec(
       'web',
-      { drvPath: DRV, graphics: true, ssh: { enable: true, port: 2222, users: ['zoe', 'alice'] }, macAddress: 'F6:25:E2:48:58:1E' },
+      {
+        drvPath: DRV,
+        graphics: true,
+        ssh: { enable: true, port: 2222, users: ['zoe', 'alice'] },
+        macAddress: 'F6:25:E2:48:58:1E',
+      },
       FLAKE,
     );
     if (!('spec' in r)) throw new Error(r.error);
@@ -154,7 +170,17 @@ describe('nix argument builders', () => {
 describe('watcher ignore rules', () => {
   it('skips VCS data, build links, dependencies and share dirs by path alone', () => {
     const ign = (rel: string, extra?: Set<string>) => isIgnoredPath(FLAKE, path.join(FLAKE, rel), extra);
-    for (const rel of ['.git', '.git/index', 'result', 'result-dev', 'node_modules/x/y.nix', '.direnv/flake-profile', 'disk.img', '.flake.nix.swp', 'flake.nix~']) {
+    for (const rel of [
+      '.git',
+      '.git/index',
+      'result',
+      'result-dev',
+      'node_modules/x/y.nix',
+      '.direnv/flake-profile',
+      'disk.img',
+      '.flake.nix.swp',
+      'flake.nix~',
+    ]) {
       expect(ign(rel), rel).toBe(true);
     }
     for (const rel of ['flake.nix', 'hosts/web.nix', 'results.nix', 'modules/git.nix']) {

@@ -37,11 +37,17 @@ const NIX28_END = [
 
 describe('parseNixLogLine', () => {
   it('keeps activity ids exact beyond 2^53, where JSON.parse would merge them', () => {
-    const a = parseNixLogLine('@nix {"action":"start","id":9007199254740993,"level":3,"text":"a","type":105,"fields":[]}');
-    const b = parseNixLogLine('@nix {"action":"start","id":9007199254740992,"level":3,"text":"b","type":105,"fields":[]}');
+    const a = parseNixLogLine(
+      '@nix {"action":"start","id":9007199254740993,"level":3,"text":"a","type":105,"fields":[]}',
+    );
+    const b = parseNixLogLine(
+      '@nix {"action":"start","id":9007199254740992,"level":3,"text":"b","type":105,"fields":[]}',
+    );
     expect(a).toMatchObject({ action: 'start', id: '9007199254740993' });
     expect(b).toMatchObject({ action: 'start', id: '9007199254740992' });
-    expect(parseNixLogLine('@nix {"action":"start","id":1,"parent":18446744073709551615,"type":0,"text":""}')).toMatchObject({
+    expect(
+      parseNixLogLine('@nix {"action":"start","id":1,"parent":18446744073709551615,"type":0,"text":""}'),
+    ).toMatchObject({
       parent: '18446744073709551615',
     });
   });
@@ -73,7 +79,13 @@ describe('ProgressTracker', () => {
       if (out.line !== undefined) lines.push(out.line);
     }
     const mid = t.progress();
-    expect(mid).toMatchObject({ buildsDone: 1, buildsExpected: 2, buildsRunning: 1, currentDrv: TOP, lastLine: 'more' });
+    expect(mid).toMatchObject({
+      buildsDone: 1,
+      buildsExpected: 2,
+      buildsRunning: 1,
+      currentDrv: TOP,
+      lastLine: 'more',
+    });
     expect(mid.percent).toBe(50);
     // The "copying" (level 4) and "querying" (level 6) activities are not what nix shows by default.
     expect(lines).toEqual([`building '${DEP}'`, 'dep1> building dep1', 'dep1> more', `building '${TOP}'`]);
@@ -110,8 +122,12 @@ describe('ProgressTracker', () => {
     feed('{"action":"result","fields":[0,1,0,0],"id":2,"type":105}');
     feed('{"action":"result","fields":[0,3,0,0],"id":3,"type":105}');
     feed('{"action":"result","fields":[101,3000000],"id":1,"type":106}');
-    feed('{"action":"start","id":4,"level":4,"text":"copying path \'/nix/store/aaa-glibc\' from \'https://cache.nixos.org\'","type":100,"parent":3,"fields":["/nix/store/aaa-glibc","https://cache.nixos.org","local"]}');
-    const dl = feed('{"action":"start","id":5,"level":4,"text":"downloading \'https://cache.nixos.org/nar/x.nar.xz\'","type":101,"parent":4,"fields":["https://cache.nixos.org/nar/x.nar.xz"]}');
+    feed(
+      '{"action":"start","id":4,"level":4,"text":"copying path \'/nix/store/aaa-glibc\' from \'https://cache.nixos.org\'","type":100,"parent":3,"fields":["/nix/store/aaa-glibc","https://cache.nixos.org","local"]}',
+    );
+    const dl = feed(
+      '{"action":"start","id":5,"level":4,"text":"downloading \'https://cache.nixos.org/nar/x.nar.xz\'","type":101,"parent":4,"fields":["https://cache.nixos.org/nar/x.nar.xz"]}',
+    );
     expect(dl.line).toBeUndefined(); // level 4: not shown by default
     feed('{"action":"result","fields":[1000000,2000000,0,0],"id":5,"type":105}');
     feed('{"action":"result","fields":[1,3,1,0],"id":3,"type":105}');
@@ -129,7 +145,9 @@ describe('ProgressTracker', () => {
   it('reports the builder phase and post-build log lines, ignores unknown types and ids', () => {
     const t = new ProgressTracker();
     const drv = '/nix/store/0c8ia9qm1pvmd9vrb8ldxp4cr3b9xv7p-hello-2.12.drv';
-    t.feed(`@nix {"action":"start","id":10,"level":3,"text":"building '${drv}'","type":105,"fields":["${drv}","",1,1]}`);
+    t.feed(
+      `@nix {"action":"start","id":10,"level":3,"text":"building '${drv}'","type":105,"fields":["${drv}","",1,1]}`,
+    );
     t.feed('@nix {"action":"result","fields":["unpackPhase"],"id":10,"type":104}');
     expect(t.progress()).toMatchObject({ currentDrv: drv, phase: 'unpackPhase' });
     t.feed('@nix {"action":"result","fields":["buildPhase"],"id":10,"type":104}');
@@ -147,7 +165,9 @@ describe('ProgressTracker', () => {
     const t = new ProgressTracker({ tailLines: 3 });
     t.feed(`@nix {"action":"start","id":1,"level":3,"text":"building '${DEP}'","type":105,"fields":["${DEP}","",1,1]}`);
     for (let i = 1; i <= 5; i++) t.feed(`@nix {"action":"result","fields":["line ${i}"],"id":1,"type":101}`);
-    const err = t.feed(`@nix {"action":"msg","level":0,"msg":"\\u001b[31;1merror:\\u001b[0m builder for '${DEP}' failed with exit code 2"}`);
+    const err = t.feed(
+      `@nix {"action":"msg","level":0,"msg":"\\u001b[31;1merror:\\u001b[0m builder for '${DEP}' failed with exit code 2"}`,
+    );
     expect(err.line).toBe(`error: builder for '${DEP}' failed with exit code 2`);
     expect(t.errors).toEqual([`error: builder for '${DEP}' failed with exit code 2`]);
     expect(t.logTail(DEP)).toEqual(['line 3', 'line 4', 'line 5']);

@@ -31,12 +31,15 @@ describe('runner', () => {
 
   it('keeps only a tail of stderr when asked, while still streaming every line', async () => {
     let lines = 0;
-    const r = await run(['/bin/sh', '-c', 'i=0; while [ $i -lt 5000 ]; do echo "line $i" >&2; i=$((i+1)); done; echo out'], {
-      stderrTailChars: 100,
-      onLine: (_l, stream) => {
-        if (stream === 'stderr') lines++;
+    const r = await run(
+      ['/bin/sh', '-c', 'i=0; while [ $i -lt 5000 ]; do echo "line $i" >&2; i=$((i+1)); done; echo out'],
+      {
+        stderrTailChars: 100,
+        onLine: (_l, stream) => {
+          if (stream === 'stderr') lines++;
+        },
       },
-    });
+    );
     expect(lines).toBe(5000);
     expect(r.stderr.length).toBeLessThanOrEqual(100);
     expect(r.stderr.endsWith('line 4999\n')).toBe(true);

@@ -2,7 +2,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MAX_SOCKET_PATH_BYTES, prepareRuntimeDirs, runtimePaths, usesShortSocketDir, vmDirName } from '../../src/core/vm/runtime-paths.ts';
+import {
+  MAX_SOCKET_PATH_BYTES,
+  prepareRuntimeDirs,
+  runtimePaths,
+  usesShortSocketDir,
+  vmDirName,
+} from '../../src/core/vm/runtime-paths.ts';
 
 const uid = process.getuid!();
 const cleanup: string[] = [];

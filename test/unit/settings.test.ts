@@ -94,7 +94,12 @@ describe('SettingsStore', () => {
     const s = open();
     const seen: Array<[Settings, Settings]> = [];
     s.onChange((now, prev) => seen.push([now, prev]));
-    const after = s.update({ flakes: ['/Users/me/vms/'], autoRebuild: 'restart', autostart: { web: true }, stopTimeoutSec: 5 });
+    const after = s.update({
+      flakes: ['/Users/me/vms/'],
+      autoRebuild: 'restart',
+      autostart: { web: true },
+      stopTimeoutSec: 5,
+    });
     expect(after.flakes).toEqual(['/Users/me/vms']);
     expect(after.autoRebuild).toBe('restart');
     expect(after.terminalApp).toBe('Terminal');
@@ -211,11 +216,22 @@ describe('SettingsStore', () => {
     expect(readFileJson()).toMatchObject({ autoRebuild: 'off' });
     expect(fs.readFileSync(path.join(dir, 'state', 'vms', 'web', 'booted.json'), 'utf8')).toBe('{"keep":1}');
     expect(fs.readFileSync(path.join(dir, 'notes.txt'), 'utf8')).toBe('mine');
-    expect(fs.readdirSync(dir).sort()).toEqual(['notes.txt', 'settings.json', 'settings.json.corrupt-2030-01-02T03-04-05-678Z', 'state']);
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'notes.txt',
+      'settings.json',
+      'settings.json.corrupt-2030-01-02T03-04-05-678Z',
+      'state',
+    ]);
   });
 
   it('moves a file that breaks the schema aside, naming the field, and keeps its good fields', () => {
-    const bad = JSON.stringify({ flakes: ['/ok'], stopTimeoutSec: -5, autoRebuild: 'sometimes', onQuit: 'stop', futureKnob: 1 });
+    const bad = JSON.stringify({
+      flakes: ['/ok'],
+      stopTimeoutSec: -5,
+      autoRebuild: 'sometimes',
+      onQuit: 'stop',
+      futureKnob: 1,
+    });
     fs.writeFileSync(settingsFile(), bad);
     const s = open();
     expect(s.get().stopTimeoutSec).toBe(30);

@@ -8,19 +8,38 @@ export function settings(over: Partial<Settings> = {}): Settings {
 
 export function idleBuild(over: Partial<BuildInfo> = {}): BuildInfo {
   return {
-    status: 'idle', progress: null, error: null, detail: null, logPath: null,
-    again: false, startedAt: null, finishedAt: null, ...over,
+    status: 'idle',
+    progress: null,
+    error: null,
+    detail: null,
+    logPath: null,
+    again: false,
+    startedAt: null,
+    finishedAt: null,
+    ...over,
   };
 }
 
-export function buildingBuild(percent: number, currentDrv = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web.drv'): BuildInfo {
+export function buildingBuild(
+  percent: number,
+  currentDrv = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web.drv',
+): BuildInfo {
   return idleBuild({
     status: 'building',
     startedAt: 1,
     logPath: '/state/web/build.log',
     progress: {
-      buildsDone: 1, buildsExpected: 4, buildsRunning: 1, downloadsDone: 0, downloadsExpected: 0,
-      bytesDone: 0, bytesExpected: 0, currentDrv, phase: 'buildPhase', lastLine: 'compiling…', percent,
+      buildsDone: 1,
+      buildsExpected: 4,
+      buildsRunning: 1,
+      downloadsDone: 0,
+      downloadsExpected: 0,
+      bytesDone: 0,
+      bytesExpected: 0,
+      currentDrv,
+      phase: 'buildPhase',
+      lastLine: 'compiling…',
+      percent,
     },
   });
 }
@@ -31,27 +50,58 @@ export function vm(over: Partial<VmSnapshot> & { name?: string } = {}): VmSnapsh
     name,
     flake: '/Users/me/vms',
     spec: {
-      name, flake: '/Users/me/vms', drvPath: `/nix/store/x-${name}.drv`, system: 'aarch64-linux',
-      kernelParams: [], cpus: 2, memoryMiB: 2048, macAddress: null, rosetta: true, shares: [],
-      graphics: false, resolution: null, mountHostNixStore: true,
+      name,
+      flake: '/Users/me/vms',
+      drvPath: `/nix/store/x-${name}.drv`,
+      system: 'aarch64-linux',
+      kernelParams: [],
+      cpus: 2,
+      memoryMiB: 2048,
+      macAddress: null,
+      rosetta: true,
+      shares: [],
+      graphics: false,
+      resolution: null,
+      mountHostNixStore: true,
       ssh: { enabled: true, port: 22, user: 'alice' },
     },
     state: 'stopped',
     stale: false,
     drvPath: `/nix/store/x-${name}.drv`,
-    builtDrvPath: null, builtOutPath: null, bootedDrvPath: null, bootedOutPath: null,
-    cpus: 2, memoryMiB: 2048,
+    builtDrvPath: null,
+    builtOutPath: null,
+    bootedDrvPath: null,
+    bootedOutPath: null,
+    cpus: 2,
+    memoryMiB: 2048,
     mac: '5a:94:ef:e4:0c:ee',
-    ipv6: null, ipv4: null,
-    shares: [], error: null, build: idleBuild(), pid: null, startedAt: null, exit: null,
-    sshCommand: null, autostart: false, consoleLog: null, stateDir: `/state/${name}`,
+    ipv6: null,
+    ipv4: null,
+    shares: [],
+    error: null,
+    build: idleBuild(),
+    pid: null,
+    startedAt: null,
+    exit: null,
+    sshCommand: null,
+    autostart: false,
+    consoleLog: null,
+    stateDir: `/state/${name}`,
     ...over,
   };
 }
 
 export function snapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
-    agent: { pid: 1, startedAt: 0, version: '0.1.0', nix: '/usr/bin/nix', vfkit: null, problems: [], sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' } },
+    agent: {
+      pid: 1,
+      startedAt: 0,
+      version: '0.1.0',
+      nix: '/usr/bin/nix',
+      vfkit: null,
+      problems: [],
+      sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
+    },
     flakes: [{ dir: '/Users/me/vms', evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
     vms,
     settings: settings(),

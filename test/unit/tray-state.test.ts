@@ -13,19 +13,26 @@ describe('tray icon and title', () => {
     expect(v.tooltip).toContain('2 running: web, db');
   });
 
-  it('building: building icon and the slowest build\'s percentage, even with VMs running', () => {
-    const v = trayView(snapshot([vm({ state: 'running', build: buildingBuild(80.6) }), vm({ name: 'db', build: buildingBuild(33.9) })]));
+  it("building: building icon and the slowest build's percentage, even with VMs running", () => {
+    const v = trayView(
+      snapshot([vm({ state: 'running', build: buildingBuild(80.6) }), vm({ name: 'db', build: buildingBuild(33.9) })]),
+    );
     expect(v).toMatchObject({ icon: 'building', title: '33%' });
     expect(v.tooltip).toContain('Building web, db');
   });
 
   it('a crashed VM, failed build, flake error or agent problem shows the error icon', () => {
-    const crashed = snapshot([vm({ state: 'crashed', exit: { code: 1, signal: null, lastLines: [], at: 1 } }), vm({ name: 'db', state: 'running' })]);
+    const crashed = snapshot([
+      vm({ state: 'crashed', exit: { code: 1, signal: null, lastLines: [], at: 1 } }),
+      vm({ name: 'db', state: 'running' }),
+    ]);
     expect(trayView(crashed)).toMatchObject({ icon: 'error', title: '1' });
     expect(trayView(crashed).tooltip).toContain('Crashed: web');
     const failed = snapshot([vm({ build: { ...vm().build, status: 'failed', error: 'x' } })]);
     expect(trayView(failed).icon).toBe('error');
-    const flake = snapshot([], { flakes: [{ dir: '/f', evaluating: false, error: 'syntax error', warnings: [], lastEvalAt: 1 }] });
+    const flake = snapshot([], {
+      flakes: [{ dir: '/f', evaluating: false, error: 'syntax error', warnings: [], lastEvalAt: 1 }],
+    });
     expect(trayView(flake).icon).toBe('error');
     const problem = snapshot([]);
     problem.agent.problems.push('Could not find nix.');
@@ -35,7 +42,12 @@ describe('tray icon and title', () => {
 
   it('without system notifications, the newest unseen notice is the title (error icon for errors) until seen', () => {
     const running = snapshot([vm({ state: 'running' })]);
-    const crashed = { level: 'error' as const, title: 'db crashed with exit code 1 after 3 s', body: 'kernel panic', vm: 'db' };
+    const crashed = {
+      level: 'error' as const,
+      title: 'db crashed with exit code 1 after 3 s',
+      body: 'kernel panic',
+      vm: 'db',
+    };
     const built = { level: 'info' as const, title: 'web built', body: '/nix/store/x', vm: 'web' };
     const v = trayView(running, [crashed, built]);
     expect(v.icon).toBe('error');

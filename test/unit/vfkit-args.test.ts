@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
-import { MAX_MOUNT_TAG_BYTES, MAX_SOCKET_PATH_BYTES, validateSpec, VfkitConfigError, vfkitArgv, type VfkitArgvInput } from '../../src/core/vm/vfkit-args.ts';
+import {
+  MAX_MOUNT_TAG_BYTES,
+  MAX_SOCKET_PATH_BYTES,
+  validateSpec,
+  VfkitConfigError,
+  vfkitArgv,
+  type VfkitArgvInput,
+} from '../../src/core/vm/vfkit-args.ts';
 import type { VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 // vfkit's own grammar, as the simulator re-implements it: what vfkit will make of our argv.
 import { bootloaderFromCmdLine, deviceFromCmdLine } from '../vfkit-sim/config.ts';
@@ -30,7 +37,14 @@ const PATHS: VmRuntimePaths = {
 };
 
 function input(over: Partial<VmSpec> = {}, rest: Partial<Omit<VfkitArgvInput, 'spec'>> = {}): VfkitArgvInput {
-  return { vfkit: '/opt/homebrew/bin/vfkit', spec: spec(over), closure: CLOSURE, mac: '02:94:ef:00:0a:01', paths: PATHS, ...rest };
+  return {
+    vfkit: '/opt/homebrew/bin/vfkit',
+    spec: spec(over),
+    closure: CLOSURE,
+    mac: '02:94:ef:00:0a:01',
+    paths: PATHS,
+    ...rest,
+  };
 }
 
 const FULL: Partial<VmSpec> = {
@@ -64,28 +78,51 @@ describe('vfkitArgv', () => {
   it('composes the exact argv for a VM with every device', () => {
     expect(vfkitArgv(input(FULL))).toEqual([
       '/opt/homebrew/bin/vfkit',
-      '--cpus', '2',
-      '--memory', '2048',
-      '--bootloader', `linux,kernel=${CLOSURE}/kernel,initrd=${CLOSURE}/initrd,cmdline="console=hvc0 loglevel=4 init=${CLOSURE}/init"`,
-      '--device', 'virtio-net,nat,mac=02:94:ef:00:0a:01',
-      '--device', 'virtio-serial,logFilePath=/logs/vms/web/console.log',
-      '--device', 'virtio-rng',
-      '--device', 'virtio-fs,sharedDir=/nix/store,mountTag=nix-store',
-      '--device', 'virtio-fs,sharedDir=/Users/me/src,mountTag=src',
-      '--device', 'virtio-fs,sharedDir=/Volumes/Data Disk/x=y,mountTag=data',
-      '--device', 'rosetta,mountTag=rosetta',
-      '--device', 'virtio-gpu,width=1920,height=1080',
-      '--device', 'virtio-input,keyboard',
-      '--device', 'virtio-input,pointing',
+      '--cpus',
+      '2',
+      '--memory',
+      '2048',
+      '--bootloader',
+      `linux,kernel=${CLOSURE}/kernel,initrd=${CLOSURE}/initrd,cmdline="console=hvc0 loglevel=4 init=${CLOSURE}/init"`,
+      '--device',
+      'virtio-net,nat,mac=02:94:ef:00:0a:01',
+      '--device',
+      'virtio-serial,logFilePath=/logs/vms/web/console.log',
+      '--device',
+      'virtio-rng',
+      '--device',
+      'virtio-fs,sharedDir=/nix/store,mountTag=nix-store',
+      '--device',
+      'virtio-fs,sharedDir=/Users/me/src,mountTag=src',
+      '--device',
+      'virtio-fs,sharedDir=/Volumes/Data Disk/x=y,mountTag=data',
+      '--device',
+      'rosetta,mountTag=rosetta',
+      '--device',
+      'virtio-gpu,width=1920,height=1080',
+      '--device',
+      'virtio-input,keyboard',
+      '--device',
+      'virtio-input,pointing',
       '--gui',
-      '--restful-uri', 'unix:///state/vms/web/rest.sock',
-      '--pidfile', '/state/vms/web/vfkit.pid',
+      '--restful-uri',
+      'unix:///state/vms/web/rest.sock',
+      '--pidfile',
+      '/state/vms/web/vfkit.pid',
     ]);
   });
 
   it('leaves out what the VM does not use', () => {
     const argv = vfkitArgv(input());
-    expect(argv.filter((a) => a.startsWith('virtio-fs') || a.startsWith('rosetta') || a.startsWith('virtio-gpu') || a.startsWith('virtio-input'))).toEqual([]);
+    expect(
+      argv.filter(
+        (a) =>
+          a.startsWith('virtio-fs') ||
+          a.startsWith('rosetta') ||
+          a.startsWith('virtio-gpu') ||
+          a.startsWith('virtio-input'),
+      ),
+    ).toEqual([]);
     expect(argv).not.toContain('--gui');
     expect(argv.filter((a) => a === '--device')).toHaveLength(3);
   });
@@ -108,7 +145,9 @@ describe('vfkitArgv', () => {
   });
 
   it('puts an empty kernelParams list down as just init=', () => {
-    expect(vfkitArgv(input({ kernelParams: [] }))).toContain(`linux,kernel=${CLOSURE}/kernel,initrd=${CLOSURE}/initrd,cmdline="init=${CLOSURE}/init"`);
+    expect(vfkitArgv(input({ kernelParams: [] }))).toContain(
+      `linux,kernel=${CLOSURE}/kernel,initrd=${CLOSURE}/initrd,cmdline="init=${CLOSURE}/init"`,
+    );
   });
 
   it('produces values vfkit parses back to what was meant', () => {
@@ -129,7 +168,13 @@ describe('vfkitArgv', () => {
     });
     const devs = o.devices.map(deviceFromCmdLine);
     expect(devs).toContainEqual({ type: 'virtio-fs', sharedDir: '/Volumes/Data Disk/x=y', mountTag: 'data' });
-    expect(devs).toContainEqual({ type: 'virtio-serial', logFile: '/logs/vms/web/console.log', usesStdio: false, usesPty: false, ptyName: '' });
+    expect(devs).toContainEqual({
+      type: 'virtio-serial',
+      logFile: '/logs/vms/web/console.log',
+      usesStdio: false,
+      usesPty: false,
+      ptyName: '',
+    });
     expect(devs).toContainEqual({ type: 'rosetta', mountTag: 'rosetta', install: false, ignoreIfMissing: false });
     expect(devs.find((d) => d.type === 'virtio-net')).toMatchObject({ nat: true, mac: '02:94:ef:00:0a:01' });
   });
@@ -153,8 +198,12 @@ describe('vfkitArgv refusals', () => {
 
   it('a comma in the console log path or the closure', () => {
     const paths = { ...PATHS, consoleLog: '/logs,old/console.log' };
-    expect(refusal(input({}, { paths })).message).toContain('the console log path "/logs,old/console.log" contains a comma');
-    expect(refusal(input({}, { closure: '/nix/store/x,y' })).message).toContain('the system closure path "/nix/store/x,y" contains a comma, which vfkit\'s --bootloader option');
+    expect(refusal(input({}, { paths })).message).toContain(
+      'the console log path "/logs,old/console.log" contains a comma',
+    );
+    expect(refusal(input({}, { closure: '/nix/store/x,y' })).message).toContain(
+      'the system closure path "/nix/store/x,y" contains a comma, which vfkit\'s --bootloader option',
+    );
   });
 
   it('a double quote in the kernel command line', () => {
@@ -170,36 +219,63 @@ describe('vfkitArgv refusals', () => {
     expect(() => vfkitArgv(input({ shares: [{ tag: ok, source: '/src', target: '/mnt' }] }))).not.toThrow();
     const long = 'é'.repeat(19); // 19 characters, 38 bytes
     const e = refusal(input({ shares: [{ tag: long, source: '/src', target: '/mnt' }] }));
-    expect(e.message).toContain(`the mount tag "${long}" of the shared directory "/src" is 38 bytes long, more than the ${MAX_MOUNT_TAG_BYTES} bytes Virtualization.framework allows`);
+    expect(e.message).toContain(
+      `the mount tag "${long}" of the shared directory "/src" is 38 bytes long, more than the ${MAX_MOUNT_TAG_BYTES} bytes Virtualization.framework allows`,
+    );
   });
 
   it('a mount tag used twice, nix-store and rosetta included', () => {
-    const twice = refusal(input({ shares: [{ tag: 'src', source: '/a', target: '/a' }, { tag: 'src', source: '/b', target: '/b' }] }));
-    expect(twice.message).toBe('Cannot start VM "web": the mount tag "src" is used by both the shared directory "/a" and the shared directory "/b"; give each share its own tag.');
-    const store = refusal(input({ mountHostNixStore: true, shares: [{ tag: 'nix-store', source: '/b', target: '/b' }] }));
-    expect(store.message).toContain('the mount tag "nix-store" is used by both the host Nix store share and the shared directory "/b"');
+    const twice = refusal(
+      input({
+        shares: [
+          { tag: 'src', source: '/a', target: '/a' },
+          { tag: 'src', source: '/b', target: '/b' },
+        ],
+      }),
+    );
+    expect(twice.message).toBe(
+      'Cannot start VM "web": the mount tag "src" is used by both the shared directory "/a" and the shared directory "/b"; give each share its own tag.',
+    );
+    const store = refusal(
+      input({ mountHostNixStore: true, shares: [{ tag: 'nix-store', source: '/b', target: '/b' }] }),
+    );
+    expect(store.message).toContain(
+      'the mount tag "nix-store" is used by both the host Nix store share and the shared directory "/b"',
+    );
     const rosetta = refusal(input({ rosetta: true, shares: [{ tag: 'rosetta', source: '/b', target: '/b' }] }));
-    expect(rosetta.message).toContain('the mount tag "rosetta" is used by both the shared directory "/b" and the Rosetta share');
+    expect(rosetta.message).toContain(
+      'the mount tag "rosetta" is used by both the shared directory "/b" and the Rosetta share',
+    );
     // Without the host store share the tag is free.
     expect(() => vfkitArgv(input({ shares: [{ tag: 'nix-store', source: '/b', target: '/b' }] }))).not.toThrow();
   });
 
   it('an empty mount tag', () => {
-    expect(refusal(input({ shares: [{ tag: '', source: '/b', target: '/b' }] })).message).toContain('the shared directory "/b" has an empty mount tag');
+    expect(refusal(input({ shares: [{ tag: '', source: '/b', target: '/b' }] })).message).toContain(
+      'the shared directory "/b" has an empty mount tag',
+    );
   });
 
   it('a REST socket path over 103 bytes, or one Go’s URL parser would misread', () => {
     const long = `/${'x'.repeat(MAX_SOCKET_PATH_BYTES - 10)}/rest.sock`; // 104 bytes
     const e = refusal(input({}, { paths: { ...PATHS, restSocket: long } }));
-    expect(e.message).toContain(`its REST socket path "${long}" is 104 bytes long, more than the 103 bytes macOS allows for a unix socket`);
+    expect(e.message).toContain(
+      `its REST socket path "${long}" is 104 bytes long, more than the 103 bytes macOS allows for a unix socket`,
+    );
     const fits = `/${'x'.repeat(MAX_SOCKET_PATH_BYTES - 11)}/rest.sock`; // 103 bytes
     expect(() => vfkitArgv(input({}, { paths: { ...PATHS, restSocket: fits } }))).not.toThrow();
-    expect(refusal(input({}, { paths: { ...PATHS, restSocket: '/state/100%/rest.sock' } })).message).toContain('contains "%", which vfkit\'s --restful-uri would misread');
-    expect(refusal(input({}, { paths: { ...PATHS, restSocket: '/state/why?/rest.sock' } })).message).toContain('contains "?"');
+    expect(refusal(input({}, { paths: { ...PATHS, restSocket: '/state/100%/rest.sock' } })).message).toContain(
+      'contains "%", which vfkit\'s --restful-uri would misread',
+    );
+    expect(refusal(input({}, { paths: { ...PATHS, restSocket: '/state/why?/rest.sock' } })).message).toContain(
+      'contains "?"',
+    );
   });
 
   it('fewer than one CPU', () => {
-    expect(refusal(input({ cpus: 0 })).message).toBe('Cannot start VM "web": it asks for 0 CPUs; set virtualisation.cores to a whole number of 1 or more.');
+    expect(refusal(input({ cpus: 0 })).message).toBe(
+      'Cannot start VM "web": it asks for 0 CPUs; set virtualisation.cores to a whole number of 1 or more.',
+    );
     expect(refusal(input({ cpus: 1.5 })).value).toBe('1.5');
   });
 
@@ -214,19 +290,31 @@ describe('vfkitArgv refusals', () => {
     expect(refusal(input({ shares: [{ tag: 'src', source: 'src', target: '/mnt' }] })).message).toBe(
       'Cannot start VM "web": the shared directory "src" is not an absolute path; use an absolute source path in virtualisation.sharedDirectories.',
     );
-    expect(refusal(input({}, { closure: 'result' })).message).toContain('the system closure path "result" is not an absolute path');
-    expect(refusal(input({}, { paths: { ...PATHS, pidfile: 'vfkit.pid' } })).message).toContain('the pidfile path "vfkit.pid" is not an absolute path');
-    expect(refusal(input({}, { paths: { ...PATHS, restSocket: 'rest.sock' } })).message).toContain('the REST socket path "rest.sock" is not an absolute path');
-    expect(refusal(input({}, { paths: { ...PATHS, consoleLog: 'console.log' } })).message).toContain('the console log path "console.log" is not an absolute path');
+    expect(refusal(input({}, { closure: 'result' })).message).toContain(
+      'the system closure path "result" is not an absolute path',
+    );
+    expect(refusal(input({}, { paths: { ...PATHS, pidfile: 'vfkit.pid' } })).message).toContain(
+      'the pidfile path "vfkit.pid" is not an absolute path',
+    );
+    expect(refusal(input({}, { paths: { ...PATHS, restSocket: 'rest.sock' } })).message).toContain(
+      'the REST socket path "rest.sock" is not an absolute path',
+    );
+    expect(refusal(input({}, { paths: { ...PATHS, consoleLog: 'console.log' } })).message).toContain(
+      'the console log path "console.log" is not an absolute path',
+    );
   });
 
   it('a MAC vfkit cannot parse or a NIC cannot use', () => {
-    expect(refusal(input({}, { mac: '52:54:0:1:2:3' })).message).toContain('the MAC address "52:54:0:1:2:3" is not six two-digit hex octets');
+    expect(refusal(input({}, { mac: '52:54:0:1:2:3' })).message).toContain(
+      'the MAC address "52:54:0:1:2:3" is not six two-digit hex octets',
+    );
     expect(refusal(input({}, { mac: '03:00:00:00:00:01' })).message).toContain('is a multicast address');
   });
 
   it('a display resolution below 1x1', () => {
-    expect(refusal(input({ graphics: true, resolution: { width: 0, height: 768 } })).message).toContain('the display resolution 0x768');
+    expect(refusal(input({ graphics: true, resolution: { width: 0, height: 768 } })).message).toContain(
+      'the display resolution 0x768',
+    );
   });
 
   it('a NUL byte, which no argv can carry', () => {
@@ -234,7 +322,9 @@ describe('vfkitArgv refusals', () => {
   });
 
   it('names the VM even when its name needs quoting', () => {
-    expect(refusal(input({ name: 'my "vm"', cpus: 0 })).message.startsWith('Cannot start VM "my \\"vm\\"": ')).toBe(true);
+    expect(refusal(input({ name: 'my "vm"', cpus: 0 })).message.startsWith('Cannot start VM "my \\"vm\\"": ')).toBe(
+      true,
+    );
   });
 });
 

@@ -15,9 +15,9 @@ export interface Option {
 /** A configuration error: the message is vfkit's. */
 export class ConfigError extends Error {}
 
-const fail = (msg: string): never => {
+function fail(msg: string): never {
   throw new ConfigError(msg);
-};
+}
 
 /** Go's `%s` of a []option. */
 function fmtOptions(opts: Option[]): string {
@@ -129,12 +129,25 @@ export function bootloaderFromCmdLine(strv: string[]): Bootloader {
 export function bootloaderJson(b: Bootloader): Record<string, unknown> {
   switch (b.kind) {
     case 'linux':
-      return { kind: 'linuxBootloader', vmlinuzPath: b.vmlinuzPath, kernelCmdLine: b.kernelCmdLine, initrdPath: b.initrdPath };
+      return {
+        kind: 'linuxBootloader',
+        vmlinuzPath: b.vmlinuzPath,
+        kernelCmdLine: b.kernelCmdLine,
+        initrdPath: b.initrdPath,
+      };
     case 'efi':
-      return { kind: 'efiBootloader', efiVariableStorePath: b.efiVariableStorePath, createVariableStore: b.createVariableStore };
+      return {
+        kind: 'efiBootloader',
+        efiVariableStorePath: b.efiVariableStorePath,
+        createVariableStore: b.createVariableStore,
+      };
     case 'macos':
       // No MarshalJSON for this one in vfkit: plain fields, no "kind".
-      return { machineIdentifierPath: b.machineIdentifierPath, hardwareModelPath: b.hardwareModelPath, auxImagePath: b.auxImagePath };
+      return {
+        machineIdentifierPath: b.machineIdentifierPath,
+        hardwareModelPath: b.hardwareModelPath,
+        auxImagePath: b.auxImagePath,
+      };
   }
 }
 
@@ -204,7 +217,18 @@ export interface VirtioVsock {
   socketURL: string;
   listen: boolean;
 }
-export type Device = VirtioNet | VirtioSerial | VirtioRng | VirtioBalloon | VirtioFs | Rosetta | Disk | Nbd | VirtioGpu | VirtioInput | VirtioVsock;
+export type Device =
+  | VirtioNet
+  | VirtioSerial
+  | VirtioRng
+  | VirtioBalloon
+  | VirtioFs
+  | Rosetta
+  | Disk
+  | Nbd
+  | VirtioGpu
+  | VirtioInput
+  | VirtioVsock;
 
 function diskFromOptions(d: Disk, opts: Option[]): void {
   for (const o of opts) {
@@ -232,7 +256,7 @@ function validateBlk(d: Disk): void {
   try {
     fd = fs.openSync(d.imagePath, 'r');
   } catch (e) {
-    return fail(`failed to open file ${d.imagePath}: ${goPathError('open', d.imagePath, e)}`);
+    fail(`failed to open file ${d.imagePath}: ${goPathError('open', d.imagePath, e)}`);
   }
   try {
     const header = Buffer.alloc(4);
@@ -240,7 +264,7 @@ function validateBlk(d: Disk): void {
     try {
       n = fs.readSync(fd, header, 0, 4, 0);
     } catch (e) {
-      return fail(`failed to read the header of file ${d.imagePath}: ${goPathError('read', d.imagePath, e)}`);
+      fail(`failed to read the header of file ${d.imagePath}: ${goPathError('read', d.imagePath, e)}`);
     }
     if (n === 0) fail(`failed to read the header of file ${d.imagePath}: EOF`);
     if (n === 4 && header.equals(Buffer.from('QFI\xfb', 'latin1'))) fail('vfkit does not support qcow2 image format');
@@ -287,7 +311,8 @@ export function deviceFromCmdLine(value: string): Device {
             typeOnly.push(o.key);
             break;
           case 'vfkitMagic':
-            if (o.value !== 'on' && o.value !== 'off') fail(`invalid value for vfkitMagic: ${o.value} (expected on/off)`);
+            if (o.value !== 'on' && o.value !== 'off')
+              fail(`invalid value for vfkitMagic: ${o.value} (expected on/off)`);
             d.vfkitMagic = o.value === 'on';
             break;
           case 'offloading':
@@ -303,7 +328,8 @@ export function deviceFromCmdLine(value: string): Device {
       if (d.nat && d.fd !== null) fail("'nat' and 'fd' cannot be set at the same time");
       if (d.nat && d.unixSocketPath !== '') fail("'nat' and 'unixSocketPath' cannot be set at the same time");
       if (d.fd !== null && d.unixSocketPath !== '') fail("'fd' and 'unixSocketPath' cannot be set at the same time");
-      if (!d.nat && d.fd === null && d.unixSocketPath === '') fail("one of 'nat' or 'fd' or 'unixSocketPath' must be set");
+      if (!d.nat && d.fd === null && d.unixSocketPath === '')
+        fail("one of 'nat' or 'fd' or 'unixSocketPath' must be set");
       return d;
     }
     case 'virtio-serial': {
@@ -373,12 +399,16 @@ export function deviceFromCmdLine(value: string): Device {
             break;
           case 'timeout': {
             const n = atoi(o.value);
-            if (n === null || n < -2147483648 || n > 2147483647) fail(`strconv.ParseInt: parsing ${goQuote(o.value)}: ${n === null ? 'invalid syntax' : 'value out of range'}`);
+            if (n === null || n < -2147483648 || n > 2147483647)
+              fail(
+                `strconv.ParseInt: parsing ${goQuote(o.value)}: ${n === null ? 'invalid syntax' : 'value out of range'}`,
+              );
             d.timeoutMs = n!;
             break;
           }
           case 'sync':
-            if (o.value !== 'full' && o.value !== 'none') fail(`invalid sync mode: ${o.value}, must be 'full' or 'none'`);
+            if (o.value !== 'full' && o.value !== 'none')
+              fail(`invalid sync mode: ${o.value}, must be 'full' or 'none'`);
             d.sync = o.value as Nbd['sync'];
             break;
           case 'uri':
@@ -404,7 +434,8 @@ export function deviceFromCmdLine(value: string): Device {
         } else fail(`unknown option for virtio-gpu devices: ${o.key}`);
       }
       if (d.width === 0 && d.height === 0) [d.width, d.height] = [800, 600];
-      if (d.width < 1 || d.height < 1) fail(`invalid dimensions for virtio-gpu device resolution: ${d.width}x${d.height}`);
+      if (d.width < 1 || d.height < 1)
+        fail(`invalid dimensions for virtio-gpu device resolution: ${d.width}x${d.height}`);
       return d;
     }
     case 'virtio-input': {
@@ -415,7 +446,8 @@ export function deviceFromCmdLine(value: string): Device {
           d.inputType = o.key;
         } else fail(`unknown option for virtio-input devices: ${o.key}`);
       }
-      if (d.inputType !== 'pointing' && d.inputType !== 'keyboard') fail(`unknown option for virtio-input devices: ${d.inputType}`);
+      if (d.inputType !== 'pointing' && d.inputType !== 'keyboard')
+        fail(`unknown option for virtio-input devices: ${d.inputType}`);
       return d;
     }
     case 'virtio-vsock': {
@@ -514,6 +546,7 @@ export function timesyncFromCmdLine(s: string): { vsockPort: number } {
 
 export function ignitionFromCmdLine(s: string): { configPath: string } {
   const parts = s.split(',');
-  if (parts.length !== 1) fail('failed to add ignition file: ignition only accepts one option in command line argument');
+  if (parts.length !== 1)
+    fail('failed to add ignition file: ignition only accepts one option in command line argument');
   return { configPath: parts[0]! };
 }

@@ -17,10 +17,20 @@ interface FlagDef {
 // Sorted by name, as pflag prints them.
 const FLAGS: FlagDef[] = [
   { name: 'bootloader', short: 'b', type: 'strings', usage: 'bootloader configuration', def: '[]' },
-  { name: 'cloud-init', type: 'strings', usage: 'path to user-data and meta-data cloud-init configuration files', def: '[]' },
+  {
+    name: 'cloud-init',
+    type: 'strings',
+    usage: 'path to user-data and meta-data cloud-init configuration files',
+    def: '[]',
+  },
   { name: 'cpus', short: 'c', type: 'uint', usage: 'number of virtual CPUs', def: '1' },
   { name: 'device', short: 'd', type: 'stringArray', usage: 'devices', def: '' },
-  { name: 'gui', type: 'bool', usage: 'display the contents of the virtual machine onto a graphical user interface', def: '' },
+  {
+    name: 'gui',
+    type: 'bool',
+    usage: 'display the contents of the virtual machine onto a graphical user interface',
+    def: '',
+  },
   { name: 'help', short: 'h', type: 'bool', usage: 'help for vfkit', def: '' },
   { name: 'ignition', type: 'string', usage: 'path to the ignition file', def: '' },
   { name: 'initrd', short: 'i', type: 'string', usage: 'path to the virtual machine initrd', def: '' },
@@ -156,7 +166,8 @@ export function parseFlags(argv: string[]): Options {
   const byShort = new Map(FLAGS.filter((f) => f.short).map((f) => [f.short!, f]));
 
   const set = (f: FlagDef, value: string): void => {
-    const invalid = (cause: string) => new FlagError(`invalid argument ${goQuote(value)} for ${goQuote(flagLabel(f))} flag: ${cause}`);
+    const invalid = (cause: string) =>
+      new FlagError(`invalid argument ${goQuote(value)} for ${goQuote(flagLabel(f))} flag: ${cause}`);
     switch (f.type) {
       case 'uint': {
         const r = parseUintGo(value);
@@ -194,21 +205,37 @@ export function parseFlags(argv: string[]): Options {
         break;
       case 'string':
         switch (f.name) {
-          case 'kernel': o.kernel = value; break;
-          case 'initrd': o.initrd = value; break;
-          case 'kernel-cmdline': o.kernelCmdline = value; break;
-          case 'timesync': o.timesync = value; break;
-          case 'log-level': o.logLevel = value; break;
-          case 'restful-uri': o.restfulUri = value; break;
-          case 'ignition': o.ignition = value; break;
-          case 'pidfile': o.pidfile = value; break;
+          case 'kernel':
+            o.kernel = value;
+            break;
+          case 'initrd':
+            o.initrd = value;
+            break;
+          case 'kernel-cmdline':
+            o.kernelCmdline = value;
+            break;
+          case 'timesync':
+            o.timesync = value;
+            break;
+          case 'log-level':
+            o.logLevel = value;
+            break;
+          case 'restful-uri':
+            o.restfulUri = value;
+            break;
+          case 'ignition':
+            o.ignition = value;
+            break;
+          case 'pidfile':
+            o.pidfile = value;
+            break;
         }
         break;
     }
     o.changed.add(f.name);
   };
 
-  let args = [...argv];
+  const args = [...argv];
   while (args.length > 0) {
     const s = args.shift()!;
     if (s.length < 2 || s[0] !== '-') {
@@ -267,12 +294,20 @@ export function checkFlagGroups(o: Options): void {
   const setCount = together.filter((n) => o.changed.has(n)).length;
   if (setCount > 0 && setCount < together.length) {
     const missing = together.filter((n) => !o.changed.has(n)).sort();
-    throw new FlagError(`if any flags in the group [${together.join(' ')}] are set they must all be set; missing [${missing.join(' ')}]`);
+    throw new FlagError(
+      `if any flags in the group [${together.join(' ')}] are set they must all be set; missing [${missing.join(' ')}]`,
+    );
   }
-  for (const group of [['initrd', 'bootloader'], ['kernel', 'bootloader'], ['kernel-cmdline', 'bootloader']]) {
+  for (const group of [
+    ['initrd', 'bootloader'],
+    ['kernel', 'bootloader'],
+    ['kernel-cmdline', 'bootloader'],
+  ]) {
     const set = group.filter((n) => o.changed.has(n)).sort();
     if (set.length > 1) {
-      throw new FlagError(`if any flags in the group [${group.join(' ')}] are set none of the others can be; [${set.join(' ')}] were all set`);
+      throw new FlagError(
+        `if any flags in the group [${group.join(' ')}] are set none of the others can be; [${set.join(' ')}] were all set`,
+      );
     }
   }
 }
@@ -295,6 +330,7 @@ export function usageString(): string {
 }
 
 export function helpText(): string {
-  const long = "A hypervisor written in Go using Apple's Virtualization framework to run virtual machines.\n                Complete documentation is available at https://github.com/crc-org/vfkit";
+  const long =
+    "A hypervisor written in Go using Apple's Virtualization framework to run virtual machines.\n                Complete documentation is available at https://github.com/crc-org/vfkit";
   return `${long}\n\n${usageString()}`;
 }

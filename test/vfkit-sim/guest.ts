@@ -31,7 +31,13 @@ export interface GuestFacts {
 }
 
 /** The boot, in phases: the kernel, stage 1, stage 2 with systemd, and the prompt. */
-export function bootPhases(g: GuestFacts): { kernel: string[]; stage1: string[]; stage2: string[]; network: string[]; login: string[] } {
+export function bootPhases(g: GuestFacts): {
+  kernel: string[];
+  stage1: string[];
+  stage2: string[];
+  network: string[];
+  login: string[];
+} {
   const kb = g.memoryMiB * 1024;
   return {
     kernel: [
@@ -79,7 +85,15 @@ export function bootPhases(g: GuestFacts): { kernel: string[]; stage1: string[];
       '[  OK  ] Started SSH Daemon.',
       '[  OK  ] Reached target Multi-User System.',
     ],
-    login: ['', '', `<<< Welcome to NixOS 24.05 (aarch64) - hvc0 >>>`, '', "Run 'nixos-help' for the NixOS manual.", '', `${g.hostname} login: `],
+    login: [
+      '',
+      '',
+      `<<< Welcome to NixOS 24.05 (aarch64) - hvc0 >>>`,
+      '',
+      "Run 'nixos-help' for the NixOS manual.",
+      '',
+      `${g.hostname} login: `,
+    ],
   };
 }
 

@@ -59,11 +59,22 @@ export function restCall(socket: string, method: string, urlPath: string, body?:
     const target = socket.startsWith('tcp:')
       ? { host: socket.split(':')[1], port: Number(socket.split(':')[2]) }
       : { socketPath: socket };
-    const req = http.request({ ...target, method, path: urlPath, headers: body !== undefined ? { 'Content-Type': 'application/json' } : {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-    });
+    const req = http.request(
+      {
+        ...target,
+        method,
+        path: urlPath,
+        headers: body !== undefined ? { 'Content-Type': 'application/json' } : {},
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -79,17 +90,27 @@ export interface SimProcess {
 
 /** Spawn `argv` (program first) with extra environment; stdin is /dev/null like a detached vfkit's. */
 export function spawnSim(argv: string[], env: Record<string, string> = {}, cwd?: string): SimProcess {
-  const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
+  const child = spawn(argv[0]!, argv.slice(1), {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    cwd,
+  });
   let out = '';
   let err = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
   return { child, pid: child.pid!, exited, stdout: () => out, stderr: () => err };
 }
 
 /** Poll `fn` until it returns a truthy value (or throw after `timeoutMs`). */
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<NonNullable<T>> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {

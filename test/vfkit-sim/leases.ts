@@ -91,7 +91,7 @@ export async function recordLease(file: string, hostname: string, mac: string, f
     }
     const expiry = Math.floor(Date.now() / 1000) + LEASE_SECONDS;
     const entry = `{\n\tname=${hostname}\n\tip_address=${ip}\n\thw_address=1,${hw}\n\tidentifier=1,${hw}\n\tlease=0x${expiry.toString(16)}\n}`;
-    const out = [entry, ...others.map((b) => b.raw)].join('\n') + '\n';
+    const out = `${[entry, ...others.map((b) => b.raw)].join('\n')}\n`;
     const tmp = `${file}.${process.pid}.tmp`;
     fs.writeFileSync(tmp, out, { mode: 0o644 });
     fs.renameSync(tmp, file);

@@ -18,7 +18,8 @@ const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
 function rfc3339(d: Date): string {
   const off = -d.getTimezoneOffset();
-  const zone = off === 0 ? 'Z' : `${off > 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+  const zone =
+    off === 0 ? 'Z' : `${off > 0 ? '+' : '-'}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}${zone}`;
 }
 
@@ -54,7 +55,10 @@ export function stdLog(msg: string): void {
 export function ginLog(status: number, tookUs: number, client: string, method: string, path: string): void {
   const d = new Date();
   const took = tookUs < 1000 ? `${tookUs.toFixed(3)}µs` : `${(tookUs / 1000).toFixed(4)}ms`;
-  write(1, `[GIN] ${stdTime(d).replace(' ', ' - ')} | ${String(status).padStart(3)} | ${took.padStart(13)} | ${client.padStart(15)} | ${method.padEnd(7)} ${JSON.stringify(path)}\n`);
+  write(
+    1,
+    `[GIN] ${stdTime(d).replace(' ', ' - ')} | ${String(status).padStart(3)} | ${took.padStart(13)} | ${client.padStart(15)} | ${method.padEnd(7)} ${JSON.stringify(path)}\n`,
+  );
 }
 
 /** What vfkit prints when its command returns an error, before exiting 1. */

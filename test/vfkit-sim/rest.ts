@@ -44,16 +44,31 @@ function bindState(body: string): { state: string } | { error: string } {
   } catch {
     const t = body.trimStart();
     const c = t[0] ?? '';
-    return { error: /[{[\d"tfn-]/.test(c) ? 'unexpected EOF' : `invalid character ${goQuote(c).replace(/^"|"$/g, "'")} looking for beginning of value` };
+    return {
+      error: /[{[\d"tfn-]/.test(c)
+        ? 'unexpected EOF'
+        : `invalid character ${goQuote(c).replace(/^"|"$/g, "'")} looking for beginning of value`,
+    };
   }
-  const typeName = (x: unknown) => (x === null ? 'null' : Array.isArray(x) ? 'array' : typeof x === 'object' ? 'object' : typeof x === 'boolean' ? 'bool' : typeof x);
+  const typeName = (x: unknown) =>
+    x === null
+      ? 'null'
+      : Array.isArray(x)
+        ? 'array'
+        : typeof x === 'object'
+          ? 'object'
+          : typeof x === 'boolean'
+            ? 'bool'
+            : typeof x;
   if (v === null) return { state: '' };
-  if (typeof v !== 'object' || Array.isArray(v)) return { error: `json: cannot unmarshal ${typeName(v)} into Go value of type define.VMState` };
+  if (typeof v !== 'object' || Array.isArray(v))
+    return { error: `json: cannot unmarshal ${typeName(v)} into Go value of type define.VMState` };
   // encoding/json matches field names case-insensitively; an exact match wins.
   const entries = Object.entries(v as Record<string, unknown>);
   const hit = entries.find(([k]) => k === 'state') ?? entries.filter(([k]) => k.toLowerCase() === 'state').at(-1);
   if (!hit || hit[1] === null) return { state: '' };
-  if (typeof hit[1] !== 'string') return { error: `json: cannot unmarshal ${typeName(hit[1])} into Go struct field VMState.state of type string` };
+  if (typeof hit[1] !== 'string')
+    return { error: `json: cannot unmarshal ${typeName(hit[1])} into Go struct field VMState.state of type string` };
   return { state: hit[1] };
 }
 
@@ -66,7 +81,13 @@ export function createRestServer(m: RestMachine): http.Server {
       res.writeHead(status, headers);
       res.end(body);
       const client = req.socket.remoteAddress ?? '';
-      ginLog(status, Number(process.hrtime.bigint() - t0) / 1000, client.replace(/^::ffff:/, ''), req.method ?? '', req.url ?? '');
+      ginLog(
+        status,
+        Number(process.hrtime.bigint() - t0) / 1000,
+        client.replace(/^::ffff:/, ''),
+        req.method ?? '',
+        req.url ?? '',
+      );
     };
     const json = (status: number, v: unknown) => done(status, goJson(v), 'application/json; charset=utf-8');
     const url = (req.url ?? '/').split('?')[0];

@@ -28,7 +28,15 @@ import {
   type Device,
   type VirtioGpu,
 } from './config.ts';
-import { attachDevices, checkBootloader, nsError, parseRestfulUri, validateConfiguration, type Attached, type HostFaults } from './vz.ts';
+import {
+  attachDevices,
+  checkBootloader,
+  nsError,
+  parseRestfulUri,
+  validateConfiguration,
+  type Attached,
+  type HostFaults,
+} from './vz.ts';
 import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
 import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
 import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
@@ -124,7 +132,6 @@ class Machine implements RestMachine {
   state: VzState = 'Stopped';
   private readonly cfg: VmConfig;
   private readonly faults: Faults;
-  private readonly attached: Attached;
   private readonly consoles: number[];
   private readonly stdioConsole: boolean;
   private readonly guest: GuestFacts;
@@ -140,7 +147,6 @@ class Machine implements RestMachine {
   constructor(cfg: VmConfig, faults: Faults, attached: Attached) {
     this.cfg = cfg;
     this.faults = faults;
-    this.attached = attached;
     // The guest's console is hvc0: the first serial port.
     const firstSerial = cfg.devices.findIndex((d) => d.type === 'virtio-serial');
     const fd = attached.consoleFds.get(firstSerial);
@@ -155,7 +161,13 @@ class Machine implements RestMachine {
       cpus: cfg.cpus,
       memoryMiB: cfg.memoryMiB,
       tags: cfg.devices.flatMap((d, i) =>
-        attached.skipped.has(i) ? [] : d.type === 'virtio-fs' ? [d.mountTag || path.basename(d.sharedDir)] : d.type === 'rosetta' ? [d.mountTag] : [],
+        attached.skipped.has(i)
+          ? []
+          : d.type === 'virtio-fs'
+            ? [d.mountTag || path.basename(d.sharedDir)]
+            : d.type === 'rosetta'
+              ? [d.mountTag]
+              : [],
       ),
       rosetta: cfg.devices.some((d, i) => d.type === 'rosetta' && !attached.skipped.has(i)),
       macs: this.natMacs,
@@ -170,7 +182,7 @@ class Machine implements RestMachine {
 
   private write(lines: string[], stamped: boolean): void {
     if (lines.length === 0) return;
-    const text = lines.map((l) => (stamped ? stamp(this.uptime()) + l : l)).join('\n') + '\n';
+    const text = `${lines.map((l) => (stamped ? stamp(this.uptime()) + l : l)).join('\n')}\n`;
     for (const fd of this.consoles) {
       try {
         fs.writeSync(fd, text);
@@ -297,7 +309,10 @@ class Machine implements RestMachine {
 
   private requestStop(): void {
     // approximated: Apple's text for a request the VM cannot take in its state.
-    if (this.state !== 'Running') throw new Error(nsError('VZErrorDomain', 3, 'Invalid virtual machine state.', 'The virtual machine is not running.'));
+    if (this.state !== 'Running')
+      throw new Error(
+        nsError('VZErrorDomain', 3, 'Invalid virtual machine state.', 'The virtual machine is not running.'),
+      );
     if (!this.faults.ignoreStop) this.guestShutdown();
   }
 
@@ -331,7 +346,15 @@ class Machine implements RestMachine {
 
   changeState(s: Exclude<StateChange, 'HardStop'>): void {
     // approximated: Apple's text for an impossible transition.
-    const refused = () => new Error(nsError('VZErrorDomain', 4, 'Invalid virtual machine state transition.', `The virtual machine cannot ${s.toLowerCase()} in its current state.`));
+    const refused = () =>
+      new Error(
+        nsError(
+          'VZErrorDomain',
+          4,
+          'Invalid virtual machine state transition.',
+          `The virtual machine cannot ${s.toLowerCase()} in its current state.`,
+        ),
+      );
     switch (s) {
       case 'Pause':
         if (this.state !== 'Running') throw refused();
@@ -355,13 +378,17 @@ class Machine implements RestMachine {
   }
 
   hardStopError(): string {
-    return nsError('VZErrorDomain', 4, 'Invalid virtual machine state transition.', 'The virtual machine cannot stop in its current state.');
+    return nsError(
+      'VZErrorDomain',
+      4,
+      'Invalid virtual machine state transition.',
+      'The virtual machine cannot stop in its current state.',
+    );
   }
 
   hardStop(): void {
     this.stopped();
   }
-
 }
 
 /** generateCloudInitImage: the user's files, checked; the ISO itself is an empty stand-in. */
@@ -396,7 +423,8 @@ function writePidfile(file: string): void {
 /** vfkit's RunE up to the VM start; throws ConfigError with vfkit's message. */
 function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attached } {
   if (o.logLevel) {
-    if (o.logLevel !== 'error' && o.logLevel !== 'debug' && o.logLevel !== 'info') throw new ConfigError(`unknown log level: ${o.logLevel}`);
+    if (o.logLevel !== 'error' && o.logLevel !== 'debug' && o.logLevel !== 'info')
+      throw new ConfigError(`unknown log level: ${o.logLevel}`);
     setLevel(o.logLevel);
   }
   const legacy = o.kernel !== '' || o.kernelCmdline !== '' || o.initrd !== '';
@@ -424,7 +452,15 @@ function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attac
     }
   }
   const ignition = o.ignition ? ignitionFromCmdLine(o.ignition) : null;
-  const cfg: VmConfig = { cpus: o.cpus, memoryMiB: o.memoryMiB, bootloader, devices, timesync, ignition, nested: o.nested };
+  const cfg: VmConfig = {
+    cpus: o.cpus,
+    memoryMiB: o.memoryMiB,
+    bootloader,
+    devices,
+    timesync,
+    ignition,
+    nested: o.nested,
+  };
 
   // runVFKit → vf.NewVirtualMachine
   const gpu = devices.find((d): d is VirtioGpu => d.type === 'virtio-gpu');

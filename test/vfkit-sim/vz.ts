@@ -13,15 +13,19 @@ import { ConfigError, goPathError, type Bootloader, type Device, type Rosetta } 
 import { goQuote } from './flags.ts';
 import { log } from './log.ts';
 
-const fail = (msg: string): never => {
+function fail(msg: string): never {
   throw new ConfigError(msg);
-};
+}
 
 /** vz's NSError.Error(): "Error Domain=… Code=… Description=%q UserInfo=…". */
 export function nsError(domain: string, code: number, failure: string, reason: string): string {
-  const plist = (s: string) => JSON.stringify(s).replace(/[^\x00-\x7f]/g, (c) => `\\U${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const plist = (s: string) =>
+    JSON.stringify(s).replace(/[^\x00-\x7f]/g, (c) => `\\U${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   const description = reason ? `${failure} ${reason}` : failure;
-  const info = [`    NSLocalizedFailure = ${plist(failure)};`, ...(reason ? [`    NSLocalizedFailureReason = ${plist(reason)};`] : [])];
+  const info = [
+    `    NSLocalizedFailure = ${plist(failure)};`,
+    ...(reason ? [`    NSLocalizedFailureReason = ${plist(reason)};`] : []),
+  ];
   return `Error Domain=${domain} Code=${code} Description=${goQuote(description)} UserInfo={\n${info.join('\n')}\n}`;
 }
 
@@ -30,7 +34,11 @@ const invalidConfig = (reason: string) => nsError('VZErrorDomain', 2, 'Invalid v
 /** [VZVirtioFileSystemDeviceConfiguration validateTag:] (the over-long text is Apple's, seen in the wild). */
 function validateTag(tag: string): void {
   if (Buffer.byteLength(tag, 'utf8') > 36) {
-    fail(invalidConfig(`The Virtio file system device “tag” cannot exceed 36 bytes when encoded in UTF-8. The tag “${tag}” is invalid`));
+    fail(
+      invalidConfig(
+        `The Virtio file system device “tag” cannot exceed 36 bytes when encoded in UTF-8. The tag “${tag}” is invalid`,
+      ),
+    );
   }
   // approximated
   if (tag === '') fail(invalidConfig('The Virtio file system device “tag” cannot be empty.'));
@@ -52,7 +60,7 @@ export function checkBootloader(b: Bootloader, faults: HostFaults): void {
       try {
         fd = fs.openSync(b.vmlinuzPath, 'r');
       } catch (e) {
-        return fail(goPathError('open', b.vmlinuzPath, e));
+        fail(goPathError('open', b.vmlinuzPath, e));
       }
       try {
         if (fs.readSync(fd, Buffer.alloc(2048), 0, 2048, 0) === 0) fail('EOF');
@@ -79,7 +87,14 @@ export function checkBootloader(b: Bootloader, faults: HostFaults): void {
     case 'efi':
       if (!b.createVariableStore && !fs.existsSync(b.efiVariableStorePath)) {
         // approximated
-        fail(nsError('NSCocoaErrorDomain', 260, `The file “${path.basename(b.efiVariableStorePath)}” couldn’t be opened because there is no such file.`, ''));
+        fail(
+          nsError(
+            'NSCocoaErrorDomain',
+            260,
+            `The file “${path.basename(b.efiVariableStorePath)}” couldn’t be opened because there is no such file.`,
+            '',
+          ),
+        );
       }
       return;
     case 'macos':
@@ -109,7 +124,12 @@ function checkRosetta(d: Rosetta, faults: HostFaults): boolean {
   if (faults.rosettaMissing) {
     if (!d.install) fail('rosetta is not installed');
     // approximated: the installer's refusal.
-    const err = nsError('VZErrorDomain', 9, 'The operation was cancelled.', 'Rosetta installation was cancelled or failed.');
+    const err = nsError(
+      'VZErrorDomain',
+      9,
+      'The operation was cancelled.',
+      'Rosetta installation was cancelled or failed.',
+    );
     if (d.ignoreIfMissing) {
       log('info', 'Rosetta installation failed. Continuing without Rosetta.');
       try {
@@ -133,7 +153,7 @@ function checkRosetta(d: Rosetta, faults: HostFaults): boolean {
 export function attachDevices(devices: Device[], faults: HostFaults): Attached {
   const out: Attached = { consoleFds: new Map(), skipped: new Set() };
   try {
-    devices.forEach((d, i) => {
+    for (const [i, d] of devices.entries()) {
       switch (d.type) {
         case 'virtio-net':
           log('info', `Adding virtio-net device (nat: ${d.nat} macAddress: [${d.mac}])`);
@@ -145,9 +165,12 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
             } catch {
               /* reported below */
             }
-            if (!isSocket) fail(`dial unixgram ${d.unixSocketPath}: connect: ${fs.existsSync(d.unixSocketPath) ? 'connection refused' : 'no such file or directory'}`);
+            if (!isSocket)
+              fail(
+                `dial unixgram ${d.unixSocketPath}: connect: ${fs.existsSync(d.unixSocketPath) ? 'connection refused' : 'no such file or directory'}`,
+              );
           }
-          return;
+          continue;
         case 'virtio-serial':
           if (d.logFile) {
             log('info', `Adding virtio-serial device (logFile: ${d.logFile})`);
@@ -165,13 +188,13 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
             d.ptyName = `/dev/ttys${String(10 + (ptyCounter++ % 90)).padStart(3, '0')}`;
             log('info', `Using PTY (pty path: ${d.ptyName})`);
           }
-          return;
+          continue;
         case 'virtio-rng':
           log('info', 'Adding virtio-rng device');
-          return;
+          continue;
         case 'virtio-balloon':
           log('info', 'Adding virtio-balloon device');
-          return;
+          continue;
         case 'virtio-fs': {
           if (d.sharedDir === '') fail("missing mandatory 'sharedDir' option for virtio-fs device");
           const tag = d.mountTag || path.basename(d.sharedDir);
@@ -182,12 +205,12 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
           }
           validateTag(tag);
           log('info', 'Adding virtio-fs device');
-          return;
+          continue;
         }
         case 'rosetta':
           if (checkRosetta(d, faults)) log('info', 'Adding virtio-fs device');
           else out.skipped.add(i);
-          return;
+          continue;
         case 'virtio-blk':
         case 'nvme':
         case 'usb-mass-storage':
@@ -196,7 +219,7 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
             try {
               st = fs.lstatSync(d.imagePath);
             } catch (e) {
-              return fail(`error stating file: ${goPathError('lstat', d.imagePath, e)}`);
+              fail(`error stating file: ${goPathError('lstat', d.imagePath, e)}`);
             }
             if (!st.isBlockDevice()) fail(`file ${d.imagePath} is not a block device`);
           } else {
@@ -207,33 +230,42 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
               fail(goPathError('stat', d.imagePath, e));
             }
           }
-          log('info', d.type === 'usb-mass-storage' ? `Adding USB mass storage device (imagePath: ${d.imagePath})` : `Adding ${d.type} device (imagePath: ${d.imagePath}, type: ${d.diskType || 'image'})`);
-          return;
+          log(
+            'info',
+            d.type === 'usb-mass-storage'
+              ? `Adding USB mass storage device (imagePath: ${d.imagePath})`
+              : `Adding ${d.type} device (imagePath: ${d.imagePath}, type: ${d.diskType || 'image'})`,
+          );
+          continue;
         case 'nbd': {
           let scheme = '';
           if (d.uri === '') fail("invalid NBD device 'uri': 'uri' must be specified");
           const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(d.uri);
           scheme = m ? m[1]!.toLowerCase() : '';
           if (!['nbd', 'nbds', 'nbd+unix', 'nbds+unix'].includes(scheme)) {
-            fail(`invalid NBD device 'uri': invalid scheme: ${scheme}. Expected one of: 'nbd', 'nbds', 'nbd+unix', or 'nbds+unix'`);
+            fail(
+              `invalid NBD device 'uri': invalid scheme: ${scheme}. Expected one of: 'nbd', 'nbds', 'nbd+unix', or 'nbds+unix'`,
+            );
           }
           if (d.deviceId === '') fail("invalid NBD device 'deviceId': 'deviceId' must be specified");
-          if (d.deviceId.includes('/')) fail("invalid NBD device 'deviceId': invalid 'deviceId': it cannot contain any forward slash");
-          if (d.deviceId.length > 255) fail("invalid NBD device 'deviceId': invalid 'deviceId': exceeds maximum length");
+          if (d.deviceId.includes('/'))
+            fail("invalid NBD device 'deviceId': invalid 'deviceId': it cannot contain any forward slash");
+          if (d.deviceId.length > 255)
+            fail("invalid NBD device 'deviceId': invalid 'deviceId': exceeds maximum length");
           log('info', `Adding NBD device (uri: ${d.uri}, deviceId: ${d.deviceId})`);
-          return;
+          continue;
         }
         case 'virtio-gpu':
           log('info', 'Adding virtio-gpu device');
-          return;
+          continue;
         case 'virtio-input':
           log('info', `Adding virtio-input ${d.inputType} device`);
-          return;
+          continue;
         case 'virtio-vsock':
           log('info', 'Adding virtio-vsock device');
-          return;
+          continue;
       }
-    });
+    }
   } catch (e) {
     for (const fd of out.consoleFds.values()) fs.closeSync(fd);
     throw e;
@@ -246,14 +278,17 @@ export function validateConfiguration(cpus: number, memoryMiB: number, devices: 
   // approximated
   if (cpus < 1) fail(invalidConfig(`The number of CPUs (${cpus}) is less than the minimum allowed (1).`));
   // approximated
-  if (memoryMiB < 4) fail(invalidConfig(`The memory size (${memoryMiB} MiB) is less than the minimum allowed (4 MiB).`));
+  if (memoryMiB < 4)
+    fail(invalidConfig(`The memory size (${memoryMiB} MiB) is less than the minimum allowed (4 MiB).`));
   const seen = new Set<string>();
   devices.forEach((d, i) => {
     if (skipped.has(i)) return;
-    const tag = d.type === 'virtio-fs' ? d.mountTag || path.basename(d.sharedDir) : d.type === 'rosetta' ? d.mountTag : null;
+    const tag =
+      d.type === 'virtio-fs' ? d.mountTag || path.basename(d.sharedDir) : d.type === 'rosetta' ? d.mountTag : null;
     if (tag === null) return;
     // approximated
-    if (seen.has(tag)) fail(invalidConfig(`The Virtio file system device tag “${tag}” is used by more than one device.`));
+    if (seen.has(tag))
+      fail(invalidConfig(`The Virtio file system device tag “${tag}” is used by more than one device.`));
     seen.add(tag);
   });
 }
@@ -275,7 +310,10 @@ function percentDecode(s: string): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
-export type Endpoint = { scheme: 'unix'; path: string } | { scheme: 'tcp'; host: string; port: number; hostname: string } | { scheme: 'none' };
+export type Endpoint =
+  | { scheme: 'unix'; path: string }
+  | { scheme: 'tcp'; host: string; port: number; hostname: string }
+  | { scheme: 'none' };
 
 /** pkg/rest parseRestfulURI: Go's url.ParseRequestURI plus vfkit's rules for each scheme. */
 export function parseRestfulUri(input: string): Endpoint {

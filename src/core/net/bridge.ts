@@ -61,7 +61,16 @@ export function parseIfconfig(text: string): NetInterface[] {
     const header = /^\S/.test(raw) ? HEADER.exec(raw) : null;
     if (header) {
       const flags = header[2] ? header[2].split(',').filter(Boolean) : [];
-      cur = { name: header[1]!, flags, up: flags.includes('UP'), ether: null, inet: [], inet6: [], members: [], status: null };
+      cur = {
+        name: header[1]!,
+        flags,
+        up: flags.includes('UP'),
+        ether: null,
+        inet: [],
+        inet6: [],
+        members: [],
+        status: null,
+      };
       out.push(cur);
       continue;
     }

@@ -87,7 +87,12 @@ export function isLocallyAdministeredMac(mac: string): boolean {
  * moving the flake gives its VMs new addresses, like a new machine.
  */
 export function generateMac(flakeDir: string, vmName: string): string {
-  const h = createHash('sha256').update('nixvm-mac\0').update(path.resolve(flakeDir)).update('\0').update(vmName).digest();
+  const h = createHash('sha256')
+    .update('nixvm-mac\0')
+    .update(path.resolve(flakeDir))
+    .update('\0')
+    .update(vmName)
+    .digest();
   const octets = [h[0]!, h[1]!, h[2]!, h[3]!, h[4]!, h[5]!];
   // Clear the multicast bit, set the locally-administered bit.
   octets[0] = (octets[0]! & 0xfc) | 0x02;

@@ -43,7 +43,6 @@ export class SshTargetError extends Error {
   }
 }
 
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f]/;
 
 function checkHost(host: string): void {
@@ -56,7 +55,9 @@ function checkHost(host: string): void {
 
 function checkUser(user: string): void {
   if (!user || CONTROL.test(user)) {
-    throw new SshTargetError(`The ssh user ${JSON.stringify(user)} is not usable; set a user name without control characters for this VM.`);
+    throw new SshTargetError(
+      `The ssh user ${JSON.stringify(user)} is not usable; set a user name without control characters for this VM.`,
+    );
   }
 }
 
@@ -68,7 +69,9 @@ function checkPort(port: number): void {
 
 function checkOptionKey(key: string): void {
   if (!/^[A-Za-z][A-Za-z0-9]*$/.test(key)) {
-    throw new SshTargetError(`${JSON.stringify(key)} is not an ssh option name; use a keyword such as ServerAliveInterval.`);
+    throw new SshTargetError(
+      `${JSON.stringify(key)} is not an ssh option name; use a keyword such as ServerAliveInterval.`,
+    );
   }
 }
 
@@ -86,11 +89,13 @@ export function sshArgv(t: SshTarget): string[] {
   for (const [k, v] of extra) {
     checkOptionKey(k);
     const value = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
-    if (CONTROL.test(value)) throw new SshTargetError(`The ssh option ${k} has control characters in its value; remove them.`);
+    if (CONTROL.test(value))
+      throw new SshTargetError(`The ssh option ${k} has control characters in its value; remove them.`);
     argv.push('-o', `${k}=${value}`);
   }
   const overridden = new Set(extra.map(([k]) => k.toLowerCase()));
-  for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) if (!overridden.has(k.toLowerCase())) argv.push('-o', `${k}=${v}`);
+  for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS))
+    if (!overridden.has(k.toLowerCase())) argv.push('-o', `${k}=${v}`);
   if (t.identityFile) argv.push('-i', t.identityFile);
   argv.push('-p', String(port), '-l', t.user, t.host);
   return argv;
@@ -110,7 +115,8 @@ const PLAIN_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
 export function sshCommandLine(argv: readonly string[]): string {
   return argv
     .map((a) => {
-      if (a.includes('\0')) throw new SshTargetError('An ssh argument contains a NUL byte, which no command line can carry.');
+      if (a.includes('\0'))
+        throw new SshTargetError('An ssh argument contains a NUL byte, which no command line can carry.');
       return PLAIN_WORD.test(a) ? a : shellQuoteWords([a]);
     })
     .join(' ');
@@ -159,7 +165,9 @@ export function sshHostAliases(vms: readonly string[]): string[] {
 /** An ssh_config argument: quoted (with `\` escapes, as ssh's own splitter reads them) only when needed. */
 function configArg(value: string, what: string, vm: string): string {
   if (CONTROL.test(value)) {
-    throw new SshTargetError(`The ssh ${what} of VM ${JSON.stringify(vm)} contains control characters, which an ssh config cannot hold; change it.`);
+    throw new SshTargetError(
+      `The ssh ${what} of VM ${JSON.stringify(vm)} contains control characters, which an ssh config cannot hold; change it.`,
+    );
   }
   return /[\s"'\\#=]/.test(value) || value === '' ? `"${value.replace(/[\\"]/g, '\\$&')}"` : value;
 }
@@ -189,7 +197,7 @@ export function renderSshConfig(entries: readonly SshConfigEntry[]): string {
     if (e.identityFile) lines.push(`  IdentityFile ${configArg(escapeTokens(e.identityFile), 'identity file', e.vm)}`);
     for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) lines.push(`  ${k} ${v}`);
   });
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** The user's own ssh config, which nixvm reads but never writes. */
@@ -223,9 +231,15 @@ async function samePath(a: string, b: string): Promise<boolean> {
  * Write the config atomically (a temp file in the same directory, then rename), mode 0600 as
  * ssh requires of config files. Refuses to touch the user's ~/.ssh/config.
  */
-export async function writeSshConfig(file: string, entries: readonly SshConfigEntry[], home = os.homedir()): Promise<void> {
+export async function writeSshConfig(
+  file: string,
+  entries: readonly SshConfigEntry[],
+  home = os.homedir(),
+): Promise<void> {
   if (await samePath(file, userSshConfigPath(home))) {
-    throw new SshTargetError(`nixvm does not write ${file}, your own ssh config; give it a path in nixvm's state directory and Include that instead.`);
+    throw new SshTargetError(
+      `nixvm does not write ${file}, your own ssh config; give it a path in nixvm's state directory and Include that instead.`,
+    );
   }
   const text = renderSshConfig(entries);
   const dir = path.dirname(file);
@@ -310,7 +324,10 @@ async function expandInclude(arg: string, home: string): Promise<string[]> {
   if (/[*?]/.test(dir)) return [];
   const re = globToRegExp(path.basename(p));
   try {
-    return (await readdir(dir)).filter((n) => re.test(n)).sort().map((n) => path.join(dir, n));
+    return (await readdir(dir))
+      .filter((n) => re.test(n))
+      .sort()
+      .map((n) => path.join(dir, n));
   } catch {
     return [];
   }

@@ -265,7 +265,11 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       rotateLogs(dir, this.keepLogs);
     } catch (e) {
       const why = trimSentence(String((e as Error)?.message ?? e));
-      const err = new BuildError(vm, 'build-failed', `Could not write the build log of VM '${vm}' in ${dir} (${why}); check that the directory is writable.`);
+      const err = new BuildError(
+        vm,
+        'build-failed',
+        `Could not write the build log of VM '${vm}' in ${dir} (${why}); check that the directory is writable.`,
+      );
       this.emit('done', vm, err);
       throw err;
     }
@@ -348,12 +352,17 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       await finish({ status: 'cancelled', progress: tracker.progress() }, err, '# build cancelled');
       throw err;
     }
-    if (!r || r.exitCode !== 0) {
+    if (r?.exitCode !== 0) {
       const err = r
         ? this.explainFailure(target, r, tracker, logPath, slot.last !== null)
-        : new BuildError(vm, 'eval', `Could not run nix to build VM '${vm}': ${trimSentence(String((runErr as Error)?.message ?? runErr))}.`, {
-            logPath,
-          });
+        : new BuildError(
+            vm,
+            'eval',
+            `Could not run nix to build VM '${vm}': ${trimSentence(String((runErr as Error)?.message ?? runErr))}.`,
+            {
+              logPath,
+            },
+          );
       await finish(
         { status: 'failed', progress: tracker.progress(), error: err.message, detail: err.detail },
         err,
@@ -373,10 +382,15 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       // Handled below: a build that succeeded without telling us where its output is.
     }
     if (!outPath || !drvPath) {
-      const err = new BuildError(vm, 'build-failed', `nix built VM '${vm}' but did not report its output path; build again.`, {
-        detail: r.stdout,
-        logPath,
-      });
+      const err = new BuildError(
+        vm,
+        'build-failed',
+        `nix built VM '${vm}' but did not report its output path; build again.`,
+        {
+          detail: r.stdout,
+          logPath,
+        },
+      );
       await finish({ status: 'failed', error: err.message, detail: err.detail }, err, `# ${err.message}`);
       throw err;
     }
@@ -429,9 +443,14 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
         { detail: t.detail, logPath },
       );
     }
-    return new BuildError(vm, 'build-failed', `Building VM '${vm}' failed (nix exited with code ${r.exitCode}); see the build log${keep}.`, {
-      detail: r.stderr.slice(-4000),
-      logPath,
-    });
+    return new BuildError(
+      vm,
+      'build-failed',
+      `Building VM '${vm}' failed (nix exited with code ${r.exitCode}); see the build log${keep}.`,
+      {
+        detail: r.stderr.slice(-4000),
+        logPath,
+      },
+    );
   }
 }

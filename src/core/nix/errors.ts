@@ -59,7 +59,6 @@ export interface ErrorContext {
   exists?: (file: string) => boolean;
 }
 
-// eslint-disable-next-line no-control-regex
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
 
 export function stripAnsi(text: string): string {
@@ -208,15 +207,21 @@ export interface FailedBuilder {
 export function failedBuilder(text: string): FailedBuilder | null {
   const t = stripAnsi(text);
   const old = /builder for '([^']+\.drv)' failed (?:with exit code (\d+)|due to signal (\d+)[^;\n]*)?/.exec(t);
-  if (old?.[1]) return { drvPath: old[1], how: old[2] ? `exit code ${old[2]}` : old[3] ? `signal ${old[3]}` : 'failure' };
-  const cur = /Cannot build '([^']+\.drv)'\.?\s*Reason: builder failed(?: with exit code (\d+)| due to signal (\d+))?/.exec(t);
-  if (cur?.[1]) return { drvPath: cur[1], how: cur[2] ? `exit code ${cur[2]}` : cur[3] ? `signal ${cur[3]}` : 'failure' };
+  if (old?.[1])
+    return { drvPath: old[1], how: old[2] ? `exit code ${old[2]}` : old[3] ? `signal ${old[3]}` : 'failure' };
+  const cur =
+    /Cannot build '([^']+\.drv)'\.?\s*Reason: builder failed(?: with exit code (\d+)| due to signal (\d+))?/.exec(t);
+  if (cur?.[1])
+    return { drvPath: cur[1], how: cur[2] ? `exit code ${cur[2]}` : cur[3] ? `signal ${cur[3]}` : 'failure' };
   return null;
 }
 
 /** "/nix/store/<hash>-name.drv" → "name". */
 export function drvName(drvPath: string): string {
-  return path.basename(drvPath).replace(/^[0-9a-z]{32}-/, '').replace(/\.drv$/, '');
+  return path
+    .basename(drvPath)
+    .replace(/^[0-9a-z]{32}-/, '')
+    .replace(/\.drv$/, '');
 }
 
 /**
@@ -290,6 +295,9 @@ export function translateEvalError(stderr: string, ctx: ErrorContext): Translate
 
 /** One line, no trailing full stop, bounded length: it goes inside a sentence. */
 export function trimSentence(s: string, max = 300): string {
-  const one = s.replace(/\s+/g, ' ').trim().replace(/[.;:]+$/, '');
+  const one = s
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[.;:]+$/, '');
   return one.length > max ? `${one.slice(0, max - 1)}…` : one;
 }

@@ -10,7 +10,7 @@
  */
 
 /** `inspect name cfg` → the facts the agent needs about one VM, deeply forced by the callers. */
-const INSPECT = String.raw`
+const INSPECT = `
   inspect = name: c:
     let
       cfg = c.config or (throw ("nixosConfigurations." + name + " is not a NixOS configuration (it has no 'config')"));

@@ -267,7 +267,7 @@ export function evalWarnings(stderr: string, flakeDir: string): string[] {
 }
 
 function checkFlakeDir(flakeDir: string): void {
-  let st;
+  let st: ReturnType<typeof statSync>;
   try {
     st = statSync(flakeDir);
   } catch {
@@ -288,17 +288,15 @@ function checkFlakeDir(flakeDir: string): void {
 }
 
 /** Run nix; on failure return the result for translation (never its stdout). */
-async function evalCall(
-  nix: Nix,
-  flakeDir: string,
-  apply: string,
-  opts: InventoryOptions,
-): Promise<RunResult> {
-  return run(nix.argv('eval', '--json', ...EVAL_ARGS, flakeInstallable(flakeDir, ['nixosConfigurations']), '--apply', apply), {
-    signal: opts.signal,
-    timeoutMs: opts.timeoutMs,
-    allowFailure: true,
-  });
+async function evalCall(nix: Nix, flakeDir: string, apply: string, opts: InventoryOptions): Promise<RunResult> {
+  return run(
+    nix.argv('eval', '--json', ...EVAL_ARGS, flakeInstallable(flakeDir, ['nixosConfigurations']), '--apply', apply),
+    {
+      signal: opts.signal,
+      timeoutMs: opts.timeoutMs,
+      allowFailure: true,
+    },
+  );
 }
 
 function parseJson(r: RunResult, what: string): unknown {
@@ -370,7 +368,10 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
 
   // Each VM alone, without tryEval: succeeds with its facts, or fails with nix's own message.
   const limit = opts.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism()));
-  const singles = await mapLimit(alone, limit, async (name) => ({ name, r: await evalCall(nix, flake, singleExpr(name), opts) }));
+  const singles = await mapLimit(alone, limit, async (name) => ({
+    name,
+    r: await evalCall(nix, flake, singleExpr(name), opts),
+  }));
   for (const { name, r } of singles) {
     if (r.exitCode === 0) {
       addWarnings(evalWarnings(r.stderr, flake));

@@ -51,7 +51,11 @@ function ignoredName(name: string): boolean {
  * Whether chokidar should skip a path under the flake. Decided from the path alone (no stat),
  * so ignored directories are never walked.
  */
-export function isIgnoredPath(flakeDir: string, candidate: string, extraDirs: ReadonlySet<string> = new Set()): boolean {
+export function isIgnoredPath(
+  flakeDir: string,
+  candidate: string,
+  extraDirs: ReadonlySet<string> = new Set(),
+): boolean {
   const rel = path.relative(flakeDir, candidate);
   if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return false;
   if (extraDirs.size) {
@@ -253,7 +257,11 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     if (this.gitCheck && sourceRootOf(this.flakeDir).git) {
       const untracked = await untrackedNixFiles(this.flakeDir, abort.signal);
       // Always the full list, even empty: a warning must go away once the user has run `git add -N`.
-      if (!this.closed) this.emit('warning', untracked.map((f) => `${gitAddAdvice(f, this.flakeDir)}.`));
+      if (!this.closed)
+        this.emit(
+          'warning',
+          untracked.map((f) => `${gitAddAdvice(f, this.flakeDir)}.`),
+        );
     }
     if (this.closed) return;
 

@@ -62,7 +62,9 @@ async function keepTail(file: string, maxBytes: number): Promise<void> {
     from += nl >= 0 ? nl + 1 : charStart(probe.subarray(0, bytesRead), 0);
     const dst = await open(tmp, 'w', 0o644);
     try {
-      await dst.write(`[nixvm: the first ${from} bytes of this run's console were dropped to keep logs under ${maxBytes} bytes]\n`);
+      await dst.write(
+        `[nixvm: the first ${from} bytes of this run's console were dropped to keep logs under ${maxBytes} bytes]\n`,
+      );
       const buf = Buffer.alloc(CHUNK);
       for (let pos = from; pos < size; ) {
         const r = await src.read(buf, 0, Math.min(CHUNK, size - pos), pos);
@@ -88,8 +90,13 @@ async function keepTail(file: string, maxBytes: number): Promise<void> {
  * go first; if the last run alone is larger, its beginning is cut (its end is what explains a
  * crash). Missing files (first boot, gaps) are fine.
  */
-export async function rotateConsoleLog(file: string, keep = DEFAULT_CONSOLE_KEEP, maxBytes = DEFAULT_CONSOLE_MAX_BYTES): Promise<void> {
-  if (!Number.isInteger(keep) || keep < 0) throw new RangeError(`Console logs to keep must be a whole number ≥ 0, got ${keep}.`);
+export async function rotateConsoleLog(
+  file: string,
+  keep = DEFAULT_CONSOLE_KEEP,
+  maxBytes = DEFAULT_CONSOLE_MAX_BYTES,
+): Promise<void> {
+  if (!Number.isInteger(keep) || keep < 0)
+    throw new RangeError(`Console logs to keep must be a whole number ≥ 0, got ${keep}.`);
   if (!(maxBytes > 0)) throw new RangeError(`The console log size cap must be positive, got ${maxBytes}.`);
   const dir = path.dirname(file);
   const base = path.basename(file);
@@ -367,7 +374,7 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
     first = false;
     // Whatever the open file still has: after a rotation this is the old run's end.
     await drain();
-    let st;
+    let st: Awaited<ReturnType<typeof stat>>;
     try {
       st = await stat(file);
     } catch (e) {

@@ -31,7 +31,13 @@ export interface VfkitState {
 export interface VfkitInspect {
   vcpus?: number;
   memoryBytes?: number;
-  bootloader?: { kind?: string; vmlinuzPath?: string; initrdPath?: string; kernelCmdline?: string; [k: string]: unknown };
+  bootloader?: {
+    kind?: string;
+    vmlinuzPath?: string;
+    initrdPath?: string;
+    kernelCmdline?: string;
+    [k: string]: unknown;
+  };
   devices?: Array<{ kind?: string; [k: string]: unknown }>;
   [k: string]: unknown;
 }
@@ -217,7 +223,9 @@ export class VfkitRest {
         });
       });
       const timer = setTimeout(() => {
-        req.destroy(new RestError('timeout', this.uri, `vfkit at ${this.uri} did not answer ${method} ${path} within ${ms} ms.`));
+        req.destroy(
+          new RestError('timeout', this.uri, `vfkit at ${this.uri} did not answer ${method} ${path} within ${ms} ms.`),
+        );
       }, ms);
       req.on('error', (e) => {
         clearTimeout(timer);
@@ -232,7 +240,11 @@ export class VfkitRest {
     try {
       return JSON.parse(r.body);
     } catch {
-      throw new RestError('protocol', this.uri, `vfkit at ${this.uri} answered ${what} with something that is not JSON.`);
+      throw new RestError(
+        'protocol',
+        this.uri,
+        `vfkit at ${this.uri} answered ${what} with something that is not JSON.`,
+      );
     }
   }
 
@@ -244,14 +256,29 @@ export class VfkitRest {
     } catch {
       // Not JSON: keep the raw text.
     }
-    return new RestError('http', this.uri, `vfkit refused ${what} (HTTP ${r.status})${detail ? `: ${detail}` : ''}.`, r.status);
+    return new RestError(
+      'http',
+      this.uri,
+      `vfkit refused ${what} (HTTP ${r.status})${detail ? `: ${detail}` : ''}.`,
+      r.status,
+    );
   }
 
   private wrap(e: unknown): RestError {
     if (e instanceof RestError) return e;
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ENOTSOCK') {
-      return new RestError('unreachable', this.uri, `Nothing answers at ${this.uri} (${code}): vfkit is not running there.`);
+    if (
+      code === 'ENOENT' ||
+      code === 'ECONNREFUSED' ||
+      code === 'ECONNRESET' ||
+      code === 'EPIPE' ||
+      code === 'ENOTSOCK'
+    ) {
+      return new RestError(
+        'unreachable',
+        this.uri,
+        `Nothing answers at ${this.uri} (${code}): vfkit is not running there.`,
+      );
     }
     return new RestError('unreachable', this.uri, `Could not reach vfkit at ${this.uri}: ${(e as Error).message}.`);
   }

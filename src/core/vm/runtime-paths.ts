@@ -47,7 +47,10 @@ function shortHash(s: string): string {
  */
 export function vmDirName(vm: string): string {
   if (vm.length > 0 && /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(vm) && Buffer.byteLength(vm) <= 64) return vm;
-  const readable = vm.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 40);
+  const readable = vm
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[._]+/, '')
+    .slice(0, 40);
   return `${readable || 'vm'}-${shortHash(vm)}`;
 }
 
@@ -62,7 +65,12 @@ function mangledByUrlParser(p: string): boolean {
  * directory is created (0700) and checked to be a real directory owned by us: a socket path is only
  * safe if nobody else can swap what it points at.
  */
-export function runtimePaths(stateDir: string, logsDir: string, vm: string, uid: number = currentUid()): VmRuntimePaths {
+export function runtimePaths(
+  stateDir: string,
+  logsDir: string,
+  vm: string,
+  uid: number = currentUid(),
+): VmRuntimePaths {
   const name = vmDirName(vm);
   const dir = path.join(path.resolve(stateDir), 'vms', name);
   const logDir = path.join(path.resolve(logsDir), 'vms', name);

@@ -138,7 +138,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * Console lines a clean guest power-off or reboot leaves: systemd's final targets, systemd-shutdown,
  * the kernel's last words. (Virtualization.framework ends the VM on a guest reboot too.)
  */
-const CLEAN_END = /Reached target (System )?(Power-?Off|Reboot|Halt)|systemd-shutdown.*(Powering off|Rebooting)|reboot: (Power down|Restarting system)|System halted/i;
+const CLEAN_END =
+  /Reached target (System )?(Power-?Off|Reboot|Halt)|systemd-shutdown.*(Powering off|Rebooting)|reboot: (Power down|Restarting system)|System halted/i;
 
 export class Supervisor extends EventEmitter {
   readonly opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string | undefined> };
@@ -563,7 +564,13 @@ export class Supervisor extends EventEmitter {
 
   // ---------------------------------------------------------------- exit detection
 
-  private newRun(pid: number, child: ChildProcess | null, paths: SupervisedPaths, record: BootRecord, adopted: boolean): Run {
+  private newRun(
+    pid: number,
+    child: ChildProcess | null,
+    paths: SupervisedPaths,
+    record: BootRecord,
+    adopted: boolean,
+  ): Run {
     let settle!: (e: EndInfo) => void;
     let markDone!: () => void;
     const ended = new Promise<EndInfo>((res) => (settle = res));
@@ -657,7 +664,7 @@ export class Supervisor extends EventEmitter {
       let any = false;
       for (const e of this.vms.values()) {
         const r = e.run;
-        if (!r || !r.adopted || r.isEnded) continue;
+        if (!r?.adopted || r.isEnded) continue;
         any = true;
         if (!pidAlive(r.pid)) void this.confirmEnd(e, r);
       }
@@ -725,7 +732,16 @@ export class Supervisor extends EventEmitter {
   private entry(name: string): Entry {
     let e = this.vms.get(name);
     if (!e) {
-      e = { name, state: 'stopped', exit: null, error: null, run: null, starting: null, stopping: null, cancelStart: false };
+      e = {
+        name,
+        state: 'stopped',
+        exit: null,
+        error: null,
+        run: null,
+        starting: null,
+        stopping: null,
+        cancelStart: false,
+      };
       this.vms.set(name, e);
     }
     return e;
@@ -877,7 +893,10 @@ function startFailure(name: string, paths: SupervisedPaths, info: EndInfo, restS
  * failure cobra prints `Error: <err>` (plus usage) and main prints `<err>` again last.
  */
 export function vfkitMessage(text: string): string | null {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const cobra = lines.find((l) => l.startsWith('Error: '));
   if (cobra) return cobra.slice('Error: '.length).trim();
   for (let i = lines.length - 1; i >= 0; i--) {
@@ -889,8 +908,11 @@ export function vfkitMessage(text: string): string | null {
 }
 
 function hintFor(msg: string): string {
-  if (/rosetta is not installed/i.test(msg)) return 'install Rosetta with `softwareupdate --install-rosetta --agree-to-license` or turn off virtualisation.rosetta.enable';
-  if (/rosetta is (not supported|unsupported)/i.test(msg)) return 'Rosetta needs an Apple silicon Mac, so turn off virtualisation.rosetta.enable for this VM';
-  if (/kernel must be uncompressed|compressed file/i.test(msg)) return 'on Apple silicon Virtualization.framework boots only an uncompressed kernel Image, so build the VM with one';
-  return 'fix the VM\'s configuration and start it again';
+  if (/rosetta is not installed/i.test(msg))
+    return 'install Rosetta with `softwareupdate --install-rosetta --agree-to-license` or turn off virtualisation.rosetta.enable';
+  if (/rosetta is (not supported|unsupported)/i.test(msg))
+    return 'Rosetta needs an Apple silicon Mac, so turn off virtualisation.rosetta.enable for this VM';
+  if (/kernel must be uncompressed|compressed file/i.test(msg))
+    return 'on Apple silicon Virtualization.framework boots only an uncompressed kernel Image, so build the VM with one';
+  return "fix the VM's configuration and start it again";
 }

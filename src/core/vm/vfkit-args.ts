@@ -68,7 +68,8 @@ class Checker {
 
   /** No NUL: an argv element cannot carry one. */
   passable(what: string, value: string, fix: string): void {
-    if (value.includes('\0')) this.fail(value, `${what} ${q(value)} contains a NUL byte, which cannot be passed to vfkit; ${fix}`);
+    if (value.includes('\0'))
+      this.fail(value, `${what} ${q(value)} contains a NUL byte, which cannot be passed to vfkit; ${fix}`);
   }
 
   absolute(what: string, value: string, fix: string): void {
@@ -80,7 +81,10 @@ class Checker {
   /** A value that ends up inside one `--device` (or `--bootloader`) value: commas would split it. */
   noComma(what: string, value: string, option: string, fix: string): void {
     if (value.includes(',')) {
-      this.fail(value, `${what} ${q(value)} contains a comma, which vfkit's ${option} option cannot carry (it splits its value on every comma); ${fix}`);
+      this.fail(
+        value,
+        `${what} ${q(value)} contains a comma, which vfkit's ${option} option cannot carry (it splits its value on every comma); ${fix}`,
+      );
     }
   }
 
@@ -90,10 +94,14 @@ class Checker {
     this.noComma(`the mount tag of ${owner}`, tag, '--device', fix);
     const bytes = Buffer.byteLength(tag, 'utf8');
     if (bytes > MAX_MOUNT_TAG_BYTES) {
-      this.fail(tag, `the mount tag ${q(tag)} of ${owner} is ${bytes} bytes long, more than the ${MAX_MOUNT_TAG_BYTES} bytes Virtualization.framework allows; ${fix}`);
+      this.fail(
+        tag,
+        `the mount tag ${q(tag)} of ${owner} is ${bytes} bytes long, more than the ${MAX_MOUNT_TAG_BYTES} bytes Virtualization.framework allows; ${fix}`,
+      );
     }
     const other = this.tags.get(tag);
-    if (other !== undefined) this.fail(tag, `the mount tag ${q(tag)} is used by both ${other} and ${owner}; give each share its own tag`);
+    if (other !== undefined)
+      this.fail(tag, `the mount tag ${q(tag)} is used by both ${other} and ${owner}; give each share its own tag`);
     this.tags.set(tag, owner);
   }
 }
@@ -113,7 +121,10 @@ class Resources implements Part {
   }
   check(c: Checker): void {
     if (!Number.isInteger(this.cpus) || this.cpus < 1) {
-      c.fail(String(this.cpus), `it asks for ${this.cpus} CPUs; set virtualisation.cores to a whole number of 1 or more`);
+      c.fail(
+        String(this.cpus),
+        `it asks for ${this.cpus} CPUs; set virtualisation.cores to a whole number of 1 or more`,
+      );
     }
     if (!Number.isInteger(this.memoryMiB) || this.memoryMiB < MIN_MEMORY_MIB) {
       c.fail(
@@ -149,12 +160,18 @@ class LinuxBootloader implements Part {
     c.absolute('the system closure path', this.closure, 'pass the absolute out path of the built toplevel');
     c.noComma('the system closure path', this.closure, '--bootloader', fix);
     if (this.closure.includes('"')) {
-      c.fail(this.closure, `the system closure path ${q(this.closure)} contains a double quote, which vfkit's --bootloader option cannot carry; ${fix}`);
+      c.fail(
+        this.closure,
+        `the system closure path ${q(this.closure)} contains a double quote, which vfkit's --bootloader option cannot carry; ${fix}`,
+      );
     }
     for (const p of this.kernelParams) {
       c.passable('the kernel parameter', p, 'remove it from boot.kernelParams');
       if (p.includes('"')) {
-        c.fail(p, `the kernel parameter ${q(p)} contains a double quote, which vfkit's --bootloader option cannot carry (the command line is itself quoted there); remove the quotes from boot.kernelParams`);
+        c.fail(
+          p,
+          `the kernel parameter ${q(p)} contains a double quote, which vfkit's --bootloader option cannot carry (the command line is itself quoted there); remove the quotes from boot.kernelParams`,
+        );
       }
     }
   }
@@ -174,13 +191,17 @@ class VirtioNet implements Part {
     return this.rawMac.toLowerCase().replaceAll('-', ':');
   }
   check(c: Checker): void {
-    const fix = 'set virtualisation.macAddress to six two-digit hex octets such as 02:94:ef:12:34:56, or leave it unset for a generated one';
+    const fix =
+      'set virtualisation.macAddress to six two-digit hex octets such as 02:94:ef:12:34:56, or leave it unset for a generated one';
     c.passable('the MAC address', this.rawMac, fix);
     if (!/^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$/.test(this.rawMac)) {
       c.fail(this.rawMac, `the MAC address ${q(this.rawMac)} is not six two-digit hex octets; ${fix}`);
     }
     if (parseInt(this.mac.slice(0, 2), 16) & 1) {
-      c.fail(this.rawMac, `the MAC address ${q(this.rawMac)} is a multicast address (its first octet is odd), which a network card cannot use; ${fix}`);
+      c.fail(
+        this.rawMac,
+        `the MAC address ${q(this.rawMac)} is a multicast address (its first octet is odd), which a network card cannot use; ${fix}`,
+      );
     }
   }
   args(): string[] {
@@ -226,8 +247,17 @@ class VirtioFs implements Part {
     this.tagFix = tagFix;
   }
   check(c: Checker): void {
-    c.absolute('the shared directory', this.sharedDir, 'use an absolute source path in virtualisation.sharedDirectories');
-    c.noComma('the shared directory', this.sharedDir, '--device', 'rename the directory or share one without a comma in its path');
+    c.absolute(
+      'the shared directory',
+      this.sharedDir,
+      'use an absolute source path in virtualisation.sharedDirectories',
+    );
+    c.noComma(
+      'the shared directory',
+      this.sharedDir,
+      '--device',
+      'rename the directory or share one without a comma in its path',
+    );
     c.tag(this.mountTag, this.owner, this.tagFix);
   }
   args(): string[] {
@@ -259,7 +289,10 @@ class VirtioGpu implements Part {
   check(c: Checker): void {
     for (const v of [this.width, this.height]) {
       if (!Number.isInteger(v) || v < 1) {
-        c.fail(`${this.width}x${this.height}`, `the display resolution ${this.width}x${this.height} is not two whole numbers of 1 or more; fix virtualisation.resolution`);
+        c.fail(
+          `${this.width}x${this.height}`,
+          `the display resolution ${this.width}x${this.height} is not two whole numbers of 1 or more; fix virtualisation.resolution`,
+        );
       }
     }
   }
@@ -297,12 +330,18 @@ class RestfulUri implements Part {
     c.absolute('the REST socket path', this.socket, fix);
     const bytes = Buffer.byteLength(this.socket, 'utf8');
     if (bytes > MAX_SOCKET_PATH_BYTES) {
-      c.fail(this.socket, `its REST socket path ${q(this.socket)} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} bytes macOS allows for a unix socket; ${fix}`);
+      c.fail(
+        this.socket,
+        `its REST socket path ${q(this.socket)} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} bytes macOS allows for a unix socket; ${fix}`,
+      );
     }
     // vfkit parses the URI with Go's url.ParseRequestURI: `%` is decoded, `?` starts a query.
     const bad = /[%?\u0000-\u001f\u007f]/.exec(this.socket);
     if (bad) {
-      c.fail(this.socket, `its REST socket path ${q(this.socket)} contains ${q(bad[0])}, which vfkit's --restful-uri would misread; use a state directory (NIXVM_STATE_DIR) without it`);
+      c.fail(
+        this.socket,
+        `its REST socket path ${q(this.socket)} contains ${q(bad[0])}, which vfkit's --restful-uri would misread; use a state directory (NIXVM_STATE_DIR) without it`,
+      );
     }
   }
   args(): string[] {
@@ -336,7 +375,9 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
     new VirtioRng(),
   ];
   if (spec.mountHostNixStore) {
-    list.push(new VirtioFs('/nix/store', NIX_STORE_TAG, 'the host Nix store share', 'rename the shared directory that uses it'));
+    list.push(
+      new VirtioFs('/nix/store', NIX_STORE_TAG, 'the host Nix store share', 'rename the shared directory that uses it'),
+    );
   }
   for (const s of spec.shares) {
     list.push(new VirtioFs(s.source, s.tag, `the shared directory ${q(s.source)}`, shareFix));
@@ -361,7 +402,11 @@ function checkAll(vm: string, list: Part[]): void {
  */
 export function vfkitArgv(input: VfkitArgvInput): string[] {
   if (input.vfkit === '' || input.vfkit.includes('\0')) {
-    throw new VfkitConfigError(input.spec.name, input.vfkit, 'the vfkit program path is empty or unusable; set the vfkit path in the settings');
+    throw new VfkitConfigError(
+      input.spec.name,
+      input.vfkit,
+      'the vfkit program path is empty or unusable; set the vfkit path in the settings',
+    );
   }
   const list = parts(input);
   checkAll(input.spec.name, list);
@@ -387,7 +432,10 @@ const PLACEHOLDER_PATHS: VmRuntimePaths = {
  */
 export function validateSpec(spec: VmSpec): VfkitConfigError | null {
   try {
-    checkAll(spec.name, parts({ spec, closure: PLACEHOLDER_CLOSURE, mac: spec.macAddress ?? PLACEHOLDER_MAC, paths: PLACEHOLDER_PATHS }));
+    checkAll(
+      spec.name,
+      parts({ spec, closure: PLACEHOLDER_CLOSURE, mac: spec.macAddress ?? PLACEHOLDER_MAC, paths: PLACEHOLDER_PATHS }),
+    );
     return null;
   } catch (e) {
     if (e instanceof VfkitConfigError) return e;

@@ -9,7 +9,8 @@ import { ProgramNotFoundError, resolveProgram, run, RunError } from '../runner.t
 
 export const MIN_VFKIT_VERSION = '0.6.2';
 
-const INSTALL_HINT = 'install it with `brew install vfkit` or `nix profile install nixpkgs#vfkit`, or set its path in the settings';
+const INSTALL_HINT =
+  'install it with `brew install vfkit` or `nix profile install nixpkgs#vfkit`, or set its path in the settings';
 
 /**
  * Find vfkit: the settings' path, then NIXVM_VFKIT, then the login shell's PATH, our PATH, the
@@ -22,7 +23,12 @@ export function locateVfkit(setting?: string | null): string {
       return resolveProgram(configured);
     } catch {
       const from = setting ? 'The vfkit path in the settings' : 'NIXVM_VFKIT';
-      throw new ProgramNotFoundError('vfkit', [configured], undefined, `${from}, ${configured}, is not an executable file; fix or clear it.`);
+      throw new ProgramNotFoundError(
+        'vfkit',
+        [configured],
+        undefined,
+        `${from}, ${configured}, is not an executable file; fix or clear it.`,
+      );
     }
   }
   return locateProgram('vfkit', { extraDirs: ['/opt/homebrew/bin', '/usr/local/bin'], installHint: INSTALL_HINT });
@@ -77,7 +83,10 @@ export function compareVersions(a: [number, number, number], b: [number, number,
 }
 
 /** Run `vfkit --version` through the runner. */
-export async function vfkitVersion(bin: string, opts: { env?: Record<string, string | undefined> } = {}): Promise<VfkitVersion> {
+export async function vfkitVersion(
+  bin: string,
+  opts: { env?: Record<string, string | undefined> } = {},
+): Promise<VfkitVersion> {
   let out: string;
   try {
     const r = await run([bin, '--version'], { env: opts.env, timeoutMs: 10_000 });
@@ -96,7 +105,10 @@ const checked = new Map<string, Promise<VfkitVersion>>();
  * The cache key includes the resolved file and its mtime, so `brew upgrade vfkit` is noticed
  * without restarting the agent. A build that prints no version is let through: we cannot tell.
  */
-export function checkVfkitVersion(bin: string, opts: { env?: Record<string, string | undefined> } = {}): Promise<VfkitVersion> {
+export function checkVfkitVersion(
+  bin: string,
+  opts: { env?: Record<string, string | undefined> } = {},
+): Promise<VfkitVersion> {
   let key = bin;
   try {
     const real = realpathSync(bin);
@@ -109,7 +121,8 @@ export function checkVfkitVersion(bin: string, opts: { env?: Record<string, stri
   if (!p) {
     p = vfkitVersion(bin, opts).then((v) => {
       const min = parseVfkitVersion(`version: ${MIN_VFKIT_VERSION}`).parts!;
-      if (v.parts && compareVersions(v.parts, min) < 0) throw new VfkitVersionError(bin, (v.version ?? '?').replace(/^v/, ''));
+      if (v.parts && compareVersions(v.parts, min) < 0)
+        throw new VfkitVersionError(bin, (v.version ?? '?').replace(/^v/, ''));
       return v;
     });
     checked.set(key, p);
