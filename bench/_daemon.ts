@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectControl, type ControlClient } from '../src/control/client.ts';
-import { controlSocketPath } from '../src/core/socket-path.ts';
+import { controlSocketPath } from '../src/host/socket-path.ts';
 import { copyFixtureFiles } from '../test/helpers/fixtures.ts';
 
 export const REPO = fileURLToPath(new URL('../', import.meta.url));

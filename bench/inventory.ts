@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { inventory } from '../src/core/nix/inventory.ts';
 import { singleExpr } from '../src/core/nix/inventory-expr.ts';
 import { EVAL_ARGS, flakeInstallable, Nix } from '../src/core/nix/nix.ts';
-import { run } from '../src/core/runner.ts';
+import { run } from '../src/host/runner.ts';
 import { copyFixtureFiles } from '../test/helpers/fixtures.ts';
 
 const { values } = parseArgs({

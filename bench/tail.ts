@@ -107,7 +107,7 @@ async function makeLog(file: string, sizeMiB: number): Promise<{ ms: number; byt
 
 async function runChild(mode: 'tail' | 'baseline', file: string, lines: number): Promise<ChildReport> {
   // Imported here so the measured child does not load execa and friends.
-  const { run } = await import('../src/core/runner.ts');
+  const { run } = await import('../src/host/runner.ts');
   const r = await run([
     process.execPath,
     import.meta.filename,

@@ -6,7 +6,7 @@
  */
 import type { AgentEvent, AgentPort } from '../api/types.ts';
 import type { CliIo } from './io.ts';
-import { BUNDLE_ID } from '../core/paths.ts';
+import { BUNDLE_ID } from '../host/paths.ts';
 
 /** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
 export interface DaemonAgent extends AgentPort {

@@ -31,7 +31,7 @@ export function defaultIo(): CliIo {
       return runDaemon(opts);
     },
     loginItem: async (): Promise<LoginItemApi> => {
-      const launchd = await import('../core/launchd.ts');
+      const launchd = await import('../host/launchd.ts');
       // The agent launchd starts must use the same state dir, nix and vfkit as this shell does.
       const environment: Record<string, string> = {};
       for (const k of PASSED_ENV) {

@@ -12,7 +12,7 @@ import type {
   VmSnapshot,
   VmSpec,
 } from '../api/types.ts';
-import type { LoginItemStatus } from '../core/launchd.ts';
+import type { LoginItemStatus } from '../host/launchd.ts';
 
 /** "512 MiB", "2 GiB", "1.5 GiB". */
 export function formatMemory(mib: number): string {

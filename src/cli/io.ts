@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { AgentPort } from '../api/types.ts';
-import type { LoginItemStatus } from '../core/launchd.ts';
-import { resolveProgram } from '../core/runner.ts';
+import type { LoginItemStatus } from '../host/launchd.ts';
+import { resolveProgram } from '../host/runner.ts';
 
 export interface CliOutput {
   write(chunk: string): unknown;

@@ -12,8 +12,8 @@ import {
   type ResultOf,
   type SubscribeOptions,
 } from '../api/types.ts';
-import { resolvePaths } from '../core/paths.ts';
-import { controlSocketPath } from '../core/socket-path.ts';
+import { resolvePaths } from '../host/paths.ts';
+import { controlSocketPath } from '../host/socket-path.ts';
 import {
   LineSplitter,
   MAX_RESPONSE_LINE_BYTES,

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { AgentEvent, AgentMethod, AgentPort, ParamsOf } from '../api/types.ts';
-import { prepareSocketDir } from '../core/socket-path.ts';
+import { prepareSocketDir } from '../host/socket-path.ts';
 import {
   LineSplitter,
   MAX_REQUEST_LINE_BYTES,

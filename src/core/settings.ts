@@ -11,7 +11,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import Conf from 'conf';
 import { AgentError, type Settings } from '../api/types.ts';
-import { resolvePaths } from './paths.ts';
+import { resolvePaths } from '../host/paths.ts';
 
 export const SETTINGS_FILE = 'settings.json';
 

@@ -1,10 +1,10 @@
 /**
  * "Launch at login" for the app: the same per-user LaunchAgent the CLI's `nixvm login-item`
- * manages (src/core/launchd.ts), pointed at NixVM.app, so the two never disagree or start two
+ * manages (src/host/launchd.ts), pointed at NixVM.app, so the two never disagree or start two
  * agents. Loaded at the next login only: this process already is the agent.
  */
 import { app } from 'electron';
-import { installLoginItem, loginItemStatus, removeLoginItem } from '../core/launchd.ts';
+import { installLoginItem, loginItemStatus, removeLoginItem } from '../host/launchd.ts';
 
 /** What launchd should run: the app bundle's executable (or electron + this app in dev). */
 export function appProgramArguments(): string[] {

@@ -6,7 +6,7 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AgentError } from '../api/types.ts';
-import { RunError, run } from '../core/runner.ts';
+import { RunError, run } from '../host/runner.ts';
 import { consoleAppArgv, terminalOpenArgv } from './actions.ts';
 
 /** `open -a` failures say "Unable to find application named 'X'": turn that into what to do. */

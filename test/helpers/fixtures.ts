@@ -6,7 +6,7 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, wri
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from '../../src/core/runner.ts';
+import { run } from '../../src/host/runner.ts';
 
 export const FIXTURES_DIR = fileURLToPath(new URL('../fixtures/', import.meta.url));
 export const REPO_DIR = fileURLToPath(new URL('../../', import.meta.url));

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentError, type AgentEvent } from '../../src/api/types.ts';
-import { recentRuns } from '../../src/core/runner.ts';
+import { recentRuns } from '../../src/host/runner.ts';
 import { Agent } from '../../src/core/agent.ts';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { controlSocketPath } from '../../src/core/socket-path.ts';
+import { controlSocketPath } from '../../src/host/socket-path.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
 import { SIMULATOR } from '../helpers/agent.ts';
 

@@ -19,7 +19,7 @@ import {
 } from '../../src/api/types.ts';
 import { connectControl, type ControlClient } from '../../src/control/client.ts';
 import { startControlServer, type ControlServer, type ControlServerOptions } from '../../src/control/server.ts';
-import { controlSocketPath, shortSocketDir } from '../../src/core/socket-path.ts';
+import { controlSocketPath, shortSocketDir } from '../../src/host/socket-path.ts';
 import { agentSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read reply shapes of every kind

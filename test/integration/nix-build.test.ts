@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildProgress } from '../../src/api/types.ts';
 import { BuildError, BuildManager, type BuildResult } from '../../src/core/nix/build.ts';
 import { Nix } from '../../src/core/nix/nix.ts';
-import { onRun, type RunRecord } from '../../src/core/runner.ts';
+import { onRun, type RunRecord } from '../../src/host/runner.ts';
 import { copyFixture, REPO_DIR, type FlakeCopy } from '../helpers/fixtures.ts';
 
 const nix = Nix.locate();

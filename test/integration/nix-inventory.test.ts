@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FlakeError, inventory } from '../../src/core/nix/inventory.ts';
 import { Nix } from '../../src/core/nix/nix.ts';
-import { onRun, type RunRecord } from '../../src/core/runner.ts';
+import { onRun, type RunRecord } from '../../src/host/runner.ts';
 import { copyFixture, emptyDir, REPO_DIR, type FlakeCopy } from '../helpers/fixtures.ts';
 
 const nix = Nix.locate();

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FlakeError, inventory, type InventoryResult } from '../../src/core/nix/inventory.ts';
 import { Nix } from '../../src/core/nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from '../../src/core/nix/watcher.ts';
-import { run } from '../../src/core/runner.ts';
+import { run } from '../../src/host/runner.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
 
 const nix = Nix.locate();

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { VmExit, VmSpec } from '../../src/api/types.ts';
-import { recentRuns } from '../../src/core/runner.ts';
+import { recentRuns } from '../../src/host/runner.ts';
 import { runtimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
 import {

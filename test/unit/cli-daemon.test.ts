@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { VmSnapshot } from '../../src/api/types.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { runDaemon, type DaemonAgent } from '../../src/cli/daemon.ts';
-import { BUNDLE_ID } from '../../src/core/paths.ts';
+import { BUNDLE_ID } from '../../src/host/paths.ts';
 import { FakePort, agentSnapshot, collect, vmSnapshot } from '../helpers/fake-port.ts';
 
 let dir: string;

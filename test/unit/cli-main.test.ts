@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AgentError, type VmSnapshot } from '../../src/api/types.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
-import type { LoginItemStatus } from '../../src/core/launchd.ts';
+import type { LoginItemStatus } from '../../src/host/launchd.ts';
 import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
 
 const NOW = 1_700_000_000_000;

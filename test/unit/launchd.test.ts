@@ -13,9 +13,9 @@ import {
   parseLaunchctlPrint,
   removeLoginItem,
   type Runner,
-} from '../../src/core/launchd.ts';
-import { BUNDLE_ID } from '../../src/core/paths.ts';
-import type { RunResult } from '../../src/core/runner.ts';
+} from '../../src/host/launchd.ts';
+import { BUNDLE_ID } from '../../src/host/paths.ts';
+import type { RunResult } from '../../src/host/runner.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const UID = 501;

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
-import { locateProgram } from '../../src/core/locate.ts';
+import { locateProgram } from '../../src/host/locate.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-locate-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -24,7 +24,7 @@ it("reads the login shell's PATH even through a chatty rc file, as launchd-start
       '--input-type=module',
       '-e',
       'const m = await import(process.argv[1]); console.log(JSON.stringify(m.loginShellPath()));',
-      path.resolve('src/core/locate.ts'),
+      path.resolve('src/host/locate.ts'),
     ],
     { env, encoding: 'utf8' },
   );

@@ -12,9 +12,9 @@ import {
   isHolderProcess,
   readInstanceLock,
   type InstanceLock,
-} from '../../src/core/lock.ts';
+} from '../../src/host/lock.ts';
 
-const lockModule = fileURLToPath(new URL('../../src/core/lock.ts', import.meta.url));
+const lockModule = fileURLToPath(new URL('../../src/host/lock.ts', import.meta.url));
 
 let dir: string;
 const locks: InstanceLock[] = [];

@@ -9,8 +9,8 @@ import {
   pickBridge,
   type Runner,
 } from '../../src/core/net/bridge.ts';
-import type { RunOptions, RunResult } from '../../src/core/runner.ts';
-import { RunError } from '../../src/core/runner.ts';
+import type { RunOptions, RunResult } from '../../src/host/runner.ts';
+import { RunError } from '../../src/host/runner.ts';
 
 const fixture = (name: string): string =>
   readFileSync(path.join(import.meta.dirname, '..', 'fixtures', 'ifconfig', name), 'utf8');

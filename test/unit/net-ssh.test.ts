@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as shellParse } from 'shell-quote';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run } from '../../src/core/runner.ts';
+import { run } from '../../src/host/runner.ts';
 import {
   includeLine,
   renderSshConfig,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { run, RunError, ProgramNotFoundError, recentRuns } from '../../src/core/runner.ts';
+import { run, RunError, ProgramNotFoundError, recentRuns } from '../../src/host/runner.ts';
 
 describe('runner', () => {
   it('runs argv without a shell and records it', async () => {

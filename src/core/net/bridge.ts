@@ -4,7 +4,7 @@
  * carries the host side of 192.168.64.0/24 (usually `bridge100`; `bridge101`… when other
  * vmnet users such as Docker or UTM got there first). We read that from macOS's `ifconfig`.
  */
-import { run, type RunOptions, type RunResult } from '../runner.ts';
+import { run, type RunOptions, type RunResult } from '../../host/runner.ts';
 
 export const DEFAULT_BRIDGE = 'bridge100';
 

@@ -21,7 +21,7 @@ import { EventEmitter } from 'node:events';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import type { BuildInfo, BuildProgress } from '../../api/types.ts';
-import { run, RunError, type RunResult } from '../runner.ts';
+import { run, RunError, type RunResult } from '../../host/runner.ts';
 import {
   drvName,
   failedBuilder,

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { run } from '../runner.ts';
+import { run } from '../../host/runner.ts';
 import type { Nix } from './nix.ts';
 
 export class GcRoots {

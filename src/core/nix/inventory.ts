@@ -8,7 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { SharedDir, VmSpec } from '../../api/types.ts';
-import { run, RunError, type RunResult } from '../runner.ts';
+import { run, RunError, type RunResult } from '../../host/runner.ts';
 import { FlakeError, translateEvalError, trimSentence, nixErrorText } from './errors.ts';
 import { BATCH_EXPR, NAMES_EXPR, singleExpr } from './inventory-expr.ts';
 import { EVAL_ARGS, flakeInstallable, type Nix } from './nix.ts';

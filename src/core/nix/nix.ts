@@ -2,7 +2,7 @@
  * The nix binary and the flags every call carries. Flags here must work on Nix 2.8 (tests),
  * current Nix 2.18+ and Lix (users): no --print-out-paths, results come from --json.
  */
-import { locateProgram } from '../locate.ts';
+import { locateProgram } from '../../host/locate.ts';
 
 /** Enables flakes per call, so users need not have touched nix.conf. */
 export const NIX_FEATURE_ARGS = ['--extra-experimental-features', 'nix-command flakes'] as const;

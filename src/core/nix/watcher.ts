@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { run } from '../runner.ts';
+import { run } from '../../host/runner.ts';
 import { gitAddAdvice } from './errors.ts';
 import { changedVms, respeccedVms, sourceRootOf, type InventoryResult } from './inventory.ts';
 

@@ -12,7 +12,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensurePrivateDir, MAX_SOCKET_PATH_BYTES, shortSocketDir } from '../socket-path.ts';
+import { ensurePrivateDir, MAX_SOCKET_PATH_BYTES, shortSocketDir } from '../../host/socket-path.ts';
 
 /** Longest unix socket path macOS accepts: sizeof(sun_path) - 1 (vfkit checks the same). */
 export { MAX_SOCKET_PATH_BYTES };

@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import os from 'node:os';
 import path from 'node:path';
 import type { VmExit, VmRunState } from '../../api/types.ts';
-import { run, spawnDetached } from '../runner.ts';
+import { run, spawnDetached } from '../../host/runner.ts';
 import { RestError, VfkitRest } from './rest.ts';
 import { checkVfkitVersion } from './vfkit.ts';
 import { DEFAULT_CONSOLE_KEEP, rotateConsoleLog, tail } from './console.ts';

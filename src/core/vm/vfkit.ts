@@ -4,8 +4,8 @@
  * a SIGTERM handler that asks the guest to shut down before forcing it.
  */
 import { realpathSync, statSync } from 'node:fs';
-import { locateProgram } from '../locate.ts';
-import { ProgramNotFoundError, resolveProgram, run, RunError } from '../runner.ts';
+import { locateProgram } from '../../host/locate.ts';
+import { ProgramNotFoundError, resolveProgram, run, RunError } from '../../host/runner.ts';
 
 export const MIN_VFKIT_VERSION = '0.6.2';
 
