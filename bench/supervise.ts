@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { VmSpec } from '../src/api/types.ts';
 import { runtimePaths } from '../src/core/vm/runtime-paths.ts';
 import { Supervisor, type SupervisedVm } from '../src/core/vm/supervisor.ts';
-import { vfkitArgv } from '../src/core/vm/vfkit-args.ts';
+import { deviceFacts, vfkitArgv } from '../src/core/vm/vfkit-args.ts';
 import { makeClosure, testSpec } from '../test/vfkit-sim/harness.ts';
 
 const { values } = parseArgs({
@@ -53,6 +53,7 @@ function vm(i: number): SupervisedVm {
     paths,
     drvPath: spec.drvPath,
     outPath: closure,
+    facts: deviceFacts(spec, mac),
   };
 }
 
@@ -88,14 +89,14 @@ async function idle(seconds: number): Promise<Window> {
 const vms = Array.from({ length: N }, (_, i) => vm(i));
 const baselineRssMiB = +(process.memoryUsage.rss() / 1024 / 1024).toFixed(1);
 
-const first = new Supervisor({ vfkit: SIM, stateDir, logsDir, env, stopTimeoutMs: 10_000 });
+const first = new Supervisor({ stateDir, logsDir, env, stopTimeoutMs: 10_000 });
 let t = performance.now();
 await Promise.all(vms.map((v) => first.start(v)));
 const startAllMs = Math.round(performance.now() - t);
 const own = await idle(SECONDS);
 first.close();
 
-const second = new Supervisor({ vfkit: SIM, stateDir, logsDir, env, stopTimeoutMs: 10_000 });
+const second = new Supervisor({ stateDir, logsDir, env, stopTimeoutMs: 10_000 });
 t = performance.now();
 const adopted = await second.adoptAll();
 const adoptAllMs = Math.round(performance.now() - t);

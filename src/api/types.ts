@@ -2,6 +2,7 @@
  * The typed contract between the agent and every face (Electron app, control socket, CLI).
  * Plain data only: everything here must survive JSON and structured clone.
  */
+export { AgentError, type AgentErrorCode, type AgentErrorShape } from './errors.ts';
 
 export type VmRunState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed';
 
@@ -236,27 +237,6 @@ export const AGENT_METHODS = {
 
 export function isAgentMethod(m: unknown): m is AgentMethod {
   return typeof m === 'string' && Object.hasOwn(AGENT_METHODS, m);
-}
-
-/** Error codes every face maps to its own form (CLI exit codes, dialogs). */
-export type AgentErrorCode = 'no-such-vm' | 'bad-request' | 'failed' | 'not-running';
-
-export interface AgentErrorShape {
-  code: AgentErrorCode;
-  message: string;
-}
-
-/** A command failure that carries a code across the socket and IPC. */
-export class AgentError extends Error {
-  readonly code: AgentErrorCode;
-  constructor(code: AgentErrorCode, message: string) {
-    super(message);
-    this.name = 'AgentError';
-    this.code = code;
-  }
-  toJSON(): AgentErrorShape {
-    return { code: this.code, message: this.message };
-  }
 }
 
 /** Which live logs a subscriber wants; snapshot and notice events always come. */

@@ -8,7 +8,9 @@ import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/types.ts';
 import pkg from '../../package.json' with { type: 'json' };
-import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, agentErrorCode, describeError } from './errors.ts';
+import { agentErrorCode } from '../api/errors.ts';
+import { MAX_LOG_LINES } from '../api/validate.ts';
+import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, describeError } from './errors.ts';
 import { formatEvent, formatInspect, formatLoginItem, formatOutcome, formatStatus, formatVmTable } from './format.ts';
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
@@ -359,7 +361,10 @@ async function cmdLogs(
       )
     : () => {};
   try {
-    const tail = await interruptible(port.call('logs', { vm: name, kind, lines: opts.lines }), s.io.signal);
+    const tail = await interruptible(
+      port.call('logs', { vm: name, kind, lines: Math.min(opts.lines, MAX_LOG_LINES) }),
+      s.io.signal,
+    );
     if (opts.json && !opts.follow) s.json(tail);
     else emit(tail.lines);
     if (!opts.follow) {

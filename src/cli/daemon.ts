@@ -26,8 +26,7 @@ export interface DaemonOptions {
 
 async function createRealAgent(opts: { flakes?: string[] }): Promise<DaemonAgent> {
   const { Agent } = await import('../core/agent.ts');
-  // The daemon serves the socket itself (it may be told another path with --socket).
-  return Agent.create({ ...opts, control: false });
+  return Agent.create(opts);
 }
 
 function stamp(now: number): string {

@@ -2,7 +2,7 @@
  * Exit codes and the mapping from whatever went wrong to one sentence and one code. Scripts rely
  * on the codes; `nixvm --help` lists them.
  */
-import type { AgentErrorCode } from '../api/types.ts';
+import { agentErrorCode } from '../api/errors.ts';
 
 export const EXIT = {
   ok: 0,
@@ -38,19 +38,6 @@ export class Interrupted extends Error {
     super('Interrupted.');
     this.name = 'Interrupted';
   }
-}
-
-/**
- * The code of an AgentError, also when it crossed the socket or a realm (then it is not an
- * instance of our class, but keeps its name and code).
- */
-export function agentErrorCode(err: unknown): AgentErrorCode | null {
-  if (err === null || typeof err !== 'object') return null;
-  const e = err as { name?: unknown; code?: unknown };
-  if (e.name !== 'AgentError') return null;
-  return e.code === 'no-such-vm' || e.code === 'bad-request' || e.code === 'failed' || e.code === 'not-running'
-    ? e.code
-    : null;
 }
 
 export function notRunningMessage(socketPath: string): string {

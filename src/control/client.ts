@@ -12,13 +12,13 @@ import {
   type ResultOf,
   type SubscribeOptions,
 } from '../api/types.ts';
+import { isAgentErrorCode } from '../api/errors.ts';
 import { resolvePaths } from '../host/paths.ts';
 import { controlSocketPath } from '../host/socket-path.ts';
 import {
   LineSplitter,
   MAX_RESPONSE_LINE_BYTES,
   encodeLine,
-  isAgentErrorCode,
   logSelected,
   type ControlMethod,
   type LogFilter,

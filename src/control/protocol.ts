@@ -9,16 +9,9 @@
  *
  * A reply to a message whose id could not be read carries "id": null.
  */
-import {
-  AGENT_METHODS,
-  isAgentMethod,
-  type AgentErrorCode,
-  type AgentErrorShape,
-  type AgentEvent,
-  type AgentMethod,
-  type LogKind,
-  type SubscribeOptions,
-} from '../api/types.ts';
+import { errorShape, type AgentErrorShape } from '../api/errors.ts';
+import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions } from '../api/types.ts';
+import { agentMethod, isPlainObject, validateParams, validateSubscribe } from '../api/validate.ts';
 
 export type RequestId = number | string;
 
@@ -52,39 +45,11 @@ export const MAX_REQUEST_LINE_BYTES = 1024 * 1024;
 /** Largest line a client reads (snapshots and log tails are bigger than requests). */
 export const MAX_RESPONSE_LINE_BYTES = 64 * 1024 * 1024;
 
-const ERROR_CODES: ReadonlySet<string> = new Set<AgentErrorCode>([
-  'no-such-vm',
-  'bad-request',
-  'failed',
-  'not-running',
-]);
-
-export function isAgentErrorCode(c: unknown): c is AgentErrorCode {
-  return typeof c === 'string' && ERROR_CODES.has(c);
-}
-
-/** Methods whose params name one VM. */
-export const VM_METHODS: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
-  'start',
-  'stop',
-  'restart',
-  'build',
-  'cancelBuild',
-  'apply',
-  'sshCommand',
-  'ips',
-  'logs',
-  'inspect',
-]);
+/** Most logs one control-socket subscription may follow. */
+export const MAX_SUBSCRIBE_LOGS = 64;
 
 export function encodeLine(msg: ControlResponse | ControlEventMessage | ControlRequest): string {
   return `${JSON.stringify(msg)}\n`;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v) as unknown;
-  return proto === Object.prototype || proto === null;
 }
 
 export type ParsedRequest =
@@ -114,50 +79,20 @@ export function parseRequest(line: string): ParsedRequest {
   if (!isId(id)) {
     return bad(null, 'The message has no usable "id"; give each request a number or a short string id.');
   }
-  const method = msg.method;
-  if (typeof method !== 'string') return bad(id, 'The message has no "method" string.');
-  if (!isAgentMethod(method) && method !== 'subscribe' && method !== 'unsubscribe') {
-    const known = [...Object.keys(AGENT_METHODS), 'subscribe', 'unsubscribe'].join(', ');
-    return bad(id, `Unknown method ${JSON.stringify(method.slice(0, 100))}; known methods are ${known}.`);
-  }
-  const params = msg.params === undefined || msg.params === null ? {} : msg.params;
-  if (!isPlainObject(params)) {
-    return bad(id, `The params of ${method} must be a JSON object.`);
-  }
-  const problem = checkParams(method, params);
-  if (problem) return bad(id, problem);
-  return { ok: true, request: { id, method, params } };
-}
-
-/** One sentence saying what is wrong with a method's params, or null when they are fine. */
-export function checkParams(method: ControlMethod, params: Record<string, unknown>): string | null {
-  if (method === 'subscribe') {
-    const logs = params.logs;
-    if (logs === undefined) return null;
-    if (!Array.isArray(logs)) return 'subscribe: "logs" must be a list of {"vm","kind"} objects.';
-    for (const f of logs) {
-      if (!isPlainObject(f) || typeof f.vm !== 'string' || f.vm === '') {
-        return 'subscribe: every entry of "logs" needs a "vm" name.';
-      }
-      if (f.kind !== 'console' && f.kind !== 'build') {
-        return 'subscribe: a "logs" entry\'s "kind" must be "console" or "build".';
-      }
+  try {
+    const raw = msg.params === null ? undefined : msg.params;
+    if (msg.method === 'subscribe') {
+      return {
+        ok: true,
+        request: { id, method: 'subscribe', params: { ...validateSubscribe(raw, MAX_SUBSCRIBE_LOGS) } },
+      };
     }
-    return null;
+    if (msg.method === 'unsubscribe') return { ok: true, request: { id, method: 'unsubscribe', params: {} } };
+    const method = agentMethod(msg.method);
+    return { ok: true, request: { id, method, params: { ...validateParams(method, raw) } } };
+  } catch (err) {
+    return { ok: false, id, error: errorShape(err) };
   }
-  if (method === 'unsubscribe') return null;
-  if (VM_METHODS.has(method)) {
-    if (typeof params.vm !== 'string' || params.vm === '') {
-      return `${method} needs a "vm" parameter naming the VM.`;
-    }
-  }
-  if (method === 'logs') {
-    if (params.kind !== 'console' && params.kind !== 'build') return 'logs: "kind" must be "console" or "build".';
-    const n = params.lines;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
-      return 'logs: "lines" must be a whole number of lines, 0 or more.';
-  }
-  return null;
 }
 
 /** Does a log event pass a subscription's selection? */
@@ -228,16 +163,4 @@ export class LineSplitter {
 
 function stripCr(s: string): string {
   return s.endsWith('\r') ? s.slice(0, -1) : s;
-}
-
-/** The wire form of any thrown value: AgentErrors keep their code, anything else is 'failed'. */
-export function errorShape(err: unknown): AgentErrorShape {
-  if (err !== null && typeof err === 'object') {
-    const e = err as { code?: unknown; message?: unknown; name?: unknown };
-    if (e.name === 'AgentError' && isAgentErrorCode(e.code) && typeof e.message === 'string') {
-      return { code: e.code, message: e.message };
-    }
-    if (typeof e.message === 'string' && e.message) return { code: 'failed', message: e.message };
-  }
-  return { code: 'failed', message: typeof err === 'string' && err ? err : 'The agent failed without a message.' };
 }

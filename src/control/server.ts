@@ -7,12 +7,12 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import type { AgentEvent, AgentMethod, AgentPort, ParamsOf } from '../api/types.ts';
+import { errorShape } from '../api/errors.ts';
 import { prepareSocketDir } from '../host/socket-path.ts';
 import {
   LineSplitter,
   MAX_REQUEST_LINE_BYTES,
   encodeLine,
-  errorShape,
   logSelected,
   parseRequest,
   type ControlRequest,

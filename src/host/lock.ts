@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { resolvePaths } from './paths.ts';
+import { pidAlive } from './process.ts';
 import { run as defaultRun, type RunOptions, type RunResult } from './runner.ts';
 
 export const LOCK_FILE = 'agent.lock';
@@ -82,16 +83,6 @@ function readHolder(lockPath: string): { holder: LockHolder | null; raw: string 
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but is someone else's.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -1,9 +1,9 @@
 /** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
 import { clipboard, dialog, shell } from 'electron';
 import { AgentError } from '../api/types.ts';
-import type { UiHost } from './actions.ts';
+import type { UiHost } from '../app/actions.ts';
 import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
-import { openInConsole, openInTerminal } from './terminal.ts';
+import { openInConsole, openInTerminal } from '../app/terminal.ts';
 import type { Windows } from './windows.ts';
 
 export interface HostHooks {

@@ -5,8 +5,8 @@
 import { BrowserWindow, ipcMain, type IpcMainInvokeEvent } from 'electron';
 import { AgentError } from '../api/types.ts';
 import { CHANNELS } from '../api/ipc.ts';
-import { toReplyError, type IpcDispatcher } from './dispatch.ts';
-import { isTrustedSenderUrl } from './validate.ts';
+import { toReplyError, type IpcDispatcher } from '../app/dispatch.ts';
+import { isTrustedSenderUrl } from '../app/validate.ts';
 
 function trusted(event: IpcMainInvokeEvent, rendererBaseUrl: string): boolean {
   const frame = event.senderFrame;

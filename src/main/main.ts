@@ -7,10 +7,10 @@
 import { Tray, app, dialog } from 'electron';
 import { menubar } from 'menubar';
 import path from 'node:path';
-import type { AgentPort } from '../api/types.ts';
 import { isUp } from '../api/describe.ts';
-import { createUiHandlers, runAction, stopForQuit } from './actions.ts';
-import { IpcDispatcher } from './dispatch.ts';
+import { createUiHandlers, runAction, stopForQuit } from '../app/actions.ts';
+import { connectAppAgent, type AppAgent } from '../app/agent-connection.ts';
+import { IpcDispatcher } from '../app/dispatch.ts';
 import { electronHost } from './electron-host.ts';
 import { registerIpc } from './ipc.ts';
 import { getLaunchAtLogin } from './login-item.ts';
@@ -26,12 +26,6 @@ import {
   type AppPaths,
 } from './windows.ts';
 
-interface AppAgent extends AgentPort {
-  close(): Promise<void>;
-  /** A control-socket client has it: the headless agent it talks to went away. */
-  onClose?(fn: (err: Error | null) => void): () => void;
-}
-
 // Bundled to dist/main/main.js; the renderer and preload are its siblings, icons/ sits beside dist/.
 const distDir = path.resolve(import.meta.dirname, '..');
 const paths: AppPaths = {
@@ -43,18 +37,6 @@ const DROPDOWN = { width: 380, initialHeight: 420, minHeight: 180, maxHeight: 68
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-/** The in-process agent; when a headless agent already holds the lock, be a face over its socket. */
-async function connectAgent(): Promise<{ agent: AppAgent; owned: boolean }> {
-  const { Agent } = await import('../core/agent.ts');
-  try {
-    return { agent: await Agent.create({}), owned: true };
-  } catch (e) {
-    if (!(e instanceof Error) || e.name !== 'AlreadyRunningError') throw e;
-    const { connectControl } = await import('../control/client.ts');
-    return { agent: await connectControl(), owned: false };
-  }
 }
 
 async function main(): Promise<void> {
@@ -69,7 +51,7 @@ async function main(): Promise<void> {
 
   let connected: { agent: AppAgent; owned: boolean };
   try {
-    connected = await connectAgent();
+    connected = await connectAppAgent((line) => console.error(`nixvm: control socket: ${line}`));
   } catch (e) {
     dialog.showErrorBox('NixVM could not start', message(e));
     // Exit 0: the user has been told, and launchd's KeepAlive (crash only) must not bring the

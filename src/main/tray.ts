@@ -5,8 +5,8 @@
 import { Menu, nativeImage, type NativeImage, type Tray } from 'electron';
 import path from 'node:path';
 import type { AgentSnapshot } from '../api/types.ts';
-import { menuTemplate, type Dispatch, type MenuFacts } from './menu-template.ts';
-import { TRAY_ICONS, trayView, type TrayIcon } from './tray-state.ts';
+import { menuTemplate, type Dispatch, type MenuFacts } from '../app/menu-template.ts';
+import { TRAY_ICONS, trayView, type TrayIcon } from '../app/tray-state.ts';
 
 export function trayImage(iconsDir: string, icon: TrayIcon): NativeImage {
   // `<state>Template.png` next to `<state>Template@2x.png`: Electron loads both and treats the

@@ -6,7 +6,7 @@
 import { contextBridge, ipcRenderer } from 'electron';
 import { BRIDGE_GLOBAL, CHANNELS } from '../api/ipc.ts';
 import type { AgentEvent } from '../api/types.ts';
-import { createBridge } from './bridge-core.ts';
+import { createBridge } from '../app/bridge-core.ts';
 
 const bridge = createBridge({
   invoke: (channel, arg) => ipcRenderer.invoke(channel, arg),

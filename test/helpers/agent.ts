@@ -62,7 +62,6 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
   const agent = await Agent.create({
     env,
     vmEnv: { NIXVM_LEASES_FILE: leasesFile, NIXVM_SIM_BOOT_MS: '200', ...opts.vmEnv },
-    control: false,
     debounceMs: 100,
     hardStopTimeoutMs: 1000,
     termTimeoutMs: 7000,

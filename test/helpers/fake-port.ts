@@ -16,8 +16,8 @@ import {
   type VmSnapshot,
 } from '../../src/api/types.ts';
 import type { CliOutput, CliPort } from '../../src/cli/io.ts';
-import { defaultSettings } from '../../src/core/settings.ts';
-import { VM_METHODS } from '../../src/control/protocol.ts';
+import { defaultSettings } from '../../src/api/settings-schema.ts';
+import { VM_METHODS } from '../../src/api/validate.ts';
 
 export function buildInfo(over: Partial<BuildInfo> = {}): BuildInfo {
   return {

@@ -185,7 +185,7 @@ describe('Agent', () => {
 
   it('refuses a second agent on the same state dir, naming the holder', async () => {
     const t = await agent();
-    const err = await Agent.create({ env: t.env, control: false }).catch((e: unknown) => e);
+    const err = await Agent.create({ env: t.env }).catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(new RegExp(`already running \\(pid ${process.pid}`));
   });
 

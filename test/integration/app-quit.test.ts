@@ -1,6 +1,6 @@
-/** NixVM.app's on-quit policy (src/main/actions.ts stopForQuit) against the real Agent. */
+/** NixVM.app's on-quit policy (src/app/actions.ts stopForQuit) against the real Agent. */
 import { describe, expect, it } from 'vitest';
-import { stopForQuit } from '../../src/main/actions.ts';
+import { stopForQuit } from '../../src/app/actions.ts';
 import { createTestAgent } from '../helpers/agent.ts';
 
 describe('quitting the app', () => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { VmExit, VmSpec } from '../../src/api/types.ts';
 import { recentRuns } from '../../src/host/runner.ts';
 import { runtimePaths } from '../../src/core/vm/runtime-paths.ts';
-import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
+import { deviceFacts, vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
 import {
   Supervisor,
   VmStartError,
@@ -23,6 +23,7 @@ import {
 import { VfkitRest, RestError, mapVfkitState } from '../../src/core/vm/rest.ts';
 import { checkVfkitVersion, parseVfkitVersion, VfkitVersionError, locateVfkit } from '../../src/core/vm/vfkit.ts';
 import { tail } from '../../src/core/vm/console.ts';
+import { Launcher } from '../../src/core/vm/launcher.ts';
 import { testSpec } from '../vfkit-sim/harness.ts';
 
 const SIM = fileURLToPath(new URL('../vfkit-sim/vfkit', import.meta.url));
@@ -54,12 +55,11 @@ function vmFor(dirs: { stateDir: string; logsDir: string }, name: string, over: 
   const paths = runtimePaths(dirs.stateDir, dirs.logsDir, name);
   const mac = `02:00:00:00:00:${(name.length * 7 + name.charCodeAt(0)).toString(16).padStart(2, '0').slice(-2)}`;
   const argv = vfkitArgv({ vfkit: SIM, spec: s, closure, mac, paths });
-  return { name, argv, paths, drvPath: s.drvPath, outPath: closure };
+  return { name, argv, paths, drvPath: s.drvPath, outPath: closure, facts: deviceFacts(s, mac) };
 }
 
 function supervisor(dirs: { stateDir: string; logsDir: string }, over: Partial<SupervisorOptions> = {}): Supervisor {
   const sup = new Supervisor({
-    vfkit: SIM,
     ...dirs,
     stopTimeoutMs: 5000,
     env: { NIXVM_LEASES_FILE: path.join(root, 'leases'), NIXVM_SIM_BOOT_MS: '150', ...over.env },
@@ -150,7 +150,14 @@ describe('Supervisor', () => {
     expect(st.state).toBe('running');
     expect(st.pid).toBeGreaterThan(0);
     expect(alive(st.pid!)).toBe(true);
-    expect(st.booted).toEqual({ drvPath: vm.drvPath, outPath: closure });
+    // What it booted comes from the supervisor's memory: argv, closure, device facts, MAC.
+    expect(st.booted).toEqual({
+      drvPath: vm.drvPath,
+      outPath: closure,
+      argv: vm.argv,
+      facts: vm.facts,
+      mac: vm.facts!.mac,
+    });
     expect(Number(readFileSync(vm.paths.pidfile, 'utf8'))).toBe(st.pid);
     const record = JSON.parse(readFileSync(vm.paths.bootRecord, 'utf8'));
     expect(record).toMatchObject({ name: 'web', argv: vm.argv, drvPath: vm.drvPath, outPath: closure, pid: st.pid });
@@ -276,7 +283,7 @@ describe('Supervisor', () => {
     await sup.restart(next);
     expect(sup.status('slow').state).toBe('running');
     expect(sup.status('slow').pid).not.toBe(pid2);
-    expect(sup.status('slow').booted).toEqual({ drvPath: next.drvPath, outPath: next.outPath });
+    expect(sup.status('slow').booted).toMatchObject({ drvPath: next.drvPath, outPath: next.outPath, argv: next.argv });
     await sup.stop('slow');
   });
 
@@ -339,23 +346,32 @@ describe('Supervisor', () => {
     const s = spec('gone');
     const paths = runtimePaths(dirs2.stateDir, dirs2.logsDir, 'gone');
     const argv = vfkitArgv({ vfkit: SIM, spec: s, closure: gone, mac: '02:00:00:00:01:01', paths });
-    const err2 = await sup2.start({ name: 'gone', argv, paths, drvPath: s.drvPath, outPath: gone }).catch((e) => e);
+    const err2 = await sup2
+      .start({ name: 'gone', argv, paths, drvPath: s.drvPath, outPath: gone, facts: null })
+      .catch((e) => e);
     expect(err2).toBeInstanceOf(VmStartError);
     expect(err2.message).toContain('vfkit refused to start VM "gone"');
     expect(err2.message).toContain(path.join(gone, 'kernel'));
   });
 
   it('refuses a vfkit older than 0.6.2, naming the version found, and spawns nothing', async () => {
+    // The launcher owns the version check: a start never reaches the supervisor.
     const dirs = fresh('old');
-    const sup = supervisor(dirs, { env: { NIXVM_SIM_VERSION: '0.5.0' } });
-    const vm = vmFor(dirs, 'old');
-    const err = await sup.start(vm).catch((e) => e);
-    expect(err).toBeInstanceOf(VfkitVersionError);
-    expect(err.message).toContain('vfkit 0.5.0');
-    expect(err.message).toContain('0.6.2');
+    const sup = supervisor(dirs);
+    const env = { NIXVM_SIM_VERSION: '0.5.0' };
+    const launcher = new Launcher({ supervisor: sup, ...dirs, vmEnv: env, log: () => {} });
+    await launcher.locate(SIM);
+    expect(launcher.vfkit).toBeNull();
+    expect(launcher.problem).toContain('vfkit 0.5.0');
+    expect(launcher.problem).toContain('0.6.2');
+    const target = { name: 'old', flake: root, spec: spec('old') };
+    const err = await launcher
+      .launch(target, { drvPath: target.spec.drvPath, outPath: closure }, { restart: false })
+      .catch((e) => e);
+    expect(err.message).toBe(launcher.problem);
     expect(sup.status('old').state).toBe('stopped');
-    expect(sup.status('old').error).toBe(err.message);
-    expect(existsSync(vm.paths.pidfile)).toBe(false);
+    expect(existsSync(launcher.paths('old').pidfile)).toBe(false);
+    await expect(checkVfkitVersion(SIM, { env })).rejects.toBeInstanceOf(VfkitVersionError);
 
     const ok = await checkVfkitVersion(SIM, { env: { NIXVM_SIM_VERSION: '0.6.4' } });
     expect(ok.parts).toEqual([0, 6, 4]);
@@ -373,7 +389,7 @@ describe('Supervisor', () => {
       `
 import { Supervisor } from ${JSON.stringify(path.join(REPO, 'src/core/vm/supervisor.ts'))};
 const [dirs, vms] = JSON.parse(process.argv[2]);
-const base = { vfkit: ${JSON.stringify(SIM)}, ...dirs };
+const base = { ...dirs };
 const env = { NIXVM_LEASES_FILE: ${JSON.stringify(leases)}, NIXVM_SIM_BOOT_MS: '100' };
 const plain = new Supervisor({ ...base, env });
 // a3 will crash on its own long after its owner is gone.

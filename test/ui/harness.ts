@@ -1,6 +1,6 @@
 /**
  * Runs the real renderer bundle in Debian's Chromium with `window.nixvm` wired to an AgentPort
- * in the test process: the page gets the preload's own bridge code (src/preload/bridge-core.ts,
+ * in the test process: the page gets the preload's own bridge code (src/app/bridge-core.ts,
  * bundled for the page), its invokes reach the main process's own dispatcher (validation, UI
  * verbs) through an exposed binding, and agent events are pushed back into the page. Only the
  * Electron-specific host (clipboard, Finder, Terminal) is replaced, by a recorder.
@@ -13,9 +13,9 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { AgentEvent, AgentPort, LogKind } from '../../src/api/types.ts';
-import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/main/actions.ts';
-import { IpcDispatcher } from '../../src/main/dispatch.ts';
-import { writeCommandFile } from '../../src/main/terminal.ts';
+import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/app/actions.ts';
+import { IpcDispatcher } from '../../src/app/dispatch.ts';
+import { writeCommandFile } from '../../src/app/terminal.ts';
 import { rendererConfig } from '../../scripts/vite.config.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -150,7 +150,7 @@ async function pageBridgeScript(): Promise<string> {
   const out = await esbuild({
     stdin: {
       contents: `
-        import { createBridge } from './src/preload/bridge-core.ts';
+        import { createBridge } from './src/app/bridge-core.ts';
         let deliver = () => {};
         window.__nixvmDeliver = (ev) => deliver(ev);
         window.nixvm = createBridge({

@@ -49,7 +49,7 @@ describe('settings window', () => {
       await user.fill('no spaces allowed');
       await user.press('Enter');
       await page.locator('#status.error').waitFor();
-      expect(await page.locator('#status').textContent()).toContain('is not a valid user name');
+      expect(await page.locator('#status').textContent()).toContain('must be a user name');
       expect((await settings()).sshUser.dev).toBe('root');
 
       // Flakes: add one through the folder chooser, remove the other.

@@ -12,7 +12,7 @@ import {
   ipClipboardText,
   shellQuote,
   terminalOpenArgv,
-} from '../../src/main/actions.ts';
+} from '../../src/app/actions.ts';
 import { AgentError, type AgentPort, type AgentSnapshot } from '../../src/api/types.ts';
 import { settings, snapshot, vm } from './snapshot-factory.ts';
 

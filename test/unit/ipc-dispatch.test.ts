@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { IpcDispatcher } from '../../src/main/dispatch.ts';
-import { createUiHandlers, type UiHost } from '../../src/main/actions.ts';
+import { IpcDispatcher } from '../../src/app/dispatch.ts';
+import { createUiHandlers, type UiHost } from '../../src/app/actions.ts';
 import { agentSnapshot, FakePort, vmSnapshot } from '../helpers/fake-port.ts';
 import type { AgentEvent } from '../../src/api/types.ts';
 
@@ -51,12 +51,12 @@ describe('IPC dispatcher', () => {
   it('refuses unknown methods, verbs, channels and bad params before anything runs', async () => {
     const { d, port, client } = setup();
     const cases: [string, unknown, RegExp][] = [
-      ['nixvm:call', { method: 'rm -rf', params: {} }, /unknown method "rm -rf"/],
-      ['nixvm:call', { method: 'start', params: { vm: '' } }, /vm must be a non-empty string/],
-      ['nixvm:call', { method: '__proto__', params: {} }, /unknown method/],
+      ['nixvm:call', { method: 'rm -rf', params: {} }, /Unknown method "rm -rf"/],
+      ['nixvm:call', { method: 'start', params: { vm: '' } }, /start needs a "vm" parameter/],
+      ['nixvm:call', { method: '__proto__', params: {} }, /Unknown method/],
       ['nixvm:ui', { verb: 'openExternal', params: {} }, /unknown action "openExternal"/],
       ['nixvm:other', {}, /unknown channel/],
-      ['nixvm:subscribe', { logs: 'all' }, /logs must be a list/],
+      ['nixvm:subscribe', { logs: 'all' }, /"logs" must be a list/],
     ];
     for (const [ch, arg, msg] of cases) {
       const r = await d.handle(ch, arg, client);

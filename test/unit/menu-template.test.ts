@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { MenuItemConstructorOptions } from 'electron';
-import { menuTemplate, type MenuFacts } from '../../src/main/menu-template.ts';
+import { menuTemplate, type MenuFacts } from '../../src/app/menu-template.ts';
 import type { Action } from '../../src/api/ipc.ts';
 import type { VmRunState, VmSnapshot } from '../../src/api/types.ts';
 import { buildingBuild, settings, snapshot, vm } from './snapshot-factory.ts';

@@ -7,8 +7,8 @@ import {
   prepareRuntimeDirs,
   runtimePaths,
   usesShortSocketDir,
-  vmDirName,
 } from '../../src/core/vm/runtime-paths.ts';
+import { vmDirName } from '../../src/host/names.ts';
 
 const uid = process.getuid!();
 const cleanup: string[] = [];

@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentError, type Settings } from '../../src/api/types.ts';
 import Conf from 'conf';
-import { SETTINGS_SCHEMA, SettingsStore, checkValue, defaultSettings } from '../../src/core/settings.ts';
+import { SETTINGS_SCHEMA, checkValue, defaultSettings } from '../../src/api/settings-schema.ts';
+import { SettingsStore } from '../../src/core/settings.ts';
 
 let dir: string;
 const stores: SettingsStore[] = [];

@@ -1,6 +1,6 @@
 /** Builders for contract-shaped snapshots, for the pure UI modules' unit tests. */
 import type { AgentSnapshot, BuildInfo, Settings, VmSnapshot } from '../../src/api/types.ts';
-import { defaultSettings } from '../../src/core/settings.ts';
+import { defaultSettings } from '../../src/api/settings-schema.ts';
 
 export function settings(over: Partial<Settings> = {}): Settings {
   return { ...defaultSettings(), flakes: ['/Users/me/vms'], autoRebuild: 'build', ...over };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { trayView } from '../../src/main/tray-state.ts';
+import { trayView } from '../../src/app/tray-state.ts';
 import { buildingBuild, snapshot, vm } from './snapshot-factory.ts';
 
 describe('tray icon and title', () => {

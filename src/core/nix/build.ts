@@ -10,7 +10,8 @@
  * Coalescing: `build()` while that VM is building returns the promise of ONE follow-up run
  * ("once more after"), shared by every request made meanwhile; it is never queued twice. The
  * follow-up builds the latest target asked for. `cancel()` stops the running build and drops the
- * follow-up. A failed build keeps the previous result (`lastResult`). Returned promises reject
+ * follow-up. Results are not kept here: the caller owns what was built and passes the previous
+ * build in the target (ClosureStore does). Returned promises reject
  * with BuildError; they are pre-marked as handled, so a caller that only listens to events
  * (fire and forget) does not crash the process.
  *
@@ -36,15 +37,17 @@ import {
 import { sourceRootOf } from './inventory.ts';
 import { EVAL_ARGS, toplevelInstallable, type Nix } from './nix.ts';
 import { ProgressTracker } from './progress.ts';
-import { vmDirName } from '../vm/runtime-paths.ts';
+import { vmDirName } from '../../host/names.ts';
 
 export interface BuildTarget {
   vm: string;
   /** Absolute flake directory. */
   flake: string;
-  /** The drvPath the inventory reported; when it equals the last successful build's and that
-   * output is still in the store, the build is already done and nix is not run. */
+  /** The drvPath the inventory reported; when it equals `previous`'s and that output is still
+   * in the store, the build is already done and nix is not run. */
   drvPath?: string;
+  /** The VM's last successful build (its owner keeps it), if any. */
+  previous?: BuildResult | null;
 }
 
 export interface BuildResult {
@@ -125,11 +128,7 @@ interface Slot {
   info: BuildInfo;
   running: { promise: Promise<BuildResult>; abort: AbortController } | null;
   again: (Deferred<BuildResult> & { target: BuildTarget }) | null;
-  last: BuildResult | null;
 }
-
-/** A VM name as a directory name: the same, collision-free mapping as its runtime files use. */
-export { vmDirName };
 
 /** build.log → build.1.log → … ; the oldest beyond `keep` is removed. */
 export function rotateLogs(dir: string, keep: number): void {
@@ -173,7 +172,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     let s = this.slots.get(vm);
     if (!s) {
       const log = this.logPathOf(vm);
-      s = { info: idleInfo(existsSync(log) ? log : null), running: null, again: null, last: null };
+      s = { info: idleInfo(existsSync(log) ? log : null), running: null, again: null };
       this.slots.set(vm, s);
     }
     return s;
@@ -188,11 +187,6 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   state(vm: string): BuildInfo {
     const info = this.slot(vm).info;
     return { ...info, progress: info.progress ? { ...info.progress } : null };
-  }
-
-  /** The last successful build, kept across failures. */
-  lastResult(vm: string): BuildResult | null {
-    return this.slots.get(vm)?.last ?? null;
   }
 
   isBuilding(vm: string): boolean {
@@ -212,7 +206,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       this.emit('state', target.vm, this.state(target.vm));
       return slot.again.promise;
     }
-    const last = slot.last;
+    const last = target.previous;
     if (target.drvPath && last && last.drvPath === target.drvPath && existsSync(last.outPath)) {
       return Promise.resolve(last);
     }
@@ -354,7 +348,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     }
     if (r?.exitCode !== 0) {
       const err = r
-        ? this.explainFailure(target, r, tracker, logPath, slot.last !== null)
+        ? this.explainFailure(target, r, tracker, logPath, Boolean(target.previous))
         : new BuildError(
             vm,
             'eval',
@@ -396,7 +390,6 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     }
     tracker.finish(true);
     const result: BuildResult = { vm, flake, outPath, drvPath, logPath, finishedAt: Date.now() };
-    slot.last = result;
     await finish({ status: 'succeeded', progress: tracker.progress() }, result, `# built ${outPath}`);
     return result;
   }

@@ -94,6 +94,8 @@ export interface FlakeWatcherOptions {
   debounceMs?: number;
   /** Look for untracked .nix files in git flakes before each evaluation (default true). */
   gitCheck?: boolean;
+  /** The inventory an earlier watcher of this flake had: kept until this one evaluates. */
+  initial?: InventoryResult | null;
 }
 
 /** Untracked, not ignored .nix files under a git flake, relative to it (empty if not git). */
@@ -139,6 +141,7 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     this.evaluate = opts.evaluate;
     this.debounceMs = opts.debounceMs ?? 300;
     this.gitCheck = opts.gitCheck ?? true;
+    this.last = opts.initial ?? null;
   }
 
   /** The last successful inventory. */

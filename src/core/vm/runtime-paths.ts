@@ -9,9 +9,9 @@
  * (`~/Library/Application Support/NixVM/vms/<name>/rest.sock`) or with such characters the socket
  * moves to the private per-user directory `/tmp/nixvm-<uid>/` under a short hash name.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { shortHash, vmDirName } from '../../host/names.ts';
 import { ensurePrivateDir, MAX_SOCKET_PATH_BYTES, shortSocketDir } from '../../host/socket-path.ts';
 
 /** Longest unix socket path macOS accepts: sizeof(sun_path) - 1 (vfkit checks the same). */
@@ -34,24 +34,6 @@ export interface VmRuntimePaths {
 
 function currentUid(): number {
   return typeof process.getuid === 'function' ? process.getuid() : 0;
-}
-
-function shortHash(s: string): string {
-  return crypto.createHash('sha256').update(s).digest('hex').slice(0, 12);
-}
-
-/**
- * A file-system-safe directory name for a VM: the name itself when it is plain
- * (letters, digits, `.`, `_`, `-`, not starting with `.`), else a readable part plus a hash so two
- * different names never share a directory.
- */
-export function vmDirName(vm: string): string {
-  if (vm.length > 0 && /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(vm) && Buffer.byteLength(vm) <= 64) return vm;
-  const readable = vm
-    .replace(/[^A-Za-z0-9._-]+/g, '_')
-    .replace(/^[._]+/, '')
-    .slice(0, 40);
-  return `${readable || 'vm'}-${shortHash(vm)}`;
 }
 
 /** True when Go's url.ParseRequestURI would hand vfkit a different path than this one. */

@@ -1,25 +1,40 @@
 /**
- * The VM supervisor: spawns one vfkit per VM (detached, in its own session, so VMs outlive the
- * agent), follows each through stopped → starting → running → stopping → stopped (or crashed),
- * stops them with an escalation (REST Stop → REST HardStop → SIGTERM → SIGKILL), and after an
- * agent restart adopts the vfkits still running and keeps learning how they end.
+ * The VM supervisor, the one owner of run state: spawns one vfkit per VM (detached, in its own
+ * session, so VMs outlive the agent), follows each through stopped → starting → running →
+ * stopping → stopped (or crashed), stops them with an escalation (REST Stop → REST HardStop →
+ * SIGTERM → SIGKILL), and after an agent restart adopts the vfkits still running and keeps
+ * learning how they end. It reports what each run booted (argv, closure, device facts, MAC) from
+ * memory; the boot record on disk is read only here, at adoption.
  *
  * Idle cost is the point: a running VM costs nothing but an idle socket. Our own children report
- * their exit through the child handle; adopted ones through their REST socket's keep-alive
- * connection closing, with a cheap `kill(pid, 0)` every few seconds as a fallback. The REST API is
- * polled only while a VM boots or stops.
+ * their exit through the child handle; adopted ones through exit-watch.ts. The REST API is polled
+ * only while a VM boots or stops.
  */
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import type { VmExit, VmRunState } from '../../api/types.ts';
-import { run, spawnDetached } from '../../host/runner.ts';
-import { RestError, VfkitRest } from './rest.ts';
-import { checkVfkitVersion } from './vfkit.ts';
+import { processCommand } from '../../host/process.ts';
+import { spawnDetached } from '../../host/runner.ts';
+import {
+  allRecords,
+  readPid,
+  readRecord,
+  startedAtOf,
+  vfkitLogPath,
+  writeRecord,
+  type BootRecord,
+} from './boot-record.ts';
 import { DEFAULT_CONSOLE_KEEP, rotateConsoleLog, tail } from './console.ts';
-import { prepareRuntimeDirs, runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import { crashSentence, endedAwaySentence, endedCleanly, how, startFailure, truncate, type EndInfo } from './ending.ts';
+import { ExitWatch } from './exit-watch.ts';
+import { RestError, VfkitRest } from './rest.ts';
+import { prepareRuntimeDirs, type VmRuntimePaths } from './runtime-paths.ts';
+import type { DeviceFacts } from './vfkit-args.ts';
+
+export { vfkitMessage } from './ending.ts';
+export type { BootRecord } from './boot-record.ts';
 
 /** The per-VM files the supervisor uses (runtime-paths.ts). `restSocket` may also be a full unix:// or tcp:// URI. */
 export type SupervisedPaths = VmRuntimePaths;
@@ -31,6 +46,18 @@ export interface SupervisedVm {
   paths: SupervisedPaths;
   drvPath: string;
   outPath: string;
+  /** What the argv's devices were made from (vfkit-args.ts deviceFacts); kept to tell staleness. */
+  facts: DeviceFacts | null;
+}
+
+/** What the current run booted. */
+export interface BootedRun {
+  drvPath: string;
+  outPath: string;
+  argv: string[];
+  facts: DeviceFacts | null;
+  /** The MAC its network device has; null when unknown (a record from before device facts). */
+  mac: string | null;
 }
 
 export interface VmStatus {
@@ -38,27 +65,12 @@ export interface VmStatus {
   pid: number | null;
   startedAt: number | null;
   exit: VmExit | null;
-  /** The closure the current run booted; null when no vfkit runs. */
-  booted: { drvPath: string; outPath: string } | null;
+  /** What the current run booted; null when no vfkit runs. */
+  booted: BootedRun | null;
   error: string | null;
 }
 
-/** What the supervisor writes next to the pidfile: enough to adopt and explain a run later. */
-export interface BootRecord {
-  name: string;
-  argv: string[];
-  drvPath: string;
-  outPath: string;
-  startedAt: number;
-  pid: number | null;
-  paths: SupervisedPaths;
-  endedAt?: number;
-  exit?: VmExit;
-}
-
 export interface SupervisorOptions {
-  /** vfkit binary; used for the version check when a VM's argv names no program. */
-  vfkit: string;
   stateDir: string;
   logsDir: string;
   /** Time the guest gets to shut down after REST Stop (default 30 s; the stopTimeoutSec setting). */
@@ -75,8 +87,15 @@ export interface SupervisorOptions {
   consoleKeep?: number;
   /** Fallback liveness check for adopted VMs (default 5000 ms). */
   livenessIntervalMs?: number;
-  /** Check `vfkit --version` before the first start (default true). */
-  checkVersion?: boolean;
+}
+
+export interface SupervisorEvents {
+  /** Something about this VM's run changed (state, pid, error). */
+  change: [vm: string];
+  /** A line worth the agent's log. */
+  log: [line: string];
+  /** A run ended (after `change` moved it to stopped or crashed). */
+  exit: [vm: string, exit: VmExit];
 }
 
 /** A start that failed: vfkit refused the configuration, exited during boot, or never came up. */
@@ -89,11 +108,6 @@ export class VmStartError extends Error {
   }
 }
 
-interface EndInfo {
-  code: number | null;
-  signal: string | null;
-}
-
 /** One vfkit process: ours (child set) or adopted. */
 interface Run {
   pid: number;
@@ -101,6 +115,7 @@ interface Run {
   paths: SupervisedPaths;
   rest: VfkitRest;
   record: BootRecord;
+  booted: BootedRun;
   adopted: boolean;
   booting: boolean;
   /** vfkit's REST API has answered at least once: it accepted the configuration. */
@@ -112,13 +127,6 @@ interface Run {
   isEnded: boolean;
   /** Settled once the end has been recorded (state, exit, cleanup). */
   done: Promise<void>;
-  markDone: () => void;
-  unwatch: (() => void) | null;
-  lastArm: number;
-  rearmDelay: number;
-  /** Back-off while an adopted vfkit is alive but its REST API silent. */
-  silentDelay: number;
-  fastPoll: NodeJS.Timeout | null;
 }
 
 interface Entry {
@@ -134,19 +142,25 @@ interface Entry {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/**
- * Console lines a clean guest power-off or reboot leaves: systemd's final targets, systemd-shutdown,
- * the kernel's last words. (Virtualization.framework ends the VM on a guest reboot too.)
- */
-const CLEAN_END =
-  /Reached target (System )?(Power-?Off|Reboot|Halt)|systemd-shutdown.*(Powering off|Rebooting)|reboot: (Power down|Restarting system)|System halted/i;
+/** The MAC of the `virtio-net` device in an argv (records from before device facts). */
+function macInArgv(argv: readonly string[]): string | null {
+  return argv.find((a) => a.startsWith('virtio-net,'))?.match(/mac=([0-9a-fA-F:]+)/)?.[1] ?? null;
+}
 
-export class Supervisor extends EventEmitter {
+function bootedOf(rec: BootRecord): BootedRun {
+  return {
+    drvPath: rec.drvPath,
+    outPath: rec.outPath,
+    argv: rec.argv,
+    facts: rec.facts,
+    mac: rec.facts?.mac ?? macInArgv(rec.argv),
+  };
+}
+
+export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string | undefined> };
   private readonly vms = new Map<string, Entry>();
-  private liveness: NodeJS.Timeout | null = null;
-  /** close() was called: no watch, timer or re-arm may start after it. */
-  private closed = false;
+  private readonly watch: ExitWatch;
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -157,10 +171,10 @@ export class Supervisor extends EventEmitter {
       bootTimeoutMs: 120_000,
       consoleKeep: DEFAULT_CONSOLE_KEEP,
       livenessIntervalMs: 5_000,
-      checkVersion: true,
       ...opts,
       env: opts.env ?? {},
     };
+    this.watch = new ExitWatch(this.opts.livenessIntervalMs);
   }
 
   // ---------------------------------------------------------------- queries
@@ -174,7 +188,7 @@ export class Supervisor extends EventEmitter {
       pid: r?.pid ?? null,
       startedAt: r?.record.startedAt ?? null,
       exit: e.exit,
-      booted: r ? { drvPath: r.record.drvPath, outPath: r.record.outPath } : null,
+      booted: r?.booted ?? null,
       error: e.error,
     };
   }
@@ -210,8 +224,6 @@ export class Supervisor extends EventEmitter {
     const { paths, argv } = vm;
     let existing: Run | null = null;
     try {
-      const program = argv[0] ?? this.opts.vfkit;
-      if (this.opts.checkVersion) await checkVfkitVersion(program, { env: this.opts.env });
       prepareRuntimeDirs(paths);
       // A vfkit for this VM may already run (an agent that did not adopt yet): take it over
       // rather than start a second one on the same files.
@@ -246,6 +258,7 @@ export class Supervisor extends EventEmitter {
       argv,
       drvPath: vm.drvPath,
       outPath: vm.outPath,
+      facts: vm.facts,
       startedAt: Date.now(),
       pid: null,
       paths,
@@ -287,7 +300,7 @@ export class Supervisor extends EventEmitter {
           if (s.state === 'running') {
             if (r.isEnded || r.stopRequested) break;
             this.setState(e, 'running');
-            if (r.adopted) this.watchAdopted(e, r);
+            if (r.adopted) this.watch.arm(r);
             return;
           }
         } catch (err) {
@@ -336,7 +349,7 @@ export class Supervisor extends EventEmitter {
     }
     const p = (async () => {
       if (!e.run && e.starting) {
-        // Still checking the version or preparing files: nothing spawned yet, cancel before it is.
+        // Still preparing files: nothing spawned yet, cancel before it is.
         e.cancelStart = true;
         await e.starting.catch(() => {});
       }
@@ -359,20 +372,20 @@ export class Supervisor extends EventEmitter {
   private async escalate(e: Entry, r: Run, o: { quiet: boolean }): Promise<void> {
     r.stopRequested = true;
     if (!o.quiet) this.setState(e, 'stopping');
-    if (r.adopted) this.startFastPoll(r);
+    if (r.adopted) this.watch.startFastPoll(r);
     try {
       const steps: Array<{ what: string; act: () => Promise<boolean>; waitMs: number }> = [
         { what: 'REST Stop', act: () => this.restChange(r, 'Stop'), waitMs: this.opts.stopTimeoutMs },
         { what: 'REST HardStop', act: () => this.restChange(r, 'HardStop'), waitMs: this.opts.hardStopTimeoutMs },
-        { what: 'SIGTERM', act: async () => this.signal(r, 'SIGTERM'), waitMs: this.opts.termTimeoutMs },
-        { what: 'SIGKILL', act: async () => this.signal(r, 'SIGKILL'), waitMs: 5_000 },
+        { what: 'SIGTERM', act: async () => signal(r, 'SIGTERM'), waitMs: this.opts.termTimeoutMs },
+        { what: 'SIGKILL', act: async () => signal(r, 'SIGKILL'), waitMs: 5_000 },
       ];
       for (const step of steps) {
         if (r.isEnded) break;
         const sent = await step.act();
         if (!sent) continue;
         this.log(`VM "${e.name}": sent ${step.what}, waiting up to ${step.waitMs} ms for vfkit (pid ${r.pid}) to exit`);
-        if (await this.waitEnded(r, step.waitMs)) break;
+        if (await waitEnded(r, step.waitMs)) break;
       }
       if (!r.isEnded) {
         e.error = `VM "${e.name}" (vfkit pid ${r.pid}) did not exit even after SIGKILL; check the process in Activity Monitor.`;
@@ -381,7 +394,7 @@ export class Supervisor extends EventEmitter {
       }
       await r.done;
     } finally {
-      this.stopFastPoll(r);
+      this.watch.stopFastPoll(r);
     }
   }
 
@@ -396,26 +409,6 @@ export class Supervisor extends EventEmitter {
     }
   }
 
-  private signal(r: Run, sig: NodeJS.Signals): boolean {
-    try {
-      process.kill(r.pid, sig);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  private waitEnded(r: Run, ms: number): Promise<boolean> {
-    if (r.isEnded) return Promise.resolve(true);
-    return new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), ms);
-      void r.ended.then(() => {
-        clearTimeout(t);
-        resolve(true);
-      });
-    });
-  }
-
   // ---------------------------------------------------------------- adoption
 
   /**
@@ -423,20 +416,8 @@ export class Supervisor extends EventEmitter {
    * pidfile, REST answers) and clean up what is left of the others. Returns the adopted names.
    */
   async adoptAll(): Promise<string[]> {
-    const root = vmsRoot(this.opts.stateDir, this.opts.logsDir);
-    let dirs: string[] = [];
-    try {
-      dirs = readdirSync(root, { withFileTypes: true })
-        .filter((d) => d.isDirectory())
-        .map((d) => path.join(root, d.name));
-    } catch {
-      return [];
-    }
-    const recordName = path.basename(runtimePaths(this.opts.stateDir, this.opts.logsDir, 'probe').bootRecord);
     const found = await Promise.all(
-      dirs.map(async (dir) => {
-        const rec = readRecord(path.join(dir, recordName));
-        if (!rec) return null;
+      allRecords(this.opts.stateDir, this.opts.logsDir).map(async (rec) => {
         const e = this.vms.get(rec.name);
         if (e?.run || e?.starting) return null;
         const r = await this.tryAdopt(rec.name, rec.paths, true);
@@ -462,7 +443,7 @@ export class Supervisor extends EventEmitter {
 
   /**
    * Adopt the vfkit named by this VM's pidfile if it is alive and really ours; otherwise remove
-   * its stale pidfile and socket. Returns whether it adopted.
+   * its stale pidfile and socket. Returns the adopted run.
    */
   private async tryAdopt(name: string, paths: SupervisedPaths, fromScan: boolean): Promise<Run | null> {
     const rec = readRecord(paths.bootRecord);
@@ -472,7 +453,7 @@ export class Supervisor extends EventEmitter {
       if (fromScan && !finished) this.cleanStale(name, paths, rec, 'no pid was recorded');
       return null;
     }
-    const why = await this.notOurVfkit(pid, paths);
+    const why = await notOurVfkit(pid, paths);
     if (why) {
       this.cleanStale(name, paths, rec, why);
       if (fromScan && rec && !finished) await this.endedWhileAway(name, rec);
@@ -490,7 +471,16 @@ export class Supervisor extends EventEmitter {
     }
     const record: BootRecord = rec
       ? { ...rec, pid }
-      : { name, argv: [], drvPath: '', outPath: '', startedAt: startedAtOf(paths.pidfile), pid, paths };
+      : {
+          name,
+          argv: [],
+          drvPath: '',
+          outPath: '',
+          facts: null,
+          startedAt: startedAtOf(paths.pidfile),
+          pid,
+          paths,
+        };
     delete record.endedAt;
     delete record.exit;
     const e = this.entry(name);
@@ -503,32 +493,19 @@ export class Supervisor extends EventEmitter {
       ? null
       : `vfkit for VM "${name}" (pid ${pid}) runs but its REST API at ${rest.uri} does not answer; stopping it will use signals.`;
     this.log(`VM "${name}": adopted vfkit pid ${pid}${restOk ? '' : ' (REST API not answering)'}`);
-    this.ensureLiveness();
+    this.watch.track(r, {
+      current: () => e.run === r,
+      answered: () => {
+        if (e.error?.includes('does not answer')) {
+          e.error = null;
+          this.emit('change', e.name);
+        }
+      },
+    });
     this.setState(e, restOk ? 'starting' : 'running');
     // Without a REST answer there is no connection to watch: keep checking, backing off.
-    if (!restOk) setTimeout(() => void this.confirmEnd(e, r), 1000).unref();
+    if (!restOk) this.watch.confirmLater(r, 1000);
     return r;
-  }
-
-  /** Null when `pid` is a live vfkit started for these paths; otherwise why not. */
-  private async notOurVfkit(pid: number, paths: SupervisedPaths): Promise<string | null> {
-    if (!pidAlive(pid)) return `pid ${pid} is not running`;
-    // -ww: BSD ps cuts lines at 79 columns when stdout is not a terminal.
-    const r = await run(['ps', '-ww', '-o', 'stat=,args=', '-p', String(pid)], {
-      allowFailure: true,
-      searchPath: ['/bin', '/usr/bin'],
-      timeoutMs: 5000,
-    }).catch(() => null);
-    if (!r) return null; // ps failed to run at all: trust the pid and the REST check
-    const line = r.stdout.trim();
-    if (!line) return `pid ${pid} is not running`;
-    if (/^Z/.test(line)) return `pid ${pid} has exited`;
-    // Exactly our pidfile as --pidfile's value (ps joins argv with spaces), not just a path that ends like it.
-    const args = ` ${line.replace(/^\S+\s+/, '')} `;
-    if (!args.includes(` --pidfile ${paths.pidfile} `) && !args.includes(` --pidfile=${paths.pidfile} `)) {
-      return `pid ${pid} is another program now (${truncate(args.trim(), 80)})`;
-    }
-    return null;
   }
 
   /**
@@ -545,10 +522,8 @@ export class Supervisor extends EventEmitter {
     const e = this.entry(name);
     if (e.run || e.starting) return;
     e.exit = exit;
-    const clean = rec.startedAt < hostBoot || lastLines.some((l) => CLEAN_END.test(l));
-    e.error = clean
-      ? null
-      : `VM "${name}" ended while nixvm was not running, without a clean shutdown${lastLines.length ? ` (last console line: ${truncate(lastLines.at(-1)!, 120)})` : ''}; start it again, and see its console log for why.`;
+    const clean = rec.startedAt < hostBoot || endedCleanly(lastLines);
+    e.error = clean ? null : endedAwaySentence(name, lastLines);
     this.log(`VM "${name}": ended while nixvm was not running → ${clean ? 'stopped' : 'crashed'}`);
     this.setState(e, clean ? 'stopped' : 'crashed');
     this.emit('exit', name, exit);
@@ -562,7 +537,7 @@ export class Supervisor extends EventEmitter {
     if (had || rec) this.log(`VM "${name}": cleaned up a stale pidfile and socket from an earlier run (${why})`);
   }
 
-  // ---------------------------------------------------------------- exit detection
+  // ---------------------------------------------------------------- exit
 
   private newRun(
     pid: number,
@@ -581,6 +556,7 @@ export class Supervisor extends EventEmitter {
       paths,
       rest: restFor(paths),
       record,
+      booted: bootedOf(record),
       adopted,
       booting: false,
       restSeen: false,
@@ -596,108 +572,14 @@ export class Supervisor extends EventEmitter {
       },
       isEnded: false,
       done,
-      markDone,
-      unwatch: null,
-      lastArm: 0,
-      rearmDelay: 0,
-      silentDelay: 0,
-      fastPoll: null,
     };
     return r;
-  }
-
-  /**
-   * Adopted VMs: hold an idle connection to the REST socket. It closes when vfkit exits (or, with
-   * a server that drops idle connections, now and then): either way confirmEnd decides.
-   */
-  private watchAdopted(e: Entry, r: Run): void {
-    if (this.closed || r.isEnded || e.run !== r) return;
-    r.unwatch?.();
-    r.lastArm = Date.now();
-    const w = r.rest.watch(() => {
-      r.unwatch = null;
-      void this.confirmEnd(e, r);
-    });
-    r.unwatch = w.cancel;
-  }
-
-  private async confirmEnd(e: Entry, r: Run): Promise<void> {
-    if (this.closed || r.isEnded || e.run !== r) return;
-    // REST first: answering is proof of life and costs no process spawn (an idle-closing server
-    // sends us here every few seconds).
-    let answers = false;
-    if (pidAlive(r.pid)) {
-      try {
-        await r.rest.getState({ timeoutMs: 2000 });
-        answers = true;
-      } catch {
-        // Gone or on its way out; decided below.
-      }
-    }
-    if (r.isEnded || e.run !== r) return;
-    if (!answers) {
-      if (await pidGone(r.pid)) r.settle({ code: null, signal: null });
-      // Alive but silent: exiting, or hung; look again shortly (the liveness timer also keeps checking).
-      else {
-        r.silentDelay = Math.min(Math.max(r.silentDelay, 500) * 2, 30_000);
-        setTimeout(() => void this.confirmEnd(e, r), r.silentDelay).unref();
-      }
-      return;
-    }
-    r.silentDelay = 0;
-    if (e.error?.includes('does not answer')) {
-      e.error = null;
-      this.emit('change', e.name);
-    }
-    if (r.unwatch) return; // already watched (we came here from the liveness timer)
-    // Still there: the server closed an idle connection (vfkit does not; a Node server would only
-    // if asked to). Re-arm, backing off if it keeps closing quickly so a misbehaving server cannot make us spin.
-    const lived = Date.now() - r.lastArm;
-    r.rearmDelay = lived < 1000 ? Math.min(Math.max(r.rearmDelay, 500) * 2, 30_000) : 0;
-    if (r.rearmDelay) setTimeout(() => this.watchAdopted(e, r), r.rearmDelay).unref();
-    else this.watchAdopted(e, r);
-  }
-
-  private ensureLiveness(): void {
-    if (this.closed || this.liveness) return;
-    this.liveness = setInterval(() => {
-      let any = false;
-      for (const e of this.vms.values()) {
-        const r = e.run;
-        if (!r?.adopted || r.isEnded) continue;
-        any = true;
-        if (!pidAlive(r.pid)) void this.confirmEnd(e, r);
-      }
-      if (!any && this.liveness) {
-        clearInterval(this.liveness);
-        this.liveness = null;
-      }
-    }, this.opts.livenessIntervalMs);
-    this.liveness.unref();
-  }
-
-  /** While stopping an adopted VM: check often, it is about to go. */
-  private startFastPoll(r: Run): void {
-    if (r.fastPoll) return;
-    let tick = 0;
-    r.fastPoll = setInterval(() => {
-      if (!pidAlive(r.pid)) r.settle({ code: null, signal: null });
-      // Once a second also catch a zombie nobody reaps (kill(pid, 0) succeeds on those).
-      else if (++tick % 10 === 0) void pidGone(r.pid).then((gone) => gone && r.settle({ code: null, signal: null }));
-    }, 100);
-    r.fastPoll.unref();
-  }
-
-  private stopFastPoll(r: Run): void {
-    if (r.fastPoll) clearInterval(r.fastPoll);
-    r.fastPoll = null;
   }
 
   /** Record how a run ended: state, exit, error, files. */
   private async onEnded(name: string, r: Run, info: EndInfo, booting: boolean): Promise<void> {
     const e = this.entry(name);
-    r.unwatch?.();
-    this.stopFastPoll(r);
+    this.watch.forget(r);
     const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20)).catch(() => [] as string[]);
     const exit: VmExit = { code: info.code, signal: info.signal, lastLines, at: Date.now() };
     if (e.run !== r) return;
@@ -716,7 +598,7 @@ export class Supervisor extends EventEmitter {
       state = 'stopped'; // the guest powered off (or someone sent vfkit SIGTERM, which is a clean stop)
     } else if (info.signal === null && info.code === null) {
       // Adopted: the exit status went to the old agent. A clean power-off leaves its mark on the console.
-      state = lastLines.some((l) => CLEAN_END.test(l)) ? 'stopped' : 'crashed';
+      state = endedCleanly(lastLines) ? 'stopped' : 'crashed';
     } else {
       state = 'crashed';
     }
@@ -763,156 +645,47 @@ export class Supervisor extends EventEmitter {
 
   /** Drop watches and timers (VMs keep running); for tests and agent shutdown. */
   close(): void {
-    this.closed = true;
-    if (this.liveness) clearInterval(this.liveness);
-    this.liveness = null;
-    for (const e of this.vms.values()) {
-      e.run?.unwatch?.();
-      if (e.run) this.stopFastPoll(e.run);
-    }
+    this.watch.close();
   }
 }
 
 // ------------------------------------------------------------------ module helpers
-
-function vfkitLogPath(paths: SupervisedPaths): string {
-  return path.join(paths.dir, 'vfkit.log');
-}
 
 function restFor(paths: SupervisedPaths): VfkitRest {
   const s = paths.restSocket;
   return new VfkitRest(/^[a-z]+:\/\//.test(s) ? s : `unix://${s}`);
 }
 
-/** The directory holding one sub-directory per VM. */
-function vmsRoot(stateDir: string, logsDir: string): string {
-  return path.dirname(runtimePaths(stateDir, logsDir, 'probe').dir);
-}
-
-function writeRecord(rec: BootRecord): void {
-  const tmp = `${rec.paths.bootRecord}.tmp`;
-  mkdirSync(path.dirname(rec.paths.bootRecord), { recursive: true });
-  writeFileSync(tmp, JSON.stringify(rec, null, 2));
-  renameSync(tmp, rec.paths.bootRecord);
-}
-
-function readRecord(file: string): BootRecord | null {
+function signal(r: Run, sig: NodeJS.Signals): boolean {
   try {
-    const j = JSON.parse(readFileSync(file, 'utf8')) as BootRecord;
-    if (typeof j.name !== 'string' || !j.paths || typeof j.paths.pidfile !== 'string') return null;
-    return j;
-  } catch {
-    return null;
-  }
-}
-
-/** vfkit writes the bare pid, no newline (pkg/process). */
-function readPid(file: string): number | null {
-  try {
-    const n = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
-    return Number.isInteger(n) && n > 0 ? n : null;
-  } catch {
-    return null;
-  }
-}
-
-function startedAtOf(file: string): number {
-  try {
-    return statSync(file).mtimeMs;
-  } catch {
-    return Date.now();
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
+    process.kill(r.pid, sig);
     return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Gone, or a zombie nobody has reaped yet (its parent, the old agent, died). */
-async function pidGone(pid: number): Promise<boolean> {
-  if (!pidAlive(pid)) return true;
-  const r = await run(['ps', '-o', 'stat=', '-p', String(pid)], {
-    allowFailure: true,
-    searchPath: ['/bin', '/usr/bin'],
-    timeoutMs: 5000,
-  }).catch(() => null);
-  if (!r) return false;
-  const stat = r.stdout.trim();
-  return stat === '' || stat.startsWith('Z');
-}
-
-function how(info: EndInfo): string {
-  if (info.signal) return `killed by ${info.signal}`;
-  if (info.code === null) return 'exit code unknown';
-  return `exit code ${info.code}`;
-}
-
-function truncate(s: string, n: number): string {
-  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
-}
-
-function crashSentence(name: string, info: EndInfo, lastLines: string[]): string {
-  const last = [...lastLines].reverse().find((l) => l.trim());
-  const cause = info.signal
-    ? `vfkit was killed by ${info.signal}`
-    : info.code === null
-      ? 'its vfkit ended while the agent was not its parent, so the exit code is unknown'
-      : `vfkit exited with code ${info.code}`;
-  return `VM "${name}" crashed: ${cause}${last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : ''}.`;
-}
-
-/**
- * vfkit's own reason for a failed start, from its output, as one sentence with what to do. Before
- * its REST API answered, vfkit was still checking the configuration: it refused it. After, the VM
- * had started and died while booting.
- */
-function startFailure(name: string, paths: SupervisedPaths, info: EndInfo, restSeen: boolean): string {
-  let text = '';
-  try {
-    text = readFileSync(vfkitLogPath(paths), 'utf8');
   } catch {
-    // No output at all.
+    return false;
   }
-  const msg = vfkitMessage(text)?.replace(/[.\s]+$/, '') ?? null;
-  if (restSeen) {
-    return `VM "${name}" crashed while booting (vfkit ${how(info)}${msg ? `: ${msg}` : ''}); see its console log and ${vfkitLogPath(paths)}.`;
-  }
-  if (!msg) {
-    return `vfkit for VM "${name}" exited while starting (${how(info)}) without saying why; see ${vfkitLogPath(paths)}.`;
-  }
-  return `vfkit refused to start VM "${name}": ${msg}; ${hintFor(msg)}.`;
 }
 
-/**
- * The error line in vfkit's output. vfkit logs with logrus (`time=… level=… msg="…"`) and on
- * failure cobra prints `Error: <err>` (plus usage) and main prints `<err>` again last.
- */
-export function vfkitMessage(text: string): string | null {
-  const lines = text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-  const cobra = lines.find((l) => l.startsWith('Error: '));
-  if (cobra) return cobra.slice('Error: '.length).trim();
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const m = lines[i]!.match(/level=(?:fatal|error|panic)\s+msg="((?:[^"\\]|\\.)*)"/);
-    if (m?.[1]) return m[1].replace(/\\"/g, '"');
-  }
-  const last = lines.at(-1);
-  return last && !/level=(info|debug|warning)/.test(last) ? last : null;
+function waitEnded(r: Run, ms: number): Promise<boolean> {
+  if (r.isEnded) return Promise.resolve(true);
+  return new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    void r.ended.then(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
 }
 
-function hintFor(msg: string): string {
-  if (/rosetta is not installed/i.test(msg))
-    return 'install Rosetta with `softwareupdate --install-rosetta --agree-to-license` or turn off virtualisation.rosetta.enable';
-  if (/rosetta is (not supported|unsupported)/i.test(msg))
-    return 'Rosetta needs an Apple silicon Mac, so turn off virtualisation.rosetta.enable for this VM';
-  if (/kernel must be uncompressed|compressed file/i.test(msg))
-    return 'on Apple silicon Virtualization.framework boots only an uncompressed kernel Image, so build the VM with one';
-  return "fix the VM's configuration and start it again";
+/** Null when `pid` is a live vfkit started for these paths; otherwise why not. */
+async function notOurVfkit(pid: number, paths: SupervisedPaths): Promise<string | null> {
+  const p = await processCommand(pid);
+  if (p === null) return null; // ps failed to run at all: trust the pid and the REST check
+  if (p.kind === 'gone') return `pid ${pid} is not running`;
+  if (p.stat.startsWith('Z')) return `pid ${pid} has exited`;
+  // Exactly our pidfile as --pidfile's value (ps joins argv with spaces), not just a path that ends like it.
+  const args = ` ${p.args} `;
+  if (!args.includes(` --pidfile ${paths.pidfile} `) && !args.includes(` --pidfile=${paths.pidfile} `)) {
+    return `pid ${pid} is another program now (${truncate(args.trim(), 80)})`;
+  }
+  return null;
 }

@@ -413,6 +413,43 @@ export function vfkitArgv(input: VfkitArgvInput): string[] {
   return [input.vfkit, ...list.flatMap((p) => p.args())];
 }
 
+/**
+ * What a VM's vfkit devices are made of, apart from the closure and the runtime paths: the inputs
+ * of every `--device` (and `--cpus`, `--memory`, the kernel command line). Recorded when a VM
+ * boots; a change in any of them needs a restart to reach the running VM.
+ */
+export interface DeviceFacts {
+  cpus: number;
+  memoryMiB: number;
+  /** Normalised: lower case, colons. */
+  mac: string;
+  kernelParams: string[];
+  mountHostNixStore: boolean;
+  shares: Array<{ tag: string; source: string }>;
+  rosetta: boolean;
+  /** The resolution when graphics is on, else null. */
+  graphics: { width: number; height: number } | null;
+}
+
+export function deviceFacts(spec: VmSpec, mac: string): DeviceFacts {
+  const r = spec.resolution ?? DEFAULT_RESOLUTION;
+  return {
+    cpus: spec.cpus,
+    memoryMiB: spec.memoryMiB,
+    mac: new VirtioNet(mac).mac,
+    kernelParams: [...spec.kernelParams],
+    mountHostNixStore: spec.mountHostNixStore,
+    shares: spec.shares.map((s) => ({ tag: s.tag, source: s.source })),
+    rosetta: spec.rosetta,
+    graphics: spec.graphics ? { width: r.width, height: r.height } : null,
+  };
+}
+
+/** Same devices? (Field order is fixed by deviceFacts, so the JSON forms compare.) */
+export function sameDevices(a: DeviceFacts, b: DeviceFacts): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 // Stand-ins for what validateSpec does not know yet; each passes every check.
 const PLACEHOLDER_CLOSURE = '/nix/store/00000000000000000000000000000000-nixos-system';
 const PLACEHOLDER_MAC = '02:00:00:00:00:01';

@@ -5,7 +5,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { locateProgram } from '../../host/locate.ts';
-import { ProgramNotFoundError, resolveProgram, run, RunError } from '../../host/runner.ts';
+import { run, RunError } from '../../host/runner.ts';
 
 export const MIN_VFKIT_VERSION = '0.6.2';
 
@@ -17,21 +17,12 @@ const INSTALL_HINT =
  * Nix profiles and Homebrew. A configured path that is wrong is reported as such, not as "missing".
  */
 export function locateVfkit(setting?: string | null): string {
-  const configured = setting || process.env.NIXVM_VFKIT;
-  if (configured) {
-    try {
-      return resolveProgram(configured);
-    } catch {
-      const from = setting ? 'The vfkit path in the settings' : 'NIXVM_VFKIT';
-      throw new ProgramNotFoundError(
-        'vfkit',
-        [configured],
-        undefined,
-        `${from}, ${configured}, is not an executable file; fix or clear it.`,
-      );
-    }
-  }
-  return locateProgram('vfkit', { extraDirs: ['/opt/homebrew/bin', '/usr/local/bin'], installHint: INSTALL_HINT });
+  return locateProgram('vfkit', {
+    explicit: setting ?? undefined,
+    envVar: 'NIXVM_VFKIT',
+    extraDirs: ['/opt/homebrew/bin', '/usr/local/bin'],
+    installHint: INSTALL_HINT,
+  });
 }
 
 /** A vfkit older than we need; names what was found and what to do. */

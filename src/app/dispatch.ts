@@ -4,10 +4,12 @@
  * subscription per window. src/main/ipc.ts feeds it from ipcMain after checking the sender;
  * the UI tests feed it from the page, so both exercise the same code.
  */
-import { AgentError, isAgentMethod, type AgentEvent, type AgentPort, type SubscribeOptions } from '../api/types.ts';
+import { AgentError, errorShape } from '../api/errors.ts';
+import type { AgentEvent, AgentPort } from '../api/types.ts';
+import { agentMethod, validateParams, validateSubscribe } from '../api/validate.ts';
 import { CHANNELS, MAX_LOG_SUBSCRIPTIONS, isUiVerb, type Reply } from '../api/ipc.ts';
 import type { UiHandlers } from './actions.ts';
-import { validateAgentParams, validateUiParams } from './validate.ts';
+import { validateUiParams } from './validate.ts';
 
 /** One window on the other side of IPC. */
 export interface IpcClient {
@@ -17,27 +19,7 @@ export interface IpcClient {
 }
 
 export function toReplyError(e: unknown): Reply<never> {
-  if (e instanceof AgentError) return { ok: false, error: e.toJSON() };
-  const message = e instanceof Error ? e.message : String(e);
-  return { ok: false, error: { code: 'failed', message } };
-}
-
-function validateSubscribe(arg: unknown): SubscribeOptions {
-  if (arg === null || typeof arg !== 'object' || Array.isArray(arg))
-    throw new AgentError('bad-request', 'Invalid request: subscribe options must be an object.');
-  const logs = (arg as { logs?: unknown }).logs ?? [];
-  if (!Array.isArray(logs) || logs.length > MAX_LOG_SUBSCRIPTIONS) {
-    throw new AgentError(
-      'bad-request',
-      `Invalid request: logs must be a list of at most ${MAX_LOG_SUBSCRIPTIONS} entries.`,
-    );
-  }
-  return {
-    logs: logs.map((l: unknown) => {
-      const r = validateAgentParams('logs', { ...(l as object), lines: 1 });
-      return { vm: r.vm, kind: r.kind };
-    }),
-  };
+  return { ok: false, error: errorShape(e) };
 }
 
 export class IpcDispatcher {
@@ -56,10 +38,9 @@ export class IpcDispatcher {
       const req = (arg ?? {}) as { method?: unknown; verb?: unknown; params?: unknown };
       switch (channel) {
         case CHANNELS.call: {
-          if (!isAgentMethod(req.method))
-            throw new AgentError('bad-request', `Invalid request: unknown method ${JSON.stringify(req.method)}.`);
-          const params = validateAgentParams(req.method, req.params);
-          const value = await (this.agent.call as (m: string, p: unknown) => Promise<unknown>)(req.method, params);
+          const method = agentMethod(req.method);
+          const params = validateParams(method, req.params);
+          const value = await (this.agent.call as (m: string, p: unknown) => Promise<unknown>)(method, params);
           return { ok: true, value };
         }
         case CHANNELS.ui: {
@@ -70,7 +51,7 @@ export class IpcDispatcher {
           return { ok: true, value };
         }
         case CHANNELS.subscribe: {
-          const opts = validateSubscribe(arg);
+          const opts = validateSubscribe(arg ?? {}, MAX_LOG_SUBSCRIPTIONS);
           this.subs.get(client.id)?.();
           this.subs.set(
             client.id,

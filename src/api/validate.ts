@@ -1,0 +1,138 @@
+/**
+ * One runtime validator per agent method, used by every path a request can take into the agent:
+ * the control socket, the app's IPC and the agent's own `call`. Each turns untrusted params into
+ * the typed ones or throws AgentError('bad-request', one sentence). The `satisfies` clause makes
+ * the compiler refuse a method without a validator. Plain code: the renderer may load it.
+ */
+import { AgentError } from './errors.ts';
+import { validateSettingsPatch } from './settings-schema.ts';
+import {
+  AGENT_METHODS,
+  isAgentMethod,
+  type AgentMethod,
+  type LogKind,
+  type ParamsOf,
+  type SubscribeOptions,
+} from './types.ts';
+
+export type Validator<T> = (p: unknown) => T;
+
+/** Longest VM name a request may carry (names come from Nix attribute names). */
+export const MAX_VM_NAME_BYTES = 256;
+/** Most lines one `logs` request may ask for. */
+export const MAX_LOG_LINES = 100_000;
+
+export function bad(message: string): never {
+  throw new AgentError('bad-request', message);
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+/** The params object of `what` (absent = empty); refuses fields it does not know. */
+export function paramsObject(p: unknown, what: string, keys: readonly string[]): Record<string, unknown> {
+  if (p === undefined || p === null) return {};
+  if (!isPlainObject(p)) bad(`The params of ${what} must be a JSON object.`);
+  for (const k of Object.keys(p)) {
+    if (!keys.includes(k)) bad(`${what} has no parameter ${JSON.stringify(k.slice(0, 100))}.`);
+  }
+  return p;
+}
+
+export function vmName(v: unknown, what: string): string {
+  if (typeof v !== 'string' || v === '' || new TextEncoder().encode(v).length > MAX_VM_NAME_BYTES) {
+    bad(`${what} needs a "vm" parameter naming the VM.`);
+  }
+  return v;
+}
+
+export function logKind(v: unknown, what: string): LogKind {
+  if (v !== 'console' && v !== 'build') bad(`${what}: "kind" must be "console" or "build".`);
+  return v;
+}
+
+/** The validator of a request that takes no params. */
+export const empty =
+  (what: string): Validator<Record<string, never>> =>
+  (p) => {
+    paramsObject(p, what, []);
+    return {};
+  };
+
+/** The validator of a request whose only param names a VM. */
+export const vmRef =
+  (what: string): Validator<{ vm: string }> =>
+  (p) => ({ vm: vmName(paramsObject(p, what, ['vm']).vm, what) });
+
+export const AGENT_VALIDATORS = {
+  snapshot: empty('snapshot'),
+  start: vmRef('start'),
+  stop: vmRef('stop'),
+  restart: vmRef('restart'),
+  build: vmRef('build'),
+  cancelBuild: vmRef('cancelBuild'),
+  apply: vmRef('apply'),
+  rebuildStale: empty('rebuildStale'),
+  reevaluate: empty('reevaluate'),
+  sshCommand: vmRef('sshCommand'),
+  ips: vmRef('ips'),
+  logs: (p) => {
+    const o = paramsObject(p, 'logs', ['vm', 'kind', 'lines']);
+    const vm = vmName(o.vm, 'logs');
+    const kind = logKind(o.kind, 'logs');
+    const lines = o.lines;
+    if (typeof lines !== 'number' || !Number.isInteger(lines) || lines < 0 || lines > MAX_LOG_LINES) {
+      bad(`logs: "lines" must be a whole number of lines from 0 to ${MAX_LOG_LINES}.`);
+    }
+    return { vm, kind, lines };
+  },
+  inspect: vmRef('inspect'),
+  getSettings: empty('getSettings'),
+  setSettings: (p) => validateSettingsPatch(p ?? {}),
+} satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
+
+/** Methods whose params name one VM. */
+export const VM_METHODS: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
+  'start',
+  'stop',
+  'restart',
+  'build',
+  'cancelBuild',
+  'apply',
+  'sshCommand',
+  'ips',
+  'logs',
+  'inspect',
+]);
+
+/** The method name, checked. */
+export function agentMethod(m: unknown): AgentMethod {
+  if (typeof m !== 'string') bad('The request has no "method" string.');
+  if (!isAgentMethod(m)) {
+    bad(
+      `Unknown method ${JSON.stringify(m.slice(0, 100))}; known methods are ${Object.keys(AGENT_METHODS).join(', ')}.`,
+    );
+  }
+  return m;
+}
+
+export function validateParams<M extends AgentMethod>(method: M, params: unknown): ParamsOf<M> {
+  return (AGENT_VALIDATORS[method] as Validator<ParamsOf<M>>)(params);
+}
+
+/** Subscribe options: which live logs to follow, at most `maxLogs` of them. */
+export function validateSubscribe(p: unknown, maxLogs: number): SubscribeOptions {
+  const o = paramsObject(p, 'subscribe', ['logs']);
+  if (o.logs === undefined) return {};
+  if (!Array.isArray(o.logs)) bad('subscribe: "logs" must be a list of {"vm","kind"} objects.');
+  if (o.logs.length > maxLogs) bad(`subscribe: "logs" may name at most ${maxLogs} logs.`);
+  return {
+    logs: o.logs.map((f: unknown) => {
+      const entry = paramsObject(f, 'subscribe', ['vm', 'kind']);
+      return { vm: vmName(entry.vm, 'subscribe'), kind: logKind(entry.kind, 'subscribe') };
+    }),
+  };
+}

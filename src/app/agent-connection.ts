@@ -1,0 +1,45 @@
+/**
+ * The app's agent: in-process when this app takes the per-user lock (then the app, a face, serves
+ * it on the control socket for the CLI), or a client of the headless agent that holds the lock.
+ */
+import type { AgentPort } from '../api/types.ts';
+
+export interface AppAgent extends AgentPort {
+  close(): Promise<void>;
+  /** A control-socket client has it: the headless agent it talks to went away. */
+  onClose?(fn: (err: Error | null) => void): () => void;
+}
+
+export async function connectAppAgent(
+  log: (line: string) => void = () => {},
+): Promise<{ agent: AppAgent; owned: boolean }> {
+  const { Agent } = await import('../core/agent.ts');
+  let core: Awaited<ReturnType<typeof Agent.create>>;
+  try {
+    core = await Agent.create({});
+  } catch (e) {
+    if (!(e instanceof Error) || e.name !== 'AlreadyRunningError') throw e;
+    const { connectControl } = await import('../control/client.ts');
+    return { agent: await connectControl(), owned: false };
+  }
+  const [{ startControlServer }, { controlSocketPath }] = await Promise.all([
+    import('../control/server.ts'),
+    import('../host/socket-path.ts'),
+  ]);
+  let server: Awaited<ReturnType<typeof startControlServer>>;
+  try {
+    server = await startControlServer(core, controlSocketPath(core.paths.stateDir), { onProblem: log });
+  } catch (e) {
+    await core.close({ stopVms: false });
+    throw e;
+  }
+  const agent: AppAgent = {
+    call: (method, params) => core.call(method, params),
+    subscribe: (fn, opts) => core.subscribe(fn, opts),
+    async close() {
+      await server.close();
+      await core.close();
+    },
+  };
+  return { agent, owned: true };
+}

@@ -1,0 +1,71 @@
+/**
+ * Argument checks for the UI verbs a window sends over IPC (agent methods are checked by the one
+ * validator per method in src/api/validate.ts), and the sender check. A renderer is untrusted
+ * input; the `satisfies` clause makes the compiler refuse a verb without a validator.
+ */
+import type { UiParamsOf, UiVerb } from '../api/ipc.ts';
+import { bad, empty, logKind, paramsObject, vmName, vmRef, type Validator } from '../api/validate.ts';
+
+/** The sender check: only frames loaded from our own renderer directory may talk to us. */
+export function isTrustedSenderUrl(url: string | undefined | null, rendererBaseUrl: string): boolean {
+  if (!url) return false;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  const base = new URL(rendererBaseUrl.endsWith('/') ? rendererBaseUrl : `${rendererBaseUrl}/`);
+  if (u.protocol !== base.protocol) return false;
+  // file: URLs have no origin to compare; compare the resolved path instead (rejects `..` tricks
+  // because URL normalises them away before we look).
+  if (u.protocol === 'file:') return u.pathname.startsWith(base.pathname);
+  return u.origin === base.origin && u.pathname.startsWith(base.pathname);
+}
+
+export const uiValidators = {
+  copySshCommand: vmRef('copySshCommand'),
+  copyIp: (p) => {
+    const o = paramsObject(p, 'copyIp', ['vm', 'family']);
+    if (o.family !== 'ipv4' && o.family !== 'ipv6') bad('copyIp: "family" must be "ipv4" or "ipv6".');
+    return { vm: vmName(o.vm, 'copyIp'), family: o.family };
+  },
+  copySshInclude: empty('copySshInclude'),
+  openSshInTerminal: vmRef('openSshInTerminal'),
+  revealStateDir: vmRef('revealStateDir'),
+  openLogWindow: (p) => {
+    const o = paramsObject(p, 'openLogWindow', ['vm', 'kind']);
+    return { vm: vmName(o.vm, 'openLogWindow'), kind: logKind(o.kind, 'openLogWindow') };
+  },
+  openInConsoleApp: (p) => {
+    const o = paramsObject(p, 'openInConsoleApp', ['vm', 'kind']);
+    return { vm: vmName(o.vm, 'openInConsoleApp'), kind: logKind(o.kind, 'openInConsoleApp') };
+  },
+  openFlakeFolder: (p) => {
+    const o = paramsObject(p, 'openFlakeFolder', ['dir']);
+    if (o.dir === undefined) return {};
+    if (typeof o.dir !== 'string' || o.dir === '' || o.dir.length > 4096)
+      bad('openFlakeFolder: "dir" must be a folder path.');
+    return { dir: o.dir };
+  },
+  chooseFlakeFolder: empty('chooseFlakeFolder'),
+  openSettings: empty('openSettings'),
+  getLaunchAtLogin: empty('getLaunchAtLogin'),
+  setLaunchAtLogin: (p) => {
+    const o = paramsObject(p, 'setLaunchAtLogin', ['enabled']);
+    if (typeof o.enabled !== 'boolean') bad('setLaunchAtLogin: "enabled" must be true or false.');
+    return { enabled: o.enabled };
+  },
+  quit: empty('quit'),
+  fitHeight: (p) => {
+    const o = paramsObject(p, 'fitHeight', ['height']);
+    const height = o.height;
+    if (typeof height !== 'number' || !Number.isFinite(height) || height < 0 || height > 10_000)
+      bad('fitHeight: "height" must be a number of pixels.');
+    return { height: Math.round(height) };
+  },
+} satisfies { [V in UiVerb]: Validator<UiParamsOf<V>> };
+
+export function validateUiParams<V extends UiVerb>(verb: V, params: unknown): UiParamsOf<V> {
+  return (uiValidators[verb] as Validator<UiParamsOf<V>>)(params);
+}

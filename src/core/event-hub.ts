@@ -1,0 +1,114 @@
+/**
+ * Events to subscribers: snapshots (coalesced, at most one per interval), notices, and the live
+ * log lines of the logs each subscriber follows. Console logs are followed from their files, one
+ * follower per log however many subscribers want it; build lines arrive from the builds.
+ */
+import { errorMessage } from '../api/errors.ts';
+import type { AgentEvent, AgentSnapshot, LogKind, Notice, SubscribeOptions } from '../api/types.ts';
+import { follow, type Follower } from './vm/console.ts';
+
+type Subscriber = { fn: (ev: AgentEvent) => void; logs: Set<string> };
+
+const logKey = (vm: string, kind: LogKind) => `${kind}\0${vm}`;
+
+export interface EventHubOptions {
+  /** Minimum time between two snapshot events. */
+  emitIntervalMs: number;
+  snapshot(): AgentSnapshot;
+  /** After each snapshot went out (ssh config, lease timers…). */
+  afterEmit(snapshot: AgentSnapshot): void;
+  consoleLogPath(vm: string): string;
+  log(line: string): void;
+}
+
+export class EventHub {
+  readonly #o: EventHubOptions;
+  readonly #subscribers = new Set<Subscriber>();
+  readonly #followers = new Map<string, { count: number; follower: Follower | null }>();
+  #emitTimer: NodeJS.Timeout | null = null;
+  #lastEmit = 0;
+  #closed = false;
+
+  constructor(o: EventHubOptions) {
+    this.#o = o;
+  }
+
+  subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
+    const sub: Subscriber = { fn, logs: new Set() };
+    for (const l of opts.logs ?? []) {
+      const key = logKey(l.vm, l.kind);
+      if (sub.logs.has(key)) continue;
+      sub.logs.add(key);
+      this.#retain(l.vm, l.kind);
+    }
+    this.#subscribers.add(sub);
+    return () => {
+      if (!this.#subscribers.delete(sub)) return;
+      for (const key of sub.logs) {
+        const [kind, vm] = key.split('\0') as [LogKind, string];
+        this.#release(vm, kind);
+      }
+    };
+  }
+
+  /** Something changed: emit a snapshot soon, at most one per interval. */
+  changed(): void {
+    if (this.#closed || this.#emitTimer) return;
+    const wait = Math.max(0, this.#lastEmit + this.#o.emitIntervalMs - Date.now());
+    this.#emitTimer = setTimeout(() => {
+      this.#emitTimer = null;
+      this.#lastEmit = Date.now();
+      const snapshot = this.#o.snapshot();
+      this.broadcast({ type: 'snapshot', snapshot });
+      this.#o.afterEmit(snapshot);
+    }, wait);
+  }
+
+  broadcast(ev: AgentEvent): void {
+    for (const s of this.#subscribers) {
+      if (ev.type === 'log' && !s.logs.has(logKey(ev.vm, ev.kind))) continue;
+      try {
+        s.fn(ev);
+      } catch (err) {
+        this.#o.log(`a subscriber failed: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  notify(notice: Notice): void {
+    this.#o.log(`${notice.level}: ${notice.title}${notice.body ? ` — ${notice.body}` : ''}`);
+    this.broadcast({ type: 'notice', notice });
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#emitTimer) clearTimeout(this.#emitTimer);
+    for (const f of this.#followers.values()) f.follower?.close();
+    this.#followers.clear();
+    this.#subscribers.clear();
+  }
+
+  #retain(vm: string, kind: LogKind): void {
+    const key = logKey(vm, kind);
+    const f = this.#followers.get(key);
+    if (f) {
+      f.count++;
+      return;
+    }
+    // Build lines arrive from the build manager; only the console needs a file follower.
+    const follower =
+      kind === 'console'
+        ? follow(this.#o.consoleLogPath(vm), (lines) => this.broadcast({ type: 'log', vm, kind, lines }))
+        : null;
+    this.#followers.set(key, { count: 1, follower });
+  }
+
+  #release(vm: string, kind: LogKind): void {
+    const key = logKey(vm, kind);
+    const f = this.#followers.get(key);
+    if (!f) return;
+    if (--f.count > 0) return;
+    f.follower?.close();
+    this.#followers.delete(key);
+  }
+}

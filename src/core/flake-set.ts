@@ -1,0 +1,235 @@
+/**
+ * The flakes the agent runs: one watcher each, and through them the only copy of the inventory
+ * (every VM each flake defines, or why it failed to evaluate). Name clashes between flakes are
+ * decided here (the first flake wins) and told as warnings.
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentError, errorMessage } from '../api/errors.ts';
+import type { FlakeSnapshot, VmSpec } from '../api/types.ts';
+import { FlakeError } from './nix/errors.ts';
+import { inventory, type InventoryResult } from './nix/inventory.ts';
+import type { Nix } from './nix/nix.ts';
+import { FlakeWatcher, type InventoryUpdate } from './nix/watcher.ts';
+
+/** One VM a flake defines: its spec, or the error that stopped it from evaluating. */
+export interface VmEntry {
+  name: string;
+  flake: string;
+  spec: VmSpec | null;
+  error: string | null;
+}
+
+interface FlakeState {
+  dir: string;
+  watcher: FlakeWatcher | null;
+  /** The last inventory while no watcher holds one (nix went missing). */
+  kept: InventoryResult | null;
+  error: string | null;
+  warnings: string[];
+  lastEvalAt: number | null;
+  /** Resolves after the first evaluation, successful or not. */
+  ready: Promise<void>;
+}
+
+export interface FlakeSetOptions {
+  /** Watcher debounce (default 300 ms). */
+  debounceMs?: number;
+  log(line: string): void;
+}
+
+export interface FlakeSetEvents {
+  /** Something a snapshot shows changed (evaluating, an inventory, an error). */
+  changed: [];
+  /** A flake evaluated (not the first time: the watcher says which VMs changed). */
+  inventory: [update: InventoryUpdate];
+}
+
+function inventoryOf(f: FlakeState): InventoryResult | null {
+  return f.watcher?.current ?? f.kept;
+}
+
+export class FlakeSet extends EventEmitter<FlakeSetEvents> {
+  readonly #o: FlakeSetOptions;
+  readonly #flakes = new Map<string, FlakeState>();
+  #nix: Nix | null = null;
+  #nixProblem: string | null = null;
+  /** The defined VMs by name, rebuilt when an inventory or the set of flakes changes. */
+  #defined: Map<string, VmEntry> | null = null;
+
+  constructor(o: FlakeSetOptions) {
+    super();
+    this.#o = o;
+  }
+
+  /** Evaluate with this nix from now on (null: missing, `problem` says why). */
+  async setNix(nix: Nix | null, problem: string | null): Promise<void> {
+    this.#nix = nix;
+    this.#nixProblem = problem;
+    // Swap in fresh watchers first, so no snapshot ever shows the flakes gone.
+    const old = [...this.#flakes.values()];
+    this.#flakes.clear();
+    for (const f of old) this.#add(f.dir, inventoryOf(f));
+    this.#touch();
+    await Promise.all(old.map((f) => f.watcher?.close()));
+  }
+
+  /** Watch exactly these flake directories. */
+  sync(dirs: readonly string[]): void {
+    const want = new Set(dirs);
+    for (const [dir, f] of [...this.#flakes]) {
+      if (want.has(dir)) continue;
+      this.#flakes.delete(dir);
+      void f.watcher?.close().then(() => this.emit('changed'));
+    }
+    for (const dir of want) if (!this.#flakes.has(dir)) this.#add(dir, null);
+    this.#touch();
+  }
+
+  dirs(): string[] {
+    return [...this.#flakes.keys()];
+  }
+
+  /** Every VM the flakes define (loaded or failed), by name; the first flake wins a clash. */
+  defined(): Map<string, VmEntry> {
+    if (this.#defined) return this.#defined;
+    const out = new Map<string, VmEntry>();
+    for (const f of this.#flakes.values()) {
+      const inv = inventoryOf(f);
+      for (const spec of inv?.vms ?? []) {
+        if (!out.has(spec.name)) out.set(spec.name, { name: spec.name, flake: f.dir, spec, error: null });
+      }
+      for (const fail of inv?.failures ?? []) {
+        if (!out.has(fail.name)) out.set(fail.name, { name: fail.name, flake: f.dir, spec: null, error: fail.error });
+      }
+    }
+    this.#defined = out;
+    return out;
+  }
+
+  /** Some flake does not evaluate right now. */
+  anyError(): boolean {
+    return [...this.#flakes.values()].some((f) => f.error !== null);
+  }
+
+  /** When the VM's flake last evaluated, and whether that went well (for outdating failed builds). */
+  evalState(dir: string): { lastEvalAt: number | null; ok: boolean } {
+    const f = this.#flakes.get(dir);
+    return { lastEvalAt: f?.lastEvalAt ?? null, ok: f?.error === null };
+  }
+
+  snapshots(): FlakeSnapshot[] {
+    const owner = new Map<string, string>();
+    return [...this.#flakes.values()].map((f) => {
+      const inv = inventoryOf(f);
+      const clashes: string[] = [];
+      for (const name of [...(inv?.vms ?? []).map((v) => v.name), ...(inv?.failures ?? []).map((x) => x.name)]) {
+        const first = owner.get(name);
+        if (first === undefined) owner.set(name, f.dir);
+        else clashes.push(`${name} is also defined by ${first}, which nixvm uses; rename one of them to run both.`);
+      }
+      return {
+        dir: f.dir,
+        evaluating: f.watcher?.evaluating ?? false,
+        error: f.error,
+        warnings: [...f.warnings, ...(inv?.warnings ?? []), ...clashes],
+        lastEvalAt: f.lastEvalAt,
+      };
+    });
+  }
+
+  /** Resolves once every flake has been evaluated at least once. */
+  async ready(): Promise<void> {
+    await Promise.all([...this.#flakes.values()].map((f) => f.ready));
+  }
+
+  async reevaluate(): Promise<void> {
+    await Promise.all([...this.#flakes.values()].map((f) => f.watcher?.refresh()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#flakes.values()].map((f) => f.watcher?.close()));
+  }
+
+  #touch(): void {
+    this.#defined = null;
+    this.emit('changed');
+  }
+
+  #add(dir: string, previous: InventoryResult | null): void {
+    let resolveReady!: () => void;
+    const state: FlakeState = {
+      dir,
+      watcher: null,
+      kept: null,
+      error: null,
+      warnings: [],
+      lastEvalAt: null,
+      ready: new Promise<void>((r) => (resolveReady = r)),
+    };
+    this.#flakes.set(dir, state);
+    const nix = this.#nix;
+    if (!nix) {
+      // Keep listing the VMs we knew (with the error) rather than none at all.
+      state.kept = previous;
+      const why = this.#nixProblem ?? 'Nix was not found.';
+      state.error = `${dir} cannot be evaluated: ${why.charAt(0).toLowerCase()}${why.slice(1)}`;
+      resolveReady();
+      return;
+    }
+    if (!fs.existsSync(dir)) {
+      state.kept = previous;
+      state.error = `The flake folder ${dir} does not exist; fix the path in Settings.`;
+      resolveReady();
+      return;
+    }
+    const watcher = new FlakeWatcher({
+      flakeDir: dir,
+      evaluate: (signal) => inventory(nix, dir, { signal }),
+      initial: previous,
+      ...(this.#o.debounceMs !== undefined ? { debounceMs: this.#o.debounceMs } : {}),
+    });
+    state.watcher = watcher;
+    watcher.on('evaluating', () => this.emit('changed'));
+    watcher.on('warning', (w) => {
+      state.warnings = w;
+      this.emit('changed');
+    });
+    watcher.on('inventory', (u) => {
+      state.error = null;
+      state.lastEvalAt = Date.now();
+      resolveReady();
+      this.#defined = null;
+      if (!u.first) this.emit('inventory', u);
+      this.emit('changed');
+    });
+    watcher.on('failed', (err) => {
+      // The VMs keep running and keep their last known spec: only the error is new.
+      state.error =
+        err instanceof FlakeError ? `${err.message}${err.detail ? `\n${err.detail}` : ''}` : errorMessage(err);
+      this.#o.log(`evaluating ${dir} failed: ${errorMessage(err)}`);
+      state.lastEvalAt = Date.now();
+      resolveReady();
+      this.emit('changed');
+    });
+    watcher.on('watchError', (err) => this.#o.log(`watching ${dir}: ${errorMessage(err)}`));
+    void watcher.start().catch((err) => {
+      state.error = errorMessage(err);
+      resolveReady();
+      this.emit('changed');
+    });
+  }
+}
+
+/** A VM no flake defines: the one-sentence refusal, naming the ones it knows. */
+export function noSuchVm(name: string, known: string[]): AgentError {
+  return new AgentError(
+    'no-such-vm',
+    `There is no VM named ${JSON.stringify(name)}${known.length ? ` (known: ${known.join(', ')})` : ' (no flake defines any VM yet)'}.`,
+  );
+}
+
+export function resolveDirs(dirs: readonly string[]): string[] {
+  return [...new Set(dirs.map((d) => path.resolve(d)))];
+}

@@ -1,0 +1,219 @@
+/**
+ * How to reach a VM: its IPv6 link-local address (from the MAC, on the vmnet bridge), its IPv4
+ * (from macOS's DHCP leases, looked at while some running VM still waits for one), the ssh argv,
+ * and nixvm's own ssh config file with one `Host nixvm-<name>` per VM (users Include it; nixvm
+ * only ever reads ~/.ssh/config).
+ */
+import fs from 'node:fs';
+import { errorMessage } from '../../api/errors.ts';
+import type { AgentSnapshot, SshConfigInfo, VmSpec } from '../../api/types.ts';
+import { BridgeDetector, DEFAULT_BRIDGE } from './bridge.ts';
+import { findLeaseForMac, readLeases, type DhcpLease } from './leases.ts';
+import { linkLocalFromMac } from './linklocal.ts';
+import {
+  includeLine,
+  sshArgv,
+  sshConfigIncludes,
+  sshConfigPath,
+  userSshConfigPath,
+  writeSshConfig,
+  type SshConfigEntry,
+} from './ssh.ts';
+
+export interface ReachOptions {
+  leasesFile: string;
+  /** nixvm's ssh config lives in the state dir. */
+  stateDir: string;
+  /** Addresses changed: a new snapshot is due. */
+  changed(): void;
+  log(line: string): void;
+}
+
+export class Reach {
+  readonly #o: ReachOptions;
+  readonly #bridge = new BridgeDetector();
+  readonly #sshConfig: SshConfigInfo;
+  #leases: { mtimeMs: number; list: DhcpLease[] } = { mtimeMs: -1, list: [] };
+  #bridgeSetting: string | null = null;
+  #bridgeName: string = DEFAULT_BRIDGE;
+  /** The leased IPv4 the bridge was last detected for. */
+  #bridgeProbe: string | null = null;
+  /** Since when some running VM waits for its lease (for backing off). */
+  #leaseWaitSince: number | null = null;
+  #leaseTimer: NodeJS.Timeout | null = null;
+  /** The newest snapshot: whether some running VM still waits for a lease. */
+  #lastSnapshot: AgentSnapshot | null = null;
+  #lastSshConfig = '';
+  /** The ssh config write in flight, awaited on close so nothing is written after. */
+  #sshWrite: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(o: ReachOptions) {
+    this.#o = o;
+    const file = sshConfigPath(o.stateDir);
+    this.#sshConfig = { path: file, includeLine: includeLine(file), status: 'missing' };
+  }
+
+  /** nixvm's ssh config and whether ~/.ssh/config includes it. */
+  get sshConfig(): SshConfigInfo {
+    return { ...this.#sshConfig };
+  }
+
+  async init(bridgeSetting: string | null): Promise<void> {
+    this.#bridgeSetting = bridgeSetting;
+    this.#bridgeName = await this.#detectBridge();
+    this.#scheduleLeaseRefresh();
+    await this.#checkSshInclude();
+  }
+
+  /** The bridge setting changed. */
+  async setBridge(setting: string | null): Promise<void> {
+    this.#bridgeSetting = setting;
+    this.#bridgeName = await this.#detectBridge();
+    this.#o.changed();
+  }
+
+  /** Link-local with zone; null for a malformed MAC (the spec check reports it). */
+  ipv6(mac: string): string | null {
+    try {
+      return linkLocalFromMac(mac, this.#bridgeName);
+    } catch {
+      return null;
+    }
+  }
+
+  /** The leased IPv4 for a MAC; null when none (or a malformed MAC). */
+  ipv4(mac: string): string | null {
+    try {
+      return findLeaseForMac(this.#leases.list, mac)?.ipAddress ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** The ssh argv for a running VM with sshd, or null (no sshd, no address, an unusable user). */
+  sshArgv(spec: VmSpec, user: string, ipv4: string | null, ipv6: string | null): string[] | null {
+    if (!spec.ssh.enabled) return null;
+    const host = ipv4 ?? ipv6;
+    if (!host) return null;
+    try {
+      return sshArgv({ host, user, port: spec.ssh.port });
+    } catch {
+      return null;
+    }
+  }
+
+  /** Re-read the leases file when it changed (a stat is the whole cost otherwise). */
+  async refreshLeases(): Promise<boolean> {
+    let mtimeMs = 0;
+    try {
+      mtimeMs = fs.statSync(this.#o.leasesFile).mtimeMs;
+    } catch {
+      mtimeMs = 0;
+    }
+    if (mtimeMs === this.#leases.mtimeMs) return false;
+    const list = mtimeMs ? await readLeases(this.#o.leasesFile).catch(() => []) : [];
+    this.#leases = { mtimeMs, list };
+    return true;
+  }
+
+  /** After each snapshot: the ssh config, the bridge, the lease timer. */
+  afterSnapshot(snapshot: AgentSnapshot): void {
+    this.#lastSnapshot = snapshot;
+    this.#sshWrite = this.#writeSshConfig(snapshot);
+    void this.#redetectBridge(snapshot);
+    this.#scheduleLeaseRefresh(snapshot);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#sshWrite;
+    if (this.#leaseTimer) clearTimeout(this.#leaseTimer);
+  }
+
+  async #detectBridge(): Promise<string> {
+    if (this.#bridgeSetting) return this.#bridgeSetting;
+    try {
+      return (await this.#bridge.bridgeFor({})).name;
+    } catch {
+      return DEFAULT_BRIDGE;
+    }
+  }
+
+  /**
+   * vmnet creates its bridge when the first VM starts (bridge100, or bridge101… when that name is
+   * taken): once a VM has a lease, ask ifconfig which bridge holds its subnet.
+   */
+  async #redetectBridge(snapshot: AgentSnapshot): Promise<void> {
+    if (this.#bridgeSetting) return;
+    const ipv4 = snapshot.vms.find((v) => v.state === 'running' && v.ipv4)?.ipv4 ?? null;
+    if (!ipv4 || ipv4 === this.#bridgeProbe) return;
+    this.#bridgeProbe = ipv4;
+    try {
+      const name = (await this.#bridge.bridgeFor({ ipv4 })).name;
+      if (name !== this.#bridgeName) {
+        this.#bridgeName = name;
+        this.#o.changed();
+      }
+    } catch {
+      // Keep the bridge we have.
+    }
+  }
+
+  /**
+   * While some running VM has no IPv4 yet, look at the leases file every second or so (bootpd
+   * writes it shortly after boot); once every running VM has one, stop looking.
+   */
+  #scheduleLeaseRefresh(snapshot?: AgentSnapshot): void {
+    if (this.#closed || this.#leaseTimer) return;
+    const waiting = snapshot ? snapshot.vms.some((v) => v.state === 'running' && !v.ipv4) : true;
+    if (!waiting) {
+      this.#leaseWaitSince = null;
+      return;
+    }
+    this.#leaseWaitSince ??= Date.now();
+    // Every second while a VM boots; a guest that never asks for a lease gets a look every 10 s.
+    const delay = Date.now() - this.#leaseWaitSince < 120_000 ? 1000 : 10_000;
+    this.#leaseTimer = setTimeout(() => {
+      this.#leaseTimer = null;
+      void this.refreshLeases().then((changed) => {
+        if (changed) this.#o.changed();
+        else this.#scheduleLeaseRefresh(this.#lastSnapshot ?? undefined);
+      });
+    }, delay);
+    this.#leaseTimer.unref();
+  }
+
+  /** Only reads ~/.ssh/config (a read-only or unreadable one is fine): is our file included? */
+  async #checkSshInclude(): Promise<void> {
+    try {
+      this.#sshConfig.status = await sshConfigIncludes(userSshConfigPath(), this.#sshConfig.path);
+    } catch {
+      this.#sshConfig.status = 'unreadable';
+    }
+  }
+
+  /** One `Host nixvm-<name>` per VM, in our own file; users Include it (we never edit ~/.ssh/config). */
+  async #writeSshConfig(snapshot: AgentSnapshot): Promise<void> {
+    const entries: SshConfigEntry[] = [];
+    for (const v of snapshot.vms) {
+      const host = v.ipv4 ?? v.ipv6;
+      if (!v.spec?.ssh.enabled || !host) continue;
+      entries.push({
+        vm: v.name,
+        host,
+        user: snapshot.settings.sshUser[v.name] ?? v.spec.ssh.user,
+        port: v.spec.ssh.port,
+      });
+    }
+    const key = JSON.stringify(entries);
+    if (key === this.#lastSshConfig) return;
+    this.#lastSshConfig = key;
+    try {
+      await writeSshConfig(this.#sshConfig.path, entries);
+      await this.#checkSshInclude();
+    } catch (err) {
+      this.#o.log(`could not write the ssh config: ${errorMessage(err)}`);
+    }
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The boot record: what the supervisor writes next to a VM's pidfile when it starts vfkit (the
+ * argv, the closure, the device facts) and updates when the run ends. It is how an agent that
+ * restarts adopts a VM and explains a run that ended while no agent watched. Only the supervisor
+ * reads it, at adoption; everything else asks the supervisor.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { VmExit } from '../../api/types.ts';
+import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import type { DeviceFacts } from './vfkit-args.ts';
+
+export interface BootRecord {
+  name: string;
+  argv: string[];
+  drvPath: string;
+  outPath: string;
+  /** What the devices were made from; null in records written before nixvm kept them. */
+  facts: DeviceFacts | null;
+  startedAt: number;
+  pid: number | null;
+  paths: VmRuntimePaths;
+  endedAt?: number;
+  exit?: VmExit;
+}
+
+export function writeRecord(rec: BootRecord): void {
+  const tmp = `${rec.paths.bootRecord}.tmp`;
+  mkdirSync(path.dirname(rec.paths.bootRecord), { recursive: true });
+  writeFileSync(tmp, JSON.stringify(rec, null, 2));
+  renameSync(tmp, rec.paths.bootRecord);
+}
+
+export function readRecord(file: string): BootRecord | null {
+  try {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as BootRecord;
+    if (typeof j.name !== 'string' || !j.paths || typeof j.paths.pidfile !== 'string') return null;
+    if (!Array.isArray(j.argv)) j.argv = [];
+    j.facts ??= null;
+    return j;
+  } catch {
+    return null;
+  }
+}
+
+/** The boot records of every VM directory under the state dir (adoption scans them). */
+export function allRecords(stateDir: string, logsDir: string): BootRecord[] {
+  const probe = runtimePaths(stateDir, logsDir, 'probe');
+  const root = path.dirname(probe.dir);
+  const recordName = path.basename(probe.bootRecord);
+  let dirs: string[];
+  try {
+    dirs = readdirSync(root, { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => path.join(root, d.name));
+  } catch {
+    return [];
+  }
+  return dirs.map((d) => readRecord(path.join(d, recordName))).filter((r): r is BootRecord => r !== null);
+}
+
+/** vfkit writes the bare pid, no newline (pkg/process). */
+export function readPid(file: string): number | null {
+  try {
+    const n = Number.parseInt(readFileSync(file, 'utf8').trim(), 10);
+    return Number.isInteger(n) && n > 0 ? n : null;
+  } catch {
+    return null;
+  }
+}
+
+/** When a run without a record began, as far as its pidfile tells. */
+export function startedAtOf(file: string): number {
+  try {
+    return statSync(file).mtimeMs;
+  } catch {
+    return Date.now();
+  }
+}
+
+/** vfkit's own output (stdout and stderr) for a run. */
+export function vfkitLogPath(paths: VmRuntimePaths): string {
+  return path.join(paths.dir, 'vfkit.log');
+}
