@@ -6,18 +6,8 @@
 import type { MenuItemConstructorOptions } from 'electron';
 import type { AgentSnapshot, Notice, VmSnapshot } from '../api/types.ts';
 import type { Action } from '../api/ipc.ts';
-import {
-  buildLabel,
-  canStart,
-  drvName,
-  firstLine,
-  isBuilding,
-  isUp,
-  needsRestart,
-  sshAvailable,
-  truncate,
-  vmStatusLine,
-} from '../api/describe.ts';
+import { vmActions, type VmAction, type VmActionId } from '../api/actions.ts';
+import { buildLabel, drvName, firstLine, isUp, truncate, vmStatusLine } from '../api/describe.ts';
 
 /** What the menu needs to know that is not in the snapshot. */
 export interface MenuFacts {
@@ -63,8 +53,7 @@ function folderName(dir: string): string {
   return parts[parts.length - 1] ?? dir;
 }
 
-function vmItems(vm: VmSnapshot, d: Dispatch): Item[] {
-  const ref = { vm: vm.name };
+function vmItems(vm: VmSnapshot, agent: AgentSnapshot['agent'], d: Dispatch): Item[] {
   const items: Item[] = [];
   const err = vm.error ?? vm.build.error;
   if (err) items.push(...wrapped(err, vm.build.detail ?? err));
@@ -74,85 +63,32 @@ function vmItems(vm: VmSnapshot, d: Dispatch): Item[] {
 
   if (vm.spec === null) {
     // Evaluation failed: nothing to run; point at where to fix it.
-    items.push(sep, {
-      label: 'Open Flake Folder',
-      click: () => d({ kind: 'ui', verb: 'openFlakeFolder', params: { dir: vm.flake } }),
-    });
-    items.push({ label: 'Reveal State Folder', click: () => d({ kind: 'ui', verb: 'revealStateDir', params: ref }) });
+    items.push(sep);
+    for (const a of vmActions(vm, agent).more) items.push({ label: a.label, click: () => a.run && d(a.run) });
     return items;
   }
 
   if (err || vm.state === 'crashed') items.push(sep);
 
-  if (vm.state === 'stopping') {
-    items.push({ label: 'Stopping…', enabled: false });
-  } else if (isUp(vm)) {
-    items.push({ label: 'Stop', click: () => d({ kind: 'agent', method: 'stop', params: ref }) });
-    items.push({
-      label: 'Restart',
-      enabled: vm.state === 'running',
-      click: () => d({ kind: 'agent', method: 'restart', params: ref }),
-    });
-  } else {
-    items.push({
-      label: 'Start',
-      enabled: canStart(vm),
-      click: () => d({ kind: 'agent', method: 'start', params: ref }),
-    });
-  }
-  if (needsRestart(vm)) {
-    items.push({ label: 'Restart to Apply', click: () => d({ kind: 'agent', method: 'apply', params: ref }) });
-  }
-  if (isBuilding(vm)) {
-    const p = vm.build.progress;
-    const what = drvName(p?.currentDrv ?? null);
-    items.push(info(`${buildLabel(vm)}${what ? ` — ${what}` : ''}`));
-    items.push({ label: 'Cancel Build', click: () => d({ kind: 'agent', method: 'cancelBuild', params: ref }) });
-  } else {
-    items.push({ label: 'Rebuild', click: () => d({ kind: 'agent', method: 'build', params: ref }) });
-  }
-
-  items.push(sep);
-  const ssh = sshAvailable(vm);
-  const sshOff = vm.spec.ssh.enabled === false;
-  items.push({
-    label: sshOff ? 'Open ssh in Terminal (sshd is off in this config)' : 'Open ssh in Terminal',
-    enabled: ssh && vm.state === 'running',
-    click: () => d({ kind: 'ui', verb: 'openSshInTerminal', params: ref }),
+  const acts = vmActions(vm, agent);
+  const item = (a: VmAction): Item => ({
+    label: a.label,
+    enabled: a.enabled,
+    ...(a.reason && !a.enabled ? { toolTip: a.reason } : {}),
+    ...(a.run ? { click: () => d(a.run!) } : {}),
   });
-  items.push({
-    label: 'Copy ssh Command',
-    enabled: ssh,
-    click: () => d({ kind: 'ui', verb: 'copySshCommand', params: ref }),
-  });
-  if (vm.ipv6 || vm.ipv4) {
-    if (vm.ipv6) {
-      items.push({
-        label: `Copy IPv6 ${vm.ipv6}`,
-        click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv6' } }),
-      });
-    }
-    if (vm.ipv4) {
-      items.push({
-        label: `Copy IPv4 ${vm.ipv4}`,
-        click: () => d({ kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: 'ipv4' } }),
-      });
-    }
-  } else {
-    items.push({ label: 'Copy IP Address', enabled: false });
+  const group = (ids: VmActionId[]) => acts.more.filter((a) => ids.includes(a.id)).map(item);
+  const cancel = acts.primary.find((a) => a.id === 'cancelBuild');
+  items.push(...acts.primary.filter((a) => a !== cancel).map(item), ...group(['restart']));
+  if (acts.apply) items.push(item(acts.apply));
+  if (cancel) {
+    // Building: what it builds, and the way to stop it.
+    const what = drvName(vm.build.progress?.currentDrv ?? null);
+    items.push(info(`${buildLabel(vm)}${what ? ` — ${what}` : ''}`), item(cancel));
   }
-
-  items.push(sep);
-  items.push({
-    label: 'View Console Log',
-    click: () => d({ kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'console' } }),
-  });
-  items.push({
-    label: 'View Build Log',
-    enabled: vm.build.logPath !== null || isBuilding(vm),
-    click: () => d({ kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'build' } }),
-  });
-  items.push({ label: 'Reveal State Folder', click: () => d({ kind: 'ui', verb: 'revealStateDir', params: ref }) });
+  items.push(...group(['build']));
+  items.push(sep, ...group(['openSshInTerminal', 'copySshCommand', 'copyIpv6', 'copyIpv4', 'copyIp']));
+  items.push(sep, ...group(['viewConsoleLog', 'viewBuildLog', 'revealStateDir']));
   return items;
 }
 
@@ -198,7 +134,7 @@ export function menuTemplate(snap: AgentSnapshot, facts: MenuFacts, d: Dispatch)
     else if (!errored) items.push(info('No nixosConfigurations in the flake'));
   } else {
     for (const vm of snap.vms) {
-      items.push({ label: vmLabel(vm), id: `vm:${vm.name}`, submenu: vmItems(vm, d) });
+      items.push({ label: vmLabel(vm), id: `vm:${vm.name}`, submenu: vmItems(vm, snap.agent, d) });
     }
   }
 

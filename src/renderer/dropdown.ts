@@ -4,6 +4,7 @@
  * every button is a bridge call. Rows are keyed and patched in place (never rebuilt) so a click
  * is not lost when a build pushes ten snapshots a second.
  */
+import { vmActions, type ActionContext, type VmAction, type VmActionId } from '../api/actions.ts';
 import type { AgentSnapshot, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
 import {
   buildLabel,
@@ -11,10 +12,8 @@ import {
   exitText,
   isBuilding,
   isUp,
-  needsRestart,
   primaryAddress,
   resourcesLine,
-  sshAvailable,
   stateLabel,
 } from '../api/describe.ts';
 import { bridge, errorMessage } from './bridge.ts';
@@ -131,12 +130,16 @@ class VmRow {
   private readonly problemLog: HTMLButtonElement;
   private readonly problemFlake: HTMLButtonElement;
   private readonly actions = h('div', { class: 'vm-actions' });
-  private readonly b: Record<string, HTMLButtonElement>;
+  private readonly b: Partial<Record<VmActionId, HTMLButtonElement>>;
+  /** Each button's own tooltip, shown when no reason replaces it. */
+  private readonly titles = new Map<HTMLButtonElement, string>();
+  private ctx: ActionContext;
   private problemLogKind: 'console' | 'build' = 'console';
   private expanded: boolean;
 
-  constructor(vm: VmSnapshot, expanded: boolean) {
+  constructor(vm: VmSnapshot, ctx: ActionContext, expanded: boolean) {
     this.vm = vm;
+    this.ctx = ctx;
     this.expanded = expanded;
     const ref = () => ({ vm: this.vm.name });
     const call =
@@ -152,16 +155,16 @@ class VmRow {
         { icon: 'restart', title: 'Rebuild and restart on the new configuration' },
         call('apply'),
       ),
-      cancel: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
+      cancelBuild: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
       restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
-      rebuild: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
-      terminal: button(
+      build: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
+      openSshInTerminal: button(
         'Terminal',
         'openSshInTerminal',
         { icon: 'terminal', title: 'Open ssh in Terminal' },
         (btn) => void act(btn, () => bridge.ui('openSshInTerminal', ref())),
       ),
-      copySsh: button(
+      copySshCommand: button(
         'Copy ssh',
         'copySshCommand',
         { icon: 'copy', title: 'Copy the ssh command' },
@@ -172,7 +175,7 @@ class VmRow {
             () => 'Copied the ssh command',
           ),
       ),
-      copy4: button(
+      copyIpv4: button(
         'IPv4',
         'copyIpv4',
         { icon: 'copy', title: 'Copy the IPv4 address' },
@@ -183,7 +186,7 @@ class VmRow {
             (r) => `Copied ${(r as { text: string }).text}`,
           ),
       ),
-      copy6: button(
+      copyIpv6: button(
         'IPv6',
         'copyIpv6',
         { icon: 'copy', title: 'Copy the IPv6 link-local address' },
@@ -194,26 +197,26 @@ class VmRow {
             (r) => `Copied ${(r as { text: string }).text}`,
           ),
       ),
-      consoleLog: button(
+      viewConsoleLog: button(
         'Console',
         'viewConsoleLog',
         { icon: 'doc', title: 'View the console log' },
         (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' })),
       ),
-      buildLog: button(
+      viewBuildLog: button(
         'Build log',
         'viewBuildLog',
         { icon: 'hammer', title: 'View the last build log' },
         (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'build' })),
       ),
-      reveal: button(
+      revealStateDir: button(
         'Folder',
         'revealStateDir',
         { icon: 'folder', title: 'Reveal the state folder in Finder' },
         (btn) => void act(btn, () => bridge.ui('revealStateDir', ref())),
       ),
     };
-    this.b.stopping!.disabled = true;
+    for (const btn of Object.values(this.b)) this.titles.set(btn, btn.title);
     this.problemLog = button(
       'View Log',
       'problemLog',
@@ -246,7 +249,7 @@ class VmRow {
         h('div', { class: 'vm-title' }, this.name, this.stale),
         h('div', { class: 'vm-sub' }, this.status, this.res, this.ip),
       ),
-      h('div', { class: 'vm-primary' }, this.b.cancel!, this.b.start!, this.b.stop!, this.b.stopping!),
+      h('div', { class: 'vm-primary' }, this.b.cancelBuild!, this.b.start!, this.b.stop!, this.b.stopping!),
       this.chevron,
     );
     main.addEventListener('click', () => this.toggle());
@@ -269,14 +272,14 @@ class VmRow {
     );
     this.actions.append(
       this.b.restart!,
-      this.b.rebuild!,
-      this.b.terminal!,
-      this.b.copySsh!,
-      this.b.copy4!,
-      this.b.copy6!,
-      this.b.consoleLog!,
-      this.b.buildLog!,
-      this.b.reveal!,
+      this.b.build!,
+      this.b.openSshInTerminal!,
+      this.b.copySshCommand!,
+      this.b.copyIpv4!,
+      this.b.copyIpv6!,
+      this.b.viewConsoleLog!,
+      this.b.viewBuildLog!,
+      this.b.revealStateDir!,
     );
     this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.note, this.problem, this.actions);
     this.update(vm);
@@ -292,8 +295,10 @@ class VmRow {
     return this.expanded;
   }
 
-  update(vm: VmSnapshot): void {
+  update(vm: VmSnapshot, ctx: ActionContext = this.ctx): void {
     this.vm = vm;
+    this.ctx = ctx;
+    const acts = vmActions(vm, ctx);
     const building = isBuilding(vm);
     const evalFailed = vm.spec === null;
     this.el.dataset.state = evalFailed ? 'error' : vm.state;
@@ -317,15 +322,20 @@ class VmRow {
     this.ip.title = addr ? `Copy ${addr}` : '';
 
     // A running VM on an older closure: say so, with the fix beside it.
-    const restart = needsRestart(vm) && !building;
-    show(this.note, restart);
-    if (restart) setText(this.noteText, `The flake changed since ${vm.name} booted.`);
+    show(this.note, acts.apply !== null);
+    if (acts.apply) setText(this.noteText, `The flake changed since ${vm.name} booted.`);
 
-    // Primary buttons: exactly the ones that make sense now.
-    show(this.b.cancel!, building);
-    show(this.b.start!, !evalFailed && !building && (vm.state === 'stopped' || vm.state === 'crashed'));
-    show(this.b.stop!, isUp(vm));
-    show(this.b.stopping!, vm.state === 'stopping');
+    // Every button: shown when its action applies, enabled or not with the reason (src/api/actions.ts).
+    const applies = new Map<VmActionId, VmAction>();
+    for (const a of [...acts.primary, ...(acts.apply ? [acts.apply] : []), ...acts.more]) applies.set(a.id, a);
+    for (const [id, btn] of Object.entries(this.b) as [VmActionId, HTMLButtonElement][]) {
+      const a = applies.get(id);
+      show(btn, a !== undefined);
+      if (!a) continue;
+      btn.disabled = !a.enabled;
+      const own = this.titles.get(btn) || null;
+      btn.title = (a.enabled ? (own ?? a.reason) : (a.reason ?? own)) ?? '';
+    }
 
     // Build progress.
     show(this.progress, building);
@@ -374,18 +384,6 @@ class VmRow {
 
     // Secondary actions.
     show(this.actions, this.expanded && !evalFailed);
-    const ssh = sshAvailable(vm);
-    const sshOff = vm.spec?.ssh.enabled === false;
-    this.b.restart!.disabled = vm.state !== 'running';
-    show(this.b.rebuild!, !building);
-    this.b.terminal!.disabled = !(ssh && vm.state === 'running');
-    this.b.copySsh!.disabled = !ssh;
-    const sshTitle = sshOff ? 'sshd is not enabled in this configuration' : null;
-    this.b.terminal!.title = sshTitle ?? 'Open ssh in Terminal';
-    this.b.copySsh!.title = sshTitle ?? 'Copy the ssh command';
-    show(this.b.copy4!, vm.ipv4 !== null);
-    show(this.b.copy6!, vm.ipv6 !== null);
-    this.b.buildLog!.disabled = !(vm.build.logPath || building);
   }
 }
 
@@ -552,9 +550,9 @@ function render(s: AgentSnapshot): void {
       wanted.push(head);
     }
     let row = rows.get(vm.name);
-    if (row) row.update(vm);
+    if (row) row.update(vm, s.agent);
     else {
-      row = new VmRow(vm, initialExpand ?? false);
+      row = new VmRow(vm, s.agent, initialExpand ?? false);
       rows.set(vm.name, row);
     }
     seen.add(vm.name);

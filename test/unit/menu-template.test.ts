@@ -72,15 +72,15 @@ describe('per-VM menu, every state combination', () => {
               if (building) expect(top.label!.toLowerCase()).toContain('building 42%');
               if (stale) expect(top.label).toMatch(up ? /needs restart/ : /out of date/);
 
-              // Start / Stop / Restart follow the run state.
-              expect(Boolean(find(sub, 'Start'))).toBe(state === 'stopped' || state === 'crashed');
+              // Start / Stop / Restart follow the run state; a build in flight is cancelled, not started.
+              expect(Boolean(find(sub, 'Start'))).toBe((state === 'stopped' || state === 'crashed') && !building);
               expect(Boolean(find(sub, 'Stop'))).toBe(up);
               expect(find(sub, 'Restart')?.enabled ?? null).toBe(up ? state === 'running' : null);
               expect(find(sub, 'Stopping…')?.enabled ?? null).toBe(state === 'stopping' ? false : null);
 
-              // "Restart to Apply" exactly when a running VM runs an old closure.
+              // "Restart to Apply" exactly when a running VM runs an old closure (and no build runs).
               const apply = find(sub, 'Restart to Apply');
-              expect(Boolean(apply)).toBe(stale && up);
+              expect(Boolean(apply)).toBe(stale && up && !building);
               if (apply) {
                 click(apply);
                 expect(dispatched.at(-1)).toEqual({ kind: 'agent', method: 'apply', params: { vm: 'web' } });

@@ -98,7 +98,7 @@ export function snapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): 
       startedAt: 0,
       version: '0.1.0',
       nix: '/usr/bin/nix',
-      vfkit: null,
+      vfkit: { path: '/opt/homebrew/bin/vfkit', version: 'v0.6.4' },
       problems: [],
       sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
     },
