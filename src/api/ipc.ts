@@ -4,16 +4,8 @@
  * and the `Bridge` the preload exposes as `window.nixvm`. Shared by src/main, src/preload and
  * src/renderer, so it is plain data and types only.
  */
-import type {
-  AgentErrorShape,
-  AgentEvent,
-  AgentMethod,
-  LogKind,
-  ParamsOf,
-  ResultOf,
-  SubscribeOptions,
-  VmRef,
-} from './types.ts';
+import type { AgentErrorShape } from './errors.ts';
+import type { AgentEvent, AgentMethod, LogKind, ParamsOf, ResultOf, SubscribeOptions, VmRef } from './types.ts';
 
 /** Channel names; one prefix so nothing else on ipcMain can collide with them. */
 export const CHANNELS = {

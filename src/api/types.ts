@@ -2,7 +2,6 @@
  * The typed contract between the agent and every face (Electron app, control socket, CLI).
  * Plain data only: everything here must survive JSON and structured clone.
  */
-export { AgentError, type AgentErrorCode, type AgentErrorShape } from './errors.ts';
 
 export type VmRunState = 'stopped' | 'starting' | 'running' | 'stopping' | 'crashed';
 

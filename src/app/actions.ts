@@ -5,8 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { AgentError, type AgentPort, type LogKind, type VmSnapshot } from '../api/types.ts';
+import type { AgentPort, LogKind, VmSnapshot } from '../api/types.ts';
+import { AgentError } from '../api/errors.ts';
 import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
+import { shellLine } from '../host/shell.ts';
 
 /** The side effects the UI verbs need; everything else is computed here. */
 export interface UiHost {
@@ -27,15 +29,6 @@ export interface UiHost {
   fitDropdown(height: number): void;
 }
 
-// A leading `=` is quoted too: zsh expands `=cmd` to a path.
-const SAFE_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
-
-/** POSIX shell quoting: one argument stays one argument whatever it contains. */
-export function shellQuote(arg: string): string {
-  if (arg !== '' && SAFE_WORD.test(arg)) return arg;
-  return `'${arg.replaceAll("'", `'\\''`)}'`;
-}
-
 /**
  * The body of the `.command` file Terminal runs for "Open ssh in Terminal". Terminal opens
  * `.command` files without Apple Events permission; `exec` makes the window end with ssh.
@@ -45,7 +38,7 @@ export function commandFileBody(argv: readonly string[]): string {
   return [
     '#!/bin/sh',
     '# Written by NixVM for "Open ssh in Terminal"; rewritten on every use.',
-    `exec ${argv.map(shellQuote).join(' ')}`,
+    `exec ${shellLine(argv)}`,
     '',
   ].join('\n');
 }

@@ -5,7 +5,7 @@
  */
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AgentError } from '../api/types.ts';
+import { AgentError } from '../api/errors.ts';
 import { RunError, run } from '../host/runner.ts';
 import { consoleAppArgv, terminalOpenArgv } from './actions.ts';
 

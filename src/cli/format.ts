@@ -13,6 +13,7 @@ import type {
   VmSpec,
 } from '../api/types.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
+import { shellWord } from '../host/shell.ts';
 
 /** "512 MiB", "2 GiB", "1.5 GiB". */
 export function formatMemory(mib: number): string {
@@ -322,17 +323,6 @@ export function formatEvent(ev: AgentEvent, prev: AgentSnapshot | null): string[
       return [`${n.level === 'error' ? 'error' : 'notice'}: ${who}${n.title}${n.body ? ` — ${n.body}` : ''}`];
     }
   }
-}
-
-/**
- * One argument as a POSIX shell word: bare when it holds only characters no shell treats
- * specially (so `virtio-net,nat,mac=…` stays readable), else single-quoted. shell-quote's
- * backslash style (`virtio-net\\,nat\\,mac\\=…`) is correct but unreadable.
- */
-export function shellWord(a: string): string {
-  // A leading `=` is quoted too: zsh expands `=cmd` to a path.
-  if (/^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/.test(a)) return a;
-  return `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
 /** An argv as a pasteable shell command line, one argument group per line. */

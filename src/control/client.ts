@@ -3,15 +3,8 @@
  * the agent over its unix socket, so CLI code is the same whether it holds the Agent or a client.
  */
 import net from 'node:net';
-import {
-  AgentError,
-  type AgentEvent,
-  type AgentMethod,
-  type AgentPort,
-  type ParamsOf,
-  type ResultOf,
-  type SubscribeOptions,
-} from '../api/types.ts';
+import type { AgentEvent, AgentMethod, AgentPort, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+import { AgentError } from '../api/errors.ts';
 import { isAgentErrorCode } from '../api/errors.ts';
 import { resolvePaths } from '../host/paths.ts';
 import { controlSocketPath } from '../host/socket-path.ts';

@@ -1,6 +1,6 @@
 /** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
 import { clipboard, dialog, shell } from 'electron';
-import { AgentError } from '../api/types.ts';
+import { AgentError } from '../api/errors.ts';
 import type { UiHost } from '../app/actions.ts';
 import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
 import { openInConsole, openInTerminal } from '../app/terminal.ts';

@@ -3,7 +3,7 @@
  * loaded from our renderer directory) before the dispatcher validates and runs it.
  */
 import { BrowserWindow, ipcMain, type IpcMainInvokeEvent } from 'electron';
-import { AgentError } from '../api/types.ts';
+import { AgentError } from '../api/errors.ts';
 import { CHANNELS } from '../api/ipc.ts';
 import { toReplyError, type IpcDispatcher } from '../app/dispatch.ts';
 import { isTrustedSenderUrl } from '../app/validate.ts';

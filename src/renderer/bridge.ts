@@ -3,7 +3,8 @@
  * the UI tests). Unwraps reply envelopes into values or `BridgeError`s that keep the error code.
  */
 import { BRIDGE_GLOBAL, type Bridge, type Reply, type UiParamsOf, type UiResultOf, type UiVerb } from '../api/ipc.ts';
-import type { AgentErrorCode, AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+import type { AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+import type { AgentErrorCode } from '../api/errors.ts';
 
 declare global {
   interface Window {

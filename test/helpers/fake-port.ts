@@ -4,17 +4,17 @@
  * subscription, and lets the test push events. Plus builders for snapshots and an in-memory
  * output that collects what the CLI writes.
  */
-import {
-  AgentError,
-  type AgentEvent,
-  type AgentMethod,
-  type AgentSnapshot,
-  type BuildInfo,
-  type ParamsOf,
-  type ResultOf,
-  type SubscribeOptions,
-  type VmSnapshot,
+import type {
+  AgentEvent,
+  AgentMethod,
+  AgentSnapshot,
+  BuildInfo,
+  ParamsOf,
+  ResultOf,
+  SubscribeOptions,
+  VmSnapshot,
 } from '../../src/api/types.ts';
+import { AgentError } from '../../src/api/errors.ts';
 import type { CliOutput, CliPort } from '../../src/cli/io.ts';
 import { defaultSettings } from '../../src/api/settings-schema.ts';
 import { VM_METHODS } from '../../src/api/validate.ts';

@@ -8,15 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  AgentError,
-  type AgentEvent,
-  type AgentMethod,
-  type AgentPort,
-  type ParamsOf,
-  type ResultOf,
-  type SubscribeOptions,
-} from '../../src/api/types.ts';
+import type { AgentEvent, AgentMethod, AgentPort, ParamsOf, ResultOf, SubscribeOptions } from '../../src/api/types.ts';
+import { AgentError } from '../../src/api/errors.ts';
 import { connectControl, type ControlClient } from '../../src/control/client.ts';
 import { startControlServer, type ControlServer, type ControlServerOptions } from '../../src/control/server.ts';
 import { controlSocketPath, shortSocketDir } from '../../src/host/socket-path.ts';

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { shellWord as shellQuote } from '../../src/host/shell.ts';
 import {
   commandFileBody,
   commandFilePath,
@@ -10,10 +11,10 @@ import {
   type UiHost,
   consoleAppArgv,
   ipClipboardText,
-  shellQuote,
   terminalOpenArgv,
 } from '../../src/app/actions.ts';
-import { AgentError, type AgentPort, type AgentSnapshot } from '../../src/api/types.ts';
+import type { AgentPort, AgentSnapshot } from '../../src/api/types.ts';
+import { AgentError } from '../../src/api/errors.ts';
 import { settings, snapshot, vm } from './snapshot-factory.ts';
 
 const NASTY = [

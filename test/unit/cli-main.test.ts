@@ -3,7 +3,8 @@
  * the agent. (End-to-end runs against the real daemon live in the integration tests.)
  */
 import { describe, expect, it } from 'vitest';
-import { AgentError, type VmSnapshot } from '../../src/api/types.ts';
+import type { VmSnapshot } from '../../src/api/types.ts';
+import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import type { LoginItemStatus } from '../../src/host/launchd.ts';
 import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, realpath, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { quote as shellQuoteWords } from 'shell-quote';
+import { shellLine } from '../../host/shell.ts';
 
 /** Options that keep changing host keys of throwaway VMs from blocking the user. */
 export const SSH_HOST_KEY_OPTIONS: Readonly<Record<string, string>> = {
@@ -102,24 +102,13 @@ export function sshArgv(t: SshTarget): string[] {
 }
 
 /**
- * Characters every POSIX shell, bash and zsh leave alone in a word. A word starting with `=`
- * is excluded: zsh expands `=cmd` to a path.
- */
-const PLAIN_WORD = /^[A-Za-z0-9_@%+:,./-][A-Za-z0-9_@%+=:,./-]*$/;
-
-/**
  * The argv as one line to paste into a shell: each element stays exactly one argument whatever
- * it holds (spaces, quotes, `$`, newlines). Plain words are left readable; everything else is
- * quoted by shell-quote.
+ * it holds (spaces, quotes, `$`, newlines); plain words are left readable.
  */
 export function sshCommandLine(argv: readonly string[]): string {
-  return argv
-    .map((a) => {
-      if (a.includes('\0'))
-        throw new SshTargetError('An ssh argument contains a NUL byte, which no command line can carry.');
-      return PLAIN_WORD.test(a) ? a : shellQuoteWords([a]);
-    })
-    .join(' ');
+  if (argv.some((a) => a.includes('\0')))
+    throw new SshTargetError('An ssh argument contains a NUL byte, which no command line can carry.');
+  return shellLine(argv);
 }
 
 // ————— the ssh config file —————
