@@ -332,7 +332,7 @@ describe('inspect', () => {
       '/usr/local/bin/vfkit',
       '--cpus 2',
       "--device 'virtio-fs,sharedDir=/Users/a b,mountTag=home'",
-      `--restful-uri 'unix:///tmp/it'"'"'s.sock'`,
+      '--restful-uri "unix:///tmp/it\'s.sock"',
     ]);
     // A real shell reads back exactly the argv.
     const nasty = [...argv, '', '$HOME', '`x`', 'a"b', '-o', 'x;y', 'tab\there', '~', '*', '=ls'];
