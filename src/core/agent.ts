@@ -8,13 +8,12 @@
  *   Launcher      vfkit, argv, preflight checks, starting
  *   Reach         addresses, ssh, nixvm's ssh config file
  *   EventHub      subscribers, snapshot throttling, live logs
- *   vm-view       the per-VM snapshot, computed from what the owners recorded
+ *   VmList        the VMs by name, each one's snapshot (vm-view.ts), the read-only queries
  *
  * Data flows one way: nix/vfkit → owners → snapshot → faces; commands the other way. The faces
  * (the daemon, the app) serve it on the control socket; the engine knows no face.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import type {
   AgentEvent,
@@ -23,13 +22,11 @@ import type {
   AgentPort,
   AgentSnapshot,
   FlakeSnapshot,
-  LogKind,
   ParamsOf,
   ResultOf,
   Settings,
   SubscribeOptions,
   VmSnapshot,
-  VmSpec,
 } from '../api/types.ts';
 import { agentMethod, validateParams } from '../api/validate.ts';
 import { AgentLog } from '../host/agent-log.ts';
@@ -37,15 +34,13 @@ import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { EventHub } from './event-hub.ts';
-import { FlakeSet, noSuchVm, resolveDirs, type VmEntry } from './flake-set.ts';
+import { FlakeSet, resolveDirs } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
-import { sshCommandLine } from './net/ssh.ts';
-import { drvOutPath } from './nix/drv.ts';
 import { Nix } from './nix/nix.ts';
 import type { InventoryUpdate } from './nix/watcher.ts';
 import { SettingsStore } from './settings.ts';
-import { isLive, vmView } from './vm-view.ts';
-import { tail } from './vm/console.ts';
+import { VmList, type Loaded } from './vm-list.ts';
+import { isLive } from './vm-view.ts';
 import { Launcher } from './vm/launcher.ts';
 import { Supervisor } from './vm/supervisor.ts';
 
@@ -73,8 +68,6 @@ export interface AgentOptions {
   log?: (line: string) => void;
 }
 
-type Loaded = VmEntry & { spec: VmSpec };
-
 export class Agent implements AgentPort {
   readonly paths: Paths;
   readonly settings: SettingsStore;
@@ -87,6 +80,7 @@ export class Agent implements AgentPort {
   private readonly closures: ClosureStore;
   private readonly reach: Reach;
   private readonly hub: EventHub;
+  private readonly vms: VmList;
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   private nix: Nix | null = null;
   /** Why nix could not be found, when it could not. */
@@ -123,7 +117,7 @@ export class Agent implements AgentPort {
       stateDir: paths.stateDir,
       logsDir: paths.logsDir,
       vmDir: (name) => this.launcher.paths(name).dir,
-      inUse: () => this.closuresInUse(),
+      inUse: () => this.vms.closuresInUse(),
       log,
     });
     this.reach = new Reach({
@@ -131,6 +125,14 @@ export class Agent implements AgentPort {
       stateDir: paths.stateDir,
       changed: () => this.changed(),
       log,
+    });
+    this.vms = new VmList({
+      flakes: this.flakes,
+      supervisor: this.supervisor,
+      launcher: this.launcher,
+      closures: this.closures,
+      reach: this.reach,
+      settings: () => this.settings.get(),
     });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
@@ -235,10 +237,10 @@ export class Agent implements AgentPort {
     apply: (p: { vm: string }) => this.apply(p.vm),
     rebuildStale: () => this.rebuildStale(),
     reevaluate: () => this.reevaluate(),
-    sshCommand: (p: { vm: string }) => this.sshCommand(p.vm),
-    ips: (p: { vm: string }) => this.ips(p.vm),
-    logs: (p: ParamsOf<'logs'>) => this.logs(p.vm, p.kind, p.lines),
-    inspect: (p: { vm: string }) => this.inspect(p.vm),
+    sshCommand: (p: { vm: string }) => this.vms.sshCommand(p.vm),
+    ips: (p: { vm: string }) => this.vms.ips(p.vm),
+    logs: (p: ParamsOf<'logs'>) => this.vms.logs(p.vm, p.kind, p.lines),
+    inspect: (p: { vm: string }) => this.vms.inspect(p.vm),
     getSettings: () => this.settings.get(),
     setSettings: (p: Partial<Settings>) => this.settings.update(p),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
@@ -261,76 +263,8 @@ export class Agent implements AgentPort {
     };
     // One copy of the settings per snapshot, not one per VM.
     const settings = this.settings.get();
-    const vms = this.entries().map((e) => this.view(e, settings));
+    const vms = this.vms.snapshots(settings);
     return { agent: info, flakes: this.flakes.snapshots(), vms, settings };
-  }
-
-  /** All VMs the flakes define (loaded or failed), plus VMs still running from a flake that lost them. */
-  private entries(): VmEntry[] {
-    const out = new Map(this.flakes.defined());
-    const broken = this.flakes.anyError();
-    for (const s of this.supervisor.list()) {
-      if (out.has(s.name) || s.state === 'stopped') continue;
-      out.set(s.name, {
-        name: s.name,
-        flake: '',
-        spec: null,
-        error: broken
-          ? `${s.name} is running, but its flake does not evaluate right now (see the flake's error); it keeps running.`
-          : `${s.name} is running but no configured flake defines it any more; stop it when you are done with it.`,
-      });
-    }
-    return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
-  }
-
-  private entry(name: string): VmEntry {
-    const known = this.flakes.defined().get(name) ?? this.entries().find((x) => x.name === name);
-    if (!known)
-      throw noSuchVm(
-        name,
-        this.entries().map((x) => x.name),
-      );
-    return known;
-  }
-
-  private loaded(name: string): Loaded {
-    const e = this.entry(name);
-    if (!e.spec) throw new AgentError('failed', e.error ?? `${name} could not be evaluated.`);
-    return e as Loaded;
-  }
-
-  private view(e: VmEntry, settings: Settings = this.settings.get()): VmSnapshot {
-    const status = this.supervisor.status(e.name);
-    const t = e.spec ? (e as Loaded) : null;
-    const mac = t ? this.launcher.mac(t) : (status.booted?.mac ?? null);
-    const ipv6 = mac ? this.reach.ipv6(mac) : null;
-    const live = isLive(status) || status.state === 'stopping';
-    const ipv4 = mac && live ? this.reach.ipv4(mac) : null;
-    const paths = this.launcher.paths(e.name);
-    const ssh = t && isLive(status) ? this.reach.sshArgv(t.spec, this.sshUser(t, settings), ipv4, ipv6) : null;
-    const flakeEval = this.flakes.evalState(e.flake);
-    return vmView({
-      entry: e,
-      status,
-      built: this.closures.built(e.name),
-      build: this.closures.buildInfo(
-        e.name,
-        e.spec ? { drvPath: e.spec.drvPath, lastEvalAt: flakeEval.lastEvalAt, flakeOk: flakeEval.ok } : null,
-      ),
-      devices: t ? this.launcher.facts(t) : null,
-      specProblem: t ? this.launcher.specProblem(t) : null,
-      mac,
-      ipv6,
-      ipv4,
-      sshCommand: ssh ? sshCommandLine(ssh) : null,
-      settings,
-      consoleLog: paths.consoleLog,
-      stateDir: paths.dir,
-    });
-  }
-
-  private sshUser(t: Loaded, settings: Settings): string {
-    return Object.hasOwn(settings.sshUser, t.name) ? settings.sshUser[t.name]! : t.spec.ssh.user;
   }
 
   private changed(): void {
@@ -338,19 +272,6 @@ export class Agent implements AgentPort {
   }
 
   // ------------------------------------------------------------------ closures
-
-  /** Every closure some VM was last built to or currently boots. */
-  private closuresInUse(): Set<string> {
-    const keep = new Set<string>();
-    const names = new Set([...this.flakes.defined().keys(), ...this.supervisor.list().map((v) => v.name)]);
-    for (const name of names) {
-      const built = this.closures.built(name);
-      if (built) keep.add(built.outPath);
-      const booted = this.supervisor.status(name).booted;
-      if (booted) keep.add(booted.outPath);
-    }
-    return keep;
-  }
 
   private ensureClosure(t: Loaded, force = false): Promise<BuiltRecord> {
     return this.closures.ensure(
@@ -360,14 +281,14 @@ export class Agent implements AgentPort {
   }
 
   private async build(name: string): Promise<VmSnapshot> {
-    await this.ensureClosure(this.loaded(name), true);
-    return this.view(this.entry(name));
+    await this.ensureClosure(this.vms.loaded(name), true);
+    return this.vms.view(this.vms.entry(name));
   }
 
   private async cancelBuild(name: string): Promise<VmSnapshot> {
-    const e = this.entry(name);
+    const e = this.vms.entry(name);
     this.closures.cancel(name);
-    return this.view(e);
+    return this.vms.view(e);
   }
 
   private async rebuildStale(): Promise<string[]> {
@@ -390,24 +311,24 @@ export class Agent implements AgentPort {
 
   /** Build if needed, then start (or restart onto) the current closure. */
   private async boot(name: string, opts: { restart: boolean }): Promise<VmSnapshot> {
-    const t = this.loaded(name);
-    if (!opts.restart && isLive(this.supervisor.status(name))) return this.view(t);
+    const t = this.vms.loaded(name);
+    if (!opts.restart && isLive(this.supervisor.status(name))) return this.vms.view(t);
     await this.launcher.preflight(t);
     const closure = await this.ensureClosure(t);
     await this.launcher.launch(t, closure, opts);
     this.changed();
-    return this.view(this.entry(name));
+    return this.vms.view(this.vms.entry(name));
   }
 
   private async stop(name: string): Promise<VmSnapshot> {
-    const e = this.entry(name);
+    const e = this.vms.entry(name);
     this.log(`stopping ${name}`);
     try {
       await this.supervisor.stop(name);
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));
     }
-    return this.view(e);
+    return this.vms.view(e);
   }
 
   private async restart(name: string): Promise<VmSnapshot> {
@@ -417,8 +338,8 @@ export class Agent implements AgentPort {
 
   /** Rebuild, then restart when it runs on an older closure (or other devices). */
   private async apply(name: string): Promise<VmSnapshot> {
-    await this.ensureClosure(this.loaded(name));
-    const v = this.view(this.entry(name));
+    await this.ensureClosure(this.vms.loaded(name));
+    const v = this.vms.view(this.vms.entry(name));
     if (isLive(v) && v.stale) return this.boot(name, { restart: true });
     return v;
   }
@@ -426,7 +347,7 @@ export class Agent implements AgentPort {
   private async autostart(): Promise<void> {
     await this.ready();
     const auto = this.settings.get().autostart;
-    for (const e of this.entries()) {
+    for (const e of this.vms.entries()) {
       if (!e.spec || !Object.hasOwn(auto, e.name) || auto[e.name] !== true) continue;
       const st = this.supervisor.status(e.name).state;
       if (st !== 'stopped' && st !== 'crashed') continue;
@@ -453,57 +374,6 @@ export class Agent implements AgentPort {
       const job = mode === 'restart' && running ? this.apply(v.name) : this.build(v.name);
       job.catch((err) => this.log(`auto-rebuild of ${v.name}: ${errorMessage(err)}`));
     }
-  }
-
-  // ------------------------------------------------------------------ reach
-
-  private async ips(name: string): Promise<{ ipv6: string | null; ipv4: string | null }> {
-    await this.reach.refreshLeases();
-    const v = this.view(this.entry(name));
-    return { ipv6: v.ipv6, ipv4: v.ipv4 };
-  }
-
-  private async sshCommand(name: string): Promise<{ argv: string[]; command: string }> {
-    await this.reach.refreshLeases();
-    const t = this.loaded(name);
-    if (!t.spec.ssh.enabled) {
-      throw new AgentError(
-        'failed',
-        `${name} does not run an ssh server; set services.openssh.enable = true in its configuration and apply it.`,
-      );
-    }
-    if (!isLive(this.supervisor.status(name)))
-      throw new AgentError('failed', `${name} is not running; start it first.`);
-    const v = this.view(t);
-    const argv = this.reach.sshArgv(t.spec, this.sshUser(t, this.settings.get()), v.ipv4, v.ipv6);
-    if (!argv) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
-    return { argv, command: sshCommandLine(argv) };
-  }
-
-  private inspect(name: string): { spec: VmSpec | null; argv: string[] } {
-    const t = this.loaded(name);
-    const booted = this.supervisor.status(name).booted;
-    const built = this.closures.built(name);
-    // The closure it would boot: the built one when current, else the path the .drv declares.
-    const closure =
-      built && built.drvPath === t.spec.drvPath
-        ? built.outPath
-        : booted?.drvPath === t.spec.drvPath
-          ? booted.outPath
-          : drvOutPath(t.spec.drvPath);
-    return {
-      spec: t.spec,
-      argv: this.launcher.argv(t, closure ?? `/nix/store/${path.basename(t.spec.drvPath, '.drv')}`),
-    };
-  }
-
-  // ------------------------------------------------------------------ logs
-
-  private async logs(name: string, kind: LogKind, lines: number): Promise<{ path: string | null; lines: string[] }> {
-    this.entry(name);
-    const file = kind === 'console' ? this.launcher.paths(name).consoleLog : this.closures.logPath(name);
-    if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
-    return { path: file, lines: await tail(file, lines) };
   }
 
   // ------------------------------------------------------------------ flakes and settings

@@ -19,14 +19,8 @@ interface Part {
   node: boolean;
 }
 
-export interface ImportEdge {
-  from: string;
-  spec: string;
-  typeOnly: boolean;
-}
-
 /** Every module specifier a TypeScript file names: static imports and re-exports, `import()`. */
-export function importsOf(source: string): { spec: string; typeOnly: boolean }[] {
+function importsOf(source: string): { spec: string; typeOnly: boolean }[] {
   // Comments could hold example imports; drop them (strings are kept: specifiers live there).
   const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
   const out: { spec: string; typeOnly: boolean }[] = [];
@@ -67,7 +61,7 @@ function walk(dir: string): string[] {
 const BUILTINS = new Set(builtinModules);
 
 /** Every edge of `srcDir` the map does not allow, as readable lines. */
-export function violations(srcDir: string, parts: Record<string, Part>): string[] {
+function violations(srcDir: string, parts: Record<string, Part>): string[] {
   const bad: string[] = [];
   for (const file of walk(srcDir)) {
     const rel = path.relative(path.dirname(srcDir), file).split(path.sep).join('/');

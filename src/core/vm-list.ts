@@ -1,0 +1,175 @@
+/**
+ * The VMs as the faces see them: every VM the flakes define plus the ones still running from a
+ * flake that lost them, looked up by name, each turned into its snapshot (vm-view.ts) from what
+ * the owners recorded, and the read-only questions about one VM (addresses, ssh command, the
+ * argv it would boot with, its logs).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentError } from '../api/errors.ts';
+import type { LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import type { ClosureStore } from './closure-store.ts';
+import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
+import type { Reach } from './net/reach.ts';
+import { sshCommandLine } from './net/ssh.ts';
+import { drvOutPath } from './nix/drv.ts';
+import { isLive, vmView } from './vm-view.ts';
+import { tail } from './vm/console.ts';
+import type { Launcher } from './vm/launcher.ts';
+import type { Supervisor } from './vm/supervisor.ts';
+
+export type Loaded = VmEntry & { spec: VmSpec };
+
+export interface VmListOwners {
+  flakes: FlakeSet;
+  supervisor: Supervisor;
+  launcher: Launcher;
+  closures: ClosureStore;
+  reach: Reach;
+  settings(): Settings;
+}
+
+export class VmList {
+  readonly #o: VmListOwners;
+
+  constructor(owners: VmListOwners) {
+    this.#o = owners;
+  }
+
+  /** All VMs the flakes define (loaded or failed), plus VMs still running from a flake that lost them. */
+  entries(): VmEntry[] {
+    const out = new Map(this.#o.flakes.defined());
+    const broken = this.#o.flakes.anyError();
+    for (const s of this.#o.supervisor.list()) {
+      if (out.has(s.name) || s.state === 'stopped') continue;
+      out.set(s.name, {
+        name: s.name,
+        flake: '',
+        spec: null,
+        error: broken
+          ? `${s.name} is running, but its flake does not evaluate right now (see the flake's error); it keeps running.`
+          : `${s.name} is running but no configured flake defines it any more; stop it when you are done with it.`,
+      });
+    }
+    return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** The VM by name; AgentError('no-such-vm') naming the known ones otherwise. */
+  entry(name: string): VmEntry {
+    const known = this.#o.flakes.defined().get(name) ?? this.entries().find((x) => x.name === name);
+    if (!known)
+      throw noSuchVm(
+        name,
+        this.entries().map((x) => x.name),
+      );
+    return known;
+  }
+
+  /** The VM with its spec; AgentError('failed', its evaluation error) when it did not evaluate. */
+  loaded(name: string): Loaded {
+    const e = this.entry(name);
+    if (!e.spec) throw new AgentError('failed', e.error ?? `${name} could not be evaluated.`);
+    return e as Loaded;
+  }
+
+  snapshots(settings: Settings): VmSnapshot[] {
+    return this.entries().map((e) => this.view(e, settings));
+  }
+
+  view(e: VmEntry, settings: Settings = this.#o.settings()): VmSnapshot {
+    const { supervisor, launcher, reach, closures, flakes } = this.#o;
+    const status = supervisor.status(e.name);
+    const t = e.spec ? (e as Loaded) : null;
+    const mac = t ? launcher.mac(t) : (status.booted?.mac ?? null);
+    const ipv6 = mac ? reach.ipv6(mac) : null;
+    const ipv4 = mac && (isLive(status) || status.state === 'stopping') ? reach.ipv4(mac) : null;
+    const paths = launcher.paths(e.name);
+    const ssh = t && isLive(status) ? reach.sshArgv(t.spec, sshUser(t, settings), ipv4, ipv6) : null;
+    const flakeEval = flakes.evalState(e.flake);
+    return vmView({
+      entry: e,
+      status,
+      built: closures.built(e.name),
+      build: closures.buildInfo(
+        e.name,
+        e.spec ? { drvPath: e.spec.drvPath, lastEvalAt: flakeEval.lastEvalAt, flakeOk: flakeEval.ok } : null,
+      ),
+      devices: t ? launcher.facts(t) : null,
+      specProblem: t ? launcher.specProblem(t) : null,
+      mac,
+      ipv6,
+      ipv4,
+      sshCommand: ssh ? sshCommandLine(ssh) : null,
+      settings,
+      consoleLog: paths.consoleLog,
+      stateDir: paths.dir,
+    });
+  }
+
+  /** Every closure some VM was last built to or currently boots (the GC roots to keep). */
+  closuresInUse(): Set<string> {
+    const { flakes, supervisor, closures } = this.#o;
+    const keep = new Set<string>();
+    for (const name of new Set([...flakes.defined().keys(), ...supervisor.list().map((v) => v.name)])) {
+      const built = closures.built(name);
+      if (built) keep.add(built.outPath);
+      const booted = supervisor.status(name).booted;
+      if (booted) keep.add(booted.outPath);
+    }
+    return keep;
+  }
+
+  async ips(name: string): Promise<{ ipv6: string | null; ipv4: string | null }> {
+    await this.#o.reach.refreshLeases();
+    const v = this.view(this.entry(name));
+    return { ipv6: v.ipv6, ipv4: v.ipv4 };
+  }
+
+  async sshCommand(name: string): Promise<{ argv: string[]; command: string }> {
+    await this.#o.reach.refreshLeases();
+    const t = this.loaded(name);
+    if (!t.spec.ssh.enabled) {
+      throw new AgentError(
+        'failed',
+        `${name} does not run an ssh server; set services.openssh.enable = true in its configuration and apply it.`,
+      );
+    }
+    if (!isLive(this.#o.supervisor.status(name))) {
+      throw new AgentError('failed', `${name} is not running; start it first.`);
+    }
+    const v = this.view(t);
+    const argv = this.#o.reach.sshArgv(t.spec, sshUser(t, this.#o.settings()), v.ipv4, v.ipv6);
+    if (!argv) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
+    return { argv, command: sshCommandLine(argv) };
+  }
+
+  /** The spec and the exact argv it would boot with. */
+  inspect(name: string): { spec: VmSpec | null; argv: string[] } {
+    const t = this.loaded(name);
+    const booted = this.#o.supervisor.status(name).booted;
+    const built = this.#o.closures.built(name);
+    // The closure it would boot: the built one when current, else the path the .drv declares.
+    const closure =
+      built && built.drvPath === t.spec.drvPath
+        ? built.outPath
+        : booted?.drvPath === t.spec.drvPath
+          ? booted.outPath
+          : drvOutPath(t.spec.drvPath);
+    return {
+      spec: t.spec,
+      argv: this.#o.launcher.argv(t, closure ?? `/nix/store/${path.basename(t.spec.drvPath, '.drv')}`),
+    };
+  }
+
+  async logs(name: string, kind: LogKind, lines: number): Promise<{ path: string | null; lines: string[] }> {
+    this.entry(name);
+    const file = kind === 'console' ? this.#o.launcher.paths(name).consoleLog : this.#o.closures.logPath(name);
+    if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
+    return { path: file, lines: await tail(file, lines) };
+  }
+}
+
+/** The ssh user: the per-VM setting, else the first normal user the config defines. */
+function sshUser(t: Loaded, settings: Settings): string {
+  return Object.hasOwn(settings.sshUser, t.name) ? settings.sshUser[t.name]! : t.spec.ssh.user;
+}
