@@ -13,16 +13,11 @@ import type { VmExit, VmSpec } from '../../src/api/types.ts';
 import { recentRuns } from '../../src/host/runner.ts';
 import { runtimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { deviceFacts, vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
-import {
-  Supervisor,
-  VmStartError,
-  vfkitMessage,
-  type SupervisedVm,
-  type SupervisorOptions,
-} from '../../src/core/vm/supervisor.ts';
+import { Supervisor, VmStartError, type SupervisedVm, type SupervisorOptions } from '../../src/core/vm/supervisor.ts';
 import { VfkitRest, RestError, mapVfkitState } from '../../src/core/vm/rest.ts';
 import { checkVfkitVersion, parseVfkitVersion, VfkitVersionError, locateVfkit } from '../../src/core/vm/vfkit.ts';
 import { tail } from '../../src/core/vm/console.ts';
+import { vfkitMessage } from '../../src/core/vm/ending.ts';
 import { Launcher } from '../../src/core/vm/launcher.ts';
 import { testSpec } from '../vfkit-sim/harness.ts';
 

@@ -8,33 +8,24 @@
  *
  * Idle cost is the point: a running VM costs nothing but an idle socket. Our own children report
  * their exit through the child handle; adopted ones through exit-watch.ts. The REST API is polled
- * only while a VM boots or stops.
+ * only while a VM boots or stops. Whether a run can be adopted is adoption.ts's question, how to
+ * stop one stop-escalation.ts's, and the words for how it ended ending.ts's.
  */
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import type { VmExit, VmRunState } from '../../api/types.ts';
-import { processCommand } from '../../host/process.ts';
 import { spawnDetached } from '../../host/runner.ts';
-import {
-  allRecords,
-  readPid,
-  readRecord,
-  startedAtOf,
-  vfkitLogPath,
-  writeRecord,
-  type BootRecord,
-} from './boot-record.ts';
+import { checkAdoptable } from './adoption.ts';
+import { allRecords, vfkitLogPath, writeRecord, type BootRecord } from './boot-record.ts';
 import { DEFAULT_CONSOLE_KEEP, rotateConsoleLog, tail } from './console.ts';
-import { crashSentence, endedAwaySentence, endedCleanly, how, startFailure, truncate, type EndInfo } from './ending.ts';
+import { crashSentence, endedAwaySentence, endedCleanly, how, startFailure, type EndInfo } from './ending.ts';
 import { ExitWatch } from './exit-watch.ts';
 import { RestError, VfkitRest } from './rest.ts';
+import { escalateStop } from './stop-escalation.ts';
 import { prepareRuntimeDirs, type VmRuntimePaths } from './runtime-paths.ts';
 import type { DeviceFacts } from './vfkit-args.ts';
-
-export { vfkitMessage } from './ending.ts';
-export type { BootRecord } from './boot-record.ts';
 
 /** The per-VM files the supervisor uses (runtime-paths.ts). `restSocket` may also be a full unix:// or tcp:// URI. */
 export type SupervisedPaths = VmRuntimePaths;
@@ -374,20 +365,16 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (!o.quiet) this.setState(e, 'stopping');
     if (r.adopted) this.watch.startFastPoll(r);
     try {
-      const steps: Array<{ what: string; act: () => Promise<boolean>; waitMs: number }> = [
-        { what: 'REST Stop', act: () => this.restChange(r, 'Stop'), waitMs: this.opts.stopTimeoutMs },
-        { what: 'REST HardStop', act: () => this.restChange(r, 'HardStop'), waitMs: this.opts.hardStopTimeoutMs },
-        { what: 'SIGTERM', act: async () => signal(r, 'SIGTERM'), waitMs: this.opts.termTimeoutMs },
-        { what: 'SIGKILL', act: async () => signal(r, 'SIGKILL'), waitMs: 5_000 },
-      ];
-      for (const step of steps) {
-        if (r.isEnded) break;
-        const sent = await step.act();
-        if (!sent) continue;
-        this.log(`VM "${e.name}": sent ${step.what}, waiting up to ${step.waitMs} ms for vfkit (pid ${r.pid}) to exit`);
-        if (await waitEnded(r, step.waitMs)) break;
-      }
-      if (!r.isEnded) {
+      const target = {
+        name: e.name,
+        pid: r.pid,
+        rest: r.rest,
+        ended: r.ended,
+        get isEnded() {
+          return r.isEnded;
+        },
+      };
+      if (!(await escalateStop(target, this.opts, (line) => this.log(line)))) {
         e.error = `VM "${e.name}" (vfkit pid ${r.pid}) did not exit even after SIGKILL; check the process in Activity Monitor.`;
         this.emit('change', e.name);
         throw new Error(e.error);
@@ -395,17 +382,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       await r.done;
     } finally {
       this.watch.stopFastPoll(r);
-    }
-  }
-
-  private async restChange(r: Run, change: 'Stop' | 'HardStop'): Promise<boolean> {
-    try {
-      await r.rest.setState(change, { timeoutMs: 3000 });
-      return true;
-    } catch (err) {
-      // vfkit refusing (e.g. "Stop" before the guest can take ACPI) or gone: go to the next step now.
-      this.log(`VM "${r.record.name}": ${change} failed: ${(err as Error).message}`);
-      return false;
     }
   }
 
@@ -446,43 +422,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * its stale pidfile and socket. Returns the adopted run.
    */
   private async tryAdopt(name: string, paths: SupervisedPaths, fromScan: boolean): Promise<Run | null> {
-    const rec = readRecord(paths.bootRecord);
-    const pid = readPid(paths.pidfile) ?? rec?.pid ?? null;
-    const finished = rec?.endedAt !== undefined;
-    if (pid === null || (finished && !existsSync(paths.pidfile))) {
-      if (fromScan && !finished) this.cleanStale(name, paths, rec, 'no pid was recorded');
-      return null;
-    }
-    const why = await notOurVfkit(pid, paths);
-    if (why) {
-      this.cleanStale(name, paths, rec, why);
-      if (fromScan && rec && !finished) await this.endedWhileAway(name, rec);
-      return null;
-    }
     const rest = restFor(paths);
-    let restOk = false;
-    for (let i = 0; i < 3 && !restOk; i++) {
-      try {
-        await rest.getState({ timeoutMs: 1500 });
-        restOk = true;
-      } catch {
-        await sleep(200 * (i + 1));
-      }
+    const check = await checkAdoptable(name, paths, rest);
+    if (check.kind === 'none') return null;
+    if (check.kind === 'stale') {
+      if (!check.noPid || fromScan) this.cleanStale(name, paths, check.record, check.why);
+      if (fromScan && check.unfinished && check.record) await this.endedWhileAway(name, check.record);
+      return null;
     }
-    const record: BootRecord = rec
-      ? { ...rec, pid }
-      : {
-          name,
-          argv: [],
-          drvPath: '',
-          outPath: '',
-          facts: null,
-          startedAt: startedAtOf(paths.pidfile),
-          pid,
-          paths,
-        };
-    delete record.endedAt;
-    delete record.exit;
+    const { pid, record, restOk } = check;
     const e = this.entry(name);
     const r = this.newRun(pid, null, paths, record, true);
     e.run = r;
@@ -654,38 +602,4 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 function restFor(paths: SupervisedPaths): VfkitRest {
   const s = paths.restSocket;
   return new VfkitRest(/^[a-z]+:\/\//.test(s) ? s : `unix://${s}`);
-}
-
-function signal(r: Run, sig: NodeJS.Signals): boolean {
-  try {
-    process.kill(r.pid, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function waitEnded(r: Run, ms: number): Promise<boolean> {
-  if (r.isEnded) return Promise.resolve(true);
-  return new Promise<boolean>((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void r.ended.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
-}
-
-/** Null when `pid` is a live vfkit started for these paths; otherwise why not. */
-async function notOurVfkit(pid: number, paths: SupervisedPaths): Promise<string | null> {
-  const p = await processCommand(pid);
-  if (p === null) return null; // ps failed to run at all: trust the pid and the REST check
-  if (p.kind === 'gone') return `pid ${pid} is not running`;
-  if (p.stat.startsWith('Z')) return `pid ${pid} has exited`;
-  // Exactly our pidfile as --pidfile's value (ps joins argv with spaces), not just a path that ends like it.
-  const args = ` ${p.args} `;
-  if (!args.includes(` --pidfile ${paths.pidfile} `) && !args.includes(` --pidfile=${paths.pidfile} `)) {
-    return `pid ${pid} is another program now (${truncate(args.trim(), 80)})`;
-  }
-  return null;
 }
