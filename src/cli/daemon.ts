@@ -6,6 +6,7 @@
  */
 import type { AgentEvent, AgentPort } from '../api/types.ts';
 import type { CliIo } from './io.ts';
+import { trimWhenIdle } from '../host/idle-trim.ts';
 import { BUNDLE_ID } from '../host/paths.ts';
 
 /** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
@@ -71,7 +72,9 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     return 1;
   }
 
+  const trim = trimWhenIdle();
   const unsubscribe = agent.subscribe((ev) => {
+    trim.activity();
     const line = eventLine(ev);
     if (line) say(line);
   });
@@ -100,6 +103,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
 
   say('stopping…');
   unsubscribe();
+  trim.stop();
   let code = 0;
   try {
     await server.close();

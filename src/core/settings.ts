@@ -1,8 +1,10 @@
 /**
- * The user's settings: <configDir>/settings.json through `conf` (atomic writes, a file watcher)
- * with a JSON schema for every field. conf 16 throws from its constructor on a file that is not
- * JSON or violates the schema, and with `clearInvalidConfig` would silently overwrite it; we do
- * neither: a bad file is moved aside (settings.json.corrupt-<time>), a warning says where, and
+ * The user's settings: <configDir>/settings.json through `conf` (atomic writes, a file watcher),
+ * checked against the one settings schema (src/api/settings-schema.ts) by our own checks, which
+ * phrase a bad value for people. conf is given no schema of its own: it would load and compile
+ * ajv (a fifth of a resting agent's memory) to say the same thing less clearly. conf 16 throws
+ * from its constructor on a file that is not JSON, and with `clearInvalidConfig` would silently
+ * overwrite it; we do neither: a bad file is moved aside (settings.json.corrupt-<time>), a warning says where, and
  * defaults load. Edits by another process (a text editor, a second CLI) apply live; a broken
  * edit keeps the last good settings and raises a warning until it is fixed.
  */
@@ -128,9 +130,8 @@ export class SettingsStore {
       new Conf<Settings>({
         cwd: dir,
         configName: path.basename(SETTINGS_FILE, '.json'),
-        schema: SETTINGS_SCHEMA as never,
-        // ajv: our nullable fields are `type: [T, 'null']`.
-        ajvOptions: { allowUnionTypes: true },
+        // Written into the file for the fields it lacks, so the file documents every setting.
+        defaults: defaultSettings() as never,
         // We move bad files aside ourselves; conf's clearing would overwrite them unseen.
         clearInvalidConfig: false,
         accessPropertiesByDotNotation: false,
@@ -204,18 +205,26 @@ export class SettingsStore {
     this.#emitWarning(warning);
   }
 
+  #warnLive(detail: string): void {
+    const warning = `The settings file ${this.path} has an error (${detail}); the previous settings stay in effect until it is fixed.`;
+    if (warning === this.#liveProblem) return;
+    this.#liveProblem = warning;
+    this.#emitWarning(warning);
+  }
+
   #reload(): void {
     let store: Record<string, unknown>;
     try {
       store = this.#conf.store as unknown as Record<string, unknown>;
     } catch (err) {
       // A half-saved or mistyped edit: keep what works, tell the user, retry on the next change.
-      const detail = this.#fileProblem() ?? (err instanceof Error ? err.message : String(err));
-      const warning = `The settings file ${this.path} has an error (${detail}); the previous settings stay in effect until it is fixed.`;
-      if (warning !== this.#liveProblem) {
-        this.#liveProblem = warning;
-        this.#emitWarning(warning);
-      }
+      this.#warnLive(this.#fileProblem() ?? (err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    const problems = checkSettings(store);
+    if (problems.length) {
+      // Valid JSON that breaks the schema: the same remedy as a file that does not parse.
+      this.#warnLive(problems.join('; '));
       return;
     }
     this.#liveProblem = null;

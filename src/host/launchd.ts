@@ -6,7 +6,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { build, parse, type PlistValue } from 'plist';
 import { BUNDLE_ID, resolvePaths } from './paths.ts';
 import { ProgramNotFoundError, run as defaultRun, type RunOptions, type RunResult } from './runner.ts';
@@ -63,9 +62,9 @@ export function launchAgentPlist(spec: LaunchAgentSpec): string {
   return build(launchAgentObject(spec));
 }
 
-/** The headless agent from this checkout: `<node> <repo>/bin/nixvm.js daemon`. */
-export function daemonProgramArguments(): string[] {
-  return [process.execPath, fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url)), 'daemon'];
+/** The headless agent as this CLI was started: `<node> <its entry script, bin/nixvm.js> daemon`. */
+export function daemonProgramArguments(entry: string = process.argv[1] ?? 'nixvm'): string[] {
+  return [process.execPath, path.resolve(entry), 'daemon'];
 }
 
 export interface LoginItemOptions {

@@ -299,5 +299,12 @@ describe('SettingsStore', () => {
     editFromOtherProcess(JSON.stringify({ flakes: ['/fixed'] }));
     await until('the fix to arrive', () => seen.at(-1)?.flakes[0] === '/fixed');
     expect(s.warnings).toEqual([]);
+
+    // Valid JSON that breaks the schema is refused the same way (our checks, not conf's).
+    warnings.length = 0;
+    editFromOtherProcess(JSON.stringify({ flakes: ['/fixed'], sshUser: { web: '-oProxyCommand=x' } }));
+    await until('a schema warning', () => warnings.length > 0);
+    expect(warnings[0]).toContain('sshUser.web must be a user name');
+    expect(s.get().sshUser).toEqual({});
   });
 });
