@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AgentError, type Settings } from '../../src/api/types.ts';
 import Conf from 'conf';
 import { SETTINGS_SCHEMA, SettingsStore, checkValue, defaultSettings } from '../../src/core/settings.ts';
+import { type Truthy, waitFor } from '../helpers/wait.ts';
 
 let dir: string;
 const stores: SettingsStore[] = [];
@@ -35,14 +36,8 @@ function editFromOtherProcess(text: string): void {
   expect(r.status, r.stderr).toBe(0);
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function until<T>(what: string, fn: () => T | undefined | false): Promise<Truthy<T>> {
+  return waitFor(fn, { what });
 }
 
 beforeEach(() => {
