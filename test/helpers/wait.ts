@@ -104,6 +104,7 @@ function race<T>(promise: Promise<T>, opts: WaitOptions, final?: () => Promise<T
     );
     for (const w of watched as Watched[]) {
       void w.exited.then(async (exit) => {
+        if (done) return;
         // What we waited for may have happened just before the exit: look once more.
         const last = await final?.().catch(() => undefined);
         if (last !== undefined) return finish(() => resolve(last));
