@@ -7,6 +7,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests spawn real nix and simulated VMs; two cores, so keep the pool small.
     setupFiles: ['test/setup-env.ts'],
+    // Builds the vfkit simulator once per run (see the file).
+    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,
   },

@@ -93,6 +93,19 @@ function atBottom(): boolean {
   return logEl.scrollTop + logEl.clientHeight >= logEl.scrollHeight - 4;
 }
 
+/**
+ * Where our own code last scrolled the log to. The scroll event that follows arrives a frame
+ * later, possibly after the user has clicked Follow: it is ours, not the user's, so it must not
+ * set Follow back (it did, while a fast writer scrolled the log every frame).
+ */
+let ownScrollTop: number | null = null;
+
+function scrollLogTo(top: number): void {
+  const before = logEl.scrollTop;
+  logEl.scrollTop = top;
+  if (logEl.scrollTop !== before) ownScrollTop = logEl.scrollTop;
+}
+
 /** Index of the first line in `view` whose id is ≥ id (ids only grow). */
 function indexOfId(id: number): number {
   let lo = 0;
@@ -153,8 +166,8 @@ function flush(): void {
   layoutSizer();
   // The notice above may appear now and shrink the log: settle the chrome before scrolling.
   updateChrome();
-  if (follow) logEl.scrollTop = logEl.scrollHeight;
-  else if (anchor) logEl.scrollTop = PAD_TOP + indexOfId(anchor.id) * LH + offset;
+  if (follow) scrollLogTo(logEl.scrollHeight);
+  else if (anchor) scrollLogTo(PAD_TOP + indexOfId(anchor.id) * LH + offset);
   render(true);
 }
 
@@ -163,7 +176,7 @@ function applyFilter(): void {
   view = query ? filtered : buffer.all;
   layoutSizer();
   updateChrome();
-  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+  if (followEl.checked) scrollLogTo(logEl.scrollHeight);
   render(true);
 }
 
@@ -298,17 +311,18 @@ searchEl.addEventListener('keydown', (ev) => {
   }
 });
 followEl.addEventListener('change', () => {
-  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+  if (followEl.checked) scrollLogTo(logEl.scrollHeight);
 });
-// Scrolling up pauses following (like a terminal); scrolling back to the end resumes it. Our own
-// scrolling only ever goes to the end (or holds the viewport still), so any scroll that leaves
-// the end is the user's.
+// Scrolling up pauses following (like a terminal); scrolling back to the end resumes it. Only the
+// user's scrolling does: a scroll that lands where our own code put the log is ours.
 let scrollFrame = 0;
 logEl.addEventListener(
   'scroll',
   () => {
+    const ours = ownScrollTop !== null && logEl.scrollTop === ownScrollTop;
+    ownScrollTop = null;
     const bottom = atBottom();
-    if (followEl.checked !== bottom) followEl.checked = bottom;
+    if (!ours && followEl.checked !== bottom) followEl.checked = bottom;
     if (!scrollFrame) {
       scrollFrame = requestAnimationFrame(() => {
         scrollFrame = 0;
@@ -320,7 +334,7 @@ logEl.addEventListener(
 );
 // A resized log area (window resized, notice shown) stays pinned to the end while following.
 new ResizeObserver(() => {
-  if (followEl.checked) logEl.scrollTop = logEl.scrollHeight;
+  if (followEl.checked) scrollLogTo(logEl.scrollHeight);
   render();
 }).observe(logEl);
 consoleBtn.addEventListener('click', () => {

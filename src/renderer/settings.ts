@@ -1,11 +1,14 @@
 /**
  * The settings window. Changes apply as they are made (no Save button, like macOS preferences):
  * each control sends a `setSettings` patch; the agent's answer (and later snapshots, e.g. from
- * the CLI) update the form, except the control being edited.
+ * the CLI) update the form, except the text field being typed in. An edit the agent has not
+ * answered yet overlays every snapshot (PendingEdits), so no control flips back meanwhile; a
+ * refused edit is dropped, its control shows the saved value again and the reason stays shown.
  */
 import type { AgentSnapshot, Settings } from '../api/types.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { h, icon, tildify } from './dom.ts';
+import { PendingEdits } from './pending.ts';
 import { applyWindowFlags } from './window-flags.ts';
 
 applyWindowFlags();
@@ -29,7 +32,11 @@ const paths = {
 
 const sshInclude = $<HTMLElement>('ssh-include');
 const sshStatus = $<HTMLElement>('ssh-status');
-let settings: Settings | null = null;
+/** The agent's last word on the settings (its answer to an edit, or a snapshot). */
+let base: Settings | null = null;
+const edits = new PendingEdits<Settings>();
+/** What the form shows: the agent's settings with the edits still in flight on top. */
+const shown = (): Settings => edits.overlay(base!);
 let sshConfig: AgentSnapshot['agent']['sshConfig'] | null = null;
 let vms: AgentSnapshot['vms'] = [];
 let statusTimer: ReturnType<typeof setTimeout> | undefined;
@@ -42,11 +49,16 @@ function status(text: string, error = false): void {
 }
 
 async function save(patch: Partial<Settings>): Promise<void> {
+  const edit = edits.add(patch);
+  render();
   try {
-    settings = await bridge.call('setSettings', patch);
+    const saved = await bridge.call('setSettings', patch);
+    edits.settle(edit);
+    base = saved;
     render();
     status('Saved');
   } catch (e) {
+    edits.settle(edit);
     status(errorMessage(e), true);
     render(true);
   }
@@ -59,8 +71,8 @@ function setValue(el: HTMLInputElement | HTMLSelectElement, v: string, force: bo
 }
 
 function render(force = false): void {
-  const s = settings;
-  if (!s) return;
+  if (!base) return;
+  const s = shown();
   // Flakes.
   const key = JSON.stringify(s.flakes);
   if (flakesEl.dataset.key !== key) {
@@ -79,7 +91,7 @@ function render(force = false): void {
               class: 'btn small',
               title: `Remove ${dir}`,
               'aria-label': `Remove ${dir}`,
-              onclick: () => void save({ flakes: s.flakes.filter((d) => d !== dir) }),
+              onclick: () => void save({ flakes: shown().flakes.filter((d) => d !== dir) }),
             },
             'Remove',
           ),
@@ -123,11 +135,11 @@ function render(force = false): void {
       const auto = h('input', { type: 'checkbox', 'aria-label': `Start ${vm.name} with NixVM` });
       auto.addEventListener(
         'change',
-        () => void save({ autostart: { ...settings!.autostart, [vm.name]: auto.checked } }),
+        () => void save({ autostart: { ...shown().autostart, [vm.name]: auto.checked } }),
       );
       const user = h('input', { type: 'text', spellcheck: 'false', 'aria-label': `ssh user for ${vm.name}` });
       user.addEventListener('change', () => {
-        const next = { ...settings!.sshUser };
+        const next = { ...shown().sshUser };
         if (user.value.trim()) next[vm.name] = user.value.trim();
         else delete next[vm.name];
         void save({ sshUser: next });
@@ -160,10 +172,12 @@ for (const [key, el] of Object.entries(paths) as [keyof typeof paths, HTMLInputE
   el.addEventListener('change', () => void save({ [key]: el.value.trim() || null }));
 }
 launchAtLogin.addEventListener('change', async () => {
+  const wanted = launchAtLogin.checked;
   try {
-    launchAtLogin.checked = (await bridge.ui('setLaunchAtLogin', { enabled: launchAtLogin.checked })).enabled;
+    launchAtLogin.checked = (await bridge.ui('setLaunchAtLogin', { enabled: wanted })).enabled;
     status('Saved');
   } catch (e) {
+    launchAtLogin.checked = !wanted;
     status(errorMessage(e), true);
   }
 });
@@ -179,7 +193,7 @@ $<HTMLButtonElement>('add-flake').addEventListener('click', async () => {
   try {
     const { dir } = await bridge.ui('chooseFlakeFolder', {});
     if (dir) {
-      settings = await bridge.call('getSettings', {});
+      base = await bridge.call('getSettings', {});
       render();
       status(`Added ${tildify(dir)}`);
     }
@@ -190,14 +204,14 @@ $<HTMLButtonElement>('add-flake').addEventListener('click', async () => {
 
 bridge.onEvent((ev) => {
   if (ev.type !== 'snapshot') return;
-  settings = ev.snapshot.settings;
+  base = ev.snapshot.settings;
   vms = ev.snapshot.vms;
   sshConfig = ev.snapshot.agent.sshConfig;
   render();
 });
 Promise.all([bridge.call('snapshot', {}), bridge.ui('getLaunchAtLogin', {})]).then(
   ([s, login]) => {
-    settings = s.settings;
+    base = s.settings;
     vms = s.vms;
     sshConfig = s.agent.sshConfig;
     launchAtLogin.checked = login.enabled;

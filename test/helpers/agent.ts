@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { Agent, type AgentOptions } from '../../src/core/agent.ts';
 import type { AgentEvent, AgentSnapshot, Settings, VmSnapshot } from '../../src/api/types.ts';
 import { copyFixture, type FlakeCopy } from './fixtures.ts';
+import { killVfkitsUnder } from './reap.ts';
+import { settles, tail, WAIT_MS } from './wait.ts';
 
 export const SIMULATOR = fileURLToPath(new URL('../vfkit-sim/vfkit', import.meta.url));
 
@@ -36,8 +38,11 @@ export interface TestAgent {
   root: string;
   leasesFile: string;
   env: NodeJS.ProcessEnv;
-  /** Resolve with the first snapshot (current or pushed) that satisfies pred. */
-  waitFor(pred: (s: AgentSnapshot) => boolean, timeoutMs?: number): Promise<AgentSnapshot>;
+  /**
+   * Resolve with the first snapshot (current or pushed) that satisfies pred; on timeout the
+   * error shows the last snapshot and what each simulated VM wrote.
+   */
+  waitFor(pred: (s: AgentSnapshot) => boolean, timeoutMs?: number, what?: string): Promise<AgentSnapshot>;
   vm(name: string): VmSnapshot;
   events: AgentEvent[];
   /** Close the agent (VMs keep running). */
@@ -71,26 +76,21 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
   const off = agent.subscribe((ev) => events.push(ev));
   await agent.ready();
 
-  const waitFor = (pred: (s: AgentSnapshot) => boolean, timeoutMs = 30_000): Promise<AgentSnapshot> =>
-    new Promise((resolve, reject) => {
+  const waitFor = (
+    pred: (s: AgentSnapshot) => boolean,
+    timeoutMs = WAIT_MS,
+    what = 'a snapshot that matches',
+  ): Promise<AgentSnapshot> => {
+    let unsub = () => {};
+    const matched = new Promise<AgentSnapshot>((resolve) => {
       const now = agent.snapshot();
       if (pred(now)) return resolve(now);
-      const timer = setTimeout(() => {
-        unsub();
-        reject(
-          new Error(
-            `timed out waiting; last snapshot: ${JSON.stringify(agent.snapshot().vms.map((v) => [v.name, v.state, v.stale, v.error]))}`,
-          ),
-        );
-      }, timeoutMs);
-      const unsub = agent.subscribe((ev) => {
-        if (ev.type === 'snapshot' && pred(ev.snapshot)) {
-          clearTimeout(timer);
-          unsub();
-          resolve(ev.snapshot);
-        }
+      unsub = agent.subscribe((ev) => {
+        if (ev.type === 'snapshot' && pred(ev.snapshot)) resolve(ev.snapshot);
       });
     });
+    return settles(matched, { what, timeoutMs, detail: () => agentDetail(agent, root) }).finally(() => unsub());
+  };
 
   const close = async () => {
     off();
@@ -115,17 +115,26 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
       await Promise.allSettled(running.map((v) => agent.call('stop', { vm: v.name })));
       await close();
       // Anything adopted but unknown to the agent: kill by pidfile so no simulator outlives the test.
-      const vmsDir = path.join(root, 'state', 'vms');
-      for (const d of fs.existsSync(vmsDir) ? fs.readdirSync(vmsDir) : []) {
-        try {
-          const pid = Number(fs.readFileSync(path.join(vmsDir, d, 'vfkit.pid'), 'utf8'));
-          if (pid > 0) process.kill(pid, 'SIGKILL');
-        } catch {
-          // not running
-        }
-      }
+      killVfkitsUnder(path.join(root, 'state', 'vms'));
       fs.rmSync(root, { recursive: true, force: true });
       flake.remove();
     },
   };
+}
+
+/** The agent's VMs as a line each, and what each simulated VM wrote (for failure messages). */
+export function agentDetail(agent: Agent, root: string): string {
+  const vms = agent
+    .snapshot()
+    .vms.map(
+      (v) =>
+        `  ${v.name}: ${v.state}${v.stale ? ', stale' : ''}, build ${v.build.status}${v.error ? `, error: ${v.error}` : ''}`,
+    );
+  const lines = [`Last snapshot:\n${vms.join('\n')}`];
+  const vmsDir = path.join(root, 'state', 'vms');
+  for (const d of fs.existsSync(vmsDir) ? fs.readdirSync(vmsDir) : []) {
+    const log = path.join(vmsDir, d, 'vfkit.log');
+    if (fs.existsSync(log)) lines.push(`${d}'s vfkit.log:\n${tail(fs.readFileSync(log, 'utf8'), 1500)}`);
+  }
+  return lines.join('\n');
 }

@@ -12,6 +12,7 @@ import { recentRuns } from '../../src/host/runner.ts';
 import { Agent } from '../../src/core/agent.ts';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const live: TestAgent[] = [];
 async function agent(opts: Parameters<typeof createTestAgent>[0] = {}): Promise<TestAgent> {
@@ -69,7 +70,7 @@ describe('Agent', () => {
   it('gives addresses, an ssh command for the configured user and the boot log', async () => {
     const t = await agent();
     await t.agent.call('start', { vm: 'minimal-vm' });
-    const s = await t.waitFor((x) => x.vms.some((v) => v.name === 'minimal-vm' && v.ipv4 !== null), 15_000);
+    const s = await t.waitFor((x) => x.vms.some((v) => v.name === 'minimal-vm' && v.ipv4 !== null));
     const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
     expect(vm.ipv4).toMatch(/^192\.168\.64\.\d+$/);
     const ips = await t.agent.call('ips', { vm: 'minimal-vm' });
@@ -86,7 +87,11 @@ describe('Agent', () => {
     expect(logs.lines.join('\n')).toMatch(/login:/);
 
     // Our own ssh config file holds a Host alias; ~/.ssh/config is never touched.
-    const cfg = await waitForFile(path.join(t.root, 'state', 'ssh_config'), (c) => c.includes(vm.ipv4!));
+    const cfg = await waitForFile(
+      path.join(t.root, 'state', 'ssh_config'),
+      (c) => c.includes(vm.ipv4!),
+      'the ssh config to have the address',
+    );
     expect(cfg).toContain('Host nixvm-minimal-vm');
   });
 
@@ -110,7 +115,7 @@ describe('Agent', () => {
         'networking.hostName = "minimal-vm";\n  boot.kernelParams = [ "console=hvc0" "edited" ];',
       ),
     );
-    await t.waitFor((s) => s.vms.find((v) => v.name === 'minimal-vm')?.stale === true, 20_000);
+    await t.waitFor((s) => s.vms.find((v) => v.name === 'minimal-vm')?.stale === true);
     expect(t.vm('builder-vm').stale).toBe(false);
     expect(t.vm('minimal-vm').state).toBe('running');
 
@@ -164,7 +169,7 @@ describe('Agent', () => {
     const t = await agent();
     await t.agent.call('start', { vm: 'minimal-vm' });
     fs.writeFileSync(t.flake.file('flake.nix'), '{ outputs = { self }: { nixosConfigurations = ');
-    const s = await t.waitFor((x) => x.flakes[0]!.error !== null, 20_000);
+    const s = await t.waitFor((x) => x.flakes[0]!.error !== null);
     expect(s.flakes[0]!.error).toMatch(/syntax|unexpected|parse/i);
     const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
     expect(vm.state).toBe('running');
@@ -202,13 +207,13 @@ describe('Agent', () => {
     expect(s.flakes[0]!.error).toMatch(/nix path/);
     // Fixing the setting live brings nix back, and the flake is evaluated again.
     await t.agent.call('setSettings', { nixPath: null });
-    const fixed = await t.waitFor((x) => x.flakes[0]!.error === null && x.vms.length === 2, 20_000);
+    const fixed = await t.waitFor((x) => x.flakes[0]!.error === null && x.vms.length === 2);
     expect(fixed.agent.nix).toMatch(/nix$/);
     expect(fixed.agent.problems.join('\n')).not.toMatch(/nix path/);
 
     // Losing nix again keeps the VMs listed, with the flake's error.
     await t.agent.call('setSettings', { nixPath: '/nonexistent/nix' });
-    const lost = await t.waitFor((x) => x.flakes[0]?.error != null, 20_000);
+    const lost = await t.waitFor((x) => x.flakes[0]?.error != null);
     expect(lost.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
   });
 
@@ -258,20 +263,22 @@ describe('Agent', () => {
 
   it('autostarts marked VMs', async () => {
     const t = await agent({ settings: { autostart: { 'minimal-vm': true } } });
-    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'running', 20_000);
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'running');
     expect(s.vms.find((v) => v.name === 'builder-vm')?.state).toBe('stopped');
   });
 
   it('reports a crash with its exit code and notifies', async () => {
     const t = await agent({ vmEnv: { NIXVM_SIM_CRASH_AFTER_MS: '1500', NIXVM_SIM_CRASH_CODE: '3' } });
     await t.agent.call('start', { vm: 'minimal-vm' });
-    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'crashed', 15_000);
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'minimal-vm')?.state === 'crashed');
     const vm = s.vms.find((v) => v.name === 'minimal-vm')!;
     expect(vm.exit?.code).toBe(3);
     expect(vm.exit?.lastLines.length).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 50));
-    const notices = t.events.filter((e): e is Extract<AgentEvent, { type: 'notice' }> => e.type === 'notice');
-    expect(notices.some((n) => n.notice.title === 'minimal-vm crashed' && n.notice.log === 'console')).toBe(true);
+    const notices = () => t.events.filter((e): e is Extract<AgentEvent, { type: 'notice' }> => e.type === 'notice');
+    const crashed = await waitFor(() => notices().find((n) => n.notice.title === 'minimal-vm crashed'), {
+      what: 'the "minimal-vm crashed" notice',
+    });
+    expect(crashed.notice.log).toBe('console');
   });
 
   it('stops showing a failed build once the flake is fixed', async () => {
@@ -284,7 +291,7 @@ describe('Agent', () => {
     expect(t.vm('app').build.error).toMatch(/app/);
 
     fs.rmSync(t.flake.file('break-app'));
-    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'app')?.build.status === 'idle', 20_000);
+    const s = await t.waitFor((x) => x.vms.find((v) => v.name === 'app')?.build.status === 'idle');
     expect(s.vms.find((v) => v.name === 'app')!.build.error).toBeNull();
   });
 
@@ -298,7 +305,10 @@ describe('Agent', () => {
     await Promise.allSettled(names.map((vm) => t.agent.call('build', { vm })));
     off();
     expect(times.length).toBeGreaterThan(1);
-    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(90);
+    // Snapshots are ≥ 100 ms apart when sent; each is seen here after it was computed, which takes
+    // longer on a busy machine, so count them over the whole build instead of gap by gap.
+    const span = times.at(-1)! - times[0]!;
+    expect(times.length, `${times.length} snapshots in ${span} ms`).toBeLessThanOrEqual(Math.floor(span / 100) + 2);
   });
 });
 
@@ -311,12 +321,13 @@ function editKernelParams(t: TestAgent, marker: string): void {
   );
 }
 
-async function waitForFile(file: string, ok: (content: string) => boolean, timeoutMs = 5000): Promise<string> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const c = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-    if (ok(c)) return c;
-    if (Date.now() > end) throw new Error(`${file} never satisfied the check; it holds: ${c}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function waitForFile(file: string, ok: (content: string) => boolean, what: string): Promise<string> {
+  let last = '';
+  return waitFor(
+    () => {
+      last = fs.readFileSync(file, 'utf8');
+      return ok(last) ? last : '';
+    },
+    { what, detail: () => `${file} holds: ${last}` },
+  );
 }

@@ -13,6 +13,8 @@ import { execa } from 'execa';
 import { controlSocketPath } from '../../src/host/socket-path.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
 import { SIMULATOR } from '../helpers/agent.ts';
+import { killVfkitsUnder } from '../helpers/reap.ts';
+import { settles, waitFor, watchChild, type Watched } from '../helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
 
@@ -20,27 +22,17 @@ let flake: FlakeCopy;
 let root: string;
 let env: NodeJS.ProcessEnv;
 let daemon: ChildProcess | null = null;
-let daemonOut = '';
+/** The daemon as the waits race it: a daemon that dies fails them at once, with its output. */
+let daemonW: Watched;
 
-function startDaemon(): Promise<ChildProcess> {
+async function startDaemon(): Promise<ChildProcess> {
   const child = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  daemonOut = '';
-  child.stdout!.on('data', (d) => (daemonOut += d));
-  child.stderr!.on('data', (d) => (daemonOut += d));
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`daemon did not start: ${daemonOut}`)), 30_000);
-    const check = () => {
-      if (/listening on/.test(daemonOut)) {
-        clearTimeout(t);
-        resolve(child);
-      }
-    };
-    child.stdout!.on('data', check);
-    child.on('exit', (code) => reject(new Error(`daemon exited ${code}: ${daemonOut}`)));
-  });
+  daemonW = watchChild(child, 'the daemon', { stdout: true });
+  await waitFor(() => daemonW.output().includes('listening on'), { what: 'the daemon to listen', process: daemonW });
+  return child;
 }
 
 async function nixvm(...args: string[]) {
@@ -53,14 +45,16 @@ async function lsJson(): Promise<Array<Record<string, unknown>>> {
   return JSON.parse(r.stdout);
 }
 
-async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end) throw new Error(`condition never held; last: ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** Runs `f` until `ok` holds for its result, racing the daemon. */
+async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
+  let last: T | undefined;
+  return waitFor(
+    async () => {
+      last = await f();
+      return ok(last) ? { v: last } : null;
+    },
+    { what, process: daemonW, intervalMs: 200, detail: () => `Last: ${JSON.stringify(last)}` },
+  ).then((r) => r.v);
 }
 
 beforeAll(async () => {
@@ -86,14 +80,7 @@ afterAll(async () => {
   // Stop VMs through the CLI, then the daemon; kill leftovers by pidfile.
   for (const vm of ['minimal-vm', 'builder-vm']) await nixvm('stop', vm);
   daemon?.kill('SIGTERM');
-  const vms = path.join(root, 'state', 'vms');
-  for (const d of fs.existsSync(vms) ? fs.readdirSync(vms) : []) {
-    try {
-      process.kill(Number(fs.readFileSync(path.join(vms, d, 'vfkit.pid'), 'utf8')), 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
+  killVfkitsUnder(path.join(root, 'state', 'vms'));
   fs.rmSync(root, { recursive: true, force: true });
   flake.remove();
 });
@@ -121,7 +108,10 @@ describe('nixvm CLI against a running daemon', () => {
   });
 
   it('starts (building first), gives an IP and ssh command, follows the console, applies an edit, stops', async () => {
-    const follow = execa(process.execPath, [BIN, 'logs', 'minimal-vm', '-f', '-n', '0'], { env, reject: false });
+    const follow = spawn(process.execPath, [BIN, 'logs', 'minimal-vm', '-f', '-n', '0'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let followed = '';
     follow.stdout!.on('data', (d) => (followed += d));
 
@@ -130,6 +120,7 @@ describe('nixvm CLI against a running daemon', () => {
     expect((await lsJson()).find((v) => v.name === 'minimal-vm')!.state).toBe('running');
 
     const ip = await until(
+      'an IPv4 address',
       () => nixvm('ip', 'minimal-vm', '-4'),
       (r) => r.exitCode === 0,
     );
@@ -139,11 +130,10 @@ describe('nixvm CLI against a running daemon', () => {
     const ssh = await nixvm('ssh-command', 'minimal-vm');
     expect(ssh.stdout).toContain(`-l alice ${ip.stdout.trim()}`);
 
-    await until(
-      async () => followed,
-      (t) => /login:/.test(t),
-      15_000,
-    );
+    await waitFor(() => /login:/.test(followed), {
+      what: 'the login prompt in `nixvm logs -f`',
+      process: [daemonW, watchChild(follow, '`nixvm logs -f`')],
+    });
     follow.kill('SIGINT');
 
     const host = flake.file('hosts/minimal-vm.nix');
@@ -153,7 +143,7 @@ describe('nixvm CLI against a running daemon', () => {
         .readFileSync(host, 'utf8')
         .replace('services.getty', 'boot.kernelParams = [ "console=hvc0" "cli-edit" ];\n  services.getty'),
     );
-    await until(lsJson, (vms) => vms.find((v) => v.name === 'minimal-vm')!.stale === true);
+    await until('minimal-vm to be stale', lsJson, (vms) => vms.find((v) => v.name === 'minimal-vm')!.stale === true);
     const apply = await nixvm('apply', 'minimal-vm');
     expect(apply.exitCode, apply.stderr).toBe(0);
     const after = (await lsJson()).find((v) => v.name === 'minimal-vm')!;
@@ -168,15 +158,13 @@ describe('nixvm CLI against a running daemon', () => {
     expect(r.stderr).toMatch(/no VM named "no-such-vm"/i);
 
     const sock = controlSocketPath(path.join(root, 'state'));
-    await new Promise<void>((resolve) => {
-      const c = net.createConnection(sock, () => {
-        c.write('this is not json\n\u0000\u0001{]\n');
-        setTimeout(() => {
-          c.destroy();
-          resolve();
-        }, 200);
-      });
-    });
+    const c = net.createConnection(sock, () => c.write('this is not json\n\u0000\u0001{]\n'));
+    let answer = '';
+    c.on('data', (d) => (answer += d));
+    // The daemon reads the garbage and answers each line with an error, then we hang up.
+    await waitFor(() => answer.split('\n').length > 2, { what: 'the answers to the garbage', process: daemonW });
+    c.destroy();
+    expect(answer).toMatch(/"code":"bad-request"/);
     expect((await nixvm('ls')).exitCode).toBe(0);
   });
 
@@ -203,7 +191,7 @@ describe('nixvm CLI against a running daemon', () => {
     const running = before.filter((v) => v.state === 'running').map((v) => [v.name, v.pid]);
     expect(running.length).toBe(2);
     daemon!.kill('SIGKILL');
-    await new Promise((r) => daemon!.once('exit', r));
+    await settles(daemonW.exited, { what: 'the SIGKILLed daemon to be gone' });
     const dead = await nixvm('ls');
     expect(dead.exitCode).toBe(3);
     expect(dead.stderr).toMatch(/not running/);

@@ -14,6 +14,7 @@ import { connectControl, type ControlClient } from '../../src/control/client.ts'
 import { startControlServer, type ControlServer, type ControlServerOptions } from '../../src/control/server.ts';
 import { controlSocketPath, shortSocketDir } from '../../src/host/socket-path.ts';
 import { agentSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
+import { settles, WAIT_MS, waitFor, watchChild } from '../helpers/wait.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: the tests read reply shapes of every kind
 type Msg = Record<string, any>;
@@ -79,9 +80,8 @@ class TestPort implements AgentPort {
 class Raw {
   readonly socket: net.Socket;
   readonly lines: string[] = [];
-  readonly closed: Promise<void>;
+  readonly #closed: Promise<void>;
   #buf = '';
-  #waiters: Array<() => void> = [];
 
   constructor(socketPath: string) {
     this.socket = net.createConnection(socketPath);
@@ -93,17 +93,27 @@ class Raw {
         this.lines.push(this.#buf.slice(0, i));
         this.#buf = this.#buf.slice(i + 1);
       }
-      for (const w of this.#waiters.splice(0)) w();
     });
     this.socket.on('error', () => {});
-    this.closed = new Promise((r) => this.socket.once('close', () => r()));
+    this.#closed = new Promise<void>((r) => this.socket.once('close', () => r()));
+  }
+
+  /** Resolves when the connection has closed (within the wait deadline). */
+  get closed(): Promise<void> {
+    return settles(this.#closed, {
+      what: 'the server to close the connection',
+      detail: () => `Lines so far: ${this.lines.join(' | ')}`,
+    });
   }
 
   ready(): Promise<void> {
-    return new Promise((r, j) => {
-      this.socket.once('connect', () => r());
-      this.socket.once('error', j);
-    });
+    return settles(
+      new Promise<void>((r, j) => {
+        this.socket.once('connect', () => r());
+        this.socket.once('error', j);
+      }),
+      { what: 'the control socket to accept the connection' },
+    );
   }
 
   send(s: string | Buffer): void {
@@ -114,22 +124,18 @@ class Raw {
     return this.lines.map((l) => JSON.parse(l) as Msg);
   }
 
-  async waitFor(n: number, timeoutMs = 5000): Promise<Array<Msg>> {
-    const end = Date.now() + timeoutMs;
-    while (this.lines.length < n) {
-      if (Date.now() > end) throw new Error(`got ${this.lines.length} of ${n} lines: ${this.lines.join(' | ')}`);
-      await Promise.race([new Promise<void>((r) => this.#waiters.push(r)), new Promise((r) => setTimeout(r, 50))]);
-    }
+  async waitFor(n: number, timeoutMs = WAIT_MS): Promise<Array<Msg>> {
+    await waitFor(() => this.lines.length >= n, {
+      what: `${n} lines from the control socket`,
+      timeoutMs,
+      detail: () => `Got ${this.lines.length}: ${this.lines.slice(0, 20).join(' | ')}`,
+    });
     return this.messages();
   }
 }
 
-async function until(what: string, fn: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+function until(what: string, fn: () => boolean): Promise<boolean> {
+  return waitFor(fn, { what });
 }
 
 let root: string;
@@ -145,9 +151,13 @@ async function serve(opts: ControlServerOptions = {}): Promise<ControlServer> {
   return server;
 }
 
+/** A control client whose calls are answered within the wait deadline (or fail saying which). */
 async function client(): Promise<ControlClient> {
   const c = await connectControl(sock);
   clients.push(c);
+  const call = c.call.bind(c);
+  c.call = ((method: AgentMethod, params: never) =>
+    settles(call(method, params), { what: `the answer to ${method}` })) as ControlClient['call'];
   return c;
 }
 
@@ -384,16 +394,17 @@ describe('control socket', () => {
     const child = spawn(
       process.execPath,
       ['-e', `require('net').createServer().listen(${JSON.stringify(sock)}, () => console.log('up'))`],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    await new Promise<void>((res) => child.stdout?.once('data', () => res()));
+    const listener = watchChild(child, 'the other listener', { stdout: true });
+    await waitFor(() => listener.output().includes('up'), { what: 'the other process to listen', process: listener });
     const live = await startControlServer(port, sock).catch((e: unknown) => e);
     expect(live).toBeInstanceOf(Error);
     expect((live as Error).message).toContain('already serving');
     expect(fs.existsSync(sock)).toBe(true);
 
     child.kill('SIGKILL');
-    await new Promise((res) => child.once('exit', res));
+    await settles(listener.exited, { what: 'the SIGKILLed listener to be gone' });
     expect(fs.statSync(sock).isSocket()).toBe(true);
     await expect(connectControl(sock)).rejects.toMatchObject({
       code: 'not-running',

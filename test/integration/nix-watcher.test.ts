@@ -7,6 +7,7 @@ import { Nix } from '../../src/core/nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from '../../src/core/nix/watcher.ts';
 import { run } from '../../src/host/runner.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
+import { settles, waitFor } from '../helpers/wait.ts';
 
 const nix = Nix.locate();
 const DEBOUNCE = 150;
@@ -24,6 +25,16 @@ interface Harness {
   evals: () => number;
   /** Resolves with the next 'inventory' or 'failed' event. */
   next: () => Promise<InventoryUpdate | { failed: unknown }>;
+  /** How often the debounce has fired (it tells no one, so the harness counts). */
+  fires: () => number;
+  /** Waits until the debounce has fired `n` times in all. */
+  debounced: (n: number) => Promise<boolean>;
+  /**
+   * Saves a file nothing else touches and resolves with the evaluation it leads to: every change
+   * made before it has been seen by then (the watch reports changes in order), so what happened
+   * up to here is complete.
+   */
+  sentinel: () => Promise<InventoryUpdate>;
 }
 
 async function watched(
@@ -44,6 +55,16 @@ async function watched(
     evaluate: (signal) => evaluate(flake, signal),
   });
   cleanups.push(() => watcher.close());
+  // The debounce timer calls the private fire(); count its calls (a rename fails here, loudly).
+  const hook = watcher as unknown as { fire(): void };
+  if (typeof hook.fire !== 'function') throw new Error('FlakeWatcher has no fire() any more: update this harness.');
+  const fire = hook.fire.bind(watcher);
+  let fires = 0;
+  hook.fire = () => {
+    fires++;
+    fire();
+  };
+  let sentinels = 0;
   const h: Harness = {
     flake,
     watcher,
@@ -52,10 +73,24 @@ async function watched(
     warnings: [],
     evals: () => watcher.evaluationCount,
     next: () =>
-      new Promise((resolve) => {
-        watcher.once('inventory', (u) => resolve(u));
-        watcher.once('failed', (e) => resolve({ failed: e }));
-      }),
+      settles(
+        new Promise((resolve) => {
+          watcher.once('inventory', (u) => resolve(u));
+          watcher.once('failed', (e) => resolve({ failed: e }));
+        }),
+        { what: 'the next evaluation' },
+      ),
+    fires: () => fires,
+    debounced: (n) =>
+      waitFor(() => fires >= n, { what: `the debounce to fire ${n} times`, detail: () => `It fired ${fires}.` }),
+    sentinel: async () => {
+      const name = `SENTINEL-${++sentinels}`;
+      flake.write(name, 'x');
+      return waitFor(() => h.updates.find((u) => u.paths.includes(name)), {
+        what: `the evaluation after ${name}`,
+        detail: () => `Updates: ${JSON.stringify(h.updates.map((u) => u.paths))}`,
+      });
+    },
   };
   watcher.on('inventory', (u) => h.updates.push(u));
   watcher.on('failed', (e) => h.failures.push(e));
@@ -63,8 +98,6 @@ async function watched(
   await watcher.start();
   return h;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function edit(f: FlakeCopy, rel: string, fn: (s: string) => string): void {
   f.write(rel, fn(readFileSync(f.file(rel), 'utf8')));
@@ -81,14 +114,11 @@ describe('FlakeWatcher', () => {
   it('turns a burst of saves into exactly one re-evaluation', async () => {
     const h = await watched('seed');
     const next = h.next();
-    for (let i = 0; i < 6; i++) {
-      edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# save ${i}\n`);
-      await sleep(20);
-    }
+    for (let i = 0; i < 6; i++) edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# save ${i}\n`);
     await next;
-    await sleep(DEBOUNCE * 3);
-    expect(h.evals()).toBe(2);
-    expect(h.updates[1]?.paths).toEqual(['hosts/minimal-vm.nix']);
+    await h.sentinel();
+    expect(h.updates.map((u) => u.paths)).toEqual([[], ['hosts/minimal-vm.nix'], ['SENTINEL-1']]);
+    expect(h.evals()).toBe(3);
   });
 
   it('marks nothing after a comment-only edit', async () => {
@@ -133,20 +163,26 @@ describe('FlakeWatcher', () => {
     const evaluating = new Promise<void>((r) => h.watcher.once('evaluating', () => r()));
     edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# one\n`);
     await evaluating;
-    await sleep(50);
     expect(h.watcher.evaluating).toBe(true);
+    const fired = h.fires();
     edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# two\n`);
-    await sleep(DEBOUNCE + 100);
+    await h.debounced(fired + 1);
     edit(h.flake, 'hosts/builder-vm.nix', (s) => `${s}# three\n`);
-    await sleep(DEBOUNCE + 100);
+    await h.debounced(fired + 2);
     expect(calls).toBe(2); // still held: nothing runs alongside it
     const after = h.next().then(() => h.next());
     (release as unknown as () => void)();
     await after;
-    await sleep(DEBOUNCE * 3);
     expect(calls).toBe(3);
     expect(h.updates.at(-1)?.paths).toEqual(['hosts/builder-vm.nix', 'hosts/minimal-vm.nix']);
-  }, 15_000);
+    // And nothing more came of it: the next evaluation is the sentinel's.
+    await h.sentinel();
+    expect(calls).toBe(4);
+    expect(h.updates.slice(-2).map((u) => u.paths)).toEqual([
+      ['hosts/builder-vm.nix', 'hosts/minimal-vm.nix'],
+      ['SENTINEL-1'],
+    ]);
+  });
 
   it('reports a broken flake and recovers when it is fixed', async () => {
     const h = await watched('seed');
@@ -216,11 +252,25 @@ describe('FlakeWatcher', () => {
     h.flake.write('.git/info/nixvm-test', 'x');
     h.flake.write('result-dev', 'not a real link');
     h.flake.write('persistent/written-by-the-guest', 'x');
-    await sleep(DEBOUNCE * 3);
-    expect(h.evals()).toBe(1);
+    // The next evaluation is the sentinel's, and none of the ignored paths are in it.
+    expect((await h.sentinel()).paths).toEqual(['SENTINEL-1']);
+    expect(h.evals()).toBe(2);
+    const fired = h.fires();
+    const current = h.watcher.current!;
     await h.watcher.close();
+    // A watcher still open on the flake (slower to fire than the closed one would be) sees the
+    // edit; the closed one must not.
+    const witness = new FlakeWatcher({
+      flakeDir: h.flake.dir,
+      debounceMs: DEBOUNCE * 2,
+      evaluate: async () => current,
+    });
+    cleanups.push(() => witness.close());
+    await witness.start();
+    const seen = new Promise<InventoryUpdate>((r) => witness.once('inventory', r));
     edit(h.flake, 'hosts/minimal-vm.nix', (s) => `${s}# after close\n`);
-    await sleep(DEBOUNCE * 3);
-    expect(h.evals()).toBe(1);
+    expect((await settles(seen, { what: 'the open watcher to see the edit' })).paths).toEqual(['hosts/minimal-vm.nix']);
+    expect(h.evals()).toBe(2);
+    expect(h.fires()).toBe(fired);
   });
 });

@@ -20,6 +20,8 @@ import { tail } from '../../src/core/vm/console.ts';
 import { vfkitMessage } from '../../src/core/vm/ending.ts';
 import { Launcher } from '../../src/core/vm/launcher.ts';
 import { testSpec } from '../vfkit-sim/harness.ts';
+import { killVfkit } from '../helpers/reap.ts';
+import { settles, tail as tailText, waitFor, watchChild } from '../helpers/wait.ts';
 
 const SIM = fileURLToPath(new URL('../vfkit-sim/vfkit', import.meta.url));
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -27,7 +29,11 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
 let root: string;
 let closure: string;
 const supervisors: Supervisor[] = [];
-const pidsToReap = new Set<number>();
+/** Each supervisor's log lines and state dir, for failure messages. */
+const seen = new WeakMap<Supervisor, { log: string[]; stateDir: string }>();
+/** vfkit pids with their pidfiles, and other children: killed at the end if still running. */
+const pidsToReap = new Map<number, string>();
+const children: ChildProcess[] = [];
 
 function spec(name: string, over: Partial<VmSpec> = {}): VmSpec {
   return testSpec({
@@ -61,9 +67,12 @@ function supervisor(dirs: { stateDir: string; logsDir: string }, over: Partial<S
     ...over,
   });
   supervisors.push(sup);
+  const log: string[] = [];
+  seen.set(sup, { log, stateDir: dirs.stateDir });
+  sup.on('log', (l: string) => log.push(l));
   sup.on('change', (name: string) => {
     const pid = sup.status(name).pid;
-    if (pid) pidsToReap.add(pid);
+    if (pid) pidsToReap.set(pid, runtimePaths(dirs.stateDir, dirs.logsDir, name).pidfile);
   });
   return sup;
 }
@@ -83,24 +92,32 @@ function alive(pid: number): boolean {
   }
 }
 
+/** What `sup` said and what vfkit wrote for VM `name`: why a wait on it failed. */
+function story(sup: Supervisor, name: string): () => string {
+  return () => {
+    const s = seen.get(sup);
+    if (!s) return '';
+    let out = `The supervisor said:\n${s.log.slice(-20).join('\n')}`;
+    try {
+      out += `\n${name}'s vfkit.log:\n${tailText(readFileSync(path.join(s.stateDir, 'vms', name, 'vfkit.log'), 'utf8'))}`;
+    } catch {
+      out += `\n${name} has no vfkit.log.`;
+    }
+    return out;
+  };
+}
+
+/** The next exit of VM `name`, within the wait deadline. */
 function nextExit(sup: Supervisor, name: string): Promise<VmExit> {
-  return new Promise((resolve) => {
-    const on = (n: string, exit: VmExit) => {
+  const exit = new Promise<VmExit>((resolve) => {
+    const on = (n: string, e: VmExit) => {
       if (n !== name) return;
       sup.off('exit', on);
-      resolve(exit);
+      resolve(e);
     };
     sup.on('exit', on);
   });
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
+  return settles(exit, { what: `VM "${name}" to exit`, detail: story(sup, name) });
 }
 
 beforeAll(() => {
@@ -118,14 +135,10 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  // Nothing may outlive the suite, whatever failed.
-  for (const pid of pidsToReap) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  // Nothing may outlive the suite, whatever failed; and nothing that is not ours is touched
+  // (a pid seen earlier may belong to someone else by now).
+  for (const [pid, pidfile] of pidsToReap) killVfkit(pid, pidfile);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -170,7 +183,10 @@ describe('Supervisor', () => {
     expect(refused.status).toBe(500);
 
     // Booting wrote the console log.
-    await until(async () => (await tail(vm.paths.consoleLog, 5)).length > 0, 5000, 'console output');
+    await waitFor(async () => (await tail(vm.paths.consoleLog, 5)).length > 0, {
+      what: 'console output',
+      detail: story(sup, 'web'),
+    });
 
     const exitP = nextExit(sup, 'web');
     await sup.stop('web');
@@ -260,7 +276,7 @@ describe('Supervisor', () => {
     const sup = supervisor(dirs, { env: { NIXVM_SIM_BOOT_MS: '1500' } });
     const vm = vmFor(dirs, 'slow');
     const started = sup.start(vm);
-    await until(() => sup.status('slow').pid !== null, 5000, 'vfkit to be spawned');
+    await waitFor(() => sup.status('slow').pid !== null, { what: 'vfkit to be spawned', detail: story(sup, 'slow') });
     const pid1 = sup.status('slow').pid!;
     expect(sup.status('slow').state).toBe('starting');
     const stopped = sup.stop('slow');
@@ -396,21 +412,20 @@ setInterval(() => {}, 1000);
     );
     const vms = names.map((n) => vmFor(dirs, n));
     const owner: ChildProcess = spawn(process.execPath, [script, JSON.stringify([dirs, vms])], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env },
     });
-    const pids = await new Promise<number[]>((resolve, reject) => {
-      let out = '';
-      owner.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = out.match(/ready (\[.*\])/);
-        if (m) resolve(JSON.parse(m[1]!));
-      });
-      owner.once('exit', (code) => reject(new Error(`owner exited early (${code}): ${out}`)));
-    });
-    for (const p of pids) pidsToReap.add(p);
+    const ownerW = watchChild(owner, 'the supervising process', { stdout: true });
+    const pids = await waitFor(
+      () => {
+        const m = ownerW.output().match(/ready (\[.*\])/);
+        return m ? (JSON.parse(m[1]!) as number[]) : null;
+      },
+      { what: 'the supervising process to start its VMs', process: ownerW },
+    );
+    for (const [i, p] of pids.entries()) pidsToReap.set(p, vms[i]!.paths.pidfile);
     owner.kill('SIGKILL');
-    await new Promise((r) => owner.once('exit', r));
+    await settles(ownerW.exited, { what: 'the SIGKILLed supervising process to be gone' });
     expect(pids.every(alive)).toBe(true);
 
     const sup = supervisor(dirs);
@@ -449,9 +464,9 @@ setInterval(() => {}, 1000);
     const log: string[] = [];
     sup.on('log', (l: string) => log.push(l));
     const other = spawn('sleep', ['30'], { stdio: 'ignore' });
-    pidsToReap.add(other.pid!);
+    children.push(other);
     const dead = spawn('true', [], { stdio: 'ignore' });
-    await new Promise((r) => dead.once('exit', r));
+    await settles(watchChild(dead, '`true`').exited, { what: 'a process that exits at once to exit' });
     const cases = [
       { name: 'reused', pid: other.pid! },
       { name: 'dead', pid: dead.pid! },
@@ -505,7 +520,7 @@ describe('VMs that ended while no agent watched', () => {
     const exits: string[] = [];
     sup.on('exit', (name: string) => exits.push(name));
     const dead = spawn('true', [], { stdio: 'ignore' });
-    await new Promise((r) => dead.once('exit', r));
+    await settles(watchChild(dead, '`true`').exited, { what: 'a process that exits at once to exit' });
     const booted = Date.now() - os.uptime() * 1000;
     const cases = [
       {

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { runtimePaths, prepareRuntimeDirs, type VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
+import { settles, tail, waitFor } from '../helpers/wait.ts';
 import {
   makeClosure,
   restCall,
@@ -17,7 +18,6 @@ import {
   spawnSim,
   testSpec,
   VFKIT_SIM,
-  waitFor,
   type SimProcess,
 } from '../vfkit-sim/harness.ts';
 
@@ -50,16 +50,23 @@ function start(argv: string[], env: Record<string, string> = {}, cwd?: string): 
   return p;
 }
 
-async function running(socket: string, timeoutMs = WAIT): Promise<void> {
-  await waitFor(
-    async () => (await simState(socket)) === 'VirtualMachineStateRunning',
-    timeoutMs,
-    'VirtualMachineStateRunning',
-  );
+/** The simulator's exit, within the wait deadline. */
+function exitOf(p: SimProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  return settles(p.exited, { what: `${p.name} to exit`, detail: () => `It wrote:\n${tail(p.output())}` });
 }
 
-// Generous: simulators start in parallel on a small, busy machine.
-const WAIT = 20_000;
+/** Waits until the simulator `p` reports VirtualMachineStateRunning on `socket` (failing if it exits). */
+async function running(p: SimProcess, socket: string): Promise<void> {
+  await waitFor(async () => (await simState(socket)) === 'VirtualMachineStateRunning', {
+    what: `VirtualMachineStateRunning on ${socket}`,
+    process: p,
+  });
+}
+
+/** Waits until the console log at `file` satisfies `ok`. */
+function consoleShows(p: SimProcess, file: string, what: string, ok: (text: string) => boolean): Promise<boolean> {
+  return waitFor(() => ok(fs.readFileSync(file, 'utf8')), { what: `${what} on the console`, process: p });
+}
 
 const lastLine = (s: string) => s.trimEnd().split('\n').at(-1);
 
@@ -70,7 +77,7 @@ async function refused(
   cwd?: string,
 ): Promise<{ code: number | null; last: string | undefined; stderr: string }> {
   const p = start(argv, env, cwd);
-  const { code } = await p.exited;
+  const { code } = await exitOf(p);
   return { code, last: lastLine(p.stderr()), stderr: p.stderr() };
 }
 
@@ -86,13 +93,13 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     const p = start(v.argv, { NIXVM_LEASES_FILE: v.leases, NIXVM_SIM_BOOT_MS: '1500' });
 
     // The pidfile: vfkit's pid, no newline.
-    const pid = await waitFor(() => fs.readFileSync(v.paths.pidfile, 'utf8'), WAIT, 'pidfile');
+    const pid = await waitFor(() => fs.readFileSync(v.paths.pidfile, 'utf8'), { what: 'the pidfile', process: p });
     expect(pid).toBe(String(p.pid));
 
-    const first = await waitFor(() => simState(v.paths.restSocket), WAIT, 'REST socket');
+    const first = await waitFor(() => simState(v.paths.restSocket), { what: 'the REST socket', process: p });
     expect(first).toBe('VirtualMachineStateStarting');
     const sizeWhileBooting = fs.statSync(v.paths.consoleLog).size;
-    await running(v.paths.restSocket);
+    await running(p, v.paths.restSocket);
 
     const st = await restCall(v.paths.restSocket, 'GET', '/vm/state');
     expect(st.status).toBe(200);
@@ -126,8 +133,8 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     });
 
     // The console grows while booting and ends at the login prompt.
-    const lease = await waitFor(() => fs.readFileSync(v.leases, 'utf8'), WAIT, 'lease');
-    await waitFor(() => fs.readFileSync(v.paths.consoleLog, 'utf8').includes('web login:'), WAIT, 'login prompt');
+    const lease = await waitFor(() => fs.readFileSync(v.leases, 'utf8'), { what: 'the lease', process: p });
+    await consoleShows(p, v.paths.consoleLog, 'the login prompt', (c) => c.includes('web login:'));
     const console1 = fs.readFileSync(v.paths.consoleLog, 'utf8');
     expect(console1.length).toBeGreaterThan(sizeWhileBooting);
     expect(console1).toContain(`Kernel command line: console=hvc0 init=${closure}/init`);
@@ -142,7 +149,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     const stop = await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"Stop"}');
     expect(stop.status).toBe(202);
     expect(stop.body).toBe('');
-    expect(await p.exited).toEqual({ code: 0, signal: null });
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
     expect(fs.readFileSync(v.paths.consoleLog, 'utf8').trimEnd().endsWith('reboot: Power down')).toBe(true);
     // vfkit removes its REST socket on a clean exit, and leaves its pidfile behind.
     expect(fs.existsSync(v.paths.restSocket)).toBe(false);
@@ -168,13 +175,13 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
       variants.map(async (over, i) => {
         const v = vm(over, `02:00:00:00:01:${String(i).padStart(2, '0')}`);
         const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50' });
-        await running(v.paths.restSocket);
+        await running(p, v.paths.restSocket);
         const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body) as {
           devices: unknown[];
         };
         expect(insp.devices).toHaveLength(v.argv.filter((a) => a === '--device').length);
         expect((await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"HardStop"}')).status).toBe(202);
-        expect((await p.exited).code).toBe(0);
+        expect((await exitOf(p)).code).toBe(0);
       }),
     );
   });
@@ -183,7 +190,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     const v = vm();
     const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50', NIXVM_SIM_SHUTDOWN_MS: '30000' });
     const sock = v.paths.restSocket;
-    await running(sock);
+    await running(p, sock);
 
     expect((await restCall(sock, 'POST', '/vm/state', '{"state":"Pause"}')).status).toBe(202);
     expect(await simState(sock)).toBe('VirtualMachineStatePaused');
@@ -212,7 +219,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
 
     const t0 = Date.now();
     expect((await restCall(sock, 'POST', '/vm/state', '{"state":"HardStop"}')).status).toBe(202);
-    expect(await p.exited).toEqual({ code: 0, signal: null });
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
     // Far sooner than the 30 s the guest would take to shut down.
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(fs.readFileSync(v.paths.consoleLog, 'utf8')).not.toContain('reboot: Power down');
@@ -221,9 +228,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
   it('SIGTERM asks the guest to stop, and the guest stops', async () => {
     const v = vm();
     const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50' });
-    await running(v.paths.restSocket);
+    await running(p, v.paths.restSocket);
     p.child.kill('SIGTERM');
-    expect(await p.exited).toEqual({ code: 0, signal: null });
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
     expect(p.stderr()).toMatch(
       /\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d captured terminated, calling exit handlers and exiting\.\./,
     );
@@ -232,14 +239,24 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
 
   it('with NIXVM_SIM_IGNORE_STOP, Stop is accepted but ignored, and SIGTERM forces it off after 5 s', async () => {
     const v = vm();
-    const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50', NIXVM_SIM_SHUTDOWN_MS: '50', NIXVM_SIM_IGNORE_STOP: '1' });
-    await running(v.paths.restSocket);
+    const p = start(v.argv, {
+      NIXVM_SIM_BOOT_MS: '50',
+      NIXVM_SIM_SHUTDOWN_MS: '50',
+      NIXVM_SIM_IGNORE_STOP: '1',
+      NIXVM_SIM_CHATTER_MS: '20',
+    });
+    const beats = () => (fs.readFileSync(v.paths.consoleLog, 'utf8').match(/heartbeat/g) ?? []).length;
+    await consoleShows(p, v.paths.consoleLog, 'a heartbeat', () => beats() > 0);
     expect((await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"Stop"}')).status).toBe(202);
-    await new Promise((r) => setTimeout(r, 400));
+    // A guest that shuts down stops its heartbeat at once and is gone 50 ms later; this one
+    // goes on writing it (and the wait fails if the simulator exits).
+    const atStop = beats();
+    await consoleShows(p, v.paths.consoleLog, 'ten more heartbeats', () => beats() >= atStop + 10);
+    expect(fs.readFileSync(v.paths.consoleLog, 'utf8')).not.toContain('reboot: Power down');
     expect(await simState(v.paths.restSocket)).toBe('VirtualMachineStateRunning');
     const t0 = Date.now();
     p.child.kill('SIGTERM');
-    expect(await p.exited).toEqual({ code: 0, signal: null });
+    expect(await exitOf(p)).toEqual({ code: 0, signal: null });
     const took = Date.now() - t0;
     expect(took).toBeGreaterThanOrEqual(4900);
     expect(took).toBeLessThan(15_000);
@@ -251,8 +268,8 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
   it('crashes with NIXVM_SIM_CRASH_CODE after NIXVM_SIM_CRASH_AFTER_MS, leaving a panic on the console', async () => {
     const v = vm();
     const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '50', NIXVM_SIM_CRASH_AFTER_MS: '1500', NIXVM_SIM_CRASH_CODE: '3' });
-    await running(v.paths.restSocket);
-    expect(await p.exited).toEqual({ code: 3, signal: null });
+    await running(p, v.paths.restSocket);
+    expect(await exitOf(p)).toEqual({ code: 3, signal: null });
     expect(fs.readFileSync(v.paths.consoleLog, 'utf8')).toMatch(/\] Kernel panic - not syncing: /);
     expect(lastLine(p.stderr())).toBe('virtualization error: hypervisor virtualization error');
   });
@@ -260,23 +277,19 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
   it('appends a console line every NIXVM_SIM_CHATTER_MS once booted', async () => {
     const v = vm();
     const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '20', NIXVM_SIM_CHATTER_MS: '30' });
-    await waitFor(
-      () => (fs.readFileSync(v.paths.consoleLog, 'utf8').match(/heartbeat/g) ?? []).length >= 3,
-      WAIT,
-      'three heartbeats',
-    );
+    await consoleShows(p, v.paths.consoleLog, 'three heartbeats', (c) => (c.match(/heartbeat/g) ?? []).length >= 3);
     const log = fs.readFileSync(v.paths.consoleLog, 'utf8');
     expect(log.indexOf('login:')).toBeLessThan(log.indexOf('heartbeat'));
     p.child.kill('SIGKILL');
-    await p.exited;
+    await exitOf(p);
   });
 
   it('answers --version like vfkit, with NIXVM_SIM_VERSION overriding the default', async () => {
     const a = start([VFKIT_SIM, '--version']);
-    expect((await a.exited).code).toBe(0);
+    expect((await exitOf(a)).code).toBe(0);
     expect(a.stdout()).toMatch(/^vfkit version: v0\.6\.\d+\n$/);
     const b = start([VFKIT_SIM, '--version'], { NIXVM_SIM_VERSION: 'v0.5.1' });
-    await b.exited;
+    await exitOf(b);
     expect(b.stdout()).toBe('vfkit version: v0.5.1\n');
   });
 
@@ -290,9 +303,9 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
     const v = vm();
     const argv = v.argv.map((a) => (a.startsWith('unix://') ? `tcp://127.0.0.1:${port}` : a));
     const p = start(argv, { NIXVM_SIM_BOOT_MS: '20' });
-    await running(`tcp:127.0.0.1:${port}`);
+    await running(p, `tcp:127.0.0.1:${port}`);
     expect((await restCall(`tcp:127.0.0.1:${port}`, 'POST', '/vm/state', '{"state":"HardStop"}')).status).toBe(202);
-    expect((await p.exited).code).toBe(0);
+    expect((await exitOf(p)).code).toBe(0);
   });
 });
 
@@ -303,9 +316,9 @@ describe.concurrent('leases', () => {
     const boot = async (mac: string, env: Record<string, string> = {}) => {
       const v = vm({}, mac);
       const p = start(v.argv, { NIXVM_LEASES_FILE: leases, NIXVM_SIM_BOOT_MS: '30', ...env });
-      await waitFor(() => fs.readFileSync(v.paths.consoleLog, 'utf8').includes('login:'), WAIT, 'login');
+      await consoleShows(p, v.paths.consoleLog, 'the login prompt', (c) => c.includes('login:'));
       p.child.kill('SIGKILL');
-      await p.exited;
+      await exitOf(p);
     };
     await Promise.all(macs.map((m) => boot(m)));
     const text = fs.readFileSync(leases, 'utf8');
@@ -342,7 +355,7 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     // Without a rosetta device there is nothing to fail.
     const w = vm();
     const ok = start(w.argv, { NIXVM_SIM_FAIL: 'rosetta', NIXVM_SIM_BOOT_MS: '20' });
-    await running(w.paths.restSocket);
+    await running(ok, w.paths.restSocket);
     ok.child.kill('SIGKILL');
 
     expect(await refused(base(), { NIXVM_SIM_FAIL: 'compressed-kernel' })).toMatchObject({
@@ -430,7 +443,7 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
       ],
       { NIXVM_SIM_BOOT_MS: '20' },
     );
-    await running(v.paths.restSocket);
+    await running(p, v.paths.restSocket);
     const insp = JSON.parse((await restCall(v.paths.restSocket, 'GET', '/vm/inspect')).body);
     expect(insp.bootloader).toEqual({
       kind: 'linuxBootloader',

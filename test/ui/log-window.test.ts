@@ -40,6 +40,15 @@ async function heartbeatAfter(app: AppPage, n: number): Promise<number> {
   return (await handle.jsonValue()) as number;
 }
 
+/** Waits until the window holds more than n lines. */
+async function linesAfter(app: AppPage, n: number): Promise<void> {
+  await app.page.waitForFunction(
+    (after) => Number(/^(\d+) lines$/.exec(document.getElementById('count')?.textContent ?? '')?.[1] ?? 0) > after,
+    n,
+    { timeout: 15_000 },
+  );
+}
+
 describe('log window', () => {
   it('tails the console, follows new lines, pauses when scrolled up and stays bounded', async () => {
     const t = await createTestAgent({ fixture: 'ui', vmEnv: { NIXVM_SIM_CHATTER_MS: '40' } });
@@ -129,6 +138,37 @@ describe('log window', () => {
       expect(app.problems).toEqual([]);
     } finally {
       await opened?.close();
+      await t.dispose();
+    }
+  });
+
+  it('Follow stays as the user set it while lines pour in', async () => {
+    // A guest writing a line every 5 ms: every frame appends lines and scrolls to the end.
+    const t = await createTestAgent({ fixture: 'ui', vmEnv: { NIXVM_SIM_CHATTER_MS: '5' } });
+    let app: AppPage | null = null;
+    try {
+      await t.agent.call('start', { vm: 'dev' });
+      await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running'));
+      app = await h.open(t.agent, 'log', {
+        query: { vm: 'dev', kind: 'console' },
+        viewport: { width: 800, height: 300 },
+      });
+      const follow = app.page.locator('#follow');
+      let n = await heartbeatAfter(app, 0);
+      for (let round = 0; round < 5; round++) {
+        n = await heartbeatAfter(app, n + 5);
+        await follow.click();
+        await linesAfter(app, (await lineCount(app)) + 20);
+        expect(await follow.isChecked(), `Follow came back on by itself (round ${round})`).toBe(false);
+        expect(await atBottom(app)).toBe(false);
+        await follow.click();
+        n = await heartbeatAfter(app, n + 20);
+        expect(await follow.isChecked(), `Follow went off by itself (round ${round})`).toBe(true);
+        expect(await atBottom(app)).toBe(true);
+      }
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app?.close();
       await t.dispose();
     }
   });

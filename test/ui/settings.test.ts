@@ -1,8 +1,10 @@
 /** The settings window in Chromium over the real Agent: every change reaches the agent live. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentError } from '../../src/api/errors.ts';
 import { createTestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
-import { startHarness, type Harness } from './harness.ts';
+import { GatedPort } from './gated-port.ts';
+import { startHarness, type AppPage, type Harness } from './harness.ts';
 
 let h: Harness;
 beforeAll(async () => {
@@ -51,6 +53,7 @@ describe('settings window', () => {
       await page.locator('#status.error').waitFor();
       expect(await page.locator('#status').textContent()).toContain('must be a user name');
       expect((await settings()).sshUser.dev).toBe('root');
+      expect(await user.inputValue()).toBe('root');
 
       // Flakes: add one through the folder chooser, remove the other.
       app.host.nextFolder = second.dir;
@@ -76,4 +79,87 @@ describe('settings window', () => {
       second.remove();
     }
   });
+
+  it('keeps what the user chose while snapshots stream in until the agent answers; a refused edit reverts and says why', async () => {
+    const t = await createTestAgent({ fixture: 'ui' });
+    // The agent's own snapshots at a build's 10 Hz, and edits held back as a busy agent would.
+    const port = new GatedPort(t.agent);
+    const app = await h.open(port, 'settings');
+    const settings = () => t.agent.call('getSettings', {});
+    try {
+      const page = app.page;
+      const box = page.locator('#vms tr[data-vm="dev"] input[type="checkbox"]');
+      await box.waitFor();
+      const afterSnapshots = await snapshotCounter(app);
+      port.pump(100);
+
+      // A checkbox: checked it stays, while the edit waits and after the agent took it.
+      port.hold('setSettings');
+      await box.click();
+      await port.held('setSettings');
+      await afterSnapshots(3);
+      expect(await box.isChecked(), 'the autostart box flipped back before the agent answered').toBe(true);
+      expect((await settings()).autostart.dev).toBeUndefined();
+      port.release('setSettings');
+      await expect.poll(async () => (await settings()).autostart.dev).toBe(true);
+      await afterSnapshots(3);
+      expect(await box.isChecked()).toBe(true);
+
+      // A menu, the same.
+      port.hold('setSettings');
+      await page.locator('#autoRebuild').selectOption('restart');
+      await port.held('setSettings');
+      await afterSnapshots(3);
+      expect(await page.locator('#autoRebuild').inputValue()).toBe('restart');
+      port.release('setSettings');
+      await expect.poll(async () => (await settings()).autoRebuild).toBe('restart');
+
+      // An edit the agent refuses: shown until the agent says no, then the saved value and why.
+      port.hold('setSettings');
+      await box.click();
+      await port.held('setSettings');
+      await afterSnapshots(3);
+      expect(await box.isChecked()).toBe(false);
+      port.refuse('setSettings', new AgentError('failed', 'Could not save the settings: the disk is full.'));
+      await page.locator('#status.error', { hasText: 'Could not save the settings: the disk is full.' }).waitFor();
+      expect(await box.isChecked(), 'the refused edit was not undone').toBe(true);
+      await afterSnapshots(3);
+      expect(await box.isChecked()).toBe(true);
+      expect(await page.locator('#status').textContent()).toBe('Could not save the settings: the disk is full.');
+
+      // A value refused on its way in: the saved value comes back, with the reason, and stays.
+      await page.locator('#stopTimeout').fill('0');
+      await page.locator('#stopTimeout').press('Tab');
+      await page.locator('#status.error', { hasText: 'stopTimeoutSec must be at least 1' }).waitFor();
+      expect(await page.locator('#stopTimeout').inputValue()).toBe('30');
+      await afterSnapshots(3);
+      expect(await page.locator('#stopTimeout').inputValue()).toBe('30');
+      expect((await settings()).stopTimeoutSec).toBe(30);
+      expect((await settings()).autostart.dev).toBe(true);
+      expect(app.problems).toEqual([]);
+    } finally {
+      port.stop();
+      await app.close();
+      await t.dispose();
+    }
+  });
 });
+
+/**
+ * Counts the snapshots the page has handled (this listener runs after the window's own); the
+ * function returned waits until `n` more have been.
+ */
+async function snapshotCounter(app: AppPage): Promise<(n: number) => Promise<void>> {
+  type Counted = { __snapshots: number; nixvm: { onEvent(fn: (ev: { type: string }) => void): void } };
+  await app.page.evaluate(() => {
+    const w = window as unknown as Counted;
+    w.__snapshots = 0;
+    w.nixvm.onEvent((ev) => {
+      if (ev.type === 'snapshot') w.__snapshots++;
+    });
+  });
+  return async (n) => {
+    const seen = await app.page.evaluate(() => (window as unknown as Counted).__snapshots);
+    await app.page.waitForFunction((want) => (window as unknown as Counted).__snapshots >= want, seen + n);
+  };
+}

@@ -11,7 +11,8 @@ import type { VmSnapshot } from '../../src/api/types.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { runDaemon, type DaemonAgent } from '../../src/cli/daemon.ts';
 import { BUNDLE_ID } from '../../src/host/paths.ts';
-import { FakePort, agentSnapshot, collect, vmSnapshot } from '../helpers/fake-port.ts';
+import { FakePort, agentSnapshot, collect, vmSnapshot, type Collected } from '../helpers/fake-port.ts';
+import { waitFor, watchRun } from '../helpers/wait.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -21,9 +22,12 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
-  if (!cond()) throw new Error('condition never became true');
+/** Waits until the daemon says it is listening (failing at once if it ends first). */
+function listening(running: Promise<number>, out: Collected, err?: Collected): Promise<boolean> {
+  return waitFor(() => out.text().includes('listening on'), {
+    what: 'the daemon to listen',
+    process: watchRun(running, 'the daemon', () => `${out.text()}${err?.text() ?? ''}`),
+  });
 }
 
 function io(over: Partial<CliIo> = {}): Partial<CliIo> {
@@ -49,7 +53,7 @@ describe('nixvm daemon', () => {
         return agent;
       },
     });
-    await until(() => out.text().includes('listening on'));
+    await listening(running, out, err);
     expect(flakesSeen).toEqual([['/flakes/demo']]);
     expect(out.text()).toContain(socket);
     expect(out.text()).toContain('flakes: /flakes/demo');
@@ -116,7 +120,7 @@ describe('nixvm daemon', () => {
       io: { ...(io() as CliIo), stdout: out, signal: ctl.signal },
       createAgent: async () => Object.assign(first, { close: async () => {} }),
     });
-    await until(() => out.text().includes('listening on'));
+    await listening(running, out);
     let closed = 0;
     const err = collect();
     const code = await runDaemon({

@@ -8,6 +8,7 @@ import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import type { LoginItemStatus } from '../../src/host/launchd.ts';
 import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const NOW = 1_700_000_000_000;
 const H = 'c'.repeat(32);
@@ -64,9 +65,8 @@ function twoVms(): FakePort {
 /** Resolves on the next turn of the event loop after pending promise callbacks ran. */
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-async function until(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await tick();
-  if (!cond()) throw new Error('condition never became true');
+function until(cond: () => boolean, what = 'the CLI to get there'): Promise<boolean> {
+  return waitFor(cond, { what, intervalMs: 1 });
 }
 
 describe('exit codes', () => {
@@ -568,16 +568,18 @@ describe('through the real control socket', () => {
       const ctl = new AbortController();
       const stdout = collect();
       const follow = viaSocket(['logs', 'web', '-f'], { signal: ctl.signal, stdout });
-      await until(() => stdout.text() === 'old\n');
-      // The subscription reaches the server asynchronously; keep emitting until a line arrives.
-      for (let i = 0; i < 200 && !stdout.text().includes('boot'); i++) {
-        port.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['boot'] });
-        port.emit({ type: 'log', vm: 'db', kind: 'console', lines: ['other vm'] });
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await until(() => stdout.text() === 'old\n', 'the tail');
+      // The subscription reaches the server asynchronously: emit once it asked for web's console.
+      await until(
+        () => port.subscriptions.some((o) => o?.logs?.some((l) => l.vm === 'web' && l.kind === 'console')),
+        "the server to subscribe to web's console",
+      );
+      port.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['boot'] });
+      port.emit({ type: 'log', vm: 'db', kind: 'console', lines: ['other vm'] });
+      await until(() => stdout.text().includes('boot'), "web's console line");
       ctl.abort();
       expect((await follow).code).toBe(0);
-      expect(stdout.text()).toMatch(/^old\n(boot\n)+$/);
+      expect(stdout.text()).toBe('old\nboot\n');
     } finally {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { follow, rotateConsoleLog, tail, type Follower } from '../../src/core/vm/console.ts';
+import { settles, waitFor } from '../helpers/wait.ts';
 
 let tmp: string;
 let n = 0;
@@ -131,43 +132,44 @@ describe('follow', () => {
     for (const f of followers) f.close();
   });
 
-  /** Collects lines; `until(k)` waits (polling its own array, briefly) for k lines in total. */
+  /** Collects lines; `until(k)` waits for k lines in total. */
   class Collector {
     readonly lines: string[] = [];
     readonly push = (ls: string[]): void => {
       this.lines.push(...ls);
     };
-    async until(k: number, ms = 3000): Promise<string[]> {
-      const deadline = Date.now() + ms;
-      while (this.lines.length < k) {
-        if (Date.now() > deadline)
-          throw new Error(`timed out with ${this.lines.length}/${k} lines: ${JSON.stringify(this.lines)}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    async until(k: number): Promise<string[]> {
+      await waitFor(() => this.lines.length >= k, {
+        what: `${k} lines`,
+        detail: () => `Got ${JSON.stringify(this.lines)}`,
+      });
       return this.lines.slice(0, k);
     }
   }
   const collector = (): Collector => new Collector();
-  const start = (file: string, c: Collector, opts = {}): Follower => {
+  /** A follower that has looked at the file once (so later appends are "after it starts"). */
+  const start = async (file: string, c: Collector, opts = {}): Promise<Follower> => {
     // The poll is set far out so these tests prove that change events alone deliver lines.
     const f = follow(file, c.push, { pollMs: 60_000, partialFlushMs: 200, ...opts });
     followers.push(f);
+    await settles(f.ready, { what: `the follower of ${file} to start` });
     return f;
   };
-  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 100));
 
   it('streams lines appended after it starts (not what was there before)', async () => {
     const file = path.join(await freshDir(), 'console.log');
     await writeFile(file, 'old 1\nold 2\n');
     const c = collector();
-    const f = start(file, c);
-    await settle();
+    const f = await start(file, c);
     await appendFile(file, 'new 1\r\nnew ');
     await appendFile(file, '2\n');
     expect(await c.until(2)).toEqual(['new 1', 'new 2']);
     f.close();
+    // A follower still open sees the next line; the closed one must not.
+    const witness = collector();
+    await start(file, witness);
     await appendFile(file, 'after close\n');
-    await settle();
+    expect(await witness.until(1)).toEqual(['after close']);
     expect(c.lines).toEqual(['new 1', 'new 2']);
   });
 
@@ -176,12 +178,11 @@ describe('follow', () => {
     const a = path.join(d, 'a.log');
     await writeFile(a, 'first\n');
     const ca = collector();
-    start(a, ca, { fromStart: true });
+    await start(a, ca, { fromStart: true });
     expect(await ca.until(1)).toEqual(['first']);
     const b = path.join(d, 'b.log');
     const cb = collector();
-    start(b, cb);
-    await settle();
+    await start(b, cb);
     await writeFile(b, 'booting\nstage 1\n');
     expect(await cb.until(2)).toEqual(['booting', 'stage 1']);
   });
@@ -190,21 +191,26 @@ describe('follow', () => {
     const file = path.join(await freshDir(), 'console.log');
     await writeFile(file, '');
     const c = collector();
-    start(file, c);
-    await settle();
-    const bytes = Buffer.from('wörld ✓\nnixos login: ');
-    await appendFile(file, bytes.subarray(0, 2)); // ends inside "ö"
-    await settle();
-    await appendFile(file, bytes.subarray(2));
-    expect(await c.until(2)).toEqual(['wörld ✓', 'nixos login: ']);
+    // No quiet-moment flush while a character is split: the split must be healed by the next read.
+    await start(file, c, { partialFlushMs: 60_000 });
+    const bytes = Buffer.from('boot\nwörld ✓\n');
+    await appendFile(file, bytes.subarray(0, 7)); // ends inside "ö"
+    // "boot" out means the follower has read the chunk that ends mid-character.
+    expect(await c.until(1)).toEqual(['boot']);
+    await appendFile(file, bytes.subarray(7));
+    expect(await c.until(2)).toEqual(['boot', 'wörld ✓']);
+
+    const prompt = collector();
+    await start(file, prompt);
+    await appendFile(file, 'nixos login: ');
+    expect(await prompt.until(1)).toEqual(['nixos login: ']);
   });
 
   it('survives rotation: finishes the old file, then follows the new one', async () => {
     const file = path.join(await freshDir(), 'console.log');
     await writeFile(file, 'run 1 boot\n');
     const c = collector();
-    start(file, c);
-    await settle();
+    await start(file, c);
     // All in one tick, so the follower first hears of it when the file is already replaced.
     appendFileSync(file, 'run 1 last words\n');
     renameSync(file, `${file}.1`);
@@ -213,7 +219,6 @@ describe('follow', () => {
     expect(await c.until(3)).toEqual(['run 1 last words', 'run 2 boot', 'run 2 up']);
     // A plain rename-and-recreate, a second time.
     await rename(file, `${file}.x`);
-    await settle();
     await writeFile(file, 'run 3\n');
     expect((await c.until(4))[3]).toBe('run 3');
   });
@@ -222,10 +227,8 @@ describe('follow', () => {
     const file = path.join(await freshDir(), 'console.log');
     await writeFile(file, 'a long first line that makes the file big\n');
     const c = collector();
-    start(file, c);
-    await settle();
+    await start(file, c);
     await truncate(file, 0);
-    await settle();
     await appendFile(file, 'fresh\n');
     expect(await c.until(1)).toEqual(['fresh']);
   });
@@ -236,7 +239,7 @@ describe('follow', () => {
     const c = collector();
     const f = follow(file, c.push, { pollMs: 100 });
     followers.push(f);
-    await settle();
+    await settles(f.ready, { what: 'the follower to start' });
     await appendFile(file, 'polled\n');
     expect(await c.until(1)).toEqual(['polled']);
   });

@@ -2,8 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { settles, waitFor, watchChild } from '../helpers/wait.ts';
 import {
   AlreadyRunningError,
   LOCK_FILE,
@@ -46,24 +48,27 @@ async function holderProcess(): Promise<ChildProcess> {
      process.stdout.write('locked\\n');
      setInterval(() => {}, 1000);`,
   );
-  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
-  await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => d.toString().includes('locked') && resolve());
-    child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
+  const holder = watchChild(child, 'the lock holder', { stdout: true });
+  await waitFor(() => holder.output().includes('locked'), {
+    what: 'the other process to take the lock',
+    process: holder,
   });
   return child;
 }
 
-function startSleeper(): ChildProcess {
+/** A `sleep` that is running (exec'd, so `ps` shows it as itself). */
+async function startSleeper(): Promise<ChildProcess> {
   const c = spawn('sleep', ['30'], { stdio: 'ignore' });
   children.push(c);
+  await settles(once(c, 'spawn'), { what: '`sleep` to start' });
   return c;
 }
 
 async function deadPid(): Promise<number> {
   const c = spawn('true', [], { stdio: 'ignore' });
-  await new Promise((r) => c.once('exit', r));
+  await settles(watchChild(c, '`true`').exited, { what: '`true` to exit' });
   return c.pid as number;
 }
 
@@ -98,7 +103,7 @@ describe('instance lock', () => {
 
     // Once it is killed (no chance to clean up), the lock is taken over.
     child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await settles(once(child, 'exit'), { what: 'the SIGKILLed holder to be gone' });
     expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(true);
     const l = await take();
     expect(l.holder.pid).toBe(process.pid);
@@ -113,10 +118,11 @@ describe('instance lock', () => {
        const l = await acquireInstanceLock({ stateDir: ${JSON.stringify(dir)} });
        process.stdout.write(String(fs.existsSync(l.path)));`,
     );
-    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    const code = await new Promise((r) => child.once('exit', r));
+    // 'close': its output is all read by then.
+    const [code] = await settles(once(child, 'close'), { what: 'the short-lived holder to finish' });
     expect(code).toBe(0);
     expect(out).toBe('true');
     expect(fs.existsSync(path.join(dir, LOCK_FILE))).toBe(false);
@@ -136,8 +142,7 @@ describe('instance lock', () => {
   });
 
   it('takes over a lock whose pid now belongs to a process that started after the lock', async () => {
-    const sleeper = startSleeper();
-    await new Promise((r) => setTimeout(r, 100));
+    const sleeper = await startSleeper();
     writeLock({
       pid: sleeper.pid,
       startedAt: Date.now() - 3_600_000,
@@ -149,7 +154,7 @@ describe('instance lock', () => {
   });
 
   it('takes over a lock whose pid now runs something that is not nixvm', async () => {
-    const sleeper = startSleeper();
+    const sleeper = await startSleeper();
     // Start time cannot tell (the lock claims a later start); the command line can.
     writeLock({
       pid: sleeper.pid,
@@ -175,7 +180,7 @@ describe('instance lock', () => {
   });
 
   it('assumes the holder is alive when ps cannot be run (refusing beats two agents)', async () => {
-    const sleeper = startSleeper();
+    const sleeper = await startSleeper();
     const failingRun = async (): Promise<never> => {
       throw new Error('ps: not found');
     };

@@ -63,15 +63,16 @@ describe('runtimePaths', () => {
 
   it('refuses a fallback dir that is a symlink or belongs to someone else', () => {
     const longState = path.join(tmp(), 'x'.repeat(120));
-    // A uid of our choosing stands in for "us" so the planted dirs can be ours to make.
-    const planted = 4_000_000_001;
+    // A uid of our choosing stands in for "us" so the planted dirs can be ours to make; one per
+    // test process, as suites running at the same time share /tmp.
+    const planted = 3_000_000_000 + process.pid * 2;
     const target = tmp();
     fs.rmSync(`/tmp/nixvm-${planted}`, { recursive: true, force: true });
     fs.symlinkSync(target, `/tmp/nixvm-${planted}`);
     cleanup.push(`/tmp/nixvm-${planted}`);
     expect(() => runtimePaths(longState, '/logs', 'web', planted)).toThrow(/not a plain directory/);
 
-    const foreign = 4_000_000_002;
+    const foreign = planted + 1;
     fs.rmSync(`/tmp/nixvm-${foreign}`, { recursive: true, force: true });
     fs.mkdirSync(`/tmp/nixvm-${foreign}`, { mode: 0o700 });
     cleanup.push(`/tmp/nixvm-${foreign}`);

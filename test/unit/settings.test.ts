@@ -8,6 +8,7 @@ import { AgentError } from '../../src/api/errors.ts';
 import Conf from 'conf';
 import { SETTINGS_SCHEMA, checkValue, defaultSettings } from '../../src/api/settings-schema.ts';
 import { SettingsStore } from '../../src/core/settings.ts';
+import { type Truthy, waitFor } from '../helpers/wait.ts';
 
 let dir: string;
 const stores: SettingsStore[] = [];
@@ -37,14 +38,8 @@ function editFromOtherProcess(text: string): void {
   expect(r.status, r.stderr).toBe(0);
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+function until<T>(what: string, fn: () => T | undefined | false): Promise<Truthy<T>> {
+  return waitFor(fn, { what });
 }
 
 beforeEach(() => {

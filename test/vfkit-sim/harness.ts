@@ -1,6 +1,7 @@
 /**
  * Helpers for tests that drive the vfkit simulator: where it is, a fake NixOS closure for it to
- * "boot", a REST call over its socket, and a spawn that keeps its output and exit.
+ * "boot", a REST call over its socket (with a deadline), and a spawn that keeps its output and
+ * exit, to race waits against (test/helpers/wait.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -8,6 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { VmSpec } from '../../src/api/types.ts';
+import { tail, type Exit, type Watched } from '../helpers/wait.ts';
 
 /** A small headless VmSpec as the inventory would report it; `over` sets what a test cares about. */
 export function testSpec(over: Partial<VmSpec> = {}): VmSpec {
@@ -53,8 +55,14 @@ export interface RestReply {
   body: string;
 }
 
-/** One HTTP request to vfkit's REST API on a unix socket (or `tcp:host:port`). */
-export function restCall(socket: string, method: string, urlPath: string, body?: string): Promise<RestReply> {
+/** One HTTP request to vfkit's REST API on a unix socket (or `tcp:host:port`), answered within `timeoutMs`. */
+export function restCall(
+  socket: string,
+  method: string,
+  urlPath: string,
+  body?: string,
+  timeoutMs = 5000,
+): Promise<RestReply> {
   return new Promise((resolve, reject) => {
     const target = socket.startsWith('tcp:')
       ? { host: socket.split(':')[1], port: Number(socket.split(':')[2]) }
@@ -75,15 +83,19 @@ export function restCall(socket: string, method: string, urlPath: string, body?:
         );
       },
     );
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new Error(`no answer to ${method} ${urlPath} on ${socket} within ${timeoutMs} ms`)),
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-export interface SimProcess {
+export interface SimProcess extends Watched {
   child: ChildProcess;
   pid: number;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Settles once it has exited and its output is read. */
+  exited: Promise<Exit>;
   stdout(): string;
   stderr(): string;
 }
@@ -99,37 +111,22 @@ export function spawnSim(argv: string[], env: Record<string, string> = {}, cwd?:
   let err = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, pid: child.pid!, exited, stdout: () => out, stderr: () => err };
+  const exited = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    pid: child.pid!,
+    name: `the vfkit simulator (pid ${child.pid})`,
+    exited,
+    // Its log lines are on stderr; the REST requests it served, on stdout.
+    output: () => `${err}${out ? `--- stdout:\n${tail(out, 1000)}` : ''}`,
+    stdout: () => out,
+    stderr: () => err,
+  };
 }
 
-/** Poll `fn` until it returns a truthy value (or throw after `timeoutMs`). */
-export async function waitFor<T>(
-  fn: () => T | Promise<T>,
-  timeoutMs = 5000,
-  what = 'condition',
-): Promise<NonNullable<T>> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch {
-      /* not yet */
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** The VM's state string from GET /vm/state, or null while the socket is not up. */
-export async function simState(socket: string): Promise<string | null> {
-  try {
-    const r = await restCall(socket, 'GET', '/vm/state');
-    return (JSON.parse(r.body) as { state: string }).state;
-  } catch {
-    return null;
-  }
+/** The VM's state string from GET /vm/state; throws (saying why) while the socket is not up. */
+export async function simState(socket: string): Promise<string> {
+  const r = await restCall(socket, 'GET', '/vm/state');
+  if (r.status !== 200) throw new Error(`GET /vm/state on ${socket} answered ${r.status}: ${r.body}`);
+  return (JSON.parse(r.body) as { state: string }).state;
 }

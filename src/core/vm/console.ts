@@ -278,6 +278,8 @@ export interface FollowOptions {
 }
 
 export interface Follower {
+  /** Settles once the file has been looked at the first time: later appends are followed. */
+  readonly ready: Promise<void>;
   close(): void;
 }
 
@@ -310,6 +312,8 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
   let flushTimer: NodeJS.Timeout | null = null;
   const buf = Buffer.alloc(CHUNK);
   let first = true;
+  let markReady = (): void => {};
+  const ready = new Promise<void>((r) => (markReady = r));
 
   const emit = (lines: string[]): void => {
     if (closed || lines.length === 0) return;
@@ -421,6 +425,7 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
         } catch (e) {
           report(e);
         }
+        markReady();
       } while (again && !closed);
       busy = false;
       if (closed) await closeHandle();
@@ -446,9 +451,11 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
   schedule();
 
   return {
+    ready,
     close(): void {
       if (closed) return;
       closed = true;
+      markReady();
       watcher?.close();
       clearInterval(poll);
       if (flushTimer) clearTimeout(flushTimer);
