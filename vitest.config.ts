@@ -7,6 +7,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Integration tests spawn real nix and simulated VMs; two cores, so keep the pool small.
     setupFiles: ['test/setup-env.ts'],
+    // Prints which nix the run uses (CI runs the nix-facing tests on several versions).
+    globalSetup: ['test/global-nix.ts'],
     pool: 'forks',
     maxWorkers: 2,
   },
