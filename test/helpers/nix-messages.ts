@@ -207,6 +207,15 @@ export const CASES: MessageCase[] = [
     }),
   },
   {
+    // The inventory checks for flake.nix before it runs nix; a build goes straight to nix.
+    name: 'not-a-flake',
+    call: { kind: 'build', vm: 'web' },
+    expected: (dir) => ({
+      kind: 'not-a-flake',
+      message: `${dir} is not a flake (it has no flake.nix); point nixvm at the directory that holds your flake.nix.`,
+    }),
+  },
+  {
     name: 'eval-throw',
     fixture: 'broken',
     call: { kind: 'vm', vm: 'throws' },
