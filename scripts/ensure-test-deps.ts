@@ -1,20 +1,29 @@
 /**
- * `npm test`'s first step: the suite needs real nix (Debian's nix-bin is enough) and Chromium.
- * On Debian as root it installs them; elsewhere it says exactly what is missing.
+ * `npm test`'s first step: checks for every program the suite runs. On Debian as root it installs
+ * the missing ones with apt-get; elsewhere it says exactly what is missing.
  */
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 
-const which = (p: string) => spawnSync('sh', ['-c', 'command -v "$1"', 'sh', p]).status === 0;
-const missing: string[] = [];
-if (!which('nix')) missing.push('nix-bin');
-if (!existsSync('/usr/bin/chromium')) missing.push('chromium');
+/** Each program the tests run, and the Debian package that has it. */
+const NEEDED: { program: string; pkg: string; why: string }[] = [
+  { program: 'nix', pkg: 'nix-bin', why: 'real evaluations and builds' },
+  { program: 'nix-store', pkg: 'nix-bin', why: 'GC root checks' },
+  { program: '/usr/bin/chromium', pkg: 'chromium', why: 'the UI tests' },
+  { program: 'ssh', pkg: 'openssh-client', why: 'ssh -G checks of the ssh commands nixvm writes' },
+  { program: 'git', pkg: 'git', why: 'git flakes' },
+  { program: 'ps', pkg: 'procps', why: 'process checks of the agent and the supervisor' },
+];
+
+const which = (p: string) =>
+  p.startsWith('/') ? existsSync(p) : spawnSync('sh', ['-c', 'command -v "$1"', 'sh', p]).status === 0;
+const absent = NEEDED.filter((n) => !which(n.program));
+const missing = [...new Set(absent.map((n) => n.pkg))];
 if (missing.length) {
   const canApt = which('apt-get') && process.getuid?.() === 0;
   if (!canApt) {
-    console.error(
-      `The tests need ${missing.join(' and ')} (Debian package names); install them, then run npm test again.`,
-    );
+    const what = absent.map((n) => `${n.program} (${n.pkg}, for ${n.why})`).join(', ');
+    console.error(`The tests need ${what}; install them, then run npm test again.`);
     process.exit(1);
   }
   console.log(`Installing ${missing.join(', ')} with apt-get…`);

@@ -57,9 +57,10 @@ export class EventHub {
     const wait = Math.max(0, this.#lastEmit + this.#o.emitIntervalMs - Date.now());
     this.#emitTimer = setTimeout(() => {
       this.#emitTimer = null;
-      this.#lastEmit = Date.now();
       const snapshot = this.#o.snapshot();
       this.broadcast({ type: 'snapshot', snapshot });
+      // Stamped once it went out: under load, building the snapshot must not eat into the gap.
+      this.#lastEmit = Date.now();
       this.#o.afterEmit(snapshot);
     }, wait);
   }

@@ -221,11 +221,12 @@ describe('FlakeWatcher', () => {
     expect(u.result.failures).toEqual([expect.objectContaining({ name: 'extra-vm', error: advice })]);
     expect(u.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
 
-    // Once the user follows the advice, the warning goes away and the VM loads.
-    await run(['git', 'add', '-N', 'hosts/extra-vm.nix'], { cwd: h.flake.dir });
+    // Once the user follows the advice (which touches nothing but .git/index), the watcher
+    // re-evaluates by itself: the warning goes away and the VM loads.
     const fixed = h.next();
-    await h.watcher.refresh();
+    await run(['git', 'add', '-N', 'hosts/extra-vm.nix'], { cwd: h.flake.dir });
     const u2 = (await fixed) as InventoryUpdate;
+    expect(u2.paths, 'the re-evaluation was triggered by the git index').toEqual(['.git/index']);
     expect(h.warnings.at(-1)).toEqual([]);
     expect(u2.result.failures).toEqual([]);
     expect(u2.result.vms.map((v) => v.name)).toEqual(['builder-vm', 'extra-vm', 'minimal-vm']);
@@ -248,8 +249,10 @@ describe('FlakeWatcher', () => {
     });
     const dirs = h.watcher.watchedDirs();
     expect(dirs).toContain(path.join(h.flake.dir, 'hosts'));
-    expect(dirs.filter((d) => /\/(\.git|node_modules|result)(\/|$)/.test(d))).toEqual([]);
+    // .git itself is watched for its index, none of its subdirectories.
+    expect(dirs.filter((d) => /\/(\.git\/|node_modules|result)/.test(d))).toEqual([]);
     h.flake.write('.git/info/nixvm-test', 'x');
+    h.flake.write('.git/HEAD', 'ref: refs/heads/other\n');
     h.flake.write('result-dev', 'not a real link');
     h.flake.write('persistent/written-by-the-guest', 'x');
     // The next evaluation is the sentinel's, and none of the ignored paths are in it.

@@ -5,7 +5,7 @@
  * `GET /vm/inspect` (field names, order and omitempty as Go's encoding/json writes them).
  */
 import fs from 'node:fs';
-import { goQuote, parseUintGo } from './flags.ts';
+import { atoi, parseIntGo, parseUintGo } from './strconv.ts';
 
 export interface Option {
   key: string;
@@ -47,19 +47,36 @@ export function goPathError(op: string, p: string, e: unknown): string {
   return `${op} ${p}: ${(code && text[code]) ?? (e as Error).message}`;
 }
 
-/** net.ParseMAC for the 6-octet forms (xx:xx:…, xx-xx-…, xxxx.xxxx.xxxx). */
+/**
+ * net.ParseMAC: 6, 8 or 20 octets (EUI-48, EUI-64, IP over InfiniBand), as xx:xx:…, xx-xx-… or
+ * xxxx.xxxx.…; returned as HardwareAddr.String() writes it (lowercase, colons).
+ */
 export function parseMac(s: string): string {
-  const bad = () => fail(`address ${s}: invalid MAC address`);
-  let octets: string[];
-  if (/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(s)) octets = s.split(':');
-  else if (/^[0-9a-fA-F]{2}(-[0-9a-fA-F]{2}){5}$/.test(s)) octets = s.split('-');
-  else if (/^[0-9a-fA-F]{4}(\.[0-9a-fA-F]{4}){2}$/.test(s)) octets = s.replaceAll('.', '').match(/../g)!;
-  else return bad();
+  // AddrError: "address <s>: invalid MAC address", without the "address" part for an empty one.
+  const bad = () => fail(s === '' ? 'invalid MAC address' : `address ${s}: invalid MAC address`);
+  const hex2 = (t: string) => /^[0-9a-fA-F]{2}$/.test(t);
+  const octets: string[] = [];
+  if (s.length < 14) return bad();
+  if (s[2] === ':' || s[2] === '-') {
+    if ((s.length + 1) % 3 !== 0) return bad();
+    const n = (s.length + 1) / 3;
+    if (n !== 6 && n !== 8 && n !== 20) return bad();
+    for (let i = 0, x = 0; i < n; i++, x += 3) {
+      // Every separator must be the first one.
+      if (!hex2(s.slice(x, x + 2)) || (x + 2 < s.length && s[x + 2] !== s[2])) return bad();
+      octets.push(s.slice(x, x + 2));
+    }
+  } else if (s[4] === '.') {
+    if ((s.length + 1) % 5 !== 0) return bad();
+    const n = (2 * (s.length + 1)) / 5;
+    if (n !== 6 && n !== 8 && n !== 20) return bad();
+    for (let i = 0, x = 0; i < n; i += 2, x += 5) {
+      if (!hex2(s.slice(x, x + 2)) || !hex2(s.slice(x + 2, x + 4))) return bad();
+      if (x + 4 < s.length && s[x + 4] !== '.') return bad();
+      octets.push(s.slice(x, x + 2), s.slice(x + 2, x + 4));
+    }
+  } else return bad();
   return octets.map((o) => o.toLowerCase()).join(':');
-}
-
-function atoi(s: string): number | null {
-  return /^[+-]?\d+$/.test(s) && Math.abs(Number(s)) <= Number.MAX_SAFE_INTEGER ? Number(s) : null;
 }
 
 // ---------------------------------------------------------------- bootloaders
@@ -203,8 +220,9 @@ export interface Nbd {
 }
 export interface VirtioGpu {
   type: 'virtio-gpu';
-  width: number;
-  height: number;
+  /** Go ints: BigInt, since they may exceed 2^53. */
+  width: bigint;
+  height: bigint;
   usesGUI: boolean;
 }
 export interface VirtioInput {
@@ -293,10 +311,10 @@ export function deviceFromCmdLine(value: string): Device {
             d.mac = parseMac(o.value);
             break;
           case 'fd': {
-            const n = atoi(o.value);
-            if (n === null) fail(`strconv.Atoi: parsing ${goQuote(o.value)}: invalid syntax`);
-            if (n! < 0 || n! > 2147483647) fail(`invalid file descriptor: ${n}`);
-            d.fd = n;
+            const r = atoi(o.value);
+            if ('error' in r) return fail(r.error);
+            if (r.value < 0n || r.value > 2147483647n) fail(`invalid file descriptor: ${r.value}`);
+            d.fd = Number(r.value);
             break;
           }
           case 'unixSocketPath':
@@ -398,12 +416,9 @@ export function deviceFromCmdLine(value: string): Device {
             d.deviceId = o.value;
             break;
           case 'timeout': {
-            const n = atoi(o.value);
-            if (n === null || n < -2147483648 || n > 2147483647)
-              fail(
-                `strconv.ParseInt: parsing ${goQuote(o.value)}: ${n === null ? 'invalid syntax' : 'value out of range'}`,
-              );
-            d.timeoutMs = n!;
+            const r = parseIntGo(o.value, 10, 32);
+            if ('error' in r) return fail(r.error);
+            d.timeoutMs = Number(r.value);
             break;
           }
           case 'sync':
@@ -425,16 +440,17 @@ export function deviceFromCmdLine(value: string): Device {
       return d;
     }
     case 'virtio-gpu': {
-      const d: VirtioGpu = { type, width: 0, height: 0, usesGUI: false };
+      const d: VirtioGpu = { type, width: 0n, height: 0n, usesGUI: false };
       for (const o of opts) {
         if (o.key === 'width' || o.key === 'height') {
-          const n = atoi(o.value);
-          if (n === null || n < 1) fail(`invalid value for virtio-gpu ${o.key}: ${o.value}`);
-          d[o.key] = n!;
+          // strconv.Atoi: a Go int (int64), so far past 2^53.
+          const r = atoi(o.value);
+          if ('error' in r || r.value < 1n) return fail(`invalid value for virtio-gpu ${o.key}: ${o.value}`);
+          d[o.key] = r.value;
         } else fail(`unknown option for virtio-gpu devices: ${o.key}`);
       }
-      if (d.width === 0 && d.height === 0) [d.width, d.height] = [800, 600];
-      if (d.width < 1 || d.height < 1)
+      if (d.width === 0n && d.height === 0n) [d.width, d.height] = [800n, 600n];
+      if (d.width < 1n || d.height < 1n)
         fail(`invalid dimensions for virtio-gpu device resolution: ${d.width}x${d.height}`);
       return d;
     }

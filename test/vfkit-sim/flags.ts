@@ -3,6 +3,8 @@
  * shorthands, value types, error texts, flag groups, help and version output.
  */
 
+import { goQuote, parseUintGo } from './strconv.ts';
+
 export type FlagType = 'string' | 'uint' | 'bool' | 'strings' | 'stringArray';
 
 interface FlagDef {
@@ -74,32 +76,7 @@ export interface Options {
 /** A parse failure: `message` is exactly what cobra prints after "Error: ". */
 export class FlagError extends Error {}
 
-/** Go's %q for the ASCII-ish strings that reach error messages. */
-export function goQuote(s: string): string {
-  return JSON.stringify(s).replace(/\\u00([0-9a-f]{2})/g, '\\x$1');
-}
-
-/** strconv.ParseUint(s, 0, 64). */
-export function parseUintGo(s: string, base: 0 | 10 = 0, bits = 64): { value: bigint } | { error: string } {
-  const fn = 'strconv.ParseUint';
-  const syntax = { error: `${fn}: parsing ${goQuote(s)}: invalid syntax` };
-  let digits = s;
-  let radix = 10;
-  if (base === 0) {
-    if (/^0[xX]/.test(s)) [digits, radix] = [s.slice(2), 16];
-    else if (/^0[bB]/.test(s)) [digits, radix] = [s.slice(2), 2];
-    else if (/^0[oO]/.test(s)) [digits, radix] = [s.slice(2), 8];
-    else if (/^0./.test(s)) [digits, radix] = [s.slice(1), 8];
-    // Underscores are only allowed with a base prefix.
-    if (radix !== 10 || s.startsWith('0')) digits = digits.replace(/(?<=[0-9a-fA-F])_(?=[0-9a-fA-F])/g, '');
-  }
-  const alphabet = '0123456789abcdef'.slice(0, radix);
-  if (digits === '' || ![...digits.toLowerCase()].every((ch) => alphabet.includes(ch))) return syntax;
-  let v = 0n;
-  for (const ch of digits.toLowerCase()) v = v * BigInt(radix) + BigInt(alphabet.indexOf(ch));
-  if (v >= 1n << BigInt(bits)) return { error: `${fn}: parsing ${goQuote(s)}: value out of range` };
-  return { value: v };
-}
+export { goQuote } from './strconv.ts';
 
 function parseBoolGo(s: string): boolean | null {
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(s)) return true;
@@ -170,7 +147,8 @@ export function parseFlags(argv: string[]): Options {
       new FlagError(`invalid argument ${goQuote(value)} for ${goQuote(flagLabel(f))} flag: ${cause}`);
     switch (f.type) {
       case 'uint': {
-        const r = parseUintGo(value);
+        // pflag's uint: strconv.ParseUint(s, 0, 64).
+        const r = parseUintGo(value, 0, 64);
         if ('error' in r) throw invalid(r.error);
         const n = Number(r.value);
         if (f.name === 'cpus') o.cpus = n;

@@ -26,9 +26,14 @@ export interface RestMachine {
   hardStopError(): string;
 }
 
-/** Go's encoding/json escapes <, >, & and U+2028/9 for HTML safety. */
+/**
+ * Go's encoding/json: escapes <, >, & and U+2028/9 for HTML safety, and writes int64/uint64
+ * values (BigInt here) exactly, past 2^53.
+ */
 export function goJson(v: unknown): string {
-  return JSON.stringify(v).replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `\u0000bigint:${x}` : x))
+    .replace(/"\\u0000bigint:(-?\d+)"/g, '$1')
+    .replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {

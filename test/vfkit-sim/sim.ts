@@ -444,7 +444,7 @@ function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attac
   if (o.gui) {
     if (!devices.some((d) => d.type === 'virtio-gpu')) {
       log('warning', '--gui flag specified but no virtio-gpu device configured, automatically adding it');
-      devices.push({ type: 'virtio-gpu', width: 800, height: 600, usesGUI: true });
+      devices.push({ type: 'virtio-gpu', width: 800n, height: 600n, usesGUI: true });
     }
     if (!devices.some((d) => d.type === 'virtio-input')) {
       log('warning', '--gui flag specified but no virtio-input device configured, automatically adding it');
@@ -501,7 +501,12 @@ function startRest(uri: string, m: Machine): void {
   const server: Server = createRestServer(m);
   server.on('error', (e) => {
     const where = ep.scheme === 'unix' ? `unix ${ep.path}` : `tcp ${ep.host}`;
-    log('fatal', `listen ${where}: bind: ${bindError(e)}`);
+    let why = bindError(e);
+    // libuv turns a unix socket's ENOENT into EACCES ("for compatibility with Windows",
+    // src/unix/pipe.c uv_pipe_bind2); Go passes bind(2)'s own errno on.
+    if (ep.scheme === 'unix' && (e as NodeJS.ErrnoException).code === 'EACCES' && !fs.existsSync(path.dirname(ep.path)))
+      why = 'no such file or directory';
+    log('fatal', `listen ${where}: bind: ${why}`);
     exit(1);
   });
   if (ep.scheme === 'unix') {

@@ -8,6 +8,7 @@
  * through and which are not in any source we can read; the rest are vfkit's and Go's own.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, goPathError, type Bootloader, type Device, type Rosetta } from './config.ts';
 import { goQuote } from './flags.ts';
@@ -315,11 +316,113 @@ export type Endpoint =
   | { scheme: 'tcp'; host: string; port: number; hostname: string }
   | { scheme: 'none' };
 
+type Escaping = 'host' | 'zone' | 'userPassword' | 'path';
+
+/** net/url shouldEscape for a host or zone: what may stand unescaped in one (besides alphanumerics). */
+const HOST_CHARS = new Set('-_.~!$&\'()*+,;=:[]<>"');
+
+/**
+ * net/url unescape: the error a malformed %-escape or (in a host) a forbidden character gives, or
+ * the unescaped text. Hosts may %-encode only non-ASCII bytes (and %25 in a zone).
+ */
+function urlUnescape(s: string, mode: Escaping): { error: string } | { value: string } {
+  const isHex = (c: string | undefined) => c !== undefined && /^[0-9a-fA-F]$/.test(c);
+  for (let i = 0; i < s.length; ) {
+    const c = s[i]!;
+    if (c === '%') {
+      if (i + 2 >= s.length || !isHex(s[i + 1]) || !isHex(s[i + 2])) {
+        return { error: `invalid URL escape ${goQuote(s.slice(i, i + 3))}` };
+      }
+      const v = Number.parseInt(s.slice(i + 1, i + 3), 16);
+      const esc = s.slice(i, i + 3);
+      if (mode === 'host' && v < 0x80 && esc !== '%25') return { error: `invalid URL escape ${goQuote(esc)}` };
+      if (mode === 'zone' && esc !== '%25' && v !== 0x20 && v < 0x80 && shouldEscapeInHost(String.fromCharCode(v)))
+        return { error: `invalid URL escape ${goQuote(esc)}` };
+      i += 3;
+      continue;
+    }
+    if ((mode === 'host' || mode === 'zone') && c.charCodeAt(0) < 0x80 && shouldEscapeInHost(c)) {
+      return { error: `invalid character ${goQuote(c)} in host name` };
+    }
+    i++;
+  }
+  return { value: percentDecode(s) };
+}
+
+function shouldEscapeInHost(c: string): boolean {
+  return !/^[A-Za-z0-9]$/.test(c) && !HOST_CHARS.has(c);
+}
+
+/** ":" followed by digits, or nothing. */
+const validOptionalPort = (p: string) => p === '' || /^:\d*$/.test(p);
+
+/**
+ * net/url parseHost as of Go 1.25.2+ (vfkit builds with 1.25): a bracketed host must be an IPv6
+ * address (CVE-2025-47912); otherwise the part after the last colon must be a port.
+ */
+function parseHost(host: string): { error: string } | { value: string } {
+  if (host.startsWith('[')) {
+    const i = host.lastIndexOf(']');
+    if (i < 0) return { error: "missing ']' in host" };
+    const colonPort = host.slice(i + 1);
+    if (!validOptionalPort(colonPort)) return { error: `invalid port ${goQuote(colonPort)} after host` };
+    const inner = host.slice(1, i);
+    const zone = inner.indexOf('%25');
+    const parts =
+      zone >= 0
+        ? [urlUnescape(inner.slice(0, zone), 'host'), urlUnescape(inner.slice(zone), 'zone')]
+        : [urlUnescape(inner, 'host')];
+    let name = '';
+    for (const r of parts) {
+      if ('error' in r) return r;
+      name += r.value;
+    }
+    // netip.ParseAddr: the first '.', ':' or '%' decides what it tries to read.
+    const first = /[.:%]/.exec(name)?.[0];
+    const bad = (msg: string) => ({ error: `invalid host: ParseAddr(${goQuote(name)}): ${msg}` });
+    if (first === undefined) return bad('unable to parse IP');
+    if (first === '%') return bad('missing IPv6 address');
+    if (first === '.') return net.isIPv4(name) ? { error: 'invalid IP-literal' } : bad('unable to parse IP'); // approximated: netip says which field is wrong
+    if (!net.isIPv6(name)) return bad('unable to parse IP'); // approximated, as above
+    return { value: `[${name}]${colonPort}` };
+  }
+  const colon = host.lastIndexOf(':');
+  if (colon >= 0 && !validOptionalPort(host.slice(colon))) {
+    return { error: `invalid port ${goQuote(host.slice(colon))} after host` };
+  }
+  return urlUnescape(host, 'host');
+}
+
+/** net/url parseAuthority: [userinfo@]host[:port]. */
+function parseAuthority(authority: string): { error: string } | { value: string } {
+  const at = authority.lastIndexOf('@');
+  const host = parseHost(at < 0 ? authority : authority.slice(at + 1));
+  if ('error' in host || at < 0) return host;
+  const userinfo = authority.slice(0, at);
+  if (!/^[A-Za-z0-9\-._:~!$&'()*+,;=%@]*$/.test(userinfo)) return { error: 'net/url: invalid userinfo' };
+  const colon = userinfo.indexOf(':');
+  for (const part of colon < 0 ? [userinfo] : [userinfo.slice(0, colon), userinfo.slice(colon + 1)]) {
+    const r = urlUnescape(part, 'userPassword');
+    if ('error' in r) return r;
+  }
+  return host;
+}
+
+/** URL.Port(): after the first colon, or after "]:" for a bracketed host. */
+function portOnly(hostport: string): string {
+  const colon = hostport.indexOf(':');
+  if (colon < 0) return '';
+  const b = hostport.indexOf(']:');
+  if (b >= 0) return hostport.slice(b + 2);
+  if (hostport.includes(']')) return '';
+  return hostport.slice(colon + 1);
+}
+
 /** pkg/rest parseRestfulURI: Go's url.ParseRequestURI plus vfkit's rules for each scheme. */
 export function parseRestfulUri(input: string): Endpoint {
   const urlErr = (msg: string) => fail(`parse ${goQuote(input)}: ${msg}`);
-  if (input === '') urlErr('empty url');
   if (/[\u0000-\u001f\u007f]/.test(input)) urlErr('net/url: invalid control character in URL');
+  if (input === '') urlErr('empty url');
   // getScheme
   let scheme = '';
   let rest = input;
@@ -345,35 +448,32 @@ export function parseRestfulUri(input: string): Endpoint {
     // An opaque URI ("unix:foo") has no path; one without a scheme is no request URI.
     if (scheme === '') urlErr('invalid URI for request');
   } else {
-    if (rest.startsWith('//')) {
+    // Only a URI with a scheme has an authority: without one, "//x" is a path.
+    if (scheme !== '' && rest.startsWith('//')) {
       const slash = rest.indexOf('/', 2);
-      host = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
+      const authority = slash < 0 ? rest.slice(2) : rest.slice(2, slash);
       rest = slash < 0 ? '' : rest.slice(slash);
-      const at = host.lastIndexOf('@');
-      if (at >= 0) host = host.slice(at + 1);
-      const colon = host.lastIndexOf(':');
-      if (colon >= 0 && !host.endsWith(']')) {
-        const port = host.slice(colon + 1);
-        if (!/^\d*$/.test(port)) urlErr(`invalid port ${goQuote(host.slice(colon))} after host`);
-      }
+      const a = parseAuthority(authority);
+      if ('error' in a) return urlErr(a.error);
+      host = a.value;
     }
-    const bad = /%(?![0-9a-fA-F]{2})/.exec(rest);
-    if (bad) urlErr(`invalid URL escape ${goQuote(rest.slice(bad.index, bad.index + 3))}`);
-    p = percentDecode(rest);
+    const r = urlUnescape(rest, 'path');
+    if ('error' in r) return urlErr(r.error);
+    p = r.value;
   }
   let kind: Endpoint['scheme'];
   if (scheme === 'none') kind = 'none';
   else if (scheme === 'unix') kind = 'unix';
   else if (scheme === 'tcp' || scheme === 'http') kind = 'tcp';
   else return fail(`invalid scheme ${scheme}`);
-  const colon = host.lastIndexOf(':');
-  const portStr = colon >= 0 && !host.endsWith(']') ? host.slice(colon + 1) : '';
   if (kind === 'tcp') {
     if (host.length < 1) fail('invalid TCP uri: missing host');
     if (p.length > 0) fail('invalid TCP uri: path is forbidden');
+    const portStr = portOnly(host);
     if (portStr === '') fail('invalid TCP uri: missing port');
+    const colon = host.lastIndexOf(':');
     const hostname = host.slice(0, colon).replace(/^\[|\]$/g, '');
-    return { scheme: 'tcp', host, hostname, port: Number(portStr) };
+    return { scheme: 'tcp', host, hostname, port: Number(host.slice(colon + 1)) };
   }
   if (kind === 'unix') {
     if (p.length < 1) fail('invalid unix uri: missing path');

@@ -23,21 +23,24 @@ import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, type Writ
 import path from 'node:path';
 import type { BuildInfo, BuildProgress } from '../../api/types.ts';
 import { run, RunError, type RunResult } from '../../host/runner.ts';
-import {
-  drvName,
-  failedBuilder,
-  linuxBuilderAdvice,
-  nixErrorText,
-  requiredSystem,
-  summaryLine,
-  translateEvalError,
-  trimSentence,
-  type NixErrorKind,
-} from './errors.ts';
+import { nixErrorText, translateBuildError, trimSentence, type NixErrorKind } from './errors.ts';
 import { sourceRootOf } from './inventory.ts';
 import { EVAL_ARGS, toplevelInstallable, type Nix } from './nix.ts';
 import { ProgressTracker } from './progress.ts';
 import { vmDirName } from '../../host/names.ts';
+
+/** The argv of a VM's build: its toplevel, JSON results, progress as internal-json on stderr. */
+export function buildArgv(nix: Nix, flake: string, vm: string): string[] {
+  return nix.argv(
+    'build',
+    '--no-link',
+    '--json',
+    ...EVAL_ARGS,
+    '--log-format',
+    'internal-json',
+    toplevelInstallable(flake, vm),
+  );
+}
 
 export interface BuildTarget {
   vm: string;
@@ -299,15 +302,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       this.emit('log', vm, line);
     };
 
-    const argv = this.nix.argv(
-      'build',
-      '--no-link',
-      '--json',
-      ...EVAL_ARGS,
-      '--log-format',
-      'internal-json',
-      toplevelInstallable(flake, vm),
-    );
+    const argv = buildArgv(this.nix, flake, vm);
     log.write(`# ${new Date(startedAt).toISOString()} ${argv.map((a) => JSON.stringify(a)).join(' ')}\n`);
 
     let r: RunResult | null = null;
@@ -404,38 +399,15 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     const { vm, flake } = target;
     const text = nixErrorText(r.stderr) || tracker.errors.join('\n');
     const keep = hasPrevious ? ' (the previous build stays in use)' : '';
-    const rs = requiredSystem(text);
-    if (rs) {
-      return new BuildError(vm, 'required-system', linuxBuilderAdvice(`Building VM '${vm}'`, rs), {
-        detail: text,
-        drvPath: rs.drvPath,
-        logPath,
-      });
-    }
-    const fb = failedBuilder(text);
-    if (fb) {
-      const tail = tracker.logTail(fb.drvPath);
+    const t = translateBuildError(text, { flakeDir: flake, sourceRoot: sourceRootOf(flake).root, vm, hasPrevious });
+    if (t?.kind === 'build-failed' && t.drvPath) {
+      const tail = tracker.logTail(t.drvPath);
       const detail = tail.length
-        ? `${text}\n\nLast ${tail.length} log lines of ${fb.drvPath}:\n${tail.join('\n')}`
+        ? `${text}\n\nLast ${tail.length} log lines of ${t.drvPath}:\n${tail.join('\n')}`
         : text;
-      return new BuildError(
-        vm,
-        'build-failed',
-        `Building VM '${vm}' failed in derivation ${drvName(fb.drvPath)} (${fb.how}); fix it and build again${keep}.`,
-        { detail, drvPath: fb.drvPath, logTail: tail, logPath },
-      );
+      return new BuildError(vm, t.kind, t.message, { detail, drvPath: t.drvPath, logTail: tail, logPath });
     }
-    if (text) {
-      const { root } = sourceRootOf(flake);
-      const t = translateEvalError(r.stderr, { flakeDir: flake, sourceRoot: root, subject: `VM '${vm}'` });
-      if (t.kind !== 'eval') return new BuildError(vm, t.kind, t.message, { detail: t.detail, logPath });
-      return new BuildError(
-        vm,
-        'eval',
-        `Building VM '${vm}' failed: ${trimSentence(summaryLine(t.detail))}; fix it and build again${keep}.`,
-        { detail: t.detail, logPath },
-      );
-    }
+    if (t) return new BuildError(vm, t.kind, t.message, { detail: t.detail, drvPath: t.drvPath ?? null, logPath });
     return new BuildError(
       vm,
       'build-failed',

@@ -3,9 +3,11 @@
  * text nix wrote (plain stderr or the internal-json stream) and returns what to show; nix's own
  * text always travels along as `detail`.
  *
- * Recognised across Nix 2.8, current Nix and Lix: syntax errors, "not a flake", a flake without
- * nixosConfigurations, git's untracked-file trap (three wordings), the missing Linux builder
- * (two wordings) and failing builders (two wordings).
+ * Recognised across Nix 2.8, current Nix and Lix: syntax errors (top level or nested under
+ * "… while evaluating" frames), "not a flake", a flake path nix reads as a URL, a flake without
+ * nixosConfigurations, git's untracked-file trap and a file that exists nowhere (four wordings),
+ * the missing Linux builder or system features (four wordings) and failing builders (two).
+ * The real text of each version lives in test/fixtures/nix-messages (see test/helpers/nix-messages.ts).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -141,43 +143,63 @@ export function gitAddAdvice(file: string, flakeDir: string): string {
 /**
  * A file nix looked for in its copy of the flake and did not find, from any of nix's wordings:
  *   getting status of '/nix/store/…-source/x.nix': No such file or directory   (Nix 2.8)
- *   path '/nix/store/…-source/x.nix' does not exist                            (2.1x, Lix)
+ *   path '/nix/store/…-source/x.nix' does not exist                            (2.1x–2.26, Lix)
  *   Path 'x.nix' in the repository "/repo" is not tracked by Git.               (2.20+)
+ *   Path 'x.nix' does not exist in Git repository "/repo".                      (2.34)
  * Returns the absolute path on the user's disk and whether nix said outright it is untracked.
  */
 export function missingSourceFile(text: string, ctx: ErrorContext): { abs: string; untracked: boolean } | null {
   const root = ctx.sourceRoot ?? ctx.flakeDir;
   const tracked = /Path '([^']+)' in the repository "([^"]+)" is not tracked by Git/.exec(text);
   if (tracked?.[1] && tracked[2]) return { abs: path.resolve(tracked[2], tracked[1]), untracked: true };
+  const inGit = /Path '([^']+)' does not exist in Git repository "([^"]+)"/.exec(text);
+  if (inGit?.[1] && inGit[2]) return { abs: path.resolve(inGit[2], inGit[1]), untracked: false };
   const status =
-    /getting status of '\/nix\/store\/[0-9a-z]{32}-source\/([^']+)': No such file or directory/.exec(text) ??
-    /path '\/nix\/store\/[0-9a-z]{32}-source\/([^']+)' does not exist/.exec(text);
+    /getting status of ['"]\/nix\/store\/[0-9a-z]{32}-source\/([^'"]+)['"]: No such file or directory/.exec(text) ??
+    /path ['"]\/nix\/store\/[0-9a-z]{32}-source\/([^'"]+)['"] does not exist/.exec(text);
   if (status?.[1]) return { abs: path.resolve(root, status[1]), untracked: false };
   return null;
 }
 
 export interface RequiredSystem {
-  required: string;
+  /** The system the derivation needs; null when nix only named the missing features. */
+  required: string | null;
   features: string[];
-  current: string;
+  /** This machine's system; null when nix did not say. */
+  current: string | null;
   drvPath: string;
 }
 
-/** Nix's "this machine cannot build that" error, in either wording. */
+/**
+ * Nix's "this machine cannot build that" error, in each wording:
+ *   a 'x' with features {…} is required to build '….drv', but I am a 'y' with features {…}   (2.8–2.26, Lix)
+ *   Cannot build '….drv'. Reason: required system or feature not available
+ *     Required system: 'x' with features {…} / Current system: 'y' with features {…}         (2.2x)
+ *   Cannot build '….drv'. Reason: platform mismatch / Required system: 'x' / Current system: 'y'   (2.34)
+ *   Cannot build '….drv'. Reason: missing system features / Required features: {…}           (2.34)
+ */
 export function requiredSystem(text: string): RequiredSystem | null {
   const t = stripAnsi(text);
   const old = /a '([^']+)' with features \{([^}]*)\} is required to build '([^']+)', but I am a '([^']+)'/.exec(t);
   if (old?.[1] && old[3] && old[4]) {
     return { required: old[1], features: splitFeatures(old[2]), drvPath: old[3], current: old[4] };
   }
-  const cur =
-    /Cannot build '([^']+)'\.?\s*Reason: required system or feature not available\s*Required system: '([^']+)'(?: with features \{([^}]*)\})?\s*Current system: '([^']+)'/.exec(
+  const cannot =
+    /Cannot build '([^']+)'\.?\s*Reason: (?:required system or feature not available|platform mismatch|missing system features)\b/.exec(
       t,
     );
-  if (cur?.[1] && cur[2] && cur[4]) {
-    return { required: cur[2], features: splitFeatures(cur[3]), drvPath: cur[1], current: cur[4] };
-  }
-  return null;
+  if (!cannot?.[1]) return null;
+  const rest = t.slice(cannot.index + cannot[0].length);
+  const req = /^\s*Required system: '([^']+)'(?: with features \{([^}]*)\})?/m.exec(rest);
+  const cur = /^\s*Current system: '([^']+)'/m.exec(rest);
+  const feats = /^\s*Required features: \{([^}]*)\}/m.exec(rest);
+  if (!req && !feats) return null;
+  return {
+    required: req?.[1] ?? null,
+    features: splitFeatures(req?.[2] ?? feats?.[1]),
+    current: cur?.[1] ?? null,
+    drvPath: cannot[1],
+  };
 }
 
 function splitFeatures(s: string | undefined): string[] {
@@ -187,14 +209,25 @@ function splitFeatures(s: string | undefined): string[] {
     .filter(Boolean);
 }
 
-/** The sentence for a missing Linux builder. */
+const LINUX_BUILDER =
+  'with nix-darwin: `nix.linux-builder.enable = true;`, or add a Linux machine to `builders` in /etc/nix/nix.conf';
+
+/** The sentence for a missing Linux builder (or a builder without the features a derivation needs). */
 export function linuxBuilderAdvice(subject: string, rs: RequiredSystem): string {
-  const feats = rs.features.length ? ` with features ${rs.features.join(', ')}` : '';
-  const isLinux = rs.required.endsWith('-linux');
+  const isLinux = rs.required === null || rs.required.endsWith('-linux');
+  if (rs.required && rs.required !== rs.current) {
+    const feats = rs.features.length ? ` with features ${rs.features.join(', ')}` : '';
+    const how = isLinux
+      ? `set up a Linux builder (${LINUX_BUILDER}) and build again`
+      : `add a ${rs.required} machine to \`builders\` in /etc/nix/nix.conf and build again`;
+    const here = rs.current ? `, but this machine is ${rs.current}` : ', which this machine is not';
+    return `${subject} needs a builder for ${rs.required}${feats}${here}; ${how}.`;
+  }
+  // The right system (or nix did not name one): what is missing is features.
   const how = isLinux
-    ? 'set up a Linux builder (with nix-darwin: `nix.linux-builder.enable = true;`, or add a Linux machine to `builders` in /etc/nix/nix.conf) and build again'
-    : `add a ${rs.required} machine to \`builders\` in /etc/nix/nix.conf and build again`;
-  return `${subject} needs a builder for ${rs.required}${feats}, but this machine is ${rs.current}; ${how}.`;
+    ? `set up a Linux builder that has them (${LINUX_BUILDER}) and build again`
+    : `add a ${rs.required} machine that has them to \`builders\` in /etc/nix/nix.conf and build again`;
+  return `${subject} needs a builder with features ${rs.features.join(', ')}, which this machine does not have; ${how}.`;
 }
 
 export interface FailedBuilder {
@@ -242,7 +275,7 @@ export function translateEvalError(stderr: string, ctx: ErrorContext): Translate
       detail,
     };
   }
-  if (/is not a valid URL/.test(raw)) {
+  if (/is not a valid URL/.test(raw) || cutAtUrlSyntax(ctx.flakeDir, raw)) {
     return {
       kind: 'bad-flake-path',
       message: `Nix cannot take ${ctx.flakeDir} as a flake reference (a space, '#' or '?' in the path); move the flake to a path without them.`,
@@ -269,9 +302,11 @@ export function translateEvalError(stderr: string, ctx: ErrorContext): Translate
       file,
     };
   }
-  const syntax = /^error:\s*syntax error,?\s*(.*)$/m.exec(detail) ?? /^error:\s*(syntax error.*)$/m.exec(detail);
+  // Newer nix nests the cause, indented, under "… while evaluating" frames, each with its own
+  // "at": the syntax error's location is the first "at" after it.
+  const syntax = /^\s*error:\s*syntax error,?\s*(.*)$/m.exec(detail);
   if (syntax) {
-    const at = /at (\/[^\n]+?):(\d+):(\d+)/.exec(detail);
+    const at = /^\s*at (\/[^\n]+?):(\d+):(\d+)/m.exec(detail.slice(syntax.index + syntax[0].length));
     const file = at?.[1] ? relToFlake(at[1], ctx) : undefined;
     const where = at && file ? ` in ${file} at line ${at[2]}, column ${at[3]}` : '';
     const what = (syntax[1] ?? '').replace(/^syntax error,?\s*/, '') || 'syntax error';
@@ -291,6 +326,58 @@ export function translateEvalError(stderr: string, ctx: ErrorContext): Translate
     message: `${subject} failed to evaluate: ${trimSentence(summary)}; fix it and save.`,
     detail,
   };
+}
+
+export interface BuildErrorContext extends ErrorContext {
+  vm: string;
+  /** A previous build of the VM exists and stays in use. */
+  hasPrevious?: boolean;
+}
+
+/**
+ * Translate a failed `nix build` of a VM from nix's error text (`nixErrorText` of its stderr):
+ * a missing builder, a failing builder (its derivation in `drvPath`), or an evaluation error.
+ * Returns null when nix said nothing.
+ */
+export function translateBuildError(text: string, ctx: BuildErrorContext): Translated | null {
+  const { vm } = ctx;
+  const keep = ctx.hasPrevious ? ' (the previous build stays in use)' : '';
+  const rs = requiredSystem(text);
+  if (rs) {
+    return {
+      kind: 'required-system',
+      message: linuxBuilderAdvice(`Building VM '${vm}'`, rs),
+      detail: text,
+      drvPath: rs.drvPath,
+    };
+  }
+  const fb = failedBuilder(text);
+  if (fb) {
+    return {
+      kind: 'build-failed',
+      message: `Building VM '${vm}' failed in derivation ${drvName(fb.drvPath)} (${fb.how}); fix it and build again${keep}.`,
+      detail: text,
+      drvPath: fb.drvPath,
+    };
+  }
+  if (!text) return null;
+  const t = translateEvalError(text, { ...ctx, subject: `VM '${vm}'` });
+  if (t.kind !== 'eval') return t;
+  return {
+    ...t,
+    message: `Building VM '${vm}' failed: ${trimSentence(summaryLine(t.detail))}; fix it and build again${keep}.`,
+  };
+}
+
+/**
+ * Newer nix reads a '#' or '?' in a flake path as URL syntax and looks for the part before it
+ * ("getting status of '/Users/me/my'" for /Users/me/my#vms), where Nix 2.8 said "is not a valid URL".
+ */
+function cutAtUrlSyntax(flakeDir: string, raw: string): boolean {
+  const cut = flakeDir.search(/[#?]/);
+  if (cut < 0) return false;
+  const before = flakeDir.slice(0, cut);
+  return raw.includes(`'${before}'`) || raw.includes(`"${before}"`);
 }
 
 /** One line, no trailing full stop, bounded length: it goes inside a sentence. */

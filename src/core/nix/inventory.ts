@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { SharedDir, VmSpec } from '../../api/types.ts';
 import { run, RunError, type RunResult } from '../../host/runner.ts';
-import { FlakeError, translateEvalError, trimSentence, nixErrorText } from './errors.ts';
+import { FlakeError, translateEvalError, trimSentence, nixErrorText, stripAnsi } from './errors.ts';
 import { BATCH_EXPR, NAMES_EXPR, singleExpr } from './inventory-expr.ts';
 import { EVAL_ARGS, flakeInstallable, type Nix } from './nix.ts';
 
@@ -260,7 +260,9 @@ export function evalWarnings(stderr: string, flakeDir: string): string[] {
       `The flake at ${flakeDir} has a missing or outdated flake.lock; nixvm does not write it, so run \`nix flake lock\` there to pin its inputs (evaluation is faster too).`,
     );
   }
-  for (const m of stderr.matchAll(/^trace: warning: (.+)$/gm)) {
+  // nixpkgs' lib.warn: `trace: warning: …` (before 24.11), `trace: evaluation warning: …` (24.11+
+  // on Nix before 2.23), `evaluation warning: …` (builtins.warn, Nix 2.23+).
+  for (const m of stripAnsi(stderr).matchAll(/^(?:trace: (?:evaluation )?warning|evaluation warning): (.+)$/gm)) {
     if (m[1]) out.push(`nix: ${m[1].trim()}`);
   }
   return out;
@@ -287,16 +289,25 @@ function checkFlakeDir(flakeDir: string): void {
   }
 }
 
+/** The argv of one inventory evaluation: `apply` is BATCH_EXPR, NAMES_EXPR or singleExpr(name). */
+export function inventoryArgv(nix: Nix, flakeDir: string, apply: string): string[] {
+  return nix.argv(
+    'eval',
+    '--json',
+    ...EVAL_ARGS,
+    flakeInstallable(flakeDir, ['nixosConfigurations']),
+    '--apply',
+    apply,
+  );
+}
+
 /** Run nix; on failure return the result for translation (never its stdout). */
 async function evalCall(nix: Nix, flakeDir: string, apply: string, opts: InventoryOptions): Promise<RunResult> {
-  return run(
-    nix.argv('eval', '--json', ...EVAL_ARGS, flakeInstallable(flakeDir, ['nixosConfigurations']), '--apply', apply),
-    {
-      signal: opts.signal,
-      timeoutMs: opts.timeoutMs,
-      allowFailure: true,
-    },
-  );
+  return run(inventoryArgv(nix, flakeDir, apply), {
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+    allowFailure: true,
+  });
 }
 
 function parseJson(r: RunResult, what: string): unknown {

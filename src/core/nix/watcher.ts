@@ -1,7 +1,7 @@
 /**
- * Watching a flake: chokidar on the flake directory, a debounce that turns a burst of saves into
- * one re-evaluation, at most one evaluation in flight (a change during one means exactly one
- * more after), and the list of VMs whose drvPath changed.
+ * Watching a flake: chokidar on the flake directory (and, for a git flake, the git index), a
+ * debounce that turns a burst of saves into one re-evaluation, at most one evaluation in flight
+ * (a change during one means exactly one more after), and the list of VMs whose drvPath changed.
  *
  * `FlakeWatcher` is an EventEmitter:
  *   'evaluating' (paths)                 an evaluation starts; paths that triggered it (relative)
@@ -15,6 +15,7 @@
  * Call close() when done: it stops chokidar, cancels a running evaluation and waits for it.
  */
 import { EventEmitter } from 'node:events';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { run } from '../../host/runner.ts';
@@ -63,6 +64,23 @@ export function isIgnoredPath(
     for (const d of extraDirs) if (abs === d || abs.startsWith(d + path.sep)) return true;
   }
   return rel.split(path.sep).some(ignoredName);
+}
+
+/**
+ * The git directory of a git flake (`<root>/.git`, or where a worktree's or submodule's `.git`
+ * file points), or null when the flake is not in git. Its `index` is what `git add` changes.
+ */
+export function gitDirOf(flakeDir: string): string | null {
+  const { root, git } = sourceRootOf(flakeDir);
+  if (!git) return null;
+  const dotGit = path.join(root, '.git');
+  try {
+    if (statSync(dotGit).isDirectory()) return dotGit;
+    const m = /^gitdir:\s*(.+)$/m.exec(readFileSync(dotGit, 'utf8'));
+    return m?.[1] ? path.resolve(root, m[1].trim()) : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface InventoryUpdate {
@@ -174,11 +192,20 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
    */
   async start(): Promise<void> {
     if (this.watcher) throw new Error('FlakeWatcher.start() was already called');
-    const w = watch(this.flakeDir, {
+    // Of a git flake's git directory, only the index: `git add -N` (nixvm's own advice for an
+    // untracked file) changes nothing else, and nix sees only what the index lists. The
+    // directory itself is watched (not just the file) because git replaces the index by renaming
+    // index.lock over it, and a fresh `git init` has no index yet.
+    const gitDir = gitDirOf(this.flakeDir);
+    const gitIndex = gitDir ? path.join(gitDir, 'index') : null;
+    const w = watch(gitDir ? [this.flakeDir, gitDir] : this.flakeDir, {
       ignoreInitial: true,
       // A symlink into /nix/store (or anywhere) must not drag a huge tree into the watch.
       followSymlinks: false,
-      ignored: (p: string) => isIgnoredPath(this.flakeDir, p, this.shareDirs),
+      ignored: (p: string) => {
+        if (gitDir && (p === gitDir || p.startsWith(gitDir + path.sep))) return p !== gitDir && p !== gitIndex;
+        return isIgnoredPath(this.flakeDir, p, this.shareDirs);
+      },
     });
     this.watcher = w;
     // chokidar emits 'ready' asynchronously, so listening right after watch() cannot miss it.

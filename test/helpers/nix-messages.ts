@@ -1,0 +1,421 @@
+/**
+ * The nix messages nixvm translates, as cases: a flake that makes nix say it, the nix call nixvm
+ * makes (the same argv as the inventory or a build), and the sentence the user must read.
+ *
+ * `scripts/record-nix-messages.ts` runs every case with the nix on PATH and stores what nix wrote
+ * under test/fixtures/nix-messages/<case>.nix-<version>.txt; test/unit/nix-messages.test.ts
+ * translates every stored text, and test/integration/nix-messages.test.ts runs the cases live
+ * against whatever nix the suite runs on (CI: Nix 2.8, 2.26 and 2.34).
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildArgv } from '../../src/core/nix/build.ts';
+import { nixErrorText, translateBuildError, translateEvalError } from '../../src/core/nix/errors.ts';
+import { BATCH_EXPR, singleExpr } from '../../src/core/nix/inventory-expr.ts';
+import { evalWarnings, inventoryArgv } from '../../src/core/nix/inventory.ts';
+import type { Nix } from '../../src/core/nix/nix.ts';
+import { run } from '../../src/host/runner.ts';
+import { copyFixtureFiles } from './fixtures.ts';
+
+export const MESSAGES_DIR = fileURLToPath(new URL('../fixtures/nix-messages/', import.meta.url));
+
+/** Where the recorder makes its flakes: a fixed path, so recordings of every version name the same dirs. */
+export const RECORD_ROOT = '/tmp/nixvm-messages';
+
+/** Which of nixvm's nix calls the case makes. */
+export type Call =
+  | { kind: 'inventory' } // the batched `nix eval` of every VM
+  | { kind: 'vm'; vm: string } // one VM alone (how the inventory gets a broken VM's own message)
+  | { kind: 'build'; vm: string }; // `nix build` of a VM's toplevel
+
+export interface Expected {
+  /** The error kind, or 'warnings' for a successful evaluation that warns. */
+  kind: string;
+  /** The sentence the user reads (for 'warnings': every warning, one per line). */
+  message: string;
+}
+
+export interface MessageCase {
+  name: string;
+  /** The flake directory's name (default: the case's name). */
+  dirName?: string;
+  /** The fixture under test/fixtures to start from; none: an empty directory. */
+  fixture?: string;
+  /** Files to write (relative to the flake), after the fixture is copied. */
+  files?: (dir: string) => Record<string, string>;
+  /** Make it a git flake: `git init`, then `git add` everything except these files. */
+  git?: { untracked?: string[] };
+  /** Files the flake refers to that are on no disk (for telling "untracked" from "missing"). */
+  absent?: string[];
+  call: Call;
+  /** Nix accepts this on some versions (no message to translate there). */
+  mayPass?: boolean;
+  /** `system`: the machine nix ran on. */
+  expected: (dir: string, system: string) => Expected;
+}
+
+/** The system the tests run on, as nix names it (a recording's header says which it was made on). */
+export const CURRENT_SYSTEM = `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-${process.platform === 'darwin' ? 'darwin' : 'linux'}`;
+
+const vmSubject = (c: Call) => (c.kind === 'inventory' ? undefined : `VM '${c.vm}'`);
+
+const seedFile = (rel: string) => readFileSync(path.join(MESSAGES_DIR, '..', 'seed', rel), 'utf8');
+
+/** The seed fixture with one more VM, whose host file is `file`. */
+const seedWith = (vm: string, file: string) => ({
+  'flake.nix': seedFile('flake.nix').replace(
+    'builder-vm = mkVm ./hosts/builder-vm.nix;',
+    `builder-vm = mkVm ./hosts/builder-vm.nix;\n        ${vm} = mkVm ./${file};`,
+  ),
+});
+
+const brokenExtra = (extra: string, files: Record<string, string>) => () => ({
+  'extra.nix': `{ mkVm }: { ${extra} }\n`,
+  ...files,
+});
+
+const TYPO = { 'hosts/typo.nix': '{\n  virtualisation.cores = 2\n}\n' };
+
+/** A flake of plain derivations that need no nixpkgs, for build failures. */
+const buildFlake = (attrs: string) => () => ({
+  'flake.nix': `{
+  outputs = { self }:
+    let
+      drv = args: derivation ({ builder = "/bin/sh"; PATH = "/usr/bin:/bin"; } // args);
+    in
+    {
+      nixosConfigurations = {
+${attrs}
+      };
+    };
+}
+`,
+});
+
+/** nixpkgs' lib.warn: builtins.warn on Nix 2.23+, a coloured trace before (nixpkgs 24.11 and later). */
+const LIB_WARN = 'builtins.warn or (msg: v: builtins.trace "\u001b[1;35mevaluation warning:\u001b[0m ${msg}" v)';
+
+export const CASES: MessageCase[] = [
+  {
+    name: 'syntax-flake',
+    fixture: 'syntax',
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'syntax',
+      message: `The flake at ${dir} has a syntax error in flake.nix at line 11, column 7 (unexpected '}', expecting ';'); fix it and save.`,
+    }),
+  },
+  {
+    name: 'syntax-import',
+    fixture: 'broken',
+    files: brokenExtra('typo = mkVm "typo" ./hosts/typo.nix;', TYPO),
+    call: { kind: 'vm', vm: 'typo' },
+    expected: () => ({
+      kind: 'syntax',
+      message:
+        "VM 'typo' has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
+    }),
+  },
+  {
+    name: 'syntax-import-git',
+    fixture: 'broken',
+    files: brokenExtra('typo = mkVm "typo" ./hosts/typo.nix;', TYPO),
+    git: {},
+    call: { kind: 'vm', vm: 'typo' },
+    expected: () => ({
+      kind: 'syntax',
+      message:
+        "VM 'typo' has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
+    }),
+  },
+  {
+    name: 'untracked-git',
+    fixture: 'seed',
+    files: () => ({ ...seedWith('extra-vm', 'hosts/extra-vm.nix'), 'hosts/extra-vm.nix': '{ }\n' }),
+    git: { untracked: ['hosts/extra-vm.nix'] },
+    call: { kind: 'vm', vm: 'extra-vm' },
+    expected: (dir) => ({
+      kind: 'untracked',
+      message: `hosts/extra-vm.nix is not tracked by git, so nix cannot see it; run \`git add -N hosts/extra-vm.nix\` in ${dir}.`,
+    }),
+  },
+  {
+    name: 'missing-file',
+    fixture: 'seed',
+    files: () => seedWith('gone-vm', 'hosts/gone-vm.nix'),
+    absent: ['hosts/gone-vm.nix'],
+    call: { kind: 'vm', vm: 'gone-vm' },
+    expected: () => ({
+      kind: 'missing-file',
+      message: "VM 'gone-vm' refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.",
+    }),
+  },
+  {
+    name: 'missing-file-git',
+    fixture: 'seed',
+    files: () => seedWith('gone-vm', 'hosts/gone-vm.nix'),
+    absent: ['hosts/gone-vm.nix'],
+    git: {},
+    call: { kind: 'vm', vm: 'gone-vm' },
+    expected: () => ({
+      kind: 'missing-file',
+      message: "VM 'gone-vm' refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.",
+    }),
+  },
+  {
+    name: 'no-configurations',
+    fixture: 'no-configs',
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'no-configurations',
+      message: `The flake at ${dir} has no nixosConfigurations output; define your VMs as nixosConfigurations.<name> in its flake.nix.`,
+    }),
+  },
+  {
+    // nixvm checks for flake.nix itself first, but a git flake whose flake.nix is untracked gets
+    // as far as nix.
+    name: 'flake-untracked-git',
+    fixture: 'seed',
+    git: { untracked: ['flake.nix'] },
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'untracked',
+      message: `flake.nix is not tracked by git, so nix cannot see it; run \`git add -N flake.nix\` in ${dir}.`,
+    }),
+  },
+  {
+    name: 'bad-flake-path-hash',
+    dirName: 'my#vms',
+    fixture: 'seed',
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'bad-flake-path',
+      message: `Nix cannot take ${dir} as a flake reference (a space, '#' or '?' in the path); move the flake to a path without them.`,
+    }),
+  },
+  {
+    // Nix 2.8 only: newer nix percent-encodes the space.
+    name: 'bad-flake-path-space',
+    dirName: 'my vms',
+    fixture: 'seed',
+    call: { kind: 'inventory' },
+    mayPass: true,
+    expected: (dir) => ({
+      kind: 'bad-flake-path',
+      message: `Nix cannot take ${dir} as a flake reference (a space, '#' or '?' in the path); move the flake to a path without them.`,
+    }),
+  },
+  {
+    // The inventory checks for flake.nix before it runs nix; a build goes straight to nix.
+    name: 'not-a-flake',
+    call: { kind: 'build', vm: 'web' },
+    expected: (dir) => ({
+      kind: 'not-a-flake',
+      message: `${dir} is not a flake (it has no flake.nix); point nixvm at the directory that holds your flake.nix.`,
+    }),
+  },
+  {
+    name: 'eval-throw',
+    fixture: 'broken',
+    call: { kind: 'vm', vm: 'throws' },
+    expected: () => ({
+      kind: 'eval',
+      message: "VM 'throws' failed to evaluate: services.web.listen must be set for the throws VM; fix it and save.",
+    }),
+  },
+  {
+    name: 'eval-abort',
+    fixture: 'broken',
+    files: brokenExtra('aborts = mkVm "aborts" ./hosts/aborts.nix;', {
+      'hosts/aborts.nix': '{ services.web.listen = abort "the aborts VM gave up"; }\n',
+    }),
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'eval',
+      message: `The flake at ${dir} failed to evaluate: evaluation aborted with the following error message: 'the aborts VM gave up'; fix it and save.`,
+    }),
+  },
+  {
+    name: 'lock-outdated',
+    fixture: 'seed',
+    files: (dir) => ({
+      'flake.nix': seedFile('flake.nix')
+        .replace('outputs =', `inputs.dep.url = "path:${dir}/dep";\n  outputs =`)
+        .replace('{ self }:', '{ self, dep }:'),
+      'dep/flake.nix': '{ outputs = { self }: { }; }\n',
+    }),
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'warnings',
+      message: `The flake at ${dir} has a missing or outdated flake.lock; nixvm does not write it, so run \`nix flake lock\` there to pin its inputs (evaluation is faster too).`,
+    }),
+  },
+  {
+    // nixpkgs before 24.11: lib.warn = msg: builtins.trace "warning: ${msg}".
+    name: 'warning-trace',
+    fixture: 'seed',
+    files: () => ({
+      'hosts/minimal-vm.nix': `builtins.trace "warning: minimal-vm: the option foo is deprecated" (import ./minimal-vm-real.nix)\n`,
+      'hosts/minimal-vm-real.nix': seedFile('hosts/minimal-vm.nix'),
+    }),
+    call: { kind: 'inventory' },
+    expected: () => ({ kind: 'warnings', message: 'nix: minimal-vm: the option foo is deprecated' }),
+  },
+  {
+    // nixpkgs 24.11 and later: lib.warn is builtins.warn where nix has it (2.23+).
+    name: 'warning-lib-warn',
+    fixture: 'seed',
+    files: () => ({
+      'hosts/minimal-vm.nix': `(${LIB_WARN}) "minimal-vm: the option foo is deprecated" (import ./minimal-vm-real.nix)\n`,
+      'hosts/minimal-vm-real.nix': seedFile('hosts/minimal-vm.nix'),
+    }),
+    call: { kind: 'inventory' },
+    expected: () => ({ kind: 'warnings', message: 'nix: minimal-vm: the option foo is deprecated' }),
+  },
+  {
+    name: 'build-failed',
+    files: buildFlake(`        broken.config.system.build.toplevel = drv {
+          name = "nixos-system-broken";
+          system = "${CURRENT_SYSTEM}";
+          args = [ "-c" "echo checking for foo.h... no; echo 'error: foo.h: No such file or directory' >&2; exit 2" ];
+        };`),
+    call: { kind: 'build', vm: 'broken' },
+    expected: () => ({
+      kind: 'build-failed',
+      message: "Building VM 'broken' failed in derivation nixos-system-broken (exit code 2); fix it and build again.",
+    }),
+  },
+  {
+    name: 'build-signal',
+    files: buildFlake(`        killed.config.system.build.toplevel = drv {
+          name = "nixos-system-killed";
+          system = "${CURRENT_SYSTEM}";
+          args = [ "-c" "echo about to be killed; kill -9 $$" ];
+        };`),
+    call: { kind: 'build', vm: 'killed' },
+    expected: () => ({
+      kind: 'build-failed',
+      message: "Building VM 'killed' failed in derivation nixos-system-killed (signal 9); fix it and build again.",
+    }),
+  },
+  {
+    name: 'required-system',
+    files: buildFlake(`        foreign.config.system.build.toplevel = drv {
+          name = "nixos-system-foreign";
+          system = "riscv64-linux";
+        };`),
+    call: { kind: 'build', vm: 'foreign' },
+    expected: (_dir, system) => ({
+      kind: 'required-system',
+      message: `Building VM 'foreign' needs a builder for riscv64-linux, but this machine is ${system}; set up a Linux builder (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+    }),
+  },
+  {
+    name: 'required-features',
+    files: buildFlake(`        featured.config.system.build.toplevel = drv {
+          name = "nixos-system-featured";
+          system = "${CURRENT_SYSTEM}";
+          requiredSystemFeatures = [ "apple-virt" "nixvm-test-feature" ];
+        };`),
+    call: { kind: 'build', vm: 'featured' },
+    expected: () => ({
+      kind: 'required-system',
+      message: `Building VM 'featured' needs a builder with features apple-virt, nixvm-test-feature, which this machine does not have; set up a Linux builder that has them (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+    }),
+  },
+  {
+    name: 'build-throw',
+    fixture: 'broken',
+    call: { kind: 'build', vm: 'throws' },
+    expected: () => ({
+      kind: 'eval',
+      message:
+        "Building VM 'throws' failed: services.web.listen must be set for the throws VM; fix it and build again.",
+    }),
+  },
+];
+
+/** Write the case's flake into `dir` (emptied first). */
+export async function materialise(c: MessageCase, dir: string): Promise<void> {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  if (c.fixture) copyFixtureFiles(c.fixture, dir);
+  for (const [rel, content] of Object.entries(c.files?.(dir) ?? {})) {
+    mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    writeFileSync(path.join(dir, rel), content);
+  }
+  if (c.git) {
+    await run(['git', 'init', '-q'], { cwd: dir });
+    await run(['git', 'add', '-A'], { cwd: dir });
+    for (const f of c.git.untracked ?? []) await run(['git', 'rm', '-q', '--cached', '--', f], { cwd: dir });
+  }
+}
+
+/** The argv nixvm runs for the case's call. */
+export function callArgv(nix: Nix, c: MessageCase, dir: string): string[] {
+  const call = c.call;
+  if (call.kind === 'build') return buildArgv(nix, dir, call.vm);
+  return inventoryArgv(nix, dir, call.kind === 'vm' ? singleExpr(call.vm) : BATCH_EXPR);
+}
+
+/**
+ * What the user reads for what nix wrote (`exitCode` 0: the warnings of a successful evaluation).
+ * The flake is its own git root; `absent` says which files are on no disk.
+ */
+export function translate(c: MessageCase, dir: string, stderr: string, exitCode: number): Expected {
+  if (exitCode === 0) return { kind: 'warnings', message: evalWarnings(stderr, dir).join('\n') };
+  const absent = new Set((c.absent ?? []).map((f) => path.join(dir, f)));
+  const ctx = { flakeDir: dir, sourceRoot: dir, subject: vmSubject(c.call), exists: (f: string) => !absent.has(f) };
+  if (c.call.kind === 'build') {
+    const t = translateBuildError(nixErrorText(stderr), { ...ctx, vm: c.call.vm });
+    return t ? { kind: t.kind, message: t.message } : { kind: 'none', message: 'nix said nothing' };
+  }
+  const t = translateEvalError(stderr, ctx);
+  return { kind: t.kind, message: t.message };
+}
+
+export interface Recording {
+  case: MessageCase;
+  /** e.g. "2.34.8" */
+  version: string;
+  file: string;
+  /** What nix wrote to stderr. */
+  stderr: string;
+  /** 0 for the cases that warn; 1 for a failure. */
+  exitCode: number;
+  /** The system nix ran on, e.g. "x86_64-linux". */
+  system: string;
+}
+
+/**
+ * Every stored recording. The file's first line is a header,
+ * `# nix <version> <system> exit <code>`, then exactly what nix wrote.
+ */
+export function recordings(): Recording[] {
+  if (!existsSync(MESSAGES_DIR)) return [];
+  const out: Recording[] = [];
+  for (const file of readdirSync(MESSAGES_DIR).sort()) {
+    const m = /^(.+)\.nix-(\d+\.\d+(?:\.\d+)?)\.txt$/.exec(file);
+    if (!m) continue;
+    const c = CASES.find((x) => x.name === m[1]);
+    if (!c) throw new Error(`${file} records a case that test/helpers/nix-messages.ts does not define`);
+    const text = readFileSync(path.join(MESSAGES_DIR, file), 'utf8');
+    const nl = text.indexOf('\n');
+    const head = /^# nix (\S+) (\S+) exit (\d+)$/.exec(text.slice(0, nl));
+    if (!head) throw new Error(`${file} does not start with "# nix <version> <system> exit <code>"`);
+    out.push({
+      case: c,
+      version: m[2] as string,
+      file,
+      stderr: text.slice(nl + 1),
+      system: head[2] as string,
+      exitCode: Number(head[3]),
+    });
+  }
+  return out;
+}
+
+export function recordingText(version: string, system: string, exitCode: number, stderr: string): string {
+  return `# nix ${version} ${system} exit ${exitCode}\n${stderr}`;
+}

@@ -1,0 +1,32 @@
+/**
+ * The nix messages nixvm translates, made live by the nix this suite runs on (CI runs it on Nix
+ * 2.8, 2.26 and 2.34): each case's flake, the argv nixvm runs, the sentence the user reads.
+ */
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Nix } from '../../src/core/nix/nix.ts';
+import { run } from '../../src/host/runner.ts';
+import { CASES, CURRENT_SYSTEM, callArgv, materialise, translate } from '../helpers/nix-messages.ts';
+
+const nix = Nix.locate();
+const root = realpathSync(mkdtempSync(path.join(os.tmpdir(), 'nixvm-messages-')));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('nix messages from this nix', () => {
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const dir = path.join(root, c.dirName ?? c.name);
+      await materialise(c, dir);
+      const r = await run(callArgv(nix, c, dir), { allowFailure: true, timeoutMs: 120_000 });
+      const want = c.expected(dir, CURRENT_SYSTEM);
+      if (c.mayPass && r.exitCode === 0) {
+        expect(r.stdout, 'nix accepted it: the evaluation must have produced the inventory').toMatch(/^\{/);
+        return;
+      }
+      const got = translate(c, dir, r.stderr, r.exitCode === 0 ? 0 : 1);
+      expect(got, `nix wrote:\n${r.stderr.slice(-3000)}`).toEqual(want);
+    });
+  }
+});
