@@ -54,15 +54,22 @@ export class EventHub {
   /** Something changed: emit a snapshot soon, at most one per interval. */
   changed(): void {
     if (this.#closed || this.#emitTimer) return;
-    const wait = Math.max(0, this.#lastEmit + this.#o.emitIntervalMs - Date.now());
-    this.#emitTimer = setTimeout(() => {
+    const emit = (): void => {
+      // A timer counts from the event loop's cached clock, which lags Date.now() while the loop is
+      // busy, so it can fire a few ms early: wait out the rest to keep snapshots an interval apart.
+      const early = this.#lastEmit + this.#o.emitIntervalMs - Date.now();
+      if (early > 0) {
+        this.#emitTimer = setTimeout(emit, early);
+        return;
+      }
       this.#emitTimer = null;
       const snapshot = this.#o.snapshot();
       this.broadcast({ type: 'snapshot', snapshot });
       // Stamped once it went out: under load, building the snapshot must not eat into the gap.
       this.#lastEmit = Date.now();
       this.#o.afterEmit(snapshot);
-    }, wait);
+    };
+    this.#emitTimer = setTimeout(emit, Math.max(0, this.#lastEmit + this.#o.emitIntervalMs - Date.now()));
   }
 
   broadcast(ev: AgentEvent): void {
