@@ -25,7 +25,7 @@ interface Harness {
   evals: () => number;
   /** Resolves with the next 'inventory' or 'failed' event. */
   next: () => Promise<InventoryUpdate | { failed: unknown }>;
-  /** How often the debounce has fired (it tells no one, so the harness counts). */
+  /** How often the debounce has fired ('settled' events). */
   fires: () => number;
   /** Waits until the debounce has fired `n` times in all. */
   debounced: (n: number) => Promise<boolean>;
@@ -55,15 +55,8 @@ async function watched(
     evaluate: (signal) => evaluate(flake, signal),
   });
   cleanups.push(() => watcher.close());
-  // The debounce timer calls the private fire(); count its calls (a rename fails here, loudly).
-  const hook = watcher as unknown as { fire(): void };
-  if (typeof hook.fire !== 'function') throw new Error('FlakeWatcher has no fire() any more: update this harness.');
-  const fire = hook.fire.bind(watcher);
   let fires = 0;
-  hook.fire = () => {
-    fires++;
-    fire();
-  };
+  watcher.on('settled', () => fires++);
   let sentinels = 0;
   const h: Harness = {
     flake,

@@ -98,6 +98,8 @@ export interface InventoryUpdate {
 }
 
 export interface FlakeWatcherEvents {
+  /** The debounce after a burst of changes ran out (an evaluation starts now or once the running one ends). */
+  settled: [];
   evaluating: [paths: string[]];
   warning: [warnings: string[]];
   inventory: [update: InventoryUpdate];
@@ -245,6 +247,7 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
   private fire(): void {
     this.timer = null;
     if (this.closed) return;
+    this.emit('settled');
     if (this.inFlight) {
       this.pending = true;
       return;
