@@ -254,6 +254,14 @@ describe("the seed's minimal-vm and builder-vm", () => {
     ])
       expect(text).toContain(`mounting ${tag} on ${at}...`);
 
+    // Made from a tar stream where mkfs.erofs reads one (erofs-utils 1.7+), else from a staging directory.
+    const help = await execa('/usr/bin/mkfs.erofs', ['--help'], { reject: false });
+    const record = JSON.parse(fs.readFileSync(`${image!.path}.json`, 'utf8')) as { mode: string; closure: string };
+    expect(record).toMatchObject({
+      mode: /--tar\b/.test(help.stdout + help.stderr) ? 'tar' : 'staging',
+      closure: vm.bootedOutPath,
+    });
+
     // The image: a valid erofs, labelled nix-store with the seed's UUID, the closure at its root.
     const fsck = await execa('fsck.erofs', [image!.path], { reject: false });
     // fsck.erofs 1.5 exits 0 even when it finds a problem: its words are the verdict.

@@ -137,6 +137,7 @@ function shellPieces(s: string): Piece[] {
     const c = s[i]!;
     if (quote === "'") {
       if (c === "'") quote = null;
+      else if (c === '$') throw new Error('single quotes keep a shell from expanding its $ (use double quotes)');
       else text(c);
       i++;
     } else if (c === '$') {
@@ -167,7 +168,7 @@ function shellPieces(s: string): Piece[] {
 function relBelow(rest: string): string | null {
   if (rest === '') return '';
   if (!rest.startsWith('/')) return null;
-  const rel = path.posix.normalize(rest).replace(/^\/+|\/+$/g, '');
+  const rel = path.posix.normalize(rest.replace(/^\/+/, '')).replace(/\/+$/g, '');
   if (rel === '.' || rel === '') return '';
   if (rel === '..' || rel.startsWith('../')) return null;
   return rel;
