@@ -262,5 +262,11 @@ describe('inventory', () => {
     expect(inv.failures).toEqual([]);
     expect(inv.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
     expect(inv.vms.every((v) => v.drvPath.endsWith('.drv'))).toBe(true);
+    // The seed's shapes: one MAC for both, the scratch shares, builder-vm's store image and disks.
+    const [builder, minimal] = inv.vms;
+    expect(new Set(inv.vms.map((v) => v.macAddress))).toEqual(new Set(['f6:25:e2:48:58:1e']));
+    expect(minimal!.shares.map((s) => s.tag).sort()).toEqual(['persistent', 'shared', 'xchg']);
+    expect(minimal!.ssh).toEqual({ enabled: true, port: 22, user: 'alice' });
+    expect(builder).toMatchObject({ storeImage: true, hostCerts: true, writableStore: { sizeMiB: 20480 } });
   });
 });
