@@ -17,8 +17,9 @@ SELF=$(realpath "$0")
 CHECKOUT=$(cd "$(dirname "$SELF")/.." && pwd -P)
 CACHE=${NIXVM_CI_CACHE:-/var/cache/nixvm-ci}
 MIRROR=${NIXVM_CI_MIRROR:-http://deb.debian.org/debian}
-# What each root holds: nix, git (git flakes), procps (ps: the agent checks its VMs' processes).
-PACKAGES=(nix-bin git procps)
+# What each root holds: nix, git (git flakes), procps (ps: the agent checks its VMs' processes),
+# erofs-utils (the store images: the suite's own 1.8, whose mkfs.erofs reads a tar stream).
+PACKAGES=(nix-bin git procps erofs-utils)
 RECIPE="minbase ${PACKAGES[*]} mirror=$MIRROR v1"
 MARKER=.nixvm-ci-root
 

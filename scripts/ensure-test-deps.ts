@@ -13,6 +13,11 @@ const NEEDED: { program: string; pkg: string; why: string }[] = [
   { program: 'ssh', pkg: 'openssh-client', why: 'ssh -G checks of the ssh commands nixvm writes' },
   { program: 'git', pkg: 'git', why: 'git flakes' },
   { program: 'ps', pkg: 'procps', why: 'process checks of the agent and the supervisor' },
+  // The fixture's virtualisation.host.pkgs.erofs-utils wraps Debian's, at these paths.
+  { program: '/usr/bin/mkfs.erofs', pkg: 'erofs-utils', why: 'real Nix store images' },
+  { program: '/usr/bin/fsck.erofs', pkg: 'erofs-utils', why: 'checking the store images' },
+  { program: '/usr/bin/dump.erofs', pkg: 'erofs-utils', why: 'listing what the store images hold' },
+  { program: 'blkid', pkg: 'util-linux', why: "reading a store image's label as the guest's udev does" },
 ];
 
 const which = (p: string) =>

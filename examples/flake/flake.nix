@@ -1,14 +1,15 @@
 {
-  # The example nixvm runs: two VMs laid out like phaer/nixos-vm-on-macos (one file per host
-  # under hosts/, a shared base module, a "$PWD/persistent" share).
+  # The example nixvm runs: the two VMs of phaer/nixos-vm-on-macos with the options they set
+  # (hosts/*, a base module, the runner's scratch shares "$TMPDIR"/xchg and
+  # "${SHARED_DIR:-$TMPDIR/xchg}", and for builder-vm nixpkgs' nix-builder-vm profile: a Nix store
+  # image, a persistent writable store, the host's certificates, a "$KEYS" share). Both set the
+  # same MAC, as the seed does: only one runs at a time.
   #
-  # To keep the example instant and offline, the "systems" here are plain derivations that
-  # produce what nixvm boots (<toplevel>/kernel, initrd and init) rather than real NixOS: nixvm
-  # reads the same options from them that it reads from a real `nixpkgs.lib.nixosSystem`
-  # (virtualisation.cores, memorySize, macAddress, rosetta.enable, sharedDirectories, graphics,
-  # resolution, mountHostNixStore; boot.kernelParams; services.openssh; users.users). For real
+  # To keep the example instant and offline, the "systems" are plain derivations that produce what
+  # nixvm boots (<toplevel>/kernel, initrd, init, and the etc/fstab a guest mounts from) rather than
+  # real NixOS; builder-vm's store image is made with Debian's mkfs.erofs (erofs-utils). For real
   # VMs, point nixvm at a flake like phaer/nixos-vm-on-macos instead.
-  description = "nixvm example: two VMs";
+  description = "nixvm example: the seed's minimal-vm and builder-vm";
 
   outputs =
     { self }:

@@ -23,7 +23,9 @@ export type VmActionId =
   | 'viewConsoleLog'
   | 'viewBuildLog'
   | 'revealStateDir'
-  | 'openFlakeFolder';
+  | 'openFlakeFolder'
+  | 'growDisk'
+  | 'resetDisk';
 
 export interface VmAction {
   id: VmActionId;
@@ -36,6 +38,8 @@ export interface VmAction {
   reason: string | null;
   /** What a click runs; null for the disabled placeholders. */
   run: Action | null;
+  /** A question to confirm before running (it deletes something). */
+  confirm?: string;
 }
 
 export interface VmActions {
@@ -189,6 +193,36 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
     ),
     reveal,
   );
+
+  // The persistent writable store image: grow it to diskSize, or delete it (never implicitly).
+  const writable = vm.disks?.images.find((d) => d.role === 'writable-store');
+  if (writable) {
+    const down = vm.state === 'stopped' || vm.state === 'crashed';
+    const stopFirst = down ? null : `Stop ${vm.name} first`;
+    if (vm.disks?.canGrow) {
+      more.push(
+        act(
+          'growDisk',
+          'Grow Writable Store to diskSize',
+          'Grow disk',
+          { kind: 'agent', method: 'diskGrow', params: ref },
+          down,
+          stopFirst ?? vm.disks.notice,
+        ),
+      );
+    }
+    more.push({
+      ...act(
+        'resetDisk',
+        'Reset Writable Store…',
+        'Reset disk',
+        { kind: 'agent', method: 'diskReset', params: ref },
+        down,
+        stopFirst ?? `Delete ${writable.path}; the next start makes a new one`,
+      ),
+      confirm: `Delete the writable store image of ${vm.name}? Everything ${vm.name} keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
+    });
+  }
 
   const apply =
     needsRestart(vm) && !building

@@ -102,6 +102,13 @@ export const SETTINGS_SCHEMA = {
     default: 'Terminal',
     description: 'Terminal used by "Open ssh in Terminal".',
   },
+  sharedDir: {
+    type: 'object',
+    additionalProperties: { type: 'string', minLength: 1, maxLength: 1024, pattern: ABSOLUTE },
+    default: {},
+    description:
+      "VM name → the host folder its ${SHARED_DIR:-…} shares use (else $SHARED_DIR, else the run's $TMPDIR/xchg).",
+  },
 } as const satisfies Record<keyof Settings, FieldSchema>;
 
 export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as Array<keyof Settings>;

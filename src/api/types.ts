@@ -7,10 +7,42 @@ export type VmRunState = 'stopped' | 'starting' | 'running' | 'stopping' | 'cras
 
 export interface SharedDir {
   tag: string;
-  /** Absolute host path. */
+  /**
+   * Absolute host path. In a VmSpec, a share spelled with one of the seed runner's words (`word`)
+   * has '' here: nixvm resolves it per VM (VmSnapshot.shares carries the path it resolves to).
+   */
   source: string;
   /** Mount point in the guest. */
   target: string;
+  /** Set when the flake spells the source with a word nixvm resolves per VM (README: share words). */
+  word?: ShareWord;
+}
+
+/**
+ * A share source the seed's runner writes as a shell word:
+ * - `TMPDIR`: the run's scratch directory (made before boot, removed after the run), `rel` below it;
+ * - `KEYS`: the VM's private keys directory (kept), `rel` below it;
+ * - `SHARED_DIR`: `${SHARED_DIR:-…}`: the VM's "shared folder" setting, else the agent's SHARED_DIR,
+ *   else `fallback` (a word or an absolute path).
+ */
+export type ShareWord =
+  | { word: 'TMPDIR' | 'KEYS'; rel: string }
+  | { word: 'SHARED_DIR'; fallback: { word: 'TMPDIR' | 'KEYS'; rel: string } | { path: string } };
+
+/** What the guest mounts (its fileSystems), as far as nixvm checks it is given what it needs. */
+export interface GuestMount {
+  /** Mount point in the guest. */
+  target: string;
+  device: string | null;
+  fsType: string | null;
+}
+
+/** The persistent writable store image (writableStore without writableStoreUseTmpfs). */
+export interface WritableStoreSpec {
+  /** virtualisation.diskSize in MiB: the size the image is created with. */
+  sizeMiB: number;
+  /** The device the guest's repart formats (boot.initrd.systemd.repart.device), when it names one. */
+  device: string | null;
 }
 
 export interface SshFacts {
@@ -39,6 +71,18 @@ export interface VmSpec {
   resolution: { width: number; height: number } | null;
   mountHostNixStore: boolean;
   ssh: SshFacts;
+  /** virtualisation.rosetta.mountTag (default "rosetta"). */
+  rosettaTag?: string;
+  /** virtualisation.useNixStoreImage: an erofs image of the closure, attached read-only, instead of the host store. */
+  storeImage?: boolean;
+  /** The persistent writable store image, or null (none, or a tmpfs overlay). */
+  writableStore?: WritableStoreSpec | null;
+  /** virtualisation.useHostCerts: the host's CA bundle in $TMPDIR/certs/ca-certificates.crt. */
+  hostCerts?: boolean;
+  /** virtualisation.diskSize in MiB, when set to a number. */
+  diskSizeMiB?: number | null;
+  /** The guest's fileSystems, when the configuration has them. */
+  guestMounts?: GuestMount[];
 }
 
 export interface BuildProgress {
@@ -72,6 +116,52 @@ export interface BuildInfo {
   again: boolean;
   startedAt: number | null;
   finishedAt: number | null;
+}
+
+/** A disk image in nixvm's state dir. */
+export interface DiskImage {
+  /** `nix-store`: the erofs image of a closure (a cache); `writable-store`: a VM's persistent writable store. */
+  role: 'nix-store' | 'writable-store';
+  path: string;
+  /** The file's length, in bytes. */
+  apparentBytes: number;
+  /** What it occupies on disk (a sparse image occupies only what was written). */
+  allocatedBytes: number;
+  readOnly: boolean;
+}
+
+/** A store image being prepared just before boot. */
+export interface StoreImageProgress {
+  phase: 'realising erofs-utils' | 'listing the closure' | 'building the store image';
+  /** Bytes of the closure written into the image so far. */
+  bytesWritten: number;
+  /** The closure's size (the sum of its NAR sizes), once known. */
+  bytesExpected: number | null;
+  startedAt: number;
+}
+
+/** A VM's disks, for status, `ls --json` and the dropdown. */
+export interface VmDisks {
+  /** The images this VM uses (that exist). */
+  images: DiskImage[];
+  /** Set while its store image is being prepared. */
+  preparing: StoreImageProgress | null;
+  /** The last store image preparation failed: one sentence. */
+  error: string | null;
+  /** The writable store image and virtualisation.diskSize disagree (grow offered, or cannot shrink). */
+  notice: string | null;
+  /** The writable image could grow to diskSize (`nixvm disk grow`). */
+  canGrow: boolean;
+}
+
+/** One image in the state dir, for `nixvm disk ls`. */
+export interface DiskListing extends DiskImage {
+  /** The VM it belongs to (writable) or the VMs whose closure it holds (nix-store). */
+  vms: string[];
+  /** The closure a nix-store image holds. */
+  closure: string | null;
+  /** No VM the flakes define uses it. */
+  orphan: boolean;
 }
 
 export interface VmExit {
@@ -115,6 +205,10 @@ export interface VmSnapshot {
   autostart: boolean;
   consoleLog: string | null;
   stateDir: string;
+  /** Its disk images (store image, writable store). */
+  disks?: VmDisks;
+  /** Other VMs that resolve to the same MAC address (they cannot run at the same time). */
+  macShared?: string[];
 }
 
 export interface FlakeSnapshot {
@@ -143,6 +237,8 @@ export interface Settings {
   vfkitPath: string | null;
   /** Terminal used by "Open ssh in Terminal": Terminal, iTerm, or another app name. */
   terminalApp: string;
+  /** VM name → the host folder `${SHARED_DIR:-…}` shares resolve to ("shared folder"). */
+  sharedDir: Record<string, string>;
 }
 
 export interface AgentInfo {
@@ -209,6 +305,12 @@ export interface AgentMethods {
   inspect: { params: VmRef; result: { spec: VmSpec | null; argv: string[] } };
   getSettings: { params: Record<string, never>; result: Settings };
   setSettings: { params: Partial<Settings>; result: Settings };
+  /** Every disk image in the state dir, orphans included. */
+  disks: { params: Record<string, never>; result: DiskListing[] };
+  /** Delete a stopped VM's writable store image (made afresh at its next start). */
+  diskReset: { params: VmRef; result: VmSnapshot };
+  /** Grow a stopped VM's writable store image to its virtualisation.diskSize (sparse). */
+  diskGrow: { params: VmRef; result: VmSnapshot };
 }
 
 export type AgentMethod = keyof AgentMethods;
@@ -232,6 +334,9 @@ export const AGENT_METHODS = {
   inspect: true,
   getSettings: true,
   setSettings: true,
+  disks: true,
+  diskReset: true,
+  diskGrow: true,
 } as const satisfies Record<AgentMethod, true>;
 
 export function isAgentMethod(m: unknown): m is AgentMethod {

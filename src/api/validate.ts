@@ -92,6 +92,9 @@ export const AGENT_VALIDATORS = {
   inspect: vmRef('inspect'),
   getSettings: empty('getSettings'),
   setSettings: (p) => validateSettingsPatch(p ?? {}),
+  disks: empty('disks'),
+  diskReset: vmRef('diskReset'),
+  diskGrow: vmRef('diskGrow'),
 } satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
 
 /** Methods whose params name one VM. */
@@ -106,6 +109,8 @@ export const VM_METHODS: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
   'ips',
   'logs',
   'inspect',
+  'diskReset',
+  'diskGrow',
 ]);
 
 /** The method name, checked. */

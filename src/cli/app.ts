@@ -11,7 +11,16 @@ import pkg from '../../package.json' with { type: 'json' };
 import { agentErrorCode } from '../api/errors.ts';
 import { MAX_LOG_LINES } from '../api/validate.ts';
 import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, describeError } from './errors.ts';
-import { formatEvent, formatInspect, formatLoginItem, formatOutcome, formatStatus, formatVmTable } from './format.ts';
+import {
+  formatBytes,
+  formatDiskList,
+  formatEvent,
+  formatInspect,
+  formatLoginItem,
+  formatOutcome,
+  formatStatus,
+  formatVmTable,
+} from './format.ts';
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
 import { createProgressView, type BuildProgressView } from './progress.ts';
@@ -435,6 +444,46 @@ async function cmdLoginItem(s: Session, action: 'on' | 'off' | 'status', opts: {
   return EXIT.ok;
 }
 
+async function cmdDiskLs(s: Session, opts: { json?: boolean }): Promise<number> {
+  const disks = await (await s.port()).call('disks', {});
+  if (opts.json) s.json(disks);
+  else s.out(formatDiskList(disks));
+  return EXIT.ok;
+}
+
+/** `disk reset`: asks first (unless --yes) when the VM is stopped; a running VM is the agent's to refuse. */
+async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean }): Promise<number> {
+  const port = await s.port();
+  const { vm } = await findVm(s, name);
+  const stopped = vm.state === 'stopped' || vm.state === 'crashed';
+  const img = vm.disks?.images.find((d) => d.role === 'writable-store');
+  if (stopped && img && !opts.yes) {
+    const question = `Delete the writable store image of ${name} (${img.path}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${name} keeps in its writable Nix store is lost. [y/N] `;
+    const answer = s.io.confirm ? await s.io.confirm(question) : null;
+    if (answer === null) {
+      throw new CliError(
+        EXIT.usage,
+        `nixvm disk reset deletes everything ${name} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
+      );
+    }
+    if (!answer) {
+      s.err('Nothing was deleted.');
+      return EXIT.failed;
+    }
+  }
+  const after = await port.call('diskReset', { vm: name });
+  const size = after.spec?.writableStore?.sizeMiB;
+  s.out(`${name}: writable store image deleted; its next start makes a new one${size ? ` of ${size} MiB` : ''}.`);
+  return EXIT.ok;
+}
+
+async function cmdDiskGrow(s: Session, name: string): Promise<number> {
+  const after = await (await s.port()).call('diskGrow', { vm: name });
+  const img = after.disks?.images.find((d) => d.role === 'writable-store');
+  s.out(`${name}: writable store image grown${img ? ` to ${formatBytes(img.apparentBytes)}` : ''} (sparse).`);
+  return EXIT.ok;
+}
+
 // ─── wiring ──────────────────────────────────────────────────────────────────────────────────
 
 function buildProgram(s: Session, setCode: (c: number) => void): Command {
@@ -549,6 +598,25 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     .description('print state changes, build progress and notices as they happen, until Ctrl-C')
     .addOption(new Option('--json', 'print one JSON event per line'))
     .action(act((opts: { json?: boolean }) => cmdWatch(s, opts)));
+
+  const disk = program.command('disk').description("the VMs' disk images: list, reset or grow them");
+  disk
+    .command('ls')
+    .alias('list')
+    .description('every disk image in the state dir (store images, writable stores), those no VM uses included')
+    .addOption(json())
+    .action(act((opts: { json?: boolean }) => cmdDiskLs(s, opts)));
+  disk
+    .command('reset')
+    .description("delete a stopped VM's writable store image (its next start makes a new one); asks first")
+    .argument('<vm>')
+    .option('-y, --yes', 'do not ask')
+    .action(act((vm: string, opts: { yes?: boolean }) => cmdDiskReset(s, vm, opts)));
+  disk
+    .command('grow')
+    .description("grow a stopped VM's writable store image to its virtualisation.diskSize (sparse)")
+    .argument('<vm>')
+    .action(act((vm: string) => cmdDiskGrow(s, vm)));
 
   program
     .command('daemon')

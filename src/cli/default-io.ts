@@ -30,6 +30,16 @@ export function defaultIo(): CliIo {
       const { runDaemon } = await import('./daemon.ts');
       return runDaemon(opts);
     },
+    confirm: async (question: string): Promise<boolean | null> => {
+      if (!process.stdin.isTTY || !process.stderr.isTTY) return null;
+      const { createInterface } = await import('node:readline/promises');
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return /^y(es)?$/i.test((await rl.question(question)).trim());
+      } finally {
+        rl.close();
+      }
+    },
     loginItem: async (): Promise<LoginItemApi> => {
       const launchd = await import('../host/launchd.ts');
       // The agent launchd starts must use the same state dir, nix and vfkit as this shell does.

@@ -7,7 +7,11 @@ import type {
   AgentEvent,
   AgentSnapshot,
   BuildProgress,
+  DiskImage,
+  DiskListing,
   FlakeSnapshot,
+  SharedDir,
+  StoreImageProgress,
   VmExit,
   VmSnapshot,
   VmSpec,
@@ -20,6 +24,72 @@ export function formatMemory(mib: number): string {
   if (mib < 1024) return `${mib} MiB`;
   const gib = mib / 1024;
   return `${Number.isInteger(gib) ? gib : Number(gib.toFixed(1))} GiB`;
+}
+
+/** "0 B", "812 KiB", "1.5 GiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : Number(v.toFixed(1))} ${units[i]}`;
+}
+
+/** A share's source: its host path, or the word it resolves from when it is not resolved yet. */
+export function shareSource(s: SharedDir): string {
+  if (s.source) return s.source;
+  const w = s.word;
+  if (!w) return '?';
+  const rel = (x: { rel: string }) => (x.rel ? `/${x.rel}` : '');
+  if (w.word === 'SHARED_DIR') {
+    const fb = 'path' in w.fallback ? w.fallback.path : `$${w.fallback.word}${rel(w.fallback)}`;
+    return `\${SHARED_DIR:-${fb}}`;
+  }
+  return `$${w.word}${rel(w)}`;
+}
+
+/** "nix-store 8 KiB (8 KiB used), read-only" for one image. */
+export function formatDiskImage(d: DiskImage): string {
+  const what = d.role === 'nix-store' ? 'Nix store image' : 'writable store';
+  return `${what} ${d.path}: ${formatBytes(d.apparentBytes)}, ${formatBytes(d.allocatedBytes)} on disk${d.readOnly ? ', read-only' : ''}`;
+}
+
+/** "building the store image: 12 MiB of 340 MiB". */
+export function formatStoreImageProgress(p: StoreImageProgress): string {
+  if (p.phase !== 'building the store image') return p.phase;
+  return `${p.phase}: ${formatBytes(p.bytesWritten)}${p.bytesExpected !== null ? ` of ${formatBytes(p.bytesExpected)}` : ''} written`;
+}
+
+/** `nixvm disk ls`: every image in the state dir. */
+export function formatDiskList(disks: DiskListing[]): string {
+  if (disks.length === 0) return 'No disk images in the state dir.';
+  const rows = disks.map((d) => [
+    d.role,
+    d.vms.length ? d.vms.join(',') : '-',
+    formatBytes(d.apparentBytes),
+    formatBytes(d.allocatedBytes),
+    d.orphan ? (d.role === 'writable-store' ? 'no flake defines this VM' : 'no VM uses it') : '',
+    d.path,
+  ]);
+  return renderTable(['ROLE', 'VM', 'SIZE', 'ON DISK', 'NOTE', 'PATH'], rows);
+}
+
+/** The ls warnings for VMs that share one MAC (each pair once). */
+export function macWarnings(vms: readonly VmSnapshot[]): string[] {
+  const seen = new Set<string>();
+  const out: string[] = [];
+  for (const vm of vms) {
+    const others = (vm.macShared ?? []).filter((o) => !seen.has(o));
+    seen.add(vm.name);
+    if (others.length === 0) continue;
+    out.push(
+      `warning: ${[vm.name, ...others].join(', ')} have the same MAC address ${vm.mac ?? '?'}: only one of them can run at a time (give one another virtualisation.macAddress).`,
+    );
+  }
+  return out;
 }
 
 /** The address a user would connect to: IPv4 when the lease is known, else the link-local IPv6. */
@@ -101,9 +171,12 @@ function vmNote(vm: VmSnapshot): string {
   if (vm.build.status === 'building') {
     return vm.build.progress ? `building ${formatProgressPhrase(vm.build.progress)}` : 'building';
   }
+  if (vm.disks?.preparing) return formatStoreImageProgress(vm.disks.preparing);
   if (vm.error) return firstLine(vm.error);
   if (vm.build.status === 'failed') return `build failed: ${firstLine(vm.build.error ?? 'see `nixvm logs --build`')}`;
   if (vm.state === 'crashed' && vm.exit) return `crashed: ${formatExitReason(vm.exit)}`;
+  if (vm.disks?.error) return firstLine(vm.disks.error);
+  if (vm.disks?.notice) return firstLine(vm.disks.notice);
   return '';
 }
 
@@ -134,6 +207,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number): string {
     // Only the NOTE column may be cut to the width; names and addresses are what users copy.
     out.push(renderTable(headers, rows, anyNote ? width : undefined));
   }
+  out.push(...macWarnings(snap.vms));
   out.push(...formatFlakeProblems(snap.flakes));
   for (const p of snap.agent.problems) out.push(`agent: ${p}`);
   return out.join('\n');
@@ -182,7 +256,12 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   add('ipv4', vm.ipv4 ?? (vm.state === 'running' ? '(no DHCP lease yet)' : null));
   add('ipv6', vm.ipv6);
   add('ssh', vm.sshCommand);
-  for (const s of vm.shares) add('share', `${s.source} → ${s.target} (tag ${s.tag})`);
+  for (const s of vm.shares) add('share', `${shareSource(s)} → ${s.target} (tag ${s.tag})`);
+  for (const d of vm.disks?.images ?? []) add('disk', formatDiskImage(d));
+  if (vm.disks?.preparing) add('store image', formatStoreImageProgress(vm.disks.preparing));
+  add('store image', vm.disks?.error);
+  add('disk size', vm.disks?.notice);
+  if (vm.macShared?.length) add('same mac as', vm.macShared.join(', '));
   add('console log', vm.consoleLog);
   add('build', formatBuild(vm, now));
   add('build error', vm.build.error);
@@ -355,8 +434,15 @@ export function formatInspect(name: string, spec: VmSpec | null, argv: string[])
       `  graphics:      ${spec.graphics ? (spec.resolution ? `${spec.resolution.width}x${spec.resolution.height}` : 'yes') : 'no'}`,
     );
     lines.push(`  host store:    ${spec.mountHostNixStore ? 'mounted' : 'not mounted'}`);
+    if (spec.storeImage) lines.push('  store image:   yes (erofs, read-only nvme)');
+    if (spec.writableStore) {
+      lines.push(
+        `  writable store: image of ${formatMemory(spec.writableStore.sizeMiB)}${spec.writableStore.device ? ` (${spec.writableStore.device})` : ''}`,
+      );
+    }
+    if (spec.hostCerts) lines.push('  host certs:    yes ($TMPDIR/certs)');
     lines.push(`  ssh:           ${spec.ssh.enabled ? `user ${spec.ssh.user}, port ${spec.ssh.port}` : 'disabled'}`);
-    for (const s of spec.shares) lines.push(`  share:         ${s.source} → ${s.target} (tag ${s.tag})`);
+    for (const s of spec.shares) lines.push(`  share:         ${shareSource(s)} → ${s.target} (tag ${s.tag})`);
     lines.push(`  kernel params: ${spec.kernelParams.join(' ')}`);
   } else {
     lines.push(`${name}: no spec (its configuration does not evaluate)`);

@@ -47,6 +47,8 @@ export interface CliIo {
   /** `nixvm daemon`: runs a headless agent until `signal` aborts; resolves with the exit code. */
   runDaemon(opts: { flakes?: string[]; socketPath: string; io: CliIo }): Promise<number>;
   loginItem(): Promise<LoginItemApi>;
+  /** Ask a yes/no question on the terminal; null when there is no terminal to ask on. */
+  confirm?(question: string): Promise<boolean | null>;
 }
 
 /** Wrap a Node stream as a CliOutput. */

@@ -5,7 +5,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { VmSnapshot } from '../api/types.ts';
-import { formatProgressLine, progressPayload } from './format.ts';
+import { formatProgressLine, formatStoreImageProgress, progressPayload } from './format.ts';
 import type { CliOutput } from './io.ts';
 
 export interface BuildProgressView {
@@ -30,6 +30,16 @@ export class LineView implements BuildProgressView {
     this.#out = out;
   }
   update(vm: VmSnapshot): void {
+    const img = vm.disks?.preparing;
+    if (img) {
+      // The store image made just before boot: a line per phase and per MiB written.
+      const key = `image|${img.phase}|${Math.floor(img.bytesWritten / (1 << 20))}`;
+      if (this.#last.get(vm.name) !== key) {
+        this.#last.set(vm.name, key);
+        this.#out.write(`${vm.name}: ${formatStoreImageProgress(img)}\n`);
+      }
+      return;
+    }
     const line = formatProgressLine(vm);
     if (line === null) return;
     const p = vm.build.progress;
@@ -49,6 +59,7 @@ class BarView implements BuildProgressView {
   readonly #multi: cliProgress.MultiBar;
   readonly #bars = new Map<string, cliProgress.SingleBar>();
   readonly #stream: NodeJS.WriteStream;
+  readonly #phase = new Map<string, string>();
   constructor(stream: NodeJS.WriteStream) {
     this.#stream = stream;
     this.#multi = new cliProgress.MultiBar(
@@ -68,6 +79,11 @@ class BarView implements BuildProgressView {
     );
   }
   update(vm: VmSnapshot): void {
+    const img = vm.disks?.preparing;
+    if (img && this.#phase.get(vm.name) !== img.phase) {
+      this.#phase.set(vm.name, img.phase);
+      this.log(`${vm.name}: ${img.phase}…`);
+    }
     const p = vm.build.progress;
     let bar = this.#bars.get(vm.name);
     if (!bar) {

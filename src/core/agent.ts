@@ -9,6 +9,8 @@
  *   Reach         addresses, ssh, nixvm's ssh config file
  *   EventHub      subscribers, snapshot throttling, live logs
  *   VmList        the VMs by name, each one's snapshot (vm-view.ts), the read-only queries
+ *   StoreImages   the erofs store images of closures (useNixStoreImage), made just before boot
+ *   VmDiskList    each VM's disks in view, `disk ls`, `disk reset`, `disk grow`
  *
  * Data flows one way: nix/vfkit → owners → snapshot → faces; commands the other way. The faces
  * (the daemon, the app) serve it on the control socket; the engine knows no face.
@@ -39,6 +41,8 @@ import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
 import type { InventoryUpdate } from './nix/watcher.ts';
 import { SettingsStore } from './settings.ts';
+import { StoreImages } from './store-image.ts';
+import { VmDiskList } from './vm-disks.ts';
 import { VmList, type Loaded } from './vm-list.ts';
 import { isLive } from './vm-view.ts';
 import { Launcher } from './vm/launcher.ts';
@@ -81,6 +85,8 @@ export class Agent implements AgentPort {
   private readonly reach: Reach;
   private readonly hub: EventHub;
   private readonly vms: VmList;
+  private readonly images: StoreImages;
+  private readonly disks: VmDiskList;
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   private nix: Nix | null = null;
   /** Why nix could not be found, when it could not. */
@@ -110,6 +116,11 @@ export class Agent implements AgentPort {
       stateDir: paths.stateDir,
       logsDir: paths.logsDir,
       vmEnv: opts.vmEnv ?? {},
+      env: opts.env ?? process.env,
+      sharedDirSetting: (name) => {
+        const m = this.settings.get().sharedDir;
+        return Object.hasOwn(m, name) ? (m[name] ?? null) : null;
+      },
       log,
     });
     this.flakes = new FlakeSet({ ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), log });
@@ -126,6 +137,16 @@ export class Agent implements AgentPort {
       changed: () => this.changed(),
       log,
     });
+    this.images = new StoreImages({ stateDir: paths.stateDir, inUse: () => this.vms.closuresInUse(), log });
+    this.disks = new VmDiskList({
+      flakes: this.flakes,
+      supervisor: this.supervisor,
+      launcher: this.launcher,
+      closures: this.closures,
+      images: this.images,
+      stateDir: paths.stateDir,
+      log,
+    });
     this.vms = new VmList({
       flakes: this.flakes,
       supervisor: this.supervisor,
@@ -133,6 +154,8 @@ export class Agent implements AgentPort {
       closures: this.closures,
       reach: this.reach,
       settings: () => this.settings.get(),
+      disks: this.disks,
+      images: this.images,
     });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
@@ -179,7 +202,11 @@ export class Agent implements AgentPort {
     this.flakes.sync(this.flakeDirs());
     this.changed();
     if (this.opts.autostart !== false) void this.autostart();
-    void this.ready().then(() => this.closures.ensureRoots(() => !this.closed));
+    void this.ready()
+      .then(() => this.closures.ensureRoots(() => !this.closed))
+      .then(() => {
+        if (!this.closed) this.images.prune();
+      });
   }
 
   private wire(): void {
@@ -188,6 +215,7 @@ export class Agent implements AgentPort {
     this.flakes.on('changed', () => this.changed());
     this.flakes.on('inventory', (u) => this.autoRebuild(u));
     this.closures.on('changed', () => this.changed());
+    this.images.on('changed', () => this.changed());
     this.closures.on('log', (vm, line) => this.hub.broadcast({ type: 'log', vm, kind: 'build', lines: [line] }));
     this.closures.on('built', (vm, r) =>
       this.hub.notify({ level: 'info', title: `${vm} built`, body: r.outPath, vm, log: 'build' }),
@@ -209,7 +237,7 @@ export class Agent implements AgentPort {
           log: 'console',
         });
       }
-      void this.closures.root();
+      void this.closures.root().then(() => this.images.prune());
       this.changed();
     });
   }
@@ -243,6 +271,9 @@ export class Agent implements AgentPort {
     inspect: (p: { vm: string }) => this.vms.inspect(p.vm),
     getSettings: () => this.settings.get(),
     setSettings: (p: Partial<Settings>) => this.settings.update(p),
+    disks: () => this.disks.list(),
+    diskReset: (p: { vm: string }) => this.diskCommand(p.vm, () => this.disks.reset(p.vm)),
+    diskGrow: (p: { vm: string }) => this.diskCommand(p.vm, (spec) => this.disks.grow(p.vm, spec)),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
 
   // ------------------------------------------------------------------ snapshot
@@ -314,8 +345,41 @@ export class Agent implements AgentPort {
     const t = this.vms.loaded(name);
     if (!opts.restart && isLive(this.supervisor.status(name))) return this.vms.view(t);
     await this.launcher.preflight(t);
+    this.refuseMacClash(name);
     const closure = await this.ensureClosure(t);
-    await this.launcher.launch(t, closure, opts);
+    // The store image is made (or found cached) from the closure just built, right before boot.
+    const storeImage = t.spec.storeImage ? await this.storeImage(t, closure.outPath) : null;
+    await this.launcher.launch(t, closure, { ...opts, storeImage });
+    this.changed();
+    return this.vms.view(this.vms.entry(name));
+  }
+
+  private async storeImage(t: Loaded, outPath: string): Promise<string> {
+    try {
+      return await this.images.ensure(this.nix, t, outPath);
+    } catch (err) {
+      throw new AgentError('failed', errorMessage(err));
+    }
+  }
+
+  /** Two VMs with one MAC on the bridge would share one DHCP lease: the second may not start. */
+  private refuseMacClash(name: string): void {
+    const live = (other: string) =>
+      isLive(this.supervisor.status(other)) ||
+      this.starting.has(other) ||
+      this.supervisor.status(other).state === 'stopping';
+    const clash = this.vms.macClash(name, live);
+    if (!clash) return;
+    throw new AgentError(
+      'failed',
+      `Cannot start ${name}: ${clash.other} is running with the same MAC address ${clash.mac}, and two VMs with one MAC on the bridge get one DHCP lease between them; stop ${clash.other} first, or give one of them another virtualisation.macAddress.`,
+    );
+  }
+
+  /** A disk command on one VM, then its snapshot. */
+  private diskCommand(name: string, fn: (spec: Loaded['spec'] | null) => void): VmSnapshot {
+    const e = this.vms.entry(name);
+    fn(e.spec);
     this.changed();
     return this.vms.view(this.vms.entry(name));
   }

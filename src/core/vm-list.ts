@@ -17,6 +17,8 @@ import { isLive, vmView } from './vm-view.ts';
 import { tail } from './vm/console.ts';
 import type { Launcher } from './vm/launcher.ts';
 import type { Supervisor } from './vm/supervisor.ts';
+import type { StoreImages } from './store-image.ts';
+import type { VmDiskList } from './vm-disks.ts';
 
 export type Loaded = VmEntry & { spec: VmSpec };
 
@@ -27,6 +29,8 @@ export interface VmListOwners {
   closures: ClosureStore;
   reach: Reach;
   settings(): Settings;
+  disks?: VmDiskList;
+  images?: StoreImages;
 }
 
 export class VmList {
@@ -73,10 +77,47 @@ export class VmList {
   }
 
   snapshots(settings: Settings): VmSnapshot[] {
-    return this.entries().map((e) => this.view(e, settings));
+    const entries = this.entries();
+    const macs = this.#macs(entries);
+    return entries.map((e) => this.view(e, settings, macs));
   }
 
-  view(e: VmEntry, settings: Settings = this.#o.settings()): VmSnapshot {
+  /** The effective MAC of each VM the flakes define, or of what it booted with. */
+  #macOf(e: VmEntry): string | null {
+    const booted = this.#o.supervisor.status(e.name).booted?.mac ?? null;
+    if (booted && isLive(this.#o.supervisor.status(e.name))) return booted.toLowerCase();
+    return e.spec ? this.#o.launcher.mac(e as Loaded).toLowerCase() : (booted?.toLowerCase() ?? null);
+  }
+
+  #macs(entries: readonly VmEntry[]): Map<string, string[]> {
+    const by = new Map<string, string[]>();
+    for (const e of entries) {
+      const mac = this.#macOf(e);
+      if (mac) by.set(mac, [...(by.get(mac) ?? []), e.name]);
+    }
+    return by;
+  }
+
+  /** The other VMs with this VM's MAC. */
+  macShared(name: string): string[] {
+    const e = this.entry(name);
+    const mac = this.#macOf(e);
+    if (!mac) return [];
+    return this.entries()
+      .filter((x) => x.name !== name && this.#macOf(x) === mac)
+      .map((x) => x.name);
+  }
+
+  /** A VM that runs (or is starting or stopping) with the MAC `name` would boot with. */
+  macClash(name: string, live: (other: string) => boolean): { other: string; mac: string } | null {
+    const e = this.entry(name);
+    const mac = this.#macOf(e);
+    if (!mac) return null;
+    for (const other of this.macShared(name)) if (live(other)) return { other, mac };
+    return null;
+  }
+
+  view(e: VmEntry, settings: Settings = this.#o.settings(), macs?: Map<string, string[]>): VmSnapshot {
     const { supervisor, launcher, reach, closures, flakes } = this.#o;
     const status = supervisor.status(e.name);
     const t = e.spec ? (e as Loaded) : null;
@@ -103,7 +144,16 @@ export class VmList {
       settings,
       consoleLog: paths.consoleLog,
       stateDir: paths.dir,
+      ...(t ? { shares: launcher.shares(t) } : {}),
+      ...(this.#o.disks ? { disks: this.#o.disks.view(e.name, e.spec) } : {}),
+      macShared: this.#shared(e, macs),
     });
+  }
+
+  #shared(e: VmEntry, macs: Map<string, string[]> | undefined): string[] {
+    if (!macs) return this.macShared(e.name);
+    const mac = this.#macOf(e);
+    return mac ? (macs.get(mac) ?? []).filter((n) => n !== e.name) : [];
   }
 
   /** Every closure some VM was last built to or currently boots (the GC roots to keep). */
@@ -155,9 +205,11 @@ export class VmList {
         : booted?.drvPath === t.spec.drvPath
           ? booted.outPath
           : drvOutPath(t.spec.drvPath);
+    const out = closure ?? `/nix/store/${path.basename(t.spec.drvPath, '.drv')}`;
+    const image = t.spec.storeImage && this.#o.images ? this.#o.images.pathFor(out) : null;
     return {
       spec: t.spec,
-      argv: this.#o.launcher.argv(t, closure ?? `/nix/store/${path.basename(t.spec.drvPath, '.drv')}`),
+      argv: this.#o.launcher.argv(t, out, undefined, image),
     };
   }
 

@@ -4,7 +4,7 @@
  * Staleness compares recorded facts: the drvPath and the device facts the run booted with against
  * what the flake says now. Nothing here composes an argv or touches the disk.
  */
-import type { BuildInfo, Settings, VmSnapshot } from '../api/types.ts';
+import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
 import type { VmStatus } from './vm/supervisor.ts';
@@ -27,6 +27,11 @@ export interface VmFacts {
   settings: Settings;
   consoleLog: string;
   stateDir: string;
+  /** Its shares with every source resolved (default: the spec's). */
+  shares?: SharedDir[];
+  disks?: VmDisks;
+  /** Other VMs with the same MAC. */
+  macShared?: string[];
 }
 
 /** Starting or running: the guest has (or is getting) its addresses. */
@@ -69,7 +74,7 @@ export function vmView(f: VmFacts): VmSnapshot {
     mac: f.mac,
     ipv6: f.ipv6,
     ipv4: f.ipv4,
-    shares: e.spec?.shares ?? [],
+    shares: f.shares ?? e.spec?.shares ?? [],
     error: errors[0] ?? null,
     build: f.build,
     pid: st.pid,
@@ -79,5 +84,7 @@ export function vmView(f: VmFacts): VmSnapshot {
     autostart: f.settings.autostart[e.name] === true,
     consoleLog: f.consoleLog,
     stateDir: f.stateDir,
+    ...(f.disks ? { disks: f.disks } : {}),
+    ...(f.macShared ? { macShared: f.macShared } : {}),
   };
 }

@@ -5,6 +5,7 @@
  */
 import type { ResultPromise } from 'execa';
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { accessSync, constants, openSync, closeSync, statSync } from 'node:fs';
 import path from 'node:path';
 
@@ -24,7 +25,8 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   signal?: AbortSignal;
   timeoutMs?: number;
-  input?: string;
+  /** What the program reads on stdin: text, or a stream (piped as it comes, e.g. a tar archive). */
+  input?: string | Readable;
   /** Called for every complete line the program writes, as it writes it. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** Resolve with the result instead of throwing when the program exits non-zero. */

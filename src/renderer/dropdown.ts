@@ -96,6 +96,41 @@ function setText(el: HTMLElement, text: string): void {
   if (el.textContent !== text) el.textContent = text;
 }
 
+/** "1 KiB", "20 GiB" (binary units, as the CLI). */
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The row's disk line: "Building the store image: 12 MiB of 340 MiB" or "Store image 340 MiB · writable 1.2 GiB of 20 GiB". */
+export function disksLine(vm: VmSnapshot): string {
+  const d = vm.disks;
+  if (!d) return '';
+  const p = d.preparing;
+  if (p) {
+    const of = p.bytesExpected !== null ? ` of ${bytes(p.bytesExpected)}` : '';
+    return p.phase === 'building the store image'
+      ? `Building the store image: ${bytes(p.bytesWritten)}${of} written`
+      : `Store image: ${p.phase}…`;
+  }
+  const parts: string[] = [];
+  for (const img of d.images) {
+    parts.push(
+      img.role === 'nix-store'
+        ? `Store image ${bytes(img.apparentBytes)}`
+        : `writable store ${bytes(img.allocatedBytes)} of ${bytes(img.apparentBytes)}`,
+    );
+  }
+  const line = parts.join(' · ');
+  return d.notice ? `${line}${line ? ' — ' : ''}${d.notice}` : line;
+}
+
 // ---------- one VM row ----------
 
 class VmRow {
@@ -110,6 +145,8 @@ class VmRow {
   );
   private readonly status = h('span', { class: 'vm-status' });
   private readonly res = h('span', { class: 'vm-res' });
+  /** The VM's disks in a line: store image, writable store, or the store image being made. */
+  private readonly disks = h('div', { class: 'vm-disks' });
   private readonly ip = h('button', { class: 'vm-ip', type: 'button', title: 'Copy address' });
   private readonly chevron = h('span', { class: 'chevron', 'aria-hidden': 'true' });
   private readonly progress = h('div', {
@@ -215,6 +252,22 @@ class VmRow {
         { icon: 'folder', title: 'Reveal the state folder in Finder' },
         (btn) => void act(btn, () => bridge.ui('revealStateDir', ref())),
       ),
+      growDisk: button(
+        'Grow disk',
+        'growDisk',
+        { icon: 'hammer' },
+        (btn) => void act(btn, () => bridge.call('diskGrow', ref())),
+      ),
+      resetDisk: button('Reset disk', 'resetDisk', {}, (btn) => {
+        // It deletes what the VM kept: ask first, with the words vmActions gives.
+        const a = vmActions(this.vm, this.ctx).more.find((x) => x.id === 'resetDisk');
+        if (a?.confirm && !window.confirm(a.confirm)) return;
+        void act(
+          btn,
+          () => bridge.call('diskReset', ref()),
+          () => `Reset the writable store of ${this.vm.name}`,
+        );
+      }),
     };
     for (const btn of Object.values(this.b)) this.titles.set(btn, btn.title);
     this.problemLog = button(
@@ -280,8 +333,19 @@ class VmRow {
       this.b.viewConsoleLog!,
       this.b.viewBuildLog!,
       this.b.revealStateDir!,
+      this.b.growDisk!,
+      this.b.resetDisk!,
     );
-    this.el = h('li', { class: 'vm', 'data-vm': vm.name }, main, this.progress, this.note, this.problem, this.actions);
+    this.el = h(
+      'li',
+      { class: 'vm', 'data-vm': vm.name },
+      main,
+      this.progress,
+      this.disks,
+      this.note,
+      this.problem,
+      this.actions,
+    );
     this.update(vm);
   }
 
@@ -351,6 +415,10 @@ class VmRow {
       setText(this.lastLine, p?.lastLine ?? '');
       show(this.lastLine, Boolean(p?.lastLine));
     }
+
+    const disks = disksLine(vm);
+    setText(this.disks, disks);
+    show(this.disks, disks !== '' && !evalFailed);
 
     // Problems, in place, with nix's own words a click away.
     let problem: string | null = null;

@@ -144,13 +144,33 @@ function render(force = false): void {
         else delete next[vm.name];
         void save({ sshUser: next });
       });
-      row = h('tr', { 'data-vm': vm.name }, h('td', { class: 'name' }, vm.name), h('td', {}, auto), h('td', {}, user));
+      const shared = h('input', {
+        type: 'text',
+        spellcheck: 'false',
+        placeholder: '$TMPDIR/xchg',
+        'aria-label': `shared folder for ${vm.name}`,
+      });
+      shared.addEventListener('change', () => {
+        const next = { ...shown().sharedDir };
+        if (shared.value.trim()) next[vm.name] = shared.value.trim();
+        else delete next[vm.name];
+        void save({ sharedDir: next });
+      });
+      row = h(
+        'tr',
+        { 'data-vm': vm.name },
+        h('td', { class: 'name' }, vm.name),
+        h('td', {}, auto),
+        h('td', {}, user),
+        h('td', {}, shared),
+      );
       vmsEl.append(row);
     }
-    const [auto, user] = row.querySelectorAll('input');
+    const [auto, user, shared] = row.querySelectorAll('input');
     auto!.checked = s.autostart[vm.name] ?? false;
     user!.placeholder = vm.spec?.ssh.user ?? 'root';
     if (force || !focused(user!)) user!.value = s.sshUser[vm.name] ?? '';
+    if (shared && (force || !focused(shared))) shared.value = s.sharedDir[vm.name] ?? '';
   }
   for (const row of Array.from(vmsEl.querySelectorAll<HTMLTableRowElement>('tr[data-vm]'))) {
     if (!seen.has(row.dataset.vm!)) row.remove();

@@ -29,6 +29,8 @@ export interface TestAgentOptions {
   root?: string;
   /** Reuse a flake copy. */
   flake?: FlakeCopy;
+  /** Extra environment for the agent itself (SHARED_DIR, NIX_SSL_CERT_FILE…). */
+  env?: Record<string, string>;
 }
 
 export interface TestAgent {
@@ -63,7 +65,12 @@ export async function createTestAgent(opts: TestAgentOptions = {}): Promise<Test
       JSON.stringify({ vfkitPath: SIMULATOR, flakes: [flake.dir], ...opts.settings }, null, 2),
     );
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, NIXVM_STATE_DIR: root, NIXVM_LEASES_FILE: leasesFile };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NIXVM_STATE_DIR: root,
+    NIXVM_LEASES_FILE: leasesFile,
+    ...opts.env,
+  };
   const agent = await Agent.create({
     env,
     vmEnv: { NIXVM_LEASES_FILE: leasesFile, NIXVM_SIM_BOOT_MS: '200', ...opts.vmEnv },

@@ -66,6 +66,12 @@ describe('inventory', () => {
       resolution: null,
       mountHostNixStore: true,
       ssh: { enabled: true, port: 22, user: 'alice' },
+      rosettaTag: 'rosetta',
+      storeImage: false,
+      writableStore: null,
+      hostCerts: false,
+      diskSizeMiB: null,
+      guestMounts: [],
     });
     expect(builder).toEqual({
       name: 'builder-vm',
@@ -85,9 +91,47 @@ describe('inventory', () => {
       resolution: { width: 1280, height: 800 },
       mountHostNixStore: false,
       ssh: { enabled: true, port: 2222, user: 'builder' },
+      rosettaTag: 'rosetta',
+      storeImage: false,
+      writableStore: null,
+      hostCerts: false,
+      diskSizeMiB: null,
+      guestMounts: [],
     });
     // The drvPath is the real one: nix instantiated it.
     expect(existsSync(minimal!.drvPath)).toBe(true);
+  });
+
+  it("reads the seed's store options, the guest's fileSystems and its repart device in the same one eval", async () => {
+    const f = await fixture('seed-exact');
+    const { value: inv, evals } = await evalsDuring(() => inventory(nix, f.dir));
+    expect(evals).toHaveLength(1);
+    expect(inv.failures).toEqual([]);
+    const builder = inv.vms.find((v) => v.name === 'builder-vm')!;
+    expect(builder).toMatchObject({
+      system: 'aarch64-linux',
+      cpus: 8,
+      memoryMiB: 3072,
+      storeImage: true,
+      mountHostNixStore: false,
+      hostCerts: true,
+      diskSizeMiB: 20480,
+      writableStore: { sizeMiB: 20480, device: '/dev/nvme1n1' },
+    });
+    expect(builder.guestMounts).toContainEqual({ target: '/var/keys', device: 'keys', fsType: 'virtiofs' });
+    expect(builder.guestMounts).toContainEqual({
+      target: '/nix/.ro-store',
+      device: '/dev/disk/by-label/nix-store',
+      fsType: 'erofs',
+    });
+    const minimal = inv.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(minimal).toMatchObject({
+      storeImage: false,
+      mountHostNixStore: true,
+      writableStore: null,
+      diskSizeMiB: 1024,
+    });
+    expect(minimal.guestMounts).toContainEqual({ target: '/nix/.ro-store', device: 'nix-store', fsType: 'virtiofs' });
   });
 
   it('reads 25 VMs with exactly one nix eval, defaults included', async () => {
@@ -218,5 +262,11 @@ describe('inventory', () => {
     expect(inv.failures).toEqual([]);
     expect(inv.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
     expect(inv.vms.every((v) => v.drvPath.endsWith('.drv'))).toBe(true);
+    // The seed's shapes: one MAC for both, the scratch shares, builder-vm's store image and disks.
+    const [builder, minimal] = inv.vms;
+    expect(new Set(inv.vms.map((v) => v.macAddress))).toEqual(new Set(['f6:25:e2:48:58:1e']));
+    expect(minimal!.shares.map((s) => s.tag).sort()).toEqual(['persistent', 'shared', 'xchg']);
+    expect(minimal!.ssh).toEqual({ enabled: true, port: 22, user: 'alice' });
+    expect(builder).toMatchObject({ storeImage: true, hostCerts: true, writableStore: { sizeMiB: 20480 } });
   });
 });

@@ -20,6 +20,13 @@ afterAll(() => {
 });
 
 const RUNS = 'runs';
+const disk = path.join(root, 'disk.img');
+fs.writeFileSync(disk, Buffer.alloc(1 << 16));
+const emptyDisk = path.join(root, 'empty.img');
+fs.writeFileSync(emptyDisk, '');
+const qcow = path.join(root, 'disk.qcow2');
+fs.writeFileSync(qcow, Buffer.concat([Buffer.from('QFI\xfb', 'latin1'), Buffer.alloc(508)]));
+const noDisk = path.join(root, 'no-such.img');
 const twenty = '00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01';
 const missingDirSocket = path.join(root, 'no-such-dir', 'rest.sock');
 const cpus = (v: string, cause: string) =>
@@ -50,6 +57,51 @@ const TABLE: [string, string[], string | RegExp][] = [
     'a 20-octet InfiniBand MAC with dots',
     ['--device', 'virtio-net,nat,mac=0000.0000.fe80.0000.0000.0000.0200.5e10.0000.0001'],
     RUNS,
+  ],
+  ['an nvme disk, read-only', ['--device', `nvme,path=${disk},readonly`], RUNS],
+  [
+    'two nvme disks and a virtio-blk one with a device id',
+    [
+      '--device',
+      `nvme,path=${disk},readonly`,
+      '--device',
+      `nvme,path=${disk}`,
+      '--device',
+      `virtio-blk,path=${disk},deviceId=store`,
+    ],
+    RUNS,
+  ],
+  [
+    'an nvme disk that does not exist',
+    ['--device', `nvme,path=${noDisk}`],
+    `stat ${noDisk}: no such file or directory`,
+  ],
+  ['an nvme disk without a path', ['--device', 'nvme,readonly'], "missing mandatory 'path' option for nvme device"],
+  [
+    'a virtio-blk disk that does not exist (vfkit opens it while parsing)',
+    ['--device', `virtio-blk,path=${noDisk}`],
+    `failed to open file ${noDisk}: open ${noDisk}: no such file or directory`,
+  ],
+  [
+    'an empty virtio-blk image',
+    ['--device', `virtio-blk,path=${emptyDisk}`],
+    `failed to read the header of file ${emptyDisk}: EOF`,
+  ],
+  ['a qcow2 image on virtio-blk', ['--device', `virtio-blk,path=${qcow}`], 'vfkit does not support qcow2 image format'],
+  [
+    'readonly with a value (the message says virtio-blk for every disk)',
+    ['--device', `nvme,path=${disk},readonly=yes`],
+    "unexpected value for virtio-blk 'readonly' option: yes",
+  ],
+  [
+    'a deviceId on nvme, which only virtio-blk takes',
+    ['--device', `nvme,path=${disk},deviceId=x`],
+    'unknown option for nvme devices: deviceId',
+  ],
+  [
+    'a disk type vfkit does not know',
+    ['--device', `nvme,path=${disk},type=raw`],
+    "unexpected value for disk 'type' option: raw",
   ],
   ['an empty MAC', ['--device', 'virtio-net,nat,mac='], 'invalid MAC address'],
   [

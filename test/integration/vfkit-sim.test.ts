@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { runtimePaths, prepareRuntimeDirs, type VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
-import { vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
+import { planDisks, vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
 import { settles, tail, waitFor } from '../helpers/wait.ts';
 import {
   makeClosure,
@@ -526,5 +526,126 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
     const v = vm();
     expect((await refused([...v.argv, '--device', 'virtio-sound'])).code).toBe(1);
     expect(fs.readFileSync(v.paths.pidfile, 'utf8')).toMatch(/^\d+$/);
+  });
+});
+
+describe.concurrent('the guest’s disks and mounts (what its closure says it mounts)', () => {
+  /** A closure whose etc/fstab mounts the store image by label, the writable store, and shares `tags`. */
+  function nixosClosure(name: string, tags: string[], repartDevice: string | null): string {
+    const dir = makeClosure(path.join(root, `c-${name}`), name);
+    fs.mkdirSync(path.join(dir, 'etc', 'repart.d'), { recursive: true });
+    const lines = [
+      'none / tmpfs defaults 0 0',
+      '/dev/disk/by-label/nix-store /nix/.ro-store erofs ro 0 0',
+      ...(repartDevice ? ['/dev/disk/by-label/nix-store-write /nix/.rw-store ext4 defaults 0 0'] : []),
+      ...tags.map((t) => `${t} /mnt/${t} virtiofs defaults 0 0`),
+    ];
+    fs.writeFileSync(path.join(dir, 'etc', 'fstab'), `${lines.join('\n')}\n`);
+    if (repartDevice) {
+      fs.writeFileSync(path.join(dir, 'etc', 'repart.d', 'device'), `${repartDevice}\n`);
+      fs.writeFileSync(
+        path.join(dir, 'etc', 'repart.d', '10-nix-store-writable.conf'),
+        '[Partition]\nFormat=ext4\nLabel=nix-store-write\nType=linux-generic\n',
+      );
+    }
+    return dir;
+  }
+
+  /** A file with an erofs superblock labelled `label` (all the guest reads of it). */
+  function erofsStub(label: string): string {
+    const f = path.join(root, `store-${++seq}.img`);
+    const b = Buffer.alloc(8192);
+    b.writeUInt32LE(0xe0f5e1e2, 1024);
+    b.write(label, 1024 + 64, 'utf8');
+    fs.writeFileSync(f, b);
+    return f;
+  }
+
+  function diskVm(tagsGiven: string[], tagsMounted: string[], writable: string) {
+    const n = ++seq;
+    const s = spec({
+      name: `disk${n}`,
+      storeImage: true,
+      writableStore: { sizeMiB: 64, device: '/dev/nvme1n1' },
+      shares: tagsGiven.map((t) => {
+        const d = path.join(root, `share-${n}-${t}`);
+        fs.mkdirSync(d, { recursive: true });
+        return { tag: t, source: d, target: `/mnt/${t}` };
+      }),
+    });
+    const c = nixosClosure(`disk${n}`, tagsMounted, '/dev/nvme1n1');
+    const paths = runtimePaths(path.join(root, `s${n}`), path.join(root, `l${n}`), s.name);
+    prepareRuntimeDirs(paths);
+    const disks = planDisks(s, { storeImage: erofsStub('nix-store'), writable });
+    const argv = vfkitArgv({ vfkit: VFKIT_SIM, spec: s, closure: c, mac: '02:04:00:0a:00:09', paths, disks });
+    return { paths, argv };
+  }
+
+  it('names its disks by position, shows each disk and tag, formats the writable disk once and keeps it', async () => {
+    const writable = path.join(root, `writable-${++seq}.img`);
+    fs.writeFileSync(writable, '');
+    fs.truncateSync(writable, 64 << 20);
+    const v = diskVm(['a', 'b'], ['a', 'b'], writable);
+    expect(v.argv.filter((a) => a.startsWith('nvme,'))).toEqual([
+      expect.stringMatching(/^nvme,path=.*store-\d+\.img,readonly$/),
+      `nvme,path=${writable}`,
+    ]);
+    const p = start(v.argv);
+    await running(p, v.paths.restSocket);
+    const text = fs.readFileSync(v.paths.consoleLog, 'utf8');
+    expect(text).toMatch(/nvme nvme0: \[nvme0n1\] 16 512-byte logical blocks .*\(ro\) LABEL=nix-store/);
+    expect(text).toMatch(/nvme nvme1: \[nvme1n1\] 131072 512-byte logical blocks/);
+    for (const t of ['a', 'b']) {
+      expect(text).toContain(`virtiofs: found tag <${t}>`);
+      expect(text).toContain(`mounting ${t} on /mnt/${t}...`);
+    }
+    expect(text).toContain(
+      'systemd-repart: adding new partition 10-nix-store-writable (nix-store-write) to /dev/nvme1n1',
+    );
+    expect(text).toContain('mounting /dev/nvme0n1 (nix-store, erofs) on /nix/.ro-store...');
+    expect(text).toContain('mounting /dev/nvme1n1 (nix-store-write, ext4) on /nix/.rw-store...');
+    expect((await restCall(v.paths.restSocket, 'POST', '/vm/state', '{"state":"HardStop"}')).status).toBe(202);
+    await exitOf(p);
+
+    // The same writable disk again: repart finds its partition and leaves it be.
+    const again = diskVm(['a', 'b'], ['a', 'b'], writable);
+    const p2 = start(again.argv);
+    await running(p2, again.paths.restSocket);
+    const text2 = fs.readFileSync(again.paths.consoleLog, 'utf8');
+    expect(text2).toContain('systemd-repart: /dev/nvme1n1 already has partition 10-nix-store-writable');
+    expect(text2).not.toContain('adding new partition');
+  });
+
+  it('a tag the guest mounts that vfkit was not given: emergency mode, never running', async () => {
+    const writable = path.join(root, `writable-${++seq}.img`);
+    fs.writeFileSync(writable, Buffer.alloc(1 << 20));
+    const v = diskVm(['a'], ['a', 'xchg'], writable);
+    // The crash switch is the clock: it fires well after a normal boot would have been running.
+    const p = start(v.argv, { NIXVM_SIM_BOOT_MS: '100', NIXVM_SIM_CRASH_AFTER_MS: '600' });
+    await consoleShows(p, v.paths.consoleLog, 'emergency mode', (t) => t.includes('You are in emergency mode.'));
+    expect(await simState(v.paths.restSocket)).toBe('VirtualMachineStateStarting');
+    await exitOf(p);
+    const text = fs.readFileSync(v.paths.consoleLog, 'utf8');
+    expect(text).toContain('virtiofs: tag <xchg> not found');
+    expect(text).toContain('[FAILED] Failed to mount /mnt/xchg.');
+    expect(text).toContain('[DEPEND] Dependency failed for Local File Systems.');
+    expect(text).not.toContain('Welcome to NixOS');
+    expect(text).not.toContain('login:');
+    expect(p.stderr()).not.toContain('virtual machine is running');
+  });
+
+  it('a store image without its label, or the writable disk on the wrong position: the guest waits for its device', async () => {
+    const n = ++seq;
+    const s = spec({ name: `nolabel${n}`, storeImage: true });
+    const c = nixosClosure(`nolabel${n}`, [], null);
+    const paths = runtimePaths(path.join(root, `s${n}`), path.join(root, `l${n}`), s.name);
+    prepareRuntimeDirs(paths);
+    const disks = planDisks(s, { storeImage: erofsStub(''), writable: '/unused' });
+    const argv = vfkitArgv({ vfkit: VFKIT_SIM, spec: s, closure: c, mac: '02:04:00:0a:00:0a', paths, disks });
+    const p = start(argv, { NIXVM_SIM_BOOT_MS: '100' });
+    await consoleShows(p, paths.consoleLog, 'emergency mode', (t) => t.includes('You are in emergency mode.'));
+    expect(fs.readFileSync(paths.consoleLog, 'utf8')).toContain(
+      '[ TIME ] Timed out waiting for device /dev/disk/by-label/nix-store.',
+    );
   });
 });

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
@@ -187,6 +187,48 @@ describe('dropdown', () => {
     } finally {
       await app.close();
       await t.dispose();
+    }
+  });
+
+  it("shows a VM's disks in its row, and Reset disk deletes the writable store only once confirmed", async () => {
+    const certs = path.join(os.tmpdir(), `nixvm-ui-certs-${process.pid}.crt`);
+    writeFileSync(certs, 'certs');
+    const t = await createTestAgent({ fixture: 'seed-exact', env: { NIX_SSL_CERT_FILE: certs } });
+    const app = await dropdown(t);
+    try {
+      await t.agent.call('start', { vm: 'builder-vm' });
+      const disks = row(app, 'builder-vm').locator('.vm-disks');
+      await expect
+        .poll(() => disks.textContent())
+        .toMatch(/^Store image [\d.]+ KiB · writable store [\d.]+ KiB of 20 GiB$/);
+      await expand(app, 'builder-vm');
+      const reset = row(app, 'builder-vm').locator('[data-action="resetDisk"]');
+      expect(await reset.isDisabled()).toBe(true);
+      expect(await reset.getAttribute('title')).toBe('Stop builder-vm first');
+      await t.agent.call('stop', { vm: 'builder-vm' });
+      await expect.poll(() => reset.isDisabled()).toBe(false);
+
+      const img = path.join(t.vm('builder-vm').stateDir, 'store-writable.img');
+      const questions: string[] = [];
+      app.page.once('dialog', (d) => {
+        questions.push(d.message());
+        void d.dismiss();
+      });
+      await reset.click();
+      await expect.poll(() => questions.length).toBe(1);
+      expect(questions[0]).toBe(
+        'Delete the writable store image of builder-vm? Everything builder-vm keeps in its writable Nix store is lost; its next start makes a new, empty one.',
+      );
+      expect(existsSync(img)).toBe(true);
+      app.page.once('dialog', (d) => void d.accept());
+      await reset.click();
+      await expect.poll(() => existsSync(img)).toBe(false);
+      await expect.poll(() => disks.textContent()).toMatch(/^Store image [\d.]+ KiB$/);
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+      rmSync(certs, { force: true });
     }
   });
 

@@ -24,7 +24,7 @@ describe('settings window', () => {
       const page = app.page;
       await page.locator('#vms tr[data-vm="dev"]').waitFor();
       // The ssh user placeholder is the one the config implies.
-      expect(await page.locator('#vms tr[data-vm="dev"] input[type="text"]').getAttribute('placeholder')).toBe('alice');
+      expect(await page.getByLabel('ssh user for dev').getAttribute('placeholder')).toBe('alice');
 
       await page.locator('#autoRebuild').selectOption('restart');
       await expect.poll(async () => (await settings()).autoRebuild).toBe('restart');
@@ -40,7 +40,7 @@ describe('settings window', () => {
 
       // Per VM: autostart, and an ssh user that the ssh command then uses.
       await page.locator('#vms tr[data-vm="dev"] input[type="checkbox"]').check();
-      const user = page.locator('#vms tr[data-vm="dev"] input[type="text"]');
+      const user = page.getByLabel('ssh user for dev');
       await user.fill('root');
       await user.press('Enter');
       await expect
@@ -54,6 +54,17 @@ describe('settings window', () => {
       expect(await page.locator('#status').textContent()).toContain('must be a user name');
       expect((await settings()).sshUser.dev).toBe('root');
       expect(await user.inputValue()).toBe('root');
+
+      // The shared folder ${SHARED_DIR:-…} shares use; a relative one is refused with the reason.
+      const shared = page.getByLabel('shared folder for dev');
+      await shared.fill('/Users/me/share');
+      await shared.press('Enter');
+      await expect.poll(async () => (await settings()).sharedDir.dev).toBe('/Users/me/share');
+      await shared.fill('relative/dir');
+      await shared.press('Enter');
+      await page.locator('#status.error').waitFor();
+      expect(await page.locator('#status').textContent()).toContain('must be an absolute path');
+      expect((await settings()).sharedDir.dev).toBe('/Users/me/share');
 
       // Flakes: add one through the folder chooser, remove the other.
       app.host.nextFolder = second.dir;

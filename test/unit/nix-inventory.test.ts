@@ -15,13 +15,7 @@ const DRV = '/nix/store/xxpl0fgqvw558n23r93nrdaj4srqkaz4-nixos-system-web.drv';
 
 describe('resolveShareSource', () => {
   it('reads "$PWD/…" the way the seed writes it, relative to the flake directory', () => {
-    for (const raw of [
-      '"$PWD/persistent"',
-      "'$PWD/persistent'",
-      '$PWD/persistent',
-      '"${PWD}/persistent"',
-      '"$PWD"/persistent',
-    ]) {
+    for (const raw of ['"$PWD/persistent"', '$PWD/persistent', '"${PWD}/persistent"', '"$PWD"/persistent']) {
       expect(resolveShareSource(raw, FLAKE)).toEqual({ ok: true, path: '/Users/me/vms/persistent' });
     }
     expect(resolveShareSource('"$PWD"', FLAKE)).toEqual({ ok: true, path: FLAKE });
@@ -31,38 +25,102 @@ describe('resolveShareSource', () => {
   it('takes absolute paths as they are, quoted or not', () => {
     expect(resolveShareSource('/Volumes/data', FLAKE)).toEqual({ ok: true, path: '/Volumes/data' });
     expect(resolveShareSource('"/Volumes/My Data"', FLAKE)).toEqual({ ok: true, path: '/Volumes/My Data' });
+    expect(resolveShareSource("'/Volumes/My Data'", FLAKE)).toEqual({ ok: true, path: '/Volumes/My Data' });
   });
 
-  it('refuses anything a shell would have to resolve, and relative paths', () => {
-    for (const raw of [
-      '$HOME/data',
-      '"${SHARED_DIR:-/tmp}"',
-      'data',
-      './data',
-      '$PWDX/data',
-      '"$PWD/$USER"',
-      '`pwd`/x',
-      '',
-    ]) {
+  it("reads the seed runner's words: the run's $TMPDIR, $KEYS, and the shared folder with its default", () => {
+    expect(resolveShareSource('"$TMPDIR"/xchg', FLAKE)).toEqual({ ok: true, word: { word: 'TMPDIR', rel: 'xchg' } });
+    expect(resolveShareSource('"$TMPDIR"/certs', FLAKE)).toEqual({ ok: true, word: { word: 'TMPDIR', rel: 'certs' } });
+    expect(resolveShareSource('"$KEYS"', FLAKE)).toEqual({ ok: true, word: { word: 'KEYS', rel: '' } });
+    expect(resolveShareSource('"${SHARED_DIR:-$TMPDIR/xchg}"', FLAKE)).toEqual({
+      ok: true,
+      word: { word: 'SHARED_DIR', fallback: { word: 'TMPDIR', rel: 'xchg' } },
+    });
+    // qemu-vm.nix's own spelling, unquoted.
+    expect(resolveShareSource('${SHARED_DIR:-$TMPDIR/xchg}', FLAKE)).toEqual({
+      ok: true,
+      word: { word: 'SHARED_DIR', fallback: { word: 'TMPDIR', rel: 'xchg' } },
+    });
+    expect(resolveShareSource('"${SHARED_DIR:-/tmp}"', FLAKE)).toEqual({
+      ok: true,
+      word: { word: 'SHARED_DIR', fallback: { path: '/tmp' } },
+    });
+    expect(resolveShareSource('"${SHARED_DIR:-$PWD/share}"', FLAKE)).toEqual({
+      ok: true,
+      word: { word: 'SHARED_DIR', fallback: { path: '/Users/me/vms/share' } },
+    });
+  });
+
+  it('refuses, with the reason, anything else a shell would have to resolve, and relative paths', () => {
+    const cases: [string, RegExp][] = [
+      ['$HOME/data', /uses the word \$HOME, which nixvm does not know \(it knows \$PWD, \$TMPDIR, \$KEYS/],
+      ['data', /not an absolute path/],
+      ['./data', /not an absolute path/],
+      ['$PWDX/data', /the word \$PWDX/],
+      ['"$PWD/$USER"', /not \$USER further on/],
+      ['`pwd`/x', /runs a command/],
+      ['$(pwd)/x', /runs a command/],
+      ["'$PWD/persistent'", /single quotes keep a shell from expanding/],
+      ['"$TMPDIR"/../escape', /only a plain path below \$TMPDIR/],
+      ['"$SHARED_DIR"', /without a default/],
+      ['"${SHARED_DIR:-~/x}"', /its default "~\/x" cannot be used/],
+      ['"${TMPDIR:-/tmp}"', /a default .* only for SHARED_DIR/],
+      ['/data/*', /treat its "\*" specially/],
+      ['"/unclosed', /quote is not closed/],
+      ['', /it is empty/],
+    ];
+    for (const [raw, why] of cases) {
       const r = resolveShareSource(raw, FLAKE);
       expect(r.ok, raw).toBe(false);
-    }
-  });
-
-  it("skips the seed's per-run $TMPDIR shares instead of refusing the VM", () => {
-    for (const raw of ['"$TMPDIR"/xchg', '"${SHARED_DIR:-$TMPDIR/xchg}"', '"$TMPDIR"/certs']) {
-      expect(resolveShareSource(raw, FLAKE)).toMatchObject({ ok: false, skip: true });
+      expect(!r.ok && r.reason, raw).toMatch(why);
     }
   });
 });
 
 describe('toVmSpec', () => {
-  it('refuses a VM that boots from a Nix store image, saying what to set instead', () => {
-    const r = toVmSpec('web', { drvPath: DRV, useNixStoreImage: true, mountHostNixStore: false }, FLAKE);
-    expect('error' in r && r.error).toMatch(
-      /^VM 'web' sets virtualisation.useNixStoreImage, which nixvm does not support .*set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true/,
+  it("reads the seed's store options: the store image, the persistent writable store, host certs", () => {
+    const r = toVmSpec(
+      'builder',
+      {
+        drvPath: DRV,
+        useNixStoreImage: true,
+        hostErofsUtils: true,
+        mountHostNixStore: false,
+        writableStore: true,
+        writableStoreUseTmpfs: false,
+        useHostCerts: true,
+        diskSize: 20480,
+        repartDevice: '/dev/nvme1n1',
+        fileSystems: { '/nix/.ro-store': { device: '/dev/disk/by-label/nix-store', fsType: 'erofs' } },
+      },
+      FLAKE,
     );
-    expect('spec' in toVmSpec('web', { drvPath: DRV, useNixStoreImage: false }, FLAKE)).toBe(true);
+    if (!('spec' in r)) throw new Error(r.error);
+    expect(r.spec).toMatchObject({
+      storeImage: true,
+      mountHostNixStore: false,
+      writableStore: { sizeMiB: 20480, device: '/dev/nvme1n1' },
+      hostCerts: true,
+      diskSizeMiB: 20480,
+      guestMounts: [{ target: '/nix/.ro-store', device: '/dev/disk/by-label/nix-store', fsType: 'erofs' }],
+    });
+    // mountHostNixStore's own default is !useNixStoreImage; a tmpfs overlay is no image.
+    const d = toVmSpec('b', { drvPath: DRV, useNixStoreImage: true, writableStore: true }, FLAKE);
+    expect('spec' in d && d.spec).toMatchObject({ mountHostNixStore: false, writableStore: null });
+    // diskSize "auto" (or unset): the seed runner's own 20G.
+    const auto = toVmSpec(
+      'b',
+      { drvPath: DRV, writableStore: true, writableStoreUseTmpfs: false, diskSize: 'auto' },
+      FLAKE,
+    );
+    expect('spec' in auto && auto.spec.writableStore).toEqual({ sizeMiB: 20480, device: null });
+  });
+
+  it('refuses a store image without erofs-utils in the host package set, saying what to do', () => {
+    const r = toVmSpec('web', { drvPath: DRV, useNixStoreImage: true, hostErofsUtils: false }, FLAKE);
+    expect('error' in r && r.error).toMatch(
+      /^VM 'web' sets virtualisation.useNixStoreImage, but its virtualisation.host.pkgs has no erofs-utils .*; fix it in the flake at/,
+    );
   });
 
   it('applies the documented defaults to a configuration that sets nothing', () => {
@@ -84,6 +142,12 @@ describe('toVmSpec', () => {
         resolution: null,
         mountHostNixStore: true,
         ssh: { enabled: false, port: 22, user: 'root' },
+        rosettaTag: 'rosetta',
+        storeImage: false,
+        writableStore: null,
+        hostCerts: false,
+        diskSizeMiB: null,
+        guestMounts: [],
       },
     });
     expect(VM_DEFAULTS).toMatchObject({ cpus: 2, memoryMiB: 2048, rosetta: true, mountHostNixStore: true });
@@ -109,10 +173,12 @@ describe('toVmSpec', () => {
   it('names the VM and the share when a share source cannot be used', () => {
     const r = toVmSpec('web', { drvPath: DRV, shares: { data: { source: '$HOME/data', target: '/data' } } }, FLAKE);
     expect(r).toHaveProperty('error');
-    expect((r as { error: string }).error).toMatch(/^VM 'web' has shared directory 'data' with source "\$HOME\/data"/);
+    expect((r as { error: string }).error).toMatch(
+      /^VM 'web' has shared directory 'data' with source "\$HOME\/data", which nixvm cannot use: it uses the word \$HOME, which nixvm does not know/,
+    );
   });
 
-  it('drops $TMPDIR shares with a warning and keeps the rest', () => {
+  it('keeps word shares for the agent to resolve per VM, beside the plain ones', () => {
     const r = toVmSpec(
       'web',
       {
@@ -125,8 +191,11 @@ describe('toVmSpec', () => {
       FLAKE,
     );
     if (!('spec' in r)) throw new Error(r.error);
-    expect(r.spec.shares).toEqual([{ tag: 'persistent', source: '/Users/me/vms/persistent', target: '/persistent' }]);
-    expect(r.warnings).toEqual([expect.stringMatching(/^VM 'web': shared directory 'xchg' .* is skipped/)]);
+    expect(r.spec.shares).toEqual([
+      { tag: 'xchg', source: '', target: '/tmp/xchg', word: { word: 'TMPDIR', rel: 'xchg' } },
+      { tag: 'persistent', source: '/Users/me/vms/persistent', target: '/persistent' },
+    ]);
+    expect(r.warnings).toEqual([]);
   });
 
   it('refuses values vfkit could not take', () => {

@@ -65,6 +65,7 @@ describe('SettingsStore', () => {
       nixPath: null,
       vfkitPath: null,
       terminalApp: 'Terminal',
+      sharedDir: {},
     };
     expect(s.get()).toEqual(expected);
     expect(defaultSettings()).toEqual(expected);

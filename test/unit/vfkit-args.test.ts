@@ -1,8 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import {
+  deviceFacts,
+  diskDeviceNames,
+  guestDeviceName,
   MAX_MOUNT_TAG_BYTES,
   MAX_SOCKET_PATH_BYTES,
+  planDisks,
+  sameDevices,
   validateSpec,
   VfkitConfigError,
   vfkitArgv,
@@ -335,5 +340,128 @@ describe('validateSpec', () => {
     expect(e).toBeInstanceOf(VfkitConfigError);
     expect(e!.message).toContain('is 37 bytes long');
     expect(validateSpec(spec({ macAddress: 'zz:zz' }))!.message).toContain('the MAC address "zz:zz"');
+  });
+});
+
+describe('disks', () => {
+  const STORE_IMG = '/state/images/abc-nixos-system-web.img';
+  const WRITABLE = '/state/vms/web/store-writable.img';
+  const seedBuilder: Partial<VmSpec> = {
+    storeImage: true,
+    writableStore: { sizeMiB: 20480, device: '/dev/nvme1n1' },
+    guestMounts: [
+      { target: '/nix/.ro-store', device: '/dev/disk/by-label/nix-store', fsType: 'erofs' },
+      { target: '/nix/.rw-store', device: '/dev/disk/by-label/nix-store-write', fsType: 'ext4' },
+    ],
+  };
+
+  it("attaches the store image read-only, then the writable store, in the seed's order and on its buses", () => {
+    const s = spec(seedBuilder);
+    const disks = planDisks(s, { storeImage: STORE_IMG, writable: WRITABLE });
+    const argv = vfkitArgv(input(seedBuilder, { disks }));
+    expect(argv.filter((a) => a.startsWith('nvme,') || a.startsWith('virtio-blk,'))).toEqual([
+      `nvme,path=${STORE_IMG},readonly`,
+      `nvme,path=${WRITABLE}`,
+    ]);
+    // Before the shares, as the seed's runner orders them.
+    const shared = { ...seedBuilder, shares: [{ tag: 'src', source: '/src', target: '/src' }] };
+    const withShare = vfkitArgv(input(shared, { disks }));
+    expect(withShare.indexOf(`nvme,path=${WRITABLE}`)).toBeLessThan(
+      withShare.indexOf('virtio-fs,sharedDir=/src,mountTag=src'),
+    );
+    expect(diskDeviceNames(disks)).toEqual(['/dev/nvme0n1', '/dev/nvme1n1']);
+    // A guest whose repart names a virtio disk gets the writable store on virtio-blk.
+    const vd = spec({ ...seedBuilder, writableStore: { sizeMiB: 1024, device: '/dev/vda' } });
+    const vdDisks = planDisks(vd, { storeImage: STORE_IMG, writable: WRITABLE });
+    expect(vdDisks.map((d) => `${d.bus}:${d.role}`)).toEqual(['nvme:nix-store', 'virtio-blk:writable-store']);
+    expect(vfkitArgv(input(vd, { disks: vdDisks }))).toContain(`virtio-blk,path=${WRITABLE}`);
+    expect(diskDeviceNames(vdDisks)).toEqual(['/dev/nvme0n1', '/dev/vda']);
+    expect([0, 25, 26, 27].map((i) => guestDeviceName('virtio-blk', i))).toEqual([
+      '/dev/vda',
+      '/dev/vdz',
+      '/dev/vdaa',
+      '/dev/vdab',
+    ]);
+  });
+
+  it('gives vfkit disk values it parses back as meant', () => {
+    const disks = planDisks(spec(seedBuilder), { storeImage: STORE_IMG, writable: WRITABLE });
+    const o = parseFlags(vfkitArgv(input(seedBuilder, { disks })).slice(1));
+    const nvme = o.devices.filter((d) => d.startsWith('nvme,')).map(deviceFromCmdLine);
+    expect(nvme).toEqual([
+      { type: 'nvme', imagePath: STORE_IMG, diskType: '', readOnly: true, deviceId: '' },
+      { type: 'nvme', imagePath: WRITABLE, diskType: '', readOnly: false, deviceId: '' },
+    ]);
+  });
+
+  it('refuses a comma or a relative path in an image path', () => {
+    const s = spec(seedBuilder);
+    const comma = planDisks(s, { storeImage: '/state,x/images/a.img', writable: WRITABLE });
+    expect(refusal(input(seedBuilder, { disks: comma })).message).toBe(
+      'Cannot start VM "web": the Nix store image "/state,x/images/a.img" contains a comma, which vfkit\'s --device option cannot carry (it splits its value on every comma); use a state directory (NIXVM_STATE_DIR) without commas.',
+    );
+    const rel = planDisks(s, { storeImage: STORE_IMG, writable: 'store-writable.img' });
+    expect(refusal(input(seedBuilder, { disks: rel })).message).toContain(
+      'the writable store image "store-writable.img" is not an absolute path',
+    );
+    const rw = [{ role: 'nix-store' as const, bus: 'nvme' as const, path: STORE_IMG, readOnly: false }];
+    expect(refusal(input({ storeImage: true }, { disks: rw })).message).toContain('must be attached read-only');
+  });
+
+  it('refuses a guest that mounts a tag or disk it would not be given (it would stop in emergency mode)', () => {
+    const e = refusal(
+      input({
+        shares: [{ tag: 'xchg', source: '/tmp/x', target: '/tmp/xchg' }],
+        guestMounts: [
+          { target: '/tmp/xchg', device: 'xchg', fsType: 'virtiofs' },
+          { target: '/tmp/shared', device: 'shared', fsType: 'virtiofs' },
+        ],
+      }),
+    );
+    expect(e.message).toBe(
+      'Cannot start VM "web": its guest mounts the virtio-fs tag "shared" at /tmp/shared (fileSystems."/tmp/shared"), but no share of web has that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount.',
+    );
+    // The host store and Rosetta shares count; so does a Rosetta tag of the guest's choosing.
+    expect(() =>
+      vfkitArgv(
+        input({
+          mountHostNixStore: true,
+          rosetta: true,
+          rosettaTag: 'rosetta-x',
+          guestMounts: [
+            { target: '/nix/.ro-store', device: 'nix-store', fsType: 'virtiofs' },
+            { target: '/run/rosetta', device: 'rosetta-x', fsType: 'virtiofs' },
+          ],
+        }),
+      ),
+    ).not.toThrow();
+    const noImage = refusal(
+      input({ guestMounts: [{ target: '/nix/.ro-store', device: '/dev/disk/by-label/nix-store', fsType: 'erofs' }] }),
+    );
+    expect(noImage.message).toContain('only with virtualisation.useNixStoreImage = true');
+    // The seed with the store image off: its repart still names nvme1n1, where there is no disk.
+    const plain = spec({ writableStore: { sizeMiB: 1024, device: '/dev/nvme1n1' } });
+    const disks = planDisks(plain, { storeImage: null, writable: WRITABLE });
+    expect(refusal(input(plain, { disks })).message).toBe(
+      'Cannot start VM "web": its guest formats its writable store on /dev/nvme1n1 (boot.initrd.systemd.repart.device), but nixvm attaches the writable store image as /dev/nvme0n1 (after no other disk); set boot.initrd.systemd.repart.device = "/dev/nvme0n1".',
+    );
+    expect(validateSpec(plain)!.message).toContain('/dev/nvme0n1');
+  });
+
+  it('counts the disks among the device facts (a disk change needs a restart), and reads older records', () => {
+    const s = spec(seedBuilder);
+    const with2 = deviceFacts(s, '02:94:ef:00:0a:01', planDisks(s, { storeImage: STORE_IMG, writable: WRITABLE }));
+    expect(with2.disks).toEqual([
+      { role: 'nix-store', bus: 'nvme', readOnly: true },
+      { role: 'writable-store', bus: 'nvme', readOnly: false },
+    ]);
+    // The store image's path follows the closure: it is not a fact of its own.
+    const other = deviceFacts(s, '02:94:ef:00:0a:01', planDisks(s, { storeImage: '/else.img', writable: WRITABLE }));
+    expect(sameDevices(with2, other)).toBe(true);
+    const none = deviceFacts(spec(), '02:94:ef:00:0a:01');
+    expect(sameDevices(with2, none)).toBe(false);
+    // A record written before disks and Rosetta tags were facts compares as none and "rosetta".
+    const { disks: _d, rosettaTag: _t, ...old } = none;
+    expect(sameDevices(old, none)).toBe(true);
   });
 });

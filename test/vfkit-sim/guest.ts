@@ -28,6 +28,10 @@ export interface GuestFacts {
   tags: string[];
   rosetta: boolean;
   macs: string[];
+  /** The kernel's line for each disk (guest-fs.ts). */
+  disks?: string[];
+  /** Stage 1's storage lines when the closure says what it mounts (guest-fs.ts); else every tag is mounted. */
+  storage?: string[] | null;
 }
 
 /** The boot, in phases: the kernel, stage 1, stage 2 with systemd, and the prompt. */
@@ -48,7 +52,8 @@ export function bootPhases(g: GuestFacts): {
       `Kernel command line: ${g.cmdline}`,
       `Memory: ${kb - 65536}K/${kb}K available (14976K kernel code, 2402K rwdata, 9080K rodata, 5888K init, 789K bss)`,
       `smp: Brought up 1 node, ${g.cpus} CPU${g.cpus === 1 ? '' : 's'}`,
-      'virtio_blk virtio1: 1/0/0 default/read/poll queues',
+      ...(g.disks ?? []),
+      ...g.tags.map((t) => `virtiofs: found tag <${t}>`),
       'hvc0: console [hvc0] enabled',
       'Freeing unused kernel memory: 5888K',
       'Run /init as init process',
@@ -61,8 +66,8 @@ export function bootPhases(g: GuestFacts): {
       'loading module virtiofs...',
       'running udev...',
       'starting device mapper and LVM...',
-      ...g.tags.map((t) => `mounting ${t} on /${t === 'nix-store' ? 'nix/.ro-store' : `run/${t}`}...`),
-      'mounting tmpfs on /...',
+      ...(g.storage ?? g.tags.map((t) => `mounting ${t} on /${t === 'nix-store' ? 'nix/.ro-store' : `run/${t}`}...`)),
+      ...(g.storage ? [] : ['mounting tmpfs on /...']),
       '',
       '<<< NixOS Stage 2 >>>',
       '',

@@ -41,6 +41,16 @@ import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
 import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
 import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
 import { recordLease } from './leases.ts';
+import {
+  bootStorage,
+  diskLine,
+  guestDisks,
+  readGuestConfig,
+  toplevelOf,
+  writeRepartHeader,
+  type GuestDisk,
+  type StorageBoot,
+} from './guest-fs.ts';
 
 export const DEFAULT_VERSION = 'v0.6.4';
 
@@ -141,6 +151,8 @@ class Machine implements RestMachine {
   private chatter: NodeJS.Timeout | null = null;
   private chatterCount = 0;
   private booted = false;
+  private readonly disks: GuestDisk[];
+  private storage: StorageBoot | null = null;
   private guestStopping = false;
   private signalled = false;
 
@@ -172,6 +184,20 @@ class Machine implements RestMachine {
       rosetta: cfg.devices.some((d, i) => d.type === 'rosetta' && !attached.skipped.has(i)),
       macs: this.natMacs,
     };
+    this.disks = guestDisks(cfg.devices);
+    this.guest.disks = this.disks.map(diskLine);
+  }
+
+  /** The guest's repart and mounts, from what its closure says (none: it mounts every tag it got). */
+  private bootStorage(): void {
+    const b = this.cfg.bootloader;
+    if (b.kind !== 'linux') return;
+    const config = readGuestConfig(toplevelOf(b.kernelCmdLine, b.vmlinuzPath));
+    if (!config) return;
+    this.storage = bootStorage(config, this.disks, this.guest.tags, (d, label, format) =>
+      writeRepartHeader(d.path, label, format),
+    );
+    this.guest.storage = this.storage.lines;
   }
 
   // ------------------------------------------------------------ console
@@ -213,10 +239,22 @@ class Machine implements RestMachine {
   start(): void {
     this.state = 'Starting';
     this.startedAt = Date.now();
+    this.bootStorage();
     const phases = bootPhases(this.guest);
     const boot = this.faults.bootMs;
     const step = Math.max(10, Math.round(boot / 4));
     this.write(phases.kernel, true);
+    const emergency = this.storage?.emergency ?? null;
+    if (emergency) {
+      // A mount the guest needs is missing: it stops in emergency mode and never comes up.
+      const upTo = phases.stage1.indexOf('<<< NixOS Stage 2 >>>');
+      this.after(Math.round(boot / 2), () => {
+        this.write(upTo < 0 ? phases.stage1 : phases.stage1.slice(0, upTo - 1), false);
+        this.write(emergency, false);
+      });
+      if (this.faults.crashAfterMs !== null) this.after(this.faults.crashAfterMs, () => this.crash());
+      return;
+    }
     this.after(Math.round(boot / 2), () => this.write(phases.stage1, false));
     this.after(boot, () => {
       this.state = 'Running';

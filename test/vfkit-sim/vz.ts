@@ -225,10 +225,30 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
             if (!st.isBlockDevice()) fail(`file ${d.imagePath} is not a block device`);
           } else {
             if (d.imagePath === '') fail(`missing mandatory 'path' option for ${d.type} device`);
+            let st: fs.Stats;
             try {
-              fs.statSync(d.imagePath);
+              st = fs.statSync(d.imagePath);
             } catch (e) {
               fail(goPathError('stat', d.imagePath, e));
+            }
+            // VZDiskImageStorageDeviceAttachment opens the image, read-write unless readonly.
+            const file = path.basename(d.imagePath);
+            // approximated
+            if (st.isDirectory()) fail(nsError('NSPOSIXErrorDomain', 21, 'Is a directory', ''));
+            if (!d.readOnly) {
+              try {
+                fs.accessSync(d.imagePath, fs.constants.W_OK);
+              } catch {
+                // approximated
+                fail(
+                  nsError(
+                    'NSCocoaErrorDomain',
+                    513,
+                    `The file “${file}” couldn’t be opened because you don’t have permission to access it.`,
+                    '',
+                  ),
+                );
+              }
             }
           }
           log(

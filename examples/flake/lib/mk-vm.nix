@@ -1,21 +1,20 @@
-# A stand-in for nixpkgs.lib.nixosSystem, to keep the example offline: merges the base module
-# with a host file and adds config.system.build.toplevel. The result has the shape nixvm reads
-# from a real system: { config = { virtualisation.*, boot.kernelParams, services.openssh.*, ... }; }
+# A stand-in for nixpkgs.lib.nixosSystem with the seed's modules: the host file's settings, every
+# virtualisation option at its value (from-qemu-vm.nix), what the base module derives from them
+# (fileSystems, repart), and config.system.build.toplevel.
 hostFile:
 let
-  recursiveUpdate =
-    a: b:
-    a
-    // builtins.mapAttrs (
-      n: v: if builtins.isAttrs v && builtins.isAttrs (a.${n} or null) then recursiveUpdate a.${n} v else v
-    ) b;
-  config = recursiveUpdate (import ../modules/base.nix) (import hostFile);
+  host = import hostFile;
+  virtualisation = import ../modules/from-qemu-vm.nix (host.virtualisation or { });
+  base = import ../modules/base.nix virtualisation;
+  config = base // host // { inherit virtualisation; };
 in
 {
-  config = recursiveUpdate config {
-    system.build.toplevel = import ./toplevel.nix {
-      name = config.networking.hostName;
-      inherit config;
+  config = config // {
+    system = (config.system or { }) // {
+      build.toplevel = import ./toplevel.nix {
+        name = config.networking.hostName;
+        inherit config;
+      };
     };
   };
 }

@@ -1,31 +1,75 @@
-# A stand-in for a NixOS system closure: a directory with the files the VM runtime boots
-# (<toplevel>/kernel, <toplevel>/initrd, <toplevel>/init).
+# A stand-in for a NixOS system closure: what the VM runtime boots (<toplevel>/kernel, initrd, init)
+# and what a booting guest reads of its configuration: etc/fstab from config.fileSystems (as NixOS
+# writes it) and the repart definitions its initrd runs, with the device given to systemd-repart
+# (boot.initrd.systemd.repart.device) in etc/repart.d/device.
 {
   name,
-  config ? { },
-  deps ? [ ],
-  salt ? "",
+  config,
 }:
+let
+  fsLine =
+    mountPoint:
+    let
+      f = config.fileSystems.${mountPoint};
+      opts = f.options or [ "defaults" ];
+    in
+    "${f.device or "none"} ${mountPoint} ${f.fsType or "auto"} ${builtins.concatStringsSep "," opts} 0 0";
+  fstab = builtins.concatStringsSep "\n" (map fsLine (builtins.attrNames config.fileSystems)) + "\n";
+  repart = config.boot.initrd.systemd.repart;
+  partitions = config.systemd.repart.partitions or { };
+  # Each definition as systemd-repart reads it (the values have no quotes, so single quotes hold them).
+  partitionFile =
+    p:
+    builtins.concatStringsSep "\n" (
+      [ "[Partition]" ] ++ map (k: "${k}=${toString partitions.${p}.${k}}") (builtins.attrNames partitions.${p})
+    )
+    + "\n";
+  repartScript = builtins.concatStringsSep "" (
+    map (p: "printf '%s' '${partitionFile p}' > \"$out/etc/repart.d/${p}.conf\"\n") (builtins.attrNames partitions)
+  );
+  # The system's software (NixOS's system-path): a closure of more than one path, with a symlink.
+  sw = derivation {
+    name = "system-path-${name}";
+    system = "x86_64-linux";
+    builder = "/bin/sh";
+    PATH = "/usr/bin:/bin";
+    args = [
+      "-c"
+      ''
+        mkdir -p "$out/bin" "$out/share/doc"
+        printf '#!/bin/sh\necho hello from ${name}\n' > "$out/bin/hello"
+        chmod +x "$out/bin/hello"
+        echo "the software of ${name}" > "$out/share/doc/README"
+        ln -s ../share/doc/README "$out/bin/README"
+      ''
+    ];
+  };
+in
 derivation {
-  name = "nixos-system-${name}";
+  name = "nixos-system-${name}-25.05";
   system = "x86_64-linux";
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
-  inherit deps salt;
-  # As in NixOS, virtualisation.* shapes how the VM is run, not the system closure: editing
-  # cores or memory leaves the drvPath alone, editing anything else changes it.
+  # As in NixOS, virtualisation.* shapes how the VM is run, not the system closure; what the guest
+  # derives from it (its fileSystems) is in the closure.
   configJson = builtins.toJSON (builtins.removeAttrs config [ "virtualisation" "system" ]);
   kernelParams = toString (config.boot.kernelParams or [ ]);
+  inherit fstab;
+  repartDevice = if repart.enable or false then repart.device else "";
   args = [
     "-c"
-    ''
-      mkdir -p "$out"
+    (''
+      mkdir -p "$out/etc/repart.d"
+      ln -s ${sw} "$out/sw"
       echo "not a real kernel: ${name}" > "$out/kernel"
       echo "not a real initrd: ${name}" > "$out/initrd"
       printf '#!/bin/sh\necho "init of ${name}"\n' > "$out/init"
       chmod +x "$out/init"
       printf '%s\n' "$kernelParams" > "$out/kernel-params"
       printf '%s\n' "$configJson" > "$out/config.json"
+      printf '%s' "$fstab" > "$out/etc/fstab"
+      if [ -n "$repartDevice" ]; then printf '%s\n' "$repartDevice" > "$out/etc/repart.d/device"; fi
     ''
+    + repartScript)
   ];
 }

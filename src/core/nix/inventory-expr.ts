@@ -30,6 +30,16 @@ const INSPECT = `
       ssh = cfg.services.openssh or { };
       ports = ssh.ports or [ ];
       res = v.resolution or null;
+      bool = x: let r = attempt null x; in if builtins.isBool r then r else null;
+      storeImage = bool (v.useNixStoreImage or null);
+      # What the guest mounts: only device and fsType, each read on its own.
+      rawFs = attempt { } (cfg.fileSystems or { });
+      fileSystems = if builtins.isAttrs rawFs then builtins.mapAttrs (mp: f: {
+        device = let d = attempt null (f.device or null); in if builtins.isString d then d else null;
+        fsType = let t = attempt null (f.fsType or null); in if builtins.isString t then t else null;
+      }) rawFs else null;
+      repart = attempt { } (cfg.boot.initrd.systemd.repart or { });
+      diskSize = attempt null (v.diskSize or null);
     in {
       drvPath = builtins.unsafeDiscardStringContext top.drvPath;
       system = if builtins.isString sys then sys else null;
@@ -46,6 +56,20 @@ const INSPECT = `
       resolution = if builtins.isAttrs res then { x = res.x or null; y = res.y or null; } else null;
       mountHostNixStore = v.mountHostNixStore or null;
       useNixStoreImage = attempt null (v.useNixStoreImage or null);
+      # The seed runner's store and disk options (modules/nixos/build.nix, nixpkgs' nix-builder-vm).
+      writableStore = bool (v.writableStore or null);
+      writableStoreUseTmpfs = bool (v.writableStoreUseTmpfs or null);
+      useHostCerts = bool (v.useHostCerts or null);
+      diskSize = if builtins.isInt diskSize || builtins.isString diskSize then diskSize else null;
+      rosettaTag = let t = attempt null (v.rosetta.mountTag or null); in if builtins.isString t then t else null;
+      # mkfs.erofs comes from the flake's own host package set (built for the host, through nix).
+      hostErofsUtils = if storeImage == true
+        then bool ((v.host.pkgs or { }) ? erofs-utils)
+        else null;
+      fileSystems = fileSystems;
+      repartDevice = if builtins.isAttrs repart && (attempt false (repart.enable or false)) == true
+        then (let d = attempt null (repart.device or null); in if builtins.isString d then d else null)
+        else null;
       ssh = {
         enable = ssh.enable or null;
         port = if builtins.isList ports && ports != [ ] then builtins.head ports else null;

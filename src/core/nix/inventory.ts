@@ -7,7 +7,7 @@
 import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { SharedDir, VmSpec } from '../../api/types.ts';
+import type { GuestMount, SharedDir, ShareWord, VmSpec, WritableStoreSpec } from '../../api/types.ts';
 import { run, RunError, type RunResult } from '../../host/runner.ts';
 import { FlakeError, translateEvalError, trimSentence, nixErrorText, stripAnsi } from './errors.ts';
 import { BATCH_EXPR, NAMES_EXPR, singleExpr } from './inventory-expr.ts';
@@ -27,6 +27,9 @@ export const VM_DEFAULTS = {
   sshUser: 'root',
 } as const;
 
+/** NixOS's virtualisation.rosetta.mountTag default. */
+export const DEFAULT_ROSETTA_TAG = 'rosetta';
+
 export interface InventoryFailure {
   name: string;
   /** One sentence naming the VM; nix's own message is in `detail` (and summarised here). */
@@ -40,7 +43,7 @@ export interface InventoryResult {
   /** Sorted by name. */
   vms: VmSpec[];
   failures: InventoryFailure[];
-  /** Things worth telling the user that did not stop anything (skipped shares, stale lock file…). */
+  /** Things worth telling the user that did not stop anything (a stale lock file, nix's evaluation warnings…). */
   warnings: string[];
 }
 
@@ -65,6 +68,14 @@ export interface RawVm {
   resolution?: unknown;
   mountHostNixStore?: unknown;
   useNixStoreImage?: unknown;
+  writableStore?: unknown;
+  writableStoreUseTmpfs?: unknown;
+  useHostCerts?: unknown;
+  diskSize?: unknown;
+  rosettaTag?: unknown;
+  hostErofsUtils?: unknown;
+  fileSystems?: unknown;
+  repartDevice?: unknown;
   ssh?: unknown;
 }
 
@@ -82,32 +93,146 @@ export function sourceRootOf(flakeDir: string): { root: string; git: boolean } {
   }
 }
 
-export type ShareSource = { ok: true; path: string } | { ok: false; reason: string; skip?: boolean };
+export type ShareSource = { ok: true; path: string } | { ok: true; word: ShareWord } | { ok: false; reason: string };
+
+/** The words nixvm resolves, for messages. */
+export const SHARE_WORDS = '$PWD, $TMPDIR, $KEYS and ${SHARED_DIR:-…}';
+
+/** One piece of a shell word: text taken literally, or a variable (with a `${VAR:-default}` default). */
+type Piece = { text: string } | { variable: string; fallback?: string };
 
 /**
- * A shared directory's `source` as the seed repo writes it. The seed hands these strings to a
- * shell script, so `"$PWD/persistent"` (quotes included) means "persistent next to where the
- * script runs", which for us is the flake directory. Accepted: absolute paths, and $PWD / ${PWD}
- * forms, quoted or not. `$TMPDIR` shares are the seed's per-run scratch dirs (xchg, shared,
- * certs) that only its own run script creates: skipped with a reason. Anything else is refused.
+ * Split one shell word the way sh would read it for quoting and expansion, without running
+ * anything: quotes group text, `$VAR`, `${VAR}` and `${VAR:-word}` are variables. Throws the reason
+ * for anything else a shell would do with it (command substitution, globbing, escapes, spaces).
+ */
+function shellPieces(s: string): Piece[] {
+  const out: Piece[] = [];
+  const text = (t: string) => {
+    const last = out.at(-1);
+    if (last && 'text' in last) last.text += t;
+    else out.push({ text: t });
+  };
+  let i = 0;
+  let quote: '"' | "'" | null = null;
+  const variable = () => {
+    // At a '$'.
+    const rest = s.slice(i + 1);
+    const braced = /^\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^{}]|\{[^{}]*\})*))?\}/.exec(rest);
+    if (braced) {
+      out.push(braced[2] === undefined ? { variable: braced[1]! } : { variable: braced[1]!, fallback: braced[2] });
+      i += 1 + braced[0].length;
+      return;
+    }
+    const bare = /^[A-Za-z_][A-Za-z0-9_]*/.exec(rest);
+    if (bare) {
+      out.push({ variable: bare[0] });
+      i += 1 + bare[0].length;
+      return;
+    }
+    if (rest.startsWith('(')) throw new Error('it runs a command ($(…))');
+    throw new Error(`it has a '$' nixvm cannot read (${JSON.stringify(s.slice(i, i + 12))})`);
+  };
+  while (i < s.length) {
+    const c = s[i]!;
+    if (quote === "'") {
+      if (c === "'") quote = null;
+      else if (c === '$') throw new Error('single quotes keep a shell from expanding its $ (use double quotes)');
+      else text(c);
+      i++;
+    } else if (c === '$') {
+      variable();
+    } else if (c === '`') {
+      throw new Error('it runs a command (`…`)');
+    } else if (c === '\\') {
+      throw new Error('it has a backslash escape');
+    } else if (quote === '"') {
+      if (c === '"') quote = null;
+      else text(c);
+      i++;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      i++;
+    } else if (/[\s*?[\]~;&|<>(){}#]/.test(c)) {
+      throw new Error(`a shell would treat its ${JSON.stringify(c)} specially`);
+    } else {
+      text(c);
+      i++;
+    }
+  }
+  if (quote) throw new Error(`its ${quote} quote is not closed`);
+  return out;
+}
+
+/** A `rel` below a word's directory: '' or a plain relative path, normalised, never leaving it. */
+function relBelow(rest: string): string | null {
+  if (rest === '') return '';
+  if (!rest.startsWith('/')) return null;
+  const rel = path.posix.normalize(rest.replace(/^\/+/, '')).replace(/\/+$/g, '');
+  if (rel === '.' || rel === '') return '';
+  if (rel === '..' || rel.startsWith('../')) return null;
+  return rel;
+}
+
+/**
+ * A shared directory's `source` as the seed's runner means it. The seed hands these strings to a
+ * shell script, so they are shell words: `"$PWD/persistent"` is next to where the script runs
+ * (for nixvm, the flake directory); `"$TMPDIR"/xchg` is in the run's scratch directory;
+ * `"${SHARED_DIR:-$TMPDIR/xchg}"` is the shared folder if one is set; `"$KEYS"` is the VM's keys
+ * directory (nixpkgs' nix-builder-vm). Absolute paths are taken as they are. Anything else is
+ * refused with the reason, naming the word nixvm did not understand.
  */
 export function resolveShareSource(raw: string, flakeDir: string): ShareSource {
-  let s = raw.trim();
-  if (s.length >= 2 && (s[0] === '"' || s[0] === "'") && s.endsWith(s[0])) s = s.slice(1, -1);
-  if (/\$\{?TMPDIR\b/.test(s)) {
-    return { ok: false, skip: true, reason: "it lives in the seed run script's per-run $TMPDIR" };
+  let pieces: Piece[];
+  try {
+    pieces = shellPieces(raw.trim());
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
   }
-  const pwd = /^(["']?)\$(?:PWD|\{PWD\})\1(?=\/|$)/.exec(s);
-  if (pwd) {
-    const rest = s.slice(pwd[0].length);
-    if (/["'`$\\]/.test(rest)) return { ok: false, reason: 'only a plain path may follow $PWD' };
-    return { ok: true, path: path.resolve(flakeDir, `.${rest}`) };
+  const [first, ...rest] = pieces;
+  if (!first) return { ok: false, reason: 'it is empty' };
+  const tail = rest.map((p) => ('text' in p ? p.text : null));
+  const stray = rest.find((p) => 'variable' in p);
+  if (stray && 'variable' in stray) {
+    return { ok: false, reason: `nixvm only reads a word at its start, not $${stray.variable} further on` };
   }
-  if (/["'`$\\]/.test(s)) return { ok: false, reason: 'shell syntax other than "$PWD/…" is not supported' };
-  if (s === '') return { ok: false, reason: 'it is empty' };
-  if (!path.isAbsolute(s)) return { ok: false, reason: 'it is not an absolute path' };
-  return { ok: true, path: path.resolve(s) };
+  const after = tail.join('');
+  if ('text' in first) {
+    const p = first.text + after;
+    if (!path.isAbsolute(p)) return { ok: false, reason: 'it is not an absolute path' };
+    return { ok: true, path: path.resolve(p) };
+  }
+  const v = first.variable;
+  const rel = relBelow(after);
+  if (rel === null) return { ok: false, reason: `only a plain path below $${v} may follow it` };
+  if (first.fallback !== undefined && v !== 'SHARED_DIR') {
+    return { ok: false, reason: `nixvm reads a default (\${…:-…}) only for SHARED_DIR, not for $${v}` };
+  }
+  switch (v) {
+    case 'PWD':
+      return { ok: true, path: path.resolve(flakeDir, rel) };
+    case 'TMPDIR':
+    case 'KEYS':
+      return { ok: true, word: { word: v, rel } };
+    case 'SHARED_DIR': {
+      if (rel !== '') return { ok: false, reason: 'nothing may follow ${SHARED_DIR:-…}' };
+      if (first.fallback === undefined) {
+        return { ok: false, reason: 'it uses $SHARED_DIR without a default (write "${SHARED_DIR:-$TMPDIR/xchg}")' };
+      }
+      const fb = resolveShareSource(first.fallback, flakeDir);
+      if (!fb.ok)
+        return { ok: false, reason: `its default ${JSON.stringify(first.fallback)} cannot be used: ${fb.reason}` };
+      if ('path' in fb) return { ok: true, word: { word: 'SHARED_DIR', fallback: { path: fb.path } } };
+      if (fb.word.word === 'SHARED_DIR') return { ok: false, reason: 'its default is itself ${SHARED_DIR:-…}' };
+      return { ok: true, word: { word: 'SHARED_DIR', fallback: fb.word } };
+    }
+    default:
+      return { ok: false, reason: `it uses the word $${v}, which nixvm does not know (it knows ${SHARE_WORDS})` };
+  }
 }
+
+/** What nixvm does for the seed's writable store when virtualisation.diskSize is not a number: its runner's 20G. */
+export const DEFAULT_WRITABLE_STORE_MIB = 20 * 1024;
 
 const MAC = /^[0-9a-f]{1,2}(:[0-9a-f]{1,2}){5}$/i;
 
@@ -128,12 +253,11 @@ export function toVmSpec(
   if (typeof raw.drvPath !== 'string' || !raw.drvPath.endsWith('.drv')) {
     return bad('has no derivation for config.system.build.toplevel');
   }
-  if (raw.useNixStoreImage === true) {
-    // The seed's script builds an erofs image of the closure on the host and attaches it as nvme;
-    // nixvm boots with the host's /nix/store over virtio-fs instead.
-    return {
-      error: `VM '${name}' sets virtualisation.useNixStoreImage, which nixvm does not support (it shares the host's /nix/store instead); set virtualisation.useNixStoreImage = false and virtualisation.mountHostNixStore = true in the flake at ${flakeDir}.`,
-    };
+  const storeImage = raw.useNixStoreImage === true;
+  if (storeImage && raw.hostErofsUtils === false) {
+    return bad(
+      'sets virtualisation.useNixStoreImage, but its virtualisation.host.pkgs has no erofs-utils to build the store image with; point virtualisation.host.pkgs at a package set that has it (the seed uses nixpkgs for the host)',
+    );
   }
   const warnings: string[] = [];
   const num = (v: unknown, option: string, dflt: number): number | { error: string } => {
@@ -162,16 +286,16 @@ export function toVmSpec(
     if (typeof share.source !== 'string') return bad(`has shared directory '${tag}' without a source`);
     const src = resolveShareSource(share.source, flakeDir);
     if (!src.ok) {
-      if (src.skip) {
-        warnings.push(`VM '${name}': shared directory '${tag}' (${share.source}) is skipped: ${src.reason}.`);
-        continue;
-      }
       return {
-        error: `VM '${name}' has shared directory '${tag}' with source ${JSON.stringify(share.source)}, which nixvm cannot use (${src.reason}); make it an absolute path, or "$PWD/<dir>" for a directory next to flake.nix.`,
+        error: `VM '${name}' has shared directory '${tag}' with source ${JSON.stringify(share.source)}, which nixvm cannot use: ${src.reason}; make it an absolute path or use ${SHARE_WORDS} (see the README's share words).`,
       };
     }
     if (typeof share.target !== 'string' || !share.target.startsWith('/')) {
       return bad(`has shared directory '${tag}' whose target is not an absolute path in the guest`);
+    }
+    if ('word' in src) {
+      shares.push({ tag, source: '', target: share.target, word: src.word });
+      continue;
     }
     shares.push({ tag, source: src.path, target: share.target });
   }
@@ -192,6 +316,26 @@ export function toVmSpec(
   };
   const users = Array.isArray(ssh.users) ? ssh.users.filter((u): u is string => typeof u === 'string').sort() : [];
 
+  const diskSizeMiB = positiveInt(raw.diskSize);
+  let writableStore: WritableStoreSpec | null = null;
+  // The seed's base.nix: writableStore && !writableStoreUseTmpfs is a persistent image (repart formats it).
+  if (raw.writableStore === true && raw.writableStoreUseTmpfs === false) {
+    const device = typeof raw.repartDevice === 'string' && raw.repartDevice !== '' ? raw.repartDevice : null;
+    writableStore = { sizeMiB: diskSizeMiB ?? DEFAULT_WRITABLE_STORE_MIB, device };
+  }
+  const guestMounts: GuestMount[] = [];
+  if (raw.fileSystems && typeof raw.fileSystems === 'object') {
+    for (const [target, f] of Object.entries(raw.fileSystems as Record<string, unknown>)) {
+      const fs = (f ?? {}) as { device?: unknown; fsType?: unknown };
+      guestMounts.push({
+        target,
+        device: typeof fs.device === 'string' ? fs.device : null,
+        fsType: typeof fs.fsType === 'string' ? fs.fsType : null,
+      });
+    }
+    guestMounts.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
+  }
+
   const spec: VmSpec = {
     name,
     flake: flakeDir,
@@ -207,13 +351,20 @@ export function toVmSpec(
     shares,
     graphics,
     resolution,
+    // The option's own default (qemu-vm.nix, the seed's from-qemu-vm.nix): !useNixStoreImage.
     mountHostNixStore:
-      typeof raw.mountHostNixStore === 'boolean' ? raw.mountHostNixStore : VM_DEFAULTS.mountHostNixStore,
+      typeof raw.mountHostNixStore === 'boolean' ? raw.mountHostNixStore : VM_DEFAULTS.mountHostNixStore && !storeImage,
     ssh: {
       enabled: ssh.enable === true,
       port: positiveInt(ssh.port) ?? VM_DEFAULTS.sshPort,
       user: users[0] ?? VM_DEFAULTS.sshUser,
     },
+    rosettaTag: typeof raw.rosettaTag === 'string' && raw.rosettaTag !== '' ? raw.rosettaTag : DEFAULT_ROSETTA_TAG,
+    storeImage,
+    writableStore,
+    hostCerts: raw.useHostCerts === true,
+    diskSizeMiB,
+    guestMounts,
   };
   return { spec, warnings };
 }
@@ -243,6 +394,12 @@ export function respeccedVms(prev: readonly VmSpec[], next: readonly VmSpec[]): 
       v.resolution,
       v.mountHostNixStore,
       v.ssh,
+      v.rosettaTag,
+      v.storeImage,
+      v.writableStore,
+      v.hostCerts,
+      v.diskSizeMiB,
+      v.guestMounts,
     ]);
   return next
     .filter((v) => {

@@ -1,17 +1,40 @@
 /**
- * Launching VMs: which vfkit (found and new enough), what argv a VM gets (its MAC, runtime paths
- * and devices), what would refuse it before anything is spawned (the spec, missing shared
- * directories), and handing the run to the supervisor. Per-spec results are memoised, so a
- * snapshot ten times a second costs lookups, not argv compositions.
+ * Launching VMs: which vfkit (found and new enough), what argv a VM gets (its MAC, runtime paths,
+ * shares resolved from the seed runner's words, disks and devices), what would refuse it before
+ * anything is spawned (the spec, missing shared directories, a missing CA bundle), the files a run
+ * needs (keys directory, writable store image, the scratch directory's plan) and handing the run to
+ * the supervisor. Per-spec results are memoised, so a snapshot ten times a second costs lookups,
+ * not argv compositions.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { AgentError, errorMessage } from '../../api/errors.ts';
-import type { VmSpec } from '../../api/types.ts';
+import type { SharedDir, VmSpec } from '../../api/types.ts';
+import { findCaBundle } from '../../host/ca-bundle.ts';
 import { generateMac } from '../net/mac.ts';
+import { ensureWritableImage } from './disks.ts';
+import {
+  ensureKeysDir,
+  keysDir,
+  keysRels,
+  madeByNixvm,
+  resolveSpec,
+  scratchDir,
+  scratchPlan,
+  writableImagePath,
+  type ShareContext,
+} from './run-dirs.ts';
 import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
 import type { Supervisor } from './supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vfkit.ts';
-import { deviceFacts, validateSpec, vfkitArgv, type DeviceFacts } from './vfkit-args.ts';
+import {
+  deviceFacts,
+  planDisks,
+  validateSpec,
+  vfkitArgv,
+  type DeviceFacts,
+  type DiskAttachment,
+} from './vfkit-args.ts';
 
 /** A VM as the flake defines it. */
 export interface LaunchTarget {
@@ -36,10 +59,18 @@ export interface LauncherOptions {
   logsDir: string;
   /** Environment for `vfkit --version` (the simulator's fault switches in tests). */
   vmEnv: Record<string, string | undefined>;
+  /** The agent's environment: SHARED_DIR, NIX_SSL_CERT_FILE (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** The VM's "shared folder" setting, or null. */
+  sharedDirSetting?(name: string): string | null;
   log(line: string): void;
 }
 
 interface SpecFacts {
+  /** The shared folder it was computed with (a changed setting recomputes). */
+  sharedDir: string | null;
+  /** The spec with its shares resolved. */
+  spec: VmSpec;
   mac: string;
   facts: DeviceFacts;
   problem: string | null;
@@ -90,15 +121,50 @@ export class Launcher {
     return p;
   }
 
+  /** The shared folder of a VM: its setting, else the agent's SHARED_DIR (relative to the flake), else null. */
+  sharedDir(t: LaunchTarget): string | null {
+    const setting = this.#o.sharedDirSetting?.(t.name) ?? null;
+    if (setting) return path.resolve(setting);
+    const env = (this.#o.env ?? process.env).SHARED_DIR;
+    return env ? path.resolve(t.flake, env) : null;
+  }
+
+  /** Where the VM's share words point. */
+  shareContext(t: LaunchTarget): ShareContext {
+    const p = this.paths(t.name);
+    return { scratch: scratchDir(p), keys: keysDir(p), sharedDir: this.sharedDir(t) };
+  }
+
   #of(t: LaunchTarget): SpecFacts {
+    const sharedDir = this.sharedDir(t);
     let f = this.#specs.get(t.spec);
-    if (!f) {
+    if (!f || f.sharedDir !== sharedDir) {
+      const spec = resolveSpec(t.spec, this.shareContext(t));
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
-      const bad = validateSpec(t.spec);
-      f = { mac, facts: deviceFacts(t.spec, mac), problem: bad ? bad.message : null };
+      const bad = validateSpec(spec);
+      const disks = this.disks({ ...t, spec }, null);
+      f = { sharedDir, spec, mac, facts: deviceFacts(spec, mac, disks), problem: bad ? bad.message : null };
       this.#specs.set(t.spec, f);
     }
     return f;
+  }
+
+  /** The spec as it would run now: its shares resolved to host paths. */
+  runSpec(t: LaunchTarget): VmSpec {
+    return this.#of(t).spec;
+  }
+
+  /** Its shares, every source a host path. */
+  shares(t: LaunchTarget): SharedDir[] {
+    return this.#of(t).spec.shares;
+  }
+
+  /** Its disks in argv order, the store image at `storeImage` (a placeholder when not known yet). */
+  disks(t: LaunchTarget, storeImage: string | null): DiskAttachment[] {
+    return planDisks(t.spec, {
+      storeImage: storeImage ?? path.join(this.#o.stateDir, 'images', 'store.img'),
+      writable: writableImagePath(this.paths(t.name)),
+    });
   }
 
   /** The effective MAC: configured, or generated from the flake and the name. */
@@ -116,14 +182,32 @@ export class Launcher {
     return this.#of(t).problem;
   }
 
-  /** The exact argv for booting `closure`; `vfkit` defaults to the one in use. */
-  argv(t: LaunchTarget, closure: string, vfkit?: string): string[] {
+  /** The exact argv for booting `closure` (with its store image at `storeImage`); `vfkit` defaults to the one in use. */
+  argv(t: LaunchTarget, closure: string, vfkit?: string, storeImage: string | null = null): string[] {
     const program = vfkit ?? this.#vfkit?.path ?? this.#setting ?? 'vfkit';
     try {
-      return vfkitArgv({ vfkit: program, spec: t.spec, closure, mac: this.mac(t), paths: this.paths(t.name) });
+      return vfkitArgv({
+        vfkit: program,
+        spec: this.runSpec(t),
+        closure,
+        mac: this.mac(t),
+        paths: this.paths(t.name),
+        disks: this.disks(t, storeImage),
+      });
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));
     }
+  }
+
+  /** The CA bundle useHostCerts copies in, or the one sentence saying none was found. */
+  caBundle(t: LaunchTarget): { path: string | null; problem: string | null } {
+    if (!t.spec.hostCerts) return { path: null, problem: null };
+    const found = findCaBundle(this.#o.env ?? process.env);
+    if (found.path) return { path: found.path, problem: null };
+    return {
+      path: null,
+      problem: `${t.name} sets virtualisation.useHostCerts, but nixvm found no CA certificate bundle to give it (looked at ${found.tried.join(', ')}); set NIX_SSL_CERT_FILE for the agent to a bundle, or turn useHostCerts off.`,
+    };
   }
 
   /**
@@ -133,25 +217,53 @@ export class Launcher {
   async preflight(t: LaunchTarget): Promise<VfkitInfo> {
     const problem = this.specProblem(t);
     if (problem) throw new AgentError('failed', problem);
-    for (const share of t.spec.shares) {
-      if (!fs.existsSync(share.source)) {
-        throw new AgentError(
-          'failed',
-          `${t.name}'s shared directory "${share.tag}" (${share.source}) does not exist; create it or change virtualisation.sharedDirectories.`,
-        );
-      }
+    const ctx = this.shareContext(t);
+    for (const share of this.shares(t)) {
+      // nixvm makes the scratch and keys directories itself; the rest must be there.
+      if (madeByNixvm(share, ctx) || fs.existsSync(share.source)) continue;
+      const fix =
+        share.word?.word === 'SHARED_DIR'
+          ? `create it, or change ${t.name}'s shared folder in Settings (or SHARED_DIR)`
+          : 'create it or change virtualisation.sharedDirectories';
+      throw new AgentError(
+        'failed',
+        `${t.name}'s shared directory "${share.tag}" (${share.source}) does not exist; ${fix}.`,
+      );
     }
+    const certs = this.caBundle(t);
+    if (certs.problem) throw new AgentError('failed', certs.problem);
     if (!this.#vfkit) await this.locate(this.#setting);
     if (!this.#vfkit) throw new AgentError('failed', this.#problem ?? 'vfkit was not found.');
     return this.#vfkit;
   }
 
-  /** Boot `closure` (or reboot onto it): resolves once vfkit reports the VM running. */
-  async launch(t: LaunchTarget, closure: Closure, opts: { restart: boolean }): Promise<void> {
+  /**
+   * Boot `closure` (or reboot onto it), with its store image at `storeImage` when the VM uses one:
+   * resolves once vfkit reports the VM running.
+   */
+  async launch(
+    t: LaunchTarget,
+    closure: Closure,
+    opts: { restart: boolean; storeImage?: string | null },
+  ): Promise<void> {
     const vfkit = await this.preflight(t);
+    const storeImage = opts.storeImage ?? null;
+    if (t.spec.storeImage && !storeImage) {
+      throw new AgentError('failed', `${t.name} boots from a Nix store image, but none was prepared for it.`);
+    }
     // The argv comes from the same evaluation as the closure; a flake edited meanwhile shows as stale.
-    const argv = this.argv(t, closure.outPath, vfkit.path);
-    const vm = { name: t.name, argv, paths: this.paths(t.name), ...closure, facts: this.facts(t) };
+    const argv = this.argv(t, closure.outPath, vfkit.path, storeImage);
+    const paths = this.paths(t.name);
+    try {
+      ensureKeysDir(keysDir(paths), keysRels(t.spec));
+      if (t.spec.writableStore && ensureWritableImage(paths, t.name, t.spec.writableStore.sizeMiB)) {
+        this.#o.log(`made the writable store image of ${t.name} (${t.spec.writableStore.sizeMiB} MiB, sparse)`);
+      }
+    } catch (err) {
+      throw new AgentError('failed', `Could not prepare the disks of ${t.name} in ${paths.dir}: ${errorMessage(err)}`);
+    }
+    const scratch = scratchPlan(this.runSpec(t), this.shareContext(t), this.caBundle(t).path);
+    const vm = { name: t.name, argv, paths, ...closure, facts: this.facts(t), scratch };
     this.#o.log(`${opts.restart ? 'restarting' : 'starting'} ${t.name} on ${closure.outPath}`);
     try {
       if (opts.restart) await this.#o.supervisor.restart(vm);

@@ -24,6 +24,7 @@ import { crashSentence, endedAwaySentence, endedCleanly, how, startFailure, type
 import { ExitWatch } from './exit-watch.ts';
 import { RestError, VfkitRest } from './rest.ts';
 import { escalateStop } from './stop-escalation.ts';
+import { prepareScratch, removeScratch, scratchDir, type ScratchPlan } from './run-dirs.ts';
 import { prepareRuntimeDirs, type VmRuntimePaths } from './runtime-paths.ts';
 import type { DeviceFacts } from './vfkit-args.ts';
 
@@ -39,6 +40,8 @@ export interface SupervisedVm {
   outPath: string;
   /** What the argv's devices were made from (vfkit-args.ts deviceFacts); kept to tell staleness. */
   facts: DeviceFacts | null;
+  /** The run's scratch directory ($TMPDIR), made afresh just before vfkit starts; none when omitted. */
+  scratch?: ScratchPlan;
 }
 
 /** What the current run booted. */
@@ -242,6 +245,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (e.cancelStart) {
       this.setState(e, 'stopped');
       return;
+    }
+    if (vm.scratch) {
+      try {
+        prepareScratch(scratchDir(paths), vm.scratch);
+      } catch (err) {
+        e.error = `Could not prepare the scratch directory ($TMPDIR) of VM "${vm.name}" at ${scratchDir(paths)}: ${err instanceof Error ? err.message : String(err)}`;
+        this.setState(e, 'stopped');
+        throw new VmStartError(vm.name, e.error);
+      }
     }
 
     const record: BootRecord = {
@@ -481,6 +493,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const had = existsSync(paths.pidfile);
     rmSync(paths.pidfile, { force: true });
     this.removeSocket(paths);
+    this.removeScratchOf(paths);
     if (rec && rec.endedAt === undefined) writeRecord({ ...rec, endedAt: Date.now() });
     if (had || rec) this.log(`VM "${name}": cleaned up a stale pidfile and socket from an earlier run (${why})`);
   }
@@ -533,6 +546,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (e.run !== r) return;
     rmSync(r.paths.pidfile, { force: true });
     this.removeSocket(r.paths);
+    this.removeScratchOf(r.paths);
     writeRecord({ ...r.record, endedAt: exit.at, exit });
     e.run = null;
     e.exit = exit;
@@ -585,6 +599,15 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private removeSocket(paths: SupervisedPaths): void {
     const ep = restFor(paths).endpoint;
     if (ep.kind === 'unix') rmSync(ep.path, { force: true });
+  }
+
+  /** A run's scratch directory goes with the run. */
+  private removeScratchOf(paths: SupervisedPaths): void {
+    try {
+      removeScratch(scratchDir(paths));
+    } catch (err) {
+      this.log(`could not remove ${scratchDir(paths)}: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private log(line: string): void {

@@ -10,7 +10,9 @@
  *   so it cannot itself contain one (pkg/cmdline parseString);
  * - Virtualization.framework caps a virtio-fs mount tag at 36 bytes and wants tags unique;
  * - macOS caps a unix socket path at 103 bytes (vfkit: "socket path length exceeds macOS limits");
- * - vfkit runs detached with an unrelated working directory, so every path must be absolute.
+ * - vfkit runs detached with an unrelated working directory, so every path must be absolute;
+ * - the guest names its disks by position (`/dev/nvme0n1`, `/dev/vda`…) and mounts virtio-fs shares
+ *   by tag: a tag or disk it mounts that the argv does not give would drop it into emergency mode.
  */
 import path from 'node:path';
 import type { VmSpec } from '../../api/types.ts';
@@ -41,10 +43,56 @@ export class VfkitConfigError extends Error {
   }
 }
 
+/** A disk image attached to the VM, in argv order (the guest names them by position on each bus). */
+export interface DiskAttachment {
+  role: 'nix-store' | 'writable-store';
+  bus: 'nvme' | 'virtio-blk';
+  path: string;
+  readOnly: boolean;
+}
+
+/** Label of the store image's file system (qemu-vm.nix's nixStoreFilesystemLabel; the guest mounts it by label). */
+export const NIX_STORE_LABEL = 'nix-store';
+/** Label repart gives the writable store's partition in the seed's base.nix. */
+export const NIX_STORE_WRITE_LABEL = 'nix-store-write';
+
+/** The device name Linux gives the `index`-th disk on a bus: /dev/nvme0n1, /dev/vda. */
+export function guestDeviceName(bus: DiskAttachment['bus'], index: number): string {
+  if (bus === 'nvme') return `/dev/nvme${index}n1`;
+  let name = '';
+  for (let n = index + 1; n > 0; n = Math.floor((n - 1) / 26)) name = String.fromCharCode(97 + ((n - 1) % 26)) + name;
+  return `/dev/vd${name}`;
+}
+
+/**
+ * Which disks a VM gets, in argv order: the store image (read-only nvme, as the seed's runner
+ * attaches it), then the writable store image, on the bus its guest's repart names (/dev/vd… is
+ * virtio-blk, anything else nvme, as in the seed).
+ */
+export function planDisks(spec: VmSpec, paths: { storeImage: string | null; writable: string }): DiskAttachment[] {
+  const out: DiskAttachment[] = [];
+  if (spec.storeImage && paths.storeImage !== null) {
+    out.push({ role: 'nix-store', bus: 'nvme', path: paths.storeImage, readOnly: true });
+  }
+  if (spec.writableStore) {
+    const bus = spec.writableStore.device?.startsWith('/dev/vd') ? 'virtio-blk' : 'nvme';
+    out.push({ role: 'writable-store', bus, path: paths.writable, readOnly: false });
+  }
+  return out;
+}
+
+/** The guest device name of each attachment, by position on its bus. */
+export function diskDeviceNames(disks: readonly DiskAttachment[]): string[] {
+  const next = { nvme: 0, 'virtio-blk': 0 };
+  return disks.map((d) => guestDeviceName(d.bus, next[d.bus]++));
+}
+
 export interface VfkitArgvInput {
   /** The vfkit program (argv[0]). */
   vfkit: string;
   spec: VmSpec;
+  /** Disk images, in argv order (planDisks); none when omitted. */
+  disks?: DiskAttachment[];
   /** The toplevel's out path: holds `kernel`, `initrd` and `init`. */
   closure: string;
   /** The effective MAC (configured or generated). */
@@ -86,6 +134,11 @@ class Checker {
         `${what} ${q(value)} contains a comma, which vfkit's ${option} option cannot carry (it splits its value on every comma); ${fix}`,
       );
     }
+  }
+
+  /** Whether a mount tag was claimed by a part checked so far. */
+  hasTag(tag: string): boolean {
+    return this.tags.has(tag);
   }
 
   tag(tag: string, owner: string, fix: string): void {
@@ -279,6 +332,74 @@ class Rosetta implements Part {
   }
 }
 
+/**
+ * `nvme,path=…[,readonly]` / `virtio-blk,path=…[,readonly]`: a raw disk image (vfkit's
+ * DiskStorageConfig; qcow2 is refused by vfkit, and nixvm only makes raw images).
+ */
+class Disk implements Part {
+  readonly d: DiskAttachment;
+  constructor(d: DiskAttachment) {
+    this.d = d;
+  }
+  check(c: Checker): void {
+    const what = this.d.role === 'nix-store' ? 'the Nix store image' : 'the writable store image';
+    const fix = 'use a state directory (NIXVM_STATE_DIR) without commas';
+    c.absolute(what, this.d.path, fix);
+    c.noComma(what, this.d.path, '--device', fix);
+    if (this.d.role === 'nix-store' && !this.d.readOnly) {
+      c.fail(this.d.path, `${what} ${q(this.d.path)} must be attached read-only (it is a cache other runs share)`);
+    }
+  }
+  args(): string[] {
+    return ['--device', `${this.d.bus},path=${this.d.path}${this.d.readOnly ? ',readonly' : ''}`];
+  }
+}
+
+/**
+ * No argv of its own: checks that what the guest mounts is there (its fileSystems' virtio-fs tags,
+ * the store image it mounts by label, the disk its repart formats), since a missing one drops the
+ * guest into emergency mode.
+ */
+class GuestNeeds implements Part {
+  readonly spec: VmSpec;
+  readonly disks: DiskAttachment[];
+  constructor(spec: VmSpec, disks: DiskAttachment[]) {
+    this.spec = spec;
+    this.disks = disks;
+  }
+  check(c: Checker): void {
+    const name = this.spec.name;
+    for (const m of this.spec.guestMounts ?? []) {
+      if (m.fsType === 'virtiofs' && m.device && !c.hasTag(m.device)) {
+        c.fail(
+          m.device,
+          `its guest mounts the virtio-fs tag ${q(m.device)} at ${m.target} (fileSystems.${q(m.target)}), but no share of ${name} has that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount`,
+        );
+      }
+      if (m.device === `/dev/disk/by-label/${NIX_STORE_LABEL}` && !this.disks.some((d) => d.role === 'nix-store')) {
+        c.fail(
+          m.device,
+          `its guest mounts ${m.device} at ${m.target}, the store image nixvm makes only with virtualisation.useNixStoreImage = true; set it, or mount the host store (virtualisation.mountHostNixStore)`,
+        );
+      }
+    }
+    const want = this.spec.writableStore?.device;
+    if (want) {
+      const names = diskDeviceNames(this.disks);
+      const at = this.disks.findIndex((d) => d.role === 'writable-store');
+      if (at >= 0 && names[at] !== want) {
+        c.fail(
+          want,
+          `its guest formats its writable store on ${want} (boot.initrd.systemd.repart.device), but nixvm attaches the writable store image as ${names[at]} (after ${at === 0 ? 'no other disk' : 'the store image'}); set boot.initrd.systemd.repart.device = ${q(names[at]!)}`,
+        );
+      }
+    }
+  }
+  args(): string[] {
+    return [];
+  }
+}
+
 class VirtioGpu implements Part {
   readonly width: number;
   readonly height: number;
@@ -367,6 +488,7 @@ const shareFix = 'give it a tag of at most 36 bytes, unique among the shares, in
 /** Every part of the command line, in argv order. */
 function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
   const { spec, closure, mac, paths } = input;
+  const disks = input.disks ?? [];
   const list: Part[] = [
     new Resources(spec.cpus, spec.memoryMiB),
     new LinuxBootloader(closure, spec.kernelParams),
@@ -379,15 +501,18 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
       new VirtioFs('/nix/store', NIX_STORE_TAG, 'the host Nix store share', 'rename the shared directory that uses it'),
     );
   }
+  // The seed's order: the store image, then the writable store image, then the shares.
+  for (const d of disks) list.push(new Disk(d));
   for (const s of spec.shares) {
     list.push(new VirtioFs(s.source, s.tag, `the shared directory ${q(s.source)}`, shareFix));
   }
-  if (spec.rosetta) list.push(new Rosetta(ROSETTA_TAG));
+  if (spec.rosetta) list.push(new Rosetta(spec.rosettaTag ?? ROSETTA_TAG));
   if (spec.graphics) {
     const r = spec.resolution ?? DEFAULT_RESOLUTION;
     list.push(new VirtioGpu(r.width, r.height), new VirtioInput('keyboard'), new VirtioInput('pointing'), new Gui());
   }
   list.push(new RestfulUri(paths.restSocket), new PidFile(paths.pidfile));
+  list.push(new GuestNeeds(spec, disks));
   return list;
 }
 
@@ -429,9 +554,13 @@ export interface DeviceFacts {
   rosetta: boolean;
   /** The resolution when graphics is on, else null. */
   graphics: { width: number; height: number } | null;
+  /** The Rosetta share's tag (absent in records from before nixvm kept it: "rosetta"). */
+  rosettaTag?: string;
+  /** The disks, in argv order, without the store image's path (that follows the closure). Absent: none. */
+  disks?: Array<{ role: DiskAttachment['role']; bus: DiskAttachment['bus']; readOnly: boolean }>;
 }
 
-export function deviceFacts(spec: VmSpec, mac: string): DeviceFacts {
+export function deviceFacts(spec: VmSpec, mac: string, disks: readonly DiskAttachment[] = []): DeviceFacts {
   const r = spec.resolution ?? DEFAULT_RESOLUTION;
   return {
     cpus: spec.cpus,
@@ -442,17 +571,37 @@ export function deviceFacts(spec: VmSpec, mac: string): DeviceFacts {
     shares: spec.shares.map((s) => ({ tag: s.tag, source: s.source })),
     rosetta: spec.rosetta,
     graphics: spec.graphics ? { width: r.width, height: r.height } : null,
+    rosettaTag: spec.rosettaTag ?? ROSETTA_TAG,
+    disks: disks.map((d) => ({ role: d.role, bus: d.bus, readOnly: d.readOnly })),
   };
 }
 
-/** Same devices? (Field order is fixed by deviceFacts, so the JSON forms compare.) */
+/** The facts with every field in a fixed order and the later fields' defaults filled in. */
+function normalFacts(f: DeviceFacts): DeviceFacts {
+  return {
+    cpus: f.cpus,
+    memoryMiB: f.memoryMiB,
+    mac: f.mac,
+    kernelParams: f.kernelParams,
+    mountHostNixStore: f.mountHostNixStore,
+    shares: f.shares,
+    rosetta: f.rosetta,
+    graphics: f.graphics,
+    rosettaTag: f.rosettaTag ?? ROSETTA_TAG,
+    disks: f.disks ?? [],
+  };
+}
+
+/** Same devices? (Records from before a field existed compare as its default.) */
 export function sameDevices(a: DeviceFacts, b: DeviceFacts): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return JSON.stringify(normalFacts(a)) === JSON.stringify(normalFacts(b));
 }
 
 // Stand-ins for what validateSpec does not know yet; each passes every check.
 const PLACEHOLDER_CLOSURE = '/nix/store/00000000000000000000000000000000-nixos-system';
 const PLACEHOLDER_MAC = '02:00:00:00:00:01';
+const PLACEHOLDER_STORE_IMAGE = '/nixvm/images/nixos-system.img';
+const PLACEHOLDER_WRITABLE = '/nixvm/vm/store-writable.img';
 const PLACEHOLDER_PATHS: VmRuntimePaths = {
   dir: '/nixvm/vm',
   pidfile: '/nixvm/vm/vfkit.pid',
@@ -469,9 +618,16 @@ const PLACEHOLDER_PATHS: VmRuntimePaths = {
  */
 export function validateSpec(spec: VmSpec): VfkitConfigError | null {
   try {
+    const disks = planDisks(spec, { storeImage: PLACEHOLDER_STORE_IMAGE, writable: PLACEHOLDER_WRITABLE });
     checkAll(
       spec.name,
-      parts({ spec, closure: PLACEHOLDER_CLOSURE, mac: spec.macAddress ?? PLACEHOLDER_MAC, paths: PLACEHOLDER_PATHS }),
+      parts({
+        spec,
+        closure: PLACEHOLDER_CLOSURE,
+        mac: spec.macAddress ?? PLACEHOLDER_MAC,
+        paths: PLACEHOLDER_PATHS,
+        disks,
+      }),
     );
     return null;
   } catch (e) {
