@@ -3,8 +3,9 @@
  * log lines of the logs each subscriber follows. Console logs are followed from their files, one
  * follower per log however many subscribers want it; build lines arrive from the builds.
  */
-import { errorMessage } from '../api/errors.ts';
+import { AgentError, errorMessage } from '../api/errors.ts';
 import type { AgentEvent, AgentSnapshot, LogKind, Notice, SubscribeOptions } from '../api/types.ts';
+import { MAX_AGENT_LOG_FILTERS, MAX_LOG_LINE_BYTES } from '../api/validate.ts';
 import { follow, type Follower } from './vm/console.ts';
 
 type Subscriber = { fn: (ev: AgentEvent) => void; logs: Set<string> };
@@ -18,6 +19,10 @@ export interface EventHubOptions {
   /** After each snapshot went out (ssh config, lease timers…). */
   afterEmit(snapshot: AgentSnapshot): void;
   consoleLogPath(vm: string): string;
+  /** Whether a VM of this name exists (a subscription may only follow the logs of known VMs). */
+  knows?(vm: string): boolean;
+  /** Logs followed for all subscribers together (default MAX_AGENT_LOG_FILTERS). */
+  maxLogFilters?: number;
   log(line: string): void;
 }
 
@@ -28,22 +33,42 @@ export class EventHub {
   #emitTimer: NodeJS.Timeout | null = null;
   #lastEmit = 0;
   #closed = false;
+  /** Log filters held by all subscribers together. */
+  #filters = 0;
 
   constructor(o: EventHubOptions) {
     this.#o = o;
   }
 
+  /**
+   * Follow events; `opts.logs` names the logs wanted (each of a VM that exists). Throws
+   * AgentError when a VM is unknown or the agent already follows as many logs as it will.
+   */
   subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
     const sub: Subscriber = { fn, logs: new Set() };
-    for (const l of opts.logs ?? []) {
-      const key = logKey(l.vm, l.kind);
-      if (sub.logs.has(key)) continue;
+    const wanted = new Map<string, { vm: string; kind: LogKind }>();
+    for (const l of opts.logs ?? []) wanted.set(logKey(l.vm, l.kind), l);
+    for (const l of wanted.values()) {
+      if (this.#o.knows && !this.#o.knows(l.vm)) {
+        throw new AgentError('no-such-vm', `There is no VM named ${JSON.stringify(l.vm)} whose log could be followed.`);
+      }
+    }
+    const max = this.#o.maxLogFilters ?? MAX_AGENT_LOG_FILTERS;
+    if (this.#filters + wanted.size > max) {
+      throw new AgentError(
+        'failed',
+        `The nixvm agent already follows ${this.#filters} logs for its clients (at most ${max}); close some log windows or \`nixvm logs -f\` and try again.`,
+      );
+    }
+    for (const [key, l] of wanted) {
       sub.logs.add(key);
       this.#retain(l.vm, l.kind);
     }
+    this.#filters += sub.logs.size;
     this.#subscribers.add(sub);
     return () => {
       if (!this.#subscribers.delete(sub)) return;
+      this.#filters -= sub.logs.size;
       for (const key of sub.logs) {
         const [kind, vm] = key.split('\0') as [LogKind, string];
         this.#release(vm, kind);
@@ -87,6 +112,7 @@ export class EventHub {
     for (const f of this.#followers.values()) f.follower?.close();
     this.#followers.clear();
     this.#subscribers.clear();
+    this.#filters = 0;
   }
 
   #retain(vm: string, kind: LogKind): void {
@@ -99,7 +125,10 @@ export class EventHub {
     // Build lines arrive from the build manager; only the console needs a file follower.
     const follower =
       kind === 'console'
-        ? follow(this.#o.consoleLogPath(vm), (lines) => this.broadcast({ type: 'log', vm, kind, lines }))
+        ? follow(this.#o.consoleLogPath(vm), (lines) => this.broadcast({ type: 'log', vm, kind, lines }), {
+            maxLineBytes: MAX_LOG_LINE_BYTES,
+            onError: (err) => this.#o.log(`following ${vm}'s console log: ${errorMessage(err)}`),
+          })
         : null;
     this.#followers.set(key, { count: 1, follower });
   }

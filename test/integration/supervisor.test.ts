@@ -283,7 +283,12 @@ describe('Supervisor', () => {
     // A start asked for while stopping runs after the stop, on a fresh vfkit.
     const again = sup.start(vm);
     await stopped;
-    await started; // the interrupted start settles quietly: the user asked for the stop
+    // Issue 16: the interrupted start says it was cancelled (it used to report success).
+    expect(await started.catch((e: unknown) => e)).toMatchObject({
+      name: 'VmStartError',
+      cancelled: true,
+      message: 'The start of VM "slow" was cancelled: it was stopped before it finished starting.',
+    });
     expect(alive(pid1)).toBe(false);
     await again;
     expect(sup.status('slow').state).toBe('running');

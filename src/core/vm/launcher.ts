@@ -5,10 +5,13 @@
  * snapshot ten times a second costs lookups, not argv compositions.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { AgentError, errorMessage } from '../../api/errors.ts';
 import type { VmSpec } from '../../api/types.ts';
+import { VmDirNames } from '../../host/names.ts';
+import { hostLimits, type HostLimits } from '../../host/resources.ts';
 import { generateMac } from '../net/mac.ts';
-import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import { placeRuntimePaths, type PlacedRuntimePaths, type VmRuntimePaths } from './runtime-paths.ts';
 import type { Supervisor } from './supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vfkit.ts';
 import { deviceFacts, validateSpec, vfkitArgv, type DeviceFacts } from './vfkit-args.ts';
@@ -37,6 +40,10 @@ export interface LauncherOptions {
   /** Environment for `vfkit --version` (the simulator's fault switches in tests). */
   vmEnv: Record<string, string | undefined>;
   log(line: string): void;
+  /** Every VM name known right now (folder names must not fold onto one another). */
+  names?(): Iterable<string>;
+  /** CPUs and memory a VM may have here (default hostLimits()). */
+  limits?: HostLimits;
 }
 
 interface SpecFacts {
@@ -50,11 +57,22 @@ export class Launcher {
   #vfkit: VfkitInfo | null = null;
   #problem: string | null = null;
   #setting: string | null = null;
-  readonly #paths = new Map<string, VmRuntimePaths>();
+  readonly #paths = new Map<string, PlacedRuntimePaths & { dirName: string }>();
   readonly #specs = new WeakMap<VmSpec, SpecFacts>();
+  readonly #dirs: VmDirNames;
+  readonly #limits: HostLimits;
 
   constructor(o: LauncherOptions) {
     this.#o = o;
+    this.#limits = o.limits ?? hostLimits();
+    this.#dirs = new VmDirNames({
+      roots: [
+        path.join(path.resolve(o.stateDir), 'vms'),
+        path.join(path.resolve(o.logsDir), 'vms'),
+        path.join(path.resolve(o.logsDir), 'builds'),
+      ],
+      names: () => o.names?.() ?? [],
+    });
   }
 
   /** The vfkit in use, or null (then `problem` says why). */
@@ -80,11 +98,32 @@ export class Launcher {
     }
   }
 
+  /** The VM's folder name (unique under case folding; an older folder of its own is kept). */
+  dirName(name: string): string {
+    return this.#dirs.dirName(name);
+  }
+
   /** The VM's runtime files (memoised: the fallback socket dir is checked once per VM, not per snapshot). */
   paths(name: string): VmRuntimePaths {
+    return this.#placed(name).paths;
+  }
+
+  /** Why the VM's REST socket has no usable place, or null. */
+  pathsProblem(name: string): string | null {
+    return this.#placed(name).problem;
+  }
+
+  /** Short socket directories passed over for any VM so far (one sentence each, no repeats). */
+  get socketNotes(): string[] {
+    return [...new Set([...this.#paths.values()].flatMap((p) => p.notes))];
+  }
+
+  #placed(name: string): PlacedRuntimePaths & { dirName: string } {
+    const dirName = this.#dirs.dirName(name);
     let p = this.#paths.get(name);
-    if (!p) {
-      p = runtimePaths(this.#o.stateDir, this.#o.logsDir, name);
+    // A new VM whose folder would fold onto this one's old folder moves it to its own.
+    if (!p || p.dirName !== dirName || p.problem) {
+      p = { ...placeRuntimePaths(this.#o.stateDir, this.#o.logsDir, name, { dirName }), dirName };
       this.#paths.set(name, p);
     }
     return p;
@@ -94,7 +133,7 @@ export class Launcher {
     let f = this.#specs.get(t.spec);
     if (!f) {
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
-      const bad = validateSpec(t.spec);
+      const bad = validateSpec(t.spec, this.#limits);
       f = { mac, facts: deviceFacts(t.spec, mac), problem: bad ? bad.message : null };
       this.#specs.set(t.spec, f);
     }
@@ -113,14 +152,21 @@ export class Launcher {
 
   /** What vfkit or macOS would refuse in the spec itself, as one sentence; null when fine. */
   specProblem(t: LaunchTarget): string | null {
-    return this.#of(t).problem;
+    return this.#of(t).problem ?? this.pathsProblem(t.name);
   }
 
   /** The exact argv for booting `closure`; `vfkit` defaults to the one in use. */
   argv(t: LaunchTarget, closure: string, vfkit?: string): string[] {
     const program = vfkit ?? this.#vfkit?.path ?? this.#setting ?? 'vfkit';
     try {
-      return vfkitArgv({ vfkit: program, spec: t.spec, closure, mac: this.mac(t), paths: this.paths(t.name) });
+      return vfkitArgv({
+        vfkit: program,
+        spec: t.spec,
+        closure,
+        mac: this.mac(t),
+        paths: this.paths(t.name),
+        limits: this.#limits,
+      });
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));
     }
