@@ -157,6 +157,8 @@ export class Agent implements AgentPort {
       snapshot: () => this.snapshot(),
       afterEmit: (snap) => this.reach.afterSnapshot(snap),
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
+      // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
+      knows: (vm) => this.vms.entries().some((e) => e.name === vm),
       log,
     });
     this.locateNix(s.nixPath);
