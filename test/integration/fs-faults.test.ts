@@ -31,7 +31,9 @@ afterEach(async () => {
     mounts.splice(mounts.indexOf(m), 1);
   }
   if (t) {
-    for (const d of fs.existsSync(path.join(t.root, 'state', 'vms')) ? fs.readdirSync(path.join(t.root, 'state', 'vms')) : []) {
+    for (const d of fs.existsSync(path.join(t.root, 'state', 'vms'))
+      ? fs.readdirSync(path.join(t.root, 'state', 'vms'))
+      : []) {
       fs.chmodSync(path.join(t.root, 'state', 'vms', d), 0o700);
     }
     await t.dispose().catch(() => {});

@@ -29,14 +29,15 @@ describe("nixvm's ssh config", () => {
   it('leaves out only the VM whose ssh values it cannot hold, says which and why, and lists only running VMs', async () => {
     t = await createTestAgent({ fixture: 'bad-ssh' });
     const file = t.agent.snapshot().agent.sshConfig.path;
-    for (const vm of ['bad-port', 'bad-user', 'good']) expect((await t.agent.call('start', { vm })).state).toBe('running');
+    for (const vm of ['bad-port', 'bad-user', 'good'])
+      expect((await t.agent.call('start', { vm })).state).toBe('running');
     await waitFor(() => hosts(file).length === 1 && t!.agent.snapshot().agent.problems.length === 2, {
       what: 'the ssh config to be written without the two bad VMs',
       detail: () => `${hosts(file).join(', ')} / ${t!.agent.snapshot().agent.problems.join(' / ')}`,
     });
     expect(hosts(file)).toEqual(['nixvm-good']);
     expect(t.agent.snapshot().agent.problems).toEqual([
-      "nixvm's ssh config has no entry for VM \"bad-port\": the ssh port 70000 is out of range; use a port between 1 and 65535.",
+      'nixvm\'s ssh config has no entry for VM "bad-port": the ssh port 70000 is out of range; use a port between 1 and 65535.',
       expect.stringMatching(/^nixvm's ssh config has no entry for VM "bad-user": the ssh user "alice\\nHost evil"/),
     ]);
     expect(fs.readFileSync(file, 'utf8')).not.toContain('Host evil');
@@ -47,7 +48,10 @@ describe("nixvm's ssh config", () => {
     });
     // A VM that stops loses its alias.
     await t.agent.call('stop', { vm: 'good' });
-    await waitFor(() => hosts(file).length === 0, { what: 'the stopped VM’s alias to go', detail: () => hosts(file).join(', ') });
+    await waitFor(() => hosts(file).length === 0, {
+      what: 'the stopped VM’s alias to go',
+      detail: () => hosts(file).join(', '),
+    });
   });
 
   it('never opens a FIFO where ~/.ssh/config (or a file it includes) should be', async () => {

@@ -103,7 +103,11 @@ describe('the state dir deleted under a running agent', () => {
     first.child.kill('SIGKILL');
     await settles(first.w.exited, { what: 'the first daemon to be gone' });
     await startDaemon();
-    const after = JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{ name: string; state: string; pid: number }>;
+    const after = JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{
+      name: string;
+      state: string;
+      pid: number;
+    }>;
     expect(after.find((v) => v.name === 'minimal-vm')).toMatchObject({ state: 'running', pid });
     expect((await nixvm('stop', 'minimal-vm')).exitCode).toBe(0);
   });

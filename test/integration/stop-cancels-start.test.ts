@@ -37,7 +37,11 @@ describe('stop during a start', () => {
     );
     expect(out.text()).not.toMatch(/slow: started/);
     // The build finished, and still nothing runs.
-    await t.waitFor((s) => s.vms.find((v) => v.name === 'slow')?.build.status === 'succeeded', undefined, 'the build to end');
+    await t.waitFor(
+      (s) => s.vms.find((v) => v.name === 'slow')?.build.status === 'succeeded',
+      undefined,
+      'the build to end',
+    );
     expect(t.vm('slow').state).toBe('stopped');
     expect(t.vm('slow').pid).toBeNull();
   });

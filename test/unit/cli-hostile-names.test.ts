@@ -87,7 +87,10 @@ describe('names a terminal would act on', () => {
       ...snap.vms.map((v) => formatProgressLine(v) ?? ''),
       ...snap.vms.map((v) => Object.values(progressPayload(v)).join(' ')),
       ...snap.vms.map((v) => formatOutcome('started', v)),
-      ...formatEvent({ type: 'notice', notice: { level: 'error', title: `${TITLE} crashed`, body: CSI, vm: TITLE } }, null),
+      ...formatEvent(
+        { type: 'notice', notice: { level: 'error', title: `${TITLE} crashed`, body: CSI, vm: TITLE } },
+        null,
+      ),
       ...formatEvent({ type: 'log', vm: TITLE, kind: 'console', lines: ['\u001b]0;x\u0007'] }, null),
       ...formatEvent({ type: 'snapshot', snapshot: snap }, null),
     ];

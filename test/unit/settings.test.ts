@@ -300,7 +300,9 @@ describe('SettingsStore', () => {
       fs.mkdirSync(settingsFile());
       fs.writeFileSync(path.join(settingsFile(), 'inside'), 'x');
       await until('a warning about the folder', () => warnings.length > 0);
-      expect(warnings[0]).toMatch(/^The settings file .*settings\.json has an error \(it cannot be read: a folder is where a file should be; move the folder away\)/);
+      expect(warnings[0]).toMatch(
+        /^The settings file .*settings\.json has an error \(it cannot be read: a folder is where a file should be; move the folder away\)/,
+      );
       expect(warnings[0]).not.toMatch(/EISDIR/);
       expect(s.get().flakes).toEqual(['/good']);
       // Saving now moves the folder aside and writes the settings in effect.

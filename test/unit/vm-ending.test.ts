@@ -29,7 +29,9 @@ describe('startFailure', () => {
     );
     const crashed = startFailure('web', p, { code: null, signal: 'SIGSEGV' }, false);
     expect(crashed).toContain('(killed by SIGSEGV: vfkit itself crashed) before printing a reason; see');
-    expect(startFailure('web', p, { code: 3, signal: null }, false)).toContain('(exit code 3) before printing a reason');
+    expect(startFailure('web', p, { code: 3, signal: null }, false)).toContain(
+      '(exit code 3) before printing a reason',
+    );
   });
 
   it('still quotes vfkit when it did say why', () => {
