@@ -26,6 +26,13 @@ export interface EventHubOptions {
   log(line: string): void;
 }
 
+/** A log line cut to MAX_LOG_LINE_BYTES of UTF-8 (never inside a character), marked with `…`. */
+function capLine(line: string): string {
+  if (Buffer.byteLength(line) <= MAX_LOG_LINE_BYTES) return line;
+  const cut = new TextDecoder().decode(Buffer.from(line).subarray(0, MAX_LOG_LINE_BYTES)).replace(/\uFFFD$/, '');
+  return `${cut}…`;
+}
+
 export class EventHub {
   readonly #o: EventHubOptions;
   readonly #subscribers = new Set<Subscriber>();
@@ -90,7 +97,12 @@ export class EventHub {
     }, wait);
   }
 
-  broadcast(ev: AgentEvent): void {
+  broadcast(event: AgentEvent): void {
+    // Build lines come from nix as they are; console lines are cut by their follower already.
+    const ev =
+      event.type === 'log' && event.lines.some((l) => l.length > MAX_LOG_LINE_BYTES / 4)
+        ? { ...event, lines: event.lines.map(capLine) }
+        : event;
     for (const s of this.#subscribers) {
       if (ev.type === 'log' && !s.logs.has(logKey(ev.vm, ev.kind))) continue;
       try {

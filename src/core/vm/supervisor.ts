@@ -16,6 +16,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { VmExit, VmRunState } from '../../api/types.ts';
+import { MAX_LOG_LINE_BYTES } from '../../api/validate.ts';
 import { errnoCode, fsReason, fsSentence } from '../../host/fs-errors.ts';
 import { spawnDetached } from '../../host/runner.ts';
 import { checkAdoptable } from './adoption.ts';
@@ -516,7 +517,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   private async endedWhileAway(name: string, rec: BootRecord): Promise<void> {
     const hostBoot = Date.now() - os.uptime() * 1000;
-    const lastLines = await tail(rec.paths.consoleLog, 20).catch(() => [] as string[]);
+    const lastLines = await tail(rec.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES }).catch(
+      () => [] as string[],
+    );
     const at = Date.now();
     const exit: VmExit = { code: null, signal: null, lastLines, at };
     this.bestEffort(name, 'write the boot record', () => writeRecord({ ...rec, endedAt: at, exit }));
@@ -585,7 +588,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async onEnded(name: string, r: Run, info: EndInfo, booting: boolean): Promise<void> {
     const e = this.entry(name);
     this.watch.forget(r);
-    const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20)).catch(() => [] as string[]);
+    const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES })).catch(
+      () => [] as string[],
+    );
     const exit: VmExit = { code: info.code, signal: info.signal, lastLines, at: Date.now() };
     if (e.run !== r) return;
     // The run is over whatever the disk says: files that cannot be cleaned up are told, not thrown.
