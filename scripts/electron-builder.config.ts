@@ -33,6 +33,18 @@ export function builderConfig(): Configuration {
     },
     files: ['dist/**/*', '!dist/**/*.map', 'icons/*Template.png', 'icons/*Template@2x.png', 'package.json'],
     asar: true,
+    // Electron's fuses, flipped in the binary at packaging time: the app cannot be run as a plain
+    // Node (ELECTRON_RUN_AS_NODE) or given NODE_OPTIONS / --inspect to run other code with the
+    // app's privileges (its Rosetta, network and file access); it loads only its own app.asar,
+    // whose integrity is checked against the hash in Info.plist; cookies are encrypted at rest.
+    electronFuses: {
+      runAsNode: false,
+      enableCookieEncryption: true,
+      enableNodeOptionsEnvironmentVariable: false,
+      enableNodeCliInspectArguments: false,
+      enableEmbeddedAsarIntegrityValidation: true,
+      onlyLoadAppFromAsar: true,
+    },
     // Everything is bundled by esbuild; no native modules to rebuild.
     npmRebuild: false,
     mac: {

@@ -299,7 +299,11 @@ export interface AgentMethods {
   apply: { params: VmRef; result: VmSnapshot };
   rebuildStale: { params: Record<string, never>; result: string[] };
   reevaluate: { params: Record<string, never>; result: FlakeSnapshot[] };
-  sshCommand: { params: VmRef; result: { argv: string[]; command: string } };
+  /** `target` is what a face rebuilds the argv from (it runs its own ssh, never `argv` as given). */
+  sshCommand: {
+    params: VmRef;
+    result: { argv: string[]; command: string; target: { host: string; user: string; port: number } };
+  };
   ips: { params: VmRef; result: { ipv6: string | null; ipv4: string | null } };
   logs: { params: VmRef & { kind: LogKind; lines: number }; result: { path: string | null; lines: string[] } };
   inspect: { params: VmRef; result: { spec: VmSpec | null; argv: string[] } };

@@ -21,6 +21,12 @@ export type Validator<T> = (p: unknown) => T;
 export const MAX_VM_NAME_BYTES = 256;
 /** Most lines one `logs` request may ask for. */
 export const MAX_LOG_LINES = 100_000;
+/** The most bytes of lines one `logs` answer carries (the newest lines that fit). */
+export const MAX_LOG_REPLY_BYTES = 8 * 1024 * 1024;
+/** A console or build log line longer than this (UTF-8 bytes) is cut, in answers and live alike. */
+export const MAX_LOG_LINE_BYTES = 16 * 1024;
+/** Logs followed for all subscribers together (each log a file follower in the agent). */
+export const MAX_AGENT_LOG_FILTERS = 1024;
 
 export function bad(message: string): never {
   throw new AgentError('bad-request', message);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { AgentPort, LogKind, VmSnapshot } from '../api/types.ts';
 import { AgentError } from '../api/errors.ts';
 import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
+import { sshArgvFor, sshCommandLine } from '../core/net/ssh.ts';
 import { shellLine } from '../host/shell.ts';
 
 /** The side effects the UI verbs need; everything else is computed here. */
@@ -58,6 +59,19 @@ export function consoleAppArgv(file: string): string[] {
   return ['open', '-a', 'Console', file];
 }
 
+/**
+ * Why `dir` must not be handed to shell.openPath, or null. openPath *opens*: on a folder that is
+ * an application bundle (`Foo.app`, or anything holding Contents/Info.plist) that means running
+ * the app, not showing a folder.
+ */
+export function notAPlainFolder(dir: string, exists: (p: string) => boolean = existsSync): string | null {
+  const clean = dir.replace(/\/+$/, '');
+  if (/\.app$/i.test(clean) || exists(path.join(clean, 'Contents', 'Info.plist'))) {
+    return `${dir} is an application bundle, which opening would run; NixVM only opens plain folders (show it in Finder instead).`;
+  }
+  return null;
+}
+
 /** The text "Copy IP" puts on the clipboard, or a sentence saying why there is none. */
 export function ipClipboardText(vm: Pick<VmSnapshot, 'name' | 'ipv4' | 'ipv6'>, family: 'ipv4' | 'ipv6'): string {
   if (family === 'ipv4') {
@@ -69,6 +83,19 @@ export function ipClipboardText(vm: Pick<VmSnapshot, 'name' | 'ipv4' | 'ipv6'>, 
   }
   if (vm.ipv6) return vm.ipv6;
   throw new AgentError('not-running', `${vm.name} has no IPv6 address yet: start it first.`);
+}
+
+/**
+ * The ssh argv for a VM, rebuilt from the destination the agent named (checked) with the app's own
+ * program and options: an answer on the socket is data, never a command to run in Terminal.
+ */
+async function sshArgvOf(agent: AgentPort, vm: string): Promise<string[]> {
+  const { target } = await agent.call('sshCommand', { vm });
+  try {
+    return sshArgvFor(vm, target, 'ssh');
+  } catch (err) {
+    throw new AgentError('failed', err instanceof Error ? err.message : String(err));
+  }
 }
 
 async function findVm(agent: AgentPort, name: string): Promise<VmSnapshot> {
@@ -83,7 +110,7 @@ export type UiHandlers = { [V in UiVerb]: (params: UiParamsOf<V>) => Promise<UiR
 export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
   return {
     async copySshCommand({ vm }) {
-      const { command } = await agent.call('sshCommand', { vm });
+      const command = sshCommandLine(await sshArgvOf(agent, vm));
       host.writeClipboard(command);
       return { text: command };
     },
@@ -99,7 +126,7 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       return { text: includeLine };
     },
     async openSshInTerminal({ vm }) {
-      const [{ argv }, snap] = await Promise.all([agent.call('sshCommand', { vm }), agent.call('snapshot', {})]);
+      const [argv, snap] = await Promise.all([sshArgvOf(agent, vm), agent.call('snapshot', {})]);
       const v = snap.vms.find((x) => x.name === vm);
       if (!v) throw new AgentError('no-such-vm', `There is no VM named "${vm}".`);
       const file = commandFilePath(v);
@@ -140,6 +167,8 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       // The first flake the agent runs (a headless daemon's --flake counts, not only settings').
       const target = dir ?? snap.flakes[0]?.dir;
       if (!target) throw new AgentError('failed', 'No flake folder is configured: choose one in Settings.');
+      const bundle = notAPlainFolder(target);
+      if (bundle) throw new AgentError('bad-request', bundle);
       await host.openFolder(target);
       return null;
     },

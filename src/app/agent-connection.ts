@@ -22,21 +22,44 @@ export async function connectAppAgent(
     const { connectControl } = await import('../control/client.ts');
     return { agent: await connectControl(), owned: false };
   }
-  const [{ startControlServer }, { controlSocketPath }] = await Promise.all([
+  const [{ startControlServer }, { placeControlSocket }] = await Promise.all([
     import('../control/server.ts'),
     import('../host/socket-path.ts'),
   ]);
   let server: Awaited<ReturnType<typeof startControlServer>>;
   try {
-    server = await startControlServer(core, controlSocketPath(core.paths.stateDir), { onProblem: log });
+    // A short socket directory that is not ours is passed over (and said), never used.
+    const placed = placeControlSocket(core.paths.stateDir);
+    for (const p of placed.problems) core.reportProblem(p);
+    server = await startControlServer(core, placed.path, { onProblem: log });
   } catch (e) {
     await core.close({ stopVms: false });
     throw e;
   }
+  // The state dir deleted under the app takes the lock and socket with it: make them again.
+  let busy = false;
+  const watchdog = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void (async () => {
+      const state = await core.checkState().catch(() => 'ok' as const);
+      const sock = state === 'taken' ? 'taken' : await server.check();
+      if (state === 'taken' || sock === 'taken') {
+        clearInterval(watchdog);
+        core.reportProblem(
+          'Another nixvm agent took over while the state folder was gone; quit NixVM and open it again to use that one.',
+        );
+      }
+    })().finally(() => {
+      busy = false;
+    });
+  }, 2000);
+  watchdog.unref();
   const agent: AppAgent = {
     call: (method, params) => core.call(method, params),
     subscribe: (fn, opts) => core.subscribe(fn, opts),
     async close() {
+      clearInterval(watchdog);
       await server.close();
       await core.close();
     },

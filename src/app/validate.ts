@@ -17,9 +17,10 @@ export function isTrustedSenderUrl(url: string | undefined | null, rendererBaseU
   }
   const base = new URL(rendererBaseUrl.endsWith('/') ? rendererBaseUrl : `${rendererBaseUrl}/`);
   if (u.protocol !== base.protocol) return false;
-  // file: URLs have no origin to compare; compare the resolved path instead (rejects `..` tricks
-  // because URL normalises them away before we look).
-  if (u.protocol === 'file:') return u.pathname.startsWith(base.pathname);
+  if (u.username !== '' || u.password !== '') return false;
+  // file: URLs have no origin to compare: compare the host (file://server/… is a network share,
+  // not our bundle) and the resolved path (URL normalises `..` away before we look).
+  if (u.protocol === 'file:') return u.host === base.host && u.pathname.startsWith(base.pathname);
   return u.origin === base.origin && u.pathname.startsWith(base.pathname);
 }
 

@@ -10,8 +10,10 @@ import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/type
 import pkg from '../../package.json' with { type: 'json' };
 import { agentErrorCode } from '../api/errors.ts';
 import { MAX_LOG_LINES } from '../api/validate.ts';
+import { checkSshDestination, sshArgvFor, sshCommandLine, type SshDestination } from '../core/net/ssh.ts';
 import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, describeError } from './errors.ts';
 import {
+  commandName,
   formatBytes,
   formatDiskList,
   formatEvent,
@@ -20,6 +22,8 @@ import {
   formatOutcome,
   formatStatus,
   formatVmTable,
+  visibleName,
+  visibleText,
 } from './format.ts';
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
@@ -62,12 +66,15 @@ class Session {
     await port?.close?.();
   }
 
+  /** A line for the user: what came from the agent can never drive the terminal (visibleText). */
   out(s: string): void {
-    this.io.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+    const t = visibleText(s);
+    this.io.stdout.write(t.endsWith('\n') ? t : `${t}\n`);
   }
 
   err(s: string): void {
-    this.io.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+    const t = visibleText(s);
+    this.io.stderr.write(t.endsWith('\n') ? t : `${t}\n`);
   }
 
   json(v: unknown): void {
@@ -130,9 +137,9 @@ async function untilInterrupted(port: CliPort, signal: AbortSignal, what: string
 }
 
 function noSuchVm(name: string, snap: AgentSnapshot): CliError {
-  const known = snap.vms.map((v) => v.name);
+  const known = snap.vms.map((v) => visibleName(v.name));
   const hint = known.length ? `known VMs: ${known.join(', ')}` : 'the agent knows no VMs yet';
-  return new CliError(EXIT.noSuchVm, `No VM named "${name}" (${hint}).`);
+  return new CliError(EXIT.noSuchVm, `No VM named "${visibleName(name)}" (${hint}).`);
 }
 
 async function findVm(s: Session, name: string): Promise<{ snap: AgentSnapshot; vm: VmSnapshot }> {
@@ -231,7 +238,8 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
           .split('\n')
           .map((l) => `  ${l}`),
       );
-    if (vm.build.logPath) lines.push(`  full log: ${vm.build.logPath} (or \`nixvm logs ${vm.name} --build\`)`);
+    if (vm.build.logPath)
+      lines.push(`  full log: ${vm.build.logPath} (or \`nixvm logs ${commandName(vm.name)} --build\`)`);
     return lines;
   };
 
@@ -247,11 +255,11 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
       }
       const isBuild = action === 'build' || action === 'apply';
       if (vm.build.status === 'failed' && (isBuild || failedNow(vm))) {
-        failures.push(`${name}: ${vm.build.error ?? 'the build failed.'}`, ...buildFailureLines(vm));
+        failures.push(`${visibleName(name)}: ${vm.build.error ?? 'the build failed.'}`, ...buildFailureLines(vm));
         return EXIT.failed;
       }
       if (action === 'build') {
-        view.log(`${name}: built${vm.builtOutPath ? ` ${vm.builtOutPath}` : ''}`);
+        view.log(`${visibleName(name)}: built${vm.builtOutPath ? ` ${vm.builtOutPath}` : ''}`);
       } else {
         view.log(formatOutcome(DONE[action], vm));
       }
@@ -260,7 +268,7 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
       if (err instanceof Interrupted || agentErrorCode(err) === 'not-running') throw err;
       if (err instanceof CliError && err.exitCode === EXIT.notRunning) throw err;
       const { code, message } = describeError(err, s.knownSocketPath());
-      failures.push(`${name}: ${message}`);
+      failures.push(`${visibleName(name)}: ${message}`);
       if (action !== 'stop') {
         // The sentence says what failed; nix's own words are in the build's detail.
         const fresh = await port.call('snapshot', {}).catch(() => null);
@@ -279,7 +287,9 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
     view.stop();
     for (const l of failures) s.err(l);
     if (err instanceof Interrupted) {
-      s.err(`Interrupted; the agent carries on with ${unique.join(', ')} (\`nixvm watch\` follows it).`);
+      s.err(
+        `Interrupted; the agent carries on with ${unique.map(visibleName).join(', ')} (\`nixvm watch\` follows it).`,
+      );
       return EXIT.interrupted;
     }
     throw err;
@@ -305,23 +315,42 @@ async function cmdIp(
     const why = opts.ipv6
       ? 'it gets one from its MAC once the agent knows the bridge it runs on'
       : 'a VM gets one once it is running and its DHCP lease appears';
-    throw new CliError(EXIT.failed, `${name} has no ${which} yet (${why}); see \`nixvm status ${name}\`.`);
+    throw new CliError(
+      EXIT.failed,
+      `${visibleName(name)} has no ${which} yet (${why}); see \`nixvm status ${commandName(name)}\`.`,
+    );
   }
   s.out(addr);
   return EXIT.ok;
 }
 
+/**
+ * The ssh argv, rebuilt here from the destination the agent named (checked: an address, a user,
+ * a port) with our own ssh and options: whatever answers on the socket, the CLI never runs a
+ * command it was handed.
+ */
+async function sshFor(s: Session, name: string): Promise<{ argv: string[]; target: SshDestination }> {
+  const r = await (await s.port()).call('sshCommand', { vm: name });
+  try {
+    const target = checkSshDestination(name, r.target);
+    return { argv: sshArgvFor(name, target, 'ssh'), target };
+  } catch (err) {
+    throw new CliError(EXIT.failed, err instanceof Error ? err.message : String(err));
+  }
+}
+
 async function cmdSsh(s: Session, name: string, cmd: string[]): Promise<number> {
-  const { argv } = await (await s.port()).call('sshCommand', { vm: name });
+  const { argv } = await sshFor(s, name);
   // Done with the agent: ssh may run for hours and needs nothing from it.
   await s.close();
   return s.io.exec([...argv, ...cmd]);
 }
 
 async function cmdSshCommand(s: Session, name: string, opts: { json?: boolean }): Promise<number> {
-  const r = await (await s.port()).call('sshCommand', { vm: name });
-  if (opts.json) s.json(r);
-  else s.out(r.command);
+  const { argv, target } = await sshFor(s, name);
+  const command = sshCommandLine(argv);
+  if (opts.json) s.json({ argv, command, target });
+  else s.out(command);
   return EXIT.ok;
 }
 
@@ -378,7 +407,7 @@ async function cmdLogs(
     else emit(tail.lines);
     if (!opts.follow) {
       if (!opts.json && tail.path === null && tail.lines.length === 0) {
-        s.err(`${name} has no ${kind} log yet.`);
+        s.err(`${visibleName(name)} has no ${kind} log yet.`);
       }
       return EXIT.ok;
     }
@@ -432,8 +461,9 @@ async function cmdWatch(s: Session, opts: { json?: boolean }): Promise<number> {
 
 async function cmdDaemon(s: Session, opts: { flake?: string[] }): Promise<number> {
   const flakes = opts.flake?.map((f) => path.resolve(s.io.cwd, f));
-  const socketPath = await s.socketPath();
-  return s.io.runDaemon({ ...(flakes ? { flakes } : {}), socketPath, io: s.io });
+  // Without --socket the daemon places its socket itself (a planted short directory is passed over).
+  const socketPath = s.socketOverride ? await s.socketPath() : undefined;
+  return s.io.runDaemon({ ...(flakes ? { flakes } : {}), ...(socketPath ? { socketPath } : {}), io: s.io });
 }
 
 async function cmdLoginItem(s: Session, action: 'on' | 'off' | 'status', opts: { json?: boolean }): Promise<number> {

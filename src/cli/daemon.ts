@@ -5,21 +5,32 @@
  * decides that.
  */
 import type { AgentEvent, AgentPort } from '../api/types.ts';
+import { formatNotice, visibleText } from './format.ts';
 import type { CliIo } from './io.ts';
 import { trimWhenIdle } from '../host/idle-trim.ts';
-import { BUNDLE_ID } from '../host/paths.ts';
+import { BUNDLE_ID, resolvePaths } from '../host/paths.ts';
+import { placeControlSocket } from '../host/socket-path.ts';
+import type { ControlServer } from '../control/server.ts';
 
 /** What the daemon needs of the agent: the port it serves, and a clean shutdown. */
 export interface DaemonAgent extends AgentPort {
-  close(): Promise<void>;
+  /** `stopVms: false` leaves the VMs running whatever the settings say (another agent took over). */
+  close(opts?: { stopVms?: boolean }): Promise<void>;
   /** Resolves once every flake was evaluated once (the real Agent has it). */
   ready?(): Promise<void>;
+  /** Is the state dir (and our lock in it) still there? (the real Agent has it) */
+  checkState?(): Promise<'ok' | 'restored' | 'taken'>;
+  /** Show a problem with the agent's own (the real Agent has it). */
+  reportProblem?(sentence: string): void;
 }
 
 export interface DaemonOptions {
   /** Flake directories (absolute); omitted = the ones in settings. */
   flakes?: string[];
-  socketPath: string;
+  /** Omitted: the first private place for it under the state dir (socket-path.ts). */
+  socketPath?: string;
+  /** How often the state dir, lock and socket are checked (default 2 s). */
+  stateCheckMs?: number;
   io: CliIo;
   /** Default: `Agent.create` from src/core/agent.ts. */
   createAgent?: (opts: { flakes?: string[] }) => Promise<DaemonAgent>;
@@ -36,16 +47,14 @@ function stamp(now: number): string {
 
 /** A headless agent's console line for an event worth a line (notices; not every snapshot). */
 function eventLine(ev: AgentEvent): string | null {
-  if (ev.type !== 'notice') return null;
-  const n = ev.notice;
-  return `${n.level === 'error' ? 'error' : 'notice'}: ${n.vm ? `${n.vm}: ` : ''}${n.title}${n.body ? ` — ${n.body}` : ''}`;
+  return ev.type === 'notice' ? formatNotice(ev.notice) : null;
 }
 
 /** Run the agent and its control socket until `io.signal` aborts; resolves with the exit code. */
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
-  const { io, socketPath } = opts;
-  const say = (s: string): void => void io.stdout.write(`${stamp(io.now())} ${s}\n`);
-  const complain = (s: string): void => void io.stderr.write(`nixvm daemon: ${s}\n`);
+  const { io } = opts;
+  const say = (s: string): void => void io.stdout.write(`${stamp(io.now())} ${visibleText(s)}\n`);
+  const complain = (s: string): void => void io.stderr.write(`nixvm daemon: ${visibleText(s)}\n`);
 
   const createAgent = opts.createAgent ?? createRealAgent;
   let agent: DaemonAgent;
@@ -61,8 +70,16 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   }
 
   const { startControlServer } = await import('../control/server.ts');
-  let server: { close(): Promise<void> };
+  let server: ControlServer;
+  let socketPath: string;
   try {
+    if (opts.socketPath) socketPath = opts.socketPath;
+    else {
+      // A short socket directory that is not ours is passed over (and said), never used.
+      const placed = placeControlSocket(resolvePaths(io.env).stateDir);
+      socketPath = placed.path;
+      for (const p of placed.problems) agent.reportProblem?.(p);
+    }
     server = await startControlServer(agent, socketPath, {
       onProblem: (m) => say(`control socket: ${m}`),
     });
@@ -96,10 +113,34 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     say(`listening on ${socketPath} (the first snapshot failed: ${err instanceof Error ? err.message : String(err)})`);
   }
 
+  // The state dir deleted under us takes the lock and socket with it: make them again (a second
+  // agent would otherwise start beside this one), or step down if another agent already took over.
+  let supplanted = false;
+  let watchdog: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve) => {
-    if (io.signal.aborted) resolve();
-    else io.signal.addEventListener('abort', () => resolve(), { once: true });
+    if (io.signal.aborted) return resolve();
+    io.signal.addEventListener('abort', () => resolve(), { once: true });
+    let busy = false;
+    watchdog = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      void (async () => {
+        const state = (await agent.checkState?.().catch(() => 'ok' as const)) ?? 'ok';
+        const sock = state === 'taken' ? 'taken' : await server.check();
+        if (state === 'restored' || sock === 'restored')
+          say(`the state dir was deleted; its lock and ${socketPath} were made again.`);
+        if (state === 'taken' || sock === 'taken') {
+          supplanted = true;
+          say('another nixvm agent took over this state dir; this one stops and leaves the VMs running for it.');
+          resolve();
+        }
+      })().finally(() => {
+        busy = false;
+      });
+    }, opts.stateCheckMs ?? 2000);
+    watchdog.unref();
   });
+  clearInterval(watchdog);
 
   say('stopping…');
   unsubscribe();
@@ -112,7 +153,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     code = 1;
   }
   try {
-    await agent.close();
+    await agent.close(supplanted ? { stopVms: false } : undefined);
   } catch (err) {
     complain(`the agent did not shut down cleanly: ${err instanceof Error ? err.message : String(err)}`);
     code = 1;

@@ -10,6 +10,7 @@ import type {
   DiskImage,
   DiskListing,
   FlakeSnapshot,
+  Notice,
   SharedDir,
   StoreImageProgress,
   VmExit,
@@ -18,6 +19,41 @@ import type {
 } from '../api/types.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
 import { shellWord } from '../host/shell.ts';
+
+/**
+ * Characters a terminal acts on instead of showing: C0 controls (ESC starts sequences that set
+ * the title or move the cursor), DEL, C1 controls (U+009B is a one-byte CSI), and the invisible
+ * format characters that reorder or hide text (bidi overrides, zero-width ones).
+ */
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
+const UNSAFE_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
+
+function escapeChar(c: string): string {
+  const code = c.charCodeAt(0);
+  if (c === '\n') return '\\n';
+  if (c === '\t') return '\\t';
+  if (c === '\r') return '\\r';
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * A VM name (or any one-line value) as the CLI prints it: what a terminal would act on (ESC, a
+ * newline, a bidi override) is shown as an escape (`\x1b`, `\n`, `\u202e`), so a hostile name
+ * can neither retitle the terminal nor fake a line of output. Every place a name is printed uses it.
+ */
+export function visibleName(s: string): string {
+  return s.replace(UNSAFE, escapeChar);
+}
+
+/** Text from the agent printed as lines: the same escapes, but newlines stay line breaks. */
+export function visibleText(s: string): string {
+  return s.replace(UNSAFE_BUT_NEWLINE, escapeChar);
+}
+
+/** A VM name inside a command the CLI suggests: quoted as a shell word, so pasting it runs nothing else. */
+export function commandName(s: string): string {
+  return shellWord(s);
+}
 
 /** "512 MiB", "2 GiB", "1.5 GiB". */
 export function formatMemory(mib: number): string {
@@ -195,13 +231,13 @@ export function formatVmTable(snap: AgentSnapshot, width?: number): string {
     if (anyNote) headers.push('NOTE');
     const rows = snap.vms.map((vm) => {
       const row = [
-        vm.name,
+        visibleName(vm.name),
         vm.state,
         vm.stale ? 'yes' : 'no',
         vm.cpus !== null && vm.memoryMiB !== null ? `${vm.cpus}/${formatMemory(vm.memoryMiB)}` : '-',
         preferredAddress(vm) ?? '-',
       ];
-      if (anyNote) row.push(vmNote(vm));
+      if (anyNote) row.push(visibleName(vmNote(vm)));
       return row;
     });
     // Only the NOTE column may be cut to the width; names and addresses are what users copy.
@@ -209,7 +245,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number): string {
   }
   out.push(...macWarnings(snap.vms));
   out.push(...formatFlakeProblems(snap.flakes));
-  for (const p of snap.agent.problems) out.push(`agent: ${p}`);
+  for (const p of snap.agent.problems) out.push(`agent: ${visibleName(p)}`);
   return out.join('\n');
 }
 
@@ -217,8 +253,8 @@ export function formatVmTable(snap: AgentSnapshot, width?: number): string {
 export function formatFlakeProblems(flakes: FlakeSnapshot[]): string[] {
   const out: string[] = [];
   for (const f of flakes) {
-    if (f.error) out.push(`flake ${f.dir}: error: ${firstLine(f.error)}`);
-    for (const w of f.warnings) out.push(`flake ${f.dir}: warning: ${firstLine(w)}`);
+    if (f.error) out.push(`flake ${visibleName(f.dir)}: error: ${visibleName(firstLine(f.error))}`);
+    for (const w of f.warnings) out.push(`flake ${visibleName(f.dir)}: warning: ${visibleName(firstLine(w))}`);
   }
   return out;
 }
@@ -271,19 +307,19 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   if (vm.exit) add('last exit', `${formatExitReason(vm.exit)}, ${ago(vm.exit.at, now)}`);
 
   const keyWidth = Math.max(...rows.map(([k]) => k.length)) + 1;
-  const lines = [vm.name];
+  const lines = [visibleName(vm.name)];
   for (const [k, v] of rows) {
-    const [first = '', ...rest] = v.split('\n');
+    const [first = '', ...rest] = visibleText(v).split('\n');
     lines.push(`  ${(`${k}:`).padEnd(keyWidth)} ${first}`);
     for (const r of rest) lines.push(`  ${''.padEnd(keyWidth)} ${r}`);
   }
   if (vm.build.status === 'failed' && vm.build.detail) {
     lines.push('  build detail:');
-    for (const l of vm.build.detail.trimEnd().split('\n')) lines.push(`    ${l}`);
+    for (const l of vm.build.detail.trimEnd().split('\n')) lines.push(`    ${visibleName(l)}`);
   }
   if (vm.exit && vm.exit.lastLines.length > 0) {
     lines.push('  last console lines:');
-    for (const l of vm.exit.lastLines) lines.push(`    ${l}`);
+    for (const l of vm.exit.lastLines) lines.push(`    ${visibleName(l)}`);
   }
   return lines.join('\n');
 }
@@ -307,19 +343,19 @@ function formatBuild(vm: VmSnapshot, now: number): string {
 export function formatProgressLine(vm: VmSnapshot): string | null {
   if (vm.build.status !== 'building') return null;
   const p = vm.build.progress;
-  if (!p) return `${vm.name}: building`;
-  const last = p.lastLine ? ` | ${p.lastLine}` : '';
-  return `${vm.name}: building ${formatProgressPhrase(p)}${last}`;
+  if (!p) return `${visibleName(vm.name)}: building`;
+  const last = p.lastLine ? ` | ${visibleName(p.lastLine)}` : '';
+  return `${visibleName(vm.name)}: building ${visibleName(formatProgressPhrase(p))}${last}`;
 }
 
 /** The payload the TTY progress bar renders (cli-progress fills {bar} and {percentage} itself). */
 export function progressPayload(vm: VmSnapshot): { vm: string; builds: string; drv: string; line: string } {
   const p = vm.build.progress;
   return {
-    vm: vm.name,
+    vm: visibleName(vm.name),
     builds: p && p.buildsExpected > 0 ? `${p.buildsDone}/${p.buildsExpected} builds` : '',
-    drv: p?.currentDrv ? storeName(p.currentDrv) + (p.phase ? ` ${p.phase}` : '') : (p?.phase ?? ''),
-    line: p?.lastLine ?? '',
+    drv: visibleName(p?.currentDrv ? storeName(p.currentDrv) + (p.phase ? ` ${p.phase}` : '') : (p?.phase ?? '')),
+    line: visibleName(p?.lastLine ?? ''),
   };
 }
 
@@ -330,20 +366,21 @@ export function formatOutcome(verb: string, vm: VmSnapshot): string {
   const bits: string[] = vm.state === verb ? [] : [vm.state];
   if (addr) bits.push(addr);
   if (vm.stale) bits.push('stale');
-  return bits.length ? `${vm.name}: ${verb} (${bits.join(', ')})` : `${vm.name}: ${verb}`;
+  const name = visibleName(vm.name);
+  return bits.length ? `${name}: ${verb} (${bits.join(', ')})` : `${name}: ${verb}`;
 }
 
 /** A failure of a build, in one sentence plus nix's own text. */
 export function formatBuildFailure(vm: VmSnapshot): string[] {
-  const out = [`${vm.name}: ${vm.build.error ?? 'the build failed'}`];
+  const out = [`${visibleName(vm.name)}: ${visibleText(vm.build.error ?? 'the build failed')}`];
   if (vm.build.detail)
     out.push(
       ...vm.build.detail
         .trimEnd()
         .split('\n')
-        .map((l) => `  ${l}`),
+        .map((l) => `  ${visibleName(l)}`),
     );
-  if (vm.build.logPath) out.push(`  full log: ${vm.build.logPath}`);
+  if (vm.build.logPath) out.push(`  full log: ${visibleName(vm.build.logPath)}`);
   return out;
 }
 
@@ -357,29 +394,33 @@ export function describeChanges(prev: AgentSnapshot | null, next: AgentSnapshot)
   for (const vm of next.vms) {
     const old = before.get(vm.name);
     before.delete(vm.name);
+    const name = visibleName(vm.name);
     if (!old) {
-      out.push(`${vm.name}: ${vm.state}${vm.stale ? ', stale' : ''}${vm.error ? `: ${firstLine(vm.error)}` : ''}`);
+      out.push(
+        `${name}: ${vm.state}${vm.stale ? ', stale' : ''}${vm.error ? `: ${visibleName(firstLine(vm.error))}` : ''}`,
+      );
       continue;
     }
     if (old.state !== vm.state) {
       const why = vm.state === 'crashed' && vm.exit ? ` (${formatExitReason(vm.exit)})` : '';
-      out.push(`${vm.name}: ${old.state} → ${vm.state}${why}`);
+      out.push(`${name}: ${old.state} → ${vm.state}${why}`);
     }
-    if (old.stale !== vm.stale) out.push(`${vm.name}: ${vm.stale ? 'stale (the flake changed)' : 'up to date'}`);
+    if (old.stale !== vm.stale) out.push(`${name}: ${vm.stale ? 'stale (the flake changed)' : 'up to date'}`);
     if (old.build.status !== vm.build.status) {
       if (vm.build.status === 'failed')
-        out.push(`${vm.name}: build failed: ${firstLine(vm.build.error ?? '')}`.trimEnd());
-      else if (vm.build.status !== 'idle') out.push(`${vm.name}: build ${vm.build.status}`);
+        out.push(`${name}: build failed: ${visibleName(firstLine(vm.build.error ?? ''))}`.trimEnd());
+      else if (vm.build.status !== 'idle') out.push(`${name}: build ${vm.build.status}`);
     } else if (vm.build.status === 'building') {
       const a = old.build.progress ? Math.floor(old.build.progress.percent / 10) : -1;
       const b = vm.build.progress ? Math.floor(vm.build.progress.percent / 10) : -1;
-      if (a !== b && vm.build.progress) out.push(`${vm.name}: building ${formatProgressPhrase(vm.build.progress)}`);
+      if (a !== b && vm.build.progress)
+        out.push(`${name}: building ${visibleName(formatProgressPhrase(vm.build.progress))}`);
     }
-    if (old.ipv4 !== vm.ipv4 && vm.ipv4) out.push(`${vm.name}: ipv4 ${vm.ipv4}`);
-    if (old.ipv6 !== vm.ipv6 && vm.ipv6) out.push(`${vm.name}: ipv6 ${vm.ipv6}`);
-    if (old.error !== vm.error && vm.error) out.push(`${vm.name}: error: ${firstLine(vm.error)}`);
+    if (old.ipv4 !== vm.ipv4 && vm.ipv4) out.push(`${name}: ipv4 ${vm.ipv4}`);
+    if (old.ipv6 !== vm.ipv6 && vm.ipv6) out.push(`${name}: ipv6 ${vm.ipv6}`);
+    if (old.error !== vm.error && vm.error) out.push(`${name}: error: ${visibleName(firstLine(vm.error))}`);
   }
-  for (const gone of before.keys()) out.push(`${gone}: removed from the flake`);
+  for (const gone of before.keys()) out.push(`${visibleName(gone)}: removed from the flake`);
   const oldFlakes = new Map((prev?.flakes ?? []).map((f) => [f.dir, f]));
   for (const f of next.flakes) {
     const o = oldFlakes.get(f.dir);
@@ -395,13 +436,16 @@ export function formatEvent(ev: AgentEvent, prev: AgentSnapshot | null): string[
     case 'snapshot':
       return describeChanges(prev, ev.snapshot);
     case 'log':
-      return ev.lines.map((l) => `[${ev.vm} ${ev.kind}] ${l}`);
-    case 'notice': {
-      const n = ev.notice;
-      const who = n.vm ? `${n.vm}: ` : '';
-      return [`${n.level === 'error' ? 'error' : 'notice'}: ${who}${n.title}${n.body ? ` — ${n.body}` : ''}`];
-    }
+      return ev.lines.map((l) => `[${visibleName(ev.vm)} ${ev.kind}] ${visibleName(l)}`);
+    case 'notice':
+      return [formatNotice(ev.notice)];
   }
+}
+
+/** A notice in one line, names and all made visible ("error: web: web crashed — …"). */
+export function formatNotice(n: Notice): string {
+  const who = n.vm ? `${visibleName(n.vm)}: ` : '';
+  return `${n.level === 'error' ? 'error' : 'notice'}: ${who}${visibleName(n.title)}${n.body ? ` — ${visibleName(n.body)}` : ''}`;
 }
 
 /** An argv as a pasteable shell command line, one argument group per line. */
@@ -424,8 +468,9 @@ export function formatArgv(argv: string[]): string {
 /** The human form of `inspect`: the spec's facts, then the exact vfkit command. */
 export function formatInspect(name: string, spec: VmSpec | null, argv: string[]): string {
   const lines: string[] = [];
+  const shown = visibleName(name);
   if (spec) {
-    lines.push(`${name} (${spec.system ?? 'unknown system'}) from ${spec.flake}`);
+    lines.push(`${shown} (${spec.system ?? 'unknown system'}) from ${visibleName(spec.flake)}`);
     lines.push(`  toplevel drv:  ${spec.drvPath}`);
     lines.push(`  cpus/memory:   ${spec.cpus} / ${formatMemory(spec.memoryMiB)}`);
     lines.push(`  mac:           ${spec.macAddress ?? '(generated)'}`);
@@ -445,7 +490,7 @@ export function formatInspect(name: string, spec: VmSpec | null, argv: string[])
     for (const s of spec.shares) lines.push(`  share:         ${shareSource(s)} → ${s.target} (tag ${s.tag})`);
     lines.push(`  kernel params: ${spec.kernelParams.join(' ')}`);
   } else {
-    lines.push(`${name}: no spec (its configuration does not evaluate)`);
+    lines.push(`${shown}: no spec (its configuration does not evaluate)`);
   }
   lines.push('', 'vfkit command:', argv.length ? formatArgv(argv) : '(none: the VM cannot be composed)');
   return lines.join('\n');

@@ -45,7 +45,7 @@ export interface CliIo {
   /** Aborted by Ctrl-C or SIGTERM: ends `logs -f`, `watch`, `daemon` and progress waits. */
   signal: AbortSignal;
   /** `nixvm daemon`: runs a headless agent until `signal` aborts; resolves with the exit code. */
-  runDaemon(opts: { flakes?: string[]; socketPath: string; io: CliIo }): Promise<number>;
+  runDaemon(opts: { flakes?: string[]; socketPath?: string; io: CliIo }): Promise<number>;
   loginItem(): Promise<LoginItemApi>;
   /** Ask a yes/no question on the terminal; null when there is no terminal to ask on. */
   confirm?(question: string): Promise<boolean | null>;

@@ -7,7 +7,7 @@ import type { AgentEvent, AgentMethod, AgentPort, ParamsOf, ResultOf, SubscribeO
 import { AgentError } from '../api/errors.ts';
 import { isAgentErrorCode } from '../api/errors.ts';
 import { resolvePaths } from '../host/paths.ts';
-import { controlSocketPath } from '../host/socket-path.ts';
+import { controlSocketPath, untrustedSocket } from '../host/socket-path.ts';
 import {
   LineSplitter,
   MAX_RESPONSE_LINE_BYTES,
@@ -22,7 +22,10 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
 }
 
-/** The control socket of the agent for this user (or NIXVM_STATE_DIR). */
+/**
+ * The control socket of the agent for this user (or NIXVM_STATE_DIR): the first of the places the
+ * agent may have put it whose directory can be trusted and holds a socket.
+ */
 export function defaultControlSocketPath(env: NodeJS.ProcessEnv = process.env): string {
   return controlSocketPath(resolvePaths(env).stateDir);
 }
@@ -68,6 +71,8 @@ export class ControlClient implements AgentPort {
   #subscribeAck: Promise<void> = Promise.resolve();
   /** Last error the server sent without an id (it says why it is hanging up). */
   #serverNotice: string | null = null;
+  /** That error was the agent refusing us (too busy), not a protocol complaint. */
+  #refused = false;
 
   constructor(socket: net.Socket, socketPath: string) {
     this.#socket = socket;
@@ -187,7 +192,10 @@ export class ControlClient implements AgentPort {
       return;
     }
     if (typeof m.id !== 'number') {
-      if (m.error && typeof m.error.message === 'string') this.#serverNotice = m.error.message;
+      if (m.error && typeof m.error.message === 'string') {
+        this.#serverNotice = m.error.message;
+        this.#refused = m.error.code === 'failed';
+      }
       return;
     }
     const p = this.#pending.get(m.id);
@@ -214,6 +222,8 @@ export class ControlClient implements AgentPort {
   }
 
   #goneError(method: string): AgentError {
+    // The agent said why it would not serve us ("too busy…"): that sentence is the answer.
+    if (this.#refused && this.#serverNotice) return new AgentError('failed', this.#serverNotice);
     const why = this.#serverNotice ? ` (${this.#serverNotice})` : '';
     return new AgentError(
       'not-running',
@@ -248,6 +258,15 @@ export function connectControl(
   options: ConnectOptions = {},
 ): Promise<ControlClient> {
   const timeoutMs = options.connectTimeoutMs ?? 5000;
+  // Only through a directory nobody else can write, to a socket we own: otherwise another local
+  // user could be the one answering (and the CLI acts on its answers).
+  let distrust: string | null;
+  try {
+    distrust = untrustedSocket(socketPath);
+  } catch (err) {
+    distrust = `nixvm cannot check the socket ${socketPath} (${err instanceof Error ? err.message : String(err)}).`;
+  }
+  if (distrust) return Promise.reject(new AgentError('failed', distrust));
   return new Promise((resolve, reject) => {
     const socket = net.createConnection(socketPath);
     const timer = setTimeout(() => {

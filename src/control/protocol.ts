@@ -7,7 +7,21 @@
  *   ← {"id":2,"result":{"subscribed":true}}  then  {"event":{…AgentEvent}} lines
  *   → {"id":3,"method":"unsubscribe"}  ← {"id":3,"result":{"subscribed":false}}
  *
- * A reply to a message whose id could not be read carries "id": null.
+ * A reply to a message whose id could not be read carries "id": null; so does the last line before
+ * the agent hangs up on a connection, saying why (too busy, a line too long, too slow…).
+ *
+ * Bounds (what one client can make the agent hold; past them the connection is refused or closed
+ * with that last line, and the agent carries on):
+ *   - a request line: MAX_REQUEST_LINE_BYTES (1 MiB); a reply line a client reads: 64 MiB;
+ *   - connections: 128 at once; one more is answered "too busy" and closed;
+ *   - a connection with no subscription and nothing in flight is closed after 2 minutes idle; a
+ *     line must be finished within 10 s of its first byte;
+ *   - requests: 32 in flight per connection; the agent stops reading (and answering) while 1 MiB
+ *     of its replies to that connection are unsent, and closes it when they stay unsent for
+ *     30 s; a subscriber whose unsent events pass 4 MiB is dropped;
+ *   - subscribe: at most MAX_SUBSCRIBE_LOGS (64) logs per subscription, each naming a VM the
+ *     agent knows, and MAX_AGENT_LOG_FILTERS (1024) over all subscriptions;
+ *   - `logs` replies: at most MAX_LOG_REPLY_BYTES (8 MiB) of lines, each cut at 16 KiB.
  */
 import { errorShape, type AgentErrorShape } from '../api/errors.ts';
 import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions } from '../api/types.ts';
@@ -47,6 +61,14 @@ export const MAX_RESPONSE_LINE_BYTES = 64 * 1024 * 1024;
 
 /** Most logs one control-socket subscription may follow. */
 export const MAX_SUBSCRIBE_LOGS = 64;
+/** Connections served at once; one more gets a "too busy" line and is closed. */
+export const MAX_CONNECTIONS = 128;
+/** A connection with no subscription and nothing in flight is closed after this long idle. */
+export const IDLE_TIMEOUT_MS = 120_000;
+/** A request line must be complete within this long of its first byte. */
+export const PARTIAL_LINE_TIMEOUT_MS = 10_000;
+/** Replies that stay unsent this long (a client that never reads) close the connection. */
+export const STALLED_REPLY_TIMEOUT_MS = 30_000;
 
 export function encodeLine(msg: ControlResponse | ControlEventMessage | ControlRequest): string {
   return `${JSON.stringify(msg)}\n`;
@@ -143,6 +165,11 @@ export class LineSplitter {
       this.#size += rest.length;
     }
     return lines;
+  }
+
+  /** Part of a line has arrived and its newline has not. */
+  get pending(): boolean {
+    return this.#size > 0;
   }
 
   /** What is left after the stream ended without a final newline. */

@@ -4,14 +4,20 @@
  * half-closed or vanished connection) ends in an error reply or a dropped connection, never in
  * an exception that reaches the agent.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { AgentEvent, AgentMethod, AgentPort, ParamsOf } from '../api/types.ts';
-import { errorShape } from '../api/errors.ts';
+import { errorMessage, errorShape } from '../api/errors.ts';
 import { prepareSocketDir } from '../host/socket-path.ts';
 import {
+  IDLE_TIMEOUT_MS,
   LineSplitter,
+  MAX_CONNECTIONS,
   MAX_REQUEST_LINE_BYTES,
+  PARTIAL_LINE_TIMEOUT_MS,
+  STALLED_REPLY_TIMEOUT_MS,
   encodeLine,
   logSelected,
   parseRequest,
@@ -32,15 +38,31 @@ export interface ControlServerOptions {
   replyHighWaterBytes?: number;
   /** Bad messages tolerated on one connection before it is dropped (default 50). */
   maxBadMessages?: number;
+  /** Connections at once; one more is told "too busy" and closed (default 128). */
   maxConnections?: number;
+  /** Close a connection with no subscription and nothing in flight after this long idle (default 2 min). */
+  idleTimeoutMs?: number;
+  /** A request line must be complete within this long of its first byte (default 10 s). */
+  partialLineTimeoutMs?: number;
+  /** Close a connection whose replies stay unsent this long (default 30 s). */
+  stalledReplyTimeoutMs?: number;
   /** Things worth a line in the agent's log (dropped subscribers, accept errors). */
   onProblem?: (message: string) => void;
 }
+
+/** What check() found: our socket, one served again after it vanished, or someone else's in its place. */
+export type SocketCheck = 'ok' | 'restored' | 'taken';
 
 export interface ControlServer {
   readonly socketPath: string;
   /** Open connections right now. */
   connectionCount(): number;
+  /**
+   * Is our socket file still there? Gone (its directory deleted): listen again and say
+   * 'restored'. Another socket in its place: stop listening, leave it alone, say 'taken'.
+   */
+  check(): Promise<SocketCheck>;
+  /** Stop serving; the socket file is removed only if it is still the one we made. */
   close(): Promise<void>;
 }
 
@@ -71,6 +93,12 @@ class Connection {
   #closing = false;
   #logs: LogFilter[] | undefined = undefined;
   #unsubscribe: (() => void) | null = null;
+  /** When something last arrived or was answered (idle timeout). */
+  #lastActivity = Date.now();
+  /** When the unfinished line began to arrive, if one has. */
+  #partialSince: number | null = null;
+  /** Since when replies have been waiting to be sent, if they are. */
+  #unsentSince: number | null = null;
 
   constructor(socket: net.Socket, port: AgentPort, opts: Resolved, onClosed: (c: Connection) => void) {
     this.#socket = socket;
@@ -80,7 +108,10 @@ class Connection {
     this.#splitter = new LineSplitter(opts.maxLineBytes);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onEnd());
-    socket.on('drain', () => this.#updateFlow());
+    socket.on('drain', () => {
+      this.#unsentSince = null;
+      this.#pump();
+    });
     // ECONNRESET/EPIPE from a client that went away: 'close' follows and cleans up.
     socket.on('error', () => {});
     socket.on('close', () => this.#onClose());
@@ -90,9 +121,38 @@ class Connection {
     this.#socket.destroy();
   }
 
+  /**
+   * Called now and then by the server: a half-sent line that never ends, a connection that only
+   * sits there, or a client that stopped reading its replies gives its slot back.
+   */
+  sweep(now: number): void {
+    if (this.#closed || this.#closing) return;
+    if (this.#partialSince !== null && now - this.#partialSince > this.#opts.partialLineTimeoutMs) {
+      this.#hangUp(
+        `A message on the control socket was not finished within ${Math.round(this.#opts.partialLineTimeoutMs / 1000)} s; the connection is closed, send each request as one line.`,
+      );
+      return;
+    }
+    if (this.#unsentSince !== null && now - this.#unsentSince > this.#opts.stalledReplyTimeoutMs) {
+      this.#problem('control socket: dropped a client that stopped reading its replies.');
+      this.#socket.destroy();
+      return;
+    }
+    const idle =
+      this.#unsubscribe === null &&
+      this.#inFlight === 0 &&
+      this.#queue.length === 0 &&
+      this.#partialSince === null &&
+      this.#socket.writableLength === 0;
+    if (idle && now - this.#lastActivity > this.#opts.idleTimeoutMs) this.#socket.destroy();
+  }
+
   #onData(chunk: Buffer): void {
     if (this.#closing) return;
+    this.#lastActivity = Date.now();
     const lines = this.#splitter.push(chunk);
+    if (!this.#splitter.pending) this.#partialSince = null;
+    else if (lines.length > 0 || this.#partialSince === null) this.#partialSince = this.#lastActivity;
     for (const l of lines) this.#queue.push(l);
     if (this.#splitter.overflow) {
       // Answer what was complete before the oversized line, then say why we hang up.
@@ -129,12 +189,18 @@ class Connection {
     this.#onClosed(this);
   }
 
+  /**
+   * Answer queued requests while there is room: a bounded number in flight, and only while the
+   * replies already written are being read (a client that pipelines without reading gets no more
+   * answers, and its requests stay unread in the kernel, until it reads).
+   */
   #pump(): void {
     while (
       !this.#closed &&
       !this.#closing &&
       this.#queue.length &&
-      this.#inFlight < this.#opts.maxInFlightPerConnection
+      this.#inFlight < this.#opts.maxInFlightPerConnection &&
+      this.#socket.writableLength <= this.#opts.replyHighWaterBytes
     ) {
       const line = this.#queue.shift() as string;
       this.#handleLine(line);
@@ -252,7 +318,7 @@ class Connection {
         this.#socket.destroy();
         return;
       }
-      this.#socket.write(line);
+      if (!this.#socket.write(line)) this.#unsentSince ??= Date.now();
     } catch (err) {
       this.#problem(`control socket: could not send an event: ${String(err)}`);
     }
@@ -260,6 +326,7 @@ class Connection {
 
   #reply(msg: ControlResponse, method?: string): void {
     if (this.#closed || this.#socket.writableEnded) return;
+    this.#lastActivity = Date.now();
     let line: string;
     try {
       line = encodeLine(msg);
@@ -273,7 +340,7 @@ class Connection {
         },
       });
     }
-    this.#socket.write(line);
+    if (!this.#socket.write(line)) this.#unsentSince ??= Date.now();
     this.#updateFlow();
   }
 
@@ -346,9 +413,117 @@ export async function startControlServer(
     maxInFlightPerConnection: options.maxInFlightPerConnection ?? 32,
     replyHighWaterBytes: options.replyHighWaterBytes ?? 1024 * 1024,
     maxBadMessages: options.maxBadMessages ?? 50,
-    maxConnections: options.maxConnections ?? 128,
+    maxConnections: options.maxConnections ?? MAX_CONNECTIONS,
+    idleTimeoutMs: options.idleTimeoutMs ?? IDLE_TIMEOUT_MS,
+    partialLineTimeoutMs: options.partialLineTimeoutMs ?? PARTIAL_LINE_TIMEOUT_MS,
+    stalledReplyTimeoutMs: options.stalledReplyTimeoutMs ?? STALLED_REPLY_TIMEOUT_MS,
     onProblem: options.onProblem,
   };
+  const connections = new Set<Connection>();
+  const onConnection = (socket: net.Socket): void => {
+    if (connections.size >= opts.maxConnections) {
+      // Say so, rather than a silent hang-up a client would read as "the agent is not running".
+      socket.on('error', () => {});
+      socket.end(
+        encodeLine({
+          id: null,
+          error: {
+            code: 'failed',
+            message: `The nixvm agent is too busy: ${opts.maxConnections} clients are connected to it; close some (\`nixvm watch\`, \`nixvm logs -f\`, log windows) and try again.`,
+          },
+        }),
+      );
+      setTimeout(() => socket.destroy(), 1000).unref();
+      opts.onProblem?.(`control socket: refused a client, ${opts.maxConnections} are connected already.`);
+      return;
+    }
+    connections.add(new Connection(socket, port, opts, (c) => connections.delete(c)));
+  };
+  let listening = await listenOn(socketPath, onConnection, opts);
+  const sweepEvery = Math.max(
+    50,
+    Math.min(opts.idleTimeoutMs, opts.partialLineTimeoutMs, opts.stalledReplyTimeoutMs) / 4,
+  );
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const c of connections) c.sweep(now);
+  }, sweepEvery);
+  sweeper.unref();
+
+  let closing: Promise<void> | null = null;
+  let checking: Promise<SocketCheck> | null = null;
+  return {
+    socketPath,
+    connectionCount: () => connections.size,
+    check(): Promise<SocketCheck> {
+      checking ??= (async (): Promise<SocketCheck> => {
+        if (closing) return 'ok';
+        if (sameSocket(socketPath, listening.identity)) return 'ok';
+        if (lstatOrNull(socketPath)) {
+          // Someone else's socket now (another agent started while ours was gone): leave it be.
+          listening.server.close();
+          return 'taken';
+        }
+        // Gone (the state dir was deleted): serve again on a fresh socket at the same path.
+        listening.server.close();
+        try {
+          listening = await listenOn(socketPath, onConnection, opts);
+        } catch (err) {
+          opts.onProblem?.(`control socket: could not listen again on ${socketPath}: ${errorMessage(err)}`);
+          return 'taken';
+        }
+        return 'restored';
+      })().finally(() => {
+        checking = null;
+      });
+      return checking;
+    },
+    close(): Promise<void> {
+      closing ??= new Promise<void>((resolve) => {
+        clearInterval(sweeper);
+        listening.server.close(() => resolve());
+        for (const c of connections) c.destroy();
+        // Remove the file only if it is still ours: the same inode, made at the same moment (an
+        // inode number alone can be reused by a newer agent's socket).
+        try {
+          if (sameSocket(socketPath, listening.identity)) fs.unlinkSync(socketPath);
+        } catch {
+          // Already gone.
+        }
+      });
+      return closing;
+    },
+  };
+}
+
+/** What a socket file is: device, inode and birth (or change) time. */
+function identityOf(st: fs.Stats): string {
+  const born = st.birthtimeMs > 0 ? st.birthtimeMs : st.ctimeMs;
+  return `${st.dev}:${st.ino}:${born}`;
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
+function sameSocket(socketPath: string, identity: string): boolean {
+  const st = lstatOrNull(socketPath);
+  return st?.isSocket() === true && identityOf(st) === identity;
+}
+
+/**
+ * Listen on `socketPath` (0600, in a 0700 directory): a socket file left by a crash is removed
+ * once nothing answers on it; a live one means another agent, which is an error.
+ */
+async function listenOn(
+  socketPath: string,
+  onConnection: (s: net.Socket) => void,
+  opts: Resolved,
+): Promise<{ server: net.Server; identity: string }> {
   prepareSocketDir(socketPath);
   const existing = await probeSocket(socketPath);
   if (existing === 'live') {
@@ -359,45 +534,31 @@ export async function startControlServer(
   if (existing === 'not-a-socket') {
     throw new Error(`${socketPath} exists and is not a socket; remove it and start the agent again.`);
   }
-  if (existing === 'stale') fs.unlinkSync(socketPath);
-
-  const connections = new Set<Connection>();
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
-  server.maxConnections = opts.maxConnections;
-  server.on('connection', (socket) => {
-    connections.add(new Connection(socket, port, opts, (c) => connections.delete(c)));
-  });
-
+  server.on('connection', onConnection);
+  // libuv unlinks the path a unix server listened on when it closes, whatever is there by then
+  // (another agent's socket, after ours was deleted): so listen on a private name and rename the
+  // socket into place. Closing then unlinks only that name, long gone; we remove the real path
+  // ourselves, and only when it is still our socket.
+  const bound = path.join(path.dirname(socketPath), `.${crypto.randomBytes(4).toString('hex')}.s`);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
-    server.listen(socketPath, () => {
+    server.listen(bound, () => {
       server.off('error', onError);
       resolve();
     });
   });
-  // Node has no mode option for unix sockets; the 0700 directory covers the instant before chmod.
-  fs.chmodSync(socketPath, 0o600);
-  const ino = fs.statSync(socketPath).ino;
+  try {
+    // Node has no mode option for unix sockets; the 0700 directory covers the instant before chmod.
+    fs.chmodSync(bound, 0o600);
+    fs.renameSync(bound, socketPath);
+  } catch (err) {
+    server.close();
+    throw err;
+  }
+  const identity = identityOf(fs.lstatSync(socketPath));
   // Accept errors (EMFILE…) after listening: log, keep serving.
   server.on('error', (err) => opts.onProblem?.(`control socket: ${err.message}`));
-
-  let closing: Promise<void> | null = null;
-  return {
-    socketPath,
-    connectionCount: () => connections.size,
-    close(): Promise<void> {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const c of connections) c.destroy();
-        // Remove the file only if it is still ours (not a newer agent's).
-        try {
-          if (fs.statSync(socketPath).ino === ino) fs.unlinkSync(socketPath);
-        } catch {
-          // Already gone.
-        }
-      });
-      return closing;
-    },
-  };
+  return { server, identity };
 }

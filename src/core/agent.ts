@@ -17,6 +17,7 @@
  */
 import fs from 'node:fs';
 import { AgentError, errorMessage } from '../api/errors.ts';
+import { ownValue } from '../api/records.ts';
 import type {
   AgentEvent,
   AgentInfo,
@@ -34,6 +35,7 @@ import { agentMethod, validateParams } from '../api/validate.ts';
 import { AgentLog } from '../host/agent-log.ts';
 import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
+import type { HostLimits } from '../host/resources.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { EventHub } from './event-hub.ts';
 import { FlakeSet, resolveDirs } from './flake-set.ts';
@@ -49,6 +51,13 @@ import { Launcher } from './vm/launcher.ts';
 import { Supervisor } from './vm/supervisor.ts';
 
 const VERSION = '0.1.0';
+
+function startCancelled(name: string): AgentError {
+  return new AgentError(
+    'failed',
+    `The start of ${name} was cancelled: it was stopped before it finished starting (its build is kept).`,
+  );
+}
 
 export interface AgentOptions {
   /** Flake directories for this run, in addition to the settings' (not persisted). */
@@ -70,6 +79,8 @@ export interface AgentOptions {
   termTimeoutMs?: number;
   /** Called with lines worth the agent's log (defaults to stderr when NIXVM_DEBUG is set). */
   log?: (line: string) => void;
+  /** CPUs and memory a VM may ask for (default: this Mac's, host/resources.ts). */
+  hostLimits?: HostLimits;
 }
 
 export class Agent implements AgentPort {
@@ -88,11 +99,15 @@ export class Agent implements AgentPort {
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
+  /** Starts (and restarts) under way, by VM: a stop cancels them before they launch anything. */
+  private readonly boots = new Map<string, Set<{ cancelled: boolean }>>();
   private nix: Nix | null = null;
   /** Why nix could not be found, when it could not. */
   private nixProblem: string | null = null;
   private lock: InstanceLock | null = null;
   private closed = false;
+  /** Problems the faces met serving this agent (where its control socket had to go…). */
+  private readonly faceProblems = new Set<string>();
   private settingsOff: (() => void) | null = null;
 
   private constructor(opts: AgentOptions, paths: Paths, settings: SettingsStore) {
@@ -122,12 +137,15 @@ export class Agent implements AgentPort {
         return Object.hasOwn(m, name) ? (m[name] ?? null) : null;
       },
       log,
+      names: () => [...this.flakes.defined().keys(), ...this.supervisor.list().map((v) => v.name)],
+      ...(opts.hostLimits ? { limits: opts.hostLimits } : {}),
     });
     this.flakes = new FlakeSet({ ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), log });
     this.closures = new ClosureStore({
       stateDir: paths.stateDir,
       logsDir: paths.logsDir,
       vmDir: (name) => this.launcher.paths(name).dir,
+      dirName: (name) => this.launcher.dirName(name),
       inUse: () => this.vms.closuresInUse(),
       log,
     });
@@ -162,6 +180,8 @@ export class Agent implements AgentPort {
       snapshot: () => this.snapshot(),
       afterEmit: (snap) => this.reach.afterSnapshot(snap),
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
+      // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
+      knows: (vm) => this.vms.entries().some((e) => e.name === vm),
       log,
     });
     this.locateNix(s.nixPath);
@@ -211,7 +231,10 @@ export class Agent implements AgentPort {
 
   private wire(): void {
     this.settingsOff = this.settings.onChange((next, prev) => this.onSettings(next, prev));
-    this.settings.onWarning(() => this.changed());
+    this.settings.onWarning((w) => {
+      this.log(w);
+      this.changed();
+    });
     this.flakes.on('changed', () => this.changed());
     this.flakes.on('inventory', (u) => this.autoRebuild(u));
     this.closures.on('changed', () => this.changed());
@@ -289,6 +312,10 @@ export class Agent implements AgentPort {
         ...(this.nixProblem ? [this.nixProblem] : []),
         ...(this.launcher.problem ? [this.launcher.problem] : []),
         ...this.settings.warnings,
+        ...this.faceProblems,
+        ...this.launcher.socketNotes,
+        ...this.supervisor.problems,
+        ...this.reach.problems,
       ],
       sshConfig: this.reach.sshConfig,
     };
@@ -340,16 +367,31 @@ export class Agent implements AgentPort {
     return p;
   }
 
-  /** Build if needed, then start (or restart onto) the current closure. */
+  /**
+   * Build if needed, then start (or restart onto) the current closure. A stop while it builds
+   * cancels it: nothing is launched, and it rejects saying so (a stop during boot does the same,
+   * through the supervisor).
+   */
   private async boot(name: string, opts: { restart: boolean }): Promise<VmSnapshot> {
     const t = this.vms.loaded(name);
     if (!opts.restart && isLive(this.supervisor.status(name))) return this.vms.view(t);
-    await this.launcher.preflight(t);
-    this.refuseMacClash(name);
-    const closure = await this.ensureClosure(t);
-    // The store image is made (or found cached) from the closure just built, right before boot.
-    const storeImage = t.spec.storeImage ? await this.storeImage(t, closure.outPath) : null;
-    await this.launcher.launch(t, closure, { ...opts, storeImage });
+    const token = { cancelled: false };
+    let set = this.boots.get(name);
+    if (!set) this.boots.set(name, (set = new Set()));
+    set.add(token);
+    try {
+      await this.launcher.preflight(t);
+      this.refuseMacClash(name);
+      const closure = await this.ensureClosure(t);
+      if (token.cancelled) throw startCancelled(name);
+      // The store image is made (or found cached) from the closure just built, right before boot.
+      const storeImage = t.spec.storeImage ? await this.storeImage(t, closure.outPath) : null;
+      if (token.cancelled) throw startCancelled(name);
+      await this.launcher.launch(t, closure, { ...opts, storeImage });
+    } finally {
+      set.delete(token);
+      if (set.size === 0 && this.boots.get(name) === set) this.boots.delete(name);
+    }
     this.changed();
     return this.vms.view(this.vms.entry(name));
   }
@@ -386,6 +428,7 @@ export class Agent implements AgentPort {
 
   private async stop(name: string): Promise<VmSnapshot> {
     const e = this.vms.entry(name);
+    for (const token of this.boots.get(name) ?? []) token.cancelled = true;
     this.log(`stopping ${name}`);
     try {
       await this.supervisor.stop(name);
@@ -412,7 +455,7 @@ export class Agent implements AgentPort {
     await this.ready();
     const auto = this.settings.get().autostart;
     for (const e of this.vms.entries()) {
-      if (!e.spec || !Object.hasOwn(auto, e.name) || auto[e.name] !== true) continue;
+      if (!e.spec || ownValue(auto, e.name) !== true) continue;
       const st = this.supervisor.status(e.name).state;
       if (st !== 'stopped' && st !== 'crashed') continue;
       this.start(e.name).catch((err) => {
@@ -477,6 +520,44 @@ export class Agent implements AgentPort {
     if (next.bridgeInterface !== prev.bridgeInterface) void this.reach.setBridge(next.bridgeInterface);
     this.flakes.sync(this.flakeDirs());
     this.changed();
+  }
+
+  /** A face met a problem serving this agent (one sentence): shown with the agent's problems. */
+  reportProblem(sentence: string): void {
+    if (this.faceProblems.has(sentence)) return;
+    this.faceProblems.add(sentence);
+    this.log(sentence);
+    this.changed();
+  }
+
+  /**
+   * Is the state dir still there with our lock in it? Called now and then by the faces. Deleted
+   * (the lock gone with it): the folders, the lock and the records of running VMs are made again,
+   * 'restored'. Another agent took the lock meanwhile: 'taken'; the face should then close this
+   * agent (VMs keep running) and leave the socket to the newer one.
+   */
+  async checkState(): Promise<'ok' | 'restored' | 'taken'> {
+    if (this.closed) return 'ok';
+    const lock = this.lock ? await this.lock.check() : 'ok';
+    if (lock === 'taken') {
+      this.log('another nixvm agent holds the lock now; this one steps down and leaves the VMs running');
+      return 'taken';
+    }
+    if (lock === 'ok' && fs.existsSync(this.paths.stateDir)) return 'ok';
+    for (const d of [this.paths.stateDir, this.paths.logsDir, this.paths.configDir]) {
+      try {
+        fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+      } catch (err) {
+        this.log(`could not re-create ${d}: ${errorMessage(err)}`);
+      }
+    }
+    const restored = this.supervisor.restoreRecords();
+    this.settings.restoreFile();
+    this.log(
+      `the state folder ${this.paths.stateDir} was deleted while the agent ran; its lock${restored.length ? ` and the records of ${restored.join(', ')}` : ''} were made again`,
+    );
+    this.changed();
+    return 'restored';
   }
 
   private log(line: string): void {

@@ -12,6 +12,7 @@ import type { BuildInfo } from '../api/types.ts';
 import { BuildError, BuildManager, idleInfo, type BuildResult } from './nix/build.ts';
 import { GcRoots } from './nix/gcroots.ts';
 import type { Nix } from './nix/nix.ts';
+import { processCommand } from '../host/process.ts';
 
 /** What was last built for a VM. */
 export interface BuiltRecord {
@@ -33,6 +34,8 @@ export interface ClosureStoreOptions {
   logsDir: string;
   /** A VM's state folder (built.json lives there). */
   vmDir(name: string): string;
+  /** A VM's folder name, shared by its state, console and build log folders. */
+  dirName?(name: string): string;
   /** Every closure some VM was built to or boots: the roots to keep. */
   inUse(): Set<string>;
   log(line: string): void;
@@ -55,6 +58,9 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
   readonly #asked = new Map<string, string>();
   #builder: BuildManager | null = null;
   #roots: GcRoots | null = null;
+  /** The nix build processes running now, by VM (mirrored in builds-running.json). */
+  readonly #procs = new Map<string, { pid: number; marker: string }>();
+  #reaped = false;
 
   constructor(o: ClosureStoreOptions) {
     super();
@@ -63,6 +69,10 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
 
   /** Build with this nix from now on (null: nix is missing). */
   async useNix(nix: Nix | null): Promise<void> {
+    if (!this.#reaped) {
+      this.#reaped = true;
+      await this.reapOrphans();
+    }
     const old = this.#builder;
     this.#builder = nix ? this.#makeBuilder(nix) : null;
     this.#roots = nix ? new GcRoots(nix, path.join(this.#o.stateDir, 'gcroots')) : null;
@@ -70,7 +80,12 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
   }
 
   #makeBuilder(nix: Nix): BuildManager {
-    const b = new BuildManager({ nix, logsDir: path.join(this.#o.logsDir, 'builds') });
+    const b = new BuildManager({
+      nix,
+      logsDir: path.join(this.#o.logsDir, 'builds'),
+      ...(this.#o.dirName ? { dirName: this.#o.dirName } : {}),
+      onProcess: (vm, proc) => this.#track(vm, proc),
+    });
     b.on('state', () => this.emit('changed'));
     b.on('progress', () => this.emit('changed'));
     b.on('log', (vm, line) => this.emit('log', vm, line));
@@ -182,6 +197,66 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
 
   async dispose(): Promise<void> {
     await this.#builder?.dispose();
+  }
+
+  /**
+   * Builds an agent left running when it was killed (SIGKILL, a crash: no chance to cancel them)
+   * are still `nix build` processes working for nobody. At start-up, stop the ones the journal
+   * names that are still those processes (their command line still builds that VM).
+   */
+  async reapOrphans(): Promise<string[]> {
+    const file = this.#journalFile();
+    let list: Array<{ vm: string; pid: number; marker: string }>;
+    try {
+      list = Object.values(
+        JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, { vm: string; pid: number; marker: string }>,
+      );
+    } catch {
+      return [];
+    }
+    const reaped: string[] = [];
+    for (const o of list) {
+      if (!Number.isInteger(o?.pid) || o.pid <= 1 || typeof o.marker !== 'string' || o.marker === '') continue;
+      const ps = await processCommand(o.pid);
+      if (ps?.kind !== 'live' || !ps.args.includes(o.marker) || !/\bbuild\b/.test(ps.args)) continue;
+      try {
+        process.kill(o.pid, 'SIGTERM');
+        reaped.push(String(o.vm));
+        this.#o.log(`stopped the nix build of ${o.vm} (pid ${o.pid}) that an earlier agent left running`);
+      } catch {
+        // Gone meanwhile, or not ours to signal.
+      }
+    }
+    try {
+      fs.rmSync(file, { force: true });
+    } catch {
+      // The next start tries again.
+    }
+    return reaped;
+  }
+
+  #journalFile(): string {
+    return path.join(this.#o.stateDir, 'builds-running.json');
+  }
+
+  #track(vm: string, proc: { pid: number; argv: string[] } | null): void {
+    if (proc) {
+      // The installable names the flake and the VM: what ps must still show for it to be this build.
+      this.#procs.set(vm, { pid: proc.pid, marker: proc.argv.at(-1) ?? '' });
+    } else this.#procs.delete(vm);
+    const data: Record<string, { vm: string; pid: number; marker: string }> = Object.create(null);
+    for (const [name, p] of this.#procs) data[name] = { vm: name, ...p };
+    try {
+      const file = this.#journalFile();
+      if (this.#procs.size === 0) fs.rmSync(file, { force: true });
+      else {
+        fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(`${file}.tmp`, JSON.stringify(data), { mode: 0o600 });
+        fs.renameSync(`${file}.tmp`, file);
+      }
+    } catch (err) {
+      this.#o.log(`could not record the running builds: ${errorMessage(err)}`);
+    }
   }
 
   #builtFile(name: string): string {

@@ -3,8 +3,9 @@
  * log lines of the logs each subscriber follows. Console logs are followed from their files, one
  * follower per log however many subscribers want it; build lines arrive from the builds.
  */
-import { errorMessage } from '../api/errors.ts';
+import { AgentError, errorMessage } from '../api/errors.ts';
 import type { AgentEvent, AgentSnapshot, LogKind, Notice, SubscribeOptions } from '../api/types.ts';
+import { MAX_AGENT_LOG_FILTERS, MAX_LOG_LINE_BYTES } from '../api/validate.ts';
 import { follow, type Follower } from './vm/console.ts';
 
 type Subscriber = { fn: (ev: AgentEvent) => void; logs: Set<string> };
@@ -18,7 +19,18 @@ export interface EventHubOptions {
   /** After each snapshot went out (ssh config, lease timers…). */
   afterEmit(snapshot: AgentSnapshot): void;
   consoleLogPath(vm: string): string;
+  /** Whether a VM of this name exists (a subscription may only follow the logs of known VMs). */
+  knows?(vm: string): boolean;
+  /** Logs followed for all subscribers together (default MAX_AGENT_LOG_FILTERS). */
+  maxLogFilters?: number;
   log(line: string): void;
+}
+
+/** A log line cut to MAX_LOG_LINE_BYTES of UTF-8 (never inside a character), marked with `…`. */
+function capLine(line: string): string {
+  if (Buffer.byteLength(line) <= MAX_LOG_LINE_BYTES) return line;
+  const cut = new TextDecoder().decode(Buffer.from(line).subarray(0, MAX_LOG_LINE_BYTES)).replace(/\uFFFD$/, '');
+  return `${cut}…`;
 }
 
 export class EventHub {
@@ -28,22 +40,42 @@ export class EventHub {
   #emitTimer: NodeJS.Timeout | null = null;
   #lastEmit = 0;
   #closed = false;
+  /** Log filters held by all subscribers together. */
+  #filters = 0;
 
   constructor(o: EventHubOptions) {
     this.#o = o;
   }
 
+  /**
+   * Follow events; `opts.logs` names the logs wanted (each of a VM that exists). Throws
+   * AgentError when a VM is unknown or the agent already follows as many logs as it will.
+   */
   subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
     const sub: Subscriber = { fn, logs: new Set() };
-    for (const l of opts.logs ?? []) {
-      const key = logKey(l.vm, l.kind);
-      if (sub.logs.has(key)) continue;
+    const wanted = new Map<string, { vm: string; kind: LogKind }>();
+    for (const l of opts.logs ?? []) wanted.set(logKey(l.vm, l.kind), l);
+    for (const l of wanted.values()) {
+      if (this.#o.knows && !this.#o.knows(l.vm)) {
+        throw new AgentError('no-such-vm', `There is no VM named ${JSON.stringify(l.vm)} whose log could be followed.`);
+      }
+    }
+    const max = this.#o.maxLogFilters ?? MAX_AGENT_LOG_FILTERS;
+    if (this.#filters + wanted.size > max) {
+      throw new AgentError(
+        'failed',
+        `The nixvm agent already follows ${this.#filters} logs for its clients (at most ${max}); close some log windows or \`nixvm logs -f\` and try again.`,
+      );
+    }
+    for (const [key, l] of wanted) {
       sub.logs.add(key);
       this.#retain(l.vm, l.kind);
     }
+    this.#filters += sub.logs.size;
     this.#subscribers.add(sub);
     return () => {
       if (!this.#subscribers.delete(sub)) return;
+      this.#filters -= sub.logs.size;
       for (const key of sub.logs) {
         const [kind, vm] = key.split('\0') as [LogKind, string];
         this.#release(vm, kind);
@@ -72,7 +104,12 @@ export class EventHub {
     this.#emitTimer = setTimeout(emit, Math.max(0, this.#lastEmit + this.#o.emitIntervalMs - Date.now()));
   }
 
-  broadcast(ev: AgentEvent): void {
+  broadcast(event: AgentEvent): void {
+    // Build lines come from nix as they are; console lines are cut by their follower already.
+    const ev =
+      event.type === 'log' && event.lines.some((l) => l.length > MAX_LOG_LINE_BYTES / 4)
+        ? { ...event, lines: event.lines.map(capLine) }
+        : event;
     for (const s of this.#subscribers) {
       if (ev.type === 'log' && !s.logs.has(logKey(ev.vm, ev.kind))) continue;
       try {
@@ -94,6 +131,7 @@ export class EventHub {
     for (const f of this.#followers.values()) f.follower?.close();
     this.#followers.clear();
     this.#subscribers.clear();
+    this.#filters = 0;
   }
 
   #retain(vm: string, kind: LogKind): void {
@@ -106,7 +144,10 @@ export class EventHub {
     // Build lines arrive from the build manager; only the console needs a file follower.
     const follower =
       kind === 'console'
-        ? follow(this.#o.consoleLogPath(vm), (lines) => this.broadcast({ type: 'log', vm, kind, lines }))
+        ? follow(this.#o.consoleLogPath(vm), (lines) => this.broadcast({ type: 'log', vm, kind, lines }), {
+            maxLineBytes: MAX_LOG_LINE_BYTES,
+            onError: (err) => this.#o.log(`following ${vm}'s console log: ${errorMessage(err)}`),
+          })
         : null;
     this.#followers.set(key, { count: 1, follower });
   }

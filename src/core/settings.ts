@@ -22,6 +22,7 @@ import {
   defaultSettings,
   validateSettingsPatch,
 } from '../api/settings-schema.ts';
+import { fsReason } from '../host/fs-errors.ts';
 import { resolvePaths } from '../host/paths.ts';
 
 export const SETTINGS_FILE = 'settings.json';
@@ -67,6 +68,12 @@ export class SettingsStore {
     const problem = this.#fileProblem();
     if (problem) this.#moveAside(problem, this.#salvage());
     this.#conf = this.#openConf(dir, options.watch ?? true);
+    // Like the rest of nixvm's state, only its user may read it (older versions wrote it 0644).
+    try {
+      if ((fs.statSync(this.path).mode & 0o077) !== 0) fs.chmodSync(this.path, 0o600);
+    } catch {
+      // Not there yet (conf writes it 0600 when it does) or not ours to change: nothing to tighten.
+    }
     this.#current = pick(this.#conf.store as unknown as Record<string, unknown>);
     // Our own writes and conf's watcher (edits from elsewhere) both arrive here.
     this.#conf.events.addEventListener('change', () => this.#reload());
@@ -101,7 +108,7 @@ export class SettingsStore {
       // then our settings (last good + these changes) are written whole.
       const problem = this.#fileProblem();
       if (!problem) throw err;
-      this.#moveAside(problem);
+      this.#moveAside(problem, null, 'your current settings (with this change) were written in its place');
       this.#conf.store = { ...this.#current, ...changes } as Settings;
     }
     this.#reload();
@@ -120,6 +127,20 @@ export class SettingsStore {
     return () => this.#warningListeners.delete(fn);
   }
 
+  /**
+   * settings.json vanished (its folder was deleted under the agent): write the settings in effect
+   * back, so the next read does not fall back to defaults and forget the user's flakes.
+   */
+  restoreFile(): void {
+    if (fs.existsSync(this.path)) return;
+    try {
+      fs.mkdirSync(path.dirname(this.path), { recursive: true });
+      this.#conf.store = this.#current;
+    } catch {
+      // A disk that refuses the write: the settings stay in memory, and the next change tries again.
+    }
+  }
+
   /** Stop watching the file. */
   close(): void {
     this.#conf._closeWatcher();
@@ -135,6 +156,7 @@ export class SettingsStore {
         // We move bad files aside ourselves; conf's clearing would overwrite them unseen.
         clearInvalidConfig: false,
         accessPropertiesByDotNotation: false,
+        configFileMode: 0o600,
         watch,
       });
     try {
@@ -148,14 +170,15 @@ export class SettingsStore {
     }
   }
 
-  /** What is wrong with settings.json right now, or null (missing counts as fine). */
+  /** What is wrong with settings.json right now, or null (missing counts as fine). Never throws. */
   #fileProblem(): string | null {
     let text: string;
     try {
       text = fs.readFileSync(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw err;
+      // A folder in its place, no permission to read it…: said in words, never thrown from a watcher.
+      return `it cannot be read: ${fsReason(err)}`;
     }
     let data: unknown;
     try {
@@ -190,12 +213,23 @@ export class SettingsStore {
     return reset.length ? { kept, reset } : null;
   }
 
-  #moveAside(problem: string, salvage: { kept: Record<string, unknown>; reset: string[] } | null = null): void {
+  #moveAside(
+    problem: string,
+    salvage: { kept: Record<string, unknown>; reset: string[] } | null = null,
+    kept: string | null = null,
+  ): void {
     const stamp = this.#now().toISOString().replace(/[:.]/g, '-');
     let target = `${this.path}.corrupt-${stamp}`;
     for (let i = 1; fs.existsSync(target); i++) target = `${this.path}.corrupt-${stamp}-${i}`;
-    fs.renameSync(this.path, target);
-    let loaded = 'default settings were loaded';
+    try {
+      fs.renameSync(this.path, target);
+    } catch (err) {
+      throw new AgentError(
+        'failed',
+        `The settings file ${this.path} could not be used (${problem}) and could not be moved aside: ${fsReason(err)}.`,
+      );
+    }
+    let loaded = kept ?? 'default settings were loaded';
     if (salvage) {
       fs.writeFileSync(this.path, `${JSON.stringify(salvage.kept, null, '\t')}\n`, { mode: 0o600 });
       loaded = `the other settings were kept, with defaults for ${salvage.reset.join(', ')}`;
@@ -213,6 +247,11 @@ export class SettingsStore {
   }
 
   #reload(): void {
+    // Deleted (with its folder, say): the settings in effect stay, and are written back.
+    if (!fs.existsSync(this.path)) {
+      this.restoreFile();
+      return;
+    }
     let store: Record<string, unknown>;
     try {
       store = this.#conf.store as unknown as Record<string, unknown>;

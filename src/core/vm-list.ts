@@ -7,7 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
+import { ownValue } from '../api/records.ts';
 import type { LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
 import type { Reach } from './net/reach.ts';
@@ -175,7 +177,9 @@ export class VmList {
     return { ipv6: v.ipv6, ipv4: v.ipv4 };
   }
 
-  async sshCommand(name: string): Promise<{ argv: string[]; command: string }> {
+  async sshCommand(
+    name: string,
+  ): Promise<{ argv: string[]; command: string; target: { host: string; user: string; port: number } }> {
     await this.#o.reach.refreshLeases();
     const t = this.loaded(name);
     if (!t.spec.ssh.enabled) {
@@ -188,9 +192,10 @@ export class VmList {
       throw new AgentError('failed', `${name} is not running; start it first.`);
     }
     const v = this.view(t);
-    const argv = this.#o.reach.sshArgv(t.spec, sshUser(t, this.#o.settings()), v.ipv4, v.ipv6);
-    if (!argv) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
-    return { argv, command: sshCommandLine(argv) };
+    const plan = this.#o.reach.sshPlan(t.spec, sshUser(t, this.#o.settings()), v.ipv4, v.ipv6);
+    if (!plan) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
+    if ('error' in plan) throw new AgentError('failed', plan.error);
+    return { argv: plan.argv, command: sshCommandLine(plan.argv), target: plan.target };
   }
 
   /** The spec and the exact argv it would boot with. */
@@ -217,11 +222,15 @@ export class VmList {
     this.entry(name);
     const file = kind === 'console' ? this.#o.launcher.paths(name).consoleLog : this.#o.closures.logPath(name);
     if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
-    return { path: file, lines: await tail(file, lines) };
+    // Bounded however the guest writes: lines cut at MAX_LOG_LINE_BYTES, the answer at MAX_LOG_REPLY_BYTES.
+    return {
+      path: file,
+      lines: await tail(file, lines, { maxLineBytes: MAX_LOG_LINE_BYTES, maxBytes: MAX_LOG_REPLY_BYTES }),
+    };
   }
 }
 
 /** The ssh user: the per-VM setting, else the first normal user the config defines. */
 function sshUser(t: Loaded, settings: Settings): string {
-  return Object.hasOwn(settings.sshUser, t.name) ? settings.sshUser[t.name]! : t.spec.ssh.user;
+  return ownValue(settings.sshUser, t.name) ?? t.spec.ssh.user;
 }

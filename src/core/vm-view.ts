@@ -4,6 +4,7 @@
  * Staleness compares recorded facts: the drvPath and the device facts the run booted with against
  * what the flake says now. Nothing here composes an argv or touches the disk.
  */
+import { ownValue } from '../api/records.ts';
 import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
@@ -81,7 +82,7 @@ export function vmView(f: VmFacts): VmSnapshot {
     startedAt: st.startedAt,
     exit: st.exit,
     sshCommand: f.sshCommand,
-    autostart: f.settings.autostart[e.name] === true,
+    autostart: ownValue(f.settings.autostart, e.name) === true,
     consoleLog: f.consoleLog,
     stateDir: f.stateDir,
     ...(f.disks ? { disks: f.disks } : {}),

@@ -45,6 +45,11 @@ export interface InstanceLock {
   readonly holder: LockHolder;
   /** Remove the lock if it is still ours. Idempotent; also runs on process exit. */
   release(): void;
+  /**
+   * Is the lock file still ours? When it is gone (its directory deleted under us) take it again:
+   * 'restored'; when another live agent holds it now: 'taken' (this agent should step down).
+   */
+  check(): Promise<'ok' | 'restored' | 'taken'>;
 }
 
 export interface LockOptions {
@@ -196,8 +201,14 @@ export async function acquireInstanceLock(options: LockOptions = {}): Promise<In
   };
   const content = `${JSON.stringify(me)}\n`;
 
+  if (await take(lockPath, content, run)) return makeLock(lockPath, me, content, run);
+  throw new Error(`Could not take the nixvm lock ${lockPath}: other processes keep taking it; try again.`);
+}
+
+/** Link our lock into place, taking over a stale one; AlreadyRunningError when a live agent holds it. */
+async function take(lockPath: string, content: string, run: Runner): Promise<boolean> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    if (tryLink(lockPath, content)) return makeLock(lockPath, me, content);
+    if (tryLink(lockPath, content)) return true;
     const got = readHolder(lockPath);
     if (!got) continue; // Released between our link and our read: try again.
     if (got.holder && (await isHolderProcess(got.holder, run))) {
@@ -206,10 +217,10 @@ export async function acquireInstanceLock(options: LockOptions = {}): Promise<In
     // Dead holder, reused pid, or unreadable content (we always write whole files): stale.
     removeIfUnchanged(lockPath, got.raw);
   }
-  throw new Error(`Could not take the nixvm lock ${lockPath}: other processes keep taking it; try again.`);
+  return false;
 }
 
-function makeLock(lockPath: string, holder: LockHolder, content: string): InstanceLock {
+function makeLock(lockPath: string, holder: LockHolder, content: string, run: Runner = defaultRun): InstanceLock {
   let released = false;
   const release = (): void => {
     if (released) return;
@@ -223,5 +234,22 @@ function makeLock(lockPath: string, holder: LockHolder, content: string): Instan
     }
   };
   process.on('exit', release);
-  return { path: lockPath, holder, release };
+  const check = async (): Promise<'ok' | 'restored' | 'taken'> => {
+    if (released) return 'ok';
+    let now: string | null;
+    try {
+      now = fs.readFileSync(lockPath, 'utf8');
+    } catch {
+      now = null;
+    }
+    if (now === content) return 'ok';
+    try {
+      fs.mkdirSync(path.dirname(lockPath), { recursive: true, mode: 0o700 });
+      return (await take(lockPath, content, run)) ? 'restored' : 'taken';
+    } catch (err) {
+      // A live agent holds it now: step down. A state dir we cannot write: try again next time.
+      return err instanceof AlreadyRunningError ? 'taken' : 'ok';
+    }
+  };
+  return { path: lockPath, holder, release, check };
 }

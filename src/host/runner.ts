@@ -33,6 +33,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Where to look for a bare program name; defaults to process.env.PATH. */
   searchPath?: string[];
+  /** Told the child's pid once it exists (to record it, say, for reaping after a crash). */
+  onSpawn?: (pid: number) => void;
   /**
    * Keep only the last this-many characters of stderr (a long `nix build --log-format
    * internal-json` writes far more than is worth holding; its lines still reach onLine).
@@ -166,6 +168,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     buffer: opts.stderrTailChars === undefined ? true : { stdout: true, stderr: false },
     maxBuffer: 256 * 1024 * 1024,
   });
+  if (opts.onSpawn && child.pid !== undefined) opts.onSpawn(child.pid);
   if (opts.onLine) {
     const onLine = opts.onLine;
     for (const stream of ['stdout', 'stderr'] as const) {

@@ -1,7 +1,7 @@
 /** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
 import { clipboard, dialog, shell } from 'electron';
 import { AgentError } from '../api/errors.ts';
-import type { UiHost } from '../app/actions.ts';
+import { notAPlainFolder, type UiHost } from '../app/actions.ts';
 import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
 import { openInConsole, openInTerminal } from '../app/terminal.ts';
 import type { Windows } from './windows.ts';
@@ -17,6 +17,9 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
     writeClipboard: (text) => clipboard.writeText(text),
     openTerminal: openInTerminal,
     async openFolder(dir) {
+      // The app model checked already; openPath runs what it opens, so check again right here.
+      const bundle = notAPlainFolder(dir);
+      if (bundle) throw new AgentError('bad-request', bundle);
       const err = await shell.openPath(dir);
       if (err) throw new AgentError('failed', `Could not open ${dir} (${err}); check that the folder still exists.`);
     },

@@ -5,6 +5,7 @@
  * answered yet overlays every snapshot (PendingEdits), so no control flips back meanwhile; a
  * refused edit is dropped, its control shows the saved value again and the reason stays shown.
  */
+import { ownValue, withEntry, withoutEntry } from '../api/records.ts';
 import type { AgentSnapshot, Settings } from '../api/types.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { h, icon, tildify } from './dom.ts';
@@ -135,14 +136,13 @@ function render(force = false): void {
       const auto = h('input', { type: 'checkbox', 'aria-label': `Start ${vm.name} with NixVM` });
       auto.addEventListener(
         'change',
-        () => void save({ autostart: { ...shown().autostart, [vm.name]: auto.checked } }),
+        () => void save({ autostart: withEntry(shown().autostart, vm.name, auto.checked) }),
       );
       const user = h('input', { type: 'text', spellcheck: 'false', 'aria-label': `ssh user for ${vm.name}` });
       user.addEventListener('change', () => {
-        const next = { ...shown().sshUser };
-        if (user.value.trim()) next[vm.name] = user.value.trim();
-        else delete next[vm.name];
-        void save({ sshUser: next });
+        const value = user.value.trim();
+        const current = shown().sshUser;
+        void save({ sshUser: value ? withEntry(current, vm.name, value) : withoutEntry(current, vm.name) });
       });
       const shared = h('input', {
         type: 'text',
@@ -167,10 +167,10 @@ function render(force = false): void {
       vmsEl.append(row);
     }
     const [auto, user, shared] = row.querySelectorAll('input');
-    auto!.checked = s.autostart[vm.name] ?? false;
+    auto!.checked = ownValue(s.autostart, vm.name) === true;
     user!.placeholder = vm.spec?.ssh.user ?? 'root';
-    if (force || !focused(user!)) user!.value = s.sshUser[vm.name] ?? '';
-    if (shared && (force || !focused(shared))) shared.value = s.sharedDir[vm.name] ?? '';
+    if (force || !focused(user!)) user!.value = ownValue(s.sshUser, vm.name) ?? '';
+    if (shared && (force || !focused(shared))) shared.value = ownValue(s.sharedDir, vm.name) ?? '';
   }
   for (const row of Array.from(vmsEl.querySelectorAll<HTMLTableRowElement>('tr[data-vm]'))) {
     if (!seen.has(row.dataset.vm!)) row.remove();

@@ -182,6 +182,29 @@ describe('BuildManager', () => {
     expect(bm.isBuilding('slow')).toBe(false);
   });
 
+  // Issue 16 (Low): an emoji name was mangled on its way into the installable (UTF-16 halves
+  // encoded one by one) and a name with `"` or `\\` could never build; the inventory now refuses
+  // the `"` one (no attribute path can hold it) and the others build.
+  it('builds VMs with an emoji, a backslash or URL specials in their names, and the inventory refuses a double quote', async () => {
+    const odd = await copyFixture('odd-names');
+    extra.push(odd);
+    const { inventory } = await import('../../src/core/nix/inventory.ts');
+    const inv = await inventory(nix, odd.dir);
+    expect(inv.vms.map((v) => v.name).sort()).toEqual(['a b#c%d?e', 'a\\b', 'web.dev', '🙂'].sort());
+    expect(inv.failures).toEqual([
+      {
+        name: 'say "hi"',
+        error: `The VM named "say \\"hi\\"" cannot be built or run by nixvm: it contains a double quote, which a nix attribute path cannot hold; rename it in nixosConfigurations of the flake at ${odd.dir}.`,
+        detail: '',
+      },
+    ]);
+    const m = new BuildManager({ nix, logsDir, progressIntervalMs: 20 });
+    for (const vm of ['🙂', 'a\\b', 'a b#c%d?e']) {
+      const r = await m.build({ vm, flake: odd.dir });
+      expectBootable(r.outPath);
+    }
+  });
+
   it('builds bootable toplevels from the seed fixture and the example flake', async () => {
     const bm = manager();
     for (const src of ['seed', path.join(REPO_DIR, 'examples', 'flake')]) {

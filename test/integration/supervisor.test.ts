@@ -275,7 +275,8 @@ describe('Supervisor', () => {
     const dirs = fresh('boot');
     const sup = supervisor(dirs, { env: { NIXVM_SIM_BOOT_MS: '1500' } });
     const vm = vmFor(dirs, 'slow');
-    const started = sup.start(vm);
+    // Cancelled by the stop below: caught at once, so the rejection is never unhandled.
+    const started = sup.start(vm).catch((e: unknown) => e);
     await waitFor(() => sup.status('slow').pid !== null, { what: 'vfkit to be spawned', detail: story(sup, 'slow') });
     const pid1 = sup.status('slow').pid!;
     expect(sup.status('slow').state).toBe('starting');
@@ -283,7 +284,12 @@ describe('Supervisor', () => {
     // A start asked for while stopping runs after the stop, on a fresh vfkit.
     const again = sup.start(vm);
     await stopped;
-    await started; // the interrupted start settles quietly: the user asked for the stop
+    // Issue 16: the interrupted start says it was cancelled (it used to report success).
+    expect(await started).toMatchObject({
+      name: 'VmStartError',
+      cancelled: true,
+      message: 'The start of VM "slow" was cancelled: it was stopped before it finished starting.',
+    });
     expect(alive(pid1)).toBe(false);
     await again;
     expect(sup.status('slow').state).toBe('running');

@@ -37,6 +37,7 @@ const memory = (v: string, cause: string) =>
 /** [what, extra argv, what vfkit does: RUNS or its last line]. */
 const TABLE: [string, string[], string | RegExp][] = [
   ['cpus in binary', ['--cpus', '0b10'], RUNS],
+  ['as many cpus as Virtualization.framework allows', ['--cpus', '64'], RUNS],
   ['cpus with an underscore', ['-c', '1_0'], RUNS],
   ['memory in hex with an underscore after the prefix', ['--memory', '0x_800'], RUNS],
   ['memory in octal, both spellings', ['-m', '0o2000', '-m=02000'], RUNS],

@@ -493,6 +493,10 @@ describe.concurrent('the simulator refuses what vfkit refuses', () => {
       ]),
       refused(base().map((x) => (x.startsWith('virtio-net') ? 'virtio-net,nat,mac=52:54:0:1:2:3' : x))),
     ]);
+    // vfkit hands any uint to Virtualization.framework, which refuses more CPUs than it allows.
+    const e = await refused(base().map((x, i, all) => (all[i - 1] === '--cpus' ? '1000000000' : x)));
+    expect(e.code).toBe(1);
+    expect(e.stderr).toContain('The number of CPUs (1000000000) exceeds the maximum allowed (64).');
     expect(a).toMatchObject({ code: 1, last: 'invalid unix uri: socket path length exceeds macOS limits' });
     expect(b.code).toBe(1);
     expect(b.stderr).toContain(

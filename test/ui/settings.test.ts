@@ -156,6 +156,64 @@ describe('settings window', () => {
   });
 });
 
+describe('settings window, hostile input (issue 16)', () => {
+  it('treats VMs named after Object.prototype members as plain names: nothing shown set, edits saved as theirs', async () => {
+    const t = await createTestAgent({ fixture: 'hostile-names' });
+    const app = await h.open(t.agent, 'settings');
+    const settings = () => t.agent.call('getSettings', {});
+    const rowOf = (vm: string) => app.page.locator(`#vms tr[data-vm="${vm}"]`);
+    try {
+      await rowOf('plain').waitFor();
+      for (const vm of ['__proto__', 'constructor', 'hasOwnProperty', 'toString']) {
+        expect(await rowOf(vm).locator('input[type="checkbox"]').isChecked(), `${vm} shown as autostart`).toBe(false);
+        expect(await rowOf(vm).locator('input[aria-label^="ssh user for"]').inputValue(), `${vm}'s ssh user`).toBe('');
+      }
+      // (The harness carries messages through playwright's serializer, which drops a key named
+      // __proto__ on its own; the agent and the dispatcher are tested with it in hostile-names.test.ts.)
+      await rowOf('constructor').locator('input[type="checkbox"]').check();
+      const user = rowOf('toString').locator('input[aria-label^="ssh user for"]');
+      await user.fill('zoe');
+      await user.press('Enter');
+      await expect
+        .poll(async () => {
+          const s = await settings();
+          return [
+            Object.hasOwn(s.autostart, 'constructor') && s.autostart.constructor,
+            Object.hasOwn(s.sshUser, 'toString') && s.sshUser.toString,
+          ];
+        })
+        .toEqual([true, 'zoe']);
+      expect(Object.keys((await settings()).autostart)).toEqual(['constructor']);
+      expect(await rowOf('constructor').locator('input[type="checkbox"]').isChecked()).toBe(true);
+      expect(await rowOf('hasOwnProperty').locator('input[type="checkbox"]').isChecked()).toBe(false);
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
+  it('refuses the ssh users the agent refuses (a leading -, . or @), with the reason, keeping the saved one', async () => {
+    const t = await createTestAgent({ fixture: 'ui' });
+    const app = await h.open(t.agent, 'settings');
+    try {
+      const user = app.page.locator('#vms tr[data-vm="dev"] input[aria-label^="ssh user for"]');
+      await user.waitFor();
+      for (const bad of ['-oProxyCommand=id', '.hidden', '@host', '-l']) {
+        await user.fill(bad);
+        await user.press('Enter');
+        await app.page.locator('#status.error', { hasText: 'must be a user name' }).waitFor();
+        expect(await user.inputValue(), bad).toBe('');
+        expect(Object.hasOwn((await t.agent.call('getSettings', {})).sshUser, 'dev')).toBe(false);
+      }
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+});
+
 /**
  * Counts the snapshots the page has handled (this listener runs after the window's own); the
  * function returned waits until `n` more have been.

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, chmodSync, rmSync } from 'node:fs';
@@ -119,5 +120,33 @@ describe('Open Flake Folder', () => {
       /not one of NixVM's flake folders/,
     );
     expect(opened).toEqual(['/flakes/demo', '/flakes/demo']);
+  });
+
+  // Issue 16 (Electron): openPath opens, and opening an application bundle runs it.
+  it('refuses to open a flake folder that is an application bundle', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-bundle-'));
+    try {
+      const named = path.join(root, 'Evil.app');
+      const shaped = path.join(root, 'looks-plain');
+      fs.mkdirSync(path.join(shaped, 'Contents'), { recursive: true });
+      fs.writeFileSync(path.join(shaped, 'Contents', 'Info.plist'), '<plist/>');
+      fs.mkdirSync(named);
+      const opened: string[] = [];
+      for (const dir of [named, `${named}/`, shaped]) {
+        const snap = snapshot([vm({ flake: dir })], {
+          flakes: [{ dir, evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
+          settings: settings({ flakes: [dir] }),
+        });
+        const ui = createUiHandlers(port(snap), host(opened));
+        await expect(ui.openFlakeFolder({ dir }), dir).rejects.toMatchObject({
+          code: 'bad-request',
+          message: `${dir} is an application bundle, which opening would run; NixVM only opens plain folders (show it in Finder instead).`,
+        });
+        await expect(ui.openFlakeFolder({})).rejects.toThrow(/application bundle/);
+      }
+      expect(opened).toEqual([]);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -120,6 +120,20 @@ describe('packaging config', () => {
     expect(c.files).toEqual(expect.arrayContaining(['dist/**/*', 'icons/*Template.png', 'icons/*Template@2x.png']));
     expect(c.directories?.buildResources).not.toBe('icons');
   });
+
+  // Issue 16 (Electron): without fuses the packaged app runs as plain Node for anyone who sets
+  // ELECTRON_RUN_AS_NODE, takes NODE_OPTIONS/--inspect, and loads an unchecked app folder.
+  it("flips Electron's fuses: no run-as-node, no NODE_OPTIONS or --inspect, only the checked app.asar, encrypted cookies", () => {
+    expect(builderConfig().electronFuses).toEqual({
+      runAsNode: false,
+      enableCookieEncryption: true,
+      enableNodeOptionsEnvironmentVariable: false,
+      enableNodeCliInspectArguments: false,
+      enableEmbeddedAsarIntegrityValidation: true,
+      onlyLoadAppFromAsar: true,
+    });
+    expect(builderConfig().asar).toBe(true);
+  });
 });
 
 /** Width, height, colour type and RGBA pixels of a non-interlaced 8-bit RGBA PNG. */

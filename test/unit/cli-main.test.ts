@@ -237,12 +237,19 @@ describe('read commands', () => {
     expect(port.calls.at(-1)).toEqual({ method: 'inspect', params: { vm: 'web' } });
   });
 
-  it("ssh-command prints exactly the agent's command string", async () => {
+  it("ssh-command prints the command rebuilt from the agent's destination, never the agent's own string", async () => {
     const port = twoVms();
-    const command = "ssh -o 'UserKnownHostsFile=/Users/a b/known_hosts' -p 2222 'alice@fe80::1%bridge100'";
-    port.handlers.sshCommand = () => ({ argv: ['ssh', '-p', '2222', 'alice@fe80::1%bridge100'], command });
+    port.handlers.sshCommand = () => ({
+      argv: ['/bin/sh', '-c', 'id > /tmp/pwned'],
+      command: 'id > /tmp/pwned',
+      target: { host: 'fe80::1%bridge100', user: 'alice', port: 2222 },
+    });
     const r = await run(['ssh-command', 'web'], port);
-    expect(r).toMatchObject({ code: 0, out: `${command}\n`, err: '' });
+    expect(r).toMatchObject({
+      code: 0,
+      out: 'ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p 2222 -l alice fe80::1%bridge100\n',
+      err: '',
+    });
   });
 
   it('ssh-config offers the Include line and never claims to have edited ~/.ssh/config', async () => {
@@ -467,11 +474,12 @@ describe('actions', () => {
 });
 
 describe('ssh', () => {
-  it("runs the agent's argv plus the command after --, and exits with ssh's status", async () => {
+  it("runs its own ssh towards the agent's destination plus the command after --, and exits with ssh's status", async () => {
     const port = twoVms();
     port.handlers.sshCommand = () => ({
       argv: ['ssh', '-p', '22', 'root@192.168.64.7'],
       command: 'ssh -p 22 root@192.168.64.7',
+      target: { host: '192.168.64.7', user: 'root', port: 22 },
     });
     const ran: string[][] = [];
     const r = await run(['ssh', 'web', '--', 'uname', '-a'], port, {
@@ -482,8 +490,52 @@ describe('ssh', () => {
         return 7;
       },
     });
-    expect(ran).toEqual([['ssh', '-p', '22', 'root@192.168.64.7', 'uname', '-a']]);
+    expect(ran).toEqual([
+      [
+        'ssh',
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'LogLevel=ERROR',
+        '-p',
+        '22',
+        '-l',
+        'root',
+        '192.168.64.7',
+        'uname',
+        '-a',
+      ],
+    ]);
     expect(r.code).toBe(7);
+  });
+
+  // Issue 16 (High): whatever answers on the socket, `nixvm ssh` runs no command it was handed.
+  it('runs nothing when the answer is a command or a destination it cannot check', async () => {
+    const hostile: unknown[] = [
+      undefined,
+      { host: '192.168.64.7; id', user: 'root', port: 22 },
+      { host: '-oProxyCommand=id', user: 'root', port: 22 },
+      { host: 'evil.example', user: 'root', port: 22 },
+      { host: '192.168.64.7', user: 'a\nb', port: 22 },
+      { host: '192.168.64.7', user: 'root', port: 70000 },
+      { host: '192.168.64.7', user: 'root', port: '22' },
+    ];
+    for (const target of hostile) {
+      const port = twoVms();
+      port.handlers.sshCommand = () => ({ argv: ['/bin/sh', '-c', 'id > /tmp/pwned'], command: 'id', target }) as never;
+      const ran: string[][] = [];
+      const r = await run(['ssh', 'web'], port, {
+        exec: async (argv) => {
+          ran.push(argv);
+          return 0;
+        },
+      });
+      expect(ran, JSON.stringify(target)).toEqual([]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/ssh destination for "web" is not an address, user and port nixvm can use; it was not run/);
+    }
   });
 });
 

@@ -117,6 +117,14 @@ describe('tail', () => {
     }
   });
 
+  it('returns no more than maxBytes of the newest lines (always the last one)', async () => {
+    const file = path.join(await freshDir(), 'big.log');
+    await writeFile(file, Array.from({ length: 100 }, (_, i) => `line ${String(i).padStart(3, '0')}`).join('\n'));
+    const got = await tail(file, 1000, { maxBytes: 45 });
+    expect(got).toEqual(['line 095', 'line 096', 'line 097', 'line 098', 'line 099']);
+    expect(await tail(file, 1000, { maxBytes: 1 })).toEqual(['line 099']);
+  });
+
   it('cuts a monster line at a character boundary and marks it', async () => {
     const f = await write(`short\n${'😀'.repeat(100)}\nlast\n`);
     const [, cut, last] = await tail(f, 3, { maxLineBytes: 10 });
@@ -171,6 +179,23 @@ describe('follow', () => {
     await appendFile(file, 'after close\n');
     expect(await witness.until(1)).toEqual(['after close']);
     expect(c.lines).toEqual(['new 1', 'new 2']);
+  });
+
+  // Issue 16: a guest writing tens of KB without a newline reached the log window whole (and a
+  // megabyte line cost a megabyte per follower); a line is now cut, as `tail` cuts it.
+  it('cuts a line that never ends at the cap, marks it, and skips the rest of it', async () => {
+    const file = path.join(await freshDir(), 'console.log');
+    await writeFile(file, '');
+    const c = collector();
+    await start(file, c, { maxLineBytes: 1000 });
+    const huge = 'é'.repeat(300_000); // 600 KB, two bytes a character
+    await appendFile(file, huge);
+    await appendFile(file, huge);
+    await appendFile(file, '\nnext line\n');
+    const got = await c.until(2);
+    expect(got[1]).toBe('next line');
+    expect(got[0]).toBe(`${'é'.repeat(500)}…`);
+    expect(c.lines).toHaveLength(2);
   });
 
   it('fromStart reads what is there, and a file that appears later is read whole', async () => {

@@ -7,6 +7,7 @@ import { run } from '../../src/host/runner.ts';
 import {
   includeLine,
   renderSshConfig,
+  renderSshConfigChecked,
   sshArgv,
   sshCommandLine,
   sshConfigIncludes,
@@ -220,10 +221,23 @@ describe('ssh config', () => {
     }
   });
 
-  it('refuses values an ssh config cannot hold', () => {
-    expect(() => renderSshConfig([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }])).toThrow(
-      /control characters/,
-    );
+  // Issue 16: one VM's bad value (a port out of range, a user with a newline) left the whole file empty.
+  it('leaves out only the entry whose values an ssh config cannot hold, naming that VM', () => {
+    const { text, skipped } = renderSshConfigChecked([
+      { vm: 'web', host: '192.168.64.3', user: 'alice', port: 22 },
+      { vm: 'bad-port', host: '192.168.64.4', user: 'alice', port: 70000 },
+      { vm: 'bad-user', host: '192.168.64.5', user: 'a\nHost evil', port: 22 },
+      { vm: 'db', host: '192.168.64.6', user: 'root', port: 2222 },
+    ]);
+    expect(text).toContain('Host nixvm-web\n');
+    expect(text).toContain('Host nixvm-db\n');
+    expect(text).not.toContain('nixvm-bad');
+    expect(text).not.toContain('evil');
+    expect(skipped).toEqual([
+      expect.stringMatching(/^nixvm's ssh config has no entry for VM "bad-port": the ssh port 70000 is out of range/),
+      expect.stringMatching(/^nixvm's ssh config has no entry for VM "bad-user": .*control characters/),
+    ]);
+    expect(renderSshConfig([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }])).not.toContain('Host evil');
   });
 
   it('writes atomically into its own file with mode 0600, leaving no temp files', async () => {
@@ -236,11 +250,18 @@ describe('ssh config', () => {
     const after = await stat(file);
     expect(after.ino).not.toBe(before.ino); // replaced by rename, never rewritten in place
     expect(await readFile(file, 'utf8')).toContain('Host nixvm-b');
-    // A bad entry fails before anything is touched: the old file stays whole.
-    await expect(writeSshConfig(file, [{ vm: 'c', host: '-x', user: 'u', port: 22 }], tmp)).rejects.toThrow(
-      SshTargetError,
+    // A bad entry is left out, named; the others are written.
+    const skipped = await writeSshConfig(
+      file,
+      [
+        { vm: 'c', host: '-x', user: 'u', port: 22 },
+        { vm: 'b', host: '10.0.0.2', user: 'u', port: 22 },
+      ],
+      tmp,
     );
+    expect(skipped).toEqual([expect.stringContaining('no entry for VM "c"')]);
     expect(await readFile(file, 'utf8')).toContain('Host nixvm-b');
+    expect(await readFile(file, 'utf8')).not.toContain('nixvm-c');
     expect(await readdir(dir)).toEqual(['ssh_config']);
   });
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   MAX_SOCKET_PATH_BYTES,
+  placeRuntimePaths,
   prepareRuntimeDirs,
   runtimePaths,
   usesShortSocketDir,
@@ -61,7 +62,7 @@ describe('runtimePaths', () => {
     expect(path.dirname(p.restSocket)).toBe(`/tmp/nixvm-${uid}`);
   });
 
-  it('refuses a fallback dir that is a symlink or belongs to someone else', () => {
+  it('never uses a fallback dir that is a symlink or belongs to someone else, and says why when nothing else works', () => {
     const longState = path.join(tmp(), 'x'.repeat(120));
     // A uid of our choosing stands in for "us" so the planted dirs can be ours to make; one per
     // test process, as suites running at the same time share /tmp.
@@ -70,13 +71,17 @@ describe('runtimePaths', () => {
     fs.rmSync(`/tmp/nixvm-${planted}`, { recursive: true, force: true });
     fs.symlinkSync(target, `/tmp/nixvm-${planted}`);
     cleanup.push(`/tmp/nixvm-${planted}`);
-    expect(() => runtimePaths(longState, '/logs', 'web', planted)).toThrow(/not a plain directory/);
+    const viaLink = placeRuntimePaths(longState, '/logs', 'web', { uid: planted });
+    expect(viaLink.problem).toMatch(/^VM "web" cannot start: .*not a plain directory/);
+    expect(path.dirname(viaLink.paths.restSocket)).not.toBe(`/tmp/nixvm-${planted}`);
 
     const foreign = planted + 1;
     fs.rmSync(`/tmp/nixvm-${foreign}`, { recursive: true, force: true });
     fs.mkdirSync(`/tmp/nixvm-${foreign}`, { mode: 0o700 });
     cleanup.push(`/tmp/nixvm-${foreign}`);
-    expect(() => runtimePaths(longState, '/logs', 'web', foreign)).toThrow(/belongs to another user/);
+    const foreignPaths = placeRuntimePaths(longState, '/logs', 'web', { uid: foreign });
+    expect(foreignPaths.problem).toMatch(/belongs to another user/);
+    expect(path.dirname(foreignPaths.paths.restSocket)).not.toBe(`/tmp/nixvm-${foreign}`);
   });
 
   it('gives VM names that are not plain file names their own safe directory', () => {

@@ -265,6 +265,68 @@ describe('SettingsStore', () => {
     expect(fs.readdirSync(dir).filter((f) => f.includes('corrupt'))).toHaveLength(1);
   });
 
+  // Issue 16 (Low): the warning said "default settings were loaded" while the old ones were kept.
+  it('says the current settings were kept when an update had to move a broken file aside', () => {
+    const s = open();
+    s.update({ flakes: ['/a'] });
+    fs.writeFileSync(settingsFile(), 'garbage');
+    s.update({ onQuit: 'stop' });
+    const w = s.warnings.join('\n');
+    expect(w).toContain('your current settings (with this change) were written in its place');
+    expect(w).not.toContain('default settings were loaded');
+  });
+
+  // Issue 16 (Low): settings.json was written 0644 while the rest of the state is private.
+  it('writes settings.json 0600, and tightens one an older version left readable', () => {
+    const s = open();
+    s.update({ flakes: ['/a'] });
+    expect(fs.statSync(settingsFile()).mode & 0o777).toBe(0o600);
+    s.close();
+    fs.chmodSync(settingsFile(), 0o644);
+    open();
+    expect(fs.statSync(settingsFile()).mode & 0o777).toBe(0o600);
+  });
+
+  // Issue 16 (Medium): EISDIR escaped the settings watcher and took the agent down.
+  it('survives settings.json being replaced by a folder while it runs: one sentence, the settings stay', async () => {
+    const s = open({ watch: true });
+    s.update({ flakes: ['/good'] });
+    const warnings: string[] = [];
+    s.onWarning((w) => warnings.push(w));
+    const crashes: unknown[] = [];
+    const onCrash = (e: unknown) => crashes.push(e);
+    process.on('uncaughtException', onCrash);
+    try {
+      fs.rmSync(settingsFile());
+      fs.mkdirSync(settingsFile());
+      fs.writeFileSync(path.join(settingsFile(), 'inside'), 'x');
+      await until('a warning about the folder', () => warnings.length > 0);
+      expect(warnings[0]).toMatch(
+        /^The settings file .*settings\.json has an error \(it cannot be read: a folder is where a file should be; move the folder away\)/,
+      );
+      expect(warnings[0]).not.toMatch(/EISDIR/);
+      expect(s.get().flakes).toEqual(['/good']);
+      // Saving now moves the folder aside and writes the settings in effect.
+      expect(s.update({ onQuit: 'stop' })).toMatchObject({ flakes: ['/good'], onQuit: 'stop' });
+      expect(fs.statSync(settingsFile()).isFile()).toBe(true);
+      expect(crashes).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onCrash);
+    }
+  });
+
+  it('writes the settings in effect back when settings.json is deleted (with its folder), instead of falling back to defaults', async () => {
+    const s = open({ watch: true });
+    s.update({ flakes: ['/keep-me'] });
+    const seen: Settings[] = [];
+    s.onChange((now) => seen.push(now));
+    fs.rmSync(settingsFile());
+    await until('settings.json to be written back', () => fs.existsSync(settingsFile()));
+    expect(readFileJson()).toMatchObject({ flakes: ['/keep-me'] });
+    expect(s.get().flakes).toEqual(['/keep-me']);
+    expect(seen.filter((x) => x.flakes.length === 0)).toEqual([]);
+  });
+
   it('applies an edit made by another process live', async () => {
     const s = open({ watch: true });
     const seen: Settings[] = [];

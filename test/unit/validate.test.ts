@@ -24,6 +24,15 @@ describe('IPC sender check', () => {
     expect(isTrustedSenderUrl(undefined, BASE)).toBe(false);
     expect(isTrustedSenderUrl('not a url', BASE)).toBe(false);
   });
+
+  // Issue 16 (Electron): only the path was compared, so file://<any host>/… passed.
+  it('compares the whole file:// URL, host included', () => {
+    const path = new URL(BASE).pathname;
+    expect(isTrustedSenderUrl(`file://attacker.example${path}index.html`, BASE)).toBe(false);
+    // (file://localhost/… is file:///… by the URL standard: the same place.)
+    expect(isTrustedSenderUrl(`file://user:pw@${path}index.html`, BASE)).toBe(false);
+    expect(isTrustedSenderUrl(`${BASE}index.html#x`, BASE)).toBe(true);
+  });
 });
 
 describe('one validator per agent method', () => {

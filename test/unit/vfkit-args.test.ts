@@ -465,3 +465,24 @@ describe('disks', () => {
     expect(sameDevices(old, none)).toBe(true);
   });
 });
+
+// Issue 16 (Low): `cores = 1000000000` reached vfkit.
+describe('resources a host can give', () => {
+  it('refuses more CPUs or memory than this Mac has, with one sentence saying how much it has', () => {
+    const mac = { cpus: 8, memoryMiB: 16384, source: 'host' as const };
+    expect(validateSpec(spec({ cpus: 8, memoryMiB: 16384 }), mac)).toBeNull();
+    expect(validateSpec(spec({ cpus: 9 }), mac)!.message).toBe(
+      'Cannot start VM "web": it asks for 9 CPUs, more than this Mac has (8), and Virtualization.framework gives a VM no more than the Mac has; set virtualisation.cores to 8 or fewer.',
+    );
+    expect(validateSpec(spec({ memoryMiB: 32768 }), mac)!.message).toBe(
+      'Cannot start VM "web": it asks for 32768 MiB of memory, more than this Mac has (16384 MiB), and Virtualization.framework gives a VM no more than the Mac has; set virtualisation.memorySize to 16384 or less.',
+    );
+  });
+
+  it('refuses what Virtualization.framework never allows wherever the agent runs', () => {
+    expect(validateSpec(spec({ cpus: 1_000_000_000 }))!.message).toMatch(
+      /^Cannot start VM "web": it asks for 1000000000 CPUs, more than (this Mac has \(\d+\)|Virtualization\.framework allows \(64\)); set virtualisation\.cores to \d+ or fewer\.$/,
+    );
+    expect(() => vfkitArgv(input({ cpus: 1_000_000_000 }))).toThrow(/1000000000 CPUs/);
+  });
+});

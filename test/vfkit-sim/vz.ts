@@ -298,6 +298,8 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
 export function validateConfiguration(cpus: number, memoryMiB: number, devices: Device[], skipped: Set<number>): void {
   // approximated
   if (cpus < 1) fail(invalidConfig(`The number of CPUs (${cpus}) is less than the minimum allowed (1).`));
+  // approximated: maximumAllowedCPUCount of the simulated Mac
+  if (cpus > 64) fail(invalidConfig(`The number of CPUs (${cpus}) exceeds the maximum allowed (64).`));
   // approximated
   if (memoryMiB < 4)
     fail(invalidConfig(`The memory size (${memoryMiB} MiB) is less than the minimum allowed (4 MiB).`));

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import { errorMessage } from '../../api/errors.ts';
+import { ownValue } from '../../api/records.ts';
 import type { AgentSnapshot, SshConfigInfo, VmSpec } from '../../api/types.ts';
 import { BridgeDetector, DEFAULT_BRIDGE } from './bridge.ts';
 import { findLeaseForMac, readLeases, type DhcpLease } from './leases.ts';
@@ -13,6 +14,7 @@ import { linkLocalFromMac } from './linklocal.ts';
 import {
   includeLine,
   sshArgv,
+  SshTargetError,
   sshConfigIncludes,
   sshConfigPath,
   userSshConfigPath,
@@ -46,6 +48,8 @@ export class Reach {
   #lastSshConfig = '';
   /** The ssh config write in flight, awaited on close so nothing is written after. */
   #sshWrite: Promise<void> | null = null;
+  /** VMs the ssh config had to leave out, one sentence each. */
+  #sshProblems: string[] = [];
   #closed = false;
 
   constructor(o: ReachOptions) {
@@ -57,6 +61,11 @@ export class Reach {
   /** nixvm's ssh config and whether ~/.ssh/config includes it. */
   get sshConfig(): SshConfigInfo {
     return { ...this.#sshConfig };
+  }
+
+  /** Entries the ssh config had to leave out (a bad port or user), one sentence naming each VM. */
+  get problems(): string[] {
+    return [...this.#sshProblems];
   }
 
   async init(bridgeSetting: string | null): Promise<void> {
@@ -93,13 +102,31 @@ export class Reach {
 
   /** The ssh argv for a running VM with sshd, or null (no sshd, no address, an unusable user). */
   sshArgv(spec: VmSpec, user: string, ipv4: string | null, ipv6: string | null): string[] | null {
+    const plan = this.sshPlan(spec, user, ipv4, ipv6);
+    return plan && 'argv' in plan ? plan.argv : null;
+  }
+
+  /**
+   * How to ssh into a VM: the argv and the destination it is made from; `error` when its ssh
+   * settings cannot be used (a port out of range, a user with control characters); null when it
+   * runs no sshd or has no address yet.
+   */
+  sshPlan(
+    spec: VmSpec,
+    user: string,
+    ipv4: string | null,
+    ipv6: string | null,
+  ): { argv: string[]; target: { host: string; user: string; port: number } } | { error: string } | null {
     if (!spec.ssh.enabled) return null;
     const host = ipv4 ?? ipv6;
     if (!host) return null;
     try {
-      return sshArgv({ host, user, port: spec.ssh.port });
-    } catch {
-      return null;
+      return { argv: sshArgv({ host, user, port: spec.ssh.port }), target: { host, user, port: spec.ssh.port } };
+    } catch (err) {
+      if (!(err instanceof SshTargetError)) throw err;
+      return {
+        error: `Cannot ssh into ${JSON.stringify(spec.name)}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`,
+      };
     }
   }
 
@@ -193,16 +220,19 @@ export class Reach {
     }
   }
 
-  /** One `Host nixvm-<name>` per VM, in our own file; users Include it (we never edit ~/.ssh/config). */
+  /**
+   * One `Host nixvm-<name>` per running VM, in our own file; users Include it (we never edit
+   * ~/.ssh/config). A stopped VM has no alias: ssh to it could only hang.
+   */
   async #writeSshConfig(snapshot: AgentSnapshot): Promise<void> {
     const entries: SshConfigEntry[] = [];
     for (const v of snapshot.vms) {
       const host = v.ipv4 ?? v.ipv6;
-      if (!v.spec?.ssh.enabled || !host) continue;
+      if (v.state !== 'running' || !v.spec?.ssh.enabled || !host) continue;
       entries.push({
         vm: v.name,
         host,
-        user: snapshot.settings.sshUser[v.name] ?? v.spec.ssh.user,
+        user: ownValue(snapshot.settings.sshUser, v.name) ?? v.spec.ssh.user,
         port: v.spec.ssh.port,
       });
     }
@@ -210,7 +240,11 @@ export class Reach {
     if (key === this.#lastSshConfig) return;
     this.#lastSshConfig = key;
     try {
-      await writeSshConfig(this.#sshConfig.path, entries);
+      const skipped = await writeSshConfig(this.#sshConfig.path, entries);
+      for (const w of skipped) if (!this.#sshProblems.includes(w)) this.#o.log(w);
+      const changed = JSON.stringify(skipped) !== JSON.stringify(this.#sshProblems);
+      this.#sshProblems = skipped;
+      if (changed) this.#o.changed();
       await this.#checkSshInclude();
     } catch (err) {
       this.#o.log(`could not write the ssh config: ${errorMessage(err)}`);

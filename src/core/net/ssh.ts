@@ -10,7 +10,8 @@
  * nixvm never edits ~/.ssh/config: it writes its own file and offers the Include line.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, realpath, rename, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, realpath, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { shellLine } from '../../host/shell.ts';
@@ -101,6 +102,49 @@ export function sshArgv(t: SshTarget): string[] {
   return argv;
 }
 
+/** What a face needs to build the ssh argv itself: the agent's answer is data, never a command. */
+export interface SshDestination {
+  host: string;
+  user: string;
+  port: number;
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
+const IPV6 = /^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9._-]{1,32})?$/;
+
+/**
+ * The destination the agent named for `vm`, checked as strictly as the agent makes it: an IPv4
+ * or IPv6 (link-local with its zone) literal, a user without control characters, a port in
+ * range. Throws SshTargetError (one sentence) for anything else, so a face never runs a command
+ * an answering process made up.
+ */
+export function checkSshDestination(vm: string, d: unknown): SshDestination {
+  const o = (d ?? {}) as Partial<Record<keyof SshDestination, unknown>>;
+  const ok =
+    typeof o.host === 'string' &&
+    (IPV4.test(o.host) || IPV6.test(o.host)) &&
+    typeof o.user === 'string' &&
+    o.user.length > 0 &&
+    o.user.length <= 256 &&
+    !CONTROL.test(o.user) &&
+    typeof o.port === 'number' &&
+    Number.isInteger(o.port) &&
+    o.port >= 1 &&
+    o.port <= 65535;
+  if (!ok) {
+    throw new SshTargetError(
+      `The agent's ssh destination for ${JSON.stringify(vm)} is not an address, user and port nixvm can use; it was not run.`,
+    );
+  }
+  return { host: o.host as string, user: o.user as string, port: o.port as number };
+}
+
+/** The ssh argv a face runs: its own ssh program, nixvm's fixed options, the checked destination. */
+export function sshArgvFor(vm: string, destination: unknown, program: string): string[] {
+  const d = checkSshDestination(vm, destination);
+  return sshArgv({ host: d.host, user: d.user, port: d.port, program });
+}
+
 /**
  * The argv as one line to paste into a shell: each element stays exactly one argument whatever
  * it holds (spaces, quotes, `$`, newlines); plain words are left readable.
@@ -164,29 +208,50 @@ function configArg(value: string, what: string, vm: string): string {
 /** `%` starts a token in HostName and IdentityFile; `%%` is a literal one (for `%zone`). */
 const escapeTokens = (s: string): string => s.replace(/%/g, '%%');
 
-/** The config file's text: a header, then one Host block per VM. */
-export function renderSshConfig(entries: readonly SshConfigEntry[]): string {
+/**
+ * The config file's text: a header, then one Host block per VM. An entry whose values an ssh
+ * config cannot hold (a port out of range, a user with a newline) is left out, and `skipped`
+ * says which and why, one sentence each: one bad VM never costs the others their aliases.
+ */
+export function renderSshConfigChecked(entries: readonly SshConfigEntry[]): { text: string; skipped: string[] } {
   const aliases = sshHostAliases(entries.map((e) => e.vm));
   const lines = [
     '# Written by nixvm: one Host alias per VM. Regenerated whenever VMs change; edits here are lost.',
     '# Use it by adding the Include line nixvm shows to the top of ~/.ssh/config.',
   ];
+  const skipped: string[] = [];
   entries.forEach((e, i) => {
-    checkHost(e.host);
-    checkUser(e.user);
-    checkPort(e.port);
-    lines.push(
-      '',
-      `# VM ${JSON.stringify(e.vm).replace(/[\r\n]/g, ' ')}`,
-      `Host ${aliases[i]}`,
-      `  HostName ${configArg(escapeTokens(e.host), 'host', e.vm)}`,
-      `  User ${configArg(e.user, 'user', e.vm)}`,
-      `  Port ${e.port}`,
-    );
-    if (e.identityFile) lines.push(`  IdentityFile ${configArg(escapeTokens(e.identityFile), 'identity file', e.vm)}`);
-    for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) lines.push(`  ${k} ${v}`);
+    let block: string[];
+    try {
+      checkHost(e.host);
+      checkUser(e.user);
+      checkPort(e.port);
+      block = [
+        '',
+        `# VM ${JSON.stringify(e.vm).replace(/[\r\n]/g, ' ')}`,
+        `Host ${aliases[i]}`,
+        `  HostName ${configArg(escapeTokens(e.host), 'host', e.vm)}`,
+        `  User ${configArg(e.user, 'user', e.vm)}`,
+        `  Port ${e.port}`,
+      ];
+      if (e.identityFile)
+        block.push(`  IdentityFile ${configArg(escapeTokens(e.identityFile), 'identity file', e.vm)}`);
+    } catch (err) {
+      if (!(err instanceof SshTargetError)) throw err;
+      skipped.push(
+        `nixvm's ssh config has no entry for VM ${JSON.stringify(e.vm)}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`,
+      );
+      return;
+    }
+    for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) block.push(`  ${k} ${v}`);
+    lines.push(...block);
   });
-  return `${lines.join('\n')}\n`;
+  return { text: `${lines.join('\n')}\n`, skipped };
+}
+
+/** The config file's text (entries an ssh config cannot hold are left out). */
+export function renderSshConfig(entries: readonly SshConfigEntry[]): string {
+  return renderSshConfigChecked(entries).text;
 }
 
 /** The user's own ssh config, which nixvm reads but never writes. */
@@ -218,19 +283,20 @@ async function samePath(a: string, b: string): Promise<boolean> {
 
 /**
  * Write the config atomically (a temp file in the same directory, then rename), mode 0600 as
- * ssh requires of config files. Refuses to touch the user's ~/.ssh/config.
+ * ssh requires of config files. Refuses to touch the user's ~/.ssh/config. Resolves with the
+ * entries it had to leave out (one sentence each).
  */
 export async function writeSshConfig(
   file: string,
   entries: readonly SshConfigEntry[],
   home = os.homedir(),
-): Promise<void> {
+): Promise<string[]> {
   if (await samePath(file, userSshConfigPath(home))) {
     throw new SshTargetError(
       `nixvm does not write ${file}, your own ssh config; give it a path in nixvm's state directory and Include that instead.`,
     );
   }
-  const text = renderSshConfig(entries);
+  const { text, skipped } = renderSshConfigChecked(entries);
   const dir = path.dirname(file);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -247,6 +313,7 @@ export async function writeSshConfig(
     await rm(tmp, { force: true });
     throw e;
   }
+  return skipped;
 }
 
 /** One ssh_config argument, quoted when the path needs it. */
@@ -323,6 +390,25 @@ async function expandInclude(arg: string, home: string): Promise<string[]> {
 }
 
 /**
+ * A config file's text, only if it is a regular file: a FIFO (or a device) in its place would
+ * block a plain read forever, so it is opened without blocking and refused once fstat says what
+ * it is (no check-then-open race). Throws an error with code ENOTREG for those.
+ */
+export async function readRegularFile(file: string, maxBytes = 4 * 1024 * 1024): Promise<string> {
+  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK | (constants.O_NOCTTY ?? 0));
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
+    }
+    if (st.size > maxBytes) throw Object.assign(new Error(`${file} is too large`), { code: 'EFBIG' });
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Does the user's ssh config (or a file it Includes) Include ours, unconditionally? Only reads.
  * An Include inside a `Host`/`Match` block that is not for every host does not count: the
  * aliases would only resolve for that host.
@@ -334,7 +420,7 @@ export async function sshConfigIncludes(
 ): Promise<IncludeStatus> {
   let top: string;
   try {
-    top = await readFile(userSshConfigPath, 'utf8');
+    top = await readRegularFile(userSshConfigPath);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : 'unreadable';
@@ -361,7 +447,7 @@ export async function sshConfigIncludes(
               seen.add(candidate);
               let nested: string;
               try {
-                nested = await readFile(candidate, 'utf8');
+                nested = await readRegularFile(candidate);
               } catch {
                 continue;
               }

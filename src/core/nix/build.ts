@@ -101,6 +101,10 @@ export interface BuildManagerOptions {
   progressIntervalMs?: number;
   /** Log lines of the failing derivation to put in the error. */
   tailLines?: number;
+  /** A VM's folder name (default vmDirName; the agent's resolver keeps old folders). */
+  dirName?(vm: string): string;
+  /** Told when a build's nix process starts (its pid and argv) and ends (null): for reaping orphans. */
+  onProcess?(vm: string, proc: { pid: number; argv: string[] } | null): void;
 }
 
 export interface BuildManagerEvents {
@@ -160,6 +164,8 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   private readonly keepLogs: number;
   private readonly progressIntervalMs: number;
   private readonly tailLines: number;
+  private readonly dirName: (vm: string) => string;
+  private readonly onProcess: BuildManagerOptions['onProcess'];
   private readonly slots = new Map<string, Slot>();
 
   constructor(opts: BuildManagerOptions) {
@@ -169,6 +175,8 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     this.keepLogs = Math.max(1, opts.keepLogs ?? 5);
     this.progressIntervalMs = opts.progressIntervalMs ?? 100;
     this.tailLines = opts.tailLines ?? 20;
+    this.dirName = opts.dirName ?? vmDirName;
+    this.onProcess = opts.onProcess;
   }
 
   private slot(vm: string): Slot {
@@ -183,7 +191,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
 
   /** Where the current (or last) build log of a VM is. */
   logPathOf(vm: string): string {
-    return path.join(this.logsDir, vmDirName(vm), 'build.log');
+    return path.join(this.logsDir, this.dirName(vm), 'build.log');
   }
 
   /** The VM's build state (a copy). */
@@ -255,7 +263,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
 
   private async runBuild(slot: Slot, target: BuildTarget, signal: AbortSignal): Promise<BuildResult> {
     const { vm, flake } = target;
-    const dir = path.join(this.logsDir, vmDirName(vm));
+    const dir = path.join(this.logsDir, this.dirName(vm));
     const logPath = path.join(dir, 'build.log');
     try {
       mkdirSync(dir, { recursive: true });
@@ -311,6 +319,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       r = await run(argv, {
         signal,
         allowFailure: true,
+        onSpawn: (pid) => this.onProcess?.(vm, { pid, argv }),
         // A long build logs gigabytes; the log file has it all, errors need only the end.
         stderrTailChars: 1 << 20,
         onLine: (line, stream) => {
@@ -325,6 +334,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     } catch (e) {
       runErr = e;
     }
+    this.onProcess?.(vm, null);
     if (timer) clearTimeout(timer);
 
     const finish = async (info: Partial<BuildInfo>, outcome: BuildResult | BuildError, line: string) => {

@@ -11,7 +11,7 @@ import type { GuestMount, SharedDir, ShareWord, VmSpec, WritableStoreSpec } from
 import { run, RunError, type RunResult } from '../../host/runner.ts';
 import { FlakeError, translateEvalError, trimSentence, nixErrorText, stripAnsi } from './errors.ts';
 import { BATCH_EXPR, NAMES_EXPR, singleExpr } from './inventory-expr.ts';
-import { EVAL_ARGS, flakeInstallable, type Nix } from './nix.ts';
+import { EVAL_ARGS, flakeInstallable, unbuildableName, type Nix } from './nix.ts';
 
 export { FlakeError } from './errors.ts';
 
@@ -250,6 +250,12 @@ export function toVmSpec(
   flakeDir: string,
 ): { spec: VmSpec; warnings: string[] } | { error: string } {
   const bad = (what: string) => ({ error: `VM '${name}' ${what}; fix it in the flake at ${flakeDir}.` });
+  const unusable = unbuildableName(name);
+  if (unusable) {
+    return {
+      error: `The VM named ${JSON.stringify(name)} cannot be built or run by nixvm: ${unusable}; rename it in nixosConfigurations of the flake at ${flakeDir}.`,
+    };
+  }
   if (typeof raw.drvPath !== 'string' || !raw.drvPath.endsWith('.drv')) {
     return bad('has no derivation for config.system.build.toplevel');
   }

@@ -37,9 +37,21 @@ export class Nix {
  */
 export const EVAL_ARGS = ['--no-write-lock-file'] as const;
 
-/** One attribute name as an installable path element: quoted when nix's attr-path syntax needs it. */
+/**
+ * One attribute name as an installable path element: quoted when nix's attr-path syntax needs it.
+ * That syntax has no escapes (attr-path.cc reads up to the next `"`), so a name holding `"`
+ * cannot be written at all: the inventory refuses such names (see unbuildableName).
+ */
 function attrElement(name: string): string {
-  return /^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name) ? name : `"${name.replace(/["\\]/g, '\\$&')}"`;
+  return /^[A-Za-z_][A-Za-z0-9_'-]*$/.test(name) ? name : `"${name}"`;
+}
+
+/** Why nix could never build a VM of this name through its flake attribute, or null. */
+export function unbuildableName(name: string): string | null {
+  if (name.includes('"')) return 'it contains a double quote, which a nix attribute path cannot hold';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'it contains control characters';
+  if (/[\ud800-\udfff]/u.test(name)) return 'it is not valid Unicode';
+  return null;
 }
 
 /**
@@ -50,7 +62,7 @@ export function flakeInstallable(flakeDir: string, attrPath: readonly string[]):
   const fragment = attrPath
     .map(attrElement)
     .join('.')
-    .replace(/[^A-Za-z0-9_.'"\\-]/g, (c) =>
+    .replace(/[^A-Za-z0-9_.'"-]/gu, (c) =>
       Array.from(new TextEncoder().encode(c), (b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
     );
   return `${flakeDir}#${fragment}`;

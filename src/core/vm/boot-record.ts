@@ -4,10 +4,12 @@
  * restarts adopts a VM and explains a run that ended while no agent watched. Only the supervisor
  * reads it, at adoption; everything else asks the supervisor.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VmExit } from '../../api/types.ts';
-import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import { fsSentence } from '../../host/fs-errors.ts';
+import { vmsDir } from '../../host/names.ts';
+import type { VmRuntimePaths } from './runtime-paths.ts';
 import type { DeviceFacts } from './vfkit-args.ts';
 
 export interface BootRecord {
@@ -24,11 +26,21 @@ export interface BootRecord {
   exit?: VmExit;
 }
 
+/** Write the record atomically; throws an Error whose message is one sentence (the disk is full…). */
 export function writeRecord(rec: BootRecord): void {
   const tmp = `${rec.paths.bootRecord}.tmp`;
-  mkdirSync(path.dirname(rec.paths.bootRecord), { recursive: true });
-  writeFileSync(tmp, JSON.stringify(rec, null, 2));
-  renameSync(tmp, rec.paths.bootRecord);
+  try {
+    mkdirSync(path.dirname(rec.paths.bootRecord), { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, JSON.stringify(rec, null, 2), { mode: 0o600 });
+    renameSync(tmp, rec.paths.bootRecord);
+  } catch (err) {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // Nothing more to clean up on a disk that refuses writes.
+    }
+    throw new Error(fsSentence(`write the boot record of VM "${rec.name}"`, rec.paths.bootRecord, err));
+  }
 }
 
 export function readRecord(file: string): BootRecord | null {
@@ -44,10 +56,9 @@ export function readRecord(file: string): BootRecord | null {
 }
 
 /** The boot records of every VM directory under the state dir (adoption scans them). */
-export function allRecords(stateDir: string, logsDir: string): BootRecord[] {
-  const probe = runtimePaths(stateDir, logsDir, 'probe');
-  const root = path.dirname(probe.dir);
-  const recordName = path.basename(probe.bootRecord);
+export function allRecords(stateDir: string): BootRecord[] {
+  const root = vmsDir(stateDir);
+  const recordName = 'boot.json';
   let dirs: string[];
   try {
     dirs = readdirSync(root, { withFileTypes: true })

@@ -144,6 +144,8 @@ export interface TailOptions {
   chunkSize?: number;
   /** A longer line is cut to its first this-many bytes, marked with `…`. */
   maxLineBytes?: number;
+  /** At most this many bytes of lines (as cut) come back: the newest lines that fit. */
+  maxBytes?: number;
 }
 
 /** The last lines' bytes are read in one go when they fit in this much, else line by line. */
@@ -162,6 +164,7 @@ export async function tail(file: string, lines: number, opts: TailOptions = {}):
   const growing = opts.chunkSize === undefined;
   let chunkSize = Math.max(1, opts.chunkSize ?? CHUNK);
   const maxLineBytes = Math.max(4, opts.maxLineBytes ?? 64 * 1024);
+  const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
   let fh: FileHandle;
   try {
     fh = await open(file, 'r');
@@ -177,17 +180,22 @@ export async function tail(file: string, lines: number, opts: TailOptions = {}):
     await readFully(fh, buf, 1, size - 1);
     const end = buf[0] === NL ? size - 1 : size;
 
-    // Pass 1: positions of the newlines that separate the last `lines` lines, newest first.
+    // Pass 1: positions of the newlines that separate the last `lines` lines, newest first,
+    // until those lines (as cut) fill `maxBytes`.
     const newlines: number[] = [];
     let pos = end;
-    while (pos > 0 && newlines.length < lines) {
+    let taken = 0;
+    const enough = () => newlines.length >= lines || taken >= maxBytes;
+    while (pos > 0 && !enough()) {
       const start = Math.max(0, pos - buf.length);
       const n = pos - start;
       await readFully(fh, buf, n, start);
       let idx = n;
-      while (idx > 0 && newlines.length < lines) {
+      while (idx > 0 && !enough()) {
         const i = buf.lastIndexOf(NL, idx - 1);
         if (i < 0) break;
+        const lineEnd = newlines.at(-1) ?? end;
+        taken += Math.min(lineEnd - (start + i + 1), maxLineBytes) + 1;
         newlines.push(start + i);
         idx = i;
       }
@@ -201,9 +209,23 @@ export async function tail(file: string, lines: number, opts: TailOptions = {}):
 
     // Line ranges, oldest first.
     newlines.reverse();
-    const ranges: [number, number][] = [];
-    if (newlines.length < lines) ranges.push([0, newlines[0] ?? end]);
+    let ranges: [number, number][] = [];
+    if (newlines.length < lines && taken < maxBytes) ranges.push([0, newlines[0] ?? end]);
     for (let k = 0; k < newlines.length; k++) ranges.push([newlines[k]! + 1, newlines[k + 1] ?? end]);
+    // The newest lines that fit in maxBytes (always the last one, cut if need be).
+    if (Number.isFinite(maxBytes)) {
+      let sum = 0;
+      let first = ranges.length;
+      while (first > 0) {
+        const [a, b] = ranges[first - 1]!;
+        const cost = Math.min(b - a, maxLineBytes) + 1;
+        if (sum + cost > maxBytes && first < ranges.length) break;
+        sum += cost;
+        first--;
+      }
+      ranges = ranges.slice(first);
+    }
+    if (ranges.length === 0) return [];
 
     // Pass 2: each line is decoded whole, so multibyte characters are never split by a chunk
     // boundary. Usually the region is small and read at once; monsters are read head-only.
@@ -235,6 +257,12 @@ export async function tail(file: string, lines: number, opts: TailOptions = {}):
   } finally {
     await fh.close();
   }
+}
+
+/** `s` cut to at most `maxBytes` of UTF-8, never inside a character. */
+function cutUtf8(s: string, maxBytes: number): string {
+  const bytes = Buffer.from(s, 'utf8').subarray(0, maxBytes);
+  return bytes.subarray(0, completeUtf8Prefix(bytes)).toString('utf8');
 }
 
 /** Length of the longest prefix that does not end inside a multibyte UTF-8 character. */
@@ -270,8 +298,11 @@ export interface FollowOptions {
    * text that later continues it arrives as a new line.
    */
   partialFlushMs?: number;
-  /** A line longer than this (characters) is delivered in pieces. */
-  maxLineChars?: number;
+  /**
+   * A line longer than this (UTF-8 bytes) is delivered cut to it, marked with `…`; the rest of
+   * that line is skipped (a guest writing megabytes without a newline costs no memory).
+   */
+  maxLineBytes?: number;
   /** Keep the process alive while following (like fs.watch's option). */
   persistent?: boolean;
   onError?: (err: Error) => void;
@@ -294,7 +325,7 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
   const base = path.basename(file);
   const pollMs = opts.pollMs ?? 2000;
   const partialFlushMs = opts.partialFlushMs ?? 1000;
-  const maxLineChars = opts.maxLineChars ?? 64 * 1024;
+  const maxLineBytes = Math.max(4, opts.maxLineBytes ?? 64 * 1024);
   const persistent = opts.persistent ?? true;
   const report = (e: unknown): void => {
     if (!closed) opts.onError?.(e instanceof Error ? e : new Error(String(e)));
@@ -307,6 +338,8 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
   let offset = 0;
   let decoder = new StringDecoder('utf8');
   let partial = '';
+  /** The current line passed the cap: drop the rest of it, up to its newline. */
+  let skipping = false;
   let busy = false;
   let again = false;
   let flushTimer: NodeJS.Timeout | null = null;
@@ -333,21 +366,32 @@ export function follow(file: string, onLines: (lines: string[]) => void, opts: F
     flushTimer = null;
     let rest = partial;
     if (fileDone) {
-      rest += decoder.end();
+      if (!skipping) rest += decoder.end();
       decoder = new StringDecoder('utf8');
+      skipping = false;
     }
     partial = '';
     if (rest) emit([rest.endsWith('\r') ? rest.slice(0, -1) : rest]);
   };
 
   const feed = (chunk: Buffer): void => {
-    const text = partial + decoder.write(chunk);
-    const parts = text.split('\n');
-    partial = parts.pop() ?? '';
-    const lines = parts.map((l) => (l.endsWith('\r') ? l.slice(0, -1) : l));
-    while (partial.length > maxLineChars) {
-      lines.push(partial.slice(0, maxLineChars));
-      partial = partial.slice(maxLineChars);
+    const text = decoder.write(chunk);
+    const lines: string[] = [];
+    for (let start = 0; ; ) {
+      const nl = text.indexOf('\n', start);
+      if (!skipping) {
+        partial += nl === -1 ? text.slice(start) : text.slice(start, nl);
+        if (Buffer.byteLength(partial) > maxLineBytes) {
+          lines.push(`${cutUtf8(partial, maxLineBytes)}…`);
+          partial = '';
+          skipping = true;
+        }
+      }
+      if (nl === -1) break;
+      if (!skipping) lines.push(partial.endsWith('\r') ? partial.slice(0, -1) : partial);
+      partial = '';
+      skipping = false;
+      start = nl + 1;
     }
     emit(lines);
     if (flushTimer) clearTimeout(flushTimer);

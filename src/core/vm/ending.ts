@@ -56,7 +56,33 @@ export function endedAwaySentence(name: string, lastLines: string[]): string {
  * its REST API answered, vfkit was still checking the configuration: it refused it. After, the VM
  * had started and died while booting.
  */
-export function startFailure(name: string, paths: VmRuntimePaths, info: EndInfo, restSeen: boolean): string {
+/** Why a process might have died this way, when it did not say (the end of a sentence, or ''). */
+export function deathReason(info: EndInfo): string {
+  switch (info.signal) {
+    case 'SIGKILL':
+      return ': something outside nixvm killed it, or macOS ended it for lack of memory';
+    case 'SIGTERM':
+    case 'SIGINT':
+    case 'SIGHUP':
+      return ': something outside nixvm asked it to quit';
+    case 'SIGSEGV':
+    case 'SIGBUS':
+    case 'SIGILL':
+    case 'SIGABRT':
+    case 'SIGTRAP':
+      return ': vfkit itself crashed';
+    default:
+      return '';
+  }
+}
+
+export function startFailure(
+  name: string,
+  paths: VmRuntimePaths,
+  info: EndInfo,
+  restSeen: boolean,
+  lastLines: readonly string[] = [],
+): string {
   let text = '';
   try {
     text = readFileSync(vfkitLogPath(paths), 'utf8');
@@ -68,7 +94,9 @@ export function startFailure(name: string, paths: VmRuntimePaths, info: EndInfo,
     return `VM "${name}" crashed while booting (vfkit ${how(info)}${msg ? `: ${msg}` : ''}); see its console log and ${vfkitLogPath(paths)}.`;
   }
   if (!msg) {
-    return `vfkit for VM "${name}" exited while starting (${how(info)}) without saying why; see ${vfkitLogPath(paths)}.`;
+    const last = [...lastLines].reverse().find((l) => l.trim());
+    const clue = last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : '';
+    return `vfkit for VM "${name}" exited while starting (${how(info)}${deathReason(info)}) before printing a reason${clue}; see ${vfkitLogPath(paths)}.`;
   }
   return `vfkit refused to start VM "${name}": ${msg}; ${hintFor(msg)}.`;
 }

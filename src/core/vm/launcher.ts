@@ -11,6 +11,8 @@ import path from 'node:path';
 import { AgentError, errorMessage } from '../../api/errors.ts';
 import type { SharedDir, VmSpec } from '../../api/types.ts';
 import { findCaBundle } from '../../host/ca-bundle.ts';
+import { VmDirNames } from '../../host/names.ts';
+import { hostLimits, type HostLimits } from '../../host/resources.ts';
 import { generateMac } from '../net/mac.ts';
 import { ensureWritableImage } from './disks.ts';
 import {
@@ -24,7 +26,7 @@ import {
   writableImagePath,
   type ShareContext,
 } from './run-dirs.ts';
-import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import { placeRuntimePaths, type PlacedRuntimePaths, type VmRuntimePaths } from './runtime-paths.ts';
 import type { Supervisor } from './supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vfkit.ts';
 import {
@@ -64,6 +66,10 @@ export interface LauncherOptions {
   /** The VM's "shared folder" setting, or null. */
   sharedDirSetting?(name: string): string | null;
   log(line: string): void;
+  /** Every VM name known right now (folder names must not fold onto one another). */
+  names?(): Iterable<string>;
+  /** CPUs and memory a VM may have here (default hostLimits()). */
+  limits?: HostLimits;
 }
 
 interface SpecFacts {
@@ -81,11 +87,22 @@ export class Launcher {
   #vfkit: VfkitInfo | null = null;
   #problem: string | null = null;
   #setting: string | null = null;
-  readonly #paths = new Map<string, VmRuntimePaths>();
+  readonly #paths = new Map<string, PlacedRuntimePaths & { dirName: string }>();
   readonly #specs = new WeakMap<VmSpec, SpecFacts>();
+  readonly #dirs: VmDirNames;
+  readonly #limits: HostLimits;
 
   constructor(o: LauncherOptions) {
     this.#o = o;
+    this.#limits = o.limits ?? hostLimits();
+    this.#dirs = new VmDirNames({
+      roots: [
+        path.join(path.resolve(o.stateDir), 'vms'),
+        path.join(path.resolve(o.logsDir), 'vms'),
+        path.join(path.resolve(o.logsDir), 'builds'),
+      ],
+      names: () => o.names?.() ?? [],
+    });
   }
 
   /** The vfkit in use, or null (then `problem` says why). */
@@ -111,11 +128,32 @@ export class Launcher {
     }
   }
 
+  /** The VM's folder name (unique under case folding; an older folder of its own is kept). */
+  dirName(name: string): string {
+    return this.#dirs.dirName(name);
+  }
+
   /** The VM's runtime files (memoised: the fallback socket dir is checked once per VM, not per snapshot). */
   paths(name: string): VmRuntimePaths {
+    return this.#placed(name).paths;
+  }
+
+  /** Why the VM's REST socket has no usable place, or null. */
+  pathsProblem(name: string): string | null {
+    return this.#placed(name).problem;
+  }
+
+  /** Short socket directories passed over for any VM so far (one sentence each, no repeats). */
+  get socketNotes(): string[] {
+    return [...new Set([...this.#paths.values()].flatMap((p) => p.notes))];
+  }
+
+  #placed(name: string): PlacedRuntimePaths & { dirName: string } {
+    const dirName = this.#dirs.dirName(name);
     let p = this.#paths.get(name);
-    if (!p) {
-      p = runtimePaths(this.#o.stateDir, this.#o.logsDir, name);
+    // A new VM whose folder would fold onto this one's old folder moves it to its own.
+    if (!p || p.dirName !== dirName || p.problem) {
+      p = { ...placeRuntimePaths(this.#o.stateDir, this.#o.logsDir, name, { dirName }), dirName };
       this.#paths.set(name, p);
     }
     return p;
@@ -141,7 +179,7 @@ export class Launcher {
     if (!f || f.sharedDir !== sharedDir) {
       const spec = resolveSpec(t.spec, this.shareContext(t));
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
-      const bad = validateSpec(spec);
+      const bad = validateSpec(spec, this.#limits);
       const disks = this.disks({ ...t, spec }, null);
       f = { sharedDir, spec, mac, facts: deviceFacts(spec, mac, disks), problem: bad ? bad.message : null };
       this.#specs.set(t.spec, f);
@@ -179,7 +217,7 @@ export class Launcher {
 
   /** What vfkit or macOS would refuse in the spec itself, as one sentence; null when fine. */
   specProblem(t: LaunchTarget): string | null {
-    return this.#of(t).problem;
+    return this.#of(t).problem ?? this.pathsProblem(t.name);
   }
 
   /** The exact argv for booting `closure` (with its store image at `storeImage`); `vfkit` defaults to the one in use. */
@@ -193,6 +231,7 @@ export class Launcher {
         mac: this.mac(t),
         paths: this.paths(t.name),
         disks: this.disks(t, storeImage),
+        limits: this.#limits,
       });
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));

@@ -7,12 +7,13 @@
  * a longer `--restful-uri` ("socket path length exceeds macOS limits"); vfkit also reads the path
  * through Go's URL parser, which decodes `%xx` and cuts at `?`. Under a long home directory
  * (`~/Library/Application Support/NixVM/vms/<name>/rest.sock`) or with such characters the socket
- * moves to the private per-user directory `/tmp/nixvm-<uid>/` under a short hash name.
+ * moves to a private short directory under a hash name (socket-path.ts: `/tmp/nixvm-<uid>/`
+ * when that is ours, else another private place; the boot record remembers which).
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { shortHash, vmDirName } from '../../host/names.ts';
-import { ensurePrivateDir, MAX_SOCKET_PATH_BYTES, shortSocketDir } from '../../host/socket-path.ts';
+import { vmDirName, vmsDir } from '../../host/names.ts';
+import { makePrivateDir, MAX_SOCKET_PATH_BYTES, placeSocket, type SocketPlaceOptions } from '../../host/socket-path.ts';
 
 /** Longest unix socket path macOS accepts: sizeof(sun_path) - 1 (vfkit checks the same). */
 export { MAX_SOCKET_PATH_BYTES };
@@ -22,7 +23,7 @@ export interface VmRuntimePaths {
   dir: string;
   /** Written by vfkit (`--pidfile`): its pid, no newline. vfkit never removes it. */
   pidfile: string;
-  /** vfkit's REST API socket; always ≤ MAX_SOCKET_PATH_BYTES bytes. */
+  /** vfkit's REST API socket; ≤ MAX_SOCKET_PATH_BYTES bytes unless `problem` says why not. */
   restSocket: string;
   /** Per-VM log dir holding the console log and its rotated predecessors. */
   logDir: string;
@@ -32,8 +33,18 @@ export interface VmRuntimePaths {
   bootRecord: string;
 }
 
-function currentUid(): number {
-  return typeof process.getuid === 'function' ? process.getuid() : 0;
+/** The paths, and what placing the REST socket met: problems passed over, or why it has no place. */
+export interface PlacedRuntimePaths {
+  paths: VmRuntimePaths;
+  /** Short socket directories passed over (someone else's, a link…), one sentence each. */
+  notes: string[];
+  /** The REST socket has no usable place: one sentence; the VM cannot start until it is fixed. */
+  problem: string | null;
+}
+
+export interface RuntimePathsOptions extends SocketPlaceOptions {
+  /** The VM's folder name (VmDirNames decides it; default vmDirName). */
+  dirName?: string;
 }
 
 /** True when Go's url.ParseRequestURI would hand vfkit a different path than this one. */
@@ -43,34 +54,55 @@ function mangledByUrlParser(p: string): boolean {
 }
 
 /**
- * The runtime paths of VM `vm`. Pure except in the fallback case, where the private socket
- * directory is created (0700) and checked to be a real directory owned by us: a socket path is only
- * safe if nobody else can swap what it points at.
+ * The runtime paths of VM `vm`, with its REST socket placed: in its state dir when the path fits
+ * and survives vfkit's URL parser, else in the first private short directory that is ours
+ * (created 0700). Never throws: a socket with no usable place comes back with `problem`.
  */
-export function runtimePaths(
+export function placeRuntimePaths(
   stateDir: string,
   logsDir: string,
   vm: string,
-  uid: number = currentUid(),
-): VmRuntimePaths {
-  const name = vmDirName(vm);
-  const dir = path.join(path.resolve(stateDir), 'vms', name);
-  const logDir = path.join(path.resolve(logsDir), 'vms', name);
-  const preferred = path.join(dir, 'rest.sock');
-  let restSocket = preferred;
-  if (Buffer.byteLength(preferred) > MAX_SOCKET_PATH_BYTES || mangledByUrlParser(preferred)) {
-    const short = shortSocketDir(uid);
-    ensurePrivateDir(short, uid);
-    restSocket = path.join(short, `vm-${shortHash(preferred)}.sock`);
-  }
-  return {
+  opts: RuntimePathsOptions = {},
+): PlacedRuntimePaths {
+  const name = opts.dirName ?? vmDirName(vm);
+  const dir = path.join(vmsDir(stateDir), name);
+  const logDir = path.join(vmsDir(logsDir), name);
+  const base = {
     dir,
     pidfile: path.join(dir, 'vfkit.pid'),
-    restSocket,
     logDir,
     consoleLog: path.join(logDir, 'console.log'),
     bootRecord: path.join(dir, 'boot.json'),
   };
+  const preferred = path.join(dir, 'rest.sock');
+  if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH_BYTES && !mangledByUrlParser(preferred)) {
+    return { paths: { ...base, restSocket: preferred }, notes: [], problem: null };
+  }
+  try {
+    const placed = placeSocket(dir, 'rest.sock', {
+      ...opts,
+      stateDir,
+      accept: (p) => p !== preferred && !mangledByUrlParser(p),
+    });
+    return { paths: { ...base, restSocket: placed.path }, notes: placed.problems, problem: null };
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return {
+      paths: { ...base, restSocket: preferred },
+      notes: [],
+      problem: `VM "${vm}" cannot start: ${why.charAt(0).toLowerCase()}${why.slice(1)}`,
+    };
+  }
+}
+
+/** placeRuntimePaths' paths (for callers that only read them). */
+export function runtimePaths(
+  stateDir: string,
+  logsDir: string,
+  vm: string,
+  opts: RuntimePathsOptions = {},
+): VmRuntimePaths {
+  return placeRuntimePaths(stateDir, logsDir, vm, opts).paths;
 }
 
 /** True when the REST socket had to move out of the VM's state dir. */
@@ -82,9 +114,12 @@ export function usesShortSocketDir(p: VmRuntimePaths): boolean {
  * Create the directories vfkit writes into (state dir 0700, log dir) before it is spawned; vfkit
  * itself creates none of them and fails with "no such file or directory" otherwise.
  */
-export function prepareRuntimeDirs(p: VmRuntimePaths, uid: number = currentUid()): void {
+export function prepareRuntimeDirs(p: VmRuntimePaths, uid?: number): void {
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o700 });
   if ((fs.statSync(p.dir).mode & 0o777) !== 0o700) fs.chmodSync(p.dir, 0o700);
   fs.mkdirSync(p.logDir, { recursive: true, mode: 0o700 });
-  if (usesShortSocketDir(p)) ensurePrivateDir(path.dirname(p.restSocket), uid);
+  if (usesShortSocketDir(p)) {
+    const problem = makePrivateDir(path.dirname(p.restSocket), uid);
+    if (problem) throw new Error(`${problem}; vfkit's socket cannot go there, remove it and start the VM again.`);
+  }
 }

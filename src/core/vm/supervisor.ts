@@ -13,9 +13,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import type { VmExit, VmRunState } from '../../api/types.ts';
+import { MAX_LOG_LINE_BYTES } from '../../api/validate.ts';
+import { errnoCode, fsReason, fsSentence } from '../../host/fs-errors.ts';
 import { spawnDetached } from '../../host/runner.ts';
 import { checkAdoptable } from './adoption.ts';
 import { allRecords, vfkitLogPath, writeRecord, type BootRecord } from './boot-record.ts';
@@ -95,11 +97,22 @@ export interface SupervisorEvents {
 /** A start that failed: vfkit refused the configuration, exited during boot, or never came up. */
 export class VmStartError extends Error {
   readonly vm: string;
-  constructor(vm: string, message: string) {
+  /** A stop came first: the start was cancelled, nothing failed. */
+  readonly cancelled: boolean;
+  constructor(vm: string, message: string, cancelled = false) {
     super(message);
     this.name = 'VmStartError';
     this.vm = vm;
+    this.cancelled = cancelled;
   }
+}
+
+function startStopped(vm: string): VmStartError {
+  return new VmStartError(
+    vm,
+    `The start of VM "${vm}" was cancelled: it was stopped before it finished starting.`,
+    true,
+  );
 }
 
 /** One vfkit process: ours (child set) or adopted. */
@@ -155,6 +168,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly opts: Required<Omit<SupervisorOptions, 'env'>> & { env: Record<string, string | undefined> };
   private readonly vms = new Map<string, Entry>();
   private readonly watch: ExitWatch;
+  /** File-system trouble met in the background (a run's end, a cleanup), one sentence per VM. */
+  private readonly fsProblems = new Map<string, string>();
 
   constructor(opts: SupervisorOptions) {
     super();
@@ -191,6 +206,26 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return [...this.vms.keys()].sort().map((name) => ({ name, ...this.status(name) }));
   }
 
+  /** What went wrong with VMs' files in the background (the agent carried on), one sentence each. */
+  get problems(): string[] {
+    return [...this.fsProblems.values()];
+  }
+
+  /** Run a file-system step that must not stop what it is part of; a failure is logged and kept. */
+  private bestEffort(vm: string, what: string, fn: () => void): boolean {
+    try {
+      fn();
+      return true;
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      const sentence = /^Could not /.test(why) ? why : `Could not ${what} of VM "${vm}": ${fsReason(err)}.`;
+      this.fsProblems.set(vm, sentence);
+      this.log(`VM "${vm}": ${sentence}`);
+      this.emit('change', vm);
+      return false;
+    }
+  }
+
   // ---------------------------------------------------------------- start
 
   /**
@@ -225,7 +260,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (!existing) {
         if (e.cancelStart) {
           this.setState(e, 'stopped');
-          return;
+          throw startStopped(vm.name);
         }
         await rotateConsoleLog(paths.consoleLog, this.opts.consoleKeep);
         rmSync(paths.pidfile, { force: true });
@@ -234,9 +269,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         if (existsSync(vfkitLog)) renameSync(vfkitLog, `${vfkitLog}.1`);
       }
     } catch (err) {
-      e.error = err instanceof Error ? err.message : String(err);
+      if (err instanceof VmStartError && err.cancelled) throw err;
+      e.error = errnoCode(err)
+        ? fsSentence(`prepare the files of VM "${vm.name}" in`, paths.dir, err)
+        : err instanceof Error
+          ? err.message
+          : String(err);
       this.setState(e, 'stopped');
-      throw err;
+      throw new VmStartError(vm.name, e.error);
     }
     if (existing) {
       await this.waitBooted(e, existing);
@@ -244,7 +284,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     if (e.cancelStart) {
       this.setState(e, 'stopped');
-      return;
+      throw startStopped(vm.name);
     }
     if (vm.scratch) {
       try {
@@ -267,19 +307,28 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       paths,
     };
     // Written before the spawn too, so an agent killed in between still finds the run's files.
-    writeRecord(record);
+    // A disk that refuses it refuses the start: a VM without its record could not be adopted.
+    try {
+      writeRecord(record);
+    } catch (err) {
+      e.error = err instanceof Error ? err.message : String(err);
+      this.setState(e, 'stopped');
+      throw new VmStartError(vm.name, e.error);
+    }
+    this.fsProblems.delete(vm.name);
     let spawned: ReturnType<typeof spawnDetached>;
     try {
       spawned = spawnDetached(argv, { env: this.opts.env, outputFile: vfkitLogPath(paths) });
     } catch (err) {
       record.endedAt = Date.now();
-      writeRecord(record);
+      this.bestEffort(vm.name, 'write the boot record', () => writeRecord(record));
       e.error = `Could not start vfkit for VM "${vm.name}": ${err instanceof Error ? err.message : String(err)}`;
       this.setState(e, 'stopped');
       throw new VmStartError(vm.name, e.error);
     }
     record.pid = spawned.pid;
-    writeRecord(record);
+    // vfkit runs now: a record we cannot update costs adoption later, not this run.
+    this.bestEffort(vm.name, 'write the boot record', () => writeRecord(record));
     const r = this.newRun(spawned.pid, spawned.child, paths, record, false);
     spawned.child.on('error', () => {
       // Only kill() failures land here once spawned; the exit event still tells the end.
@@ -320,9 +369,14 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } finally {
       r.booting = false;
     }
-    if (r.stopRequested) return; // stop() took over; it owns the state from here.
+    // stop() took over; it owns the state from here, and this start did not happen.
+    if (r.stopRequested) throw startStopped(e.name);
     await r.done;
-    throw new VmStartError(e.name, e.error ?? `VM "${e.name}" exited while starting.`);
+    throw new VmStartError(
+      e.name,
+      e.error ??
+        `VM "${e.name}" ended while starting (${e.exit ? how({ code: e.exit.code, signal: e.exit.signal }) : 'exit unknown'}); see ${vfkitLogPath(r.paths)}.`,
+    );
   }
 
   private async giveUpBoot(e: Entry, r: Run): Promise<void> {
@@ -405,7 +459,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   async adoptAll(): Promise<string[]> {
     const found = await Promise.all(
-      allRecords(this.opts.stateDir, this.opts.logsDir).map(async (rec) => {
+      allRecords(this.opts.stateDir).map(async (rec) => {
         const e = this.vms.get(rec.name);
         if (e?.run || e?.starting) return null;
         const r = await this.tryAdopt(rec.name, rec.paths, true);
@@ -475,10 +529,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   private async endedWhileAway(name: string, rec: BootRecord): Promise<void> {
     const hostBoot = Date.now() - os.uptime() * 1000;
-    const lastLines = await tail(rec.paths.consoleLog, 20).catch(() => [] as string[]);
+    const lastLines = await tail(rec.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES }).catch(
+      () => [] as string[],
+    );
     const at = Date.now();
     const exit: VmExit = { code: null, signal: null, lastLines, at };
-    writeRecord({ ...rec, endedAt: at, exit });
+    this.bestEffort(name, 'write the boot record', () => writeRecord({ ...rec, endedAt: at, exit }));
     const e = this.entry(name);
     if (e.run || e.starting) return;
     e.exit = exit;
@@ -491,10 +547,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private cleanStale(name: string, paths: SupervisedPaths, rec: BootRecord | null, why: string): void {
     const had = existsSync(paths.pidfile);
-    rmSync(paths.pidfile, { force: true });
-    this.removeSocket(paths);
+    this.bestEffort(name, 'remove the old pidfile', () => rmSync(paths.pidfile, { force: true }));
+    this.bestEffort(name, 'remove the old REST socket', () => this.removeSocket(paths));
     this.removeScratchOf(paths);
-    if (rec && rec.endedAt === undefined) writeRecord({ ...rec, endedAt: Date.now() });
+    if (rec && rec.endedAt === undefined) {
+      this.bestEffort(name, 'write the boot record', () => writeRecord({ ...rec, endedAt: Date.now() }));
+    }
     if (had || rec) this.log(`VM "${name}": cleaned up a stale pidfile and socket from an earlier run (${why})`);
   }
 
@@ -529,7 +587,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         // Read now: the boot loop wakes on `ended` and clears the flag before onEnded looks.
         const wasBooting = r.booting;
         settle(info);
-        void this.onEnded(record.name, r, info, wasBooting).finally(markDone);
+        void this.onEnded(record.name, r, info, wasBooting)
+          .catch((err: unknown) => this.log(`VM "${record.name}": recording its end failed: ${String(err)}`))
+          .finally(markDone);
       },
       isEnded: false,
       done,
@@ -541,19 +601,22 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async onEnded(name: string, r: Run, info: EndInfo, booting: boolean): Promise<void> {
     const e = this.entry(name);
     this.watch.forget(r);
-    const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20)).catch(() => [] as string[]);
+    const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES })).catch(
+      () => [] as string[],
+    );
     const exit: VmExit = { code: info.code, signal: info.signal, lastLines, at: Date.now() };
     if (e.run !== r) return;
-    rmSync(r.paths.pidfile, { force: true });
-    this.removeSocket(r.paths);
+    // The run is over whatever the disk says: files that cannot be cleaned up are told, not thrown.
+    this.bestEffort(name, 'remove the pidfile', () => rmSync(r.paths.pidfile, { force: true }));
+    this.bestEffort(name, 'remove the REST socket', () => this.removeSocket(r.paths));
     this.removeScratchOf(r.paths);
-    writeRecord({ ...r.record, endedAt: exit.at, exit });
+    this.bestEffort(name, 'write the boot record', () => writeRecord({ ...r.record, endedAt: exit.at, exit }));
     e.run = null;
     e.exit = exit;
     let state: VmRunState;
     if (booting && !r.stopRequested) {
       state = 'crashed';
-      e.error = startFailure(name, r.paths, info, r.restSeen);
+      e.error = startFailure(name, r.paths, info, r.restSeen, lastLines);
     } else if (r.stopRequested) {
       state = 'stopped';
     } else if (info.signal === null && info.code === 0) {
@@ -612,6 +675,25 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   private log(line: string): void {
     this.emit('log', line);
+  }
+
+  /**
+   * The state dir was deleted under us: put back what the next agent needs to adopt the VMs that
+   * still run (their folders, pidfiles and boot records). Returns the VMs restored.
+   */
+  restoreRecords(): string[] {
+    const out: string[] = [];
+    for (const e of this.vms.values()) {
+      const r = e.run;
+      if (!r || r.isEnded) continue;
+      const ok = this.bestEffort(e.name, 'restore the records', () => {
+        mkdirSync(r.paths.dir, { recursive: true, mode: 0o700 });
+        if (!existsSync(r.paths.pidfile)) writeFileSync(r.paths.pidfile, String(r.pid), { mode: 0o600 });
+        writeRecord(r.record);
+      });
+      if (ok) out.push(e.name);
+    }
+    return out;
   }
 
   /** Drop watches and timers (VMs keep running); for tests and agent shutdown. */

@@ -16,6 +16,7 @@
  */
 import path from 'node:path';
 import type { VmSpec } from '../../api/types.ts';
+import { hostLimits, type HostLimits } from '../../host/resources.ts';
 import { MAX_SOCKET_PATH_BYTES, type VmRuntimePaths } from './runtime-paths.ts';
 
 export { MAX_SOCKET_PATH_BYTES };
@@ -98,6 +99,8 @@ export interface VfkitArgvInput {
   /** The effective MAC (configured or generated). */
   mac: string;
   paths: VmRuntimePaths;
+  /** How many CPUs and how much memory this host allows a VM (default hostLimits()). */
+  limits?: HostLimits;
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -168,9 +171,11 @@ interface Part {
 class Resources implements Part {
   readonly cpus: number;
   readonly memoryMiB: number;
-  constructor(cpus: number, memoryMiB: number) {
+  readonly limits: HostLimits;
+  constructor(cpus: number, memoryMiB: number, limits: HostLimits) {
     this.cpus = cpus;
     this.memoryMiB = memoryMiB;
+    this.limits = limits;
   }
   check(c: Checker): void {
     if (!Number.isInteger(this.cpus) || this.cpus < 1) {
@@ -183,6 +188,23 @@ class Resources implements Part {
       c.fail(
         String(this.memoryMiB),
         `it asks for ${this.memoryMiB} MiB of memory, below the ${MIN_MEMORY_MIB} MiB a NixOS guest needs; set virtualisation.memorySize to a whole number of ${MIN_MEMORY_MIB} or more`,
+      );
+    }
+    const { cpus, memoryMiB, source } = this.limits;
+    const whose = (n: string) =>
+      source === 'host'
+        ? `more than this Mac has (${n}), and Virtualization.framework gives a VM no more than the Mac has`
+        : `more than Virtualization.framework allows (${n})`;
+    if (this.cpus > cpus) {
+      c.fail(
+        String(this.cpus),
+        `it asks for ${this.cpus} CPUs, ${whose(String(cpus))}; set virtualisation.cores to ${cpus} or fewer`,
+      );
+    }
+    if (this.memoryMiB > memoryMiB) {
+      c.fail(
+        String(this.memoryMiB),
+        `it asks for ${this.memoryMiB} MiB of memory, ${whose(`${memoryMiB} MiB`)}; set virtualisation.memorySize to ${memoryMiB} or less`,
       );
     }
   }
@@ -490,7 +512,7 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
   const { spec, closure, mac, paths } = input;
   const disks = input.disks ?? [];
   const list: Part[] = [
-    new Resources(spec.cpus, spec.memoryMiB),
+    new Resources(spec.cpus, spec.memoryMiB, input.limits ?? hostLimits()),
     new LinuxBootloader(closure, spec.kernelParams),
     new VirtioNet(mac),
     new VirtioSerial(paths.consoleLog),
@@ -616,7 +638,7 @@ const PLACEHOLDER_PATHS: VmRuntimePaths = {
  * before anything is built: null when vfkit would accept it, else the error vfkitArgv would throw.
  * Lets the agent show the problem on the VM's row before the user clicks Start.
  */
-export function validateSpec(spec: VmSpec): VfkitConfigError | null {
+export function validateSpec(spec: VmSpec, limits?: HostLimits): VfkitConfigError | null {
   try {
     const disks = planDisks(spec, { storeImage: PLACEHOLDER_STORE_IMAGE, writable: PLACEHOLDER_WRITABLE });
     checkAll(
@@ -627,6 +649,7 @@ export function validateSpec(spec: VmSpec): VfkitConfigError | null {
         mac: spec.macAddress ?? PLACEHOLDER_MAC,
         paths: PLACEHOLDER_PATHS,
         disks,
+        ...(limits ? { limits } : {}),
       }),
     );
     return null;

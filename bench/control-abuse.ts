@@ -1,0 +1,134 @@
+/**
+ * The agent's memory under the control-socket attacks of issue 16: the 28,000-filter subscribe
+ * (on one connection, then spread over every connection the agent takes), and clients that
+ * pipeline requests for the largest answer (a 25-VM snapshot) and never read. A `nixvm daemon` on
+ * the 25-VM fixture; its peak RSS (VmHWM) is read from /proc. The bound: under 200 MiB.
+ *
+ *   node bench/control-abuse.ts [--greedy N] [--seconds S]
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import { startDaemon } from './_daemon.ts';
+
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const GREEDY = arg('--greedy', 8);
+const SECONDS = arg('--seconds', 40);
+const BOUND_MIB = 200;
+
+/** Current and peak resident memory of a process, in MiB. */
+function rss(pid: number): { now: number; peak: number } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+function open(sock: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.createConnection(sock, () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+const bench = await startDaemon('many');
+const pid = bench.daemon.pid!;
+const client = await bench.connect();
+const sock = client.socketPath;
+const sockets: net.Socket[] = [];
+try {
+  const vms = (await client.call('snapshot', {})).vms.map((v) => v.name);
+  const before = rss(pid);
+
+  // 1. The issue's subscribe: 28,000 log filters for VMs that do not exist, on one connection.
+  const one = await open(sock);
+  sockets.push(one);
+  const filters = Array.from({ length: 28_000 }, (_, i) => ({ vm: String(i), kind: 'console' }));
+  const line = `${JSON.stringify({ id: 1, method: 'subscribe', params: { logs: filters } })}\n`;
+  let answer = '';
+  one.setEncoding('utf8');
+  one.on('data', (d: string) => (answer += d));
+  one.write(line);
+  await new Promise((r) => setTimeout(r, 500));
+  const refused = /"error"/.test(answer);
+
+  // 2. The same 28,000 filters spread over every connection the agent takes, 64 on each (each
+  // filter a follower with its watcher and buffer): first naming VMs that do not exist, then
+  // real ones until the per-agent cap refuses more.
+  let accepted = 0;
+  let ghostsAccepted = 0;
+  const subscribe = async (logs: { vm: string; kind: string }[]): Promise<boolean> => {
+    const s = await open(sock);
+    sockets.push(s);
+    let got = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (got += d));
+    s.write(`${JSON.stringify({ id: 1, method: 'subscribe', params: { logs } })}\n`);
+    for (let i = 0; i < 100 && !got.includes('\n'); i++) await new Promise((r) => setTimeout(r, 10));
+    return /"subscribed":true/.test(got);
+  };
+  for (let c = 0; c < 56; c++) {
+    if (await subscribe(filters.slice(c * 64, c * 64 + 64))) ghostsAccepted++;
+  }
+  for (let c = 0; c < 56; c++) {
+    const logs = Array.from({ length: 64 }, (_, i) => ({
+      vm: vms[(c * 64 + i) % vms.length]!,
+      kind: i % 2 ? 'build' : 'console',
+    }));
+    if (await subscribe(logs)) accepted++;
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  const afterSubscribe = rss(pid);
+
+  // 3. Meanwhile (the subscribers stay), clients that pipeline requests for a 25-VM snapshot and never read.
+  const request = `${JSON.stringify({ id: 1, method: 'snapshot', params: {} })}\n`.repeat(2000);
+  let dropped = 0;
+  let ours = false;
+  const greedy: net.Socket[] = [];
+  for (let g = 0; g < GREEDY; g++) {
+    const s = await open(sock);
+    s.pause();
+    s.on('error', () => {});
+    s.once('close', () => {
+      if (!ours) dropped++;
+    });
+    greedy.push(s);
+  }
+  const until = Date.now() + SECONDS * 1000;
+  let sent = 0;
+  while (Date.now() < until) {
+    for (const s of greedy) {
+      if (s.destroyed) continue;
+      if (s.write(request)) sent += 2000;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const afterGreedy = rss(pid);
+  ours = true;
+  for (const s of greedy) s.destroy();
+
+  // Still serving.
+  const alive = (await (await bench.connect()).call('snapshot', {})).vms.length === vms.length;
+
+  const f = (n: number) => `${n.toFixed(1)} MiB`;
+  console.log('nixvm daemon (25-VM flake) under control-socket abuse');
+  console.log(`  RSS before:                         ${f(before.now)} (peak so far ${f(before.peak)})`);
+  console.log(
+    `  28,000-filter subscribe:            ${refused ? 'refused' : 'ACCEPTED'} (${answer.trim().slice(0, 90)}…)`,
+  );
+  console.log(`  56 connections × 64 unknown VMs:     ${ghostsAccepted} subscriptions accepted`);
+  console.log(`  56 connections × 64 real logs:      ${accepted} subscriptions accepted (per-agent cap 1024 filters)`);
+  console.log(`  RSS after the subscribes:           ${f(afterSubscribe.now)}`);
+  console.log(
+    `  ${GREEDY} non-reading pipeliners, ${SECONDS} s:   ${sent.toLocaleString('en')} requests written, ${dropped} dropped by the agent`,
+  );
+  console.log(`  RSS after the pipeliners:           ${f(afterGreedy.now)}`);
+  console.log(`  peak RSS (VmHWM) over the run:      ${f(afterGreedy.peak)} (bound ${BOUND_MIB} MiB)`);
+  console.log(`  agent still answering:              ${alive ? 'yes' : 'NO'}`);
+  if (afterGreedy.peak >= BOUND_MIB || !refused || !alive) process.exitCode = 1;
+} finally {
+  for (const s of sockets) s.destroy();
+  await client.close();
+  await bench.dispose();
+}

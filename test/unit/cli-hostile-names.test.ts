@@ -1,0 +1,148 @@
+/**
+ * VM names (and agent text) a terminal would act on, through everything the CLI prints (issue 16,
+ * Low): `ESC]0;…BEL` in a name retitled the terminal from `ls`, `status`, progress lines and
+ * notices; a `$(…)` in a name ran when a suggested command (`nixvm logs <name> --build`) was pasted.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { AgentError } from '../../src/api/errors.ts';
+import { main, type CliIo } from '../../src/cli/app.ts';
+import {
+  formatEvent,
+  formatOutcome,
+  formatProgressLine,
+  formatStatus,
+  formatVmTable,
+  progressPayload,
+  visibleName,
+} from '../../src/cli/format.ts';
+import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+
+const TITLE = 'evil\u001b]0;you have been pwned\u0007';
+const CSI = 'c1\u009b2J';
+const BIDI = 'abc\u202egnp.exe';
+const SUBST = 'a$(touch pwned)b';
+const NOW = 1_700_000_000_000;
+
+/** What a terminal would act on. */
+const ACTIVE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+function hostileSnapshot() {
+  return agentSnapshot(
+    [TITLE, CSI, BIDI, SUBST].map((name) =>
+      vmSnapshot({
+        name,
+        state: 'running',
+        ipv4: '192.168.64.7',
+        error: `VM "${name}" crashed: the console's last line was "\u001b[2J"`,
+        build: buildInfo({
+          status: 'building',
+          progress: {
+            buildsDone: 1,
+            buildsExpected: 3,
+            buildsRunning: 1,
+            downloadsDone: 0,
+            downloadsExpected: 0,
+            bytesDone: 0,
+            bytesExpected: 0,
+            currentDrv: '/nix/store/cccccccccccccccccccccccccccccccc-x\u001b]2;t\u0007.drv',
+            phase: 'buildPhase',
+            lastLine: 'make: \u001b]0;title\u0007',
+            percent: 40,
+          },
+        }),
+      }),
+    ),
+    { agent: { ...agentSnapshot([]).agent, problems: [`a problem naming ${TITLE}`] } },
+  );
+}
+
+async function run(argv: string[], port: FakePort, extra: Partial<CliIo> = {}) {
+  const stdout = collect();
+  const stderr = collect();
+  const code = await main(argv, {
+    stdout,
+    stderr,
+    env: {},
+    cwd: '/',
+    now: () => NOW,
+    connect: async () => port,
+    defaultSocketPath: async () => '/state/control.sock',
+    exec: async () => 0,
+    signal: new AbortController().signal,
+    ...extra,
+  });
+  return { code, out: stdout.text(), err: stderr.text() };
+}
+
+describe('names a terminal would act on', () => {
+  it('are shown with visible escapes in every formatter', () => {
+    const snap = hostileSnapshot();
+    const texts = [
+      formatVmTable(snap, 200),
+      ...snap.vms.map((v) => formatStatus(v, NOW)),
+      ...snap.vms.map((v) => formatProgressLine(v) ?? ''),
+      ...snap.vms.map((v) => Object.values(progressPayload(v)).join(' ')),
+      ...snap.vms.map((v) => formatOutcome('started', v)),
+      ...formatEvent(
+        { type: 'notice', notice: { level: 'error', title: `${TITLE} crashed`, body: CSI, vm: TITLE } },
+        null,
+      ),
+      ...formatEvent({ type: 'log', vm: TITLE, kind: 'console', lines: ['\u001b]0;x\u0007'] }, null),
+      ...formatEvent({ type: 'snapshot', snapshot: snap }, null),
+    ];
+    for (const t of texts) expect(t, JSON.stringify(t)).not.toMatch(ACTIVE);
+    expect(formatVmTable(snap, 200)).toContain('evil\\x1b]0;you have been pwned\\x07');
+    expect(visibleName(BIDI)).toBe('abc\\u202egnp.exe');
+    expect(visibleName(CSI)).toBe('c1\\x9b2J');
+    // Names a terminal shows as they are stay as they are.
+    expect(visibleName('café 🙂 web-1')).toBe('café 🙂 web-1');
+  });
+
+  it('reach the terminal escaped from ls, status, start and the errors the agent sends', async () => {
+    const port = new FakePort(hostileSnapshot(), {
+      start: (p, f) => ({ ...f.vm(p.vm), build: buildInfo({ status: 'idle' }) }),
+      stop: (p) => {
+        throw new AgentError('failed', `Could not stop VM "${p.vm}": \u001b]0;boom\u0007`);
+      },
+    });
+    for (const argv of [['ls'], ['status', TITLE], ['start', TITLE], ['stop', TITLE], ['status', 'no\u001b[2Jsuch']]) {
+      const r = await run(argv, port);
+      expect(r.out + r.err, `${argv.join(' ')}: ${JSON.stringify(r.out + r.err)}`).not.toMatch(ACTIVE);
+    }
+  });
+});
+
+describe('commands the CLI suggests', () => {
+  it('quote the name, so pasting one runs nothing but nixvm', async () => {
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-paste-'));
+    try {
+      const port = new FakePort(agentSnapshot([vmSnapshot({ name: SUBST })]), {
+        build: (p, f) => {
+          f.setVm({
+            ...f.vm(p.vm),
+            build: buildInfo({ status: 'failed', error: 'it failed', logPath: '/logs/b.log', finishedAt: NOW + 1 }),
+          });
+          throw new AgentError('failed', 'it failed');
+        },
+        ips: () => ({ ipv4: null, ipv6: null }),
+      });
+      const build = await run(['build', SUBST], port);
+      const suggested = [...build.err.matchAll(/`(nixvm [^`]+)`/g)].map((m) => m[1]!);
+      const ip = await run(['ip', SUBST], port);
+      suggested.push(...[...ip.err.matchAll(/`(nixvm [^`]+)`/g)].map((m) => m[1]!));
+      expect(suggested).toEqual([`nixvm logs 'a$(touch pwned)b' --build`, `nixvm status 'a$(touch pwned)b'`]);
+      // Pasted into a shell, each is one nixvm command with the name as one argument.
+      for (const cmd of suggested) {
+        const args = execFileSync('sh', ['-c', `nixvm() { printf '%s\\n' "$@"; }; ${cmd}`], { cwd, encoding: 'utf8' });
+        expect(args.split('\n')).toContain(SUBST);
+      }
+      expect(fs.existsSync(path.join(cwd, 'pwned'))).toBe(false);
+    } finally {
+      fs.rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
