@@ -102,6 +102,26 @@ export const SETTINGS_SCHEMA = {
     default: 'Terminal',
     description: 'Terminal used by "Open ssh in Terminal".',
   },
+  includeConfigurations: {
+    type: 'object',
+    additionalProperties: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: 256 },
+      uniqueItems: true,
+    },
+    default: {},
+    description: 'Flake folder → nixosConfigurations to show as VMs although they set none of the options nixvm reads.',
+  },
+  excludeConfigurations: {
+    type: 'object',
+    additionalProperties: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: 256 },
+      uniqueItems: true,
+    },
+    default: {},
+    description: 'Flake folder → nixosConfigurations never to show, even when they look like VMs.',
+  },
 } as const satisfies Record<keyof Settings, FieldSchema>;
 
 export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as Array<keyof Settings>;

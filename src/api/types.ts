@@ -39,6 +39,15 @@ export interface VmSpec {
   resolution: { width: number; height: number } | null;
   mountHostNixStore: boolean;
   ssh: SshFacts;
+  /** How it boots (a boot loader, its root file system), read to refuse what nixvm cannot direct-boot. */
+  boot?: BootFacts;
+}
+
+export interface BootFacts {
+  /** 'grub' or 'systemd-boot' when one is enabled, else null. */
+  loader: string | null;
+  /** fileSystems."/" as configured, or null when it defines none. */
+  root: { device: string | null; fsType: string | null; label: string | null } | null;
 }
 
 export interface BuildProgress {
@@ -117,13 +126,30 @@ export interface VmSnapshot {
   stateDir: string;
 }
 
+/**
+ * Where a flake stands: `evaluating` while its first evaluation runs (no VMs known yet), `ok` or
+ * `failed` after the last one, `nix-missing` when nix was not found, `no-such-dir` when its folder
+ * is gone. Faces say each in its own sentence (src/api/describe.ts).
+ */
+export type FlakeState = 'evaluating' | 'ok' | 'failed' | 'nix-missing' | 'no-such-dir';
+
 export interface FlakeSnapshot {
   dir: string;
+  /** An evaluation is running (the first one, or a re-evaluation after an edit). */
   evaluating: boolean;
   /** Whole-flake error (syntax error, not a flake…), one sentence plus nix's text. */
   error: string | null;
   warnings: string[];
   lastEvalAt: number | null;
+  state: FlakeState;
+  /** When the running evaluation started (epoch ms), null when none runs. */
+  evaluatingSince: number | null;
+  /** What `error` is: nix's error kind ('network', 'syntax', 'no-configurations', …), or null. */
+  errorKind: string | null;
+  /** Where nixvm has it from: the settings, or this agent's command line (`nixvm daemon --flake`). */
+  source: 'settings' | 'command-line';
+  /** Its nixosConfigurations that are not VMs (not shown), by name. */
+  hidden: string[];
 }
 
 export type AutoRebuild = 'off' | 'build' | 'restart';
@@ -143,6 +169,10 @@ export interface Settings {
   vfkitPath: string | null;
   /** Terminal used by "Open ssh in Terminal": Terminal, iTerm, or another app name. */
   terminalApp: string;
+  /** Flake directory → configurations shown as VMs even though they set no option nixvm reads. */
+  includeConfigurations: Record<string, string[]>;
+  /** Flake directory → configurations never shown, even if they look like VMs. */
+  excludeConfigurations: Record<string, string[]>;
 }
 
 export interface AgentInfo {

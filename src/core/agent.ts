@@ -34,7 +34,7 @@ import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { EventHub } from './event-hub.ts';
-import { FlakeSet, resolveDirs } from './flake-set.ts';
+import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
 import type { InventoryUpdate } from './nix/watcher.ts';
@@ -378,8 +378,18 @@ export class Agent implements AgentPort {
 
   // ------------------------------------------------------------------ flakes and settings
 
-  private flakeDirs(): string[] {
-    return resolveDirs([...this.settings.get().flakes, ...(this.opts.flakes ?? [])]);
+  /** The settings' flakes, then this run's own (`daemon --flake`), each with its configuration filter. */
+  private flakeDirs(): FlakeSpec[] {
+    const s = this.settings.get();
+    const fromSettings = new Set(resolveDirs(s.flakes));
+    return resolveDirs([...s.flakes, ...(this.opts.flakes ?? [])]).map((dir) => ({
+      dir,
+      source: fromSettings.has(dir) ? 'settings' : 'command-line',
+      filter: {
+        include: Object.hasOwn(s.includeConfigurations, dir) ? s.includeConfigurations[dir] : [],
+        exclude: Object.hasOwn(s.excludeConfigurations, dir) ? s.excludeConfigurations[dir] : [],
+      },
+    }));
   }
 
   private async reevaluate(): Promise<FlakeSnapshot[]> {

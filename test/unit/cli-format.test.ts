@@ -14,7 +14,7 @@ import {
 } from '../../src/cli/format.ts';
 import { LineView } from '../../src/cli/progress.ts';
 import type { BuildProgress, VmSpec } from '../../src/api/types.ts';
-import { agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+import { agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 
 const H = 'b'.repeat(32);
 
@@ -123,20 +123,8 @@ describe('ls table', () => {
     const text = formatVmTable(
       agentSnapshot([vmSnapshot({ name: 'web' })], {
         flakes: [
-          {
-            dir: '/f/one',
-            evaluating: false,
-            error: 'error: syntax error, unexpected }\n at flake.nix:3',
-            warnings: [],
-            lastEvalAt: 1,
-          },
-          {
-            dir: '/f/two',
-            evaluating: false,
-            error: null,
-            warnings: ['Git tree is dirty', 'new.nix is not tracked by git'],
-            lastEvalAt: 1,
-          },
+          flakeSnapshot({ dir: '/f/one', error: 'error: syntax error, unexpected }\n at flake.nix:3' }),
+          flakeSnapshot({ dir: '/f/two', warnings: ['Git tree is dirty', 'new.nix is not tracked by git'] }),
         ],
         agent: {
           pid: 1,

@@ -65,6 +65,8 @@ describe('SettingsStore', () => {
       nixPath: null,
       vfkitPath: null,
       terminalApp: 'Terminal',
+      includeConfigurations: {},
+      excludeConfigurations: {},
     };
     expect(s.get()).toEqual(expected);
     expect(defaultSettings()).toEqual(expected);

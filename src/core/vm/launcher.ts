@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { AgentError, errorMessage } from '../../api/errors.ts';
 import type { VmSpec } from '../../api/types.ts';
 import { generateMac } from '../net/mac.ts';
+import { bootProblem } from './boot-shape.ts';
 import { runtimePaths, type VmRuntimePaths } from './runtime-paths.ts';
 import type { Supervisor } from './supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vfkit.ts';
@@ -95,7 +96,7 @@ export class Launcher {
     if (!f) {
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
       const bad = validateSpec(t.spec);
-      f = { mac, facts: deviceFacts(t.spec, mac), problem: bad ? bad.message : null };
+      f = { mac, facts: deviceFacts(t.spec, mac), problem: bad ? bad.message : bootProblem(t.name, t.spec) };
       this.#specs.set(t.spec, f);
     }
     return f;
@@ -111,7 +112,10 @@ export class Launcher {
     return this.#of(t).facts;
   }
 
-  /** What vfkit or macOS would refuse in the spec itself, as one sentence; null when fine. */
+  /**
+   * What vfkit or macOS would refuse in the spec itself, or why it does not boot like a VM (a boot
+   * loader, a root on its own disk), as one sentence; null when fine.
+   */
   specProblem(t: LaunchTarget): string | null {
     return this.#of(t).problem;
   }
