@@ -13,6 +13,9 @@ const NEEDED: { program: string; pkg: string; why: string }[] = [
   { program: 'ssh', pkg: 'openssh-client', why: 'ssh -G checks of the ssh commands nixvm writes' },
   { program: 'git', pkg: 'git', why: 'git flakes' },
   { program: 'ps', pkg: 'procps', why: 'process checks of the agent and the supervisor' },
+  { program: 'bash', pkg: 'bash', why: 'the bash completion script' },
+  { program: 'zsh', pkg: 'zsh', why: 'the zsh completion script' },
+  { program: 'fish', pkg: 'fish', why: 'the fish completion script' },
 ];
 
 const which = (p: string) =>

@@ -65,6 +65,11 @@ export interface BuildProgress {
   lastLine: string | null;
   /** 0–100, never decreasing during one build. */
   percent: number;
+  /**
+   * 'evaluating' while nix evaluates the flake, before it realises anything (a real NixOS
+   * evaluation takes a while and reports no progress); absent means 'building'.
+   */
+  stage?: 'evaluating' | 'building';
 }
 
 export type BuildStatus = 'idle' | 'building' | 'succeeded' | 'failed' | 'cancelled';
@@ -221,6 +226,28 @@ export interface VmRef {
   vm: string;
 }
 
+/** One check of `nixvm doctor` (and the app's first-run checklist). */
+export interface DoctorCheck {
+  /** Stable id: 'nix', 'nix-daemon', 'flakes', 'trusted-user', 'vfkit', 'macos', 'apple-silicon', 'rosetta', 'builder', 'state-dir', 'login-item', 'ssh-include'. */
+  id: string;
+  /** What was checked, e.g. "nix". */
+  title: string;
+  /** ok; warn: works, but worth fixing; fail: nixvm cannot run VMs until fixed; skip: not applicable here. */
+  status: 'ok' | 'warn' | 'fail' | 'skip';
+  /** What was found, one sentence. */
+  summary: string;
+  /** What to do about it (a command to run, a setting), when not ok. */
+  fix: string | null;
+  /** More facts (every directory searched, versions, paths), one per line. */
+  details: string[];
+}
+
+export interface DoctorReport {
+  checks: DoctorCheck[];
+  /** Epoch ms. */
+  at: number;
+}
+
 /** Every command a face can send: method → params and result. */
 export interface AgentMethods {
   snapshot: { params: Record<string, never>; result: AgentSnapshot };
@@ -239,6 +266,8 @@ export interface AgentMethods {
   inspect: { params: VmRef; result: { spec: VmSpec | null; argv: string[] } };
   getSettings: { params: Record<string, never>; result: Settings };
   setSettings: { params: Partial<Settings>; result: Settings };
+  /** The checks of `nixvm doctor`, run by the agent (its nix, vfkit, VMs' systems and state dir). */
+  doctor: { params: Record<string, never>; result: DoctorReport };
 }
 
 export type AgentMethod = keyof AgentMethods;
@@ -262,6 +291,7 @@ export const AGENT_METHODS = {
   inspect: true,
   getSettings: true,
   setSettings: true,
+  doctor: true,
 } as const satisfies Record<AgentMethod, true>;
 
 export function isAgentMethod(m: unknown): m is AgentMethod {

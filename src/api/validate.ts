@@ -92,6 +92,7 @@ export const AGENT_VALIDATORS = {
   inspect: vmRef('inspect'),
   getSettings: empty('getSettings'),
   setSettings: (p) => validateSettingsPatch(p ?? {}),
+  doctor: empty('doctor'),
 } satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
 
 /** Methods whose params name one VM. */

@@ -18,6 +18,7 @@ import { AgentError, errorMessage } from '../api/errors.ts';
 import type {
   AgentEvent,
   AgentInfo,
+  DoctorReport,
   AgentMethod,
   AgentPort,
   AgentSnapshot,
@@ -33,6 +34,7 @@ import { AgentLog } from '../host/agent-log.ts';
 import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
+import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
 import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
@@ -243,7 +245,22 @@ export class Agent implements AgentPort {
     inspect: (p: { vm: string }) => this.vms.inspect(p.vm),
     getSettings: () => this.settings.get(),
     setSettings: (p: Partial<Settings>) => this.settings.update(p),
+    doctor: () => this.doctor(),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
+
+  /** `nixvm doctor`'s checks, with what this agent knows: its settings, its VMs' systems, its ssh config. */
+  private doctor(): Promise<DoctorReport> {
+    const s = this.settings.get();
+    const specs = [...this.flakes.defined().values()].flatMap((e) => (e.spec ? [e.spec] : []));
+    return doctorHere({
+      nixPath: s.nixPath,
+      vfkitPath: s.vfkitPath,
+      stateDir: this.paths.stateDir,
+      systems: [...new Set(specs.flatMap((v) => (v.system ? [v.system] : [])))].sort(),
+      rosettaVms: specs.filter((v) => v.rosetta).map((v) => v.name),
+      sshConfig: async () => this.reach.sshConfig,
+    });
+  }
 
   // ------------------------------------------------------------------ snapshot
 
