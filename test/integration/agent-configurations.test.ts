@@ -30,7 +30,7 @@ describe('configurations that are VMs', () => {
         message:
           'grub-vm is not a VM nixvm can boot: it enables a boot loader (boot.loader.grub.enable) and vfkit loads its kernel directly; set boot.loader.grub.enable = false if it is meant to run as a VM.',
       });
-      const disk = await t.agent.call('start', { vm: 'disk-vm' }).catch((e: unknown) => e as Error);
+      const disk = (await t.agent.call('start', { vm: 'disk-vm' }).catch((e: unknown) => e)) as Error;
       expect(disk.message).toMatch(
         /^disk-vm is not a VM nixvm can boot: its root file system is on the disk labelled nixos/,
       );
