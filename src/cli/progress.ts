@@ -105,7 +105,11 @@ class BarView implements BuildProgressView {
         this.#multi.remove(entry.bar);
         this.#bars.delete(vm.name);
       }
-      if (this.#bars.size === 0) this.#stopClock();
+      if (this.#bars.size === 0) {
+        this.#stopClock();
+        // Release the terminal now: lines printed next must not be cleared by a later stop().
+        if (this.#multi.isActive) this.#multi.stop();
+      }
       return;
     }
     const value = p && p.stage !== 'evaluating' ? Math.floor(p.percent) : 0;

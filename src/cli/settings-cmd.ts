@@ -8,7 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { flakeSentence } from '../api/describe.ts';
-import { SETTINGS_KEYS, SETTINGS_SCHEMA, defaultSettings, type FieldSchema } from '../api/settings-schema.ts';
+import {
+  SETTINGS_KEYS,
+  SETTINGS_SCHEMA,
+  defaultSettings,
+  validateSettingsPatch,
+  type FieldSchema,
+} from '../api/settings-schema.ts';
 import type { Settings } from '../api/types.ts';
 import { CliError, EXIT } from './errors.ts';
 import type { Session } from './app.ts';
@@ -28,7 +34,8 @@ export async function settingsAccess(s: Session): Promise<SettingsAccess> {
     return {
       where: 'agent',
       get: () => port.call('getSettings', {}),
-      set: (patch) => port.call('setSettings', patch),
+      // Checked here too (the agent checks again): the same sentence with or without an agent.
+      set: async (patch) => port.call('setSettings', validateSettingsPatch(patch)),
       close: () => {},
     };
   }
@@ -43,6 +50,12 @@ export async function settingsAccess(s: Session): Promise<SettingsAccess> {
 
 function savedWhere(a: SettingsAccess): string {
   return a.where === 'agent' ? 'the agent applied it' : `saved in ${a.where}; the agent reads it when it starts`;
+}
+
+/** What a settings command reports: its lines, or with --json the settings now and where they live. */
+function report(s: Session, a: SettingsAccess, settings: Settings, json: boolean | undefined, lines: string[]): void {
+  if (json) s.json({ where: a.where, settings });
+  else for (const l of lines) s.out(l);
 }
 
 type Act = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
@@ -176,15 +189,18 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
     .command('add')
     .description('add flake folders to the settings (kept; the agent evaluates them at once)')
     .argument('<dir...>')
+    .addOption(json())
     .action(
-      act(async (dirs: string[]) => {
+      act(async (dirs: string[], opts: { json?: boolean }) => {
         const abs = dirs.map((d) => flakeDir(s, d, true));
         await withSettings(s, async (a) => {
-          const cur = (await a.get()).flakes;
-          const added = abs.filter((d) => !cur.includes(d));
-          if (added.length) await a.set({ flakes: [...cur, ...added] });
-          for (const d of abs)
-            s.out(added.includes(d) ? `Added ${d}; ${savedWhere(a)}.` : `${d} is already in the settings.`);
+          const before = await a.get();
+          const added = abs.filter((d) => !before.flakes.includes(d));
+          const after = added.length ? await a.set({ flakes: [...before.flakes, ...added] }) : before;
+          const lines = abs.map((d) =>
+            added.includes(d) ? `Added ${d}; ${savedWhere(a)}.` : `${d} is already in the settings.`,
+          );
+          report(s, a, after, opts.json, lines);
         });
         return EXIT.ok;
       }),
@@ -195,8 +211,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
     .alias('rm')
     .description('remove flake folders from the settings (their running VMs keep running)')
     .argument('<dir...>')
+    .addOption(json())
     .action(
-      act(async (dirs: string[]) => {
+      act(async (dirs: string[], opts: { json?: boolean }) => {
         await withSettings(s, async (a) => {
           const cur = await a.get();
           const abs = dirs.map((d) => flakeDir(s, d, false));
@@ -213,12 +230,18 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
             include = Object.fromEntries(Object.entries(include).filter(([k]) => k !== d));
             exclude = Object.fromEntries(Object.entries(exclude).filter(([k]) => k !== d));
           }
-          await a.set({
+          const after = await a.set({
             flakes: cur.flakes.filter((d) => !abs.includes(d)),
             includeConfigurations: include,
             excludeConfigurations: exclude,
           });
-          for (const d of abs) s.out(`Removed ${d}; ${savedWhere(a)}.`);
+          report(
+            s,
+            a,
+            after,
+            opts.json,
+            abs.map((d) => `Removed ${d}; ${savedWhere(a)}.`),
+          );
         });
         return EXIT.ok;
       }),
@@ -230,8 +253,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
       .description(description)
       .argument('<dir>', 'the flake folder')
       .argument('<name...>', 'nixosConfigurations entries')
+      .addOption(json())
       .action(
-        act(async (dir: string, names: string[]) => {
+        act(async (dir: string, names: string[], opts: { json?: boolean }) => {
           const abs = flakeDir(s, dir, false);
           await withSettings(s, async (a) => {
             const cur = await a.get();
@@ -239,14 +263,14 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
             let exclude = without(cur.excludeConfigurations, abs, names);
             if (verb === 'include') include = withNames(include, abs, names);
             if (verb === 'exclude') exclude = withNames(exclude, abs, names);
-            await a.set({ includeConfigurations: include, excludeConfigurations: exclude });
+            const after = await a.set({ includeConfigurations: include, excludeConfigurations: exclude });
             const what =
               verb === 'include'
                 ? 'shown as VMs'
                 : verb === 'exclude'
                   ? 'hidden'
                   : 'shown when they set an option nixvm reads';
-            s.out(`${names.join(', ')} of ${abs}: ${what}; ${savedWhere(a)}.`);
+            report(s, a, after, opts.json, [`${names.join(', ')} of ${abs}: ${what}; ${savedWhere(a)}.`]);
           });
           return EXIT.ok;
         }),
@@ -295,8 +319,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
     )
     .argument('<key>')
     .argument('<value>')
+    .addOption(json())
     .action(
-      act(async (key: string, raw: string) => {
+      act(async (key: string, raw: string, opts: { json?: boolean }) => {
         const { name, sub } = settingKey(key);
         const schema: FieldSchema = SETTINGS_SCHEMA[name];
         await withSettings(s, async (a) => {
@@ -306,8 +331,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
             const cur = (await a.get())[name] as Record<string, unknown>;
             value = { ...cur, [sub]: parseValue(key, schema.additionalProperties!, raw) };
           }
-          await a.set({ [name]: value } as Partial<Settings>);
-          s.out(`${key} = ${show(sub === null ? value : (value as Record<string, unknown>)[sub])}; ${savedWhere(a)}.`);
+          const after = await a.set({ [name]: value } as Partial<Settings>);
+          const shown = show(sub === null ? value : (value as Record<string, unknown>)[sub]);
+          report(s, a, after, opts.json, [`${key} = ${shown}; ${savedWhere(a)}.`]);
         });
         return EXIT.ok;
       }),
@@ -317,8 +343,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
     .command('unset')
     .description('put a setting back to its default (or remove one entry of a setting by VM or by flake)')
     .argument('<key>')
+    .addOption(json())
     .action(
-      act(async (key: string) => {
+      act(async (key: string, opts: { json?: boolean }) => {
         const { name, sub } = settingKey(key);
         await withSettings(s, async (a) => {
           let value: unknown;
@@ -328,8 +355,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
             delete cur[sub];
             value = cur;
           }
-          await a.set({ [name]: value } as Partial<Settings>);
-          s.out(`${key} ${sub === null ? `= ${show(value)} (the default)` : 'removed'}; ${savedWhere(a)}.`);
+          const after = await a.set({ [name]: value } as Partial<Settings>);
+          const what = sub === null ? `= ${show(value)} (the default)` : 'removed';
+          report(s, a, after, opts.json, [`${key} ${what}; ${savedWhere(a)}.`]);
         });
         return EXIT.ok;
       }),

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { flakeSentence } from '../api/describe.ts';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import type { FlakeSnapshot, FlakeState as FlakeStateName, VmSpec } from '../api/types.ts';
 import { FlakeError } from './nix/errors.ts';
@@ -293,8 +294,28 @@ function missingFolder(dir: string, source: FlakeSnapshot['source']): string {
     : `The flake folder ${dir} does not exist; fix the path in Settings, or remove it with \`nixvm flake remove ${dir}\`.`;
 }
 
-/** A VM no flake defines: the one-sentence refusal, naming the ones it knows. */
-export function noSuchVm(name: string, known: string[]): AgentError {
+/**
+ * A VM no flake defines: the one-sentence refusal, naming the ones it knows, or saying why there
+ * may be none yet (a flake still evaluating, nix missing, a failed evaluation) or that the name is
+ * a configuration that is not a VM.
+ */
+export function noSuchVm(name: string, known: string[], flakes: readonly FlakeSnapshot[] = []): AgentError {
+  const hiddenIn = flakes.find((f) => f.hidden.includes(name));
+  if (hiddenIn) {
+    return new AgentError(
+      'no-such-vm',
+      `${JSON.stringify(name)} is a configuration of ${hiddenIn.dir} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${hiddenIn.dir} ${name}\` makes it one.`,
+    );
+  }
+  const pending = flakes.filter((f) => f.state !== 'ok');
+  if (pending.length) {
+    const now = Date.now();
+    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    return new AgentError(
+      'no-such-vm',
+      `There is no VM named ${JSON.stringify(name)}${pending.every((f) => f.state === 'evaluating') ? ' yet' : ''}: ${why.join(' ')}`,
+    );
+  }
   return new AgentError(
     'no-such-vm',
     `There is no VM named ${JSON.stringify(name)}${known.length ? ` (known: ${known.join(', ')})` : ' (no flake defines any VM yet)'}.`,

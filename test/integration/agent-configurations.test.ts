@@ -46,6 +46,13 @@ describe('configurations that are VMs', () => {
     expect(t.vm('grub-vm').build.status).toBe('idle');
   });
 
+  it('a hidden configuration asked for by name says what it is and how to show it', async () => {
+    await expect(t.agent.call('ips', { vm: 'laptop' })).rejects.toMatchObject({
+      code: 'no-such-vm',
+      message: `"laptop" is a configuration of ${t.flake.dir} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${t.flake.dir} laptop\` makes it one.`,
+    });
+  });
+
   it('applies include and exclude from the settings at once', async () => {
     const dir = t.flake.dir;
     await t.agent.call('setSettings', {

@@ -240,6 +240,13 @@ describe('settings without the app', () => {
     await run(['config', 'unset', 'autoRebuild'], port);
     expect(settings.autoRebuild).toBe('off');
     expect(JSON.parse((await run(['config', 'get', '--json'], port)).out)).toMatchObject({ stopTimeoutSec: 45 });
+    expect(JSON.parse((await run(['config', 'set', 'onQuit', 'stop', '--json'], port)).out)).toMatchObject({
+      where: 'agent',
+      settings: { onQuit: 'stop' },
+    });
+    const bad = await run(['config', 'set', 'onQuit', 'later', '--json'], port);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out).error.message).toBe('Setting onQuit must be one of "keep", "stop", got "later".');
 
     const unknown = await run(['config', 'set', 'colour', 'blue'], port);
     expect(unknown.code).toBe(2);
