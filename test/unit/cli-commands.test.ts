@@ -170,6 +170,18 @@ describe('--all', () => {
   });
 });
 
+describe('colour', () => {
+  it('on a terminal only, and never with NO_COLOR', async () => {
+    const tty = (env: NodeJS.ProcessEnv) => {
+      const stdout = collect({ isTTY: true, columns: 120 });
+      return run(['ls'], vms(), { stdout, env }).then(() => stdout.text());
+    };
+    expect(await tty({})).toContain('\u001b[32mrunning\u001b[0m');
+    expect(await tty({ NO_COLOR: '1' })).not.toContain('\u001b[');
+    expect((await run(['ls'], vms())).out).not.toContain('\u001b[');
+  });
+});
+
 describe('help, no arguments, version', () => {
   it('`nixvm help <cmd>` prints that command and exits 0', async () => {
     const r = await run(['help', 'logs'], vms());
