@@ -189,13 +189,15 @@ describe('nixvm CLI against a running daemon', () => {
     const b = await nixvm('start', 'builder-vm');
     expect(b.exitCode, b.stderr).toBe(0);
     // Followed across the agent's death and restart: the VM and its console log stay.
-    const follow = spawn(process.execPath, [BIN, 'logs', 'builder-vm', '-f', '-n', '0'], {
+    const follow = spawn(process.execPath, [BIN, 'logs', 'builder-vm', '-f', '-n', '1'], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const followW = watchChild(follow, '`nixvm logs -f builder-vm`', { stdout: true });
     let followErr = '';
     follow.stderr!.on('data', (d) => (followErr += d));
+    // It prints the last line once it follows: only then does the agent's death test anything.
+    await waitFor(() => followW.output() !== '', { what: '`nixvm logs -f builder-vm` to follow', process: followW });
     const before = await lsJson();
     const running = before.filter((v) => v.state === 'running').map((v) => [v.name, v.pid]);
     expect(running.length).toBe(2);
