@@ -18,6 +18,9 @@ const NEEDED: { program: string; pkg: string; why: string }[] = [
   { program: '/usr/bin/fsck.erofs', pkg: 'erofs-utils', why: 'checking the store images' },
   { program: '/usr/bin/dump.erofs', pkg: 'erofs-utils', why: 'listing what the store images hold' },
   { program: 'blkid', pkg: 'util-linux', why: "reading a store image's label as the guest's udev does" },
+  { program: 'bash', pkg: 'bash', why: 'the bash completion script' },
+  { program: 'zsh', pkg: 'zsh', why: 'the zsh completion script' },
+  { program: 'fish', pkg: 'fish', why: 'the fish completion script' },
 ];
 
 const which = (p: string) =>

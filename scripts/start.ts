@@ -4,8 +4,9 @@
  * agent against examples/flake with the vfkit simulator, in a private dev state dir.
  */
 import { spawn } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
+import { devStateDir } from '../src/host/paths.ts';
+import { ensurePrivateDir } from '../src/host/socket-path.ts';
 import { REPO, buildApp } from './build.ts';
 
 function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -16,9 +17,12 @@ function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<numb
   return new Promise((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0))));
 }
 
+/**
+ * The dev agent: state in `devStateDir()` (`<tmpdir>/nixvm-dev-<uid>`, private), where `nixvm`
+ * looks when nothing answers on the default socket, so `npx nixvm ls` finds it with no setup.
+ */
 export function devDaemonCommand(env: NodeJS.ProcessEnv = process.env): { argv: string[]; env: NodeJS.ProcessEnv } {
-  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
-  const stateDir = env.NIXVM_STATE_DIR ?? path.join(os.tmpdir(), `nixvm-dev-${uid}`);
+  const stateDir = env.NIXVM_STATE_DIR ?? devStateDir();
   return {
     argv: [
       process.execPath,
@@ -44,10 +48,14 @@ if (import.meta.main) {
     process.exitCode = await run([electron, REPO]);
   } else {
     const dev = devDaemonCommand();
+    const stateDir = dev.env.NIXVM_STATE_DIR!;
+    // Another user's (or a planted) directory in /tmp must not become our state: refuse it.
+    if (!process.env.NIXVM_STATE_DIR) ensurePrivateDir(stateDir);
+    const talk = process.env.NIXVM_STATE_DIR ? `NIXVM_STATE_DIR=${stateDir} npx nixvm` : 'npx nixvm';
     console.log(
       `NixVM.app is a macOS menubar app and needs a Mac to run; on ${process.platform} this starts the headless ` +
-        `agent instead, against examples/flake with the vfkit simulator (state in ${dev.env.NIXVM_STATE_DIR}).\n` +
-        `Talk to it from another terminal: NIXVM_STATE_DIR=${dev.env.NIXVM_STATE_DIR} npx nixvm ls ` +
+        `agent instead, against examples/flake with the vfkit simulator (state in ${stateDir}).\n` +
+        `Talk to it from another terminal: ${talk} ls ` +
         '(then start minimal-vm, ip minimal-vm, ssh-command minimal-vm, logs -f minimal-vm). Ctrl-C stops it.\n',
     );
     process.exitCode = await run(dev.argv, dev.env);

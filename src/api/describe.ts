@@ -2,7 +2,7 @@
  * How a VM's state reads to a user, shared by every face (native menu, dropdown, CLI) so they
  * never disagree. Pure functions over the contract's shapes.
  */
-import type { VmExit, VmSnapshot } from './types.ts';
+import type { FlakeSnapshot, VmExit, VmSnapshot } from './types.ts';
 
 /** Starting or running: the VM has (or is getting) a guest. */
 export function isUp(vm: Pick<VmSnapshot, 'state'>): boolean {
@@ -108,4 +108,49 @@ export function firstLine(text: string): string {
       .find((l) => l.trim() !== '')
       ?.trim() ?? ''
   );
+}
+
+/** "3s", "4m 10s", "2h 5m", "3d 4h". */
+export function formatElapsed(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${s % 60}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h ${m % 60}m`;
+  return `${Math.floor(h / 24)}d ${h % 24}h`;
+}
+
+function names(list: readonly string[], max = 3): string {
+  const shown = list.slice(0, max).join(', ');
+  return list.length > max ? `${shown}, …` : shown;
+}
+
+/**
+ * What a user should read about a flake, in one sentence, or null when there is nothing to say
+ * (it evaluated and its VMs are listed). `vms` is how many VMs of it are listed. Each state has its
+ * own sentence: evaluating (for how long), nix missing, the folder missing, evaluation failed (nix's
+ * reason, translated), no VMs among its configurations, really empty.
+ */
+export function flakeSentence(f: FlakeSnapshot, now: number, vms: number): string | null {
+  if (f.error && f.state !== 'evaluating') return firstLine(f.error);
+  if (f.state === 'evaluating') {
+    const since = f.evaluatingSince !== null ? ` (for ${formatElapsed(now - f.evaluatingSince)})` : '';
+    return `${f.dir} is still being evaluated${since}; its VMs appear when nix is done.`;
+  }
+  const hidden = f.hidden.length;
+  const include = `\`nixvm flake include ${f.dir} NAME\` shows one as a VM`;
+  if (vms === 0 && hidden > 0) {
+    return `${f.dir} defines no VMs: its ${hidden === 1 ? 'only configuration' : `${hidden} configurations`} (${names(f.hidden)}) set${hidden === 1 ? 's' : ''} none of the options nixvm reads (virtualisation.*), or the settings exclude ${hidden === 1 ? 'it' : 'them'}; ${include}.`;
+  }
+  if (vms === 0) {
+    return `${f.dir} defines no VMs: its nixosConfigurations is empty; define each VM as nixosConfigurations.<name>.`;
+  }
+  if (hidden > 0) {
+    return `${hidden} other configuration${hidden === 1 ? '' : 's'} of ${f.dir} ${hidden === 1 ? 'is' : 'are'} hidden (${names(f.hidden)}): not VMs, or excluded in the settings; ${include}.`;
+  }
+  if (f.evaluating && f.evaluatingSince !== null) {
+    return `${f.dir} is being evaluated again (for ${formatElapsed(now - f.evaluatingSince)}).`;
+  }
+  return null;
 }

@@ -109,6 +109,26 @@ export const SETTINGS_SCHEMA = {
     description:
       "VM name → the host folder its ${SHARED_DIR:-…} shares use (else $SHARED_DIR, else the run's $TMPDIR/xchg).",
   },
+  includeConfigurations: {
+    type: 'object',
+    additionalProperties: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: 256 },
+      uniqueItems: true,
+    },
+    default: {},
+    description: 'Flake folder → nixosConfigurations to show as VMs although they set none of the options nixvm reads.',
+  },
+  excludeConfigurations: {
+    type: 'object',
+    additionalProperties: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: 256 },
+      uniqueItems: true,
+    },
+    default: {},
+    description: 'Flake folder → nixosConfigurations never to show, even when they look like VMs.',
+  },
 } as const satisfies Record<keyof Settings, FieldSchema>;
 
 export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as Array<keyof Settings>;

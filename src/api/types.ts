@@ -83,6 +83,15 @@ export interface VmSpec {
   diskSizeMiB?: number | null;
   /** The guest's fileSystems, when the configuration has them. */
   guestMounts?: GuestMount[];
+  /** How it boots (a boot loader, its root file system), read to refuse what nixvm cannot direct-boot. */
+  boot?: BootFacts;
+}
+
+export interface BootFacts {
+  /** 'grub' or 'systemd-boot' when one is enabled, else null. */
+  loader: string | null;
+  /** fileSystems."/" as configured, or null when it defines none. */
+  root: { device: string | null; fsType: string | null; label: string | null } | null;
 }
 
 export interface BuildProgress {
@@ -100,6 +109,11 @@ export interface BuildProgress {
   lastLine: string | null;
   /** 0–100, never decreasing during one build. */
   percent: number;
+  /**
+   * 'evaluating' while nix evaluates the flake, before it realises anything (a real NixOS
+   * evaluation takes a while and reports no progress); absent means 'building'.
+   */
+  stage?: 'evaluating' | 'building';
 }
 
 export type BuildStatus = 'idle' | 'building' | 'succeeded' | 'failed' | 'cancelled';
@@ -211,13 +225,30 @@ export interface VmSnapshot {
   macShared?: string[];
 }
 
+/**
+ * Where a flake stands: `evaluating` while its first evaluation runs (no VMs known yet), `ok` or
+ * `failed` after the last one, `nix-missing` when nix was not found, `no-such-dir` when its folder
+ * is gone. Faces say each in its own sentence (src/api/describe.ts).
+ */
+export type FlakeState = 'evaluating' | 'ok' | 'failed' | 'nix-missing' | 'no-such-dir';
+
 export interface FlakeSnapshot {
   dir: string;
+  /** An evaluation is running (the first one, or a re-evaluation after an edit). */
   evaluating: boolean;
   /** Whole-flake error (syntax error, not a flake…), one sentence plus nix's text. */
   error: string | null;
   warnings: string[];
   lastEvalAt: number | null;
+  state: FlakeState;
+  /** When the running evaluation started (epoch ms), null when none runs. */
+  evaluatingSince: number | null;
+  /** What `error` is: nix's error kind ('network', 'syntax', 'no-configurations', …), or null. */
+  errorKind: string | null;
+  /** Where nixvm has it from: the settings, or this agent's command line (`nixvm daemon --flake`). */
+  source: 'settings' | 'command-line';
+  /** Its nixosConfigurations that are not VMs (not shown), by name. */
+  hidden: string[];
 }
 
 export type AutoRebuild = 'off' | 'build' | 'restart';
@@ -239,6 +270,10 @@ export interface Settings {
   terminalApp: string;
   /** VM name → the host folder `${SHARED_DIR:-…}` shares resolve to ("shared folder"). */
   sharedDir: Record<string, string>;
+  /** Flake directory → configurations shown as VMs even though they set no option nixvm reads. */
+  includeConfigurations: Record<string, string[]>;
+  /** Flake directory → configurations never shown, even if they look like VMs. */
+  excludeConfigurations: Record<string, string[]>;
 }
 
 export interface AgentInfo {
@@ -287,6 +322,28 @@ export interface VmRef {
   vm: string;
 }
 
+/** One check of `nixvm doctor` (and the app's first-run checklist). */
+export interface DoctorCheck {
+  /** Stable id: 'nix', 'nix-daemon', 'flakes', 'trusted-user', 'vfkit', 'macos', 'apple-silicon', 'rosetta', 'builder', 'state-dir', 'login-item', 'ssh-include'. */
+  id: string;
+  /** What was checked, e.g. "nix". */
+  title: string;
+  /** ok; warn: works, but worth fixing; fail: nixvm cannot run VMs until fixed; skip: not applicable here. */
+  status: 'ok' | 'warn' | 'fail' | 'skip';
+  /** What was found, one sentence. */
+  summary: string;
+  /** What to do about it (a command to run, a setting), when not ok. */
+  fix: string | null;
+  /** More facts (every directory searched, versions, paths), one per line. */
+  details: string[];
+}
+
+export interface DoctorReport {
+  checks: DoctorCheck[];
+  /** Epoch ms. */
+  at: number;
+}
+
 /** Every command a face can send: method → params and result. */
 export interface AgentMethods {
   snapshot: { params: Record<string, never>; result: AgentSnapshot };
@@ -315,6 +372,8 @@ export interface AgentMethods {
   diskReset: { params: VmRef; result: VmSnapshot };
   /** Grow a stopped VM's writable store image to its virtualisation.diskSize (sparse). */
   diskGrow: { params: VmRef; result: VmSnapshot };
+  /** The checks of `nixvm doctor`, run by the agent (its nix, vfkit, VMs' systems and state dir). */
+  doctor: { params: Record<string, never>; result: DoctorReport };
 }
 
 export type AgentMethod = keyof AgentMethods;
@@ -341,6 +400,7 @@ export const AGENT_METHODS = {
   disks: true,
   diskReset: true,
   diskGrow: true,
+  doctor: true,
 } as const satisfies Record<AgentMethod, true>;
 
 export function isAgentMethod(m: unknown): m is AgentMethod {

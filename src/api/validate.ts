@@ -101,6 +101,7 @@ export const AGENT_VALIDATORS = {
   disks: empty('disks'),
   diskReset: vmRef('diskReset'),
   diskGrow: vmRef('diskGrow'),
+  doctor: empty('doctor'),
 } satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
 
 /** Methods whose params name one VM. */

@@ -3,19 +3,27 @@
  * through the contract in src/api (nothing here knows how VMs run); what it prints comes from the
  * pure formatters in format.ts. `main()` returns the exit code instead of exiting, so tests drive
  * it with a scripted port and read what it wrote.
+ *
+ * Every command that prints takes --json: its result as JSON on stdout, and a failure as
+ * `{"error": {"code", "message"}}` on stdout with the same exit code as in text mode.
  */
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/types.ts';
-import pkg from '../../package.json' with { type: 'json' };
+import { flakeSentence } from '../api/describe.ts';
 import { agentErrorCode } from '../api/errors.ts';
+import type { AgentEvent, AgentSnapshot, DoctorReport, LogKind, VmSnapshot } from '../api/types.ts';
 import { MAX_LOG_LINES } from '../api/validate.ts';
+import pkg from '../../package.json' with { type: 'json' };
+import { shellWord } from '../host/shell.ts';
 import { checkSshDestination, sshArgvFor, sshCommandLine, type SshDestination } from '../core/net/ssh.ts';
-import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, describeError } from './errors.ts';
+import { colorFor, makePaint, type Paint } from './color.ts';
+import { completionScript, completions, SHELLS, type Shell } from './completion.ts';
+import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, jsonError } from './errors.ts';
 import {
   commandName,
   formatBytes,
   formatDiskList,
+  formatDoctor,
   formatEvent,
   formatInspect,
   formatLoginItem,
@@ -24,18 +32,25 @@ import {
   formatVmTable,
   visibleName,
   visibleText,
+  snapshotChanges,
+  timeOfDay,
 } from './format.ts';
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
 import { createProgressView, type BuildProgressView } from './progress.ts';
+import { registerSettingsCommands, settingsAccess } from './settings-cmd.ts';
 
 export { EXIT } from './errors.ts';
 export type { CliIo, CliOutput, CliPort } from './io.ts';
 
 /** One invocation: the io, the socket to use, and the agent connection (opened on first use). */
-class Session {
+export class Session {
   readonly io: CliIo;
   socketOverride: string | undefined;
+  /** --json somewhere on the command line: results and errors as JSON on stdout. */
+  jsonMode = false;
+  /** What commander would have printed for a usage error (JSON mode prints it as JSON instead). */
+  usageText = '';
   #socket: string | undefined;
   #port: Promise<CliPort> | undefined;
 
@@ -55,15 +70,72 @@ class Session {
     return this.#socket ?? this.socketOverride ?? 'the control socket';
   }
 
+  /**
+   * The agent: on the given socket, else on the default one, else the dev agent `npm start` runs
+   * (its socket only counts when no --socket and no NIXVM_STATE_DIR say where to look).
+   */
   port(): Promise<CliPort> {
-    this.#port ??= this.socketPath().then((p) => this.io.connect(p));
+    this.#port ??= this.#connect();
     return this.#port;
+  }
+
+  async #connect(): Promise<CliPort> {
+    const p = await this.socketPath();
+    try {
+      return await this.io.connect(p);
+    } catch (err) {
+      if (agentErrorCode(err) !== 'not-running' || this.socketOverride || this.io.env.NIXVM_STATE_DIR) throw err;
+      const dev = await this.io.devSocketPath(this.io.env);
+      if (!dev || dev === p) throw err;
+      try {
+        const port = await this.io.connect(dev);
+        this.#socket = dev;
+        return port;
+      } catch {
+        throw err;
+      }
+    }
+  }
+
+  /** The agent if it runs, else null (commands that can do without it). */
+  async maybePort(): Promise<CliPort | null> {
+    try {
+      return await this.port();
+    } catch (err) {
+      if (agentErrorCode(err) === 'not-running') {
+        this.#port = undefined;
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  /** Drop the connection (the agent went away) so the next port() connects again. */
+  async reconnect(): Promise<CliPort> {
+    const old = this.#port;
+    this.#port = undefined;
+    const dead = await old?.catch(() => null);
+    await dead?.close?.();
+    return this.port();
   }
 
   async close(): Promise<void> {
     if (!this.#port) return;
     const port = await this.#port.catch(() => null);
     await port?.close?.();
+  }
+
+  get paint(): Paint {
+    return makePaint(colorFor(this.io.stdout, this.io.env));
+  }
+
+  get errPaint(): Paint {
+    return makePaint(colorFor(this.io.stderr, this.io.env));
+  }
+
+  /** stdout's width on a terminal; none (no wrapping) for pipes and files. */
+  get width(): number | undefined {
+    return this.io.stdout.isTTY ? (this.io.stdout.columns ?? 80) : undefined;
   }
 
   /** A line for the user: what came from the agent can never drive the terminal (visibleText). */
@@ -79,6 +151,11 @@ class Session {
 
   json(v: unknown): void {
     this.io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  }
+
+  /** One JSON value per line (streams: watch, logs -f). */
+  jsonLine(v: unknown): void {
+    this.io.stdout.write(`${JSON.stringify(v)}\n`);
   }
 }
 
@@ -104,6 +181,26 @@ async function interruptible<T>(p: Promise<T>, signal: AbortSignal): Promise<T> 
   }
 }
 
+/** `ms` of waiting, cut short by Ctrl-C (for retrying a connection, never in tests' place). */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function goneError(what: string): CliError {
+  return new CliError(
+    EXIT.notRunning,
+    `The nixvm agent went away while ${what}; start it again with \`nixvm daemon\` or open NixVM.app.`,
+  );
+}
+
 /**
  * Rejects when the agent drops the connection (it quit or crashed): a command that waits on
  * events would otherwise wait forever. Never resolves.
@@ -113,39 +210,60 @@ function agentGone(port: CliPort, what: string): { promise: Promise<never>; disp
   const promise = new Promise<never>((_, reject) => {
     dispose =
       port.onClose?.((err) => {
-        if (err)
-          reject(
-            new CliError(
-              EXIT.notRunning,
-              `The nixvm agent went away while ${what}; start it again with \`nixvm daemon\` or open NixVM.app.`,
-            ),
-          );
+        if (err) reject(goneError(what));
       }) ?? dispose;
   });
   promise.catch(() => {});
   return { promise, dispose: () => dispose() };
 }
 
-/** Wait for Ctrl-C, or fail if the agent goes away first. */
-async function untilInterrupted(port: CliPort, signal: AbortSignal, what: string): Promise<void> {
-  const gone = agentGone(port, what);
+/** Wait for Ctrl-C ('interrupted'), or for the agent to go away ('gone'). */
+async function untilInterruptedOrGone(port: CliPort, signal: AbortSignal): Promise<'interrupted' | 'gone'> {
+  const gone = agentGone(port, '');
   try {
-    await Promise.race([aborted(signal), gone.promise]);
+    return await Promise.race([
+      aborted(signal).then(() => 'interrupted' as const),
+      gone.promise.catch(() => 'gone' as const),
+    ]);
   } finally {
     gone.dispose();
   }
 }
 
-function noSuchVm(name: string, snap: AgentSnapshot): CliError {
+/** Wait for Ctrl-C, or fail if the agent goes away first. */
+async function untilInterrupted(port: CliPort, signal: AbortSignal, what: string): Promise<void> {
+  if ((await untilInterruptedOrGone(port, signal)) === 'gone') throw goneError(what);
+}
+
+/**
+ * No VM by that name: one sentence that says why, from the state of each flake (still being
+ * evaluated, nix missing, failed, a configuration that is not a VM), naming the known VMs.
+ */
+export function noSuchVm(name: string, snap: AgentSnapshot, now: number): CliError {
+  const hiddenIn = snap.flakes.find((f) => f.hidden.includes(name));
+  if (hiddenIn) {
+    return new CliError(
+      EXIT.noSuchVm,
+      `"${visibleName(name)}" is a configuration of ${visibleName(hiddenIn.dir)} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${shellWord(hiddenIn.dir)} ${shellWord(name)}\` makes it one.`,
+    );
+  }
   const known = snap.vms.map((v) => visibleName(v.name));
-  const hint = known.length ? `known VMs: ${known.join(', ')}` : 'the agent knows no VMs yet';
+  const pending = snap.flakes.filter((f) => f.state !== 'ok');
+  if (pending.length > 0) {
+    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    const prefix = pending.every((f) => f.state === 'evaluating')
+      ? `No VM named "${visibleName(name)}" yet`
+      : `No VM named "${visibleName(name)}"`;
+    return new CliError(EXIT.noSuchVm, `${prefix}: ${visibleName(why.join(' '))}`);
+  }
+  const hint = known.length ? `known VMs: ${known.join(', ')}` : 'the agent knows no VMs';
   return new CliError(EXIT.noSuchVm, `No VM named "${visibleName(name)}" (${hint}).`);
 }
 
 async function findVm(s: Session, name: string): Promise<{ snap: AgentSnapshot; vm: VmSnapshot }> {
   const snap = await (await s.port()).call('snapshot', {});
   const vm = snap.vms.find((v) => v.name === name);
-  if (!vm) throw noSuchVm(name, snap);
+  if (!vm) throw noSuchVm(name, snap, s.io.now());
   return { snap, vm };
 }
 
@@ -157,13 +275,18 @@ function parseCount(value: string): number {
   return n;
 }
 
+/** A flake that did not evaluate makes `ls` and `reevaluate` exit 1 (the documented rule). */
+function flakesFailed(flakes: AgentSnapshot['flakes']): boolean {
+  return flakes.some((f) => f.state === 'failed' || f.state === 'nix-missing' || f.state === 'no-such-dir');
+}
+
 // ─── commands ────────────────────────────────────────────────────────────────────────────────
 
 async function cmdLs(s: Session, opts: { json?: boolean }): Promise<number> {
   const snap = await (await s.port()).call('snapshot', {});
-  if (opts.json) s.json(snap.vms);
-  else s.out(formatVmTable(snap, s.io.stdout.columns));
-  return EXIT.ok;
+  if (opts.json) s.json({ vms: snap.vms, flakes: snap.flakes, problems: snap.agent.problems });
+  else s.out(formatVmTable(snap, s.width, { paint: s.paint, now: s.io.now() }));
+  return flakesFailed(snap.flakes) ? EXIT.failed : EXIT.ok;
 }
 
 async function cmdStatus(s: Session, name: string, opts: { json?: boolean }): Promise<number> {
@@ -183,20 +306,72 @@ const DONE: Record<VmAction, string> = {
   apply: 'applied',
 };
 
+/** The VMs `--all` means for each action: every one the action applies to. */
+function allFor(action: VmAction | 'cancel', vms: VmSnapshot[]): string[] {
+  const up = (v: VmSnapshot) => v.state === 'running' || v.state === 'starting';
+  return vms
+    .filter((v) => {
+      switch (action) {
+        case 'start':
+          return v.spec !== null && !up(v) && v.state !== 'stopping';
+        case 'stop':
+        case 'restart':
+          return up(v);
+        case 'cancel':
+          return v.build.status === 'building';
+        default:
+          return v.spec !== null;
+      }
+    })
+    .map((v) => v.name);
+}
+
+/** The names a command acts on: those given, or `--all`; unknown names are refused up front. */
+function targets(
+  s: Session,
+  action: VmAction | 'cancel',
+  names: string[],
+  all: boolean | undefined,
+  snap: AgentSnapshot,
+): string[] {
+  if (all && names.length) throw new CliError(EXIT.usage, `Give VM names or --all, not both.`);
+  if (!all && names.length === 0) throw new CliError(EXIT.usage, `nixvm ${action} needs VM names (or --all).`);
+  const unique = all ? allFor(action, snap.vms) : [...new Set(names)];
+  for (const n of unique) if (!snap.vms.some((v) => v.name === n)) throw noSuchVm(n, snap, s.io.now());
+  return unique;
+}
+
+interface ActionResult {
+  vm: string;
+  ok: boolean;
+  snapshot?: VmSnapshot;
+  error?: { code: string; message: string; detail?: string; logPath?: string };
+}
+
 /**
  * start|stop|restart|build|apply on one or more VMs, side by side. Builds (asked for, or the
  * one a stale start needs) show live progress from the agent's snapshot events. Unknown names
- * are refused before anything happens.
+ * are refused before anything happens. Ctrl-C during a build asks (on a terminal) whether to
+ * cancel it or leave it to the agent; a second Ctrl-C cancels.
  */
-async function cmdAction(s: Session, action: VmAction, names: string[]): Promise<number> {
+async function cmdAction(
+  s: Session,
+  action: VmAction,
+  names: string[],
+  opts: { json?: boolean; all?: boolean },
+): Promise<number> {
   const port = await s.port();
   const signal = s.io.signal;
   const t0 = s.io.now();
-  const unique = [...new Set(names)];
   const snap = await interruptible(port.call('snapshot', {}), signal);
-  for (const n of unique) if (!snap.vms.some((v) => v.name === n)) throw noSuchVm(n, snap);
+  const unique = targets(s, action, names, opts.all, snap);
+  if (unique.length === 0) {
+    if (opts.json) s.json([]);
+    else s.err(`No VM to ${action}.`);
+    return EXIT.ok;
+  }
 
-  const view: BuildProgressView = createProgressView(s.io.stdout);
+  const view: BuildProgressView = createProgressView(s.io.stdout, s.io.now, { silent: opts.json === true });
   const latest = new Map<string, VmSnapshot>();
   // Called with every later snapshot of a VM; used to wait for a build to end.
   const waiters = new Map<string, (vm: VmSnapshot) => void>();
@@ -210,6 +385,7 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
     }
   });
   const failures: string[] = [];
+  const results = new Map<string, ActionResult>();
 
   const gone = agentGone(port, `building ${unique.join(', ')}`);
   const buildEnd = (name: string): Promise<VmSnapshot> =>
@@ -224,7 +400,6 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
       }),
     ]);
 
-  /** The build detail to show for a failure, when a build failed during this command. */
   /** A build of this VM failed during this command (not some earlier one). */
   const failedNow = (vm: VmSnapshot | undefined): vm is VmSnapshot =>
     vm !== undefined && vm.build.status === 'failed' && (vm.build.finishedAt === null || vm.build.finishedAt >= t0);
@@ -242,10 +417,17 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
       lines.push(`  full log: ${vm.build.logPath} (or \`nixvm logs ${commandName(vm.name)} --build\`)`);
     return lines;
   };
+  const buildError = (vm: VmSnapshot): ActionResult['error'] => ({
+    code: 'build-failed',
+    message: vm.build.error ?? 'The build failed.',
+    ...(vm.build.detail ? { detail: vm.build.detail } : {}),
+    ...(vm.build.logPath ? { logPath: vm.build.logPath } : {}),
+  });
 
   const one = async (name: string): Promise<number> => {
     try {
       let vm = await interruptible(port.call(action, { vm: name }), signal);
+      latest.set(name, vm);
       view.update(vm);
       // An agent may answer as soon as a build is under way (asked for, or the one a stale
       // start needs); the user asked to see it end.
@@ -256,47 +438,145 @@ async function cmdAction(s: Session, action: VmAction, names: string[]): Promise
       const isBuild = action === 'build' || action === 'apply';
       if (vm.build.status === 'failed' && (isBuild || failedNow(vm))) {
         failures.push(`${visibleName(name)}: ${vm.build.error ?? 'the build failed.'}`, ...buildFailureLines(vm));
+        results.set(name, { vm: name, ok: false, snapshot: vm, error: buildError(vm) });
         return EXIT.failed;
       }
-      if (action === 'build') {
-        view.log(`${visibleName(name)}: built${vm.builtOutPath ? ` ${vm.builtOutPath}` : ''}`);
-      } else {
-        view.log(formatOutcome(DONE[action], vm));
-      }
+      results.set(name, { vm: name, ok: true, snapshot: vm });
+      if (action === 'build') view.log(`${visibleName(name)}: built${vm.builtOutPath ? ` ${vm.builtOutPath}` : ''}`);
+      else view.log(formatOutcome(DONE[action], vm));
       return EXIT.ok;
     } catch (err) {
       if (err instanceof Interrupted || agentErrorCode(err) === 'not-running') throw err;
       if (err instanceof CliError && err.exitCode === EXIT.notRunning) throw err;
-      const { code, message } = describeError(err, s.knownSocketPath());
-      failures.push(`${visibleName(name)}: ${message}`);
+      const { code, error } = jsonError(err, s.knownSocketPath());
+      failures.push(`${visibleName(name)}: ${error.message}`);
+      let fresh: VmSnapshot | undefined;
       if (action !== 'stop') {
         // The sentence says what failed; nix's own words are in the build's detail.
-        const fresh = await port.call('snapshot', {}).catch(() => null);
-        failures.push(...buildFailureLines(fresh?.vms.find((v) => v.name === name) ?? latest.get(name)));
+        const now = await port.call('snapshot', {}).catch(() => null);
+        fresh = now?.vms.find((v) => v.name === name) ?? latest.get(name);
+        failures.push(...buildFailureLines(fresh));
       }
+      results.set(name, {
+        vm: name,
+        ok: false,
+        ...(fresh ? { snapshot: fresh } : {}),
+        error: failedNow(fresh) ? { ...buildError(fresh)!, message: error.message } : error,
+      });
       return code;
     }
+  };
+
+  const report = (): void => {
+    if (opts.json)
+      s.json(
+        unique.map(
+          (n) => results.get(n) ?? { vm: n, ok: false, error: { code: 'interrupted', message: 'Interrupted.' } },
+        ),
+      );
+    else for (const l of failures) s.err(l);
   };
 
   try {
     const codes = await Promise.all(unique.map(one));
     view.stop();
-    for (const l of failures) s.err(l);
+    report();
     return codes.find((c) => c !== EXIT.ok) ?? EXIT.ok;
   } catch (err) {
     view.stop();
-    for (const l of failures) s.err(l);
     if (err instanceof Interrupted) {
-      s.err(
-        `Interrupted; the agent carries on with ${unique.map(visibleName).join(', ')} (\`nixvm watch\` follows it).`,
-      );
-      return EXIT.interrupted;
+      report();
+      return interrupted(s, unique, latest, opts.json === true);
     }
     throw err;
   } finally {
     gone.dispose();
     unsubscribe();
   }
+}
+
+/**
+ * Ctrl-C while waiting on VMs. Builds in flight: on a terminal, ask once whether to cancel them
+ * (a second Ctrl-C says yes); without one, leave them to the agent and say so.
+ */
+async function interrupted(s: Session, vms: string[], latest: Map<string, VmSnapshot>, json: boolean): Promise<number> {
+  const building = vms.filter((n) => latest.get(n)?.build.status === 'building');
+  const say = (line: string): void => {
+    if (!json) s.err(line);
+  };
+  if (building.length === 0) {
+    say(`Interrupted; the agent carries on with ${vms.map(visibleName).join(', ')} (\`nixvm watch\` follows it).`);
+    return EXIT.interrupted;
+  }
+  const list = building.map(visibleName).join(', ');
+  const cancelHint = `\`nixvm cancel ${building.map(shellWord).join(' ')}\` cancels ${building.length === 1 ? 'it' : 'them'}`;
+  let off = (): void => {};
+  const second = new Promise<'interrupt'>((resolve) => {
+    off = s.io.onInterrupt(() => resolve('interrupt'));
+  });
+  let answer: Awaited<ReturnType<CliIo['confirm']>>;
+  try {
+    answer = json
+      ? null
+      : await Promise.race([s.io.confirm(`Cancel the build of ${list}? [y/N] (Ctrl-C again cancels) `), second]);
+  } finally {
+    off();
+  }
+  if (answer === 'yes' || answer === 'interrupt') {
+    const port = await s.port();
+    await Promise.allSettled(building.map((vm) => port.call('cancelBuild', { vm })));
+    say(`Cancelled the build of ${list}.`);
+    return EXIT.interrupted;
+  }
+  say(
+    answer === null
+      ? `Interrupted; the build of ${list} goes on in the agent (${cancelHint}, \`nixvm watch\` follows it).`
+      : `Left the build of ${list} running in the agent; ${cancelHint}.`,
+  );
+  return EXIT.interrupted;
+}
+
+/** `nixvm cancel <vm…>`: stop the builds in flight (the VMs themselves are left alone). */
+async function cmdCancel(s: Session, names: string[], opts: { json?: boolean; all?: boolean }): Promise<number> {
+  const port = await s.port();
+  const snap = await port.call('snapshot', {});
+  const unique = targets(s, 'cancel', names, opts.all, snap);
+  const results: ActionResult[] = [];
+  for (const name of unique) {
+    const was = snap.vms.find((v) => v.name === name)!.build.status === 'building';
+    try {
+      const vm = await port.call('cancelBuild', { vm: name });
+      results.push({ vm: name, ok: true, snapshot: vm });
+      if (!opts.json) s.out(was ? `${name}: build cancelled` : `${name}: no build was running`);
+    } catch (err) {
+      const { error } = jsonError(err, s.knownSocketPath());
+      results.push({ vm: name, ok: false, error });
+      if (!opts.json) s.err(`${name}: ${error.message}`);
+    }
+  }
+  if (opts.json) s.json(results);
+  else if (unique.length === 0) s.out('No build is running.');
+  return results.every((r) => r.ok) ? EXIT.ok : EXIT.failed;
+}
+
+async function cmdReevaluate(s: Session, opts: { json?: boolean }): Promise<number> {
+  const port = await s.port();
+  const flakes = await interruptible(port.call('reevaluate', {}), s.io.signal);
+  if (opts.json) s.json(flakes);
+  else {
+    const snap = await port.call('snapshot', {});
+    for (const f of flakes) {
+      const vms = snap.vms.filter((v) => v.flake === f.dir).length;
+      const sentence = flakeSentence(f, s.io.now(), vms);
+      s.out(
+        sentence && f.error
+          ? sentence
+          : `${f.dir}: evaluated, ${vms} VM${vms === 1 ? '' : 's'}${sentence ? `. ${sentence}` : '.'}`,
+      );
+    }
+    if (flakes.length === 0) s.out('No flake configured; add one with `nixvm flake add DIR`.');
+  }
+  return flakesFailed(flakes) ? EXIT.failed : EXIT.ok;
 }
 
 async function cmdIp(
@@ -376,49 +656,96 @@ async function cmdSshConfig(s: Session, opts: { json?: boolean }): Promise<numbe
   return EXIT.ok;
 }
 
+/** Lines already printed that `fresh` (a new tail) repeats: the index in `fresh` to go on from. */
+export function resumeAt(printed: readonly string[], fresh: readonly string[]): number | null {
+  if (printed.length === 0) return 0;
+  const m = Math.min(20, printed.length);
+  const key = printed.slice(-m);
+  for (let end = fresh.length; end >= m; end--) {
+    let same = true;
+    for (let i = 0; i < m && same; i++) same = fresh[end - m + i] === key[i];
+    if (same) return end;
+  }
+  return null;
+}
+
+/**
+ * The last lines of a log, and with -f every new one, until Ctrl-C. When the agent goes away
+ * (restarted, upgraded) the VM and its log are still there: -f waits for an agent to answer
+ * again and goes on from the last line it printed.
+ */
 async function cmdLogs(
   s: Session,
   name: string,
   opts: { follow?: boolean; lines: number; build?: boolean; json?: boolean },
 ): Promise<number> {
-  const port = await s.port();
   const kind: LogKind = opts.build ? 'build' : 'console';
-  let live = false;
+  const printed: string[] = [];
   const emit = (lines: string[]): void => {
-    if (opts.json) for (const line of lines) s.io.stdout.write(`${JSON.stringify({ vm: name, kind, line })}\n`);
-    else for (const line of lines) s.io.stdout.write(`${line}\n`);
-  };
-  // Subscribe before reading the tail so nothing written in between is lost; lines that arrive
-  // before the tail is read are already in it.
-  const unsubscribe = opts.follow
-    ? port.subscribe(
-        (ev) => {
-          if (live && ev.type === 'log' && ev.vm === name && ev.kind === kind) emit(ev.lines);
-        },
-        { logs: [{ vm: name, kind }] },
-      )
-    : () => {};
-  try {
-    const tail = await interruptible(
-      port.call('logs', { vm: name, kind, lines: Math.min(opts.lines, MAX_LOG_LINES) }),
-      s.io.signal,
-    );
-    if (opts.json && !opts.follow) s.json(tail);
-    else emit(tail.lines);
-    if (!opts.follow) {
-      if (!opts.json && tail.path === null && tail.lines.length === 0) {
-        s.err(`${visibleName(name)} has no ${kind} log yet.`);
-      }
-      return EXIT.ok;
+    for (const line of lines) {
+      if (opts.json) s.jsonLine({ vm: name, kind, line });
+      else s.io.stdout.write(`${line}\n`);
+      printed.push(line);
     }
-    live = true;
-    await untilInterrupted(port, s.io.signal, `following ${name}'s ${kind} log`);
-    return EXIT.ok;
-  } catch (err) {
-    if (err instanceof Interrupted) return EXIT.ok;
-    throw err;
-  } finally {
-    unsubscribe();
+    if (printed.length > 200) printed.splice(0, printed.length - 200);
+  };
+  const empty = (): string =>
+    kind === 'console'
+      ? `${visibleName(name)} has no console output yet (it has not run since its log was made); \`nixvm start ${shellWord(name)}\` starts it.`
+      : `${visibleName(name)} has no build log yet; \`nixvm build ${shellWord(name)}\` builds it.`;
+
+  let port = await s.port();
+  let first = true;
+  for (;;) {
+    let live = false;
+    // Subscribe before reading the tail so nothing written in between is lost; lines that arrive
+    // before the tail is read are already in it.
+    const unsubscribe = opts.follow
+      ? port.subscribe(
+          (ev) => {
+            if (live && ev.type === 'log' && ev.vm === name && ev.kind === kind) emit(ev.lines);
+          },
+          { logs: [{ vm: name, kind }] },
+        )
+      : () => {};
+    try {
+      const want = first ? Math.min(opts.lines, MAX_LOG_LINES) : 1000;
+      const tail = await interruptible(port.call('logs', { vm: name, kind, lines: want }), s.io.signal);
+      if (first) {
+        if (opts.json && !opts.follow) s.json(tail);
+        else emit(tail.lines);
+        if (tail.lines.length === 0 && !opts.json && (opts.lines > 0 || tail.path === null)) {
+          s.err(opts.follow ? `${empty()} Waiting for it (Ctrl-C stops).` : empty());
+        }
+      } else {
+        const at = resumeAt(printed, tail.lines);
+        if (at === null)
+          s.err('nixvm: (more lines were written while the agent was away than it keeps; some may be missing)');
+        emit(tail.lines.slice(at ?? 0));
+      }
+      first = false;
+      if (!opts.follow) return EXIT.ok;
+      live = true;
+      if ((await untilInterruptedOrGone(port, s.io.signal)) === 'interrupted') return EXIT.ok;
+    } catch (err) {
+      if (err instanceof Interrupted) return EXIT.ok;
+      if (agentErrorCode(err) !== 'not-running' || !opts.follow || first) throw err;
+    } finally {
+      unsubscribe();
+    }
+    // The agent went away; the VM (and its log) did not.
+    s.err(`nixvm: the agent went away; ${name}'s ${kind} log goes on once one answers again (Ctrl-C stops).`);
+    for (;;) {
+      await pause(500, s.io.signal);
+      if (s.io.signal.aborted) return EXIT.ok;
+      try {
+        port = await s.reconnect();
+        break;
+      } catch (err) {
+        if (agentErrorCode(err) !== 'not-running') throw err;
+      }
+    }
+    s.err('nixvm: the agent is back.');
   }
 }
 
@@ -429,14 +756,24 @@ async function cmdInspect(s: Session, name: string, opts: { json?: boolean }): P
   return EXIT.ok;
 }
 
-async function cmdWatch(s: Session, opts: { json?: boolean }): Promise<number> {
+/**
+ * State changes as they happen, until Ctrl-C. Human lines start with the time of day. --json is
+ * one object per line: the whole snapshot first, then for each later snapshot only what changed
+ * (`{"type":"change","at",…}`; `--full` prints whole snapshots instead), logs and notices as they are.
+ */
+async function cmdWatch(s: Session, opts: { json?: boolean; full?: boolean }): Promise<number> {
   const port = await s.port();
   let prev: AgentSnapshot | null = null;
   let ready = false;
   const pending: AgentEvent[] = [];
   const show = (ev: AgentEvent): void => {
-    if (opts.json) s.io.stdout.write(`${JSON.stringify(ev)}\n`);
-    else for (const line of formatEvent(ev, prev)) s.io.stdout.write(`${line}\n`);
+    const at = s.io.now();
+    if (opts.json) {
+      if (ev.type === 'snapshot' && prev && !opts.full) {
+        const change = snapshotChanges(prev, ev.snapshot);
+        if (change) s.jsonLine({ type: 'change', at, ...change });
+      } else s.jsonLine({ ...ev, at });
+    } else for (const line of formatEvent(ev, prev)) s.io.stdout.write(`${timeOfDay(at)} ${line}\n`);
     if (ev.type === 'snapshot') prev = ev.snapshot;
   };
   const unsubscribe = port.subscribe((ev) => {
@@ -469,8 +806,28 @@ async function cmdDaemon(s: Session, opts: { flake?: string[] }): Promise<number
 async function cmdLoginItem(s: Session, action: 'on' | 'off' | 'status', opts: { json?: boolean }): Promise<number> {
   const api = await s.io.loginItem();
   const status = action === 'on' ? await api.install() : action === 'off' ? await api.remove() : await api.status();
-  if (opts.json) s.json(status);
-  else s.out(formatLoginItem(status));
+  if (action !== 'on') {
+    if (opts.json) s.json(status);
+    else s.out(formatLoginItem(status));
+    return EXIT.ok;
+  }
+  // Which flakes the agent it starts will watch: the settings' (`daemon --flake` is for one run).
+  const access = await settingsAccess(s);
+  let flakes: string[];
+  try {
+    flakes = (await access.get()).flakes;
+  } finally {
+    access.close();
+  }
+  if (opts.json) s.json({ ...status, flakes });
+  else {
+    s.out(formatLoginItem(status));
+    s.out(
+      flakes.length
+        ? `At login the agent watches ${flakes.join(', ')} (from the settings; \`nixvm flake add DIR\` adds one).`
+        : 'At login the agent watches no flake yet: add one with `nixvm flake add DIR` (a `nixvm daemon --flake` is for that run only).',
+    );
+  }
   return EXIT.ok;
 }
 
@@ -489,14 +846,14 @@ async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean }): 
   const img = vm.disks?.images.find((d) => d.role === 'writable-store');
   if (stopped && img && !opts.yes) {
     const question = `Delete the writable store image of ${name} (${img.path}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${name} keeps in its writable Nix store is lost. [y/N] `;
-    const answer = s.io.confirm ? await s.io.confirm(question) : null;
+    const answer = await s.io.confirm(question);
     if (answer === null) {
       throw new CliError(
         EXIT.usage,
         `nixvm disk reset deletes everything ${name} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
       );
     }
-    if (!answer) {
+    if (answer !== 'yes') {
       s.err('Nothing was deleted.');
       return EXIT.failed;
     }
@@ -514,20 +871,59 @@ async function cmdDiskGrow(s: Session, name: string): Promise<number> {
   return EXIT.ok;
 }
 
+async function cmdDoctor(s: Session, opts: { json?: boolean }): Promise<number> {
+  const port = await s.maybePort();
+  const report: DoctorReport = port ? await port.call('doctor', {}) : await s.io.doctorHere(s.io.env);
+  if (opts.json) s.json({ ...report, agent: port !== null });
+  else {
+    if (!port) s.out('(No agent is running: checked from here; start one for the checks of its VMs.)');
+    s.out(formatDoctor(report, s.width, s.paint));
+  }
+  return report.checks.some((c) => c.status === 'fail') ? EXIT.failed : EXIT.ok;
+}
+
+async function cmdComplete(s: Session, program: Command, words: string[]): Promise<number> {
+  for (const c of await completions(program, words, { vmNames: () => vmNamesForCompletion(s), cwd: s.io.cwd }))
+    s.out(c);
+  return EXIT.ok;
+}
+
+/** VM names from the agent when it runs; none (and no complaint) when it does not. */
+async function vmNamesForCompletion(s: Session): Promise<string[]> {
+  try {
+    const port = await s.port();
+    return (await port.call('snapshot', {})).vms.map((v) => v.name);
+  } catch {
+    return [];
+  }
+}
+
 // ─── wiring ──────────────────────────────────────────────────────────────────────────────────
 
-function buildProgram(s: Session, setCode: (c: number) => void): Command {
+const VM_ACTIONS: [VmAction, string][] = [
+  ['start', 'start VMs (building first when their closure is stale or missing)'],
+  ['stop', 'stop VMs (ACPI shutdown, then harder)'],
+  ['restart', 'stop, then start VMs'],
+  ['build', "build VMs' closures without starting them"],
+  ['apply', 'rebuild VMs and restart the running ones on the new closure'],
+];
+
+export function buildProgram(s: Session, setCode: (c: number) => void): Command {
   const io = s.io;
   const program = new Command('nixvm');
   program
     .description('Run the NixOS VMs a Nix flake defines (vfkit + Rosetta), through the NixVM agent.')
-    .version(pkg.version, '-V, --version')
+    .version(pkg.version, '-v, --version')
     .option('--socket <path>', "the agent's control socket (default: in the NixVM state dir)")
     .addHelpText('after', `\n${EXIT_CODES_HELP}`)
     .exitOverride()
     .configureOutput({
       writeOut: (str) => io.stdout.write(str),
-      writeErr: (str) => io.stderr.write(str),
+      writeErr: (str) => {
+        // JSON mode: the usage error becomes the JSON error (main prints it).
+        if (s.jsonMode) s.usageText += str;
+        else io.stderr.write(str);
+      },
       getOutHelpWidth: () => io.stdout.columns ?? 80,
       getErrHelpWidth: () => io.stderr.columns ?? 80,
     })
@@ -542,13 +938,14 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     async (...args: A): Promise<void> => {
       setCode(await fn(...args));
     };
-  const json = (): Option => new Option('--json', 'print JSON instead of text');
+  const json = (what = 'print JSON instead of text'): Option => new Option('--json', what);
+  const all = (what: string): Option => new Option('--all', what);
 
   program
     .command('ls')
     .alias('list')
-    .description('list the VMs: name, state, stale, cpus/memory, IP; then flake errors and warnings')
-    .addOption(json())
+    .description('list the VMs: name, state, stale, cpus/memory, IP; then what is up with each flake')
+    .addOption(json('print {"vms": [...], "flakes": [...], "problems": [...]}'))
     .action(act((opts: { json?: boolean }) => cmdLs(s, opts)));
 
   program
@@ -558,20 +955,36 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     .addOption(json())
     .action(act((vm: string, opts: { json?: boolean }) => cmdStatus(s, vm, opts)));
 
-  const actions: [VmAction, string][] = [
-    ['start', 'start VMs (building first when their closure is stale or missing)'],
-    ['stop', 'stop VMs (ACPI shutdown, then harder)'],
-    ['restart', 'stop, then start VMs'],
-    ['build', "build VMs' closures without starting them"],
-    ['apply', 'rebuild VMs and restart the running ones on the new closure'],
-  ];
-  for (const [name, description] of actions) {
+  const allWhat: Record<VmAction, string> = {
+    start: 'every VM that is not running',
+    stop: 'every running VM',
+    restart: 'every running VM',
+    build: 'every VM',
+    apply: 'every VM',
+  };
+  for (const [name, description] of VM_ACTIONS) {
     program
       .command(name)
       .description(description)
-      .argument('<vm...>')
-      .action(act((vms: string[]) => cmdAction(s, name, vms)));
+      .argument('[vm...]')
+      .addOption(all(allWhat[name]))
+      .addOption(json('print one result per VM: [{"vm", "ok", "snapshot"|"error"}]'))
+      .action(act((vms: string[], opts: { json?: boolean; all?: boolean }) => cmdAction(s, name, vms, opts)));
   }
+
+  program
+    .command('cancel')
+    .description('cancel the builds of VMs (the app and the API can too); the VMs are left as they are')
+    .argument('[vm...]')
+    .addOption(all('every build in flight'))
+    .addOption(json())
+    .action(act((vms: string[], opts: { json?: boolean; all?: boolean }) => cmdCancel(s, vms, opts)));
+
+  program
+    .command('reevaluate')
+    .description('evaluate every flake again now (after fixing the network, say)')
+    .addOption(json())
+    .action(act((opts: { json?: boolean }) => cmdReevaluate(s, opts)));
 
   program
     .command('ip')
@@ -606,7 +1019,7 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     .command('logs')
     .description("print the last lines of a VM's serial console (or build) log")
     .argument('<vm>')
-    .option('-f, --follow', 'keep printing new lines until Ctrl-C')
+    .option('-f, --follow', 'keep printing new lines until Ctrl-C (also across an agent restart)')
     .option('-n, --lines <n>', 'how many lines', parseCount, 50)
     .option('--build', "the last build's log instead of the console")
     .addOption(json())
@@ -625,9 +1038,18 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
 
   program
     .command('watch')
-    .description('print state changes, build progress and notices as they happen, until Ctrl-C')
-    .addOption(new Option('--json', 'print one JSON event per line'))
-    .action(act((opts: { json?: boolean }) => cmdWatch(s, opts)));
+    .description('print state changes, build progress and notices as they happen (timestamped), until Ctrl-C')
+    .addOption(json('one JSON object per line: the snapshot, then only what changed'))
+    .addOption(new Option('--full', 'with --json: every snapshot whole instead of what changed'))
+    .action(act((opts: { json?: boolean; full?: boolean }) => cmdWatch(s, opts)));
+
+  registerSettingsCommands(program, s, act);
+
+  program
+    .command('doctor')
+    .description('check what nixvm needs (nix, vfkit, macOS, Rosetta, a Linux builder, …) and say what to fix')
+    .addOption(json())
+    .action(act((opts: { json?: boolean }) => cmdDoctor(s, opts)));
 
   const disk = program.command('disk').description("the VMs' disk images: list, reset or grow them");
   disk
@@ -651,7 +1073,10 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
   program
     .command('daemon')
     .description('run a headless agent in the foreground (VMs keep running when it stops)')
-    .option('--flake <dir...>', 'flake directories to run (default: the ones in settings)')
+    .option(
+      '--flake <dir...>',
+      'flake directories to run too, for this run only (`nixvm flake add` keeps one in the settings)',
+    )
     .action(act((opts: { flake?: string[] }) => cmdDaemon(s, opts)));
 
   program
@@ -660,6 +1085,24 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
     .addArgument(new Argument('<action>').choices(['on', 'off', 'status']))
     .addOption(json())
     .action(act((action: 'on' | 'off' | 'status', opts: { json?: boolean }) => cmdLoginItem(s, action, opts)));
+
+  program
+    .command('completion')
+    .description('print the shell completion script: nixvm completion bash|zsh|fish (see the README to install it)')
+    .addArgument(new Argument('<shell>').choices([...SHELLS]))
+    .action(
+      act(async (shell: Shell) => {
+        s.out(completionScript(shell, io.selfArgv));
+        return EXIT.ok;
+      }),
+    );
+
+  program
+    .command('__complete', { hidden: true })
+    .argument('[words...]')
+    .allowUnknownOption()
+    .helpOption(false)
+    .action(act((words: string[]) => cmdComplete(s, program, words)));
 
   return program;
 }
@@ -671,21 +1114,41 @@ function buildProgram(s: Session, setCode: (c: number) => void): Command {
 export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
   const full: CliIo = { ...defaultIo(), ...io };
   const s = new Session(full);
+  const ddash = argv.indexOf('--');
+  s.jsonMode = (ddash < 0 ? argv : argv.slice(0, ddash)).includes('--json') && argv[0] !== '__complete';
   let code: number = EXIT.ok;
   const program = buildProgram(s, (c) => {
     code = c;
   });
+  if (argv.length === 0) {
+    // No command: the help, on stderr, and the usage code (documented in the help itself).
+    full.stderr.write(program.helpInformation());
+    full.stderr.write(`\n${EXIT_CODES_HELP}\n`);
+    return EXIT.usage;
+  }
+  // -V was the version flag before -v; keep it working.
+  const args = argv[0] === '-V' ? ['--version', ...argv.slice(1)] : argv;
   try {
-    await program.parseAsync(argv, { from: 'user' });
+    await program.parseAsync(args, { from: 'user' });
     return code;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has already printed its message (or the help).
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.ok;
+      if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code) && err.exitCode === 0) {
+        return EXIT.ok;
+      }
+      if (s.jsonMode) {
+        const message = (s.usageText || err.message)
+          .trim()
+          .split('\n')[0]!
+          .replace(/^error:\s*/, '');
+        s.json({ error: { code: 'usage', message: message.charAt(0).toUpperCase() + message.slice(1) } });
+      }
       return EXIT.usage;
     }
-    const { code: exit, message } = describeError(err, s.knownSocketPath());
-    if (message) s.err(exit === EXIT.interrupted ? message : `nixvm: ${message}`);
+    const { code: exit, error } = jsonError(err, s.knownSocketPath());
+    if (s.jsonMode) s.json({ error });
+    else if (error.message) s.err(exit === EXIT.interrupted ? error.message : `nixvm: ${error.message}`);
     return exit;
   } finally {
     await s.close();

@@ -100,15 +100,20 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     // Say what we serve once the flakes are known, not "0 VMs" while nix still evaluates.
     await agent.ready?.();
     const snap = await agent.call('snapshot', {});
-    const flakes = snap.flakes.map((f) => f.dir);
+    // A --flake is for this run only; say so, so a login item without it is no surprise.
+    const flakes = snap.flakes.map((f) => (f.source === 'command-line' ? `${f.dir} (--flake: this run only)` : f.dir));
     say(
       `nixvm agent (pid ${process.pid}) listening on ${socketPath}; ` +
-        (flakes.length ? `flakes: ${flakes.join(', ')}` : 'no flake configured (pass --flake DIR)') +
+        (flakes.length
+          ? `flakes: ${flakes.join(', ')}`
+          : 'no flake configured (`nixvm flake add DIR` keeps one; --flake DIR is for one run)') +
         `; ${snap.vms.length} VM${snap.vms.length === 1 ? '' : 's'}. Ctrl-C stops the agent` +
         (snap.settings.onQuit === 'stop' ? ' and its VMs.' : '; VMs keep running.'),
     );
     for (const p of snap.agent.problems) say(`problem: ${p}`);
-    for (const f of snap.flakes) if (f.error) say(`flake ${f.dir}: ${f.error.split('\n', 1)[0]}`);
+    for (const f of snap.flakes) if (f.error) say(f.error.split('\n', 1)[0]!);
+    if (snap.flakes.some((f) => f.source === 'command-line'))
+      say('`nixvm flake add DIR` keeps a --flake folder for later runs and the login item.');
   } catch (err) {
     say(`listening on ${socketPath} (the first snapshot failed: ${err instanceof Error ? err.message : String(err)})`);
   }

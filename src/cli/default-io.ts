@@ -3,7 +3,20 @@
  * client, ssh on our terminal, the daemon and launchd. Heavy or optional modules load on first
  * use, so `nixvm ls` never loads the agent and tests that inject their own port load none of it.
  */
-import { execInteractive, outputOf, type CliIo, type CliPort, type LoginItemApi } from './io.ts';
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { devStateDir, resolvePaths } from '../host/paths.ts';
+import {
+  execInteractive,
+  onLaterInterrupt,
+  outputOf,
+  type Answer,
+  type CliIo,
+  type CliPort,
+  type LoginItemApi,
+  type SettingsFile,
+} from './io.ts';
 
 const PASSED_ENV = ['NIXVM_STATE_DIR', 'NIXVM_NIX', 'NIXVM_VFKIT', 'NIXVM_LEASES_FILE'] as const;
 
@@ -30,16 +43,6 @@ export function defaultIo(): CliIo {
       const { runDaemon } = await import('./daemon.ts');
       return runDaemon(opts);
     },
-    confirm: async (question: string): Promise<boolean | null> => {
-      if (!process.stdin.isTTY || !process.stderr.isTTY) return null;
-      const { createInterface } = await import('node:readline/promises');
-      const rl = createInterface({ input: process.stdin, output: process.stderr });
-      try {
-        return /^y(es)?$/i.test((await rl.question(question)).trim());
-      } finally {
-        rl.close();
-      }
-    },
     loginItem: async (): Promise<LoginItemApi> => {
       const launchd = await import('../host/launchd.ts');
       // The agent launchd starts must use the same state dir, nix and vfkit as this shell does.
@@ -54,5 +57,69 @@ export function defaultIo(): CliIo {
         status: () => launchd.loginItemStatus(),
       };
     },
+    devSocketPath: async () => {
+      const { controlSocketPath } = await import('../host/socket-path.ts');
+      const dir = devStateDir();
+      // Only a dir this user made for itself: another user's /tmp entry must not point us anywhere.
+      try {
+        const st = fs.lstatSync(dir);
+        const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+        if (!st.isDirectory() || st.isSymbolicLink() || st.uid !== uid || (st.mode & 0o077) !== 0) return null;
+      } catch {
+        return null;
+      }
+      return controlSocketPath(path.join(dir, 'state'));
+    },
+    confirm: (question) => confirmOnTerminal(question),
+    onInterrupt: onLaterInterrupt,
+    settingsFile: async (env): Promise<SettingsFile> => {
+      const { SettingsStore } = await import('../core/settings.ts');
+      const store = new SettingsStore({ dir: resolvePaths(env).configDir, watch: false });
+      return { path: store.path, get: () => store.get(), update: (p) => store.update(p), close: () => store.close() };
+    },
+    doctorHere: async (env) => {
+      const { doctorHere } = await import('../core/doctor.ts');
+      const paths = resolvePaths(env);
+      // Read the paths to nix and vfkit from settings.json as they are; a broken file is the agent's to report.
+      let nixPath: string | null = null;
+      let vfkitPath: string | null = null;
+      try {
+        const raw = JSON.parse(fs.readFileSync(path.join(paths.configDir, 'settings.json'), 'utf8')) as Record<
+          string,
+          unknown
+        >;
+        if (typeof raw.nixPath === 'string') nixPath = raw.nixPath;
+        if (typeof raw.vfkitPath === 'string') vfkitPath = raw.vfkitPath;
+      } catch {
+        // No settings yet: defaults.
+      }
+      return doctorHere({ nixPath, vfkitPath, stateDir: paths.stateDir, systems: null, rosettaVms: [] });
+    },
+    selfArgv: [process.execPath, path.resolve(process.argv[1] ?? 'nixvm')],
   };
+}
+
+/**
+ * A yes/no question on the terminal (stdin and stderr both TTYs); null without one. Ctrl-C while
+ * it waits is an answer too ('interrupt'): readline gets it as a key, not as a signal.
+ */
+function confirmOnTerminal(question: string): Promise<Answer | null> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    let done = false;
+    const finish = (a: Answer): void => {
+      if (done) return;
+      done = true;
+      rl.close();
+      process.stdin.pause();
+      resolve(a);
+    };
+    rl.on('SIGINT', () => {
+      process.stderr.write('\n');
+      finish('interrupt');
+    });
+    rl.on('close', () => finish('no'));
+    rl.question(question, (answer) => finish(/^\s*y(es)?\s*$/i.test(answer) ? 'yes' : 'no'));
+  });
 }

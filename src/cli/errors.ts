@@ -1,6 +1,7 @@
 /**
  * Exit codes and the mapping from whatever went wrong to one sentence and one code. Scripts rely
- * on the codes; `nixvm --help` lists them.
+ * on the codes; `nixvm --help` lists them. In JSON mode the same failure is printed on stdout as
+ * `{"error": {"code", "message"}}` with the same exit code.
  */
 import { agentErrorCode } from '../api/errors.ts';
 
@@ -16,11 +17,12 @@ export const EXIT = {
 
 export const EXIT_CODES_HELP = `Exit codes:
   0  ok
-  1  the command failed (the message says why)
-  2  usage error
+  1  the command failed (the message says why); for \`ls\` and \`reevaluate\`: a flake did not evaluate
+  2  usage error (also \`nixvm\` with no command, which prints this help)
   3  the agent is not running (start it with \`nixvm daemon\` or open NixVM.app)
   4  no such VM
-  \`nixvm ssh\` exits with ssh's own status.`;
+  130  interrupted (Ctrl-C) while waiting; the agent carries on unless you cancelled
+  \`nixvm ssh\` exits with ssh's own status. With --json, a failure is {"error": {"code", "message"}} on stdout.`;
 
 /** A failure the CLI itself decided on, with the code to exit with. */
 export class CliError extends Error {
@@ -61,6 +63,24 @@ export function describeError(err: unknown, socketPath: string): { code: number;
   }
   const message = err instanceof Error && err.message ? firstLine(err.message) : String(err);
   return { code: EXIT.failed, message };
+}
+
+const CODE_NAMES: Record<number, string> = {
+  [EXIT.failed]: 'failed',
+  [EXIT.usage]: 'usage',
+  [EXIT.notRunning]: 'not-running',
+  [EXIT.noSuchVm]: 'no-such-vm',
+  [EXIT.interrupted]: 'interrupted',
+};
+
+/** The error object JSON mode prints: the agent's own code when it has one, else the exit code's name. */
+export function jsonError(
+  err: unknown,
+  socketPath: string,
+): { code: number; error: { code: string; message: string } } {
+  const { code, message } = describeError(err, socketPath);
+  const agentCode = agentErrorCode(err);
+  return { code, error: { code: agentCode ?? CODE_NAMES[code] ?? 'failed', message } };
 }
 
 function firstLine(s: string): string {

@@ -9,6 +9,7 @@ import type {
   BuildProgress,
   DiskImage,
   DiskListing,
+  DoctorReport,
   FlakeSnapshot,
   Notice,
   SharedDir,
@@ -17,8 +18,10 @@ import type {
   VmSnapshot,
   VmSpec,
 } from '../api/types.ts';
+import { flakeSentence, formatElapsed } from '../api/describe.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
 import { shellWord } from '../host/shell.ts';
+import { PLAIN, type Paint, visibleLength } from './color.ts';
 
 /**
  * Characters a terminal acts on instead of showing: C0 controls (ESC starts sequences that set
@@ -45,9 +48,19 @@ export function visibleName(s: string): string {
   return s.replace(UNSAFE, escapeChar);
 }
 
-/** Text from the agent printed as lines: the same escapes, but newlines stay line breaks. */
+/** Select Graphic Rendition (colours, bold): the one escape sequence our own output uses. */
+const SGR = /^\x1b\[[0-9;]*m/;
+
+/**
+ * Text printed as lines (the last net under every line the CLI writes): the same escapes as
+ * visibleName, but newlines stay line breaks and colour sequences (SGR: they can only recolour,
+ * never move the cursor or retitle the terminal) stay colours. Names inside it were made visible
+ * by visibleName already, which shows their escapes whole.
+ */
 export function visibleText(s: string): string {
-  return s.replace(UNSAFE_BUT_NEWLINE, escapeChar);
+  return s.replace(UNSAFE_BUT_NEWLINE, (c, offset: number, all: string) =>
+    c === '\x1b' && SGR.test(all.slice(offset)) ? c : escapeChar(c),
+  );
 }
 
 /** A VM name inside a command the CLI suggests: quoted as a shell word, so pasting it runs nothing else. */
@@ -140,15 +153,7 @@ export function storeName(p: string): string {
 }
 
 /** "3s", "4m 10s", "2h 5m", "3d 4h". */
-export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${s % 60}s`;
-  const h = Math.floor(m / 60);
-  if (h < 24) return `${h}h ${m % 60}m`;
-  return `${Math.floor(h / 24)}d ${h % 24}h`;
-}
+export const formatDuration = formatElapsed;
 
 function ago(at: number, now: number): string {
   return `${formatDuration(now - at)} ago`;
@@ -192,6 +197,103 @@ export function renderTable(headers: string[], rows: string[][], width?: number)
   return lines.join('\n');
 }
 
+/**
+ * Lines of at most `width` columns, broken between words (a word longer than the line stays
+ * whole); continuation lines start with `indent`. No width: the text as it is.
+ */
+export function wrap(text: string, width: number | undefined, indent = '  '): string[] {
+  if (width === undefined || visibleLength(text) <= width) return [text];
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const candidate = line === '' ? word : `${line} ${word}`;
+    if (line !== '' && visibleLength(candidate) > width) {
+      out.push(line);
+      line = `${indent}${word}`;
+    } else line = candidate;
+  }
+  if (line !== '') out.push(line);
+  return out;
+}
+
+/** An address cut to `max` characters in the middle, keeping its zone (`fe80::f425:e2ff…%bridge100`). */
+export function elideAddress(addr: string, max: number): string {
+  // An IPv4 address is short and useless cut; an IPv6 one keeps its start and its zone.
+  if (addr.length <= max || !addr.includes(':')) return addr;
+  const zone = addr.includes('%') ? addr.slice(addr.indexOf('%')) : '';
+  const keep = max - zone.length - 1;
+  if (keep < 4) return truncate(addr, max);
+  return `${addr.slice(0, keep)}…${zone}`;
+}
+
+export interface Column {
+  header: string;
+  /** May be elided to fit the width (addresses); others are never cut. */
+  elide?: (cell: string, max: number) => string;
+}
+
+/**
+ * A table laid out for `width` columns: cells padded to their column, two spaces apart; the
+ * last column (notes) moves under its row, wrapped, when the row would not fit; then elidable
+ * columns give up what is still missing. `style(row, col, text)` colours a cell after layout.
+ */
+export function layoutTable(
+  columns: Column[],
+  rows: string[][],
+  width: number | undefined,
+  style: (row: number, col: number, text: string) => string = (_r, _c, t) => t,
+  opts: { lastBelow?: boolean } = {},
+): string[] {
+  let cols = columns.length;
+  const widthOf = (n: number, cells: string[][]): number[] =>
+    Array.from({ length: n }, (_, c) =>
+      Math.max(...[columns[c]!.header, ...cells.map((r) => r[c] ?? '')].map((x) => x.length)),
+    );
+  const total = (ws: number[]): number => ws.reduce((a, b) => a + b, 0) + 2 * (ws.length - 1);
+  let cells = rows.map((r) => [...r]);
+  let widths = widthOf(cols, cells);
+  let below = false;
+  if (opts.lastBelow && width !== undefined && total(widths) > width) {
+    below = true;
+    cols -= 1;
+    widths = widthOf(cols, cells);
+  }
+  if (width !== undefined && total(widths) > width) {
+    for (let c = 0; c < cols; c++) {
+      const elide = columns[c]!.elide;
+      if (!elide) continue;
+      const room = Math.max(columns[c]!.header.length, 18, widths[c]! - (total(widths) - width));
+      cells = cells.map((r) => r.map((x, i) => (i === c ? elide(x, room) : x)));
+      widths = widthOf(cols, cells);
+    }
+  }
+  const line = (r: number, row: string[]): string => {
+    let out = '';
+    for (let c = 0; c < cols; c++) {
+      const text = row[c] ?? '';
+      const pad = c === cols - 1 ? '' : ' '.repeat((widths[c] ?? 0) - text.length + 2);
+      out += (r < 0 ? text : style(r, c, text)) + pad;
+    }
+    return out.trimEnd();
+  };
+  const out = [
+    line(
+      -1,
+      columns.slice(0, cols).map((c) => c.header),
+    ),
+  ];
+  cells.forEach((row, r) => {
+    out.push(line(r, row));
+    const note = below ? (rows[r]?.[columns.length - 1] ?? '') : '';
+    if (note) {
+      for (const l of wrap(note, width !== undefined ? width - 2 : undefined, '  ')) {
+        out.push(`  ${style(r, columns.length - 1, l)}`);
+      }
+    }
+  });
+  return out;
+}
+
 /** The build progress as a short phrase: "42% (3/7 builds) nixos-system-dev.drv". */
 export function formatProgressPhrase(p: BuildProgress): string {
   const parts = [`${Math.floor(p.percent)}%`];
@@ -205,7 +307,9 @@ export function formatProgressPhrase(p: BuildProgress): string {
 /** What the NOTE column says about a VM: the thing most worth knowing besides its state. */
 function vmNote(vm: VmSnapshot): string {
   if (vm.build.status === 'building') {
-    return vm.build.progress ? `building ${formatProgressPhrase(vm.build.progress)}` : 'building';
+    const p = vm.build.progress;
+    if (p?.stage === 'evaluating') return 'building: nix is evaluating it';
+    return p ? `building ${formatProgressPhrase(p)}` : 'building';
   }
   if (vm.disks?.preparing) return formatStoreImageProgress(vm.disks.preparing);
   if (vm.error) return firstLine(vm.error);
@@ -216,47 +320,93 @@ function vmNote(vm: VmSnapshot): string {
   return '';
 }
 
-/** The `ls` table, followed by one line per flake error or warning. */
-export function formatVmTable(snap: AgentSnapshot, width?: number): string {
-  const out: string[] = [];
-  if (snap.vms.length === 0) {
-    out.push(
-      snap.flakes.length === 0
-        ? "No flake configured; start the agent with `nixvm daemon --flake DIR` or add one in NixVM's settings."
-        : `No VMs: ${snap.flakes.map((f) => f.dir).join(', ')} define${snap.flakes.length === 1 ? 's' : ''} no nixosConfigurations.`,
-    );
-  } else {
-    const anyNote = snap.vms.some((vm) => vmNote(vm) !== '');
-    const headers = ['NAME', 'STATE', 'STALE', 'CPUS/MEM', 'IP'];
-    if (anyNote) headers.push('NOTE');
-    const rows = snap.vms.map((vm) => {
-      const row = [
-        visibleName(vm.name),
-        vm.state,
-        vm.stale ? 'yes' : 'no',
-        vm.cpus !== null && vm.memoryMiB !== null ? `${vm.cpus}/${formatMemory(vm.memoryMiB)}` : '-',
-        preferredAddress(vm) ?? '-',
-      ];
-      if (anyNote) row.push(visibleName(vmNote(vm)));
-      return row;
-    });
-    // Only the NOTE column may be cut to the width; names and addresses are what users copy.
-    out.push(renderTable(headers, rows, anyNote ? width : undefined));
-  }
-  out.push(...macWarnings(snap.vms));
-  out.push(...formatFlakeProblems(snap.flakes));
-  for (const p of snap.agent.problems) out.push(`agent: ${visibleName(p)}`);
-  return out.join('\n');
+/** Has an address worth connecting to: the link-local one only answers while the VM runs. */
+export function isReachable(vm: Pick<VmSnapshot, 'state'>): boolean {
+  return vm.state === 'running' || vm.state === 'starting' || vm.state === 'stopping';
 }
 
-/** One line per flake-wide error or warning ("flake /dir: error: …"). */
-export function formatFlakeProblems(flakes: FlakeSnapshot[]): string[] {
+/** STALE: yes, no, or "never built" (nothing built or booted to compare the flake with). */
+export function staleText(vm: VmSnapshot): string {
+  if (vm.spec === null && vm.drvPath === null) return '-';
+  if (vm.stale) return 'yes';
+  return vm.builtDrvPath === null && vm.bootedDrvPath === null ? 'never built' : 'no';
+}
+
+export interface TableOptions {
+  paint?: Paint;
+  /** For "evaluating for 12s" (default: now). */
+  now?: number;
+}
+
+/**
+ * The `ls` output: the table (or, with no VMs, why there are none), then one line per flake that
+ * is not simply fine (evaluating, failed, hidden configurations, warnings) and the agent's
+ * problems. At `width` columns notes wrap under their row and addresses are elided in the middle.
+ */
+export function formatVmTable(snap: AgentSnapshot, width?: number, o: TableOptions = {}): string {
+  const paint = o.paint ?? PLAIN;
+  const now = o.now ?? Date.now();
   const out: string[] = [];
-  for (const f of flakes) {
-    if (f.error) out.push(`flake ${visibleName(f.dir)}: error: ${visibleName(firstLine(f.error))}`);
-    for (const w of f.warnings) out.push(`flake ${visibleName(f.dir)}: warning: ${visibleName(firstLine(w))}`);
+  if (snap.vms.length === 0) {
+    if (snap.flakes.length === 0) {
+      out.push(
+        "No flake configured; add one with `nixvm flake add DIR` (or start the agent with `nixvm daemon --flake DIR`, or add one in NixVM's settings).",
+      );
+    } else {
+      for (const f of snap.flakes) {
+        out.push(...wrap(visibleName(flakeSentence(f, now, 0) ?? `${f.dir} defines no VMs.`), width));
+      }
+    }
+  } else {
+    const columns: Column[] = [
+      { header: 'NAME' },
+      { header: 'STATE' },
+      { header: 'STALE' },
+      { header: 'CPUS/MEM' },
+      { header: 'IP', elide: elideAddress },
+      { header: 'NOTE' },
+    ];
+    const rows = snap.vms.map((vm) => [
+      visibleName(vm.name),
+      vm.state,
+      staleText(vm),
+      vm.cpus !== null && vm.memoryMiB !== null ? `${vm.cpus}/${formatMemory(vm.memoryMiB)}` : '-',
+      isReachable(vm) ? (preferredAddress(vm) ?? '-') : '-',
+      visibleName(vmNote(vm)),
+    ]);
+    const anyNote = rows.some((r) => r[5] !== '');
+    const used = anyNote ? columns : columns.slice(0, 5);
+    const style = (r: number, c: number, text: string): string => {
+      const vm = snap.vms[r]!;
+      if (c === 1) return paint.state(vm.state, text);
+      if (c === 2) return vm.stale ? paint.warn(text) : text;
+      if (c === 5 && (vm.error || vm.build.status === 'failed' || vm.state === 'crashed')) return paint.bad(text);
+      return text;
+    };
+    out.push(
+      ...layoutTable(
+        used,
+        rows.map((r) => r.slice(0, used.length)),
+        width,
+        style,
+        { lastBelow: anyNote },
+      ),
+    );
   }
-  return out;
+  const lines: string[] = macWarnings(snap.vms).map((w) => paint.warn(visibleName(w)));
+  for (const f of snap.flakes) {
+    // With no VMs at all, the flake's own sentence above already said it.
+    if (snap.vms.length > 0) {
+      const sentence = flakeSentence(f, now, snap.vms.filter((v) => v.flake === f.dir).length);
+      if (sentence) lines.push(f.error ? paint.bad(visibleName(sentence)) : visibleName(sentence));
+    }
+    for (const w of f.warnings) {
+      lines.push(`flake ${visibleName(f.dir)}: ${paint.warn('warning:')} ${visibleName(firstLine(w))}`);
+    }
+  }
+  for (const p of snap.agent.problems) lines.push(`agent: ${paint.bad(visibleName(p))}`);
+  for (const l of lines) out.push(...wrap(l, width));
+  return out.join('\n');
 }
 
 /** "exit code 1", "signal SIGKILL". */
@@ -281,7 +431,14 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   add('state', describeState(vm, now));
   add('flake', vm.flake);
   add('error', vm.error);
-  add('stale', vm.stale ? 'yes: the flake changed since this closure was built or booted' : 'no');
+  add(
+    'stale',
+    vm.stale
+      ? 'yes: the flake changed since this closure was built or booted'
+      : staleText(vm) === 'never built'
+        ? 'never built (nothing to compare the flake with yet)'
+        : 'no',
+  );
   add('current', vm.drvPath ?? '(not evaluated)');
   add('built', vm.builtOutPath ?? vm.builtDrvPath ?? '(never built)');
   add('booted', vm.bootedOutPath ?? vm.bootedDrvPath ?? (vm.state === 'stopped' ? '(not running)' : null));
@@ -290,7 +447,8 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   }
   add('mac', vm.mac);
   add('ipv4', vm.ipv4 ?? (vm.state === 'running' ? '(no DHCP lease yet)' : null));
-  add('ipv6', vm.ipv6);
+  // The link-local address follows from the MAC, but nothing answers on it until the VM runs.
+  add('ipv6', vm.ipv6 && !isReachable(vm) ? `${vm.ipv6} (reachable while it runs)` : vm.ipv6);
   add('ssh', vm.sshCommand);
   for (const s of vm.shares) add('share', `${shareSource(s)} → ${s.target} (tag ${s.tag})`);
   for (const d of vm.disks?.images ?? []) add('disk', formatDiskImage(d));
@@ -339,29 +497,41 @@ function formatBuild(vm: VmSnapshot, now: number): string {
   }
 }
 
+/** How long the VM's build has run, for progress lines ("12s"), or null before it started. */
+export function buildElapsed(vm: VmSnapshot, now: number): string | null {
+  return vm.build.startedAt !== null ? formatElapsed(now - vm.build.startedAt) : null;
+}
+
 /** One line of plain (non-TTY) progress for a VM's build; null when it is not building. */
-export function formatProgressLine(vm: VmSnapshot): string | null {
+export function formatProgressLine(vm: VmSnapshot, now?: number): string | null {
   if (vm.build.status !== 'building') return null;
   const p = vm.build.progress;
-  if (!p) return `${visibleName(vm.name)}: building`;
+  const elapsed = now !== undefined ? buildElapsed(vm, now) : null;
+  const took = elapsed ? `, ${elapsed}` : '';
+  if (!p || p.stage === 'evaluating') return `${visibleName(vm.name)}: evaluating${elapsed ? ` (${elapsed})` : ''}`;
   const last = p.lastLine ? ` | ${visibleName(p.lastLine)}` : '';
-  return `${visibleName(vm.name)}: building ${visibleName(formatProgressPhrase(p))}${last}`;
+  return `${visibleName(vm.name)}: building ${visibleName(formatProgressPhrase(p))}${took}${last}`;
 }
 
 /** The payload the TTY progress bar renders (cli-progress fills {bar} and {percentage} itself). */
-export function progressPayload(vm: VmSnapshot): { vm: string; builds: string; drv: string; line: string } {
+export function progressPayload(
+  vm: VmSnapshot,
+  now?: number,
+): { vm: string; builds: string; drv: string; line: string; elapsed: string; evaluating: boolean } {
   const p = vm.build.progress;
   return {
     vm: visibleName(vm.name),
     builds: p && p.buildsExpected > 0 ? `${p.buildsDone}/${p.buildsExpected} builds` : '',
     drv: visibleName(p?.currentDrv ? storeName(p.currentDrv) + (p.phase ? ` ${p.phase}` : '') : (p?.phase ?? '')),
     line: visibleName(p?.lastLine ?? ''),
+    elapsed: now !== undefined ? (buildElapsed(vm, now) ?? '') : '',
+    evaluating: vm.build.status === 'building' && (!p || p.stage === 'evaluating'),
   };
 }
 
 /** The sentence a command prints when it is done with a VM. */
 export function formatOutcome(verb: string, vm: VmSnapshot): string {
-  const addr = preferredAddress(vm);
+  const addr = isReachable(vm) ? preferredAddress(vm) : null;
   // "stopped (stopped, …)" says nothing twice; "started (running, …)" does say something.
   const bits: string[] = vm.state === verb ? [] : [vm.state];
   if (addr) bits.push(addr);
@@ -511,5 +681,101 @@ export function formatLoginItem(s: LoginItemStatus): string {
     lines.push(`Login item: on, ${state}; ${s.plistPath}.`);
   }
   if (s.problem) lines.push(s.problem);
+  return lines.join('\n');
+}
+
+/** "14:03:07", local time: what `watch` prints before each line. */
+export function timeOfDay(ms: number): string {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+}
+
+/** The fields of `b` that differ from `a` (compared as JSON), or null when none do. */
+function changedFields<T extends object>(a: T, b: T): Partial<T> | null {
+  const out: Partial<T> = {};
+  let any = false;
+  for (const k of Object.keys(b) as (keyof T)[]) {
+    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) {
+      out[k] = b[k];
+      any = true;
+    }
+  }
+  return any ? out : null;
+}
+
+export interface SnapshotChange {
+  /** Changed fields per VM (a new VM comes whole, under `added`). */
+  vms?: Record<string, Partial<VmSnapshot>>;
+  added?: VmSnapshot[];
+  removed?: string[];
+  /** Changed fields per flake, by directory (a new flake comes whole). */
+  flakes?: Record<string, Partial<FlakeSnapshot>>;
+  flakesRemoved?: string[];
+  agent?: Partial<AgentSnapshot['agent']>;
+  settings?: AgentSnapshot['settings'];
+}
+
+/**
+ * What `watch --json` sends for a snapshot after the first: only what changed, so a build's
+ * progress is a few hundred bytes a tick, not the whole state. Null when nothing did.
+ */
+export function snapshotChanges(prev: AgentSnapshot, next: AgentSnapshot): SnapshotChange | null {
+  const out: SnapshotChange = {};
+  const before = new Map(prev.vms.map((v) => [v.name, v]));
+  for (const vm of next.vms) {
+    const old = before.get(vm.name);
+    before.delete(vm.name);
+    if (!old) (out.added ??= []).push(vm);
+    else {
+      const d = changedFields(old, vm);
+      if (d) (out.vms ??= {})[vm.name] = d;
+    }
+  }
+  if (before.size) out.removed = [...before.keys()];
+  const flakes = new Map(prev.flakes.map((f) => [f.dir, f]));
+  for (const f of next.flakes) {
+    const old = flakes.get(f.dir);
+    flakes.delete(f.dir);
+    const d = old ? changedFields(old, f) : f;
+    if (d) (out.flakes ??= {})[f.dir] = d;
+  }
+  if (flakes.size) out.flakesRemoved = [...flakes.keys()];
+  const agent = changedFields(prev.agent, next.agent);
+  if (agent) out.agent = agent;
+  if (JSON.stringify(prev.settings) !== JSON.stringify(next.settings)) out.settings = next.settings;
+  return Object.keys(out).length ? out : null;
+}
+
+const DOCTOR_MARK = { ok: 'ok', warn: 'warn', fail: 'FAIL', skip: 'skip' } as const;
+
+/** `nixvm doctor`: one line per check, what to do under each one that is not ok. */
+export function formatDoctor(report: DoctorReport, width?: number, paint: Paint = PLAIN): string {
+  const titleWidth = Math.max(...report.checks.map((c) => c.title.length));
+  const lines: string[] = [];
+  for (const c of report.checks) {
+    const mark = DOCTOR_MARK[c.status].padEnd(4);
+    const colored =
+      c.status === 'ok'
+        ? paint.good(mark)
+        : c.status === 'warn'
+          ? paint.warn(mark)
+          : c.status === 'fail'
+            ? paint.bad(mark)
+            : paint.dim(mark);
+    const indent = ' '.repeat(4 + 2 + titleWidth + 2);
+    lines.push(...wrap(`${colored}  ${c.title.padEnd(titleWidth)}  ${c.summary}`, width, indent));
+    if (c.status === 'ok' || c.status === 'skip') continue;
+    if (c.fix) lines.push(...wrap(`${indent}fix: ${c.fix}`, width, `${indent}     `));
+    for (const d of c.details) lines.push(...wrap(`${indent}${d}`, width, `${indent}  `));
+  }
+  const fails = report.checks.filter((c) => c.status === 'fail').length;
+  const warns = report.checks.filter((c) => c.status === 'warn').length;
+  lines.push(
+    fails
+      ? `${fails} problem${fails === 1 ? '' : 's'} to fix before nixvm can run VMs${warns ? `, ${warns} warning${warns === 1 ? '' : 's'}` : ''}.`
+      : warns
+        ? `Nothing blocks nixvm; ${warns} warning${warns === 1 ? '' : 's'}.`
+        : 'Everything nixvm needs is in place.',
+  );
   return lines.join('\n');
 }

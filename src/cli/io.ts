@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import type { AgentPort } from '../api/types.ts';
+import type { AgentPort, DoctorReport, Settings } from '../api/types.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
 import { resolveProgram } from '../host/runner.ts';
 
@@ -30,6 +30,17 @@ export interface LoginItemApi {
   status(): Promise<LoginItemStatus>;
 }
 
+/** settings.json itself, for when no agent runs (validated by the same schema; the agent reads it when it starts). */
+export interface SettingsFile {
+  path: string;
+  get(): Settings;
+  update(patch: Partial<Settings>): Settings;
+  close(): void;
+}
+
+/** The answer to a yes/no question on the terminal; 'interrupt' when Ctrl-C answered it. */
+export type Answer = 'yes' | 'no' | 'interrupt';
+
 export interface CliIo {
   stdout: CliOutput;
   stderr: CliOutput;
@@ -47,8 +58,21 @@ export interface CliIo {
   /** `nixvm daemon`: runs a headless agent until `signal` aborts; resolves with the exit code. */
   runDaemon(opts: { flakes?: string[]; socketPath?: string; io: CliIo }): Promise<number>;
   loginItem(): Promise<LoginItemApi>;
+  /**
+   * Where an agent started by `npm start` (the dev agent) listens, when one was started by this
+   * user and its private state dir is sound; tried when nothing answers on the default socket.
+   */
+  devSocketPath(env: NodeJS.ProcessEnv): Promise<string | null>;
   /** Ask a yes/no question on the terminal; null when there is no terminal to ask on. */
-  confirm?(question: string): Promise<boolean | null>;
+  confirm(question: string): Promise<Answer | null>;
+  /** `fn` on each Ctrl-C after the first (which aborts `signal`); while one is registered the process does not exit on it. */
+  onInterrupt(fn: () => void): () => void;
+  /** settings.json, opened without a watcher. */
+  settingsFile(env: NodeJS.ProcessEnv): Promise<SettingsFile>;
+  /** `nixvm doctor`'s checks run here, without an agent. */
+  doctorHere(env: NodeJS.ProcessEnv): Promise<DoctorReport>;
+  /** The argv that runs this nixvm (for the completion scripts it prints). */
+  selfArgv: string[];
 }
 
 /** Wrap a Node stream as a CliOutput. */
@@ -63,6 +87,21 @@ export function outputOf(stream: NodeJS.WriteStream): CliOutput {
     },
     stream,
   };
+}
+
+const interruptListeners = new Set<() => void>();
+
+/** Register for Ctrl-C after the first one (see CliIo.onInterrupt). */
+export function onLaterInterrupt(fn: () => void): () => void {
+  interruptListeners.add(fn);
+  return () => interruptListeners.delete(fn);
+}
+
+/** A later Ctrl-C arrived: true when some command took it (else the process may exit). */
+export function dispatchLaterInterrupt(): boolean {
+  if (interruptListeners.size === 0) return false;
+  for (const fn of [...interruptListeners]) fn();
+  return true;
 }
 
 let foreground: ChildProcess | null = null;

@@ -4,7 +4,7 @@
  * Everything testable lives in app.ts.
  */
 import { main } from './app.ts';
-import { foregroundChild } from './io.ts';
+import { dispatchLaterInterrupt, foregroundChild } from './io.ts';
 
 const controller = new AbortController();
 let signals = 0;
@@ -16,8 +16,12 @@ const onSignal = (sig: NodeJS.Signals): void => {
     return;
   }
   signals += 1;
-  // A second Ctrl-C means "now": do not wait for a clean shutdown.
-  if (signals > 1) process.exit(sig === 'SIGINT' ? 130 : 143);
+  if (signals > 1) {
+    // A command asking "cancel the build?" takes a second Ctrl-C as "yes"; otherwise it means
+    // "now": do not wait for a clean shutdown.
+    if (sig === 'SIGINT' && dispatchLaterInterrupt()) return;
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  }
   controller.abort();
 };
 process.on('SIGINT', onSignal);

@@ -21,6 +21,7 @@ import { ownValue } from '../api/records.ts';
 import type {
   AgentEvent,
   AgentInfo,
+  DoctorReport,
   AgentMethod,
   AgentPort,
   AgentSnapshot,
@@ -37,8 +38,9 @@ import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import type { HostLimits } from '../host/resources.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
+import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
-import { FlakeSet, resolveDirs } from './flake-set.ts';
+import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
 import type { InventoryUpdate } from './nix/watcher.ts';
@@ -297,7 +299,22 @@ export class Agent implements AgentPort {
     disks: () => this.disks.list(),
     diskReset: (p: { vm: string }) => this.diskCommand(p.vm, () => this.disks.reset(p.vm)),
     diskGrow: (p: { vm: string }) => this.diskCommand(p.vm, (spec) => this.disks.grow(p.vm, spec)),
+    doctor: () => this.doctor(),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
+
+  /** `nixvm doctor`'s checks, with what this agent knows: its settings, its VMs' systems, its ssh config. */
+  private doctor(): Promise<DoctorReport> {
+    const s = this.settings.get();
+    const specs = [...this.flakes.defined().values()].flatMap((e) => (e.spec ? [e.spec] : []));
+    return doctorHere({
+      nixPath: s.nixPath,
+      vfkitPath: s.vfkitPath,
+      stateDir: this.paths.stateDir,
+      systems: [...new Set(specs.flatMap((v) => (v.system ? [v.system] : [])))].sort(),
+      rosettaVms: specs.filter((v) => v.rosetta).map((v) => v.name),
+      sshConfig: async () => this.reach.sshConfig,
+    });
+  }
 
   // ------------------------------------------------------------------ snapshot
 
@@ -485,8 +502,18 @@ export class Agent implements AgentPort {
 
   // ------------------------------------------------------------------ flakes and settings
 
-  private flakeDirs(): string[] {
-    return resolveDirs([...this.settings.get().flakes, ...(this.opts.flakes ?? [])]);
+  /** The settings' flakes, then this run's own (`daemon --flake`), each with its configuration filter. */
+  private flakeDirs(): FlakeSpec[] {
+    const s = this.settings.get();
+    const fromSettings = new Set(resolveDirs(s.flakes));
+    return resolveDirs([...s.flakes, ...(this.opts.flakes ?? [])]).map((dir) => ({
+      dir,
+      source: fromSettings.has(dir) ? 'settings' : 'command-line',
+      filter: {
+        include: Object.hasOwn(s.includeConfigurations, dir) ? s.includeConfigurations[dir] : [],
+        exclude: Object.hasOwn(s.excludeConfigurations, dir) ? s.excludeConfigurations[dir] : [],
+      },
+    }));
   }
 
   private async reevaluate(): Promise<FlakeSnapshot[]> {

@@ -217,8 +217,14 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
     const reaped: string[] = [];
     for (const o of list) {
       if (!Number.isInteger(o?.pid) || o.pid <= 1 || typeof o.marker !== 'string' || o.marker === '') continue;
-      const ps = await processCommand(o.pid);
-      if (ps?.kind !== 'live' || !ps.args.includes(o.marker) || !/\bbuild\b/.test(ps.args)) continue;
+      // ps may not answer on a loaded machine: ask again before leaving a build running.
+      let ps = await processCommand(o.pid);
+      for (let i = 0; ps === null && i < 2; i++) ps = await processCommand(o.pid);
+      if (ps?.kind !== 'live' || !ps.args.includes(o.marker) || !/\bbuild\b/.test(ps.args)) {
+        const why = ps === null ? 'ps did not answer' : ps.kind === 'gone' ? 'it is gone' : 'it is another program now';
+        this.#o.log(`left pid ${o.pid} alone (the nix build of ${o.vm} an earlier agent ran): ${why}`);
+        continue;
+      }
       try {
         process.kill(o.pid, 'SIGTERM');
         reaped.push(String(o.vm));

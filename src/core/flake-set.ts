@@ -6,9 +6,11 @@
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
+import { flakeSentence } from '../api/describe.ts';
 import { AgentError, errorMessage } from '../api/errors.ts';
-import type { FlakeSnapshot, VmSpec } from '../api/types.ts';
+import type { FlakeSnapshot, FlakeState as FlakeStateName, VmSpec } from '../api/types.ts';
 import { FlakeError } from './nix/errors.ts';
+import type { ConfigurationFilter } from './nix/inventory-expr.ts';
 import { inventory, type InventoryResult } from './nix/inventory.ts';
 import type { Nix } from './nix/nix.ts';
 import { FlakeWatcher, type InventoryUpdate } from './nix/watcher.ts';
@@ -27,10 +29,33 @@ interface FlakeState {
   /** The last inventory while no watcher holds one (nix went missing). */
   kept: InventoryResult | null;
   error: string | null;
+  errorKind: string | null;
+  /** How the last evaluation went (null: none finished yet). */
+  outcome: FlakeStateName | null;
+  /** When the running evaluation started, or null. */
+  evaluatingSince: number | null;
   warnings: string[];
   lastEvalAt: number | null;
+  source: FlakeSnapshot['source'];
+  filter: ConfigurationFilter;
   /** Resolves after the first evaluation, successful or not. */
   ready: Promise<void>;
+}
+
+/** The flakes to watch: each directory, where it came from, which configurations it includes or excludes. */
+export interface FlakeSpec {
+  dir: string;
+  source?: FlakeSnapshot['source'];
+  filter?: ConfigurationFilter;
+}
+
+/** Lower-case the first letter of a sentence that goes after a colon, unless it starts a name (NIXVM_NIX, Nix). */
+export function continueSentence(s: string): string {
+  return /^[A-Z][a-z]/.test(s) && !/^Nix\b/.test(s) ? `${s.charAt(0).toLowerCase()}${s.slice(1)}` : s;
+}
+
+function sameFilter(a: ConfigurationFilter, b: ConfigurationFilter): boolean {
+  return JSON.stringify([a.include ?? [], a.exclude ?? []]) === JSON.stringify([b.include ?? [], b.exclude ?? []]);
 }
 
 export interface FlakeSetOptions {
@@ -70,20 +95,39 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
     // Swap in fresh watchers first, so no snapshot ever shows the flakes gone.
     const old = [...this.#flakes.values()];
     this.#flakes.clear();
-    for (const f of old) this.#add(f.dir, inventoryOf(f));
+    for (const f of old) this.#add(f.dir, inventoryOf(f), { dir: f.dir, source: f.source, filter: f.filter }, f);
     this.#touch();
     await Promise.all(old.map((f) => f.watcher?.close()));
   }
 
-  /** Watch exactly these flake directories. */
-  sync(dirs: readonly string[]): void {
-    const want = new Set(dirs);
+  /**
+   * Watch exactly these flakes (directories, or specs saying where each came from and which of its
+   * configurations to include or exclude). A flake whose filter changed is evaluated again.
+   */
+  sync(flakes: readonly (string | FlakeSpec)[]): void {
+    const want = new Map<string, FlakeSpec>();
+    for (const f of flakes) {
+      const spec = typeof f === 'string' ? { dir: f } : f;
+      if (!want.has(spec.dir)) want.set(spec.dir, spec);
+    }
     for (const [dir, f] of [...this.#flakes]) {
       if (want.has(dir)) continue;
       this.#flakes.delete(dir);
       void f.watcher?.close().then(() => this.emit('changed'));
     }
-    for (const dir of want) if (!this.#flakes.has(dir)) this.#add(dir, null);
+    for (const [dir, spec] of want) {
+      const f = this.#flakes.get(dir);
+      if (!f) {
+        this.#add(dir, null, spec);
+        continue;
+      }
+      f.source = spec.source ?? 'settings';
+      const filter = spec.filter ?? {};
+      if (!sameFilter(f.filter, filter)) {
+        f.filter = filter;
+        void f.watcher?.refresh();
+      }
+    }
     this.#touch();
   }
 
@@ -129,12 +173,18 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
         if (first === undefined) owner.set(name, f.dir);
         else clashes.push(`${name} is also defined by ${first}, which nixvm uses; rename one of them to run both.`);
       }
+      const evaluating = f.watcher?.evaluating ?? false;
       return {
         dir: f.dir,
-        evaluating: f.watcher?.evaluating ?? false,
+        evaluating,
         error: f.error,
         warnings: [...f.warnings, ...(inv?.warnings ?? []), ...clashes],
         lastEvalAt: f.lastEvalAt,
+        state: f.outcome ?? 'evaluating',
+        evaluatingSince: evaluating || f.outcome === null ? f.evaluatingSince : null,
+        errorKind: f.errorKind,
+        source: f.source,
+        hidden: [...(inv?.hidden ?? [])],
       };
     });
   }
@@ -157,73 +207,115 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
     this.emit('changed');
   }
 
-  #add(dir: string, previous: InventoryResult | null): void {
+  #add(dir: string, previous: InventoryResult | null, spec: FlakeSpec = { dir }, old?: FlakeState): void {
     let resolveReady!: () => void;
     const state: FlakeState = {
       dir,
       watcher: null,
       kept: null,
       error: null,
+      errorKind: null,
+      // A flake that evaluated keeps showing its VMs while the new nix evaluates it again.
+      outcome: old?.outcome === 'ok' ? 'ok' : null,
+      evaluatingSince: Date.now(),
       warnings: [],
-      lastEvalAt: null,
+      lastEvalAt: old?.lastEvalAt ?? null,
+      source: spec.source ?? 'settings',
+      filter: spec.filter ?? {},
       ready: new Promise<void>((r) => (resolveReady = r)),
     };
     this.#flakes.set(dir, state);
+    const settle = (outcome: FlakeStateName, error: string | null, kind: string | null = null): void => {
+      state.outcome = outcome;
+      state.error = error;
+      state.errorKind = kind;
+      state.evaluatingSince = null;
+      resolveReady();
+    };
     const nix = this.#nix;
     if (!nix) {
       // Keep listing the VMs we knew (with the error) rather than none at all.
       state.kept = previous;
       const why = this.#nixProblem ?? 'Nix was not found.';
-      state.error = `${dir} cannot be evaluated: ${why.charAt(0).toLowerCase()}${why.slice(1)}`;
-      resolveReady();
+      settle('nix-missing', `${dir} cannot be evaluated: ${continueSentence(why)}`);
       return;
     }
     if (!fs.existsSync(dir)) {
       state.kept = previous;
-      state.error = `The flake folder ${dir} does not exist; fix the path in Settings.`;
-      resolveReady();
+      settle('no-such-dir', missingFolder(dir, state.source));
       return;
     }
     const watcher = new FlakeWatcher({
       flakeDir: dir,
-      evaluate: (signal) => inventory(nix, dir, { signal }),
+      evaluate: (signal, why) =>
+        inventory(nix, dir, { signal, filter: state.filter, nice: !why.first && why.paths.length > 0 }),
       initial: previous,
       ...(this.#o.debounceMs !== undefined ? { debounceMs: this.#o.debounceMs } : {}),
     });
     state.watcher = watcher;
-    watcher.on('evaluating', () => this.emit('changed'));
+    watcher.on('evaluating', () => {
+      state.evaluatingSince = Date.now();
+      this.emit('changed');
+    });
     watcher.on('warning', (w) => {
       state.warnings = w;
       this.emit('changed');
     });
     watcher.on('inventory', (u) => {
-      state.error = null;
       state.lastEvalAt = Date.now();
-      resolveReady();
+      settle('ok', null);
       this.#defined = null;
       if (!u.first) this.emit('inventory', u);
       this.emit('changed');
     });
     watcher.on('failed', (err) => {
       // The VMs keep running and keep their last known spec: only the error is new.
-      state.error =
-        err instanceof FlakeError ? `${err.message}${err.detail ? `\n${err.detail}` : ''}` : errorMessage(err);
       this.#o.log(`evaluating ${dir} failed: ${errorMessage(err)}`);
       state.lastEvalAt = Date.now();
-      resolveReady();
+      if (err instanceof FlakeError && err.kind === 'no-such-dir')
+        settle('no-such-dir', missingFolder(dir, state.source));
+      else if (err instanceof FlakeError)
+        settle('failed', `${err.message}${err.detail ? `\n${err.detail}` : ''}`, err.kind);
+      else settle('failed', errorMessage(err));
       this.emit('changed');
     });
     watcher.on('watchError', (err) => this.#o.log(`watching ${dir}: ${errorMessage(err)}`));
     void watcher.start().catch((err) => {
-      state.error = errorMessage(err);
-      resolveReady();
+      settle('failed', errorMessage(err));
       this.emit('changed');
     });
   }
 }
 
-/** A VM no flake defines: the one-sentence refusal, naming the ones it knows. */
-export function noSuchVm(name: string, known: string[]): AgentError {
+/** The sentence for a flake folder that is not there, with the fix where the path came from. */
+function missingFolder(dir: string, source: FlakeSnapshot['source']): string {
+  return source === 'command-line'
+    ? `The flake folder ${dir} does not exist; check the path given to \`nixvm daemon --flake\`.`
+    : `The flake folder ${dir} does not exist; fix the path in Settings, or remove it with \`nixvm flake remove ${dir}\`.`;
+}
+
+/**
+ * A VM no flake defines: the one-sentence refusal, naming the ones it knows, or saying why there
+ * may be none yet (a flake still evaluating, nix missing, a failed evaluation) or that the name is
+ * a configuration that is not a VM.
+ */
+export function noSuchVm(name: string, known: string[], flakes: readonly FlakeSnapshot[] = []): AgentError {
+  const hiddenIn = flakes.find((f) => f.hidden.includes(name));
+  if (hiddenIn) {
+    return new AgentError(
+      'no-such-vm',
+      `${JSON.stringify(name)} is a configuration of ${hiddenIn.dir} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${hiddenIn.dir} ${name}\` makes it one.`,
+    );
+  }
+  const pending = flakes.filter((f) => f.state !== 'ok');
+  if (pending.length) {
+    const now = Date.now();
+    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    return new AgentError(
+      'no-such-vm',
+      `There is no VM named ${JSON.stringify(name)}${pending.every((f) => f.state === 'evaluating') ? ' yet' : ''}: ${why.join(' ')}`,
+    );
+  }
   return new AgentError(
     'no-such-vm',
     `There is no VM named ${JSON.stringify(name)}${known.length ? ` (known: ${known.join(', ')})` : ' (no flake defines any VM yet)'}.`,

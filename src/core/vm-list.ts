@@ -67,6 +67,7 @@ export class VmList {
       throw noSuchVm(
         name,
         this.entries().map((x) => x.name),
+        this.#o.flakes.snapshots(),
       );
     return known;
   }

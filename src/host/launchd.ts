@@ -284,7 +284,27 @@ export async function installLoginItem(options: InstallOptions = {}): Promise<Lo
 
   if (options.load === false) return loginItemStatus(options);
 
+  try {
+    return await load(r, options, previous, text, programArguments);
+  } catch (err) {
+    // A login item that could not be loaded is not installed: leave what was there before (or
+    // nothing), so `status` and `status --json` both say off.
+    if (previous === null) fs.rmSync(r.plistPath, { force: true });
+    else fs.writeFileSync(r.plistPath, previous, { mode: 0o644 });
+    throw err;
+  }
+}
+
+async function load(
+  r: ReturnType<typeof resolved>,
+  options: InstallOptions,
+  previous: string | null,
+  text: string,
+  programArguments: string[],
+): Promise<LoginItemStatus> {
   const before = await printService(r);
+  // No launchctl (not macOS): nothing can load it, so nothing is installed.
+  if (!before.service && before.problem === new LaunchctlMissingError().message) throw new LaunchctlMissingError();
   if (before.service && previous === text) return loginItemStatus(options);
   if (before.service) await bootout(r);
 

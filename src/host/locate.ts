@@ -81,6 +81,14 @@ export function locateProgram(name: string, opts: LocateOptions = {}): string {
   try {
     return resolveProgram(name, dirs);
   } catch {
-    throw new ProgramNotFoundError(name, dirs, opts.installHint);
+    // Twenty directories read as noise: say where in short; `nixvm doctor` lists them all.
+    const extra = (opts.extraDirs ?? []).filter((d) => !nixProfileDirs().includes(d));
+    const where = ['your PATH', '/opt/homebrew/bin', '/usr/local/bin', ...extra].join(', ');
+    throw new ProgramNotFoundError(
+      name,
+      dirs,
+      opts.installHint,
+      `Could not find ${name} in ${where} or the Nix profiles${opts.installHint ? `; ${opts.installHint}` : ''} (\`nixvm doctor\` lists every directory searched).`,
+    );
   }
 }

@@ -31,3 +31,12 @@ export function resolvePaths(env: NodeJS.ProcessEnv = process.env): Paths {
     leasesFile: env.NIXVM_LEASES_FILE ?? '/var/db/dhcpd_leases',
   };
 }
+
+/**
+ * The state root of the dev agent `npm start` runs where NixVM.app cannot (not a Mac):
+ * `<tmpdir>/nixvm-dev-<uid>`, private to this user. The CLI looks there when no agent answers on
+ * the default socket, so the README's `npx nixvm ls` finds the agent `npm start` just started.
+ */
+export function devStateDir(uid: number = typeof process.getuid === 'function' ? process.getuid() : 0): string {
+  return path.join(os.tmpdir(), `nixvm-dev-${uid}`);
+}

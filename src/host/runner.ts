@@ -40,6 +40,11 @@ export interface RunOptions {
    * internal-json` writes far more than is worth holding; its lines still reach onLine).
    */
   stderrTailChars?: number;
+  /**
+   * Run it this much nicer (nice(1)'s increment, 1–19): for background work a user did not ask
+   * for right now. The program runs under `nice -n N`, so what it starts is nice too.
+   */
+  nice?: number;
 }
 
 export interface RunResult {
@@ -147,11 +152,25 @@ export function resolveProgram(program: string, searchPath?: string[]): string {
   throw new ProgramNotFoundError(program, dirs);
 }
 
+/** nice(1): on PATH, else where macOS and Linux keep it. */
+function niceProgram(): string {
+  try {
+    return resolveProgram('nice');
+  } catch {
+    return resolveProgram('/usr/bin/nice');
+  }
+}
+
 /** Run a program to completion. Throws RunError on failure unless allowFailure is set. */
 export async function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [program, ...args] = argv;
+  const [program, ...programArgs] = argv;
   if (!program) throw new Error('run() needs a program');
-  const file = resolveProgram(program, opts.searchPath);
+  let file = resolveProgram(program, opts.searchPath);
+  let args = programArgs;
+  if (opts.nice !== undefined) {
+    const n = Math.min(19, Math.max(1, Math.round(opts.nice)));
+    [file, args] = [niceProgram(), ['-n', String(n), file, ...programArgs]];
+  }
   // Loaded on first use: the CLI imports this module for resolveProgram and should not pay for execa.
   const { execa } = await import('execa');
   const startedAt = Date.now();

@@ -9,6 +9,7 @@ import type {
   AgentMethod,
   AgentSnapshot,
   BuildInfo,
+  FlakeSnapshot,
   ParamsOf,
   ResultOf,
   SubscribeOptions,
@@ -63,6 +64,22 @@ export function vmSnapshot(over: Partial<VmSnapshot> & { name: string }): VmSnap
   };
 }
 
+/** A flake that evaluated fine, with `over` on top. */
+export function flakeSnapshot(over: Partial<FlakeSnapshot> & { dir: string }): FlakeSnapshot {
+  return {
+    evaluating: false,
+    error: null,
+    warnings: [],
+    lastEvalAt: 0,
+    state: over.error ? 'failed' : 'ok',
+    evaluatingSince: null,
+    errorKind: null,
+    source: 'settings',
+    hidden: [],
+    ...over,
+  };
+}
+
 export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): AgentSnapshot {
   return {
     agent: {
@@ -74,7 +91,7 @@ export function agentSnapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = 
       problems: [],
       sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
     },
-    flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 0 }],
+    flakes: [flakeSnapshot({ dir: '/flakes/demo' })],
     vms,
     settings: { ...defaultSettings(), flakes: ['/flakes/demo'] },
     ...over,

@@ -228,12 +228,48 @@ export const CASES: MessageCase[] = [
     name: 'eval-abort',
     fixture: 'broken',
     files: brokenExtra('aborts = mkVm "aborts" ./hosts/aborts.nix;', {
-      'hosts/aborts.nix': '{ services.web.listen = abort "the aborts VM gave up"; }\n',
+      'hosts/aborts.nix': '{ virtualisation.cores = 1; services.web.listen = abort "the aborts VM gave up"; }\n',
     }),
     call: { kind: 'inventory' },
     expected: (dir) => ({
       kind: 'eval',
       message: `The flake at ${dir} failed to evaluate: evaluation aborted with the following error message: 'the aborts VM gave up'; fix it and save.`,
+    }),
+  },
+  {
+    // A flake input on a host that cannot resolve (.invalid never does, RFC 6761): what a user
+    // offline, or behind a broken proxy, meets.
+    name: 'input-download',
+    fixture: 'seed',
+    files: () => ({
+      'flake.nix': seedFile('flake.nix')
+        .replace(
+          'outputs =',
+          'inputs.dep = { url = "https://example.invalid/dep.tar.gz"; flake = false; };\n  outputs =',
+        )
+        .replace('{ self }:', '{ self, dep }:'),
+    }),
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'network',
+      message: `The flake at ${dir} could not fetch one of its inputs (https://example.invalid/dep.tar.gz: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run \`nixvm reevaluate\`.`,
+    }),
+  },
+  {
+    name: 'input-git',
+    fixture: 'seed',
+    files: () => ({
+      'flake.nix': seedFile('flake.nix')
+        .replace(
+          'outputs =',
+          'inputs.dep = { url = "git+https://example.invalid/dep.git"; flake = false; };\n  outputs =',
+        )
+        .replace('{ self }:', '{ self, dep }:'),
+    }),
+    call: { kind: 'inventory' },
+    expected: (dir) => ({
+      kind: 'network',
+      message: `The flake at ${dir} could not fetch one of its inputs (https://example.invalid/dep.git: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run \`nixvm reevaluate\`.`,
     }),
   },
   {

@@ -39,10 +39,11 @@ async function nixvm(...args: string[]) {
   return execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: 60_000 });
 }
 
+/** `ls --json`'s VMs (the README documents them under `.vms`). */
 async function lsJson(): Promise<Array<Record<string, unknown>>> {
   const r = await nixvm('ls', '--json');
   expect(r.exitCode, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
+  return JSON.parse(r.stdout).vms;
 }
 
 /** Runs `f` until `ok` holds for its result, racing the daemon. */
@@ -187,6 +188,16 @@ describe('nixvm CLI against a running daemon', () => {
     fs.mkdirSync(path.join(root, 'builder-cache'));
     const b = await nixvm('start', 'builder-vm');
     expect(b.exitCode, b.stderr).toBe(0);
+    // Followed across the agent's death and restart: the VM and its console log stay.
+    const follow = spawn(process.execPath, [BIN, 'logs', 'builder-vm', '-f', '-n', '1'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const followW = watchChild(follow, '`nixvm logs -f builder-vm`', { stdout: true });
+    let followErr = '';
+    follow.stderr!.on('data', (d) => (followErr += d));
+    // It prints the last line once it follows: only then does the agent's death test anything.
+    await waitFor(() => followW.output() !== '', { what: '`nixvm logs -f builder-vm` to follow', process: followW });
     const before = await lsJson();
     const running = before.filter((v) => v.state === 'running').map((v) => [v.name, v.pid]);
     expect(running.length).toBe(2);
@@ -202,5 +213,15 @@ describe('nixvm CLI against a running daemon', () => {
     const stop = await nixvm('stop', 'builder-vm');
     expect(stop.exitCode, stop.stderr).toBe(0);
     expect((await lsJson()).find((v) => v.name === 'builder-vm')!.state).toBe('stopped');
+    // The follower saw the agent go and come back, and printed the shutdown the new agent caused.
+    await waitFor(() => followW.output().includes('Reached target System Power Off.'), {
+      what: '`nixvm logs -f` to print the power-off lines after the agent restarted',
+      process: [daemonW, followW],
+      detail: () => `its stderr: ${followErr}`,
+    });
+    expect(followErr).toContain('the agent went away');
+    expect(followErr).toContain('the agent is back');
+    follow.kill('SIGINT');
+    await settles(followW.exited, { what: 'the follower to stop on Ctrl-C' });
   });
 });

@@ -180,7 +180,7 @@ describe('inventory', () => {
       'extra.nix',
       '{ mkVm }: { aborts = mkVm "aborts" ./hosts/aborts.nix; typo = mkVm "typo" ./hosts/typo.nix; }\n',
     );
-    f.write('hosts/aborts.nix', '{ services.web.listen = abort "the aborts VM gave up"; }\n');
+    f.write('hosts/aborts.nix', '{ virtualisation.cores = 1; services.web.listen = abort "the aborts VM gave up"; }\n');
     f.write('hosts/typo.nix', '{\n  virtualisation.cores = 2\n}\n');
     const inv = await inventory(nix, f.dir);
     expect(inv.vms.map((v) => v.name)).toEqual(['also-good', 'good']);
@@ -254,6 +254,35 @@ describe('inventory', () => {
     expect(inv.vms).toHaveLength(2);
     expect(existsSync(f.file('flake.lock'))).toBe(false);
     expect(inv.warnings).toEqual([expect.stringMatching(/has a missing or outdated flake\.lock; .*nix flake lock/)]);
+  });
+
+  it('lists only the configurations that are VMs, hides the others unevaluated, keeps a broken one listed', async () => {
+    const f = await fixture('mixed');
+    const inv = await inventory(nix, f.dir);
+    expect(inv.vms.map((v) => v.name)).toEqual(['dev', 'disk-vm', 'grub-vm']);
+    // The server's toplevel throws: it was never evaluated, so it is hidden, not failed.
+    expect(inv.hidden).toEqual(['laptop', 'server']);
+    expect(inv.failures).toEqual([]);
+    expect(inv.vms.find((v) => v.name === 'grub-vm')?.boot).toEqual({
+      loader: 'grub',
+      root: { device: 'tmpfs', fsType: 'tmpfs', label: null },
+    });
+    expect(inv.vms.find((v) => v.name === 'disk-vm')?.boot?.root?.device).toBe('/dev/disk/by-label/nixos');
+
+    // A configuration whose modules throw before nixvm can tell what it is may be a VM: listed, with its error.
+    f.write('broken-host', '');
+    const broken = await inventory(nix, f.dir);
+    expect(broken.failures.map((x) => [x.name, x.error])).toEqual([
+      ['broken-host', "VM 'broken-host' failed to evaluate: broken-host's modules do not evaluate; fix it and save."],
+    ]);
+  });
+
+  it('includes and excludes configurations as the per-flake settings say', async () => {
+    const f = await fixture('mixed');
+    const inv = await inventory(nix, f.dir, { filter: { include: ['laptop'], exclude: ['dev'] } });
+    expect(inv.vms.map((v) => v.name)).toEqual(['disk-vm', 'grub-vm', 'laptop']);
+    expect(inv.hidden).toEqual(['dev', 'server']);
+    expect(inv.vms.find((v) => v.name === 'laptop')?.boot?.loader).toBe('systemd-boot');
   });
 
   it('reads the example flake the README runs', async () => {

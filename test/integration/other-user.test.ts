@@ -182,7 +182,8 @@ describe.skipIf(reason !== null)('a /tmp/nixvm-<uid> planted before the agent st
       execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: 60_000 });
     const started = await nixvm('start', 'minimal-vm');
     expect(started.exitCode, `${started.stdout}${started.stderr}${w.output()}`).toBe(0);
-    const ls = JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{ name: string; state: string }>;
+    const ls = (JSON.parse((await nixvm('ls', '--json')).stdout) as { vms: Array<{ name: string; state: string }> })
+      .vms;
     expect(ls.find((v) => v.name === 'minimal-vm')?.state).toBe('running');
     // Nothing of ours went into the planted directory.
     expect(fs.readdirSync(planted)).toEqual([]);
@@ -200,7 +201,9 @@ describe.skipIf(reason !== null)('a /tmp/nixvm-<uid> planted before the agent st
     const { w } = await daemon(env, planted, ['--socket', socket]);
     const nixvm = (...args: string[]) =>
       execa(process.execPath, [BIN, '--socket', socket, ...args], { env, reject: false, timeout: 60_000 });
-    const snap = JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{ name: string; error: string | null }>;
+    const snap = (
+      JSON.parse((await nixvm('ls', '--json')).stdout) as { vms: Array<{ name: string; error: string | null }> }
+    ).vms;
     const vm = snap.find((v) => v.name === 'minimal-vm');
     expect(vm?.error).toMatch(
       new RegExp(

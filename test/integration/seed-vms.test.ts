@@ -140,7 +140,7 @@ afterAll(async () => {
 
 describe("the seed's minimal-vm and builder-vm", () => {
   it('lists both with the values they evaluate to, and warns that they share one MAC', async () => {
-    const vms = JSON.parse((await ok('ls', '--json')).stdout) as VmSnapshot[];
+    const { vms } = JSON.parse((await ok('ls', '--json')).stdout) as { vms: VmSnapshot[] };
     const min = vms.find((v) => v.name === 'minimal-vm')!;
     const bld = vms.find((v) => v.name === 'builder-vm')!;
     expect(min).toMatchObject({ cpus: 4, memoryMiB: 4096, mac: MAC, macShared: ['builder-vm'] });

@@ -75,9 +75,9 @@ describe('the state dir deleted under a running agent', () => {
     const first = await startDaemon();
     const started = await nixvm('start', 'minimal-vm');
     expect(started.exitCode, started.stderr).toBe(0);
-    const pid = (JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{ name: string; pid: number }>).find(
-      (v) => v.name === 'minimal-vm',
-    )!.pid;
+    const pid = (
+      JSON.parse((await nixvm('ls', '--json')).stdout) as { vms: Array<{ name: string; pid: number }> }
+    ).vms.find((v) => v.name === 'minimal-vm')!.pid;
 
     fs.rmSync(path.join(root, 'state'), { recursive: true, force: true });
     // The agent notices within a few seconds and makes its lock and socket again.
@@ -103,11 +103,9 @@ describe('the state dir deleted under a running agent', () => {
     first.child.kill('SIGKILL');
     await settles(first.w.exited, { what: 'the first daemon to be gone' });
     await startDaemon();
-    const after = JSON.parse((await nixvm('ls', '--json')).stdout) as Array<{
-      name: string;
-      state: string;
-      pid: number;
-    }>;
+    const after = (
+      JSON.parse((await nixvm('ls', '--json')).stdout) as { vms: Array<{ name: string; state: string; pid: number }> }
+    ).vms;
     expect(after.find((v) => v.name === 'minimal-vm')).toMatchObject({ state: 'running', pid });
     expect((await nixvm('stop', 'minimal-vm')).exitCode).toBe(0);
   });

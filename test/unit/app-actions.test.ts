@@ -16,7 +16,7 @@ import {
 } from '../../src/app/actions.ts';
 import type { AgentPort, AgentSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
-import { settings, snapshot, vm } from './snapshot-factory.ts';
+import { flake as flakeSnap, settings, snapshot, vm } from './snapshot-factory.ts';
 
 const NASTY = [
   'plain',
@@ -109,7 +109,7 @@ describe('Open Flake Folder', () => {
     const opened: string[] = [];
     // settings.flakes is empty: the agent runs /flakes/demo because it was given --flake.
     const snap = snapshot([vm({ flake: '/flakes/demo' })], {
-      flakes: [{ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
+      flakes: [flakeSnap({ dir: '/flakes/demo', evaluating: false, error: null, warnings: [], lastEvalAt: 1 })],
       settings: settings({ flakes: [] }),
     });
     const ui = createUiHandlers(port(snap), host(opened));
@@ -134,7 +134,7 @@ describe('Open Flake Folder', () => {
       const opened: string[] = [];
       for (const dir of [named, `${named}/`, shaped]) {
         const snap = snapshot([vm({ flake: dir })], {
-          flakes: [{ dir, evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
+          flakes: [flakeSnap({ dir })],
           settings: settings({ flakes: [dir] }),
         });
         const ui = createUiHandlers(port(snap), host(opened));

@@ -61,7 +61,7 @@ describe('nixvm daemon', () => {
 
     const stdout = collect();
     expect(await main(['--socket', socket, 'ls', '--json'], io({ stdout }))).toBe(0);
-    expect((JSON.parse(stdout.text()) as VmSnapshot[]).map((v) => v.name)).toEqual(['web']);
+    expect((JSON.parse(stdout.text()) as { vms: VmSnapshot[] }).vms.map((v) => v.name)).toEqual(['web']);
 
     port.emit({ type: 'notice', notice: { level: 'error', title: 'web crashed', body: 'exit code 1', vm: 'web' } });
     expect(out.text()).toMatch(/error: web: web crashed — exit code 1\n/);

@@ -13,8 +13,9 @@ import {
   storeName,
 } from '../../src/cli/format.ts';
 import { LineView } from '../../src/cli/progress.ts';
-import type { BuildProgress, VmSpec } from '../../src/api/types.ts';
-import { agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+import type { BuildProgress, FlakeSnapshot, VmSpec } from '../../src/api/types.ts';
+import { makePaint } from '../../src/cli/color.ts';
+import { agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 
 const H = 'b'.repeat(32);
 
@@ -43,11 +44,20 @@ function columns(header: string): Record<string, number> {
 }
 
 describe('ls table', () => {
+  const LL = 'fe80::f425:e2ff:fe48:581e%bridge100';
+
   it('aligns every column to the longest name and never cuts a name', () => {
     const long = 'a-very-long-vm-name-that-goes-on-and-on';
     const text = formatVmTable(
       agentSnapshot([
-        vmSnapshot({ name: 'web', state: 'running', ipv4: '192.168.64.5', cpus: 4, memoryMiB: 4096 }),
+        vmSnapshot({
+          name: 'web',
+          state: 'running',
+          ipv4: '192.168.64.5',
+          cpus: 4,
+          memoryMiB: 4096,
+          builtDrvPath: '/d',
+        }),
         vmSnapshot({ name: long, stale: true, memoryMiB: 1536 }),
       ]),
       40,
@@ -66,21 +76,52 @@ describe('ls table', () => {
     expect(web.slice(col.IP!)).toBe('192.168.64.5');
   });
 
-  it('shows IPv6 when there is no IPv4 and a dash when there is neither', () => {
+  it('shows an address only for a VM that runs (IPv6 when there is no IPv4), and "never built" for one never built', () => {
     const text = formatVmTable(
       agentSnapshot([
-        vmSnapshot({ name: 'v6', state: 'running', ipv6: 'fe80::5894:efff:fee4:cee%bridge100' }),
-        vmSnapshot({ name: 'none' }),
-        vmSnapshot({ name: 'unevaluated', cpus: null, memoryMiB: null }),
+        vmSnapshot({ name: 'v6', state: 'running', ipv6: LL, bootedDrvPath: '/d' }),
+        vmSnapshot({ name: 'none', ipv6: LL, builtDrvPath: '/d' }),
+        vmSnapshot({ name: 'fresh', ipv6: LL }),
+        vmSnapshot({ name: 'unevaluated', cpus: null, memoryMiB: null, drvPath: null }),
       ]),
     );
     const lines = text.split('\n');
-    expect(lines[1]).toMatch(/fe80::5894:efff:fee4:cee%bridge100$/);
-    expect(lines[2]).toMatch(/\s-$/);
-    expect(lines[3]).toMatch(/^unevaluated\s+stopped\s+no\s+-\s+-$/);
+    expect(lines[1]).toMatch(/^v6\s+running\s+no\s+2\/2 GiB\s+fe80::f425:e2ff:fe48:581e%bridge100$/);
+    // The link-local address is known from the MAC, but nothing answers on it while stopped.
+    expect(lines[2]).toMatch(/^none\s+stopped\s+no\s+2\/2 GiB\s+-$/);
+    expect(lines[3]).toMatch(/^fresh\s+stopped\s+never built\s+2\/2 GiB\s+-$/);
+    expect(lines[4]).toMatch(/^unevaluated\s+stopped\s+-\s+-\s+-$/);
   });
 
-  it('puts VM errors, failed builds and build progress in a NOTE column, cut to the width', () => {
+  it('fits 80 columns: notes wrap under their row, a link-local address is elided in the middle', () => {
+    const snap = agentSnapshot([
+      vmSnapshot({ name: 'minimal-vm', state: 'running', ipv6: LL, bootedDrvPath: '/d' }),
+      vmSnapshot({
+        name: 'builder-vm',
+        error:
+          'builder-vm\'s shared directory "cache" (/var/tmp/nixvm-builder-cache) does not exist; create it or change virtualisation.sharedDirectories.',
+      }),
+    ]);
+    const lines = formatVmTable(snap, 80).split('\n');
+    for (const l of lines) expect(l.length, l).toBeLessThanOrEqual(80);
+    expect(lines[0]).toMatch(/^NAME\s+STATE\s+STALE\s+CPUS\/MEM\s+IP$/);
+    expect(lines[1]).toMatch(/^minimal-vm\s+running\s+no\s+2\/2 GiB\s+fe80::f425:e2ff:fe48:581e%bridge100$/);
+    // The whole error, wrapped and indented under its row: nothing cut.
+    expect(lines.slice(3).join(' ').replace(/\s+/g, ' ').trim()).toBe(
+      'builder-vm\'s shared directory "cache" (/var/tmp/nixvm-builder-cache) does not exist; create it or change virtualisation.sharedDirectories.',
+    );
+    expect(lines[3]!.startsWith('  builder-vm')).toBe(true);
+
+    const narrow = formatVmTable(snap, 64).split('\n');
+    for (const l of narrow) expect(l.length, l).toBeLessThanOrEqual(64);
+    expect(narrow[1]).toMatch(/fe80::.*…%bridge100$/);
+    // With no width (a pipe), nothing is wrapped or elided: a script reads whole values.
+    const piped = formatVmTable(snap).split('\n');
+    expect(piped[0]).toMatch(/\bNOTE$/);
+    expect(piped[1]).toContain(LL);
+  });
+
+  it('puts VM errors, failed builds and build progress in a NOTE column', () => {
     const text = formatVmTable(
       agentSnapshot([
         vmSnapshot({
@@ -104,39 +145,51 @@ describe('ls table', () => {
             }),
           }),
         }),
+        vmSnapshot({
+          name: 'thinking',
+          build: buildInfo({ status: 'building', progress: progress({ stage: 'evaluating' }) }),
+        }),
         vmSnapshot({ name: 'fine' }),
       ]),
-      100,
+      140,
     );
     const lines = text.split('\n');
     expect(lines[0]).toMatch(/\bNOTE$/);
     expect(lines[1]).toContain('nixosConfigurations.broken does not evaluate');
     expect(lines[1]).not.toContain('more');
-    expect(lines[1]!.length).toBeLessThanOrEqual(100);
-    expect(lines[1]!.endsWith('…')).toBe(true);
     expect(lines[2]).toContain('build failed: Building bad failed');
     expect(lines[3]).toContain('building 42% (3/7 builds) hello.drv');
-    expect(lines[4]).toMatch(/^fine\s+stopped\s+no\s+2\/2 GiB\s+-$/);
+    expect(lines[4]).toContain('building: nix is evaluating it');
+    expect(lines[5]).toMatch(/^fine\s+stopped\s+never built\s+2\/2 GiB\s+-$/);
   });
 
-  it("adds one line per flake error and warning, and the agent's problems", () => {
+  it('colours state, stale and errors on a terminal, and nothing else moves', () => {
+    const snap = agentSnapshot([
+      vmSnapshot({ name: 'web', state: 'running', ipv4: '192.168.64.5', builtDrvPath: '/d' }),
+      vmSnapshot({ name: 'db', state: 'crashed', stale: true, error: 'db crashed.' }),
+    ]);
+    const plain = formatVmTable(snap, 120);
+    const coloured = formatVmTable(snap, 120, { paint: makePaint(true) });
+    expect(coloured).toContain('\u001b[32mrunning\u001b[0m');
+    expect(coloured).toContain('\u001b[31mcrashed\u001b[0m');
+    expect(coloured).toContain('\u001b[33myes\u001b[0m');
+    expect(coloured.replace(/\u001b\[[0-9;]*m/g, '')).toBe(plain);
+    expect(plain).not.toContain('\u001b');
+  });
+
+  it("adds one sentence per flake that is not simply fine, its warnings, and the agent's problems", () => {
     const text = formatVmTable(
-      agentSnapshot([vmSnapshot({ name: 'web' })], {
+      agentSnapshot([vmSnapshot({ name: 'web', flake: '/f/one', builtDrvPath: '/d' })], {
         flakes: [
-          {
-            dir: '/f/one',
-            evaluating: false,
-            error: 'error: syntax error, unexpected }\n at flake.nix:3',
-            warnings: [],
-            lastEvalAt: 1,
-          },
-          {
+          flakeSnapshot({ dir: '/f/one', hidden: ['laptop', 'server'] }),
+          flakeSnapshot({
             dir: '/f/two',
-            evaluating: false,
-            error: null,
-            warnings: ['Git tree is dirty', 'new.nix is not tracked by git'],
-            lastEvalAt: 1,
-          },
+            state: 'failed',
+            errorKind: 'syntax',
+            error:
+              "The flake at /f/two has a syntax error in flake.nix at line 3, column 1 (unexpected '}'); fix it and save.\nerror: …",
+            warnings: ['new.nix is not tracked by git'],
+          }),
         ],
         agent: {
           pid: 1,
@@ -149,18 +202,39 @@ describe('ls table', () => {
         },
       }),
     );
-    const lines = text.split('\n');
-    expect(lines.slice(2)).toEqual([
-      'flake /f/one: error: error: syntax error, unexpected }',
-      'flake /f/two: warning: Git tree is dirty',
+    expect(text.split('\n').slice(2)).toEqual([
+      '2 other configurations of /f/one are hidden (laptop, server): not VMs, or excluded in the settings; `nixvm flake include /f/one NAME` shows one as a VM.',
+      "The flake at /f/two has a syntax error in flake.nix at line 3, column 1 (unexpected '}'); fix it and save.",
       'flake /f/two: warning: new.nix is not tracked by git',
       'agent: Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.',
     ]);
   });
 
-  it('says what to do when there are no VMs', () => {
-    expect(formatVmTable(agentSnapshot([], { flakes: [] }))).toContain('nixvm daemon --flake DIR');
-    expect(formatVmTable(agentSnapshot([]))).toContain('/flakes/demo defines no nixosConfigurations');
+  it('with no VMs, says why in a sentence of its own for each state of the flake', () => {
+    const now = 1_700_000_100_000;
+    const no = (over: Partial<FlakeSnapshot>) =>
+      formatVmTable(agentSnapshot([], { flakes: [flakeSnapshot({ dir: '/vms', ...over })] }), undefined, { now });
+    expect(formatVmTable(agentSnapshot([], { flakes: [] }))).toContain('`nixvm flake add DIR`');
+    expect(no({ state: 'evaluating', evaluatingSince: now - 12_000 })).toBe(
+      '/vms is still being evaluated (for 12s); its VMs appear when nix is done.',
+    );
+    expect(
+      no({ state: 'nix-missing', error: '/vms cannot be evaluated: could not find nix in your PATH; install Nix.' }),
+    ).toBe('/vms cannot be evaluated: could not find nix in your PATH; install Nix.');
+    expect(
+      no({
+        state: 'failed',
+        errorKind: 'network',
+        error:
+          'The flake at /vms could not fetch one of its inputs (https://x/y.tar.gz: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run `nixvm reevaluate`.\nerror: …',
+      }),
+    ).toContain('then run `nixvm reevaluate`.');
+    expect(no({ hidden: ['laptop'] })).toBe(
+      '/vms defines no VMs: its only configuration (laptop) sets none of the options nixvm reads (virtualisation.*), or the settings exclude it; `nixvm flake include /vms NAME` shows one as a VM.',
+    );
+    expect(no({})).toBe(
+      '/vms defines no VMs: its nixosConfigurations is empty; define each VM as nixosConfigurations.<name>.',
+    );
   });
 
   it('renderTable pads columns and trims trailing blanks', () => {

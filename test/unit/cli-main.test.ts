@@ -6,8 +6,9 @@ import { describe, expect, it } from 'vitest';
 import type { VmSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
+import { timeOfDay } from '../../src/cli/format.ts';
 import type { LoginItemStatus } from '../../src/host/launchd.ts';
-import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
+import { FakePort, agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const NOW = 1_700_000_000_000;
@@ -47,6 +48,14 @@ async function run(argv: string[], port: FakePort | 'not-running', extra: Partia
     },
     loginItem: async () => {
       throw new Error('this test does not touch launchd');
+    },
+    devSocketPath: async () => null,
+    confirm: async () => null,
+    settingsFile: async () => {
+      throw new Error('this test does not touch settings.json');
+    },
+    doctorHere: async () => {
+      throw new Error('this test does not run doctor here');
     },
     ...extra,
   });
@@ -169,12 +178,21 @@ describe('exit codes', () => {
 });
 
 describe('read commands', () => {
-  it('ls --json prints the VM snapshots with the contract fields', async () => {
+  it('ls --json prints {vms, flakes, problems}; each of .vms has the contract fields', async () => {
     const port = twoVms();
     port.snapshot.vms[0]!.shares = [{ tag: 'home', source: '/Users/u', target: '/mnt/home' }];
+    port.snapshot.agent.problems = ['Could not find vfkit.'];
     const r = await run(['ls', '--json'], port);
     expect(r.code).toBe(0);
-    const vms = JSON.parse(r.out) as VmSnapshot[];
+    const out = JSON.parse(r.out) as {
+      vms: VmSnapshot[];
+      flakes: { dir: string; state: string }[];
+      problems: string[];
+    };
+    expect(Object.keys(out)).toEqual(['vms', 'flakes', 'problems']);
+    expect(out.flakes.map((f) => [f.dir, f.state])).toEqual([['/flakes/demo', 'ok']]);
+    expect(out.problems).toEqual(['Could not find vfkit.']);
+    const vms = out.vms;
     expect(vms.map((v) => v.name)).toEqual(['web', 'db']);
     for (const v of vms) {
       for (const k of ['name', 'state', 'stale', 'cpus', 'memoryMiB', 'mac', 'ipv6', 'ipv4', 'shares', 'error']) {
@@ -188,7 +206,26 @@ describe('read commands', () => {
   it('ls prints the table', async () => {
     const r = await run(['ls'], twoVms());
     expect(r.out.split('\n')[0]).toMatch(/^NAME\s+STATE\s+STALE\s+CPUS\/MEM\s+IP$/);
-    expect(r.out).toMatch(/^web\s+running\s+no\s+2\/2 GiB\s+192\.168\.64\.7$/m);
+    expect(r.out).toMatch(/^web\s+running\s+never built\s+2\/2 GiB\s+192\.168\.64\.7$/m);
+  });
+
+  it('ls exits 1 when a flake did not evaluate (the table and its error still printed), 0 otherwise', async () => {
+    const port = twoVms();
+    port.snapshot.flakes = [
+      flakeSnapshot({ dir: '/flakes/demo' }),
+      flakeSnapshot({
+        dir: '/flakes/broken',
+        state: 'failed',
+        error: 'The flake at /flakes/broken has a syntax error; fix it and save.',
+      }),
+    ];
+    const r = await run(['ls'], port);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^web\s+running/m);
+    expect(r.out).toContain('The flake at /flakes/broken has a syntax error; fix it and save.');
+    port.snapshot.flakes = [flakeSnapshot({ dir: '/flakes/demo', state: 'evaluating', evaluatingSince: NOW - 3000 })];
+    expect((await run(['ls'], port)).code).toBe(0);
+    expect(JSON.parse((await run(['ls', '--json'], port)).out).flakes[0].state).toBe('evaluating');
   });
 
   it('status prints one VM, --json its snapshot', async () => {
@@ -295,25 +332,71 @@ describe('following', () => {
     expect(port.listenerCount).toBe(0);
   });
 
-  it('logs -f ends with code 3 when the agent goes away', async () => {
-    const port = twoVms();
-    port.handlers.logs = () => ({ path: null, lines: [] });
-    const done = run(['logs', 'web', '-f'], port);
-    await until(() => port.listenerCount === 1 && port.calls.length === 1);
-    await tick();
-    port.drop();
+  it('logs -f goes on after the agent restarts, from the last line it printed, without repeats', async () => {
+    const first = twoVms();
+    first.handlers.logs = () => ({ path: '/logs/web/console.log', lines: ['boot 1', 'boot 2'] });
+    const second = twoVms();
+    // The new agent's tail repeats what was printed, then what the VM wrote meanwhile.
+    second.handlers.logs = () => ({
+      path: '/logs/web/console.log',
+      lines: ['boot 1', 'boot 2', 'live 1', 'meanwhile'],
+    });
+    let connects = 0;
+    const ctl = new AbortController();
+    const stdout = collect();
+    const stderr = collect();
+    const done = run(['logs', 'web', '-f'], first, {
+      signal: ctl.signal,
+      stdout,
+      stderr,
+      connect: async (p) => {
+        connects += 1;
+        if (connects === 1) return first;
+        if (connects === 2) throw new AgentError('not-running', `nothing at ${p}`);
+        return second;
+      },
+    });
+    await until(() => stdout.text() === 'boot 1\nboot 2\n');
+    first.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['live 1'] });
+    first.drop();
+    await until(
+      () => second.listenerCount === 1 && stdout.text().includes('meanwhile'),
+      'the second agent to be followed',
+    );
+    second.emit({ type: 'log', vm: 'web', kind: 'console', lines: ['after'] });
+    ctl.abort();
     const r = await done;
-    expect(r.code).toBe(3);
-    expect(r.err).toContain('went away');
+    expect(r.code).toBe(0);
+    expect(stdout.text()).toBe('boot 1\nboot 2\nlive 1\nmeanwhile\nafter\n');
+    expect(stderr.text()).toContain('the agent went away');
+    expect(stderr.text()).toContain('the agent is back');
+    expect(connects).toBe(3);
   });
 
-  it('watch --json prints the current snapshot, then every event as one JSON line', async () => {
+  it('logs of a VM that never ran says it has no console output yet, and exits 0', async () => {
+    const port = twoVms();
+    port.handlers.logs = () => ({ path: '/logs/db/console.log', lines: [] });
+    const r = await run(['logs', 'db'], port);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('');
+    expect(r.err).toBe(
+      'db has no console output yet (it has not run since its log was made); `nixvm start db` starts it.\n',
+    );
+    port.handlers.logs = () => ({ path: null, lines: [] });
+    expect((await run(['logs', 'db', '--build'], port)).err).toBe(
+      'db has no build log yet; `nixvm build db` builds it.\n',
+    );
+  });
+
+  it('watch --json prints the snapshot, then only what changed, each line stamped', async () => {
     const port = twoVms();
     const ctl = new AbortController();
     const stdout = collect();
     const done = run(['watch', '--json'], port, { signal: ctl.signal, stdout });
     await until(() => stdout.text().length > 0);
     port.setVm({ ...port.vm('db'), state: 'starting' });
+    // A snapshot in which nothing changed sends nothing.
+    port.emit({ type: 'snapshot', snapshot: structuredClone(port.snapshot) });
     port.emit({ type: 'notice', notice: { level: 'info', title: 'Build finished', body: 'db is built.', vm: 'db' } });
     ctl.abort();
     expect((await done).code).toBe(0);
@@ -321,12 +404,31 @@ describe('following', () => {
       .text()
       .trimEnd()
       .split('\n')
-      .map((l) => JSON.parse(l) as { type: string; snapshot?: { vms: VmSnapshot[] } });
-    expect(events.map((e) => e.type)).toEqual(['snapshot', 'snapshot', 'notice']);
-    expect(events[1]!.snapshot!.vms.find((v) => v.name === 'db')!.state).toBe('starting');
+      .map((l) => JSON.parse(l) as { type: string; at: number; snapshot?: unknown; vms?: Record<string, unknown> });
+    expect(events.map((e) => e.type)).toEqual(['snapshot', 'change', 'notice']);
+    expect(events.every((e) => e.at === NOW)).toBe(true);
+    expect(events[1]).toEqual({ type: 'change', at: NOW, vms: { db: { state: 'starting' } } });
   });
 
-  it('watch prints human lines for changes', async () => {
+  it('watch --json --full prints every snapshot whole', async () => {
+    const port = twoVms();
+    const ctl = new AbortController();
+    const stdout = collect();
+    const done = run(['watch', '--json', '--full'], port, { signal: ctl.signal, stdout });
+    await until(() => stdout.text().length > 0);
+    port.setVm({ ...port.vm('db'), state: 'starting' });
+    ctl.abort();
+    await done;
+    const events = stdout
+      .text()
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; snapshot: { vms: VmSnapshot[] } });
+    expect(events.map((e) => e.type)).toEqual(['snapshot', 'snapshot']);
+    expect(events[1]!.snapshot.vms.find((v) => v.name === 'db')!.state).toBe('starting');
+  });
+
+  it('watch prints human lines for changes, each with the time of day', async () => {
     const port = twoVms();
     const ctl = new AbortController();
     const stdout = collect();
@@ -335,14 +437,15 @@ describe('following', () => {
     port.setVm({ ...port.vm('db'), state: 'starting' });
     ctl.abort();
     await done;
-    expect(stdout.text()).toBe('web: running\ndb: stopped\ndb: stopped → starting\n');
+    const t = timeOfDay(NOW);
+    expect(stdout.text()).toBe(`${t} web: running\n${t} db: stopped\n${t} db: stopped → starting\n`);
   });
 });
 
 describe('actions', () => {
-  it('build shows progress lines from snapshot events and waits for the build to end', async () => {
+  it('build shows progress lines (evaluating first, elapsed time on each) and waits for the build to end', async () => {
     const port = twoVms();
-    const building = (percent: number, done: number): VmSnapshot => ({
+    const building = (percent: number, done: number, stage: 'evaluating' | 'building' = 'building'): VmSnapshot => ({
       ...port.vm('db'),
       build: buildInfo({
         status: 'building',
@@ -359,12 +462,14 @@ describe('actions', () => {
           phase: null,
           lastLine: `step ${done}`,
           percent,
+          stage,
         },
       }),
     });
     // The agent answers as soon as the build is under way, then streams its progress.
     port.handlers.build = () => {
       setImmediate(() => {
+        port.setVm(building(0, 0));
         port.setVm(building(33, 1));
         port.setVm(building(66, 2));
         port.setVm({
@@ -373,15 +478,16 @@ describe('actions', () => {
           build: buildInfo({ status: 'succeeded', finishedAt: NOW + 1 }),
         });
       });
-      return building(0, 0);
+      return building(0, 0, 'evaluating');
     };
-    const r = await run(['build', 'db'], port);
+    const r = await run(['build', 'db'], port, { now: () => NOW + 12_000 });
     expect(r.code).toBe(0);
     expect(r.out).toBe(
       [
-        `db: building 0% (0/3 builds) etc.drv | step 0`,
-        `db: building 33% (1/3 builds) etc.drv | step 1`,
-        `db: building 66% (2/3 builds) etc.drv | step 2`,
+        'db: evaluating (12s)',
+        `db: building 0% (0/3 builds) etc.drv, 12s | step 0`,
+        `db: building 33% (1/3 builds) etc.drv, 12s | step 1`,
+        `db: building 66% (2/3 builds) etc.drv, 12s | step 2`,
         `db: built /nix/store/${H}-nixos-system-db`,
         '',
       ].join('\n'),
@@ -449,7 +555,7 @@ describe('actions', () => {
     expect(r).toMatchObject({ code: 0, out: 'db: started (running, 192.168.64.8)\n', err: '' });
   });
 
-  it('Ctrl-C while a build runs leaves it to the agent and exits 130', async () => {
+  it('Ctrl-C while a build runs, with no terminal: leaves it to the agent, says how to cancel, exits 130', async () => {
     const port = twoVms();
     port.handlers.build = () => ({ ...port.vm('db'), build: buildInfo({ status: 'building' }) });
     const ctl = new AbortController();
@@ -459,7 +565,87 @@ describe('actions', () => {
     ctl.abort();
     const r = await done;
     expect(r.code).toBe(130);
-    expect(r.err).toContain('the agent carries on with db');
+    expect(r.err).toBe(
+      'Interrupted; the build of db goes on in the agent (`nixvm cancel db` cancels it, `nixvm watch` follows it).\n',
+    );
+    expect(port.calls.map((c) => c.method)).not.toContain('cancelBuild');
+  });
+
+  it('Ctrl-C while a build runs, on a terminal: asks once; yes cancels, no leaves it', async () => {
+    for (const [answer, cancels] of [
+      ['yes', true],
+      ['no', false],
+    ] as const) {
+      const port = twoVms();
+      port.handlers.build = () => ({ ...port.vm('db'), build: buildInfo({ status: 'building' }) });
+      port.handlers.cancelBuild = () => ({ ...port.vm('db'), build: buildInfo({ status: 'cancelled' }) });
+      const asked: string[] = [];
+      const ctl = new AbortController();
+      const done = run(['build', 'db'], port, {
+        signal: ctl.signal,
+        confirm: async (q) => {
+          asked.push(q);
+          return answer;
+        },
+      });
+      await until(() => port.calls.some((c) => c.method === 'build'));
+      await tick();
+      ctl.abort();
+      const r = await done;
+      expect(r.code).toBe(130);
+      expect(asked).toEqual(['Cancel the build of db? [y/N] (Ctrl-C again cancels) ']);
+      expect(port.calls.some((c) => c.method === 'cancelBuild')).toBe(cancels);
+      expect(r.err).toBe(
+        cancels
+          ? 'Cancelled the build of db.\n'
+          : 'Left the build of db running in the agent; `nixvm cancel db` cancels it.\n',
+      );
+    }
+  });
+
+  it('a second Ctrl-C while it asks cancels the build', async () => {
+    const port = twoVms();
+    port.handlers.start = () => ({ ...port.vm('db'), build: buildInfo({ status: 'building' }) });
+    port.handlers.cancelBuild = () => ({ ...port.vm('db'), build: buildInfo({ status: 'cancelled' }) });
+    const ctl = new AbortController();
+    const later = new Set<() => void>();
+    let asked = false;
+    const done = run(['start', 'db'], port, {
+      signal: ctl.signal,
+      // The question is never answered: the second Ctrl-C is.
+      confirm: () => {
+        asked = true;
+        return new Promise(() => {});
+      },
+      onInterrupt: (fn) => {
+        later.add(fn);
+        return () => later.delete(fn);
+      },
+    });
+    await until(() => port.calls.some((c) => c.method === 'start'));
+    await tick();
+    ctl.abort();
+    await until(() => asked && later.size === 1, 'the question');
+    for (const fn of later) fn();
+    const r = await done;
+    expect(r.code).toBe(130);
+    expect(port.calls.filter((c) => c.method === 'cancelBuild')).toEqual([
+      { method: 'cancelBuild', params: { vm: 'db' } },
+    ]);
+    expect(r.err).toBe('Cancelled the build of db.\n');
+    expect(later.size).toBe(0);
+  });
+
+  it('cancel stops a build in flight and says when there was none; --all cancels every one', async () => {
+    const port = twoVms();
+    port.setVm({ ...port.vm('db'), build: buildInfo({ status: 'building' }) });
+    port.handlers.cancelBuild = (p) => ({ ...port.vm(p.vm), build: buildInfo({ status: 'cancelled' }) });
+    expect(await run(['cancel', 'db', 'web'], port)).toMatchObject({
+      code: 0,
+      out: 'db: build cancelled\nweb: no build was running\n',
+    });
+    const all = await run(['cancel', '--all', '--json'], port);
+    expect(JSON.parse(all.out).map((x: { vm: string; ok: boolean }) => [x.vm, x.ok])).toEqual([['db', true]]);
   });
 
   it('the agent going away mid-build is exit 3', async () => {
@@ -573,15 +759,24 @@ describe('login-item', () => {
         },
       }),
     };
-    const on = await run(['login-item', 'on'], twoVms(), api);
-    expect(on).toMatchObject({ code: 0, out: 'Login item: on, running (pid 321); /LA/dev.nixvm.agent.plist.\n' });
+    const port = twoVms();
+    port.handlers.getSettings = () => ({ ...port.snapshot.settings, flakes: ['/Users/u/vms'] });
+    const on = await run(['login-item', 'on'], port, api);
+    expect(on).toMatchObject({
+      code: 0,
+      out: 'Login item: on, running (pid 321); /LA/dev.nixvm.agent.plist.\nAt login the agent watches /Users/u/vms (from the settings; `nixvm flake add DIR` adds one).\n',
+    });
+    port.handlers.getSettings = () => ({ ...port.snapshot.settings, flakes: [] });
+    expect((await run(['login-item', 'on'], port, api)).out).toContain(
+      'At login the agent watches no flake yet: add one with `nixvm flake add DIR`',
+    );
     const st = await run(['login-item', 'status'], twoVms(), api);
     expect(st.out).toBe(
       'Login item: on, not loaded in launchd (it starts at next login); /LA/dev.nixvm.agent.plist.\nlaunchctl is missing; the plist loads at next login.\n',
     );
     const off = await run(['login-item', 'off', '--json'], twoVms(), api);
     expect(JSON.parse(off.out)).toMatchObject({ installed: false });
-    expect(did).toEqual(['install', 'status', 'remove']);
+    expect(did).toEqual(['install', 'install', 'status', 'remove']);
   });
 });
 
@@ -612,7 +807,7 @@ describe('through the real control socket', () => {
       };
       const ls = await viaSocket(['ls', '--json']);
       expect(ls.code).toBe(0);
-      expect((JSON.parse(ls.out) as VmSnapshot[]).map((v) => v.name)).toEqual(['web', 'db']);
+      expect((JSON.parse(ls.out) as { vms: VmSnapshot[] }).vms.map((v) => v.name)).toEqual(['web', 'db']);
 
       const missing = await viaSocket(['inspect', 'nope']);
       expect(missing).toMatchObject({ code: 4, err: 'nixvm: No VM named nope.\n' });

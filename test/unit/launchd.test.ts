@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'plist';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatLoginItem } from '../../src/cli/format.ts';
 import {
   LAUNCH_AGENT_FIXED,
   LaunchctlMissingError,
@@ -279,6 +280,22 @@ describe('login item', () => {
     expect(err.message).toContain(plistPath);
     expect(err.message).toContain('Bootstrap failed: 5: Input/output error');
     expect(err.message).toContain(`launchctl print gui/${UID}/${LABEL}`);
+    // Not loaded means not installed: no plist is left to say otherwise.
+    expect(fs.existsSync(plistPath)).toBe(false);
+  });
+
+  it('a failed reinstall puts the previous plist back', async () => {
+    fs.mkdirSync(agentsDir, { recursive: true });
+    fs.writeFileSync(plistPath, 'the previous plist');
+    const run = scripted([
+      [print, NOT_FOUND],
+      [bootstrap(), BOOTSTRAP_EIO],
+      [print, NOT_FOUND],
+      [bootout, BOOTOUT_NOT_LOADED],
+      [bootstrap(), BOOTSTRAP_EIO],
+    ]);
+    await expect(installLoginItem(opts(run))).rejects.toThrow('launchctl could not load');
+    expect(fs.readFileSync(plistPath, 'utf8')).toBe('the previous plist');
   });
 
   it('succeeds when the retry after bootout works', async () => {
@@ -359,6 +376,11 @@ describe('login item', () => {
       await expect(
         installLoginItem({ launchAgentsDir: agentsDir, logDir, uid: UID, programArguments: ARGS }),
       ).rejects.toBeInstanceOf(LaunchctlMissingError);
+      // Nothing left behind: the text and the JSON of `status` both say off.
+      expect(fs.existsSync(plistPath)).toBe(false);
+      const after = await loginItemStatus({ launchAgentsDir: agentsDir, uid: UID });
+      expect(after.installed).toBe(false);
+      expect(formatLoginItem(after)).toMatch(/^Login item: off\./);
     },
   );
 });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { locateProgram } from '../../src/host/locate.ts';
+import type { ProgramNotFoundError } from '../../src/host/runner.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-locate-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -38,10 +39,21 @@ it('names the setting when a configured path is not an executable', () => {
   );
 });
 
-it('lists every place it looked when nothing is found', () => {
-  expect(() =>
-    locateProgram('nixvm-surely-missing', { extraDirs: ['/nope/extra'], installHint: 'install it' }),
-  ).toThrow(
-    /^Could not find nixvm-surely-missing \(looked in .*\/nix\/var\/nix\/profiles\/default\/bin.*\/nope\/extra\); install it\.$/,
+it('says in short where it looked when nothing is found, and keeps every directory for doctor', () => {
+  let err: unknown;
+  try {
+    locateProgram('nixvm-surely-missing', { extraDirs: ['/nope/extra'], installHint: 'install it' });
+  } catch (e) {
+    err = e;
+  }
+  expect((err as Error).message).toBe(
+    'Could not find nixvm-surely-missing in your PATH, /opt/homebrew/bin, /usr/local/bin, /nope/extra or the Nix profiles; install it (`nixvm doctor` lists every directory searched).',
+  );
+  expect((err as ProgramNotFoundError).searched).toEqual(
+    expect.arrayContaining([
+      '/nix/var/nix/profiles/default/bin',
+      '/nope/extra',
+      ...(process.env.PATH ?? '').split(':').filter(Boolean),
+    ]),
   );
 });

@@ -3,7 +3,7 @@ import type { MenuItemConstructorOptions } from 'electron';
 import { menuTemplate, type MenuFacts } from '../../src/app/menu-template.ts';
 import type { Action } from '../../src/api/ipc.ts';
 import type { VmRunState, VmSnapshot } from '../../src/api/types.ts';
-import { buildingBuild, settings, snapshot, vm } from './snapshot-factory.ts';
+import { buildingBuild, flake as flakeSnap, settings, snapshot, vm } from './snapshot-factory.ts';
 
 type Item = MenuItemConstructorOptions;
 
@@ -220,7 +220,7 @@ describe('global menu items', () => {
   it('a flake with no configurations says so; while evaluating it says that', () => {
     expect(find(render(snapshot([])).items, 'No nixosConfigurations in the flake')).toBeDefined();
     const evaluating = snapshot([], {
-      flakes: [{ dir: '/Users/me/vms', evaluating: true, error: null, warnings: [], lastEvalAt: null }],
+      flakes: [flakeSnap({ dir: '/Users/me/vms', evaluating: true, error: null, warnings: [], lastEvalAt: null })],
     });
     expect(find(render(evaluating).items, 'Evaluating flake…')).toBeDefined();
   });
@@ -228,7 +228,7 @@ describe('global menu items', () => {
   it("a flake error is shown with nix's first line, full text in the tooltip", () => {
     const err = "error: syntax error, unexpected '}'\n       at /Users/me/vms/flake.nix:12:3";
     const snap = snapshot([], {
-      flakes: [{ dir: '/Users/me/vms', evaluating: false, error: err, warnings: [], lastEvalAt: 1 }],
+      flakes: [flakeSnap({ dir: '/Users/me/vms', evaluating: false, error: err, warnings: [], lastEvalAt: 1 })],
     });
     const item = find(render(snap).items, /^⚠ vms: error: syntax error/);
     expect(item?.enabled).toBe(false);
@@ -255,7 +255,7 @@ describe('global menu items', () => {
     const one = render(snapshot([]));
     click(find(one.items, 'Open Flake Folder'));
     expect(one.dispatched).toEqual([{ kind: 'ui', verb: 'openFlakeFolder', params: { dir: '/Users/me/vms' } }]);
-    const flake = (dir: string) => ({ dir, evaluating: false, error: null, warnings: [], lastEvalAt: 1 });
+    const flake = (dir: string) => flakeSnap({ dir });
     const two = render(
       snapshot([], { flakes: [flake('/a'), flake('/b')], settings: settings({ flakes: ['/a', '/b'] }) }),
     );

@@ -163,3 +163,32 @@ describe('build errors', () => {
     expect(failedBuilder('error: 1 dependencies of derivation failed to build')).toBeNull();
   });
 });
+
+describe('network failures', () => {
+  const c = { flakeDir: '/Users/me/vms' };
+  it("say which address failed and why in words that do not change with nix's version, then what to do", () => {
+    const old = translateEvalError(
+      "warning: error: unable to download 'https://x.invalid/a.tar.gz': Couldn't resolve host name (6); retrying in 626 ms\nerror: unable to download 'https://x.invalid/a.tar.gz': Couldn't resolve host name (6)\n",
+      c,
+    );
+    const cur = translateEvalError(
+      "error:\n       … while fetching the input 'https://x.invalid/a.tar.gz'\n\n       error: Failed to open archive (Source threw exception: error: unable to download 'https://x.invalid/a.tar.gz': Could not resolve hostname (6) Could not resolve host: x.invalid)\n",
+      c,
+    );
+    for (const t of [old, cur]) {
+      expect(t.kind).toBe('network');
+      expect(t.message).toBe(
+        'The flake at /Users/me/vms could not fetch one of its inputs (https://x.invalid/a.tar.gz: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run `nixvm reevaluate`.',
+      );
+    }
+    expect(translateEvalError("error: unable to download 'https://h/x': HTTP error 404 ('')\n", c).message).toContain(
+      '(https://h/x: the server answered HTTP 404)',
+    );
+    expect(
+      translateEvalError(
+        "fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443: Connection refused\nerror: program 'git' failed with exit code 128\n",
+        c,
+      ).message,
+    ).toContain('(https://h/r.git: nothing answers there)');
+  });
+});

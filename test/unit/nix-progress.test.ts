@@ -71,6 +71,19 @@ describe('parseNixLogLine', () => {
 });
 
 describe('ProgressTracker', () => {
+  it('is evaluating until nix starts realising (what Nix 2.8 writes while it evaluates, then builds)', () => {
+    const t = new ProgressTracker();
+    for (const l of [
+      `@nix {"action":"start","id":1,"level":4,"text":"copying '/tmp/f'","type":0}`,
+      '@nix {"action":"stop","id":1}',
+      `@nix {"action":"msg","level":4,"msg":"evaluating file '/nix/store/x-source/flake.nix'"}`,
+    ])
+      t.feed(l);
+    expect(t.progress().stage).toBe('evaluating');
+    t.feed('@nix {"action":"start","id":2,"level":0,"text":"","type":102}');
+    expect(t.progress().stage).toBe('building');
+  });
+
   it('follows a Nix 2.8 build: builds done/expected/running, current derivation, last line', () => {
     const t = new ProgressTracker();
     const lines: string[] = [];

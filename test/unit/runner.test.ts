@@ -23,6 +23,14 @@ describe('runner', () => {
     expect(err.message).toContain('boom');
   });
 
+  it('runs background work nicer, and what it starts too, with the nice(1) argv recorded', async () => {
+    const base = Number((await run(['nice'])).stdout.trim());
+    const r = await run(['/bin/sh', '-c', 'nice'], { nice: 10 });
+    expect(Number(r.stdout.trim())).toBe(Math.min(19, base + 10));
+    expect(recentRuns().at(-1)?.argv.slice(1, 4)).toEqual(['-n', '10', '/bin/sh']);
+    expect(recentRuns().at(-1)?.argv[0]).toMatch(/\/nice$/);
+  });
+
   it('streams lines as they come', async () => {
     const lines: string[] = [];
     await run(['/bin/sh', '-c', 'echo one; echo two >&2; printf three'], { onLine: (l) => lines.push(l) });

@@ -66,6 +66,8 @@ describe('SettingsStore', () => {
       vfkitPath: null,
       terminalApp: 'Terminal',
       sharedDir: {},
+      includeConfigurations: {},
+      excludeConfigurations: {},
     };
     expect(s.get()).toEqual(expected);
     expect(defaultSettings()).toEqual(expected);

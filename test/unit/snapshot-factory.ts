@@ -1,9 +1,25 @@
 /** Builders for contract-shaped snapshots, for the pure UI modules' unit tests. */
-import type { AgentSnapshot, BuildInfo, Settings, VmSnapshot } from '../../src/api/types.ts';
+import type { AgentSnapshot, BuildInfo, FlakeSnapshot, Settings, VmSnapshot } from '../../src/api/types.ts';
 import { defaultSettings } from '../../src/api/settings-schema.ts';
 
 export function settings(over: Partial<Settings> = {}): Settings {
   return { ...defaultSettings(), flakes: ['/Users/me/vms'], autoRebuild: 'build', ...over };
+}
+
+/** A flake that evaluated fine, with `over` on top. */
+export function flake(over: Partial<FlakeSnapshot> & { dir: string }): FlakeSnapshot {
+  return {
+    evaluating: false,
+    error: null,
+    warnings: [],
+    lastEvalAt: 1,
+    state: over.error ? 'failed' : over.evaluating ? 'evaluating' : 'ok',
+    evaluatingSince: null,
+    errorKind: null,
+    source: 'settings',
+    hidden: [],
+    ...over,
+  };
 }
 
 export function idleBuild(over: Partial<BuildInfo> = {}): BuildInfo {
@@ -102,7 +118,7 @@ export function snapshot(vms: VmSnapshot[], over: Partial<AgentSnapshot> = {}): 
       problems: [],
       sshConfig: { path: '/state/ssh_config', includeLine: 'Include /state/ssh_config', status: 'not-included' },
     },
-    flakes: [{ dir: '/Users/me/vms', evaluating: false, error: null, warnings: [], lastEvalAt: 1 }],
+    flakes: [flake({ dir: '/Users/me/vms' })],
     vms,
     settings: settings(),
     ...over,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { trayView } from '../../src/app/tray-state.ts';
-import { buildingBuild, snapshot, vm } from './snapshot-factory.ts';
+import { buildingBuild, flake as flakeSnap, snapshot, vm } from './snapshot-factory.ts';
 
 describe('tray icon and title', () => {
   it('idle with nothing running: idle icon, no title', () => {
@@ -31,7 +31,7 @@ describe('tray icon and title', () => {
     const failed = snapshot([vm({ build: { ...vm().build, status: 'failed', error: 'x' } })]);
     expect(trayView(failed).icon).toBe('error');
     const flake = snapshot([], {
-      flakes: [{ dir: '/f', evaluating: false, error: 'syntax error', warnings: [], lastEvalAt: 1 }],
+      flakes: [flakeSnap({ dir: '/f', evaluating: false, error: 'syntax error', warnings: [], lastEvalAt: 1 })],
     });
     expect(trayView(flake).icon).toBe('error');
     const problem = snapshot([]);

@@ -22,6 +22,7 @@ export type NixErrorKind =
   | 'missing-file'
   | 'required-system'
   | 'build-failed'
+  | 'network'
   | 'eval';
 
 /** A whole-flake failure: `message` is one sentence, `detail` is nix's own text. */
@@ -258,6 +259,51 @@ export function drvName(drvPath: string): string {
 }
 
 /**
+ * A flake input (or anything else nix fetches while evaluating) that could not be downloaded, in
+ * nix's and git's wordings (Nix 2.8 to 2.34 and git alike):
+ *   unable to download 'https://…': Couldn't resolve host name (6)          (nix, libcurl's text)
+ *   unable to download 'https://…': Could not resolve hostname (6) Could not resolve host: …  (2.2x+)
+ *   fatal: unable to access 'https://…/': Could not resolve host: example.invalid    (git, before
+ *   nix's own "program 'git' failed with exit code 128")
+ * `why` is the address and the reason, for inside a sentence; null when it is not that.
+ */
+export function networkFailure(stderr: string): { why: string; url: string } | null {
+  const t = stripAnsi(stderr);
+  // The last download error is the one nix gave up on (earlier ones are retries, as warnings).
+  const dl = [...t.matchAll(/unable to download '([^']+)': ([^\n]+)$/gm)].at(-1);
+  if (dl?.[1] && dl[2]) return { why: `${dl[1]}: ${downloadReason(dl[2])}`, url: dl[1] };
+  const git = /^fatal: unable to access '([^']+)': (.+)$/m.exec(t);
+  if (git?.[1] && git[2]) return { why: `${git[1].replace(/\/$/, '')}: ${gitReason(git[2])}`, url: git[1] };
+  return null;
+}
+
+/** libcurl's error codes nix appends ("Couldn't resolve host name (6)"), in words that do not vary by version. */
+const CURL_REASONS: Record<string, string> = {
+  '5': 'the proxy host name does not resolve',
+  '6': 'the host name does not resolve',
+  '7': 'nothing answers there',
+  '28': 'the connection timed out',
+  '35': 'the TLS handshake failed',
+  '52': 'the server sent nothing',
+  '56': 'the connection was cut',
+  '60': 'its TLS certificate is not trusted',
+};
+
+function downloadReason(text: string): string {
+  const http = /HTTP error (\d{3})/.exec(text);
+  if (http) return `the server answered HTTP ${http[1]}`;
+  const code = /\((\d+)\)/.exec(text)?.[1];
+  return (code && CURL_REASONS[code]) ?? trimSentence(text.replace(/; retrying in .*$/, ''), 120);
+}
+
+function gitReason(text: string): string {
+  if (/Could not resolve (host|proxy)/i.test(text)) return 'the host name does not resolve';
+  if (/Failed to connect to|Connection refused/i.test(text)) return 'nothing answers there';
+  if (/timed out/i.test(text)) return 'the connection timed out';
+  return `git: ${trimSentence(text, 120)}`;
+}
+
+/**
  * Translate the error of a failed evaluation (inventory, or the evaluation part of a build).
  * `stderr` is what nix wrote; `ctx.subject` names what failed.
  */
@@ -286,6 +332,14 @@ export function translateEvalError(stderr: string, ctx: ErrorContext): Translate
     return {
       kind: 'no-configurations',
       message: `The flake at ${ctx.flakeDir} has no nixosConfigurations output; define your VMs as nixosConfigurations.<name> in its flake.nix.`,
+      detail,
+    };
+  }
+  const net = networkFailure(stderr);
+  if (net) {
+    return {
+      kind: 'network',
+      message: `${subject} could not fetch one of its inputs (${net.why}); check the network connection (and any proxy or substituter in between), then run \`nixvm reevaluate\`.`,
       detail,
     };
   }

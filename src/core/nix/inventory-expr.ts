@@ -40,6 +40,8 @@ const INSPECT = `
       }) rawFs else null;
       repart = attempt { } (cfg.boot.initrd.systemd.repart or { });
       diskSize = attempt null (v.diskSize or null);
+      loader = cfg.boot.loader or { };
+      rootFs = attempt null ((cfg.fileSystems or { })."/" or null);
     in {
       drvPath = builtins.unsafeDiscardStringContext top.drvPath;
       system = if builtins.isString sys then sys else null;
@@ -75,8 +77,52 @@ const INSPECT = `
         port = if builtins.isList ports && ports != [ ] then builtins.head ports else null;
         users = normalUsers;
       };
+      # How it boots: a boot loader or a root on a disk nixvm does not attach means it is not a VM
+      # nixvm can direct-boot (checked before a start).
+      boot = {
+        loader =
+          if attempt false (loader.grub.enable or false) == true then "grub"
+          else if attempt false (loader.systemd-boot.enable or false) == true then "systemd-boot"
+          else null;
+        root = if builtins.isAttrs rootFs then {
+          device = attempt null (rootFs.device or null);
+          fsType = attempt null (rootFs.fsType or null);
+          label = attempt null (rootFs.label or null);
+        } else null;
+      };
     };
 `;
+
+/**
+ * `vmOptions c` → which of the options nixvm reads a configuration sets (by name): any at all
+ * makes it a VM; none (a laptop's or a server's configuration) hides it. Presence is what counts:
+ * these options exist only where a VM module (the seed's, or nixpkgs' qemu-vm.nix) declares them.
+ * `virtualisation.rosetta` is declared in every NixOS configuration, so it counts only when on.
+ */
+const VM_CHECK = `
+  vmOptions = c:
+    let
+      v = (c.config or { }).virtualisation or { };
+      read = [ "cores" "memorySize" "macAddress" "sharedDirectories" "graphics" "resolution"
+        "mountHostNixStore" "useNixStoreImage" "writableStore" ];
+    in
+    builtins.filter (o: builtins.hasAttr o v) read
+    ++ (if ((v.rosetta or { }).enable or false) == true then [ "rosetta.enable" ] else [ ]);
+`;
+
+/** Which configurations to treat as VMs whatever their options say, or never (per-flake settings). */
+export interface ConfigurationFilter {
+  include?: readonly string[];
+  exclude?: readonly string[];
+}
+
+function nixList(names: readonly string[] | undefined): string {
+  return `[ ${(names ?? []).map(nixString).join(' ')} ]`;
+}
+
+function filterLet(f: ConfigurationFilter): string {
+  return `include = ${nixList(f.include)}; exclude = ${nixList(f.exclude)}; ${VM_CHECK}`;
+}
 
 /** A Nix string literal for any text (for VM names inside expressions). */
 export function nixString(s: string): string {
@@ -104,14 +150,27 @@ export function nixString(s: string): string {
  * config marks only that VM (`{ failed = true; }`); errors tryEval cannot catch (abort, type
  * errors, infinite recursion) fail the whole call, and the caller then evaluates VMs alone.
  */
-export const BATCH_EXPR = `let ${INSPECT} in cs: builtins.mapAttrs (name: c:
-  let r = builtins.tryEval (let x = inspect name c; in builtins.deepSeq x x);
-  in if r.success then { ok = r.value; } else { failed = true; }) cs`;
+export function batchExpr(filter: ConfigurationFilter = {}): string {
+  return `let ${INSPECT} ${filterLet(filter)} in cs: builtins.mapAttrs (name: c:
+  if builtins.elem name exclude then { other = "excluded"; } else
+  let r = builtins.tryEval (
+    let
+      vo = vmOptions c;
+      x = if vo != [ ] || builtins.elem name include then inspect name c else null;
+    in builtins.deepSeq x x);
+  in if !r.success then { failed = true; } else if r.value == null then { other = "not-a-vm"; } else { ok = r.value; }) cs`;
+}
 
-/** One VM, no tryEval: when it fails, nix's own error message is what we want. */
-export function singleExpr(name: string): string {
+/** Every configuration, none included or excluded by settings. */
+export const BATCH_EXPR = batchExpr();
+
+/**
+ * One configuration, no tryEval: when it fails, nix's own error message is what we want. A
+ * configuration that is not a VM comes back as `{ other = "not-a-vm"; }`.
+ */
+export function singleExpr(name: string, filter: ConfigurationFilter = {}): string {
   const n = nixString(name);
-  return `let ${INSPECT} in cs: let x = inspect ${n} (builtins.getAttr ${n} cs); in builtins.deepSeq x x`;
+  return `let ${INSPECT} ${filterLet(filter)} in cs: let c = builtins.getAttr ${n} cs; x = if vmOptions c != [ ] || builtins.elem ${n} include then inspect ${n} c else { other = "not-a-vm"; }; in builtins.deepSeq x x`;
 }
 
 /** Just the names, for when the batched call failed. */

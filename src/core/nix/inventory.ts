@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { GuestMount, SharedDir, ShareWord, VmSpec, WritableStoreSpec } from '../../api/types.ts';
 import { run, RunError, type RunResult } from '../../host/runner.ts';
 import { FlakeError, translateEvalError, trimSentence, nixErrorText, stripAnsi } from './errors.ts';
-import { BATCH_EXPR, NAMES_EXPR, singleExpr } from './inventory-expr.ts';
+import { NAMES_EXPR, batchExpr, singleExpr, type ConfigurationFilter } from './inventory-expr.ts';
 import { EVAL_ARGS, flakeInstallable, unbuildableName, type Nix } from './nix.ts';
 
 export { FlakeError } from './errors.ts';
@@ -43,6 +43,11 @@ export interface InventoryResult {
   /** Sorted by name. */
   vms: VmSpec[];
   failures: InventoryFailure[];
+  /**
+   * Configurations that are not VMs (they set none of the options nixvm reads, or the settings
+   * exclude them), sorted: not shown, only counted.
+   */
+  hidden: string[];
   /** Things worth telling the user that did not stop anything (a stale lock file, nix's evaluation warnings…). */
   warnings: string[];
 }
@@ -52,6 +57,10 @@ export interface InventoryOptions {
   timeoutMs?: number;
   /** How many VMs to evaluate at once when they must be evaluated alone. */
   concurrency?: number;
+  /** Configurations to treat as VMs whatever their options, or never (the per-flake settings). */
+  filter?: ConfigurationFilter;
+  /** Run nix at low priority (background re-evaluations after an edit). */
+  nice?: boolean;
 }
 
 /** What the Nix expression returns for one VM (inventory-expr.ts); nulls mean "not set". */
@@ -77,6 +86,7 @@ export interface RawVm {
   fileSystems?: unknown;
   repartDevice?: unknown;
   ssh?: unknown;
+  boot?: unknown;
 }
 
 /**
@@ -341,6 +351,9 @@ export function toVmSpec(
     }
     guestMounts.sort((a, b) => (a.target < b.target ? -1 : a.target > b.target ? 1 : 0));
   }
+  const boot = (raw.boot && typeof raw.boot === 'object' ? raw.boot : {}) as { loader?: unknown; root?: unknown };
+  const root = (boot.root && typeof boot.root === 'object' ? boot.root : null) as Record<string, unknown> | null;
+  const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
   const spec: VmSpec = {
     name,
@@ -371,6 +384,15 @@ export function toVmSpec(
     hostCerts: raw.useHostCerts === true,
     diskSizeMiB,
     guestMounts,
+    // Only when there is something to say (a loader, a root file system), like the seed's VMs.
+    ...(str(boot.loader) !== null || root
+      ? {
+          boot: {
+            loader: str(boot.loader),
+            root: root ? { device: str(root.device), fsType: str(root.fsType), label: str(root.label) } : null,
+          },
+        }
+      : {}),
   };
   return { spec, warnings };
 }
@@ -470,8 +492,12 @@ async function evalCall(nix: Nix, flakeDir: string, apply: string, opts: Invento
     signal: opts.signal,
     timeoutMs: opts.timeoutMs,
     allowFailure: true,
+    ...(opts.nice ? { nice: BACKGROUND_NICE } : {}),
   });
 }
+
+/** How much lower a background evaluation runs (nice(1)'s own default increment). */
+export const BACKGROUND_NICE = 10;
 
 function parseJson(r: RunResult, what: string): unknown {
   try {
@@ -505,11 +531,17 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
   const { root } = sourceRootOf(flake);
   const ctx = { flakeDir: flake, sourceRoot: root };
 
-  const result: InventoryResult = { flake, vms: [], failures: [], warnings: [] };
+  const filter = opts.filter ?? {};
+  const excluded = new Set(filter.exclude ?? []);
+  const result: InventoryResult = { flake, vms: [], failures: [], hidden: [], warnings: [] };
   const addWarnings = (ws: string[]) => {
     for (const w of ws) if (!result.warnings.includes(w)) result.warnings.push(w);
   };
-  const accept = (name: string, raw: RawVm) => {
+  const accept = (name: string, raw: RawVm & { other?: unknown }) => {
+    if (raw.other !== undefined) {
+      result.hidden.push(name);
+      return;
+    }
     const r = toVmSpec(name, raw, flake);
     if ('error' in r) result.failures.push({ name, error: r.error, detail: '' });
     else {
@@ -519,13 +551,14 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
   };
 
   let alone: string[];
-  const batch = await evalCall(nix, flake, BATCH_EXPR, opts);
+  const batch = await evalCall(nix, flake, batchExpr(filter), opts);
   if (batch.exitCode === 0) {
     addWarnings(evalWarnings(batch.stderr, flake));
-    const all = parseJson(batch, 'the inventory') as Record<string, { ok?: RawVm; failed?: boolean }>;
+    const all = parseJson(batch, 'the inventory') as Record<string, { ok?: RawVm; failed?: boolean; other?: string }>;
     alone = [];
     for (const [name, entry] of Object.entries(all)) {
       if (entry.ok) accept(name, entry.ok);
+      else if (entry.other !== undefined) result.hidden.push(name);
       else alone.push(name);
     }
   } else {
@@ -537,14 +570,20 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
       throw new FlakeError(flake, t.kind, t.message, t.detail);
     }
     addWarnings(evalWarnings(names.stderr, flake));
-    alone = (parseJson(names, 'the VM names') as unknown[]).filter((n): n is string => typeof n === 'string');
+    alone = [];
+    for (const n of parseJson(names, 'the VM names') as unknown[]) {
+      if (typeof n !== 'string') continue;
+      if (excluded.has(n)) result.hidden.push(n);
+      else alone.push(n);
+    }
   }
 
   // Each VM alone, without tryEval: succeeds with its facts, or fails with nix's own message.
-  const limit = opts.concurrency ?? Math.max(1, Math.min(4, os.availableParallelism()));
+  // A background evaluation runs one nix at a time: it is not worth a laptop's fans.
+  const limit = opts.concurrency ?? (opts.nice ? 1 : Math.max(1, Math.min(4, os.availableParallelism())));
   const singles = await mapLimit(alone, limit, async (name) => ({
     name,
-    r: await evalCall(nix, flake, singleExpr(name), opts),
+    r: await evalCall(nix, flake, singleExpr(name, filter), opts),
   }));
   for (const { name, r } of singles) {
     if (r.exitCode === 0) {
@@ -558,6 +597,7 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
 
   result.vms.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   result.failures.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  result.hidden.sort();
   return result;
 }
 

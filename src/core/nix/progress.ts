@@ -145,6 +145,16 @@ const LOGGED_STARTS: ReadonlySet<number> = new Set([
   Act.PostBuildHook,
 ]);
 
+/** Activities that start once evaluation is over (`nix build` realises its derivations). */
+const REALISING: ReadonlySet<number> = new Set([
+  Act.Realise,
+  Act.Builds,
+  Act.Build,
+  Act.CopyPaths,
+  Act.CopyPath,
+  Act.Substitute,
+]);
+
 const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
 
 export interface ApplyOutcome {
@@ -163,6 +173,8 @@ export class ProgressTracker {
   private lastLine: string | null = null;
   private percentFloor = 0;
   private finished = false;
+  /** Nix started realising something: its evaluation is over. */
+  private realising = false;
   /** Error messages (level 0), colours removed, in order. */
   readonly errors: string[] = [];
   private readonly tailMax: number;
@@ -202,6 +214,7 @@ export class ProgressTracker {
           phase: null,
         };
         if (ev.type === Act.Build && typeof ev.fields[0] === 'string') act.drvPath = ev.fields[0];
+        if (REALISING.has(ev.type)) this.realising = true;
         this.acts.set(ev.id, act);
         const shown = ev.level <= 3 && ev.text !== '' && LOGGED_STARTS.has(ev.type);
         return { ...(shown ? { line: ev.text } : {}), changed: ev.type === Act.Build };
@@ -318,6 +331,7 @@ export class ProgressTracker {
       phase: cur?.phase ?? null,
       lastLine: this.lastLine,
       percent,
+      stage: this.realising || this.finished ? 'building' : 'evaluating',
     };
   }
 

@@ -109,8 +109,12 @@ export interface FlakeWatcherEvents {
 
 export interface FlakeWatcherOptions {
   flakeDir: string;
-  /** One evaluation of the flake, typically `(signal) => inventory(nix, flakeDir, { signal })`. */
-  evaluate: (signal: AbortSignal) => Promise<InventoryResult>;
+  /**
+   * One evaluation of the flake, typically `(signal) => inventory(nix, flakeDir, { signal })`.
+   * `why.paths` are the edits that led to it (none for the first evaluation and refresh()): an
+   * evaluation for edits is background work.
+   */
+  evaluate: (signal: AbortSignal, why: { first: boolean; paths: string[] }) => Promise<InventoryResult>;
   debounceMs?: number;
   /** Look for untracked .nix files in git flakes before each evaluation (default true). */
   gitCheck?: boolean;
@@ -301,7 +305,7 @@ export class FlakeWatcher extends EventEmitter<FlakeWatcherEvents> {
     const t0 = performance.now();
     let result: InventoryResult;
     try {
-      result = await this.evaluate(abort.signal);
+      result = await this.evaluate(abort.signal, { first, paths });
     } catch (err) {
       if (this.closed) return;
       this.lastError = err;

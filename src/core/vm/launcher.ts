@@ -27,6 +27,7 @@ import {
   type ShareContext,
 } from './run-dirs.ts';
 import { placeRuntimePaths, type PlacedRuntimePaths, type VmRuntimePaths } from './runtime-paths.ts';
+import { bootProblem } from './boot-shape.ts';
 import type { Supervisor } from './supervisor.ts';
 import { checkVfkitVersion, locateVfkit } from './vfkit.ts';
 import {
@@ -181,7 +182,13 @@ export class Launcher {
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
       const bad = validateSpec(spec, this.#limits);
       const disks = this.disks({ ...t, spec }, null);
-      f = { sharedDir, spec, mac, facts: deviceFacts(spec, mac, disks), problem: bad ? bad.message : null };
+      f = {
+        sharedDir,
+        spec,
+        mac,
+        facts: deviceFacts(spec, mac, disks),
+        problem: bad ? bad.message : bootProblem(t.name, spec, attachedLabels(spec)),
+      };
       this.#specs.set(t.spec, f);
     }
     return f;
@@ -215,7 +222,10 @@ export class Launcher {
     return this.#of(t).facts;
   }
 
-  /** What vfkit or macOS would refuse in the spec itself, as one sentence; null when fine. */
+  /**
+   * What vfkit or macOS would refuse in the spec itself, or why it does not boot like a VM (a boot
+   * loader, a root on its own disk), as one sentence; null when fine.
+   */
   specProblem(t: LaunchTarget): string | null {
     return this.#of(t).problem ?? this.pathsProblem(t.name);
   }
@@ -311,4 +321,9 @@ export class Launcher {
       throw new AgentError('failed', errorMessage(err));
     }
   }
+}
+
+/** The labels of the disks nixvm attaches (a root on one of them boots). */
+function attachedLabels(spec: VmSpec): string[] {
+  return [...(spec.storeImage ? ['nix-store'] : []), ...(spec.writableStore ? ['nix-store-write'] : [])];
 }
