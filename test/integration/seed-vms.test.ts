@@ -207,7 +207,8 @@ describe("the seed's minimal-vm and builder-vm", () => {
     const preparing = await until(
       'the store image being built',
       () => status('builder-vm'),
-      (v) => v.disks?.preparing?.phase === 'building the store image',
+      // The phase shows before its first byte is counted: wait for both, as a user watching would.
+      (v) => v.disks?.preparing?.phase === 'building the store image' && v.disks.preparing.bytesWritten > 0,
     );
     expect(preparing.state).toBe('stopped');
     expect(preparing.disks!.preparing!.bytesExpected).toBeGreaterThan(0);
