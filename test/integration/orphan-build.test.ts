@@ -34,6 +34,14 @@ afterEach(async () => {
   flake = null;
 });
 
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return `(unreadable: ${(err as Error).message})`;
+  }
+}
+
 /** The nix build of `flakeDir`'s VM, if one runs (from ps, like a user would find it). */
 function nixBuildPid(flakeDir: string, vm: string): number | null {
   for (const d of fs.readdirSync('/proc')) {
@@ -76,15 +84,27 @@ describe('a build an agent left running', () => {
       process: first.w,
     });
     orphans.push(pid);
+    // The agent records a build right after its spawn returns; a kill between exec and that
+    // write (microseconds, unless the machine is starved) leaves nothing to reap, so wait for it.
+    const journalFile = path.join(root, 'state', 'builds-running.json');
+    await waitFor(() => readOr(journalFile).includes(`"pid":${pid}`), {
+      what: `the agent to record the build (pid ${pid}) in ${journalFile}`,
+      process: first.w,
+    });
     first.child.kill('SIGKILL');
     await settles(first.w.exited, { what: 'the daemon to be gone' });
     // The bug: it keeps building for nobody.
     expect(pidAlive(pid)).toBe(true);
 
+    const journal = readOr(journalFile);
     const second = await daemon();
     await waitFor(() => !pidAlive(pid) || fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] === 'Z', {
       what: 'the orphaned nix build to be stopped',
       process: second.w,
+    }).catch((err: Error) => {
+      // What the second agent decided is in its log, and what it read in the journal.
+      const log = readOr(path.join(root!, 'logs', 'agent.log'));
+      throw new Error(`${err.message}\njournal the first agent left: ${journal}\nagent.log:\n${log}`);
     });
     expect(fs.readFileSync(path.join(root, 'logs', 'agent.log'), 'utf8')).toContain(
       `stopped the nix build of slow (pid ${pid}) that an earlier agent left running`,
