@@ -44,3 +44,14 @@ if (missing.length) {
     if (r.status !== 0) process.exit(r.status ?? 1);
   }
 }
+
+// A fresh nix-bin has no /nix/store until its first operation, and the simulator (like vfkit) refuses
+// a share whose directory is missing: the host-store share of every composed argv. On a Mac with
+// Nix the store always exists, so make it exist here too, before any test composes one.
+if (!existsSync('/nix/store')) {
+  const r = spawnSync('nix-store', ['--init'], { stdio: 'inherit' });
+  if (r.status !== 0 || !existsSync('/nix/store')) {
+    console.error('nix-store --init did not make /nix/store; run a nix command once as root, then npm test again.');
+    process.exit(1);
+  }
+}
