@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Soak: run the suite N times, each from a fresh clone of the committed tree (npm ci from the npm
 # cache, then npm test), and print pass/fail counts and durations. A flake shows up here that one
-# run hides. --stress keeps every core busy with stress-ng meanwhile (killed at the end).
+# run hides. --stress keeps every core busy with stress-ng meanwhile (killed at the end); --ci runs
+# the whole of .ci/run (npm ci, npm test, then the newer-Nix roots) instead of npm ci + npm test.
 #
-#   scripts/soak.sh [-n N] [--stress] [--keep] [--repo DIR]
+#   scripts/soak.sh [-n N] [--stress] [--ci] [--keep] [--repo DIR]
 #
 # Logs go to $SOAK_DIR (default: a new /tmp/nixvm-soak-XXXX); clones of passing runs are removed,
 # those of failing runs kept with their log, and --keep keeps all.
@@ -12,14 +13,16 @@ set -uo pipefail
 runs=10
 stress=0
 keep=0
+ci=0
 repo=$(cd "$(dirname "$0")/.." && pwd)
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) runs=$2; shift 2 ;;
     --stress) stress=1; shift ;;
     --keep) keep=1; shift ;;
+    --ci) ci=1; shift ;;
     --repo) repo=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "soak: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,7 +30,7 @@ done
 dir=${SOAK_DIR:-$(mktemp -d /tmp/nixvm-soak-XXXX)}
 mkdir -p "$dir"
 commit=$(git -C "$repo" rev-parse --short HEAD)
-echo "soak: $runs fresh-clone runs of $repo at $commit$([ $stress = 1 ] && echo ', cores kept busy by stress-ng'); logs in $dir"
+echo "soak: $runs fresh-clone runs$([ $ci = 1 ] && echo ' of .ci/run') of $repo at $commit$([ $stress = 1 ] && echo ', cores kept busy by stress-ng'); logs in $dir"
 
 stress_pid=
 stop_stress() {
@@ -55,7 +58,7 @@ for i in $(seq 1 "$runs"); do
   t0=$(date +%s)
   ok=0
   if git clone -q "$repo" "$clone" >"$log" 2>&1 &&
-    (cd "$clone" && npm ci --no-audit --no-fund --prefer-offline && npm test) >>"$log" 2>&1; then
+    if [ $ci = 1 ]; then (cd "$clone" && ./.ci/run); else (cd "$clone" && npm ci --no-audit --no-fund --prefer-offline && npm test); fi >>"$log" 2>&1; then
     ok=1
   fi
   secs=$(($(date +%s) - t0))
