@@ -122,7 +122,10 @@ export function openPty(): Promise<SimPty> {
           flush();
         },
       });
-      if (rest.length) setImmediate(() => inputs.forEach((fn) => fn(rest)));
+      if (rest.length)
+        setImmediate(() => {
+          for (const fn of inputs) fn(rest);
+        });
     });
   });
 }
