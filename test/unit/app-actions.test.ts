@@ -101,6 +101,7 @@ describe('Open Flake Folder', () => {
       return snap;
     }) as AgentPort['call'],
     subscribe: () => () => {},
+    attachConsole: () => Promise.reject(new Error('no console here')),
   });
   const host = (opened: string[]): UiHost =>
     ({ openFolder: async (d: string) => void opened.push(d) }) as unknown as UiHost;

@@ -10,27 +10,12 @@
 import { constants, openSync, closeSync, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import tty from 'node:tty';
+import type { ConsoleAttachment, ConsoleEvent } from '../../api/types.ts';
+import { MAX_CONSOLE_INPUT_BYTES } from '../../api/validate.ts';
 
 /** Bytes of recent output a new attachment is shown first (the prompt, the last screen). */
 export const CONSOLE_HISTORY_BYTES = 16 * 1024;
-/** Largest input one write may carry. */
-export const MAX_CONSOLE_INPUT_BYTES = 64 * 1024;
 
-export type ConsoleEvent =
-  | { kind: 'data'; data: Uint8Array }
-  /** Whether this attachment's input reaches the guest now. */
-  | { kind: 'input'; writer: boolean }
-  /** The console is gone (the VM ended, or the pty failed); one sentence. */
-  | { kind: 'end'; reason: string };
-
-export interface ConsoleAttachment {
-  readonly vm: string;
-  /** The pty's path, for `screen` users. */
-  readonly pty: string;
-  /** Send keystrokes; ignored (false) unless this attachment holds the input. */
-  write(data: Uint8Array): boolean;
-  detach(): void;
-}
 
 interface Client {
   fn: (ev: ConsoleEvent) => void;
@@ -167,7 +152,9 @@ export class ConsoleRelay {
     return {
       vm: this.vm,
       pty: this.pty,
-      write: (data) => this.#input(client, data),
+      write: (data) => {
+        this.#input(client, data);
+      },
       detach: () => this.#detach(client),
     };
   }
