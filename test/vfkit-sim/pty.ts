@@ -120,6 +120,8 @@ export function openPty(): Promise<SimPty> {
         },
         close: () => {
           flush();
+          // EOF for the helper: it lets a reader take the last words, then closes the pty.
+          child.stdin!.end();
         },
       });
       if (rest.length)

@@ -9,6 +9,7 @@
  */
 import { constants, openSync, closeSync, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { DEFAULT_CONSOLE_MAX_BYTES, keepTail } from './console.ts';
 import tty from 'node:tty';
 import type { ConsoleAttachment, ConsoleEvent } from '../../api/types.ts';
 import { MAX_CONSOLE_INPUT_BYTES } from '../../api/validate.ts';
@@ -27,6 +28,9 @@ export class ConsoleRelay {
   readonly pty: string;
   readonly #logFile: string;
   readonly #onProblem: (sentence: string) => void;
+  /** The log of one run may not grow past this: its first half goes (its end explains a crash). */
+  readonly #maxLogBytes: number;
+  #logBytes = 0;
   #reader: tty.ReadStream | null = null;
   #writeFd: number | null = null;
   #log: FileHandle | null = null;
@@ -41,7 +45,14 @@ export class ConsoleRelay {
   readonly #closed: Promise<void>;
   #settleClosed!: () => void;
 
-  constructor(vm: string, pty: string, logFile: string, onProblem: (sentence: string) => void) {
+  constructor(
+    vm: string,
+    pty: string,
+    logFile: string,
+    onProblem: (sentence: string) => void,
+    maxLogBytes = DEFAULT_CONSOLE_MAX_BYTES,
+  ) {
+    this.#maxLogBytes = maxLogBytes;
     this.vm = vm;
     this.pty = pty;
     this.#logFile = logFile;
@@ -65,6 +76,7 @@ export class ConsoleRelay {
   async open(history?: Buffer): Promise<void> {
     if (history?.length) this.#remember(history);
     this.#log = await open(this.#logFile, 'a', 0o644);
+    this.#logBytes = (await this.#log.stat()).size;
     let fd: number;
     try {
       // Never our controlling terminal: the agent must not get the guest's ^C as a signal.
@@ -98,14 +110,32 @@ export class ConsoleRelay {
     this.#remember(chunk);
     for (const c of this.#clients) c.fn({ kind: 'data', data: chunk });
     const text = this.#toLog(chunk);
+    if (text.length === 0) return;
+    // One chain: writes stay in order, and a trim happens between two of them.
+    this.#logChain = this.#logChain.then(async () => {
+      if (!this.#log) return;
+      try {
+        await this.#log.write(text);
+        this.#logBytes += text.length;
+        if (this.#logBytes > this.#maxLogBytes) await this.#trim();
+      } catch (err) {
+        this.#onProblem(`Could not write the console log of VM "${this.vm}": ${(err as Error).message}.`);
+      }
+    });
+  }
+
+  /** A guest that writes without end keeps its log bounded while it runs, not only at the next boot. */
+  async #trim(): Promise<void> {
     const log = this.#log;
-    if (!log || text.length === 0) return;
-    this.#logChain = this.#logChain.then(() =>
-      log.write(text).then(
-        () => {},
-        (err: Error) => this.#onProblem(`Could not write the console log of VM "${this.vm}": ${err.message}.`),
-      ),
-    );
+    if (!log) return;
+    this.#log = null;
+    await log.close();
+    try {
+      await keepTail(this.#logFile, Math.floor(this.#maxLogBytes / 2));
+    } finally {
+      this.#log = await open(this.#logFile, 'a', 0o644);
+      this.#logBytes = (await this.#log.stat()).size;
+    }
   }
 
   /** The log keeps lines, not a terminal's CRLFs (a CR split from its LF across reads included). */
@@ -199,13 +229,15 @@ export class ConsoleRelay {
       }
       this.#writeFd = null;
     }
-    const log = this.#log;
-    this.#log = null;
     void this.#logChain
       .then(() => {
-        if (this.#pendingCr) return log?.write(Buffer.from([0x0d])).then(() => {});
+        if (this.#pendingCr) return this.#log?.write(Buffer.from([0x0d])).then(() => {});
       })
-      .then(() => log?.close())
+      .then(() => {
+        const log = this.#log;
+        this.#log = null;
+        return log?.close();
+      })
       .catch(() => {})
       .finally(() => this.#settleClosed());
   }

@@ -48,7 +48,7 @@ function charStart(buf: Buffer, i: number): number {
  * Keep only the last `maxBytes` of a file, starting at a line boundary, with a note saying so.
  * Streams through a temp file: constant memory.
  */
-async function keepTail(file: string, maxBytes: number): Promise<void> {
+export async function keepTail(file: string, maxBytes: number): Promise<void> {
   const src = await open(file, 'r');
   const tmp = `${file}.trim-${process.pid}`;
   try {
