@@ -34,6 +34,8 @@ export interface UiMethods {
   copyIp: { params: VmRef & { family: 'ipv6' | 'ipv4' }; result: { text: string } };
   /** Opens the ssh command in the configured terminal app; returns the .command file used. */
   openSshInTerminal: { params: VmRef; result: { file: string } };
+  /** Opens `nixvm console <vm>` in the configured terminal app; returns the .command file used. */
+  openConsoleInTerminal: { params: VmRef; result: { file: string } };
   revealStateDir: { params: VmRef; result: null };
   /** Opens (or focuses) the log window for a VM. */
   openLogWindow: { params: VmRef & { kind: LogKind }; result: null };
@@ -62,6 +64,7 @@ export const UI_VERBS = {
   copyIp: true,
   copySshInclude: true,
   openSshInTerminal: true,
+  openConsoleInTerminal: true,
   revealStateDir: true,
   openLogWindow: true,
   openInConsoleApp: true,

@@ -633,7 +633,10 @@ async function cmdConsole(
 ): Promise<number> {
   const quietMs = Number(opts.quietMs);
   if (!Number.isInteger(quietMs) || quietMs < 0 || quietMs > 600_000)
-    throw new CliError(EXIT.usage, `--quiet-ms needs a whole number of milliseconds up to 600000, not ${JSON.stringify(opts.quietMs)}.`);
+    throw new CliError(
+      EXIT.usage,
+      `--quiet-ms needs a whole number of milliseconds up to 600000, not ${JSON.stringify(opts.quietMs)}.`,
+    );
   const port = await s.port();
   if (opts.start) {
     const snap = await interruptible(port.call('snapshot', {}), s.io.signal);

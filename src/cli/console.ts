@@ -71,7 +71,7 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
             `${tty ? '\r\n' : ''}(Watching only: another client types into this console; its input passes to you when it detaches.)${tty ? '\r\n' : '\n'}`,
           );
       } else if (writer && !before && tty) {
-        io.stderr.write('\r\n(You have the console\'s input now.)\r\n');
+        io.stderr.write("\r\n(You have the console's input now.)\r\n");
       } else if (!writer && before) {
         io.stderr.write(
           `${tty ? '\r\n' : ''}(Another client took this console's input; you are watching until it detaches.)${tty ? '\r\n' : '\n'}`,
@@ -89,7 +89,9 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
     const rows = raw?.rows;
     io.stderr.write(
       `Connected to the console of VM "${r.vm}" (${att.pty}). Detach with ${DETACH_KEY}.` +
-        (cols && rows ? ` The guest cannot see this window's size over a serial line: run \`stty rows ${rows} cols ${cols}\` in it.` : '') +
+        (cols && rows
+          ? ` The guest cannot see this window's size over a serial line: run \`stty rows ${rows} cols ${cols}\` in it.`
+          : '') +
         '\r\n',
     );
   }

@@ -156,7 +156,11 @@ export class ControlClient implements AgentPort {
     }
   }
 
-  async #attachHere(vm: string, opts: ConsoleAttachOptions, fn: (ev: ConsoleEvent) => void): Promise<ConsoleAttachment> {
+  async #attachHere(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
     let ended = false;
     const deliver = (ev: ConsoleEvent) => {
       if (ended) return;

@@ -52,7 +52,13 @@ export interface LogFilter {
 /** subscribe's params are the AgentPort's SubscribeOptions: `logs` omitted = state and notices only. */
 export type SubscribeParams = SubscribeOptions;
 
-export type ControlMethod = AgentMethod | 'subscribe' | 'unsubscribe' | 'consoleAttach' | 'consoleInput' | 'consoleDetach';
+export type ControlMethod =
+  | AgentMethod
+  | 'subscribe'
+  | 'unsubscribe'
+  | 'consoleAttach'
+  | 'consoleInput'
+  | 'consoleDetach';
 
 export interface ControlRequest {
   id: RequestId;
@@ -94,7 +100,9 @@ export const PARTIAL_LINE_TIMEOUT_MS = 10_000;
 /** Replies that stay unsent this long (a client that never reads) close the connection. */
 export const STALLED_REPLY_TIMEOUT_MS = 30_000;
 
-export function encodeLine(msg: ControlResponse | ControlEventMessage | ControlConsoleMessage | ControlRequest): string {
+export function encodeLine(
+  msg: ControlResponse | ControlEventMessage | ControlConsoleMessage | ControlRequest,
+): string {
   return `${JSON.stringify(msg)}\n`;
 }
 

@@ -366,8 +366,7 @@ class Connection {
   #onConsoleEvent(ev: ConsoleEvent): void {
     if (this.#closed || this.#closing) return;
     try {
-      const wire =
-        ev.kind === 'data' ? { kind: 'data' as const, data: Buffer.from(ev.data).toString('base64') } : ev;
+      const wire = ev.kind === 'data' ? { kind: 'data' as const, data: Buffer.from(ev.data).toString('base64') } : ev;
       const line = encodeLine({ console: wire });
       if (this.#socket.writableLength + Buffer.byteLength(line) > this.#opts.maxSubscriberBacklogBytes) {
         this.#problem(

@@ -41,7 +41,12 @@ async function startDaemon(extra: NodeJS.ProcessEnv = {}): Promise<ChildProcess>
 }
 
 const nixvm = (args: string[], input?: string) =>
-  execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: 60_000, ...(input !== undefined ? { input } : {}) });
+  execa(process.execPath, [BIN, ...args], {
+    env,
+    reject: false,
+    timeout: 60_000,
+    ...(input !== undefined ? { input } : {}),
+  });
 
 /** An attachment seen from the test: everything it heard, as text. */
 interface Seen {
@@ -98,14 +103,25 @@ describe('the serial console of a VM without sshd', () => {
     expect(a.writer()).toBe(true);
     const b = await attach(true);
     // The newest client asking for the input has it; the first watches.
-    await waitFor(() => b.writer() === true && a.writer() === false, { what: 'the input to pass to the second client', process: daemonW });
+    await waitFor(() => b.writer() === true && a.writer() === false, {
+      what: 'the input to pass to the second client',
+      process: daemonW,
+    });
     b.att.write(Buffer.from('echo hello from b\r'));
     for (const s of [a, b])
-      await waitFor(() => s.text().includes('hello from b\r\n'), { what: 'the echo on both clients', process: daemonW, detail: s.text });
+      await waitFor(() => s.text().includes('hello from b\r\n'), {
+        what: 'the echo on both clients',
+        process: daemonW,
+        detail: s.text,
+      });
     // The first one's keys go nowhere while it watches.
     a.att.write(Buffer.from('echo typed by a\r'));
     b.att.write(Buffer.from('hostname\r'));
-    await waitFor(() => b.text().includes(`hostname\r\n${VM}\r\n`), { what: 'hostname', process: daemonW, detail: b.text });
+    await waitFor(() => b.text().includes(`hostname\r\n${VM}\r\n`), {
+      what: 'hostname',
+      process: daemonW,
+      detail: b.text,
+    });
     expect(b.text()).not.toContain('typed by a');
     b.att.detach();
     await waitFor(() => a.writer() === true, { what: 'the input back at the first client', process: daemonW });
@@ -113,7 +129,10 @@ describe('the serial console of a VM without sshd', () => {
     await waitFor(() => a.text().includes('whoami\r\nroot\r\n'), { what: 'whoami', process: daemonW, detail: a.text });
     a.att.detach();
     // The log has the session as lines, not CRLFs.
-    await waitFor(() => consoleLog().includes(`${PROMPT}whoami\nroot\n`), { what: 'the session in the console log', process: daemonW });
+    await waitFor(() => consoleLog().includes(`${PROMPT}whoami\nroot\n`), {
+      what: 'the session in the console log',
+      process: daemonW,
+    });
   });
 
   it('a script pipes commands in and gets their output back', async () => {
@@ -128,10 +147,14 @@ describe('the serial console of a VM without sshd', () => {
 
   it('on a terminal: raw keys, the detach key shown and working', async () => {
     // A terminal of our own: python's pty.spawn runs the CLI on a pty and relays our pipes to it.
-    const child = spawn('python3', ['-c', 'import pty,sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)', process.execPath, BIN, 'console', VM], {
-      env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'python3',
+      ['-c', 'import pty,sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)', process.execPath, BIN, 'console', VM],
+      {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     const w = watchChild(child, 'nixvm console on a pty', { stdout: true });
     await waitFor(() => w.output().includes('Detach with Ctrl-]'), { what: 'the detach hint', process: w });
     child.stdin!.write('echo raw mode\r');
@@ -164,14 +187,20 @@ describe('the serial console of a VM without sshd', () => {
     // Every heartbeat, in order, none missing: those written while no agent ran waited in the pty.
     expect(got).toEqual(got.map((_, i) => got[0]! + i));
     a.att.write(Buffer.from('echo after restart\r'));
-    await waitFor(() => a.text().includes('after restart\r\n'), { what: 'the echo after the restart', process: daemonW, detail: a.text });
+    await waitFor(() => a.text().includes('after restart\r\n'), {
+      what: 'the echo after the restart',
+      process: daemonW,
+      detail: a.text,
+    });
     a.att.detach();
   });
 
   it('refuses a VM that is not running, with the way to start it', async () => {
     const r = await nixvm(['console', 'builder-vm']);
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toContain('VM "builder-vm" is not running, so it has no console; start it with `nixvm start builder-vm` or attach with `nixvm console --start builder-vm`.');
+    expect(r.stderr).toContain(
+      'VM "builder-vm" is not running, so it has no console; start it with `nixvm start builder-vm` or attach with `nixvm console --start builder-vm`.',
+    );
     const none = await nixvm(['console', 'no-such']);
     expect(none.exitCode).toBe(4);
   });

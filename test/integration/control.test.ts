@@ -78,7 +78,11 @@ class TestPort implements AgentPort {
 
   /** A console that echoes what is typed, upper-cased, to every attachment. */
   readonly consoles = new Set<(ev: ConsoleEvent) => void>();
-  async attachConsole(vm: string, opts: ConsoleAttachOptions, fn: (ev: ConsoleEvent) => void): Promise<ConsoleAttachment> {
+  async attachConsole(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
     if (vm !== 'web') throw new AgentError('no-such-vm', `There is no VM named ${JSON.stringify(vm)}.`);
     fn({ kind: 'data', data: Buffer.from('web login: ') });
     fn({ kind: 'input', writer: opts.input });
@@ -87,7 +91,8 @@ class TestPort implements AgentPort {
       vm,
       pty: '/dev/ttys003',
       write: (data) => {
-        for (const f of this.consoles) f({ kind: 'data', data: Buffer.from(Buffer.from(data).toString().toUpperCase()) });
+        for (const f of this.consoles)
+          f({ kind: 'data', data: Buffer.from(Buffer.from(data).toString().toUpperCase()) });
       },
       detach: () => this.consoles.delete(fn),
     };

@@ -12,6 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AgentEvent, AgentPort, LogKind } from '../../src/api/types.ts';
 import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/app/actions.ts';
 import { IpcDispatcher } from '../../src/app/dispatch.ts';
@@ -54,6 +55,10 @@ export class RecordingHost implements UiHost {
     // The file is real (as in the app); only `open -a` is not run (there is no Terminal here).
     await writeCommandFile(file, body);
     this.terminals.push({ file, body, argv: terminalOpenArgv(terminalApp, file) });
+  }
+  /** The checkout's CLI, as the app runs it in development. */
+  nixvmCommand(): string[] {
+    return [process.execPath, fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url))];
   }
   async openFolder(dir: string): Promise<void> {
     this.foldersOpened.push(dir);

@@ -17,7 +17,6 @@ import { MAX_CONSOLE_INPUT_BYTES } from '../../api/validate.ts';
 /** Bytes of recent output a new attachment is shown first (the prompt, the last screen). */
 export const CONSOLE_HISTORY_BYTES = 16 * 1024;
 
-
 interface Client {
   fn: (ev: ConsoleEvent) => void;
   wantsInput: boolean;
