@@ -421,6 +421,12 @@ export type ConsoleEvent =
   /** The console is gone (the VM ended, the agent stopped); one sentence. */
   | { kind: 'end'; reason: string };
 
+/** A console event where only JSON goes (the control socket, the app's IPC): the bytes as base64. */
+export type WireConsoleEvent =
+  | { kind: 'data'; data: string }
+  | { kind: 'input'; writer: boolean }
+  | { kind: 'end'; reason: string };
+
 export interface ConsoleAttachOptions {
   /** Ask for the input (the newest attachment asking holds it; the others watch). */
   input: boolean;

@@ -31,7 +31,9 @@
  *   - `logs` replies: at most MAX_LOG_REPLY_BYTES (8 MiB) of lines, each cut at 16 KiB.
  */
 import { errorShape, type AgentErrorShape } from '../api/errors.ts';
-import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions } from '../api/types.ts';
+import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions, WireConsoleEvent } from '../api/types.ts';
+
+export type { WireConsoleEvent };
 import {
   agentMethod,
   isPlainObject,
@@ -73,12 +75,6 @@ export type ControlResponse =
 export interface ControlEventMessage {
   event: AgentEvent;
 }
-
-/** A console event on the wire: the bytes as base64. */
-export type WireConsoleEvent =
-  | { kind: 'data'; data: string }
-  | { kind: 'input'; writer: boolean }
-  | { kind: 'end'; reason: string };
 
 export interface ControlConsoleMessage {
   console: WireConsoleEvent;

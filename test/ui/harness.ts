@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AgentEvent, AgentPort, LogKind } from '../../src/api/types.ts';
+import type { AgentEvent, AgentPort, LogKind, WireConsoleEvent } from '../../src/api/types.ts';
 import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/app/actions.ts';
 import { IpcDispatcher } from '../../src/app/dispatch.ts';
 import { writeCommandFile } from '../../src/app/terminal.ts';
@@ -157,10 +157,13 @@ async function pageBridgeScript(): Promise<string> {
       contents: `
         import { createBridge } from './src/app/bridge-core.ts';
         let deliver = () => {};
+        let deliverConsole = () => {};
         window.__nixvmDeliver = (ev) => deliver(ev);
+        window.__nixvmDeliverConsole = (ev) => deliverConsole(ev);
         window.nixvm = createBridge({
           invoke: (channel, arg) => window.__nixvmInvoke(channel, arg),
           listen: (fn) => { deliver = fn; },
+          listenConsole: (fn) => { deliverConsole = fn; },
         });`,
       resolveDir: REPO,
       loader: 'ts',
@@ -208,6 +211,15 @@ export async function startHarness(): Promise<Harness> {
         if (closed) return;
         page
           .evaluate((e) => (window as unknown as { __nixvmDeliver(e: unknown): void }).__nixvmDeliver(e), ev)
+          .catch(() => {});
+      },
+      sendConsole(ev: WireConsoleEvent) {
+        if (closed) return;
+        page
+          .evaluate(
+            (e) => (window as unknown as { __nixvmDeliverConsole(e: unknown): void }).__nixvmDeliverConsole(e),
+            ev,
+          )
           .catch(() => {});
       },
     };
