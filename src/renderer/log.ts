@@ -126,7 +126,10 @@ function layoutSizer(): void {
 
 /** Puts the rows in view (plus a margin) in the DOM; does nothing when they are already there. */
 function render(force = false): void {
-  const top = Math.max(0, logEl.scrollTop - PAD_TOP);
+  // scrollTop can still hold the old, longer view's offset (a filter just shrank it) until the
+  // browser clamps it on the next scroll event: clamp here, or this frame shows no rows at all.
+  const maxScroll = Math.max(0, view.length * LH + PAD_TOP * 2 - logEl.clientHeight);
+  const top = Math.max(0, Math.min(logEl.scrollTop, maxScroll) - PAD_TOP);
   const from = Math.max(0, Math.floor(top / LH) - OVERSCAN);
   const to = Math.min(view.length, Math.ceil((top + logEl.clientHeight) / LH) + OVERSCAN);
   const firstId = view[from]?.id ?? -1;

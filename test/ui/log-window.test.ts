@@ -126,8 +126,10 @@ describe('log window', () => {
       // Filter: only the matching lines (24980–24989; 2498 itself is long dropped), counted.
       await app.page.locator('#search').fill('burst line 2498');
       await app.page.locator('#count', { hasText: /^10 of 20000 lines$/ }).waitFor();
-      const shown = await app.page.locator('#log .line').allTextContents();
-      expect(shown).toEqual(Array.from({ length: 10 }, (_, i) => `burst line ${24_980 + i}`));
+      // The rows follow the count within a frame (a heartbeat's flush can land in between).
+      await expect
+        .poll(() => app.page.locator('#log .line').allTextContents(), { timeout: 10_000 })
+        .toEqual(Array.from({ length: 10 }, (_, i) => `burst line ${24_980 + i}`));
       await app.page.locator('#search').fill('');
       await app.page.locator('#count', { hasText: /^\d+ lines$/ }).waitFor();
 
