@@ -18,6 +18,7 @@ const NEEDED: { program: string; pkg: string; why: string }[] = [
   { program: '/usr/bin/fsck.erofs', pkg: 'erofs-utils', why: 'checking the store images' },
   { program: '/usr/bin/dump.erofs', pkg: 'erofs-utils', why: 'listing what the store images hold' },
   { program: 'blkid', pkg: 'util-linux', why: "reading a store image's label as the guest's udev does" },
+  { program: 'python3', pkg: 'python3', why: "the vfkit simulator's console pty (Node cannot open one)" },
   { program: 'bash', pkg: 'bash', why: 'the bash completion script' },
   { program: 'zsh', pkg: 'zsh', why: 'the zsh completion script' },
   { program: 'fish', pkg: 'fish', why: 'the fish completion script' },

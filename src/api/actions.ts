@@ -16,6 +16,7 @@ export type VmActionId =
   | 'restart'
   | 'build'
   | 'openSshInTerminal'
+  | 'openConsoleInTerminal'
   | 'copySshCommand'
   | 'copyIpv6'
   | 'copyIpv4'
@@ -80,7 +81,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
     method,
     params: ref,
   });
-  const ui = (verb: 'openSshInTerminal' | 'copySshCommand' | 'revealStateDir'): Action => ({
+  const ui = (verb: 'openSshInTerminal' | 'openConsoleInTerminal' | 'copySshCommand' | 'revealStateDir'): Action => ({
     kind: 'ui',
     verb,
     params: ref,
@@ -178,7 +179,19 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
 
   const hasBuildLog = vm.build.logPath !== null || building;
   more.push(
-    act('viewConsoleLog', 'View Console Log', 'Console', {
+    act(
+      'openConsoleInTerminal',
+      'Open Console in Terminal',
+      'Console',
+      ui('openConsoleInTerminal'),
+      vm.state === 'running',
+      vm.state === 'running'
+        ? 'Type into the serial console (nixvm console) in Terminal'
+        : isUp(vm)
+          ? `${vm.name} is still starting`
+          : `${vm.name} is not running`,
+    ),
+    act('viewConsoleLog', 'View Console Log', 'Log', {
       kind: 'ui',
       verb: 'openLogWindow',
       params: { vm: vm.name, kind: 'console' },

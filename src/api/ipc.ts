@@ -5,7 +5,16 @@
  * src/renderer, so it is plain data and types only.
  */
 import type { AgentErrorShape } from './errors.ts';
-import type { AgentEvent, AgentMethod, LogKind, ParamsOf, ResultOf, SubscribeOptions, VmRef } from './types.ts';
+import type {
+  AgentEvent,
+  AgentMethod,
+  LogKind,
+  ParamsOf,
+  ResultOf,
+  SubscribeOptions,
+  VmRef,
+  WireConsoleEvent,
+} from './types.ts';
 
 /** Channel names; one prefix so nothing else on ipcMain can collide with them. */
 export const CHANNELS = {
@@ -17,6 +26,14 @@ export const CHANNELS = {
   subscribe: 'nixvm:subscribe',
   /** main → renderer: AgentEvent */
   event: 'nixvm:event',
+  /** invoke: { vm } → Reply<{ pty }>; attach this window to the VM's serial console (one per window) */
+  consoleAttach: 'nixvm:console-attach',
+  /** invoke: { data: base64 } → Reply<null>; keystrokes for the attached console */
+  consoleInput: 'nixvm:console-input',
+  /** invoke: {} → Reply<null> */
+  consoleDetach: 'nixvm:console-detach',
+  /** main → renderer: WireConsoleEvent of the attached console */
+  console: 'nixvm:console',
 } as const;
 
 /** Most log streams one window may follow at once. */
@@ -34,6 +51,8 @@ export interface UiMethods {
   copyIp: { params: VmRef & { family: 'ipv6' | 'ipv4' }; result: { text: string } };
   /** Opens the ssh command in the configured terminal app; returns the .command file used. */
   openSshInTerminal: { params: VmRef; result: { file: string } };
+  /** Opens `nixvm console <vm>` in the configured terminal app; returns the .command file used. */
+  openConsoleInTerminal: { params: VmRef; result: { file: string } };
   revealStateDir: { params: VmRef; result: null };
   /** Opens (or focuses) the log window for a VM. */
   openLogWindow: { params: VmRef & { kind: LogKind }; result: null };
@@ -62,6 +81,7 @@ export const UI_VERBS = {
   copyIp: true,
   copySshInclude: true,
   openSshInTerminal: true,
+  openConsoleInTerminal: true,
   revealStateDir: true,
   openLogWindow: true,
   openInConsoleApp: true,
@@ -101,6 +121,10 @@ export interface Bridge {
    * Returns an unsubscribe function.
    */
   onEvent(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void;
+  /** This window's attachment to one VM's serial console (attaching again replaces it). */
+  consoleAttach(vm: string, fn: (ev: WireConsoleEvent) => void): Promise<Reply<{ pty: string }>>;
+  consoleInput(data: string): Promise<Reply<null>>;
+  consoleDetach(): Promise<Reply<null>>;
 }
 
 export const BRIDGE_GLOBAL = 'nixvm';

@@ -412,9 +412,44 @@ export interface SubscribeOptions {
   logs?: { vm: string; kind: LogKind }[];
 }
 
+/** What an attachment to a VM's serial console hears. */
+export type ConsoleEvent =
+  /** What the guest wrote (recent history first, on attach). */
+  | { kind: 'data'; data: Uint8Array }
+  /** Whether this attachment's keystrokes reach the guest now (one attachment at a time). */
+  | { kind: 'input'; writer: boolean }
+  /** The console is gone (the VM ended, the agent stopped); one sentence. */
+  | { kind: 'end'; reason: string };
+
+/** A console event where only JSON goes (the control socket, the app's IPC): the bytes as base64. */
+export type WireConsoleEvent =
+  | { kind: 'data'; data: string }
+  | { kind: 'input'; writer: boolean }
+  | { kind: 'end'; reason: string };
+
+export interface ConsoleAttachOptions {
+  /** Ask for the input (the newest attachment asking holds it; the others watch). */
+  input: boolean;
+}
+
+/** One client's attachment to a VM's serial console. */
+export interface ConsoleAttachment {
+  readonly vm: string;
+  /** The console's pty on the Mac (for `screen`). */
+  readonly pty: string;
+  /** Keystrokes; dropped unless this attachment holds the input. */
+  write(data: Uint8Array): void;
+  detach(): void;
+}
+
 /** What every face calls: the Agent itself in-process, or a client of the control socket. */
 export interface AgentPort {
   call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>>;
   /** Snapshot and notice events always; 'log' events only for the logs named in opts. */
   subscribe(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void;
+  /**
+   * Attach to a running VM's interactive serial console; rejects with one sentence when it has
+   * none (stopped, unknown, or started with a log-file console).
+   */
+  attachConsole(vm: string, opts: ConsoleAttachOptions, fn: (ev: ConsoleEvent) => void): Promise<ConsoleAttachment>;
 }

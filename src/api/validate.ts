@@ -148,3 +148,29 @@ export function validateSubscribe(p: unknown, maxLogs: number): SubscribeOptions
     }),
   };
 }
+
+/** Largest console input one message may carry (decoded). */
+export const MAX_CONSOLE_INPUT_BYTES = 64 * 1024;
+
+/** `consoleAttach`'s params on the control socket. */
+export function validateConsoleAttach(p: unknown): { vm: string; input: boolean } {
+  const o = paramsObject(p, 'consoleAttach', ['vm', 'input']);
+  const vm = vmName(o.vm, 'consoleAttach');
+  if (o.input !== undefined && typeof o.input !== 'boolean') bad('consoleAttach: "input" must be true or false.');
+  return { vm, input: o.input === true };
+}
+
+/** `consoleInput`'s params: base64 bytes, at most MAX_CONSOLE_INPUT_BYTES of them. */
+export function validateConsoleInput(p: unknown): { data: Uint8Array } {
+  const o = paramsObject(p, 'consoleInput', ['data']);
+  const d = o.data;
+  if (
+    typeof d !== 'string' ||
+    d.length === 0 ||
+    d.length > Math.ceil(MAX_CONSOLE_INPUT_BYTES / 3) * 4 ||
+    !/^[A-Za-z0-9+/]*={0,2}$/.test(d)
+  )
+    bad(`consoleInput needs "data": base64 of 1 to ${MAX_CONSOLE_INPUT_BYTES} bytes.`);
+  // atob: the renderer loads this module too, and has no Buffer.
+  return { data: Uint8Array.from(atob(d), (c) => c.charCodeAt(0)) };
+}

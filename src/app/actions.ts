@@ -16,6 +16,8 @@ export interface UiHost {
   writeClipboard(text: string): void;
   /** Write `body` to `file` (executable) and open it with the terminal app. */
   openTerminal(file: string, body: string, terminalApp: string): Promise<void>;
+  /** The argv that runs the nixvm CLI from a terminal (the checkout's in development, else `nixvm` on PATH). */
+  nixvmCommand(): string[];
   openFolder(dir: string): Promise<void>;
   revealPath(p: string): void;
   openLogWindow(vm: string, kind: LogKind): void;
@@ -34,19 +36,21 @@ export interface UiHost {
  * The body of the `.command` file Terminal runs for "Open ssh in Terminal". Terminal opens
  * `.command` files without Apple Events permission; `exec` makes the window end with ssh.
  */
-export function commandFileBody(argv: readonly string[]): string {
+export function commandFileBody(argv: readonly string[], what = 'Open ssh in Terminal'): string {
   if (argv.length === 0) throw new Error('commandFileBody needs a command');
-  return [
-    '#!/bin/sh',
-    '# Written by NixVM for "Open ssh in Terminal"; rewritten on every use.',
-    `exec ${shellLine(argv)}`,
-    '',
-  ].join('\n');
+  return ['#!/bin/sh', `# Written by NixVM for "${what}"; rewritten on every use.`, `exec ${shellLine(argv)}`, ''].join(
+    '\n',
+  );
 }
 
 /** Where that file lives: inside the VM's state folder, so it goes away with the VM. */
-export function commandFilePath(vm: Pick<VmSnapshot, 'stateDir'>): string {
-  return path.join(vm.stateDir, 'ssh.command');
+export function commandFilePath(vm: Pick<VmSnapshot, 'stateDir'>, name: 'ssh' | 'console' = 'ssh'): string {
+  return path.join(vm.stateDir, `${name}.command`);
+}
+
+/** `nixvm console <vm>`; `--` first, so that no VM name is read as an option. */
+export function consoleArgv(nixvm: readonly string[], vm: string): string[] {
+  return [...nixvm, 'console', '--', vm];
 }
 
 /** `open -a <app> <file>`: the app name as the user set it, Terminal by default. */
@@ -131,6 +135,17 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       if (!v) throw new AgentError('no-such-vm', `There is no VM named "${vm}".`);
       const file = commandFilePath(v);
       await host.openTerminal(file, commandFileBody(argv), snap.settings.terminalApp);
+      return { file };
+    },
+    async openConsoleInTerminal({ vm }) {
+      const v = await findVm(agent, vm);
+      const file = commandFilePath(v, 'console');
+      const snap = await agent.call('snapshot', {});
+      await host.openTerminal(
+        file,
+        commandFileBody(consoleArgv(host.nixvmCommand(), vm), 'Open Console in Terminal'),
+        snap.settings.terminalApp,
+      );
       return { file };
     },
     async revealStateDir({ vm }) {

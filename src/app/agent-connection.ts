@@ -58,6 +58,7 @@ export async function connectAppAgent(
   const agent: AppAgent = {
     call: (method, params) => core.call(method, params),
     subscribe: (fn, opts) => core.subscribe(fn, opts),
+    attachConsole: (vm, opts, fn) => core.attachConsole(vm, opts, fn),
     async close() {
       clearInterval(watchdog);
       await server.close();

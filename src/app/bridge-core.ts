@@ -5,12 +5,14 @@
  * handed only to the listeners that asked for them.
  */
 import { CHANNELS, type Bridge, type Reply } from '../api/ipc.ts';
-import type { AgentEvent, LogKind, SubscribeOptions } from '../api/types.ts';
+import type { AgentEvent, LogKind, SubscribeOptions, WireConsoleEvent } from '../api/types.ts';
 
 export interface Transport {
   invoke(channel: string, arg: unknown): Promise<unknown>;
   /** Registers the one receiver of events pushed by the main process. */
   listen(fn: (ev: AgentEvent) => void): void;
+  /** Registers the one receiver of the attached console's events. */
+  listenConsole(fn: (ev: WireConsoleEvent) => void): void;
 }
 
 type LogRef = { vm: string; kind: LogKind };
@@ -50,7 +52,25 @@ export function createBridge(t: Transport): Bridge {
     }
   });
 
+  let consoleFn: ((ev: WireConsoleEvent) => void) | null = null;
+  t.listenConsole((ev) => {
+    try {
+      consoleFn?.(ev);
+    } catch (e) {
+      console.error('nixvm: console listener failed', e);
+    }
+  });
+
   return {
+    consoleAttach(vm, fn) {
+      consoleFn = fn;
+      return t.invoke(CHANNELS.consoleAttach, { vm }) as Promise<Reply<{ pty: string }>>;
+    },
+    consoleInput: (data) => t.invoke(CHANNELS.consoleInput, { data }) as Promise<Reply<null>>,
+    consoleDetach() {
+      consoleFn = null;
+      return t.invoke(CHANNELS.consoleDetach, {}) as Promise<Reply<null>>;
+    },
     call: (method, params) => t.invoke(CHANNELS.call, { method, params }) as Promise<Reply<never>>,
     ui: (verb, params) => t.invoke(CHANNELS.ui, { verb, params }) as Promise<Reply<never>>,
     onEvent(fn, opts) {

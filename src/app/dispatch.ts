@@ -5,8 +5,15 @@
  * the UI tests feed it from the page, so both exercise the same code.
  */
 import { AgentError, errorShape } from '../api/errors.ts';
-import type { AgentEvent, AgentPort } from '../api/types.ts';
-import { agentMethod, validateParams, validateSubscribe } from '../api/validate.ts';
+import type { AgentEvent, AgentPort, ConsoleAttachment, WireConsoleEvent } from '../api/types.ts';
+import {
+  agentMethod,
+  paramsObject,
+  validateConsoleInput,
+  validateParams,
+  validateSubscribe,
+  vmName,
+} from '../api/validate.ts';
 import { CHANNELS, MAX_LOG_SUBSCRIPTIONS, isUiVerb, type Reply } from '../api/ipc.ts';
 import type { UiHandlers } from './actions.ts';
 import { validateUiParams } from './validate.ts';
@@ -16,6 +23,8 @@ export interface IpcClient {
   /** Stable per window (webContents id). */
   id: number | string;
   send(ev: AgentEvent): void;
+  /** The attached console's events (bytes as base64: IPC and the test page both carry JSON). */
+  sendConsole?(ev: WireConsoleEvent): void;
 }
 
 export function toReplyError(e: unknown): Reply<never> {
@@ -26,6 +35,8 @@ export class IpcDispatcher {
   private readonly agent: AgentPort;
   private readonly ui: UiHandlers;
   private readonly subs = new Map<IpcClient['id'], () => void>();
+  /** Each window's console attachment (one at a time). */
+  private readonly consoles = new Map<IpcClient['id'], ConsoleAttachment>();
 
   constructor(agent: AgentPort, ui: UiHandlers) {
     this.agent = agent;
@@ -59,6 +70,30 @@ export class IpcDispatcher {
           );
           return { ok: true, value: null };
         }
+        case CHANNELS.consoleAttach: {
+          const vm = vmName(paramsObject(arg ?? {}, 'consoleAttach', ['vm']).vm, 'consoleAttach');
+          this.consoles.get(client.id)?.detach();
+          this.consoles.delete(client.id);
+          const send = client.sendConsole?.bind(client);
+          if (!send) throw new AgentError('bad-request', 'This window cannot show a console.');
+          const att = await this.agent.attachConsole(vm, { input: true }, (ev) =>
+            send(ev.kind === 'data' ? { kind: 'data', data: Buffer.from(ev.data).toString('base64') } : ev),
+          );
+          this.consoles.set(client.id, att);
+          return { ok: true, value: { pty: att.pty } };
+        }
+        case CHANNELS.consoleInput: {
+          const { data } = validateConsoleInput(arg ?? {});
+          const att = this.consoles.get(client.id);
+          if (!att) throw new AgentError('bad-request', 'This window has no console attached.');
+          att.write(data);
+          return { ok: true, value: null };
+        }
+        case CHANNELS.consoleDetach: {
+          this.consoles.get(client.id)?.detach();
+          this.consoles.delete(client.id);
+          return { ok: true, value: null };
+        }
         default:
           throw new AgentError('bad-request', `Invalid request: unknown channel ${JSON.stringify(channel)}.`);
       }
@@ -71,9 +106,11 @@ export class IpcDispatcher {
   drop(id: IpcClient['id']): void {
     this.subs.get(id)?.();
     this.subs.delete(id);
+    this.consoles.get(id)?.detach();
+    this.consoles.delete(id);
   }
 
   dropAll(): void {
-    for (const id of Array.from(this.subs.keys())) this.drop(id);
+    for (const id of new Set([...this.subs.keys(), ...this.consoles.keys()])) this.drop(id);
   }
 }

@@ -87,7 +87,10 @@ function vmItems(vm: VmSnapshot, agent: AgentSnapshot['agent'], d: Dispatch): It
     items.push(info(`${buildLabel(vm)}${what ? ` — ${what}` : ''}`), item(cancel));
   }
   items.push(...group(['build']));
-  items.push(sep, ...group(['openSshInTerminal', 'copySshCommand', 'copyIpv6', 'copyIpv4', 'copyIp']));
+  items.push(
+    sep,
+    ...group(['openConsoleInTerminal', 'openSshInTerminal', 'copySshCommand', 'copyIpv6', 'copyIpv4', 'copyIp']),
+  );
   items.push(sep, ...group(['viewConsoleLog', 'viewBuildLog', 'revealStateDir']));
   return items;
 }

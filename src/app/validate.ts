@@ -33,6 +33,7 @@ export const uiValidators = {
   },
   copySshInclude: empty('copySshInclude'),
   openSshInTerminal: vmRef('openSshInTerminal'),
+  openConsoleInTerminal: vmRef('openConsoleInTerminal'),
   revealStateDir: vmRef('revealStateDir'),
   openLogWindow: (p) => {
     const o = paramsObject(p, 'openLogWindow', ['vm', 'kind']);

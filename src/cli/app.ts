@@ -626,6 +626,31 @@ async function cmdSsh(s: Session, name: string, cmd: string[]): Promise<number> 
   return s.io.exec([...argv, ...cmd]);
 }
 
+async function cmdConsole(
+  s: Session,
+  vm: string,
+  opts: { start?: boolean; readOnly?: boolean; quietMs: string },
+): Promise<number> {
+  const quietMs = Number(opts.quietMs);
+  if (!Number.isInteger(quietMs) || quietMs < 0 || quietMs > 600_000)
+    throw new CliError(
+      EXIT.usage,
+      `--quiet-ms needs a whole number of milliseconds up to 600000, not ${JSON.stringify(opts.quietMs)}.`,
+    );
+  const port = await s.port();
+  if (opts.start) {
+    const snap = await interruptible(port.call('snapshot', {}), s.io.signal);
+    const v = snap.vms.find((x) => x.name === vm);
+    if (!v) throw noSuchVm(vm, snap, s.io.now());
+    if (v.state !== 'running' && v.state !== 'starting') {
+      const code = await cmdAction(s, 'start', [vm], {});
+      if (code !== EXIT.ok) return code;
+    }
+  }
+  const { runConsole } = await import('./console.ts');
+  return runConsole({ vm, io: s.io, port, readOnly: !!opts.readOnly, quietMs });
+}
+
 async function cmdSshCommand(s: Session, name: string, opts: { json?: boolean }): Promise<number> {
   const { argv, target } = await sshFor(s, name);
   const command = sshCommandLine(argv);
@@ -1001,6 +1026,17 @@ export function buildProgram(s: Session, setCode: (c: number) => void): Command 
     .argument('<vm>')
     .argument('[cmd...]', 'command to run in the VM (after --)')
     .action(act((vm: string, cmd: string[]) => cmdSsh(s, vm, cmd)));
+
+  program
+    .command('console')
+    .description(`the VM's serial console on this terminal (detach with Ctrl-]); from a pipe, types what comes in`)
+    .argument('<vm>')
+    .option('--start', 'start the VM first when it is not running')
+    .option('--read-only', 'watch without typing')
+    .option('--quiet-ms <ms>', 'from a pipe: end once the guest is quiet this long after the input ended', '1000')
+    .action(
+      act((vm: string, opts: { start?: boolean; readOnly?: boolean; quietMs: string }) => cmdConsole(s, vm, opts)),
+    );
 
   program
     .command('ssh-command')

@@ -12,6 +12,7 @@ import {
   onLaterInterrupt,
   outputOf,
   type Answer,
+  type CliInput,
   type CliIo,
   type CliPort,
   type LoginItemApi,
@@ -26,6 +27,7 @@ export function defaultIo(): CliIo {
   return {
     stdout: outputOf(process.stdout),
     stderr: outputOf(process.stderr),
+    stdin: inputOf(process.stdin),
     env: process.env,
     cwd: process.cwd(),
     now: () => Date.now(),
@@ -122,4 +124,26 @@ function confirmOnTerminal(question: string): Promise<Answer | null> {
     rl.on('close', () => finish('no'));
     rl.question(question, (answer) => finish(/^\s*y(es)?\s*$/i.test(answer) ? 'yes' : 'no'));
   });
+}
+
+/** process.stdin as a CliInput; it starts flowing only when someone listens. */
+function inputOf(stdin: NodeJS.ReadStream): CliInput {
+  return {
+    isTTY: !!stdin.isTTY,
+    setRaw(on) {
+      if (stdin.isTTY) stdin.setRawMode(on);
+    },
+    onData(fn) {
+      stdin.on('data', fn);
+      stdin.resume();
+      return () => {
+        stdin.off('data', fn);
+        stdin.pause();
+      };
+    },
+    onEnd(fn) {
+      stdin.on('end', fn);
+      return () => stdin.off('end', fn);
+    },
+  };
 }

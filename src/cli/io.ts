@@ -17,6 +17,15 @@ export interface CliOutput {
   stream?: NodeJS.WriteStream;
 }
 
+/** Standard input, for `nixvm console`. */
+export interface CliInput {
+  isTTY: boolean;
+  /** A terminal's raw mode (keys one by one, no echo, Ctrl-C as a byte); no-op without a terminal. */
+  setRaw(on: boolean): void;
+  onData(fn: (chunk: Buffer) => void): () => void;
+  onEnd(fn: () => void): () => void;
+}
+
 /** A connection to the agent: the contract's port, plus closing it when the command is done. */
 export interface CliPort extends AgentPort {
   close?(): void | Promise<void>;
@@ -44,6 +53,8 @@ export type Answer = 'yes' | 'no' | 'interrupt';
 export interface CliIo {
   stdout: CliOutput;
   stderr: CliOutput;
+  /** Absent: nothing to read (tests, and commands that never read). */
+  stdin?: CliInput;
   env: NodeJS.ProcessEnv;
   cwd: string;
   now(): number;

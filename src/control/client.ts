@@ -3,7 +3,17 @@
  * the agent over its unix socket, so CLI code is the same whether it holds the Agent or a client.
  */
 import net from 'node:net';
-import type { AgentEvent, AgentMethod, AgentPort, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+import type {
+  AgentEvent,
+  AgentMethod,
+  AgentPort,
+  ConsoleAttachment,
+  ConsoleAttachOptions,
+  ConsoleEvent,
+  ParamsOf,
+  ResultOf,
+  SubscribeOptions,
+} from '../api/types.ts';
 import { AgentError } from '../api/errors.ts';
 import { isAgentErrorCode } from '../api/errors.ts';
 import { resolvePaths } from '../host/paths.ts';
@@ -15,6 +25,7 @@ import {
   logSelected,
   type ControlMethod,
   type LogFilter,
+  type WireConsoleEvent,
 } from './protocol.ts';
 
 export interface ConnectOptions {
@@ -73,6 +84,8 @@ export class ControlClient implements AgentPort {
   #serverNotice: string | null = null;
   /** That error was the agent refusing us (too busy), not a protocol complaint. */
   #refused = false;
+  /** This connection carries a console: where its events go. */
+  #consoleFn: ((ev: ConsoleEvent) => void) | null = null;
 
   constructor(socket: net.Socket, socketPath: string) {
     this.#socket = socket;
@@ -123,6 +136,74 @@ export class ControlClient implements AgentPort {
       // Do not wait on an agent that never finishes its half.
       setTimeout(() => this.#socket.destroy(), 1000).unref();
     });
+  }
+
+  /**
+   * Attach to a VM's console over a connection of its own (a console takes a connection; this
+   * one stays free for calls and events).
+   */
+  async attachConsole(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
+    const c = await connectControl(this.socketPath);
+    try {
+      return await c.#attachHere(vm, opts, fn);
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+  }
+
+  async #attachHere(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
+    let ended = false;
+    const deliver = (ev: ConsoleEvent) => {
+      if (ended) return;
+      if (ev.kind === 'end') ended = true;
+      try {
+        fn(ev);
+      } catch {
+        // The listener's bug stays its own.
+      }
+    };
+    this.#consoleFn = deliver;
+    this.onClose((err) =>
+      deliver({
+        kind: 'end',
+        reason: err ? err.message : `The console of VM "${vm}" was detached.`,
+      }),
+    );
+    const r = (await this.#send('consoleAttach', { vm, input: opts.input })) as { vm: string; pty: string };
+    let nextId = 1_000_000_000;
+    return {
+      vm: r.vm,
+      pty: r.pty,
+      write: (data) => {
+        if (this.#closed || data.length === 0) return;
+        // Not awaited: the agent answers keystrokes only to refuse them.
+        for (let i = 0; i < data.length; i += 48 * 1024) {
+          const part = Buffer.from(data.subarray(i, i + 48 * 1024)).toString('base64');
+          this.#socket.write(encodeLine({ id: nextId++, method: 'consoleInput', params: { data: part } }));
+        }
+      },
+      detach: () => {
+        ended = true;
+        void this.close();
+      },
+    };
+  }
+
+  #onConsole(w: WireConsoleEvent): void {
+    const fn = this.#consoleFn;
+    if (!fn || typeof w !== 'object' || w === null) return;
+    if (w.kind === 'data' && typeof w.data === 'string') fn({ kind: 'data', data: Buffer.from(w.data, 'base64') });
+    else if (w.kind === 'input' && typeof w.writer === 'boolean') fn({ kind: 'input', writer: w.writer });
+    else if (w.kind === 'end' && typeof w.reason === 'string') fn({ kind: 'end', reason: w.reason });
   }
 
   #resubscribe(): void {
@@ -186,9 +267,14 @@ export class ControlClient implements AgentPort {
       result?: unknown;
       error?: { code?: unknown; message?: unknown };
       event?: AgentEvent;
+      console?: WireConsoleEvent;
     };
     if (m.event !== undefined) {
       this.#dispatch(m.event);
+      return;
+    }
+    if (m.console !== undefined) {
+      this.#onConsole(m.console);
       return;
     }
     if (typeof m.id !== 'number') {
@@ -199,7 +285,12 @@ export class ControlClient implements AgentPort {
       return;
     }
     const p = this.#pending.get(m.id);
-    if (!p) return;
+    if (!p) {
+      // A refused keystroke (it has no pending entry): the console's owner hears it as its end.
+      if (m.error && this.#consoleFn && typeof m.error.message === 'string')
+        this.#consoleFn({ kind: 'end', reason: m.error.message });
+      return;
+    }
     this.#pending.delete(m.id);
     if (m.error) {
       const code = isAgentErrorCode(m.error.code) ? m.error.code : 'failed';

@@ -7,6 +7,13 @@
  *   ← {"id":2,"result":{"subscribed":true}}  then  {"event":{…AgentEvent}} lines
  *   → {"id":3,"method":"unsubscribe"}  ← {"id":3,"result":{"subscribed":false}}
  *
+ * A VM's serial console, one per connection:
+ *   → {"id":4,"method":"consoleAttach","params":{"vm":"web","input":true}}
+ *   ← {"id":4,"result":{"vm":"web","pty":"/dev/ttys003"}}  then  {"console":{"kind":"data","data":"<base64>"}},
+ *     {"console":{"kind":"input","writer":true|false}}, and at the end {"console":{"kind":"end","reason":"…"}}
+ *   → {"id":5,"method":"consoleInput","params":{"data":"<base64>"}}   (answered only when refused)
+ *   → {"id":6,"method":"consoleDetach"}  ← {"id":6,"result":{"attached":false}}
+ *
  * A reply to a message whose id could not be read carries "id": null; so does the last line before
  * the agent hangs up on a connection, saying why (too busy, a line too long, too slow…).
  *
@@ -24,8 +31,17 @@
  *   - `logs` replies: at most MAX_LOG_REPLY_BYTES (8 MiB) of lines, each cut at 16 KiB.
  */
 import { errorShape, type AgentErrorShape } from '../api/errors.ts';
-import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions } from '../api/types.ts';
-import { agentMethod, isPlainObject, validateParams, validateSubscribe } from '../api/validate.ts';
+import type { AgentEvent, AgentMethod, LogKind, SubscribeOptions, WireConsoleEvent } from '../api/types.ts';
+
+export type { WireConsoleEvent };
+import {
+  agentMethod,
+  isPlainObject,
+  validateConsoleAttach,
+  validateConsoleInput,
+  validateParams,
+  validateSubscribe,
+} from '../api/validate.ts';
 
 export type RequestId = number | string;
 
@@ -38,7 +54,13 @@ export interface LogFilter {
 /** subscribe's params are the AgentPort's SubscribeOptions: `logs` omitted = state and notices only. */
 export type SubscribeParams = SubscribeOptions;
 
-export type ControlMethod = AgentMethod | 'subscribe' | 'unsubscribe';
+export type ControlMethod =
+  | AgentMethod
+  | 'subscribe'
+  | 'unsubscribe'
+  | 'consoleAttach'
+  | 'consoleInput'
+  | 'consoleDetach';
 
 export interface ControlRequest {
   id: RequestId;
@@ -52,6 +74,10 @@ export type ControlResponse =
 
 export interface ControlEventMessage {
   event: AgentEvent;
+}
+
+export interface ControlConsoleMessage {
+  console: WireConsoleEvent;
 }
 
 /** Largest request line the server reads; a longer one gets an error and the connection ends. */
@@ -70,7 +96,9 @@ export const PARTIAL_LINE_TIMEOUT_MS = 10_000;
 /** Replies that stay unsent this long (a client that never reads) close the connection. */
 export const STALLED_REPLY_TIMEOUT_MS = 30_000;
 
-export function encodeLine(msg: ControlResponse | ControlEventMessage | ControlRequest): string {
+export function encodeLine(
+  msg: ControlResponse | ControlEventMessage | ControlConsoleMessage | ControlRequest,
+): string {
   return `${JSON.stringify(msg)}\n`;
 }
 
@@ -110,6 +138,11 @@ export function parseRequest(line: string): ParsedRequest {
       };
     }
     if (msg.method === 'unsubscribe') return { ok: true, request: { id, method: 'unsubscribe', params: {} } };
+    if (msg.method === 'consoleAttach')
+      return { ok: true, request: { id, method: 'consoleAttach', params: { ...validateConsoleAttach(raw) } } };
+    if (msg.method === 'consoleInput')
+      return { ok: true, request: { id, method: 'consoleInput', params: { ...validateConsoleInput(raw) } } };
+    if (msg.method === 'consoleDetach') return { ok: true, request: { id, method: 'consoleDetach', params: {} } };
     const method = agentMethod(msg.method);
     return { ok: true, request: { id, method, params: { ...validateParams(method, raw) } } };
   } catch (err) {

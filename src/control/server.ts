@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { AgentEvent, AgentMethod, AgentPort, ParamsOf } from '../api/types.ts';
+import type { AgentEvent, AgentMethod, AgentPort, ConsoleAttachment, ConsoleEvent, ParamsOf } from '../api/types.ts';
 import { errorMessage, errorShape } from '../api/errors.ts';
 import { prepareSocketDir } from '../host/socket-path.ts';
 import {
@@ -93,6 +93,9 @@ class Connection {
   #closing = false;
   #logs: LogFilter[] | undefined = undefined;
   #unsubscribe: (() => void) | null = null;
+  /** This connection's console attachment (one at a time), or the attach under way. */
+  #console: ConsoleAttachment | null = null;
+  #consoleAttaching = false;
   /** When something last arrived or was answered (idle timeout). */
   #lastActivity = Date.now();
   /** When the unfinished line began to arrive, if one has. */
@@ -140,6 +143,7 @@ class Connection {
     }
     const idle =
       this.#unsubscribe === null &&
+      this.#console === null &&
       this.#inFlight === 0 &&
       this.#queue.length === 0 &&
       this.#partialSince === null &&
@@ -178,6 +182,7 @@ class Connection {
     if (rest !== null) this.#queue.push(rest);
     this.#pump();
     this.#stopSubscription();
+    this.#detachConsole();
     this.#maybeFinish();
   }
 
@@ -186,6 +191,7 @@ class Connection {
     this.#closed = true;
     this.#queue = [];
     this.#stopSubscription();
+    this.#detachConsole();
     this.#onClosed(this);
   }
 
@@ -249,7 +255,26 @@ class Connection {
       this.#reply({ id: req.id, result: { subscribed: false } });
       return;
     }
-    this.#call(req.id, req.method, req.params);
+    if (req.method === 'consoleAttach') {
+      this.#attachConsole(req);
+      return;
+    }
+    if (req.method === 'consoleInput') {
+      // Keystrokes are not answered (a reply per key would double the traffic); a refusal is.
+      if (!this.#console)
+        this.#reply({
+          id: req.id,
+          error: { code: 'bad-request', message: 'consoleInput needs a console attached first (consoleAttach).' },
+        });
+      else this.#console.write(req.params.data as Uint8Array);
+      return;
+    }
+    if (req.method === 'consoleDetach') {
+      this.#detachConsole();
+      this.#reply({ id: req.id, result: { attached: false } });
+      return;
+    }
+    this.#call(req.id, req.method as AgentMethod, req.params);
   }
 
   #call(id: RequestId, method: AgentMethod, params: Record<string, unknown>): void {
@@ -289,6 +314,83 @@ class Connection {
       return;
     }
     this.#reply({ id: req.id, result: { subscribed: true } });
+  }
+
+  #attachConsole(req: ControlRequest): void {
+    if (this.#peerEnded || this.#console || this.#consoleAttaching) {
+      this.#reply({
+        id: req.id,
+        error: {
+          code: 'bad-request',
+          message: this.#peerEnded
+            ? 'consoleAttach needs a connection that stays open for reading and writing.'
+            : 'This connection already has a console attached; open another connection for another console.',
+        },
+      });
+      return;
+    }
+    const { vm, input } = req.params as { vm: string; input: boolean };
+    this.#consoleAttaching = true;
+    this.#inFlight++;
+    // Events can arrive before the reply is written (the history, first): hold them until then.
+    let early: ConsoleEvent[] | null = [];
+    const onEvent = (ev: ConsoleEvent) => {
+      if (early) early.push(ev);
+      else this.#onConsoleEvent(ev);
+    };
+    Promise.resolve()
+      .then(() => this.#port.attachConsole(vm, { input }, onEvent))
+      .then(
+        (att) => {
+          if (this.#closed || this.#closing) {
+            att.detach();
+            return;
+          }
+          this.#console = att;
+          this.#reply({ id: req.id, result: { vm: att.vm, pty: att.pty } });
+          const held = early ?? [];
+          early = null;
+          for (const ev of held) this.#onConsoleEvent(ev);
+        },
+        (err: unknown) => this.#reply({ id: req.id, error: errorShape(err) }),
+      )
+      .catch((err: unknown) => this.#problem(`control socket: attaching a console failed: ${String(err)}`))
+      .finally(() => {
+        this.#consoleAttaching = false;
+        this.#inFlight--;
+        this.#pump();
+      });
+  }
+
+  // Called from the console relay's read loop: must never throw back into it.
+  #onConsoleEvent(ev: ConsoleEvent): void {
+    if (this.#closed || this.#closing) return;
+    try {
+      const wire = ev.kind === 'data' ? { kind: 'data' as const, data: Buffer.from(ev.data).toString('base64') } : ev;
+      const line = encodeLine({ console: wire });
+      if (this.#socket.writableLength + Buffer.byteLength(line) > this.#opts.maxSubscriberBacklogBytes) {
+        this.#problem(
+          `control socket: dropped a console client that stopped reading (over ${this.#opts.maxSubscriberBacklogBytes} bytes unsent).`,
+        );
+        this.#detachConsole();
+        this.#socket.destroy();
+        return;
+      }
+      if (!this.#socket.write(line)) this.#unsentSince ??= Date.now();
+      if (ev.kind === 'end') this.#console = null;
+    } catch (err) {
+      this.#problem(`control socket: could not send console output: ${String(err)}`);
+    }
+  }
+
+  #detachConsole(): void {
+    const c = this.#console;
+    this.#console = null;
+    try {
+      c?.detach();
+    } catch (err) {
+      this.#problem(`control socket: detaching a console failed: ${String(err)}`);
+    }
   }
 
   #stopSubscription(): void {

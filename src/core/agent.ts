@@ -25,6 +25,9 @@ import type {
   AgentMethod,
   AgentPort,
   AgentSnapshot,
+  ConsoleAttachment,
+  ConsoleAttachOptions,
+  ConsoleEvent,
   FlakeSnapshot,
   ParamsOf,
   ResultOf,
@@ -32,7 +35,7 @@ import type {
   SubscribeOptions,
   VmSnapshot,
 } from '../api/types.ts';
-import { agentMethod, validateParams } from '../api/validate.ts';
+import { agentMethod, validateParams, vmName } from '../api/validate.ts';
 import { AgentLog } from '../host/agent-log.ts';
 import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
@@ -277,6 +280,41 @@ export class Agent implements AgentPort {
 
   subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
     return this.hub.subscribe(fn, opts);
+  }
+
+  async attachConsole(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
+    const name = vmName(vm, 'attachConsole');
+    // A VM that just started: its console opens once vfkit's REST API first answers.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const relay = this.supervisor.console(name);
+      if (relay) return relay.attach(fn, opts.input === true);
+      const st = this.supervisor.status(name).state;
+      if (st !== 'starting' && st !== 'running') break;
+      if (this.supervisor.consoleIsLogFile(name) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const st = this.supervisor.status(name).state;
+    if (st === 'starting' || st === 'running') {
+      if (this.supervisor.consoleIsLogFile(name))
+        throw new AgentError(
+          'failed',
+          `VM "${name}" was started by an earlier nixvm whose console was only a log file; restart it (\`nixvm restart ${name}\`) to type into its console.`,
+        );
+      throw new AgentError(
+        'failed',
+        `The console of VM "${name}" could not be opened; see the agent's log (\`nixvm logs --agent\`) and restart the VM.`,
+      );
+    }
+    this.vms.entry(name); // no-such-vm, naming the known ones
+    throw new AgentError(
+      'failed',
+      `VM "${name}" is not running, so it has no console; start it with \`nixvm start ${name}\` or attach with \`nixvm console --start ${name}\`.`,
+    );
   }
 
   /** Every command, by name; the `satisfies` makes the compiler demand one handler per method. */
@@ -609,7 +647,7 @@ export class Agent implements AgentPort {
     this.settingsOff?.();
     await this.flakes.close();
     await this.closures.dispose();
-    this.supervisor.close();
+    await this.supervisor.close();
     this.settings.close();
     this.log('agent stopped');
     this.agentLog.close();

@@ -1,5 +1,6 @@
 /** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
-import { clipboard, dialog, shell } from 'electron';
+import path from 'node:path';
+import { app, clipboard, dialog, shell } from 'electron';
 import { AgentError } from '../api/errors.ts';
 import { notAPlainFolder, type UiHost } from '../app/actions.ts';
 import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
@@ -16,6 +17,11 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
   return {
     writeClipboard: (text) => clipboard.writeText(text),
     openTerminal: openInTerminal,
+    nixvmCommand: () =>
+      // A packaged app's fuses refuse ELECTRON_RUN_AS_NODE: there the CLI is the one on PATH.
+      app.isPackaged
+        ? ['nixvm']
+        : ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath, path.join(app.getAppPath(), 'bin', 'nixvm.js')],
     async openFolder(dir) {
       // The app model checked already; openPath runs what it opens, so check again right here.
       const bundle = notAPlainFolder(dir);

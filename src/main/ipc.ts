@@ -17,7 +17,14 @@ function trusted(event: IpcMainInvokeEvent, rendererBaseUrl: string): boolean {
 
 export function registerIpc(dispatcher: IpcDispatcher, rendererBaseUrl: string): () => void {
   const tracked = new Set<number>();
-  const channels = [CHANNELS.call, CHANNELS.ui, CHANNELS.subscribe];
+  const channels = [
+    CHANNELS.call,
+    CHANNELS.ui,
+    CHANNELS.subscribe,
+    CHANNELS.consoleAttach,
+    CHANNELS.consoleInput,
+    CHANNELS.consoleDetach,
+  ];
   for (const channel of channels) {
     ipcMain.handle(channel, async (event, arg: unknown) => {
       if (!trusted(event, rendererBaseUrl)) {
@@ -40,6 +47,9 @@ export function registerIpc(dispatcher: IpcDispatcher, rendererBaseUrl: string):
         id: wc.id,
         send: (ev) => {
           if (!wc.isDestroyed()) wc.send(CHANNELS.event, ev);
+        },
+        sendConsole: (ev) => {
+          if (!wc.isDestroyed()) wc.send(CHANNELS.console, ev);
         },
       });
     });

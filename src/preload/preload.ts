@@ -5,13 +5,16 @@
  */
 import { contextBridge, ipcRenderer } from 'electron';
 import { BRIDGE_GLOBAL, CHANNELS } from '../api/ipc.ts';
-import type { AgentEvent } from '../api/types.ts';
+import type { AgentEvent, WireConsoleEvent } from '../api/types.ts';
 import { createBridge } from '../app/bridge-core.ts';
 
 const bridge = createBridge({
   invoke: (channel, arg) => ipcRenderer.invoke(channel, arg),
   listen(fn) {
     ipcRenderer.on(CHANNELS.event, (_e, ev: AgentEvent) => fn(ev));
+  },
+  listenConsole(fn) {
+    ipcRenderer.on(CHANNELS.console, (_e, ev: WireConsoleEvent) => fn(ev));
   },
 });
 
@@ -20,4 +23,7 @@ contextBridge.exposeInMainWorld(BRIDGE_GLOBAL, {
   call: bridge.call,
   ui: bridge.ui,
   onEvent: bridge.onEvent,
+  consoleAttach: bridge.consoleAttach,
+  consoleInput: bridge.consoleInput,
+  consoleDetach: bridge.consoleDetach,
 });

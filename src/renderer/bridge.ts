@@ -3,7 +3,7 @@
  * the UI tests). Unwraps reply envelopes into values or `BridgeError`s that keep the error code.
  */
 import { BRIDGE_GLOBAL, type Bridge, type Reply, type UiParamsOf, type UiResultOf, type UiVerb } from '../api/ipc.ts';
-import type { AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions } from '../api/types.ts';
+import type { AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions, WireConsoleEvent } from '../api/types.ts';
 import type { AgentErrorCode } from '../api/errors.ts';
 
 declare global {
@@ -42,6 +42,16 @@ export const bridge = {
   /** Snapshots and notices always; log lines only for the logs named in opts. */
   onEvent(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void {
     return raw().onEvent(fn, opts);
+  },
+  /** Attach this window to a VM's serial console; rejects with the agent's sentence. */
+  async consoleAttach(vm: string, fn: (ev: WireConsoleEvent) => void): Promise<{ pty: string }> {
+    return unwrap(await raw().consoleAttach(vm, fn));
+  },
+  async consoleInput(data: string): Promise<void> {
+    unwrap(await raw().consoleInput(data));
+  },
+  async consoleDetach(): Promise<void> {
+    unwrap(await raw().consoleDetach());
   },
 };
 

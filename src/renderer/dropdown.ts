@@ -234,8 +234,14 @@ class VmRow {
             (r) => `Copied ${(r as { text: string }).text}`,
           ),
       ),
-      viewConsoleLog: button(
+      openConsoleInTerminal: button(
         'Console',
+        'openConsoleInTerminal',
+        { icon: 'terminal', title: 'Type into the serial console in Terminal' },
+        (btn) => void act(btn, () => bridge.ui('openConsoleInTerminal', ref())),
+      ),
+      viewConsoleLog: button(
+        'Log',
         'viewConsoleLog',
         { icon: 'doc', title: 'View the console log' },
         (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' })),
@@ -330,6 +336,7 @@ class VmRow {
       this.b.copySshCommand!,
       this.b.copyIpv4!,
       this.b.copyIpv6!,
+      this.b.openConsoleInTerminal!,
       this.b.viewConsoleLog!,
       this.b.viewBuildLog!,
       this.b.revealStateDir!,

@@ -12,6 +12,7 @@ import { stateLabel } from '../api/describe.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { AnsiRenderer, applyTrueColours, stripAnsi } from './ansi.ts';
 import { LineBuffer, matches, newAfterTail, type LogLine } from './log-buffer.ts';
+import { openConsoleView, type ConsoleView } from './terminal.ts';
 import { applyWindowFlags } from './window-flags.ts';
 
 const TAIL_LINES = 5000;
@@ -301,7 +302,45 @@ bridge.onEvent((ev) => {
   if (ev.type === 'snapshot') showVm(ev.snapshot.vms.find((v) => v.name === vm));
 });
 
-for (const t of tabs) t.addEventListener('click', () => void load(t.dataset.kind === 'build' ? 'build' : 'console'));
+// The Terminal tab: the console in xterm.js, typed into (the log's tabs read the file instead).
+const termEl = document.getElementById('term')!;
+const termTab = document.querySelector<HTMLButtonElement>('.seg [data-mode="terminal"]')!;
+const logOnly = [searchEl, countEl, followEl.parentElement!, consoleBtn];
+let termView: ConsoleView | null = null;
+
+function showTerminal(on: boolean): void {
+  termEl.hidden = !on;
+  logEl.hidden = on;
+  for (const el of logOnly) el.hidden = on;
+  termTab.setAttribute('aria-selected', String(on));
+  if (on) for (const t of tabs) t.setAttribute('aria-selected', 'false');
+  if (!on) {
+    termView?.close();
+    termView = null;
+    termEl.replaceChildren();
+    return;
+  }
+  noticeEl.hidden = true;
+  document.title = `${vm} — Terminal`;
+  void openConsoleView(termEl, vm, (text, level) => {
+    noticeEl.hidden = false;
+    noticeEl.textContent = text;
+    noticeEl.dataset.level = level;
+  }).then((v) => {
+    if (termEl.hidden) v.close();
+    else termView = v;
+  });
+}
+
+termTab.addEventListener('click', () => {
+  if (termEl.hidden) showTerminal(true);
+  else termView?.focus();
+});
+for (const t of tabs)
+  t.addEventListener('click', () => {
+    if (!termEl.hidden) showTerminal(false);
+    void load(t.dataset.kind === 'build' ? 'build' : 'console');
+  });
 searchEl.addEventListener('input', () => {
   query = searchEl.value;
   applyFilter();

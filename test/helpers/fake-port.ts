@@ -7,6 +7,7 @@
 import type {
   AgentEvent,
   AgentMethod,
+  AgentPort,
   AgentSnapshot,
   BuildInfo,
   FlakeSnapshot,
@@ -129,6 +130,14 @@ export class FakePort implements CliPort {
     if (h) return h(params, this);
     if (method === 'snapshot') return structuredClone(this.snapshot) as ResultOf<M>;
     throw new AgentError('failed', `The fake port has no handler for ${method}.`);
+  }
+
+  /** Answers attachConsole; none: every VM is "not running". */
+  consoleHandler: AgentPort['attachConsole'] | null = null;
+
+  attachConsole(...args: Parameters<AgentPort['attachConsole']>): ReturnType<AgentPort['attachConsole']> {
+    if (this.consoleHandler) return this.consoleHandler(...args);
+    return Promise.reject(new AgentError('failed', `VM "${args[0]}" is not running, so it has no console.`));
   }
 
   subscribe(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void {

@@ -8,7 +8,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentEvent, AgentMethod, AgentPort, ParamsOf, ResultOf, SubscribeOptions } from '../../src/api/types.ts';
+import type {
+  AgentEvent,
+  AgentMethod,
+  AgentPort,
+  ConsoleAttachment,
+  ConsoleAttachOptions,
+  ConsoleEvent,
+  ParamsOf,
+  ResultOf,
+  SubscribeOptions,
+} from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { connectControl, type ControlClient } from '../../src/control/client.ts';
 import { startControlServer, type ControlServer, type ControlServerOptions } from '../../src/control/server.ts';
@@ -64,6 +74,28 @@ class TestPort implements AgentPort {
       default:
         throw new AgentError('failed', `${method} is not in this test port.`);
     }
+  }
+
+  /** A console that echoes what is typed, upper-cased, to every attachment. */
+  readonly consoles = new Set<(ev: ConsoleEvent) => void>();
+  async attachConsole(
+    vm: string,
+    opts: ConsoleAttachOptions,
+    fn: (ev: ConsoleEvent) => void,
+  ): Promise<ConsoleAttachment> {
+    if (vm !== 'web') throw new AgentError('no-such-vm', `There is no VM named ${JSON.stringify(vm)}.`);
+    fn({ kind: 'data', data: Buffer.from('web login: ') });
+    fn({ kind: 'input', writer: opts.input });
+    this.consoles.add(fn);
+    return {
+      vm,
+      pty: '/dev/ttys003',
+      write: (data) => {
+        for (const f of this.consoles)
+          f({ kind: 'data', data: Buffer.from(Buffer.from(data).toString().toUpperCase()) });
+      },
+      detach: () => this.consoles.delete(fn),
+    };
   }
 
   subscribe(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void {

@@ -34,6 +34,7 @@ function recordingHost(): UiHost & { clipboard: string[] } {
     clipboard,
     writeClipboard: (t) => void clipboard.push(t),
     openTerminal: async () => {},
+    nixvmCommand: () => ['nixvm'],
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},

@@ -115,6 +115,7 @@ describe('a control socket the agent did not make', () => {
   const port: AgentPort = {
     call: async () => agentSnapshot([vmSnapshot({ name: 'second' })]) as never,
     subscribe: () => () => {},
+    attachConsole: () => Promise.reject(new Error('no console here')),
   };
 
   it('is never deleted when the agent stops (libuv unlinks the path a server listened on)', async () => {

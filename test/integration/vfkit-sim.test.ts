@@ -10,9 +10,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { VmSpec } from '../../src/api/types.ts';
 import { runtimePaths, prepareRuntimeDirs, type VmRuntimePaths } from '../../src/core/vm/runtime-paths.ts';
 import { planDisks, vfkitArgv } from '../../src/core/vm/vfkit-args.ts';
+import type { ConsoleRelay } from '../../src/core/vm/console-relay.ts';
 import { settles, tail, waitFor } from '../helpers/wait.ts';
 import {
   makeClosure,
+  relayConsole,
   restCall,
   simState,
   spawnSim,
@@ -41,18 +43,29 @@ function vm(over: Partial<VmSpec> = {}, mac = '02:04:00:0a:00:01') {
   const paths: VmRuntimePaths = runtimePaths(path.join(root, `s${n}`), path.join(root, `l${n}`), s.name);
   prepareRuntimeDirs(paths);
   const argv = vfkitArgv({ vfkit: VFKIT_SIM, spec: s, closure, mac, paths });
+  consoleOf.set(argv, paths);
   return { spec: s, paths, argv, leases: path.join(root, `leases${n}`) };
 }
+
+/** The paths of each composed argv: the console is a pty, which the test reads into the log as the agent does. */
+const consoleOf = new WeakMap<string[], VmRuntimePaths>();
 
 function start(argv: string[], env: Record<string, string> = {}, cwd?: string): SimProcess {
   const p = spawnSim(argv, env, cwd);
   spawned.push(p);
+  const paths = consoleOf.get(argv);
+  if (paths) relays.set(p, relayConsole(p, paths.restSocket, paths.consoleLog));
   return p;
 }
+const relays = new WeakMap<SimProcess, Promise<ConsoleRelay | null>>();
 
 /** The simulator's exit, within the wait deadline. */
-function exitOf(p: SimProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return settles(p.exited, { what: `${p.name} to exit`, detail: () => `It wrote:\n${tail(p.output())}` });
+async function exitOf(p: SimProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const exit = await settles(p.exited, { what: `${p.name} to exit`, detail: () => `It wrote:\n${tail(p.output())}` });
+  // The guest's last words are in the log once the console reader has seen the pty close.
+  const relay = await relays.get(p);
+  if (relay) await settles(relay.closed, { what: `the console of ${p.name} to close` });
+  return exit;
 }
 
 /** Waits until the simulator `p` reports VirtualMachineStateRunning on `socket` (failing if it exits). */
@@ -98,7 +111,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
 
     const first = await waitFor(() => simState(v.paths.restSocket), { what: 'the REST socket', process: p });
     expect(first).toBe('VirtualMachineStateStarting');
-    const sizeWhileBooting = fs.statSync(v.paths.consoleLog).size;
+    const sizeWhileBooting = fs.statSync(v.paths.consoleLog, { throwIfNoEntry: false })?.size ?? 0;
     await running(p, v.paths.restSocket);
 
     const st = await restCall(v.paths.restSocket, 'GET', '/vm/state');
@@ -121,7 +134,7 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
       },
       devices: [
         { kind: 'virtionet', nat: true, macAddress: '02:04:00:0a:00:01' },
-        { kind: 'virtioserial', logFile: v.paths.consoleLog },
+        { kind: 'virtioserial', usesPty: true, ptyName: expect.stringMatching(/^\/dev\/pts\/\d+$/) },
         { kind: 'virtiorng' },
         { kind: 'virtiofs', mountTag: 'nix-store', sharedDir: '/nix/store' },
         { kind: 'virtiofs', mountTag: 'src', sharedDir: shareDir },
@@ -582,6 +595,7 @@ describe.concurrent('the guest’s disks and mounts (what its closure says it mo
     prepareRuntimeDirs(paths);
     const disks = planDisks(s, { storeImage: erofsStub('nix-store'), writable });
     const argv = vfkitArgv({ vfkit: VFKIT_SIM, spec: s, closure: c, mac: '02:04:00:0a:00:09', paths, disks });
+    consoleOf.set(argv, paths);
     return { paths, argv };
   }
 
@@ -596,6 +610,8 @@ describe.concurrent('the guest’s disks and mounts (what its closure says it mo
     ]);
     const p = start(v.argv);
     await running(p, v.paths.restSocket);
+    const mounted = 'mounting /dev/nvme1n1 (nix-store-write, ext4)';
+    await consoleShows(p, v.paths.consoleLog, 'the writable store mounted', (t) => t.includes(mounted));
     const text = fs.readFileSync(v.paths.consoleLog, 'utf8');
     expect(text).toMatch(/nvme nvme0: \[nvme0n1\] 16 512-byte logical blocks .*\(ro\) LABEL=nix-store/);
     expect(text).toMatch(/nvme nvme1: \[nvme1n1\] 131072 512-byte logical blocks/);
@@ -615,6 +631,7 @@ describe.concurrent('the guest’s disks and mounts (what its closure says it mo
     const again = diskVm(['a', 'b'], ['a', 'b'], writable);
     const p2 = start(again.argv);
     await running(p2, again.paths.restSocket);
+    await consoleShows(p2, again.paths.consoleLog, 'the writable store mounted', (t) => t.includes(mounted));
     const text2 = fs.readFileSync(again.paths.consoleLog, 'utf8');
     expect(text2).toContain('systemd-repart: /dev/nvme1n1 already has partition 10-nix-store-writable');
     expect(text2).not.toContain('adding new partition');
@@ -646,6 +663,7 @@ describe.concurrent('the guest’s disks and mounts (what its closure says it mo
     prepareRuntimeDirs(paths);
     const disks = planDisks(s, { storeImage: erofsStub(''), writable: '/unused' });
     const argv = vfkitArgv({ vfkit: VFKIT_SIM, spec: s, closure: c, mac: '02:04:00:0a:00:0a', paths, disks });
+    consoleOf.set(argv, paths);
     const p = start(argv, { NIXVM_SIM_BOOT_MS: '100' });
     await consoleShows(p, paths.consoleLog, 'emergency mode', (t) => t.includes('You are in emergency mode.'));
     expect(fs.readFileSync(paths.consoleLog, 'utf8')).toContain(

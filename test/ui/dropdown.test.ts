@@ -146,6 +146,20 @@ describe('dropdown', () => {
       expect(r.stdout.trimEnd().split('\n')).toEqual(argv.slice(1));
       rmSync(stub, { recursive: true });
 
+      // Open Console in Terminal: console.command runs this checkout's `nixvm console -- dev`.
+      await row(app, 'dev').locator('[data-action="openConsoleInTerminal"]').click();
+      await app.page.waitForFunction(
+        () =>
+          !document
+            .querySelector('li.vm[data-vm="dev"] [data-action="openConsoleInTerminal"]')!
+            .classList.contains('busy'),
+      );
+      expect(app.host.terminals).toHaveLength(2);
+      const consoleCmd = app.host.terminals[1]!;
+      expect(consoleCmd.file).toBe(path.join(t.vm('dev').stateDir, 'console.command'));
+      expect(consoleCmd.argv).toEqual(['open', '-a', 'Terminal', consoleCmd.file]);
+      expect(consoleCmd.body).toMatch(/^exec .*bin\/nixvm\.js console -- dev$/m);
+
       // Copy IP copies the address the agent reports.
       await row(app, 'dev').locator('[data-action="copyIpv6"]').click();
       await app.page.waitForFunction(() =>

@@ -78,6 +78,10 @@ export class GatedPort implements AgentPort {
     return this.#agent.call(method, params);
   }
 
+  attachConsole(...args: Parameters<AgentPort['attachConsole']>): ReturnType<AgentPort['attachConsole']> {
+    return this.#agent.attachConsole(...args);
+  }
+
   subscribe(fn: (ev: AgentEvent) => void, opts?: SubscribeOptions): () => void {
     this.#listeners.add(fn);
     const off = this.#agent.subscribe(fn, opts);

@@ -12,7 +12,8 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AgentEvent, AgentPort, LogKind } from '../../src/api/types.ts';
+import { fileURLToPath } from 'node:url';
+import type { AgentEvent, AgentPort, LogKind, WireConsoleEvent } from '../../src/api/types.ts';
 import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/app/actions.ts';
 import { IpcDispatcher } from '../../src/app/dispatch.ts';
 import { writeCommandFile } from '../../src/app/terminal.ts';
@@ -54,6 +55,10 @@ export class RecordingHost implements UiHost {
     // The file is real (as in the app); only `open -a` is not run (there is no Terminal here).
     await writeCommandFile(file, body);
     this.terminals.push({ file, body, argv: terminalOpenArgv(terminalApp, file) });
+  }
+  /** The checkout's CLI, as the app runs it in development. */
+  nixvmCommand(): string[] {
+    return [process.execPath, fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url))];
   }
   async openFolder(dir: string): Promise<void> {
     this.foldersOpened.push(dir);
@@ -152,10 +157,13 @@ async function pageBridgeScript(): Promise<string> {
       contents: `
         import { createBridge } from './src/app/bridge-core.ts';
         let deliver = () => {};
+        let deliverConsole = () => {};
         window.__nixvmDeliver = (ev) => deliver(ev);
+        window.__nixvmDeliverConsole = (ev) => deliverConsole(ev);
         window.nixvm = createBridge({
           invoke: (channel, arg) => window.__nixvmInvoke(channel, arg),
           listen: (fn) => { deliver = fn; },
+          listenConsole: (fn) => { deliverConsole = fn; },
         });`,
       resolveDir: REPO,
       loader: 'ts',
@@ -203,6 +211,15 @@ export async function startHarness(): Promise<Harness> {
         if (closed) return;
         page
           .evaluate((e) => (window as unknown as { __nixvmDeliver(e: unknown): void }).__nixvmDeliver(e), ev)
+          .catch(() => {});
+      },
+      sendConsole(ev: WireConsoleEvent) {
+        if (closed) return;
+        page
+          .evaluate(
+            (e) => (window as unknown as { __nixvmDeliverConsole(e: unknown): void }).__nixvmDeliverConsole(e),
+            ev,
+          )
           .catch(() => {});
       },
     };

@@ -35,7 +35,7 @@ async function heartbeatAfter(app: AppPage, n: number): Promise<number> {
       return m && Number(m[1]) > after ? Number(m[1]) : null;
     },
     n,
-    { timeout: 15_000 },
+    { timeout: 30_000 },
   );
   return (await handle.jsonValue()) as number;
 }
@@ -45,7 +45,7 @@ async function linesAfter(app: AppPage, n: number): Promise<void> {
   await app.page.waitForFunction(
     (after) => Number(/^(\d+) lines$/.exec(document.getElementById('count')?.textContent ?? '')?.[1] ?? 0) > after,
     n,
-    { timeout: 15_000 },
+    { timeout: 30_000 },
   );
 }
 
@@ -94,7 +94,7 @@ describe('log window', () => {
       const burst = Array.from({ length: 25_000 }, (_, i) => `burst line ${i}`);
       burst[24_995] = '[  \x1b[0;32mOK\x1b[0m  ] Started \x1b[1mnginx.service\x1b[0m.';
       appendFileSync(log, `${burst.join('\n')}\n`);
-      await app.page.locator('#log .line', { hasText: 'burst line 24999' }).waitFor({ timeout: 15_000 });
+      await app.page.locator('#log .line', { hasText: 'burst line 24999' }).waitFor({ timeout: 30_000 });
       expect(await lineCount(app)).toBe(20_000);
       expect(await app.page.locator('#log .line').count()).toBeLessThan(100);
       const ok = app.page.locator('#log .line', { hasText: 'Started nginx.service' });

@@ -101,6 +101,7 @@ describe('Open Flake Folder', () => {
       return snap;
     }) as AgentPort['call'],
     subscribe: () => () => {},
+    attachConsole: () => Promise.reject(new Error('no console here')),
   });
   const host = (opened: string[]): UiHost =>
     ({ openFolder: async (d: string) => void opened.push(d) }) as unknown as UiHost;
@@ -147,6 +148,43 @@ describe('Open Flake Folder', () => {
       expect(opened).toEqual([]);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Open Console in Terminal', () => {
+  it('writes console.command that runs `nixvm console -- <vm>`, any VM name as one argument', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nixvm-console-cmd-'));
+    try {
+      // A stand-in for the CLI: prints its arguments, one per line.
+      const stub = path.join(dir, 'nixvm stub');
+      writeFileSync(stub, '#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n');
+      chmodSync(stub, 0o755);
+      for (const name of ['minimal-vm', '-oProxyCommand=id', "it's $(id) `id`"]) {
+        const snap = snapshot([vm({ name, stateDir: dir })], { settings: settings({ terminalApp: '' }) });
+        const port: AgentPort = {
+          call: (async () => snap) as AgentPort['call'],
+          subscribe: () => () => {},
+          attachConsole: () => Promise.reject(new Error('not here')),
+        };
+        const opened: Array<{ file: string; body: string; app: string }> = [];
+        const host = {
+          nixvmCommand: () => [stub],
+          openTerminal: async (file: string, body: string, app: string) => {
+            writeFileSync(file, body);
+            chmodSync(file, 0o755);
+            opened.push({ file, body, app });
+          },
+        } as unknown as UiHost;
+        const r = await createUiHandlers(port, host).openConsoleInTerminal({ vm: name });
+        expect(r.file).toBe(path.join(dir, 'console.command'));
+        const out = spawnSync(r.file, { encoding: 'utf8' });
+        expect(out.status, out.stderr).toBe(0);
+        expect(out.stdout.split('\n').slice(0, -1)).toEqual(['console', '--', name]);
+        expect(opened[0]!.body).toContain('# Written by NixVM for "Open Console in Terminal"');
+      }
+    } finally {
+      rmSync(dir, { recursive: true });
     }
   });
 });

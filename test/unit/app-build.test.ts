@@ -27,7 +27,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('preload bundle', () => {
-  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, onEvent }', async () => {
+  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, onEvent, console* }', async () => {
     const required: string[] = [];
     const exposed: Record<string, Record<string, unknown>> = {};
     const invokes: [string, unknown][] = [];
@@ -60,7 +60,7 @@ describe('preload bundle', () => {
     expect(required).toEqual(['electron']);
     expect(Object.keys(exposed)).toEqual(['nixvm']);
     const api = exposed.nixvm as Record<'call' | 'ui' | 'onEvent', (...args: unknown[]) => unknown>;
-    expect(Object.keys(api).sort()).toEqual(['call', 'onEvent', 'ui']);
+    expect(Object.keys(api).sort()).toEqual(['call', 'consoleAttach', 'consoleDetach', 'consoleInput', 'onEvent', 'ui']);
 
     expect(await api.call('start', { vm: 'web' })).toEqual({ ok: true, value: 'answer' });
     await api.ui('copySshCommand', { vm: 'web' });

@@ -10,6 +10,7 @@ function host(): UiHost & { clip: string[] } {
     clip,
     writeClipboard: (t) => void clip.push(t),
     openTerminal: async () => {},
+    nixvmCommand: () => ['nixvm'],
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},

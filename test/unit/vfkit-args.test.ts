@@ -92,7 +92,7 @@ describe('vfkitArgv', () => {
       '--device',
       'virtio-net,nat,mac=02:94:ef:00:0a:01',
       '--device',
-      'virtio-serial,logFilePath=/logs/vms/web/console.log',
+      'virtio-serial,pty',
       '--device',
       'virtio-rng',
       '--device',
@@ -175,9 +175,9 @@ describe('vfkitArgv', () => {
     expect(devs).toContainEqual({ type: 'virtio-fs', sharedDir: '/Volumes/Data Disk/x=y', mountTag: 'data' });
     expect(devs).toContainEqual({
       type: 'virtio-serial',
-      logFile: '/logs/vms/web/console.log',
+      logFile: '',
       usesStdio: false,
-      usesPty: false,
+      usesPty: true,
       ptyName: '',
     });
     expect(devs).toContainEqual({ type: 'rosetta', mountTag: 'rosetta', install: false, ignoreIfMissing: false });
@@ -201,11 +201,9 @@ describe('vfkitArgv refusals', () => {
     expect(e.message).toContain('the mount tag of the shared directory "/src" "a,b" contains a comma');
   });
 
-  it('a comma in the console log path or the closure', () => {
+  it('a comma in the closure (the console is a pty: its log path is not on the command line)', () => {
     const paths = { ...PATHS, consoleLog: '/logs,old/console.log' };
-    expect(refusal(input({}, { paths })).message).toContain(
-      'the console log path "/logs,old/console.log" contains a comma',
-    );
+    expect(() => vfkitArgv(input({}, { paths }))).not.toThrow();
     expect(refusal(input({}, { closure: '/nix/store/x,y' })).message).toContain(
       'the system closure path "/nix/store/x,y" contains a comma, which vfkit\'s --bootloader option',
     );
@@ -303,9 +301,6 @@ describe('vfkitArgv refusals', () => {
     );
     expect(refusal(input({}, { paths: { ...PATHS, restSocket: 'rest.sock' } })).message).toContain(
       'the REST socket path "rest.sock" is not an absolute path',
-    );
-    expect(refusal(input({}, { paths: { ...PATHS, consoleLog: 'console.log' } })).message).toContain(
-      'the console log path "console.log" is not an absolute path',
     );
   });
 

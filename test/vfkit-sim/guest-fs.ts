@@ -233,3 +233,20 @@ export function writeRepartHeader(file: string, label: string, format: string): 
     fs.closeSync(fd);
   }
 }
+
+/**
+ * The user the console's getty logs in without asking: NixOS writes
+ * `services.getty.autologinUser` into serial-getty@.service as agetty's `--autologin <user>`.
+ */
+export function readAutologin(toplevel: string): string | null {
+  for (const unit of ['serial-getty@.service', 'getty@.service']) {
+    try {
+      const text = fs.readFileSync(path.join(toplevel, 'etc', 'systemd', 'system', unit), 'utf8');
+      const m = /--autologin[= ]+([A-Za-z0-9_][A-Za-z0-9_.-]*)/.exec(text);
+      if (m) return m[1]!;
+    } catch {
+      // No such unit: the getty asks.
+    }
+  }
+  return null;
+}

@@ -8,7 +8,8 @@ import path from 'node:path';
 /** The guest's hostname: NixOS names its toplevel `<hash>-nixos-system-<hostname>-<version>`. */
 export function hostnameFromKernel(kernelPath: string): string {
   const dir = path.basename(path.dirname(kernelPath));
-  const m = /^[0-9a-z]{32}-nixos-system-(.+?)-\d+\.\d+[^-]*$/.exec(dir);
+  // nixos-system-<host>-<version>, or without a version (the test fixtures' stand-ins).
+  const m = /^[0-9a-z]{32}-nixos-system-(.+?)(?:-\d+\.\d+[^-]*)?$/.exec(dir);
   return m?.[1] ?? 'nixos';
 }
 

@@ -9,6 +9,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { VmSpec } from '../../src/api/types.ts';
+import { ConsoleRelay } from '../../src/core/vm/console-relay.ts';
 import { tail, type Exit, type Watched } from '../helpers/wait.ts';
 
 /** A small headless VmSpec as the inventory would report it; `over` sets what a test cares about. */
@@ -129,4 +130,29 @@ export async function simState(socket: string): Promise<string> {
   const r = await restCall(socket, 'GET', '/vm/state');
   if (r.status !== 200) throw new Error(`GET /vm/state on ${socket} answered ${r.status}: ${r.body}`);
   return (JSON.parse(r.body) as { state: string }).state;
+}
+
+/**
+ * Be the agent's console reader for a simulator started without an agent: once its REST API names
+ * the pty, relay it into `logFile` with the agent's own ConsoleRelay. Resolves with the relay, or
+ * null when the simulator ended first (a refused configuration).
+ */
+export async function relayConsole(p: SimProcess, restSocket: string, logFile: string): Promise<ConsoleRelay | null> {
+  let gone = false;
+  void p.exited.then(() => (gone = true));
+  while (!gone) {
+    try {
+      const insp = JSON.parse((await restCall(restSocket, 'GET', '/vm/inspect')).body) as {
+        devices?: Array<{ kind?: string; ptyName?: string }>;
+      };
+      const pty = insp.devices?.find((d) => d.kind === 'virtioserial' && d.ptyName)?.ptyName;
+      if (!pty) return null;
+      const relay = new ConsoleRelay('sim', pty, logFile, () => {});
+      await relay.open();
+      return relay;
+    } catch {
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 20))]);
+    }
+  }
+  return null;
 }

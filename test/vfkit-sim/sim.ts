@@ -41,10 +41,13 @@ import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
 import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
 import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
 import { recordLease } from './leases.ts';
+import { openPty, type SimPty } from './pty.ts';
+import { GuestShell } from './shell.ts';
 import {
   bootStorage,
   diskLine,
   guestDisks,
+  readAutologin,
   readGuestConfig,
   toplevelOf,
   writeRepartHeader,
@@ -144,6 +147,10 @@ class Machine implements RestMachine {
   private readonly faults: Faults;
   private readonly consoles: number[];
   private readonly stdioConsole: boolean;
+  /** hvc0 as a pty: the guest's getty reads what is typed there. */
+  private readonly pty: SimPty | null;
+  private shell: GuestShell | null = null;
+  private typedEarly: Buffer[] = [];
   private readonly guest: GuestFacts;
   private readonly natMacs: string[];
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -165,6 +172,9 @@ class Machine implements RestMachine {
     this.consoles = fd === undefined ? [] : [fd];
     const serial = cfg.devices[firstSerial];
     this.stdioConsole = serial?.type === 'virtio-serial' && serial.usesStdio;
+    this.pty = attached.ptys.get(firstSerial) ?? null;
+    // Typed before the getty runs: the guest's tty holds it, the getty reads it once it starts.
+    this.pty?.onInput((d) => (this.shell ? this.shell.input(d) : this.typedEarly.push(d)));
     this.natMacs = cfg.devices.flatMap((d) => (d.type === 'virtio-net' && d.nat ? [d.mac || randomLocalMac()] : []));
     const b = cfg.bootloader;
     this.guest = {
@@ -217,6 +227,36 @@ class Machine implements RestMachine {
       }
     }
     if (this.stdioConsole) stdout(text);
+    // A tty with ONLCR: each newline goes out as CRLF.
+    this.pty?.write(text.replace(/\n/g, '\r\n'));
+  }
+
+  /** The getty on a pty console: the login lines without their prompt, then the shell's own. */
+  private startGetty(login: string[]): void {
+    const b = this.cfg.bootloader;
+    const toplevel = b.kind === 'linux' ? toplevelOf(b.kernelCmdLine, b.vmlinuzPath) : null;
+    this.write(login.slice(0, -1), false);
+    this.shell = new GuestShell({
+      hostname: this.guest.hostname,
+      cmdline: this.guest.cmdline,
+      autologin: toplevel ? readAutologin(toplevel) : null,
+      write: (t) => this.writeRaw(t),
+      poweroff: () => this.guestShutdown(),
+    });
+    this.shell.start();
+    for (const d of this.typedEarly.splice(0)) this.shell.input(d);
+  }
+
+  /** Bytes as the guest's tty sends them (CRLF already). */
+  private writeRaw(text: string): void {
+    for (const fd of this.consoles) {
+      try {
+        fs.writeSync(fd, text);
+      } catch {
+        /* the file went away */
+      }
+    }
+    this.pty?.write(text);
   }
 
   private after(ms: number, fn: () => void): void {
@@ -268,7 +308,8 @@ class Machine implements RestMachine {
       void this.lease().then(() => {
         if (this.guestStopping || this.state === 'Stopped' || this.state === 'Error') return;
         this.after(step, () => {
-          this.write(phases.login, false);
+          if (this.pty) this.startGetty(phases.login);
+          else this.write(phases.login, false);
           this.booted = true;
           this.startChatter();
         });
@@ -459,7 +500,7 @@ function writePidfile(file: string): void {
 }
 
 /** vfkit's RunE up to the VM start; throws ConfigError with vfkit's message. */
-function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attached } {
+function configure(o: Options, faults: Faults, ptys: SimPty[]): { cfg: VmConfig; attached: Attached } {
   if (o.logLevel) {
     if (o.logLevel !== 'error' && o.logLevel !== 'debug' && o.logLevel !== 'info')
       throw new ConfigError(`unknown log level: ${o.logLevel}`);
@@ -504,7 +545,7 @@ function configure(o: Options, faults: Faults): { cfg: VmConfig; attached: Attac
   const gpu = devices.find((d): d is VirtioGpu => d.type === 'virtio-gpu');
   if (o.gui && gpu) gpu.usesGUI = true;
   checkBootloader(bootloader, faults);
-  const attached = attachDevices(devices, faults);
+  const attached = attachDevices(devices, faults, ptys);
   exitHandlers.push(() => {
     for (const fd of attached.consoleFds.values()) fs.closeSync(fd);
   });
@@ -555,7 +596,21 @@ function startRest(uri: string, m: Machine): void {
   }
 }
 
-export function main(argv: string[]): void {
+/** How many `virtio-serial,pty` devices the command line asks for (configure parses them for real). */
+function ptyDevices(o: Options): number {
+  let n = 0;
+  for (const a of o.devices) {
+    try {
+      const d = deviceFromCmdLine(a);
+      if (d.type === 'virtio-serial' && d.usesPty) n++;
+    } catch {
+      // configure reports it, in vfkit's order.
+    }
+  }
+  return n;
+}
+
+export async function main(argv: string[]): Promise<void> {
   const faults = readFaults(process.env);
   let o: Options;
   try {
@@ -579,9 +634,20 @@ export function main(argv: string[]): void {
     throw e;
   }
 
+  // vfkit makes its ptys while it configures; ours take a helper process each, so they are made first.
+  const ptys: SimPty[] = [];
+  try {
+    for (let i = ptyDevices(o); i > 0; i--) ptys.push(await openPty());
+  } catch (e) {
+    for (const p of ptys) p.close();
+    commandFailed((e as Error).message);
+  }
+  exitHandlers.push(() => {
+    for (const p of ptys) p.close();
+  });
   let machine: Machine;
   try {
-    const { cfg, attached } = configure(o, faults);
+    const { cfg, attached } = configure(o, faults, ptys);
     machine = new Machine(cfg, faults, attached);
     startRest(o.restfulUri, machine);
   } catch (e) {

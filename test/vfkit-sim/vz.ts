@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { SimPty } from './pty.ts';
 import { ConfigError, goPathError, type Bootloader, type Device, type Rosetta } from './config.ts';
 import { goQuote } from './flags.ts';
 import { log } from './log.ts';
@@ -116,9 +117,9 @@ export interface Attached {
   consoleFds: Map<number, number>;
   /** Rosetta shares left out because installing Rosetta failed and ignore-if-missing was set. */
   skipped: Set<number>;
+  /** The pty of each `virtio-serial,pty` device, by device index. */
+  ptys: Map<number, SimPty>;
 }
-
-let ptyCounter = 0;
 
 function checkRosetta(d: Rosetta, faults: HostFaults): boolean {
   if (d.mountTag === '') fail("missing mandatory 'mountTage' option for rosetta share");
@@ -151,8 +152,9 @@ function checkRosetta(d: Rosetta, faults: HostFaults): boolean {
 }
 
 /** pkg/vf AddToVirtualMachineConfig for every device, in command-line order. */
-export function attachDevices(devices: Device[], faults: HostFaults): Attached {
-  const out: Attached = { consoleFds: new Map(), skipped: new Set() };
+export function attachDevices(devices: Device[], faults: HostFaults, ptys: SimPty[] = []): Attached {
+  const out: Attached = { consoleFds: new Map(), skipped: new Set(), ptys: new Map() };
+  const freePtys = [...ptys];
   try {
     for (const [i, d] of devices.entries()) {
       switch (d.type) {
@@ -186,7 +188,11 @@ export function attachDevices(devices: Device[], faults: HostFaults): Attached {
             // vfkit puts stdin in raw mode; without a terminal tcgetattr fails.
             if (!process.stdin.isTTY) fail('inappropriate ioctl for device');
           } else {
-            d.ptyName = `/dev/ttys${String(10 + (ptyCounter++ % 90)).padStart(3, '0')}`;
+            // Opened before the configuration (it takes a helper process); one per pty device, in order.
+            const pty = freePtys.shift();
+            if (!pty) fail('could not open a pty for the virtio-serial device');
+            out.ptys.set(i, pty);
+            d.ptyName = pty.name;
             log('info', `Using PTY (pty path: ${d.ptyName})`);
           }
           continue;

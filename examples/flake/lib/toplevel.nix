@@ -55,6 +55,8 @@ derivation {
   configJson = builtins.toJSON (builtins.removeAttrs config [ "virtualisation" "system" ]);
   kernelParams = toString (config.boot.kernelParams or [ ]);
   inherit fstab;
+  # services.getty.autologinUser, as NixOS writes it into the console getty's agetty command line.
+  autologin = config.services.getty.autologinUser or "";
   repartDevice = if repart.enable or false then repart.device else "";
   args = [
     "-c"
@@ -68,6 +70,10 @@ derivation {
       printf '%s\n' "$kernelParams" > "$out/kernel-params"
       printf '%s\n' "$configJson" > "$out/config.json"
       printf '%s' "$fstab" > "$out/etc/fstab"
+      if [ -n "$autologin" ]; then
+        mkdir -p "$out/etc/systemd/system"
+        printf '[Service]\nExecStart=@agetty agetty --login-program login --autologin %s --keep-baud %%I 115200,38400,9600 vt220\n' "$autologin" > "$out/etc/systemd/system/serial-getty@.service"
+      fi
       if [ -n "$repartDevice" ]; then printf '%s\n' "$repartDevice" > "$out/etc/repart.d/device"; fi
     ''
     + repartScript)

@@ -22,6 +22,8 @@ export interface BootRecord {
   startedAt: number;
   pid: number | null;
   paths: VmRuntimePaths;
+  /** The console's pty (vfkit's `ptyName`), once known: a restarted agent reads it again. */
+  ptyName?: string;
   endedAt?: number;
   exit?: VmExit;
 }
@@ -49,6 +51,9 @@ export function readRecord(file: string): BootRecord | null {
     if (typeof j.name !== 'string' || !j.paths || typeof j.paths.pidfile !== 'string') return null;
     if (!Array.isArray(j.argv)) j.argv = [];
     j.facts ??= null;
+    // Only a pty's path is ever opened from here (vfkit's are /dev/ttysNNN on macOS).
+    if (j.ptyName !== undefined && !(typeof j.ptyName === 'string' && /^\/dev\/(ttys\d+|pts\/\d+)$/.test(j.ptyName)))
+      delete j.ptyName;
     return j;
   } catch {
     return null;

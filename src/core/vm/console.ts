@@ -48,7 +48,7 @@ function charStart(buf: Buffer, i: number): number {
  * Keep only the last `maxBytes` of a file, starting at a line boundary, with a note saying so.
  * Streams through a temp file: constant memory.
  */
-async function keepTail(file: string, maxBytes: number): Promise<void> {
+export async function keepTail(file: string, maxBytes: number): Promise<void> {
   const src = await open(file, 'r');
   const tmp = `${file}.trim-${process.pid}`;
   try {
@@ -159,6 +159,27 @@ const MAX_CHUNK = 1024 * 1024;
  * `maxLineBytes`) however large the file is. A missing file has no lines. CRLF endings are
  * stripped; a final line without a newline counts.
  */
+/** The last `bytes` of a file (fewer when it is shorter; empty when it is missing). */
+export async function tailBytes(file: string, bytes: number): Promise<Buffer> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (e) {
+    if (isNotFound(e)) return Buffer.alloc(0);
+    throw e;
+  }
+  try {
+    const { size } = await fh.stat();
+    const n = Math.min(size, bytes);
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, size - n);
+    const out = buf.subarray(0, bytesRead);
+    return out.subarray(charStart(out, 0));
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function tail(file: string, lines: number, opts: TailOptions = {}): Promise<string[]> {
   if (!(lines > 0)) return [];
   const growing = opts.chunkSize === undefined;

@@ -21,7 +21,8 @@ import { errnoCode, fsReason, fsSentence } from '../../host/fs-errors.ts';
 import { spawnDetached } from '../../host/runner.ts';
 import { checkAdoptable } from './adoption.ts';
 import { allRecords, vfkitLogPath, writeRecord, type BootRecord } from './boot-record.ts';
-import { DEFAULT_CONSOLE_KEEP, rotateConsoleLog, tail } from './console.ts';
+import { DEFAULT_CONSOLE_KEEP, rotateConsoleLog, tail, tailBytes } from './console.ts';
+import { CONSOLE_HISTORY_BYTES, ConsoleRelay } from './console-relay.ts';
 import { crashSentence, endedAwaySentence, endedCleanly, how, startFailure, type EndInfo } from './ending.ts';
 import { ExitWatch } from './exit-watch.ts';
 import { RestError, VfkitRest } from './rest.ts';
@@ -134,6 +135,8 @@ interface Run {
   isEnded: boolean;
   /** Settled once the end has been recorded (state, exit, cleanup). */
   done: Promise<void>;
+  /** The pty console's reader, once vfkit has named the pty. */
+  console: ConsoleRelay | null;
 }
 
 interface Entry {
@@ -348,7 +351,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       while (!r.isEnded && !r.stopRequested) {
         try {
           const s = await r.rest.getState({ timeoutMs: 2000 });
-          r.restSeen = true;
+          if (!r.restSeen) {
+            r.restSeen = true;
+            // vfkit made the pty before its REST API came up: read it from now on.
+            await this.openConsole(e.name, r);
+          }
           if (s.state === 'running') {
             if (r.isEnded || r.stopRequested) break;
             this.setState(e, 'running');
@@ -517,6 +524,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       },
     });
     this.setState(e, restOk ? 'starting' : 'running');
+    if (record.ptyName) await this.openConsole(name, r, record.ptyName);
     // Without a REST answer there is no connection to watch: keep checking, backing off.
     if (!restOk) this.watch.confirmLater(r, 1000);
     return r;
@@ -538,7 +546,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const e = this.entry(name);
     if (e.run || e.starting) return;
     e.exit = exit;
-    const clean = rec.startedAt < hostBoot || endedCleanly(lastLines);
+    // A pty console's last lines were read by nobody: its end cannot be told from the log.
+    const clean = rec.startedAt < hostBoot || endedCleanly(lastLines) || rec.ptyName !== undefined;
     e.error = clean ? null : endedAwaySentence(name, lastLines);
     this.log(`VM "${name}": ended while nixvm was not running → ${clean ? 'stopped' : 'crashed'}`);
     this.setState(e, clean ? 'stopped' : 'crashed');
@@ -593,6 +602,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       },
       isEnded: false,
       done,
+      console: null,
     };
     return r;
   }
@@ -601,6 +611,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   private async onEnded(name: string, r: Run, info: EndInfo, booting: boolean): Promise<void> {
     const e = this.entry(name);
     this.watch.forget(r);
+    await this.drainConsole(r);
     const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES })).catch(
       () => [] as string[],
     );
@@ -696,9 +707,70 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     return out;
   }
 
-  /** Drop watches and timers (VMs keep running); for tests and agent shutdown. */
-  close(): void {
+  /** Drop watches and timers and stop reading consoles (VMs keep running); for tests and agent shutdown. */
+  close(): Promise<void> {
     this.watch.close();
+    const closing: Promise<void>[] = [];
+    for (const e of this.vms.values()) if (e.run?.console) closing.push(e.run.console.close());
+    return Promise.all(closing).then(() => {});
+  }
+
+  // ---------------------------------------------------------------- console
+
+  /** The interactive console of a running VM; null when it has none (not running, or a log-file console). */
+  console(name: string): ConsoleRelay | null {
+    const c = this.vms.get(name)?.run?.console ?? null;
+    return c && !c.ended ? c : null;
+  }
+
+  /** Whether the run's console is a log file written by vfkit (VMs started by nixvm before 0.2). */
+  consoleIsLogFile(name: string): boolean {
+    const r = this.vms.get(name)?.run;
+    return !!r && r.record.argv.some((a) => a.startsWith('virtio-serial,logFilePath='));
+  }
+
+  /**
+   * Find the pty vfkit made for the console (from `/vm/inspect`, or the boot record after an agent
+   * restart) and start relaying it. A failure is one sentence in the VM's error; the VM runs on.
+   */
+  private async openConsole(name: string, r: Run, known?: string): Promise<void> {
+    if (r.console || r.isEnded || !r.record.argv.includes('virtio-serial,pty')) return;
+    let pty = known;
+    try {
+      if (!pty) {
+        const insp = await r.rest.inspect({ timeoutMs: 2000 });
+        const dev = insp.devices?.find((d) => d.kind === 'virtioserial' && typeof d.ptyName === 'string');
+        pty = dev?.ptyName as string | undefined;
+        if (!pty) throw new Error(`vfkit's /vm/inspect names no pty for the console`);
+        r.record.ptyName = pty;
+        this.bestEffort(name, 'write the boot record', () => writeRecord(r.record));
+      }
+      // What the last agent saw, so an attachment after a restart starts with the screen it had.
+      const history = known
+        ? await tailBytes(r.paths.consoleLog, CONSOLE_HISTORY_BYTES).catch(() => Buffer.alloc(0))
+        : undefined;
+      const relay = new ConsoleRelay(name, pty, r.paths.consoleLog, (line) => this.log(line));
+      await relay.open(history && Buffer.from(history.toString('utf8').replace(/\r?\n/g, '\r\n')));
+      if (r.isEnded) {
+        await relay.close();
+        return;
+      }
+      r.console = relay;
+      this.log(`VM "${name}": console on ${pty}`);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      this.log(`VM "${name}": no interactive console: ${why}`);
+    }
+  }
+
+  /** The guest's last words reach the log before its end is read from there. */
+  private async drainConsole(r: Run): Promise<void> {
+    const c = r.console;
+    if (!c) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([c.closed, new Promise<void>((res) => (timer = setTimeout(res, 1000)))]);
+    clearTimeout(timer);
+    await c.close(`The console of VM "${r.record.name}" closed: the VM ended.`);
   }
 }
 

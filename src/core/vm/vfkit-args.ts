@@ -284,19 +284,15 @@ class VirtioNet implements Part {
   }
 }
 
-/** `virtio-serial,logFilePath=…`: the guest's console (hvc0) goes to a file the agent tails. */
+/**
+ * `virtio-serial,pty`: the guest's console (hvc0) on a pseudo-terminal vfkit makes and names in
+ * `/vm/inspect` (`ptyName`). The agent reads it (console-relay.ts): it writes the console log and
+ * lets clients type into it. A log file (`logFilePath=`) could only be read.
+ */
 class VirtioSerial implements Part {
-  readonly logFilePath: string;
-  constructor(logFilePath: string) {
-    this.logFilePath = logFilePath;
-  }
-  check(c: Checker): void {
-    const fix = 'use a state directory (NIXVM_STATE_DIR) without commas';
-    c.absolute('the console log path', this.logFilePath, fix);
-    c.noComma('the console log path', this.logFilePath, '--device', fix);
-  }
+  check(): void {}
   args(): string[] {
-    return ['--device', `virtio-serial,logFilePath=${this.logFilePath}`];
+    return ['--device', 'virtio-serial,pty'];
   }
 }
 
@@ -515,7 +511,7 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
     new Resources(spec.cpus, spec.memoryMiB, input.limits ?? hostLimits()),
     new LinuxBootloader(closure, spec.kernelParams),
     new VirtioNet(mac),
-    new VirtioSerial(paths.consoleLog),
+    new VirtioSerial(),
     new VirtioRng(),
   ];
   if (spec.mountHostNixStore) {
