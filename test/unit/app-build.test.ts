@@ -60,7 +60,14 @@ describe('preload bundle', () => {
     expect(required).toEqual(['electron']);
     expect(Object.keys(exposed)).toEqual(['nixvm']);
     const api = exposed.nixvm as Record<'call' | 'ui' | 'onEvent', (...args: unknown[]) => unknown>;
-    expect(Object.keys(api).sort()).toEqual(['call', 'consoleAttach', 'consoleDetach', 'consoleInput', 'onEvent', 'ui']);
+    expect(Object.keys(api).sort()).toEqual([
+      'call',
+      'consoleAttach',
+      'consoleDetach',
+      'consoleInput',
+      'onEvent',
+      'ui',
+    ]);
 
     expect(await api.call('start', { vm: 'web' })).toEqual({ ok: true, value: 'answer' });
     await api.ui('copySshCommand', { vm: 'web' });
