@@ -60,6 +60,13 @@ export const SETTINGS_SCHEMA = {
     default: {},
     description: 'VM name → ssh user instead of the first normal user.',
   },
+  sshKeyCredential: {
+    type: 'object',
+    additionalProperties: { type: 'boolean' },
+    default: {},
+    description:
+      "VM name → pass nixvm's public key as the systemd credential ssh.authorized_keys.root on the kernel command line (default: on where the guest's tmpfiles write that credential).",
+  },
   stopTimeoutSec: {
     type: 'number',
     minimum: 1,

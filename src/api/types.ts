@@ -50,6 +50,37 @@ export interface SshFacts {
   port: number;
   /** First normal user, else root. */
   user: string;
+  /** services.openssh.authorizedKeysFiles as configured (nixvm writes its key to those in the $KEYS share). */
+  authorizedKeysFiles?: string[];
+  /** The host public key the closure ships (environment.etc."ssh/ssh_host_ed25519_key.pub"), pinned; else null. */
+  hostKey?: string | null;
+  /** The guest's tmpfiles write the `ssh.authorized_keys.root` credential to root's authorized_keys. */
+  keyCredential?: boolean;
+}
+
+export type StrictHostKeys = 'yes' | 'accept-new';
+
+/** The ways to a VM, in the order nixvm tries them. */
+export type SshRoute = 'vsock' | 'ipv4' | 'ipv6';
+
+/**
+ * What a face needs to build the ssh argv itself: the agent's answer is data, never a command.
+ * `host` is the first IP (null when it has none yet).
+ */
+export interface SshDestination {
+  /** `nixvm-<name>`: the ssh config's Host alias and the HostKeyAlias. */
+  alias: string;
+  user: string;
+  port: number;
+  host: string | null;
+  ipv4: string | null;
+  ipv6: string | null;
+  /** The host end of the VM's vsock port 22 (a unix socket vfkit listens on), or null. */
+  vsock: string | null;
+  /** nixvm's private key for this VM, or null. */
+  identityFile: string | null;
+  knownHostsFile: string | null;
+  strictHostKeyChecking: StrictHostKeys;
 }
 
 /** What the inventory eval learns about one nixosConfigurations.<name>. */
@@ -261,6 +292,8 @@ export interface Settings {
   autostart: Record<string, boolean>;
   /** VM name → ssh user override. */
   sshUser: Record<string, string>;
+  /** VM name → deliver nixvm's key as the ssh.authorized_keys.root credential (default: where the guest reads it). */
+  sshKeyCredential: Record<string, boolean>;
   stopTimeoutSec: number;
   bridgeInterface: string | null;
   onQuit: OnQuit;
@@ -359,7 +392,8 @@ export interface AgentMethods {
   /** `target` is what a face rebuilds the argv from (it runs its own ssh, never `argv` as given). */
   sshCommand: {
     params: VmRef;
-    result: { argv: string[]; command: string; target: { host: string; user: string; port: number } };
+    /** `route` is the way the agent found to answer (vsock once sshd answered there, else an address). */
+    result: { argv: string[]; command: string; target: SshDestination; route: SshRoute };
   };
   ips: { params: VmRef; result: { ipv6: string | null; ipv4: string | null } };
   logs: { params: VmRef & { kind: LogKind; lines: number }; result: { path: string | null; lines: string[] } };

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AgentPort, LogKind, VmSnapshot } from '../api/types.ts';
 import { AgentError } from '../api/errors.ts';
 import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
-import { sshArgvFor, sshCommandLine } from '../core/net/ssh.ts';
+import { checkRoute, checkSshDestination, sshArgv, sshCommandLine, sshTargetFor } from '../core/net/ssh.ts';
 import { shellLine } from '../host/shell.ts';
 
 /** The side effects the UI verbs need; everything else is computed here. */
@@ -93,10 +93,11 @@ export function ipClipboardText(vm: Pick<VmSnapshot, 'name' | 'ipv4' | 'ipv6'>, 
  * The ssh argv for a VM, rebuilt from the destination the agent named (checked) with the app's own
  * program and options: an answer on the socket is data, never a command to run in Terminal.
  */
-async function sshArgvOf(agent: AgentPort, vm: string): Promise<string[]> {
-  const { target } = await agent.call('sshCommand', { vm });
+async function sshArgvOf(agent: AgentPort, vm: string, nixvm: readonly string[]): Promise<string[]> {
+  const { target, route } = await agent.call('sshCommand', { vm });
   try {
-    return sshArgvFor(vm, target, 'ssh');
+    const d = checkSshDestination(vm, target);
+    return sshArgv(sshTargetFor(d, { nixvm, program: 'ssh', route: checkRoute(d, route) }));
   } catch (err) {
     throw new AgentError('failed', err instanceof Error ? err.message : String(err));
   }
@@ -114,7 +115,7 @@ export type UiHandlers = { [V in UiVerb]: (params: UiParamsOf<V>) => Promise<UiR
 export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
   return {
     async copySshCommand({ vm }) {
-      const command = sshCommandLine(await sshArgvOf(agent, vm));
+      const command = sshCommandLine(await sshArgvOf(agent, vm, host.nixvmCommand()));
       host.writeClipboard(command);
       return { text: command };
     },
@@ -130,7 +131,7 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       return { text: includeLine };
     },
     async openSshInTerminal({ vm }) {
-      const [argv, snap] = await Promise.all([sshArgvOf(agent, vm), agent.call('snapshot', {})]);
+      const [argv, snap] = await Promise.all([sshArgvOf(agent, vm, host.nixvmCommand()), agent.call('snapshot', {})]);
       const v = snap.vms.find((x) => x.name === vm);
       if (!v) throw new AgentError('no-such-vm', `There is no VM named "${vm}".`);
       const file = commandFilePath(v);

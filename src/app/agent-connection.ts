@@ -12,11 +12,12 @@ export interface AppAgent extends AgentPort {
 
 export async function connectAppAgent(
   log: (line: string) => void = () => {},
+  nixvmCommand?: string[],
 ): Promise<{ agent: AppAgent; owned: boolean }> {
   const { Agent } = await import('../core/agent.ts');
   let core: Awaited<ReturnType<typeof Agent.create>>;
   try {
-    core = await Agent.create({});
+    core = await Agent.create(nixvmCommand ? { nixvmCommand } : {});
   } catch (e) {
     if (!(e instanceof Error) || e.name !== 'AlreadyRunningError') throw e;
     const { connectControl } = await import('../control/client.ts');

@@ -15,7 +15,14 @@ import type { AgentEvent, AgentSnapshot, DoctorReport, LogKind, VmSnapshot } fro
 import { MAX_LOG_LINES } from '../api/validate.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { shellWord } from '../host/shell.ts';
-import { checkSshDestination, sshArgvFor, sshCommandLine, type SshDestination } from '../core/net/ssh.ts';
+import {
+  checkRoute,
+  checkSshDestination,
+  sshArgv,
+  sshCommandLine,
+  sshTargetFor,
+  type SshDestination,
+} from '../core/net/ssh.ts';
 import { colorFor, makePaint, type Paint } from './color.ts';
 import { completionScript, completions, SHELLS, type Shell } from './completion.ts';
 import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, jsonError } from './errors.ts';
@@ -605,25 +612,70 @@ async function cmdIp(
 }
 
 /**
- * The ssh argv, rebuilt here from the destination the agent named (checked: an address, a user,
- * a port) with our own ssh and options: whatever answers on the socket, the CLI never runs a
- * command it was handed.
+ * The ssh argv, rebuilt here from the destination the agent named (checked: addresses, paths, a
+ * user, a port) with our own ssh and options: whatever answers on the socket, the CLI never runs
+ * a command it was handed.
  */
 async function sshFor(s: Session, name: string): Promise<{ argv: string[]; target: SshDestination }> {
   const r = await (await s.port()).call('sshCommand', { vm: name });
   try {
     const target = checkSshDestination(name, r.target);
-    return { argv: sshArgvFor(name, target, 'ssh'), target };
+    const route = checkRoute(target, r.route);
+    return { argv: sshArgv(sshTargetFor(target, { nixvm: s.io.selfArgv, ...(route ? { route } : {}) })), target };
   } catch (err) {
     throw new CliError(EXIT.failed, err instanceof Error ? err.message : String(err));
   }
 }
 
-async function cmdSsh(s: Session, name: string, cmd: string[]): Promise<number> {
-  const { argv } = await sshFor(s, name);
-  // Done with the agent: ssh may run for hours and needs nothing from it.
+async function cmdSsh(
+  s: Session,
+  name: string,
+  cmd: string[],
+  opts: { start: boolean; timeout: string; verbose?: boolean },
+): Promise<number> {
+  const seconds = Number(opts.timeout);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 3600)
+    throw new CliError(
+      EXIT.usage,
+      `--timeout needs a number of seconds up to 3600, not ${JSON.stringify(opts.timeout)}.`,
+    );
+  const { runSsh } = await import('./ssh.ts');
+  return runSsh({
+    vm: name,
+    cmd,
+    io: s.io,
+    port: await s.port(),
+    start: opts.start,
+    timeoutMs: seconds * 1000,
+    verbose: !!opts.verbose,
+    startVm: () => cmdAction(s, 'start', [name], {}),
+    close: () => s.close(),
+    noSuchVm: (snap) => noSuchVm(name, snap, s.io.now()),
+  });
+}
+
+async function cmdProxy(
+  s: Session,
+  name: string | undefined,
+  portArg: string | undefined,
+  opts: { unix?: string },
+): Promise<number> {
+  const { runProxy } = await import('./ssh.ts');
+  if (opts.unix) return runProxy({ io: s.io, socket: opts.unix });
+  if (!name) throw new CliError(EXIT.usage, 'nixvm proxy needs a VM (or --unix <socket>).');
+  if (portArg !== undefined && portArg !== '22')
+    throw new CliError(
+      EXIT.usage,
+      `nixvm attaches only the guest's vsock port 22 (for sshd), not ${JSON.stringify(portArg)}.`,
+    );
+  const { target } = await sshFor(s, name);
+  if (!target.vsock)
+    throw new CliError(
+      EXIT.failed,
+      `${visibleName(name)} was not started with a vsock socket for ssh; restart it (\`nixvm restart ${commandName(name)}\`).`,
+    );
   await s.close();
-  return s.io.exec([...argv, ...cmd]);
+  return runProxy({ io: s.io, socket: target.vsock });
 }
 
 async function cmdConsole(
@@ -679,6 +731,18 @@ async function cmdSshConfig(s: Session, opts: { json?: boolean }): Promise<numbe
     s.out(`  ${info.includeLine}`);
   }
   return EXIT.ok;
+}
+
+/**
+ * `nixvm ssh -v` means verbose, as `ssh -v` does; the program-wide `-v` (the version, which
+ * Commander reads anywhere on the line) keeps its meaning everywhere else.
+ */
+export function sshVerbose(argv: readonly string[]): string[] {
+  let cmd = 0;
+  while (cmd < argv.length && argv[cmd]!.startsWith('-')) cmd += argv[cmd] === '--socket' ? 2 : 1;
+  if (argv[cmd] !== 'ssh') return [...argv];
+  const end = argv.indexOf('--', cmd);
+  return argv.map((a, i) => (i > cmd && (end < 0 || i < end) && a === '-v' ? '--verbose' : a));
 }
 
 /** Lines already printed that `fresh` (a new tail) repeats: the index in `fresh` to go on from. */
@@ -1022,10 +1086,29 @@ export function buildProgram(s: Session, setCode: (c: number) => void): Command 
 
   program
     .command('ssh')
-    .description('ssh into a VM (arguments after -- run as a command there)')
+    .description(
+      "ssh into a VM with nixvm's key: starts it, waits for its sshd (vsock, else its address); arguments after -- run there",
+    )
     .argument('<vm>')
-    .argument('[cmd...]', 'command to run in the VM (after --)')
-    .action(act((vm: string, cmd: string[]) => cmdSsh(s, vm, cmd)));
+    .argument('[cmd...]', 'command to run in the VM (after --); its exit code is ours')
+    .option('--no-start', 'refuse instead of starting a stopped VM')
+    .option('--timeout <seconds>', 'how long to wait for sshd', '60')
+    .option('-v, --verbose', 'say which way (vsock, IPv4, IPv6) ssh connects')
+    .action(
+      act((vm: string, cmd: string[], opts: { start: boolean; timeout: string; verbose?: boolean }) =>
+        cmdSsh(s, vm, cmd, opts),
+      ),
+    );
+
+  program
+    .command('proxy')
+    .description("ssh's ProxyCommand: joins stdin and stdout to a VM's vsock port 22")
+    .argument('[vm]')
+    .argument('[port]', 'the guest vsock port (22)')
+    .option('--unix <socket>', 'the vsock socket itself (what generated ssh commands use; no agent needed)')
+    .action(
+      act((vm: string | undefined, port: string | undefined, opts: { unix?: string }) => cmdProxy(s, vm, port, opts)),
+    );
 
   program
     .command('console')
@@ -1163,7 +1246,7 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
     return EXIT.usage;
   }
   // -V was the version flag before -v; keep it working.
-  const args = argv[0] === '-V' ? ['--version', ...argv.slice(1)] : argv;
+  const args = sshVerbose(argv[0] === '-V' ? ['--version', ...argv.slice(1)] : argv);
   try {
     await program.parseAsync(args, { from: 'user' });
     return code;

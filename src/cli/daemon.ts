@@ -33,10 +33,10 @@ export interface DaemonOptions {
   stateCheckMs?: number;
   io: CliIo;
   /** Default: `Agent.create` from src/core/agent.ts. */
-  createAgent?: (opts: { flakes?: string[] }) => Promise<DaemonAgent>;
+  createAgent?: (opts: { flakes?: string[]; nixvmCommand?: string[] }) => Promise<DaemonAgent>;
 }
 
-async function createRealAgent(opts: { flakes?: string[] }): Promise<DaemonAgent> {
+async function createRealAgent(opts: { flakes?: string[]; nixvmCommand?: string[] }): Promise<DaemonAgent> {
   const { Agent } = await import('../core/agent.ts');
   return Agent.create(opts);
 }
@@ -60,7 +60,8 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   let agent: DaemonAgent;
   try {
     // A second agent fails here: the lock names the process that holds it.
-    agent = await createAgent(opts.flakes ? { flakes: opts.flakes } : {});
+    // ssh's ProxyCommand in the ssh config this agent writes runs this same nixvm.
+    agent = await createAgent({ ...(opts.flakes ? { flakes: opts.flakes } : {}), nixvmCommand: io.selfArgv });
   } catch (err) {
     complain(err instanceof Error ? err.message : String(err));
     // Under launchd (KeepAlive on crash), a non-zero exit would respawn us every 10 s while the

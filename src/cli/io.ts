@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import type { AgentPort, DoctorReport, Settings } from '../api/types.ts';
+import type { AgentPort, DoctorReport, Settings, SshDestination, SshRoute } from '../api/types.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
 import { resolveProgram } from '../host/runner.ts';
 
@@ -62,8 +62,8 @@ export interface CliIo {
   connect(socketPath: string): Promise<CliPort>;
   /** The control socket used when --socket is not given. */
   defaultSocketPath(env: NodeJS.ProcessEnv): Promise<string>;
-  /** Run an interactive program on our terminal (ssh); resolves with its exit status. */
-  exec(argv: string[]): Promise<number>;
+  /** Run an interactive program on our terminal (ssh); resolves with its exit status. `onStderr` also sees what it writes to stderr. */
+  exec(argv: string[], opts?: ExecOptions): Promise<number>;
   /** Aborted by Ctrl-C or SIGTERM: ends `logs -f`, `watch`, `daemon` and progress waits. */
   signal: AbortSignal;
   /** `nixvm daemon`: runs a headless agent until `signal` aborts; resolves with the exit code. */
@@ -82,8 +82,15 @@ export interface CliIo {
   settingsFile(env: NodeJS.ProcessEnv): Promise<SettingsFile>;
   /** `nixvm doctor`'s checks run here, without an agent. */
   doctorHere(env: NodeJS.ProcessEnv): Promise<DoctorReport>;
-  /** The argv that runs this nixvm (for the completion scripts it prints). */
+  /** The argv that runs this nixvm (for the completion scripts it prints, and ssh's ProxyCommand). */
   selfArgv: string[];
+  /** Which route's sshd answers now (its banner), best first; default: connect and look. */
+  probeSsh?(d: SshDestination): Promise<SshRoute | null>;
+}
+
+export interface ExecOptions {
+  /** Every chunk the program writes to stderr (which still reaches ours). */
+  onStderr?(chunk: string): void;
 }
 
 /** Wrap a Node stream as a CliOutput. */
@@ -129,12 +136,17 @@ export function foregroundChild(): ChildProcess | null {
  * Hand the terminal to a program and wait for it. No shell: argv goes to execve as is. The program
  * shares our process group, so Ctrl-C reaches it directly; its exit status becomes ours.
  */
-export async function execInteractive(argv: string[]): Promise<number> {
+export async function execInteractive(argv: string[], opts: ExecOptions = {}): Promise<number> {
   const [program, ...args] = argv;
   if (!program) throw new Error('The agent gave an empty command to run.');
   const file = resolveProgram(program);
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { stdio: 'inherit' });
+    // ssh asks for passwords and host-key answers on /dev/tty, so its stderr can pass through us.
+    const child = spawn(file, args, { stdio: ['inherit', 'inherit', opts.onStderr ? 'pipe' : 'inherit'] });
+    child.stderr?.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      opts.onStderr?.(d.toString('utf8'));
+    });
     foreground = child;
     child.once('error', (err) => {
       foreground = null;

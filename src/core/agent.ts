@@ -65,6 +65,8 @@ function startCancelled(name: string): AgentError {
 }
 
 export interface AgentOptions {
+  /** How ssh's ProxyCommand runs nixvm (`nixvm proxy`); default `nixvm` on PATH. */
+  nixvmCommand?: string[];
   /** Flake directories for this run, in addition to the settings' (not persisted). */
   flakes?: string[];
   /** Environment for path resolution (default process.env). */
@@ -141,6 +143,8 @@ export class Agent implements AgentPort {
         const m = this.settings.get().sharedDir;
         return Object.hasOwn(m, name) ? (m[name] ?? null) : null;
       },
+      sshUserSetting: (name) => ownValue(this.settings.get().sshUser, name) ?? null,
+      keyCredentialSetting: (name) => ownValue(this.settings.get().sshKeyCredential, name) ?? null,
       log,
       names: () => [...this.flakes.defined().keys(), ...this.supervisor.list().map((v) => v.name)],
       ...(opts.hostLimits ? { limits: opts.hostLimits } : {}),
@@ -179,11 +183,12 @@ export class Agent implements AgentPort {
       settings: () => this.settings.get(),
       disks: this.disks,
       images: this.images,
+      ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
     });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
       snapshot: () => this.snapshot(),
-      afterEmit: (snap) => this.reach.afterSnapshot(snap),
+      afterEmit: (snap) => this.reach.afterSnapshot(snap, this.vms.sshConfigEntries(snap)),
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
       // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
       knows: (vm) => this.vms.entries().some((e) => e.name === vm),

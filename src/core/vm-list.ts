@@ -8,12 +8,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
-import type { LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import type { AgentSnapshot, LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
 import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
 import type { Reach } from './net/reach.ts';
-import { sshCommandLine } from './net/ssh.ts';
+import {
+  sshArgvFor,
+  sshCommandLine,
+  sshTargetFor,
+  SshTargetError,
+  type SshConfigEntry,
+  type SshDestination,
+  type SshRoute,
+} from './net/ssh.ts';
 import { drvOutPath } from './nix/drv.ts';
 import { isLive, vmView } from './vm-view.ts';
 import { tail } from './vm/console.ts';
@@ -33,6 +41,8 @@ export interface VmListOwners {
   settings(): Settings;
   disks?: VmDiskList;
   images?: StoreImages;
+  /** How ssh's ProxyCommand runs nixvm (default `nixvm` on PATH). */
+  nixvm?: readonly string[];
 }
 
 export class VmList {
@@ -128,7 +138,7 @@ export class VmList {
     const ipv6 = mac ? reach.ipv6(mac) : null;
     const ipv4 = mac && (isLive(status) || status.state === 'stopping') ? reach.ipv4(mac) : null;
     const paths = launcher.paths(e.name);
-    const ssh = t && isLive(status) ? reach.sshArgv(t.spec, sshUser(t, settings), ipv4, ipv6) : null;
+    const ssh = t && isLive(status) ? this.#sshArgv(t, ipv4, ipv6, settings) : null;
     const flakeEval = flakes.evalState(e.flake);
     return vmView({
       entry: e,
@@ -178,9 +188,59 @@ export class VmList {
     return { ipv6: v.ipv6, ipv4: v.ipv4 };
   }
 
+  /** How to ssh into a running VM: its routes (vsock, IPv4, IPv6), user, key and known_hosts. */
+  sshDestination(t: Loaded, ipv4: string | null, ipv6: string | null, settings = this.#o.settings()): SshDestination {
+    const { launcher, supervisor } = this.#o;
+    const paths = launcher.paths(t.name);
+    const hostKeys = launcher.hostKeys(t);
+    // Only a run booted with the vsock device has it (one from before nixvm attached it has not).
+    const vsock = supervisor.status(t.name).booted?.facts?.sshVsock === true ? (paths.sshSocket ?? null) : null;
+    return {
+      alias: launcher.sshAlias(t.name),
+      user: sshUser(t, settings),
+      port: t.spec.ssh.port,
+      host: ipv4 ?? ipv6,
+      ipv4,
+      ipv6,
+      vsock,
+      identityFile: launcher.sshKey(t.name)?.privateKey ?? null,
+      knownHostsFile: hostKeys.file,
+      strictHostKeyChecking: hostKeys.strict,
+    };
+  }
+
+  /** The ssh argv the snapshot offers (vsock when the guest answers there, else an address); null when none. */
+  #sshArgv(t: Loaded, ipv4: string | null, ipv6: string | null, settings: Settings): string[] | null {
+    if (!t.spec.ssh.enabled) return null;
+    const d = this.sshDestination(t, ipv4, ipv6, settings);
+    const route = this.#o.reach.sshRoute(t.name, d);
+    if (!route) return null;
+    try {
+      return sshArgvFor(t.name, d, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
+    } catch (err) {
+      if (err instanceof SshTargetError) return null;
+      throw err;
+    }
+  }
+
+  /** One ssh config entry per running VM with sshd (a stopped VM has none: ssh to it could only hang). */
+  sshConfigEntries(snapshot: AgentSnapshot): SshConfigEntry[] {
+    const out: SshConfigEntry[] = [];
+    for (const v of snapshot.vms) {
+      if (v.state !== 'running' || !v.spec?.ssh.enabled) continue;
+      const t = this.#o.flakes.defined().get(v.name);
+      if (!t?.spec) continue;
+      const d = this.sshDestination(t as Loaded, v.ipv4, v.ipv6, snapshot.settings);
+      const route = this.#o.reach.sshRoute(v.name, d);
+      if (!route) continue;
+      out.push({ vm: v.name, alias: d.alias, target: sshTargetFor(d, { nixvm: this.#o.nixvm ?? ['nixvm'], route }) });
+    }
+    return out;
+  }
+
   async sshCommand(
     name: string,
-  ): Promise<{ argv: string[]; command: string; target: { host: string; user: string; port: number } }> {
+  ): Promise<{ argv: string[]; command: string; target: SshDestination; route: SshRoute }> {
     await this.#o.reach.refreshLeases();
     const t = this.loaded(name);
     if (!t.spec.ssh.enabled) {
@@ -193,10 +253,20 @@ export class VmList {
       throw new AgentError('failed', `${name} is not running; start it first.`);
     }
     const v = this.view(t);
-    const plan = this.#o.reach.sshPlan(t.spec, sshUser(t, this.#o.settings()), v.ipv4, v.ipv6);
-    if (!plan) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
-    if ('error' in plan) throw new AgentError('failed', plan.error);
-    return { argv: plan.argv, command: sshCommandLine(plan.argv), target: plan.target };
+    const target = this.sshDestination(t, v.ipv4, v.ipv6);
+    const route = this.#o.reach.sshRoute(name, target);
+    if (!route) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
+    let argv: string[];
+    try {
+      argv = sshArgvFor(name, target, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
+    } catch (err) {
+      if (!(err instanceof SshTargetError)) throw err;
+      throw new AgentError(
+        'failed',
+        `Cannot ssh into ${JSON.stringify(name)}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`,
+      );
+    }
+    return { argv, command: sshCommandLine(argv), target, route };
   }
 
   /** The spec and the exact argv it would boot with. */

@@ -13,15 +13,19 @@ export interface HostHooks {
   fitDropdown(height: number): void;
 }
 
+/** How Terminal and ssh's ProxyCommand run nixvm from this app. */
+export function nixvmArgv(): string[] {
+  // A packaged app's fuses refuse ELECTRON_RUN_AS_NODE: there the CLI is the one on PATH.
+  return app.isPackaged
+    ? ['nixvm']
+    : ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath, path.join(app.getAppPath(), 'bin', 'nixvm.js')];
+}
+
 export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
   return {
     writeClipboard: (text) => clipboard.writeText(text),
     openTerminal: openInTerminal,
-    nixvmCommand: () =>
-      // A packaged app's fuses refuse ELECTRON_RUN_AS_NODE: there the CLI is the one on PATH.
-      app.isPackaged
-        ? ['nixvm']
-        : ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath, path.join(app.getAppPath(), 'bin', 'nixvm.js')],
+    nixvmCommand: nixvmArgv,
     async openFolder(dir) {
       // The app model checked already; openPath runs what it opens, so check again right here.
       const bundle = notAPlainFolder(dir);

@@ -11,7 +11,7 @@ import { isUp } from '../api/describe.ts';
 import { createUiHandlers, runAction, stopForQuit } from '../app/actions.ts';
 import { connectAppAgent, type AppAgent } from '../app/agent-connection.ts';
 import { IpcDispatcher } from '../app/dispatch.ts';
-import { electronHost } from './electron-host.ts';
+import { electronHost, nixvmArgv } from './electron-host.ts';
 import { registerIpc } from './ipc.ts';
 import { getLaunchAtLogin } from './login-item.ts';
 import { Notifier } from './notify.ts';
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
 
   let connected: { agent: AppAgent; owned: boolean };
   try {
-    connected = await connectAppAgent((line) => console.error(`nixvm: control socket: ${line}`));
+    connected = await connectAppAgent((line) => console.error(`nixvm: control socket: ${line}`), nixvmArgv());
   } catch (e) {
     dialog.showErrorBox('NixVM could not start', message(e));
     // Exit 0: the user has been told, and launchd's KeepAlive (crash only) must not bring the

@@ -3,7 +3,7 @@
  * the agent. (End-to-end runs against the real daemon live in the integration tests.)
  */
 import { describe, expect, it } from 'vitest';
-import type { VmSnapshot } from '../../src/api/types.ts';
+import type { SshDestination, VmSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { timeOfDay } from '../../src/cli/format.ts';
@@ -279,14 +279,33 @@ describe('read commands', () => {
     port.handlers.sshCommand = () => ({
       argv: ['/bin/sh', '-c', 'id > /tmp/pwned'],
       command: 'id > /tmp/pwned',
-      target: { host: 'fe80::1%bridge100', user: 'alice', port: 2222 },
+      target: destination({
+        host: 'fe80::1%bridge100',
+        ipv4: null,
+        ipv6: 'fe80::1%bridge100',
+        user: 'alice',
+        port: 2222,
+      }),
+      route: 'ipv6',
     });
     const r = await run(['ssh-command', 'web'], port);
     expect(r).toMatchObject({
       code: 0,
-      out: 'ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p 2222 -l alice fe80::1%bridge100\n',
+      out: 'ssh -o HostKeyAlias=nixvm-web -o UserKnownHostsFile=/state/vms/web/known_hosts -o StrictHostKeyChecking=accept-new -o LogLevel=ERROR -o IdentityFile=/state/vms/web/keys/nixvm_ed25519 -p 2222 -l alice fe80::1%bridge100\n',
       err: '',
     });
+    // Over vsock: ssh runs this nixvm as its ProxyCommand, on the socket the agent named.
+    port.handlers.sshCommand = () => ({
+      argv: [],
+      command: '',
+      target: destination({ vsock: '/state/vms/web/ssh.sock' }),
+      route: 'vsock',
+    });
+    const v = await run(['ssh-command', 'web'], port, { selfArgv: ['/usr/bin/node', '/opt/nix vm/bin/nixvm.js'] });
+    expect(v.out).toContain(
+      `-o "ProxyCommand=/usr/bin/node '/opt/nix vm/bin/nixvm.js' proxy --unix /state/vms/web/ssh.sock"`,
+    );
+    expect(v.out.trim().endsWith('-l root nixvm-web')).toBe(true);
   });
 
   it('ssh-config offers the Include line and never claims to have edited ~/.ssh/config', async () => {
@@ -659,16 +678,35 @@ describe('actions', () => {
   });
 });
 
+/** The agent's ssh destination for "web", as the agent makes it. */
+function destination(over: Partial<SshDestination> = {}): SshDestination {
+  return {
+    alias: 'nixvm-web',
+    user: 'root',
+    port: 22,
+    host: '192.168.64.7',
+    ipv4: '192.168.64.7',
+    ipv6: 'fe80::1%bridge100',
+    vsock: null,
+    identityFile: '/state/vms/web/keys/nixvm_ed25519',
+    knownHostsFile: '/state/vms/web/known_hosts',
+    strictHostKeyChecking: 'accept-new',
+    ...over,
+  };
+}
+
 describe('ssh', () => {
   it("runs its own ssh towards the agent's destination plus the command after --, and exits with ssh's status", async () => {
     const port = twoVms();
     port.handlers.sshCommand = () => ({
       argv: ['ssh', '-p', '22', 'root@192.168.64.7'],
       command: 'ssh -p 22 root@192.168.64.7',
-      target: { host: '192.168.64.7', user: 'root', port: 22 },
+      target: destination(),
+      route: 'ipv4',
     });
     const ran: string[][] = [];
     const r = await run(['ssh', 'web', '--', 'uname', '-a'], port, {
+      probeSsh: async () => 'ipv4',
       exec: async (argv) => {
         ran.push(argv);
         // The agent connection is closed before ssh takes over the terminal.
@@ -680,11 +718,17 @@ describe('ssh', () => {
       [
         'ssh',
         '-o',
-        'StrictHostKeyChecking=no',
+        'ConnectTimeout=10',
         '-o',
-        'UserKnownHostsFile=/dev/null',
+        'HostKeyAlias=nixvm-web',
+        '-o',
+        'UserKnownHostsFile=/state/vms/web/known_hosts',
+        '-o',
+        'StrictHostKeyChecking=accept-new',
         '-o',
         'LogLevel=ERROR',
+        '-o',
+        'IdentityFile=/state/vms/web/keys/nixvm_ed25519',
         '-p',
         '22',
         '-l',
@@ -701,18 +745,26 @@ describe('ssh', () => {
   it('runs nothing when the answer is a command or a destination it cannot check', async () => {
     const hostile: unknown[] = [
       undefined,
-      { host: '192.168.64.7; id', user: 'root', port: 22 },
-      { host: '-oProxyCommand=id', user: 'root', port: 22 },
-      { host: 'evil.example', user: 'root', port: 22 },
-      { host: '192.168.64.7', user: 'a\nb', port: 22 },
-      { host: '192.168.64.7', user: 'root', port: 70000 },
-      { host: '192.168.64.7', user: 'root', port: '22' },
+      destination({ host: '192.168.64.7; id', ipv4: '192.168.64.7; id' }),
+      destination({ host: '-oProxyCommand=id', ipv4: '-oProxyCommand=id' }),
+      destination({ host: 'evil.example', ipv4: 'evil.example' }),
+      destination({ user: 'a\nb' }),
+      destination({ port: 70000 }),
+      destination({ port: '22' as never }),
+      destination({ vsock: 'relative/ssh.sock' }),
+      destination({ vsock: '/state/x\n.sock' }),
+      destination({ identityFile: '-oProxyCommand=id' }),
+      destination({ knownHostsFile: '/dev/null\nHost *' }),
+      destination({ alias: 'nixvm-web -oProxyCommand=id' }),
+      destination({ strictHostKeyChecking: 'no' as never }),
     ];
     for (const target of hostile) {
       const port = twoVms();
-      port.handlers.sshCommand = () => ({ argv: ['/bin/sh', '-c', 'id > /tmp/pwned'], command: 'id', target }) as never;
+      port.handlers.sshCommand = () =>
+        ({ argv: ['/bin/sh', '-c', 'id > /tmp/pwned'], command: 'id', target, route: 'ipv4' }) as never;
       const ran: string[][] = [];
       const r = await run(['ssh', 'web'], port, {
+        probeSsh: async () => 'ipv4',
         exec: async (argv) => {
           ran.push(argv);
           return 0;

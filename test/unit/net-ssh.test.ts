@@ -17,7 +17,20 @@ import {
   SshTargetError,
   userSshConfigPath,
   writeSshConfig,
+  type SshConfigEntry,
 } from '../../src/core/net/ssh.ts';
+
+/** Config entries as the agent makes them: each VM's alias (unique among them) and its ssh target. */
+function entries(
+  list: Array<{ vm: string; host: string; user: string; port: number; identityFile?: string }>,
+): SshConfigEntry[] {
+  const aliases = sshHostAliases(list.map((e) => e.vm));
+  return list.map((e, i) => ({
+    vm: e.vm,
+    alias: aliases[i]!,
+    target: { host: e.host, user: e.user, port: e.port, identityFile: e.identityFile ?? null },
+  }));
+}
 
 let tmp: string;
 beforeAll(async () => {
@@ -41,13 +54,11 @@ async function sshResolve(
 }
 
 describe('sshArgv', () => {
-  it('turns off host-key checks for throwaway VMs and puts the host last, alone', () => {
+  it('checks host keys (accept-new on first contact, never "no") and puts the host last, alone', () => {
     expect(sshArgv({ host: '192.168.64.3', user: 'alice', port: 2222 })).toEqual([
       'ssh',
       '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
+      'StrictHostKeyChecking=accept-new',
       '-o',
       'LogLevel=ERROR',
       '-p',
@@ -56,6 +67,59 @@ describe('sshArgv', () => {
       'alice',
       '192.168.64.3',
     ]);
+    const pinned = sshArgv({
+      host: 'nixvm-web',
+      user: 'builder',
+      knownHostsFile: '/state/vms/web/known_hosts',
+      hostKeyAlias: 'nixvm-web',
+      strictHostKeyChecking: 'yes',
+      proxyCommand: ['/usr/bin/node', '/opt/nixvm/bin/nixvm.js', 'proxy', '--unix', '/state/vms/web/ssh.sock'],
+    });
+    expect(pinned).toEqual([
+      'ssh',
+      '-o',
+      'HostKeyAlias=nixvm-web',
+      '-o',
+      'UserKnownHostsFile=/state/vms/web/known_hosts',
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'ProxyCommand=/usr/bin/node /opt/nixvm/bin/nixvm.js proxy --unix /state/vms/web/ssh.sock',
+      '-o',
+      'LogLevel=ERROR',
+      '-p',
+      '22',
+      '-l',
+      'builder',
+      'nixvm-web',
+    ]);
+  });
+
+  it('is what real ssh resolves for the vsock route: the ProxyCommand, the alias, the VM’s known_hosts', async () => {
+    const dir = path.join(tmp, 'Application Support', '100% VM');
+    await mkdir(dir, { recursive: true });
+    const key = path.join(dir, 'nixvm_ed25519');
+    await writeFile(key, '');
+    const argv = sshArgv({
+      host: 'nixvm-web',
+      user: 'root',
+      identityFile: key,
+      knownHostsFile: path.join(dir, 'known_hosts'),
+      hostKeyAlias: 'nixvm-web',
+      proxyCommand: ['/opt/my node/node', '/opt/nixvm/bin/nixvm.js', 'proxy', '--unix', path.join(dir, 'ssh.sock')],
+      connectTimeout: 10,
+    });
+    const got = await sshResolve(['-F', '/dev/null', ...argv.slice(1)]);
+    expect(got.get('hostkeyalias')).toBe('nixvm-web');
+    expect(got.get('userknownhostsfile')).toBe(path.join(dir, 'known_hosts'));
+    expect(got.get('stricthostkeychecking')).toBe('accept-new');
+    expect(got.get('connecttimeout')).toBe('10');
+    // ssh -G shows the value before it expands its tokens (%% is a literal %).
+    expect(got.all('identityfile')).toContain(key.replace(/%/g, '%%'));
+    // ssh runs it with the user's shell: one word per argument; %% is the literal % it expands to.
+    expect(got.get('proxycommand')).toBe(
+      `'/opt/my node/node' /opt/nixvm/bin/nixvm.js proxy --unix '${path.join(dir, 'ssh.sock').replace(/%/g, '%%')}'`,
+    );
   });
 
   it('adds an identity file and extra options; extra options can override the defaults', () => {
@@ -67,7 +131,7 @@ describe('sshArgv', () => {
     });
     expect(argv).toContain('ServerAliveInterval=5');
     expect(argv).toContain('ForwardAgent=yes');
-    expect(argv.slice(argv.indexOf('-i'), argv.indexOf('-i') + 2)).toEqual(['-i', '/keys/id']);
+    expect(argv).toContain('IdentityFile=/keys/id');
     expect(argv.filter((a) => a.startsWith('LogLevel='))).toEqual(['LogLevel=DEBUG']);
     expect(argv.slice(-5)).toEqual(['-p', '22', '-l', 'u', 'h']);
   });
@@ -94,8 +158,7 @@ describe('sshArgv', () => {
     expect(got.get('hostname')).toBe('fe80::5054:ff:fe12:3456%bridge100');
     expect(got.get('user')).toBe('my user');
     expect(got.get('port')).toBe('2222');
-    expect(got.get('stricthostkeychecking')).toBe('false');
-    expect(got.get('userknownhostsfile')).toBe('/dev/null');
+    expect(got.get('stricthostkeychecking')).toBe('accept-new');
     expect(got.get('loglevel')).toBe('ERROR');
     expect(got.all('identityfile')).toContain(path.join(tmp, 'id key'));
   });
@@ -130,14 +193,15 @@ describe('sshCommandLine', () => {
     return sshArgv({
       host: 'fe80::5054:ff:fe12:3456%bridge100',
       user: printable ? name : 'root',
-      identityFile: `/Users/me/Library/Application Support/NixVM/vms/${name}/id_ed25519`,
+      // nixvm's folder names have no control characters (host/names.ts); a path with one is refused.
+      identityFile: `/Users/me/Library/Application Support/NixVM/vms/${printable ? name : 'x'}/id_ed25519`,
       extraOptions: printable ? { SetEnv: `NIXVM_VM=${name}` } : {},
     });
   };
 
   it('is readable for plain values', () => {
     expect(sshCommandLine(sshArgv({ host: '192.168.64.3', user: 'alice' }))).toBe(
-      'ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p 22 -l alice 192.168.64.3',
+      'ssh -o StrictHostKeyChecking=accept-new -o LogLevel=ERROR -p 22 -l alice 192.168.64.3',
     );
     expect(sshCommandLine(['ssh', 'fe80::1%bridge100'])).toBe('ssh fe80::1%bridge100');
   });
@@ -189,20 +253,22 @@ describe('ssh config', () => {
   });
 
   it('renders one Host block per VM with the host-key options', () => {
-    const text = renderSshConfig([
-      { vm: 'web', host: '192.168.64.3', user: 'alice', port: 22 },
-      { vm: 'db', host: 'fe80::1%bridge100', user: 'root', port: 2222, identityFile: '/k/id' },
-    ]);
+    const text = renderSshConfig(
+      entries([
+        { vm: 'web', host: '192.168.64.3', user: 'alice', port: 22 },
+        { vm: 'db', host: 'fe80::1%bridge100', user: 'root', port: 2222, identityFile: '/k/id' },
+      ]),
+    );
     expect(text).toContain('Host nixvm-web\n  HostName 192.168.64.3\n  User alice\n  Port 22\n');
     expect(text).toContain(
       'Host nixvm-db\n  HostName fe80::1%%bridge100\n  User root\n  Port 2222\n  IdentityFile /k/id\n',
     );
-    expect(text.match(/StrictHostKeyChecking no/g)).toHaveLength(2);
-    expect(text.match(/UserKnownHostsFile \/dev\/null/g)).toHaveLength(2);
+    expect(text.match(/StrictHostKeyChecking accept-new/g)).toHaveLength(2);
+    expect(text).not.toContain('/dev/null');
   });
 
   it('is read by real ssh as intended, hostile names included', async () => {
-    const entries = HOSTILE.filter((n) => !/[\n\t]/.test(n)).map((name, i) => ({
+    const list = HOSTILE.filter((n) => !/[\n\t]/.test(n)).map((name, i) => ({
       vm: name,
       host: i % 2 ? `fe80::5054:ff:fe12:${(0x3400 + i).toString(16)}%bridge100` : `192.168.64.${i + 2}`,
       user: 'user with "quotes" and \\',
@@ -210,25 +276,27 @@ describe('ssh config', () => {
       identityFile: path.join(tmp, `keys of ${name.replace(/\//g, '_')}`, 'id'),
     }));
     const file = path.join(tmp, 'state dir', 'ssh_config');
-    await writeSshConfig(file, entries, tmp);
-    const aliases = sshHostAliases(entries.map((e) => e.vm));
-    for (const [i, e] of entries.entries()) {
+    await writeSshConfig(file, entries(list), tmp);
+    const aliases = sshHostAliases(list.map((e) => e.vm));
+    for (const [i, e] of list.entries()) {
       const got = await sshResolve(['-F', file, aliases[i]!]);
       expect(got.get('hostname'), e.vm).toBe(e.host);
       expect(got.get('user'), e.vm).toBe(e.user);
       expect(got.get('port'), e.vm).toBe(String(e.port));
-      expect(got.get('stricthostkeychecking')).toBe('false');
+      expect(got.get('stricthostkeychecking')).toBe('accept-new');
     }
   });
 
   // Issue 16: one VM's bad value (a port out of range, a user with a newline) left the whole file empty.
   it('leaves out only the entry whose values an ssh config cannot hold, naming that VM', () => {
-    const { text, skipped } = renderSshConfigChecked([
-      { vm: 'web', host: '192.168.64.3', user: 'alice', port: 22 },
-      { vm: 'bad-port', host: '192.168.64.4', user: 'alice', port: 70000 },
-      { vm: 'bad-user', host: '192.168.64.5', user: 'a\nHost evil', port: 22 },
-      { vm: 'db', host: '192.168.64.6', user: 'root', port: 2222 },
-    ]);
+    const { text, skipped } = renderSshConfigChecked(
+      entries([
+        { vm: 'web', host: '192.168.64.3', user: 'alice', port: 22 },
+        { vm: 'bad-port', host: '192.168.64.4', user: 'alice', port: 70000 },
+        { vm: 'bad-user', host: '192.168.64.5', user: 'a\nHost evil', port: 22 },
+        { vm: 'db', host: '192.168.64.6', user: 'root', port: 2222 },
+      ]),
+    );
     expect(text).toContain('Host nixvm-web\n');
     expect(text).toContain('Host nixvm-db\n');
     expect(text).not.toContain('nixvm-bad');
@@ -237,26 +305,28 @@ describe('ssh config', () => {
       expect.stringMatching(/^nixvm's ssh config has no entry for VM "bad-port": the ssh port 70000 is out of range/),
       expect.stringMatching(/^nixvm's ssh config has no entry for VM "bad-user": .*control characters/),
     ]);
-    expect(renderSshConfig([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }])).not.toContain('Host evil');
+    expect(renderSshConfig(entries([{ vm: 'x', host: 'h', user: 'a\nHost evil', port: 22 }]))).not.toContain(
+      'Host evil',
+    );
   });
 
   it('writes atomically into its own file with mode 0600, leaving no temp files', async () => {
     const dir = path.join(tmp, 'atomic');
     const file = sshConfigPath(dir);
-    await writeSshConfig(file, [{ vm: 'a', host: '10.0.0.1', user: 'u', port: 22 }], tmp);
+    await writeSshConfig(file, entries([{ vm: 'a', host: '10.0.0.1', user: 'u', port: 22 }]), tmp);
     const before = await stat(file);
     expect(before.mode & 0o777).toBe(0o600);
-    await writeSshConfig(file, [{ vm: 'b', host: '10.0.0.2', user: 'u', port: 22 }], tmp);
+    await writeSshConfig(file, entries([{ vm: 'b', host: '10.0.0.2', user: 'u', port: 22 }]), tmp);
     const after = await stat(file);
     expect(after.ino).not.toBe(before.ino); // replaced by rename, never rewritten in place
     expect(await readFile(file, 'utf8')).toContain('Host nixvm-b');
     // A bad entry is left out, named; the others are written.
     const skipped = await writeSshConfig(
       file,
-      [
+      entries([
         { vm: 'c', host: '-x', user: 'u', port: 22 },
         { vm: 'b', host: '10.0.0.2', user: 'u', port: 22 },
-      ],
+      ]),
       tmp,
     );
     expect(skipped).toEqual([expect.stringContaining('no entry for VM "c"')]);
@@ -269,7 +339,7 @@ describe('ssh config', () => {
     const home = path.join(tmp, 'home-guard');
     await mkdir(path.join(home, '.ssh'), { recursive: true });
     await writeFile(userSshConfigPath(home), 'Host mine\n');
-    await expect(writeSshConfig(userSshConfigPath(home), [], home)).rejects.toThrow(
+    await expect(writeSshConfig(userSshConfigPath(home), entries([]), home)).rejects.toThrow(
       /does not write .*your own ssh config/,
     );
     await symlink(userSshConfigPath(home), path.join(home, 'link'));
@@ -286,7 +356,7 @@ describe('the Include nixvm offers', () => {
     home = path.join(tmp, 'home');
     await mkdir(path.join(home, '.ssh', 'config.d'), { recursive: true });
     ours = path.join(home, 'Library', 'Application Support', 'NixVM', 'ssh_config');
-    await writeSshConfig(ours, [{ vm: 'web', host: '192.168.64.3', user: 'alice', port: 2222 }], home);
+    await writeSshConfig(ours, entries([{ vm: 'web', host: '192.168.64.3', user: 'alice', port: 2222 }]), home);
     userConfig = userSshConfigPath(home);
   });
 

@@ -141,7 +141,7 @@ describe('toVmSpec', () => {
         graphics: false,
         resolution: null,
         mountHostNixStore: true,
-        ssh: { enabled: false, port: 22, user: 'root' },
+        ssh: { enabled: false, port: 22, user: 'root', authorizedKeysFiles: [], hostKey: null, keyCredential: false },
         rosettaTag: 'rosetta',
         storeImage: false,
         writableStore: null,
@@ -165,7 +165,14 @@ describe('toVmSpec', () => {
       FLAKE,
     );
     if (!('spec' in r)) throw new Error(r.error);
-    expect(r.spec.ssh).toEqual({ enabled: true, port: 2222, user: 'alice' });
+    expect(r.spec.ssh).toEqual({
+      enabled: true,
+      port: 2222,
+      user: 'alice',
+      authorizedKeysFiles: [],
+      hostKey: null,
+      keyCredential: false,
+    });
     expect(r.spec.resolution).toEqual({ width: 1024, height: 768 });
     expect(r.spec.macAddress).toBe('f6:25:e2:48:58:1e');
   });

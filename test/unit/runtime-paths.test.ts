@@ -31,6 +31,8 @@ describe('runtimePaths', () => {
       dir: path.join(root, 'state/vms/web'),
       pidfile: path.join(root, 'state/vms/web/vfkit.pid'),
       restSocket: path.join(root, 'state/vms/web/rest.sock'),
+      // The vsock socket for ssh goes beside the REST socket.
+      sshSocket: path.join(root, 'state/vms/web/ssh.sock'),
       logDir: path.join(root, 'logs/vms/web'),
       consoleLog: path.join(root, 'logs/vms/web/console.log'),
       bootRecord: path.join(root, 'state/vms/web/boot.json'),

@@ -59,6 +59,7 @@ describe('SettingsStore', () => {
       autoRebuild: 'off',
       autostart: {},
       sshUser: {},
+      sshKeyCredential: {},
       stopTimeoutSec: 30,
       bridgeInterface: null,
       onQuit: 'keep',

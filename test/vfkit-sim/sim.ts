@@ -38,6 +38,7 @@ import {
   type HostFaults,
 } from './vz.ts';
 import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
+import { bootSshd, exposeVsock, type GuestSshd } from './sshd.ts';
 import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
 import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
 import { recordLease } from './leases.ts';
@@ -162,6 +163,8 @@ class Machine implements RestMachine {
   private storage: StorageBoot | null = null;
   private guestStopping = false;
   private signalled = false;
+  /** The guest's sshd once it has booted (null: none, or not up yet). */
+  private sshd: GuestSshd | null = null;
 
   constructor(cfg: VmConfig, faults: Faults, attached: Attached) {
     this.cfg = cfg;
@@ -299,6 +302,7 @@ class Machine implements RestMachine {
     this.after(boot, () => {
       this.state = 'Running';
       log('info', 'virtual machine is running');
+      this.exposeVsock();
       log('info', 'waiting for VM to stop');
       this.write(phases.stage2, false);
     });
@@ -308,6 +312,7 @@ class Machine implements RestMachine {
       void this.lease().then(() => {
         if (this.guestStopping || this.state === 'Stopped' || this.state === 'Error') return;
         this.after(step, () => {
+          this.bootSshd();
           if (this.pty) this.startGetty(phases.login);
           else this.write(phases.login, false);
           this.booted = true;
@@ -316,6 +321,39 @@ class Machine implements RestMachine {
       });
     });
     if (this.faults.crashAfterMs !== null) this.after(this.faults.crashAfterMs, () => this.crash());
+  }
+
+  /** vfkit exposes each vsock device's socket once the VM runs (a failure is a warning, as there). */
+  private exposeVsock(): void {
+    for (const d of this.cfg.devices) {
+      if (d.type !== 'virtio-vsock' || !d.socketURL) continue;
+      log('info', `Exposing vsock port ${d.port} on ${d.socketURL}${d.listen ? ' (listening)' : ''}`);
+      if (d.listen) continue;
+      const server = exposeVsock(d.socketURL, d.port, () => (this.guestStopping ? null : this.sshd));
+      if (server) exitHandlers.push(() => server.close());
+    }
+  }
+
+  /** sshd comes up with the rest of stage 2, reading its keys from the shares it mounted. */
+  private bootSshd(): void {
+    const b = this.cfg.bootloader;
+    if (b.kind !== 'linux') return;
+    const toplevel = toplevelOf(b.kernelCmdLine, b.vmlinuzPath);
+    const mounts = new Map<string, string>();
+    const byTag = new Map<string, string>();
+    for (const d of this.cfg.devices)
+      if (d.type === 'virtio-fs') byTag.set(d.mountTag || path.basename(d.sharedDir), d.sharedDir);
+    for (const m of readGuestConfig(toplevel)?.fstab ?? []) {
+      const dir = m.fsType === 'virtiofs' ? byTag.get(m.device) : undefined;
+      if (dir) mounts.set(m.target, dir);
+    }
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-guest-'));
+    exitHandlers.push(() => fs.rmSync(work, { recursive: true, force: true }));
+    try {
+      this.sshd = bootSshd(toplevel, mounts, this.guest.cmdline, work);
+    } catch (e) {
+      log('warning', `guest sshd did not start: ${(e as Error).message}`);
+    }
   }
 
   private async lease(): Promise<void> {

@@ -39,5 +39,10 @@
     extraGroups = [ "wheel" ];
   };
   services.getty.autologinUser = "builder";
+  # nix-builder-vm: a fixed, published host key in the closure (here the fixture's own pair).
+  environment.etc = {
+    "ssh/ssh_host_ed25519_key".source = ../keys/ssh_host_ed25519_key;
+    "ssh/ssh_host_ed25519_key.pub".source = ../keys/ssh_host_ed25519_key.pub;
+  };
   system.stateVersion = "24.05";
 }

@@ -57,6 +57,18 @@ derivation {
   inherit fstab;
   # services.getty.autologinUser, as NixOS writes it into the console getty's agetty command line.
   autologin = config.services.getty.autologinUser or "";
+  # What a NixOS closure says about sshd: its sshd_config (AuthorizedKeysFile as NixOS writes it),
+  # a fixed host key from environment.etc, systemd-ssh-generator (systemd >= 256: sshd on vsock
+  # port 22 too) and the tmpfiles rules.
+  sshdConfig =
+    if config.services.openssh.enable or false then
+      "AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u ${toString (config.services.openssh.authorizedKeysFiles or [ ])}\n"
+    else
+      "";
+  hostKey = ((config.environment.etc or { })."ssh/ssh_host_ed25519_key" or { }).source or "";
+  sshGenerator =
+    if builtins.compareVersions (config.systemd.package.version or "257.6") "256" >= 0 then "1" else "";
+  tmpfilesRules = builtins.concatStringsSep "\n" (config.systemd.tmpfiles.rules or [ ]);
   repartDevice = if repart.enable or false then repart.device else "";
   args = [
     "-c"
@@ -70,6 +82,19 @@ derivation {
       printf '%s\n' "$kernelParams" > "$out/kernel-params"
       printf '%s\n' "$configJson" > "$out/config.json"
       printf '%s' "$fstab" > "$out/etc/fstab"
+      if [ -n "$sshdConfig" ]; then
+        mkdir -p "$out/etc/ssh"
+        printf '%s' "$sshdConfig" > "$out/etc/ssh/sshd_config"
+        if [ -n "$sshGenerator" ]; then
+          mkdir -p "$out/etc/systemd/system-generators"
+          echo "systemd-ssh-generator" > "$out/etc/systemd/system-generators/systemd-ssh-generator"
+        fi
+      fi
+      if [ -n "$hostKey" ]; then mkdir -p "$out/etc/ssh"; cp "$hostKey" "$out/etc/ssh/ssh_host_ed25519_key"; fi
+      if [ -n "$tmpfilesRules" ]; then
+        mkdir -p "$out/etc/tmpfiles.d"
+        printf '%s\n' "$tmpfilesRules" > "$out/etc/tmpfiles.d/00-nixos.conf"
+      fi
       if [ -n "$autologin" ]; then
         mkdir -p "$out/etc/systemd/system"
         printf '[Service]\nExecStart=@agetty agetty --login-program login --autologin %s --keep-baud %%I 115200,38400,9600 vt220\n' "$autologin" > "$out/etc/systemd/system/serial-getty@.service"

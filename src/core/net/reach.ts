@@ -11,16 +11,24 @@ import type { AgentSnapshot, SshConfigInfo, VmSpec } from '../../api/types.ts';
 import { BridgeDetector, DEFAULT_BRIDGE } from './bridge.ts';
 import { findLeaseForMac, readLeases, type DhcpLease } from './leases.ts';
 import { linkLocalFromMac } from './linklocal.ts';
+import { sshBanner } from './ssh-probe.ts';
 import {
   includeLine,
-  sshArgv,
-  SshTargetError,
   sshConfigIncludes,
   sshConfigPath,
   userSshConfigPath,
   writeSshConfig,
   type SshConfigEntry,
+  type SshDestination,
+  type SshRoute,
 } from './ssh.ts';
+
+interface VsockProbe {
+  socket: string;
+  ok: boolean;
+  inFlight: boolean;
+  nextAt: number;
+}
 
 export interface ReachOptions {
   leasesFile: string;
@@ -51,6 +59,7 @@ export class Reach {
   /** VMs the ssh config had to leave out, one sentence each. */
   #sshProblems: string[] = [];
   #closed = false;
+  readonly #vsockProbes = new Map<string, VsockProbe>();
 
   constructor(o: ReachOptions) {
     this.#o = o;
@@ -100,34 +109,45 @@ export class Reach {
     }
   }
 
-  /** The ssh argv for a running VM with sshd, or null (no sshd, no address, an unusable user). */
-  sshArgv(spec: VmSpec, user: string, ipv4: string | null, ipv6: string | null): string[] | null {
-    const plan = this.sshPlan(spec, user, ipv4, ipv6);
-    return plan && 'argv' in plan ? plan.argv : null;
+  /**
+   * Which way to ssh into a running VM: vsock once its sshd has answered there (probed in the
+   * background, every 2 s until it does), else its IPv4, else its IPv6 link-local; null when none.
+   */
+  sshRoute(name: string, d: SshDestination): SshRoute | null {
+    if (d.vsock) {
+      let p = this.#vsockProbes.get(name);
+      if (!p || p.socket !== d.vsock) {
+        p = { socket: d.vsock, ok: false, inFlight: false, nextAt: 0 };
+        this.#vsockProbes.set(name, p);
+      }
+      if (p.ok) return 'vsock';
+      this.#probeVsock(p);
+    }
+    if (d.ipv4) return 'ipv4';
+    if (d.ipv6) return 'ipv6';
+    return null;
   }
 
-  /**
-   * How to ssh into a VM: the argv and the destination it is made from; `error` when its ssh
-   * settings cannot be used (a port out of range, a user with control characters); null when it
-   * runs no sshd or has no address yet.
-   */
-  sshPlan(
-    spec: VmSpec,
-    user: string,
-    ipv4: string | null,
-    ipv6: string | null,
-  ): { argv: string[]; target: { host: string; user: string; port: number } } | { error: string } | null {
-    if (!spec.ssh.enabled) return null;
-    const host = ipv4 ?? ipv6;
-    if (!host) return null;
-    try {
-      return { argv: sshArgv({ host, user, port: spec.ssh.port }), target: { host, user, port: spec.ssh.port } };
-    } catch (err) {
-      if (!(err instanceof SshTargetError)) throw err;
-      return {
-        error: `Cannot ssh into ${JSON.stringify(spec.name)}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`,
-      };
-    }
+  /** Forget what was learnt about a VM's vsock (its run ended). */
+  forgetRoute(name: string): void {
+    this.#vsockProbes.delete(name);
+  }
+
+  #probeVsock(p: VsockProbe): void {
+    if (this.#closed || p.inFlight || Date.now() < p.nextAt) return;
+    p.inFlight = true;
+    void sshBanner({ path: p.socket }, 2000).then((banner) => {
+      p.inFlight = false;
+      p.nextAt = Date.now() + 2000;
+      if (banner && !p.ok) {
+        p.ok = true;
+        this.#o.changed();
+      } else if (!banner && !this.#closed) {
+        // Looked at again with the next snapshot after nextAt; make sure one comes.
+        const t = setTimeout(() => this.#o.changed(), 2000);
+        t.unref();
+      }
+    });
   }
 
   /** Re-read the leases file when it changed (a stat is the whole cost otherwise). */
@@ -145,9 +165,10 @@ export class Reach {
   }
 
   /** After each snapshot: the ssh config, the bridge, the lease timer. */
-  afterSnapshot(snapshot: AgentSnapshot): void {
+  afterSnapshot(snapshot: AgentSnapshot, sshEntries: readonly SshConfigEntry[]): void {
     this.#lastSnapshot = snapshot;
-    this.#sshWrite = this.#writeSshConfig(snapshot);
+    for (const v of snapshot.vms) if (v.state !== 'running' && v.state !== 'starting') this.#vsockProbes.delete(v.name);
+    this.#sshWrite = this.#writeSshConfig(sshEntries);
     void this.#redetectBridge(snapshot);
     this.#scheduleLeaseRefresh(snapshot);
   }
@@ -224,18 +245,7 @@ export class Reach {
    * One `Host nixvm-<name>` per running VM, in our own file; users Include it (we never edit
    * ~/.ssh/config). A stopped VM has no alias: ssh to it could only hang.
    */
-  async #writeSshConfig(snapshot: AgentSnapshot): Promise<void> {
-    const entries: SshConfigEntry[] = [];
-    for (const v of snapshot.vms) {
-      const host = v.ipv4 ?? v.ipv6;
-      if (v.state !== 'running' || !v.spec?.ssh.enabled || !host) continue;
-      entries.push({
-        vm: v.name,
-        host,
-        user: ownValue(snapshot.settings.sshUser, v.name) ?? v.spec.ssh.user,
-        port: v.spec.ssh.port,
-      });
-    }
+  async #writeSshConfig(entries: readonly SshConfigEntry[]): Promise<void> {
     const key = JSON.stringify(entries);
     if (key === this.#lastSshConfig) return;
     this.#lastSshConfig = key;

@@ -3,9 +3,11 @@
  * shell-quoted line a user can paste, and an ssh config file with one `Host nixvm-<name>` alias
  * per VM that users can `Include` from ~/.ssh/config.
  *
- * The VMs typically boot from a tmpfs root with fresh host keys each time, so every command and
- * alias turns off known-hosts checking for these addresses only; otherwise ssh would refuse
- * with "REMOTE HOST IDENTIFICATION HAS CHANGED" after each reboot.
+ * Host keys are checked: each VM has its own known_hosts file (in its state dir) under one
+ * `HostKeyAlias` (`nixvm-<name>`), whichever way it is reached (vsock, IPv4, IPv6), with
+ * `StrictHostKeyChecking=accept-new` on first contact, or `yes` when the closure ships a fixed
+ * host key nixvm pinned (nixpkgs' nix-builder-vm). Over vsock, ssh runs `nixvm proxy` as its
+ * ProxyCommand: no IP is needed.
  *
  * nixvm never edits ~/.ssh/config: it writes its own file and offers the Include line.
  */
@@ -16,20 +18,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { shellLine } from '../../host/shell.ts';
 
-/** Options that keep changing host keys of throwaway VMs from blocking the user. */
-export const SSH_HOST_KEY_OPTIONS: Readonly<Record<string, string>> = {
-  StrictHostKeyChecking: 'no',
-  UserKnownHostsFile: '/dev/null',
-  LogLevel: 'ERROR',
-};
+import type { SshDestination, SshRoute, StrictHostKeys } from '../../api/types.ts';
+
+export type { SshDestination, SshRoute, StrictHostKeys };
 
 export interface SshTarget {
-  /** IPv4, IPv6 (a link-local one with its `%zone`), or a host name. */
+  /** IPv4, IPv6 (a link-local one with its `%zone`), a host name, or the alias when a ProxyCommand connects. */
   host: string;
   user: string;
   /** Defaults to 22. */
   port?: number;
   identityFile?: string | null;
+  /** The VM's own known_hosts file; absent: ssh's defaults. */
+  knownHostsFile?: string | null;
+  /** The name host keys are recorded under (the same for every route to the VM). */
+  hostKeyAlias?: string | null;
+  /** Default accept-new: a new VM is trusted on first contact, a changed key is refused. */
+  strictHostKeyChecking?: StrictHostKeys;
+  /** An argv ssh runs (through the user's shell, as ProxyCommand) to reach the VM; absent: TCP to `host`. */
+  proxyCommand?: readonly string[] | null;
+  /** Seconds ssh waits for the connection (ConnectTimeout). */
+  connectTimeout?: number | null;
   /** More `-o Key=Value` options. They go first, and ssh keeps the first value it sees, so they can override the defaults. */
   extraOptions?: Readonly<Record<string, string | number | boolean>>;
   /** The ssh program; defaults to `ssh` (found on PATH by whoever runs it). */
@@ -76,6 +85,49 @@ function checkOptionKey(key: string): void {
   }
 }
 
+function checkPath(what: string, p: string): void {
+  if (!path.isAbsolute(p) || CONTROL.test(p)) {
+    throw new SshTargetError(
+      `The ssh ${what} ${JSON.stringify(p)} is not an absolute path without control characters; nixvm cannot hand it to ssh.`,
+    );
+  }
+}
+
+/** `%` starts a token in HostName, IdentityFile, UserKnownHostsFile and ProxyCommand; `%%` is a literal one. */
+const escapeTokens = (s: string): string => s.replace(/%/g, '%%');
+
+/** A file-list option's value (UserKnownHostsFile splits on spaces, honouring quotes): quoted when it must be. */
+function fileValue(p: string): string {
+  const v = escapeTokens(p);
+  return /[\s"'\\]/.test(v) ? `"${v.replace(/[\\"]/g, '\\$&')}"` : v;
+}
+
+/** The ProxyCommand line: the argv as shell words (ssh runs it with the user's shell), `%` escaped. */
+export function proxyCommandLine(argv: readonly string[]): string {
+  if (argv.length === 0 || argv.some((a) => CONTROL.test(a)))
+    throw new SshTargetError('The ssh ProxyCommand is empty or has control characters; nixvm cannot hand it to ssh.');
+  return escapeTokens(shellLine(argv));
+}
+
+/** The host-key and connection options, in the order ssh should see them. */
+function fixedOptions(t: SshTarget): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (t.connectTimeout) out.push(['ConnectTimeout', String(t.connectTimeout)]);
+  if (t.hostKeyAlias) {
+    if (!/^[A-Za-z0-9._-]+$/.test(t.hostKeyAlias))
+      throw new SshTargetError(`The ssh host key alias ${JSON.stringify(t.hostKeyAlias)} is not a plain name.`);
+    out.push(['HostKeyAlias', t.hostKeyAlias]);
+  }
+  if (t.knownHostsFile) {
+    checkPath('known_hosts file', t.knownHostsFile);
+    out.push(['UserKnownHostsFile', fileValue(t.knownHostsFile)]);
+  }
+  out.push(['StrictHostKeyChecking', t.strictHostKeyChecking ?? 'accept-new']);
+  if (t.proxyCommand) out.push(['ProxyCommand', proxyCommandLine(t.proxyCommand)]);
+  out.push(['LogLevel', 'ERROR']);
+  return out;
+}
+
 /**
  * The ssh argv for a VM: program first, run it as is (no shell). The host goes last and alone
  * (user via `-l`), which is the form ssh parses unambiguously for `fe80::…%bridge100`.
@@ -95,34 +147,42 @@ export function sshArgv(t: SshTarget): string[] {
     argv.push('-o', `${k}=${value}`);
   }
   const overridden = new Set(extra.map(([k]) => k.toLowerCase()));
-  for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS))
-    if (!overridden.has(k.toLowerCase())) argv.push('-o', `${k}=${v}`);
-  if (t.identityFile) argv.push('-i', t.identityFile);
+  for (const [k, v] of fixedOptions(t)) if (!overridden.has(k.toLowerCase())) argv.push('-o', `${k}=${v}`);
+  // As an option, not -i: ssh checks an -i path as given but expands its `%` tokens when it loads it.
+  if (t.identityFile) {
+    checkPath('identity file', t.identityFile);
+    argv.push('-o', `IdentityFile=${fileValue(t.identityFile)}`);
+  }
   argv.push('-p', String(port), '-l', t.user, t.host);
   return argv;
 }
 
-/** What a face needs to build the ssh argv itself: the agent's answer is data, never a command. */
-export interface SshDestination {
-  host: string;
-  user: string;
-  port: number;
-}
-
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
 const IPV6 = /^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[A-Za-z0-9._-]{1,32})?$/;
+const ALIAS = /^nixvm-[a-z0-9._-]{1,200}$/;
+
+const isPathOrNull = (p: unknown): p is string | null =>
+  p === null || (typeof p === 'string' && p.length <= 1024 && path.isAbsolute(p) && !CONTROL.test(p));
 
 /**
- * The destination the agent named for `vm`, checked as strictly as the agent makes it: an IPv4
- * or IPv6 (link-local with its zone) literal, a user without control characters, a port in
- * range. Throws SshTargetError (one sentence) for anything else, so a face never runs a command
- * an answering process made up.
+ * The destination the agent named for `vm`, checked as strictly as the agent makes it: IPv4 and
+ * IPv6 (link-local with its zone) literals, absolute paths without control characters, a plain
+ * alias, a user without control characters, a port in range. Throws SshTargetError (one
+ * sentence) for anything else, so a face never runs a command an answering process made up.
  */
 export function checkSshDestination(vm: string, d: unknown): SshDestination {
   const o = (d ?? {}) as Partial<Record<keyof SshDestination, unknown>>;
+  const ip = (v: unknown, re: RegExp): v is string | null => v === null || (typeof v === 'string' && re.test(v));
   const ok =
-    typeof o.host === 'string' &&
-    (IPV4.test(o.host) || IPV6.test(o.host)) &&
+    typeof o.alias === 'string' &&
+    ALIAS.test(o.alias) &&
+    ip(o.ipv4, IPV4) &&
+    ip(o.ipv6, IPV6) &&
+    (o.host === null || (typeof o.host === 'string' && (o.host === o.ipv4 || o.host === o.ipv6))) &&
+    isPathOrNull(o.vsock) &&
+    isPathOrNull(o.identityFile) &&
+    isPathOrNull(o.knownHostsFile) &&
+    (o.strictHostKeyChecking === 'yes' || o.strictHostKeyChecking === 'accept-new') &&
     typeof o.user === 'string' &&
     o.user.length > 0 &&
     o.user.length <= 256 &&
@@ -136,13 +196,77 @@ export function checkSshDestination(vm: string, d: unknown): SshDestination {
       `The agent's ssh destination for ${JSON.stringify(vm)} is not an address, user and port nixvm can use; it was not run.`,
     );
   }
-  return { host: o.host as string, user: o.user as string, port: o.port as number };
+  return {
+    alias: o.alias as string,
+    user: o.user as string,
+    port: o.port as number,
+    host: (o.host as string | null) ?? null,
+    ipv4: o.ipv4 as string | null,
+    ipv6: o.ipv6 as string | null,
+    vsock: o.vsock as string | null,
+    identityFile: o.identityFile as string | null,
+    knownHostsFile: o.knownHostsFile as string | null,
+    strictHostKeyChecking: o.strictHostKeyChecking as StrictHostKeys,
+  };
+}
+
+/** The routes a destination offers, best first. */
+export function sshRoutes(d: SshDestination): SshRoute[] {
+  return [
+    ...(d.vsock ? (['vsock'] as const) : []),
+    ...(d.ipv4 ? (['ipv4'] as const) : []),
+    ...(d.ipv6 ? (['ipv6'] as const) : []),
+  ];
+}
+
+export interface SshArgvOptions {
+  /** The ssh program (default `ssh`). */
+  program?: string;
+  /** How to run nixvm (the ProxyCommand's first words), e.g. `['nixvm']`. */
+  nixvm: readonly string[];
+  /** The route to use; default the first the destination offers. */
+  route?: SshRoute;
+  connectTimeout?: number;
+}
+
+/** The `nixvm proxy` argv that connects ssh to a VM's vsock socket. */
+export function proxyArgv(nixvm: readonly string[], socket: string): string[] {
+  return [...nixvm, 'proxy', '--unix', socket];
+}
+
+/** The ssh target for one route of a checked destination. */
+export function sshTargetFor(d: SshDestination, o: SshArgvOptions): SshTarget {
+  const route = o.route ?? sshRoutes(d)[0];
+  if (!route) throw new SshTargetError(`${d.alias} has no address and no vsock socket yet; wait for it to boot.`);
+  const common: SshTarget = {
+    host: d.alias,
+    user: d.user,
+    port: d.port,
+    identityFile: d.identityFile,
+    knownHostsFile: d.knownHostsFile,
+    hostKeyAlias: d.alias,
+    strictHostKeyChecking: d.strictHostKeyChecking,
+    connectTimeout: o.connectTimeout ?? null,
+    program: o.program ?? 'ssh',
+  };
+  if (route === 'vsock') {
+    if (!d.vsock) throw new SshTargetError(`${d.alias} has no vsock socket.`);
+    return { ...common, proxyCommand: proxyArgv(o.nixvm, d.vsock) };
+  }
+  const host = route === 'ipv4' ? d.ipv4 : d.ipv6;
+  if (!host) throw new SshTargetError(`${d.alias} has no ${route === 'ipv4' ? 'IPv4' : 'IPv6'} address yet.`);
+  return { ...common, host };
 }
 
 /** The ssh argv a face runs: its own ssh program, nixvm's fixed options, the checked destination. */
-export function sshArgvFor(vm: string, destination: unknown, program: string): string[] {
-  const d = checkSshDestination(vm, destination);
-  return sshArgv({ host: d.host, user: d.user, port: d.port, program });
+export function sshArgvFor(vm: string, destination: unknown, o: SshArgvOptions): string[] {
+  return sshArgv(sshTargetFor(checkSshDestination(vm, destination), o));
+}
+
+/** A route the agent named, if it is one the destination offers (else the first it offers). */
+export function checkRoute(d: SshDestination, route: unknown): SshRoute | undefined {
+  const offered = sshRoutes(d);
+  return offered.find((r) => r === route) ?? offered[0];
 }
 
 /**
@@ -160,10 +284,10 @@ export function sshCommandLine(argv: readonly string[]): string {
 export interface SshConfigEntry {
   /** The VM's name, as nixvm shows it. */
   vm: string;
-  host: string;
-  user: string;
-  port: number;
-  identityFile?: string | null;
+  /** Its Host alias (`nixvm-<name>`, unique among the VMs). */
+  alias: string;
+  /** Its ssh target: an address, or the alias with a ProxyCommand (vsock). */
+  target: SshTarget;
 }
 
 /**
@@ -205,47 +329,48 @@ function configArg(value: string, what: string, vm: string): string {
   return /[\s"'\\#=]/.test(value) || value === '' ? `"${value.replace(/[\\"]/g, '\\$&')}"` : value;
 }
 
-/** `%` starts a token in HostName and IdentityFile; `%%` is a literal one (for `%zone`). */
-const escapeTokens = (s: string): string => s.replace(/%/g, '%%');
-
 /**
  * The config file's text: a header, then one Host block per VM. An entry whose values an ssh
  * config cannot hold (a port out of range, a user with a newline) is left out, and `skipped`
  * says which and why, one sentence each: one bad VM never costs the others their aliases.
  */
 export function renderSshConfigChecked(entries: readonly SshConfigEntry[]): { text: string; skipped: string[] } {
-  const aliases = sshHostAliases(entries.map((e) => e.vm));
   const lines = [
     '# Written by nixvm: one Host alias per VM. Regenerated whenever VMs change; edits here are lost.',
     '# Use it by adding the Include line nixvm shows to the top of ~/.ssh/config.',
   ];
   const skipped: string[] = [];
-  entries.forEach((e, i) => {
-    let block: string[];
+  for (const e of entries) {
+    const block: string[] = [];
     try {
-      checkHost(e.host);
-      checkUser(e.user);
-      checkPort(e.port);
-      block = [
+      const t = e.target;
+      const port = t.port ?? 22;
+      checkHost(t.host);
+      checkUser(t.user);
+      checkPort(port);
+      block.push(
         '',
         `# VM ${JSON.stringify(e.vm).replace(/[\r\n]/g, ' ')}`,
-        `Host ${aliases[i]}`,
-        `  HostName ${configArg(escapeTokens(e.host), 'host', e.vm)}`,
-        `  User ${configArg(e.user, 'user', e.vm)}`,
-        `  Port ${e.port}`,
-      ];
-      if (e.identityFile)
-        block.push(`  IdentityFile ${configArg(escapeTokens(e.identityFile), 'identity file', e.vm)}`);
+        `Host ${e.alias}`,
+        `  HostName ${configArg(escapeTokens(t.host), 'host', e.vm)}`,
+        `  User ${configArg(t.user, 'user', e.vm)}`,
+        `  Port ${port}`,
+      );
+      if (t.identityFile) {
+        checkPath('identity file', t.identityFile);
+        block.push(`  IdentityFile ${configArg(escapeTokens(t.identityFile), 'identity file', e.vm)}`);
+      }
+      // ProxyCommand takes the rest of its line as is; the other values are single arguments or file lists.
+      for (const [k, v] of fixedOptions({ ...t, connectTimeout: null })) block.push(`  ${k} ${v}`);
     } catch (err) {
       if (!(err instanceof SshTargetError)) throw err;
       skipped.push(
         `nixvm's ssh config has no entry for VM ${JSON.stringify(e.vm)}: ${err.message.charAt(0).toLowerCase()}${err.message.slice(1)}`,
       );
-      return;
+      continue;
     }
-    for (const [k, v] of Object.entries(SSH_HOST_KEY_OPTIONS)) block.push(`  ${k} ${v}`);
     lines.push(...block);
-  });
+  }
   return { text: `${lines.join('\n')}\n`, skipped };
 }
 

@@ -76,6 +76,23 @@ const INSPECT = `
         enable = ssh.enable or null;
         port = if builtins.isList ports && ports != [ ] then builtins.head ports else null;
         users = normalUsers;
+        authorizedKeysFiles = let a = attempt [ ] (ssh.authorizedKeysFiles or [ ]); in
+          if builtins.isList a then builtins.filter builtins.isString a else [ ];
+        # A fixed host key in the closure (nixpkgs' nix-builder-vm ships a published one): pinned.
+        hostKey = let
+          e = attempt null ((cfg.environment.etc or { })."ssh/ssh_host_ed25519_key.pub" or null);
+          t = if builtins.isAttrs e then attempt null (
+            if e ? source && e.source != null then builtins.readFile e.source else e.text or null
+          ) else null;
+        in if builtins.isString t then t else null;
+        # Does anything write the ssh.authorized_keys.root credential (tmpfiles' f^ rule, as
+        # upstream's provision.conf has it)?
+        keyCredential = let
+          t = attempt "" (builtins.toJSON [
+            (attempt [ ] (cfg.systemd.tmpfiles.rules or [ ]))
+            (attempt { } (cfg.systemd.tmpfiles.settings or { }))
+          ]);
+        in builtins.isString t && builtins.match ".*ssh[.]authorized_keys[.]root.*" t != null;
       };
       # How it boots: a boot loader or a root on a disk nixvm does not attach means it is not a VM
       # nixvm can direct-boot (checked before a start).

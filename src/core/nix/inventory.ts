@@ -329,6 +329,9 @@ export function toVmSpec(
     enable?: unknown;
     port?: unknown;
     users?: unknown;
+    authorizedKeysFiles?: unknown;
+    hostKey?: unknown;
+    keyCredential?: unknown;
   };
   const users = Array.isArray(ssh.users) ? ssh.users.filter((u): u is string => typeof u === 'string').sort() : [];
 
@@ -377,6 +380,11 @@ export function toVmSpec(
       enabled: ssh.enable === true,
       port: positiveInt(ssh.port) ?? VM_DEFAULTS.sshPort,
       user: users[0] ?? VM_DEFAULTS.sshUser,
+      authorizedKeysFiles: Array.isArray(ssh.authorizedKeysFiles)
+        ? ssh.authorizedKeysFiles.filter((f): f is string => typeof f === 'string' && f.length <= 4096)
+        : [],
+      hostKey: typeof ssh.hostKey === 'string' && ssh.hostKey.length <= 16_384 ? ssh.hostKey.trim() : null,
+      keyCredential: ssh.keyCredential === true,
     },
     rosettaTag: typeof raw.rosettaTag === 'string' && raw.rosettaTag !== '' ? raw.rosettaTag : DEFAULT_ROSETTA_TAG,
     storeImage,

@@ -13,7 +13,17 @@ import type { SharedDir, VmSpec } from '../../api/types.ts';
 import { findCaBundle } from '../../host/ca-bundle.ts';
 import { VmDirNames } from '../../host/names.ts';
 import { hostLimits, type HostLimits } from '../../host/resources.ts';
+import { knownHostsPath, prepareKnownHosts, strictnessFor } from '../net/known-hosts.ts';
 import { generateMac } from '../net/mac.ts';
+import { sshHostAliases } from '../net/ssh.ts';
+import {
+  authorizedKeyFiles,
+  ensureVmKey,
+  keyCredentialParam,
+  readPublicKey,
+  writeAuthorizedKeys,
+  type Run,
+} from './ssh-keys.ts';
 import { ensureWritableImage } from './disks.ts';
 import {
   ensureKeysDir,
@@ -66,6 +76,12 @@ export interface LauncherOptions {
   env?: NodeJS.ProcessEnv;
   /** The VM's "shared folder" setting, or null. */
   sharedDirSetting?(name: string): string | null;
+  /** The VM's ssh user setting, or null (the configuration's first normal user). */
+  sshUserSetting?(name: string): string | null;
+  /** The VM's "key as a credential" setting, or null (on where the guest reads it). */
+  keyCredentialSetting?(name: string): boolean | null;
+  /** Runs ssh-keygen (default: the runner). */
+  run?: Run;
   log(line: string): void;
   /** Every VM name known right now (folder names must not fold onto one another). */
   names?(): Iterable<string>;
@@ -76,6 +92,8 @@ export interface LauncherOptions {
 interface SpecFacts {
   /** The shared folder it was computed with (a changed setting recomputes). */
   sharedDir: string | null;
+  /** Whether the key goes on the kernel command line (a changed setting recomputes). */
+  keyCredential: boolean;
   /** The spec with its shares resolved. */
   spec: VmSpec;
   mac: string;
@@ -176,17 +194,19 @@ export class Launcher {
 
   #of(t: LaunchTarget): SpecFacts {
     const sharedDir = this.sharedDir(t);
+    const keyCredential = this.keyCredential(t);
     let f = this.#specs.get(t.spec);
-    if (!f || f.sharedDir !== sharedDir) {
+    if (!f || f.sharedDir !== sharedDir || f.keyCredential !== keyCredential) {
       const spec = resolveSpec(t.spec, this.shareContext(t));
       const mac = t.spec.macAddress ?? generateMac(t.flake, t.name);
       const bad = validateSpec(spec, this.#limits);
       const disks = this.disks({ ...t, spec }, null);
       f = {
         sharedDir,
+        keyCredential,
         spec,
         mac,
-        facts: deviceFacts(spec, mac, disks),
+        facts: deviceFacts(spec, mac, disks, keyCredential),
         problem: bad ? bad.message : bootProblem(t.name, spec, attachedLabels(spec)),
       };
       this.#specs.set(t.spec, f);
@@ -210,6 +230,35 @@ export class Launcher {
       storeImage: storeImage ?? path.join(this.#o.stateDir, 'images', 'store.img'),
       writable: writableImagePath(this.paths(t.name)),
     });
+  }
+
+  /** Does nixvm's public key go on the kernel command line as the ssh.authorized_keys.root credential? */
+  keyCredential(t: LaunchTarget): boolean {
+    if (!t.spec.ssh.enabled) return false;
+    return this.#o.keyCredentialSetting?.(t.name) ?? t.spec.ssh.keyCredential === true;
+  }
+
+  /** The ssh user: the VM's setting, else the configuration's first normal user. */
+  sshUser(t: LaunchTarget): string {
+    return this.#o.sshUserSetting?.(t.name) ?? t.spec.ssh.user;
+  }
+
+  /** `nixvm-<name>`, unique among every VM known (the ssh config's Host and the HostKeyAlias). */
+  sshAlias(name: string): string {
+    const names = [...new Set([...(this.#o.names?.() ?? []), name])].sort();
+    return sshHostAliases(names)[names.indexOf(name)]!;
+  }
+
+  /** The VM's known_hosts file and how ssh checks host keys against it. */
+  hostKeys(t: LaunchTarget): { file: string; strict: 'yes' | 'accept-new' } {
+    return { file: knownHostsPath(this.paths(t.name).dir), strict: strictnessFor(t.spec) };
+  }
+
+  /** nixvm's key pair for the VM, when made. */
+  sshKey(name: string): { privateKey: string; publicKey: string } | null {
+    const dir = keysDir(this.paths(name));
+    const pub = readPublicKey(dir);
+    return pub ? { privateKey: path.join(dir, 'nixvm_ed25519'), publicKey: pub } : null;
   }
 
   /** The effective MAC: configured, or generated from the flake and the name. */
@@ -242,9 +291,39 @@ export class Launcher {
         paths: this.paths(t.name),
         disks: this.disks(t, storeImage),
         limits: this.#limits,
+        extraKernelParams: this.#credentialParams(t),
       });
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));
+    }
+  }
+
+  #credentialParams(t: LaunchTarget): string[] {
+    if (!this.keyCredential(t)) return [];
+    const key = this.sshKey(t.name);
+    return key ? [keyCredentialParam(key.publicKey)] : [];
+  }
+
+  /**
+   * Before a run: the VM's key pair (made once), its public half where the guest's sshd reads it
+   * in the $KEYS share, and its known_hosts (the pinned key, or emptied for a guest that makes
+   * new host keys at every boot). A VM without sshd needs none of it.
+   */
+  async #prepareSsh(t: LaunchTarget, paths: VmRuntimePaths): Promise<void> {
+    if (!t.spec.ssh.enabled) return;
+    const dir = keysDir(paths);
+    try {
+      const key = await ensureVmKey(dir, t.name, this.#o.run);
+      const users = [...new Set([t.spec.ssh.user, this.sshUser(t)])];
+      writeAuthorizedKeys(dir, authorizedKeyFiles(t.spec, users), key.publicKey);
+    } catch (err) {
+      // The VM still boots; ssh then needs a key the flake authorizes itself.
+      this.#o.log(`could not make the ssh key of ${t.name} in ${dir}: ${errorMessage(err)}`);
+    }
+    try {
+      prepareKnownHosts(knownHostsPath(paths.dir), this.sshAlias(t.name), t.spec, true);
+    } catch (err) {
+      this.#o.log(`could not prepare the known_hosts of ${t.name}: ${errorMessage(err)}`);
     }
   }
 
@@ -300,8 +379,6 @@ export class Launcher {
     if (t.spec.storeImage && !storeImage) {
       throw new AgentError('failed', `${t.name} boots from a Nix store image, but none was prepared for it.`);
     }
-    // The argv comes from the same evaluation as the closure; a flake edited meanwhile shows as stale.
-    const argv = this.argv(t, closure.outPath, vfkit.path, storeImage);
     const paths = this.paths(t.name);
     try {
       ensureKeysDir(keysDir(paths), keysRels(t.spec));
@@ -311,6 +388,9 @@ export class Launcher {
     } catch (err) {
       throw new AgentError('failed', `Could not prepare the disks of ${t.name} in ${paths.dir}: ${errorMessage(err)}`);
     }
+    await this.#prepareSsh(t, paths);
+    // The argv comes from the same evaluation as the closure; a flake edited meanwhile shows as stale.
+    const argv = this.argv(t, closure.outPath, vfkit.path, storeImage);
     const scratch = scratchPlan(this.runSpec(t), this.shareContext(t), this.caBundle(t).path);
     const vm = { name: t.name, argv, paths, ...closure, facts: this.facts(t), scratch };
     this.#o.log(`${opts.restart ? 'restarting' : 'starting'} ${t.name} on ${closure.outPath}`);

@@ -25,6 +25,8 @@ export interface VmRuntimePaths {
   pidfile: string;
   /** vfkit's REST API socket; ≤ MAX_SOCKET_PATH_BYTES bytes unless `problem` says why not. */
   restSocket: string;
+  /** The host end of the guest's vsock port 22 (vfkit listens there): next to the REST socket, as short. */
+  sshSocket?: string;
   /** Per-VM log dir holding the console log and its rotated predecessors. */
   logDir: string;
   /** The serial console of the current run (vfkit truncates it when it starts). */
@@ -76,7 +78,7 @@ export function placeRuntimePaths(
   };
   const preferred = path.join(dir, 'rest.sock');
   if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH_BYTES && !mangledByUrlParser(preferred)) {
-    return { paths: { ...base, restSocket: preferred }, notes: [], problem: null };
+    return { paths: withSsh({ ...base, restSocket: preferred }), notes: [], problem: null };
   }
   try {
     const placed = placeSocket(dir, 'rest.sock', {
@@ -84,15 +86,24 @@ export function placeRuntimePaths(
       stateDir,
       accept: (p) => p !== preferred && !mangledByUrlParser(p),
     });
-    return { paths: { ...base, restSocket: placed.path }, notes: placed.problems, problem: null };
+    return { paths: withSsh({ ...base, restSocket: placed.path }), notes: placed.problems, problem: null };
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return {
-      paths: { ...base, restSocket: preferred },
+      paths: withSsh({ ...base, restSocket: preferred }),
       notes: [],
       problem: `VM "${vm}" cannot start: ${why.charAt(0).toLowerCase()}${why.slice(1)}`,
     };
   }
+}
+
+/** The vsock socket goes beside the REST socket under a name no longer than its (`rest` → `ssh`). */
+function withSsh(p: VmRuntimePaths): VmRuntimePaths {
+  const base = path.basename(p.restSocket).replace(/rest\.sock$/, 'ssh.sock');
+  return {
+    ...p,
+    sshSocket: path.join(path.dirname(p.restSocket), base === path.basename(p.restSocket) ? `ssh-${base}` : base),
+  };
 }
 
 /** placeRuntimePaths' paths (for callers that only read them). */

@@ -670,9 +670,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.emit('change', e.name);
   }
 
+  /** The REST socket and the ssh vsock socket: vfkit listens on both and removes neither; a stale one makes its listen fail. */
   private removeSocket(paths: SupervisedPaths): void {
     const ep = restFor(paths).endpoint;
     if (ep.kind === 'unix') rmSync(ep.path, { force: true });
+    if (paths.sshSocket) rmSync(paths.sshSocket, { force: true });
   }
 
   /** A run's scratch directory goes with the run. */

@@ -101,6 +101,8 @@ export interface VfkitArgvInput {
   paths: VmRuntimePaths;
   /** How many CPUs and how much memory this host allows a VM (default hostLimits()). */
   limits?: HostLimits;
+  /** Kernel parameters nixvm adds (the key credential), after the configuration's own. */
+  extraKernelParams?: string[];
 }
 
 const q = (s: string) => JSON.stringify(s);
@@ -458,6 +460,34 @@ class Gui implements Part {
   }
 }
 
+/**
+ * `--device virtio-vsock,port=22,socketURL=…,connect`: vfkit listens on the unix socket and joins
+ * each connection to the guest's vsock port 22 (where systemd ≥ 256 binds sshd), so ssh needs no IP.
+ */
+class SshVsock implements Part {
+  readonly socket: string;
+  constructor(socket: string) {
+    this.socket = socket;
+  }
+  check(c: Checker): void {
+    const fix = 'use a shorter state directory (NIXVM_STATE_DIR) without commas';
+    c.absolute('the ssh vsock socket path', this.socket, fix);
+    const bytes = Buffer.byteLength(this.socket, 'utf8');
+    if (bytes > MAX_SOCKET_PATH_BYTES) {
+      c.fail(
+        this.socket,
+        `its ssh vsock socket path ${q(this.socket)} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} bytes macOS allows for a unix socket; ${fix}`,
+      );
+    }
+  }
+  args(): string[] {
+    return ['--device', `virtio-vsock,port=${SSH_VSOCK_PORT},socketURL=${this.socket},connect`];
+  }
+}
+
+/** The guest's vsock port sshd listens on (systemd-ssh-generator's). */
+export const SSH_VSOCK_PORT = 22;
+
 /** `--restful-uri unix://…`: the socket the agent talks to (state, stop). */
 class RestfulUri implements Part {
   readonly socket: string;
@@ -509,7 +539,7 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
   const disks = input.disks ?? [];
   const list: Part[] = [
     new Resources(spec.cpus, spec.memoryMiB, input.limits ?? hostLimits()),
-    new LinuxBootloader(closure, spec.kernelParams),
+    new LinuxBootloader(closure, [...spec.kernelParams, ...(input.extraKernelParams ?? [])]),
     new VirtioNet(mac),
     new VirtioSerial(),
     new VirtioRng(),
@@ -529,6 +559,7 @@ function parts(input: Omit<VfkitArgvInput, 'vfkit'>): Part[] {
     const r = spec.resolution ?? DEFAULT_RESOLUTION;
     list.push(new VirtioGpu(r.width, r.height), new VirtioInput('keyboard'), new VirtioInput('pointing'), new Gui());
   }
+  if (spec.ssh.enabled && paths.sshSocket) list.push(new SshVsock(paths.sshSocket));
   list.push(new RestfulUri(paths.restSocket), new PidFile(paths.pidfile));
   list.push(new GuestNeeds(spec, disks));
   return list;
@@ -576,9 +607,18 @@ export interface DeviceFacts {
   rosettaTag?: string;
   /** The disks, in argv order, without the store image's path (that follows the closure). Absent: none. */
   disks?: Array<{ role: DiskAttachment['role']; bus: DiskAttachment['bus']; readOnly: boolean }>;
+  /** The vsock device for ssh (absent in records from before it: none). */
+  sshVsock?: boolean;
+  /** nixvm's key on the kernel command line as a systemd credential (absent: no). */
+  keyCredential?: boolean;
 }
 
-export function deviceFacts(spec: VmSpec, mac: string, disks: readonly DiskAttachment[] = []): DeviceFacts {
+export function deviceFacts(
+  spec: VmSpec,
+  mac: string,
+  disks: readonly DiskAttachment[] = [],
+  keyCredential = false,
+): DeviceFacts {
   const r = spec.resolution ?? DEFAULT_RESOLUTION;
   return {
     cpus: spec.cpus,
@@ -591,6 +631,8 @@ export function deviceFacts(spec: VmSpec, mac: string, disks: readonly DiskAttac
     graphics: spec.graphics ? { width: r.width, height: r.height } : null,
     rosettaTag: spec.rosettaTag ?? ROSETTA_TAG,
     disks: disks.map((d) => ({ role: d.role, bus: d.bus, readOnly: d.readOnly })),
+    sshVsock: spec.ssh.enabled,
+    keyCredential,
   };
 }
 
@@ -607,6 +649,8 @@ function normalFacts(f: DeviceFacts): DeviceFacts {
     graphics: f.graphics,
     rosettaTag: f.rosettaTag ?? ROSETTA_TAG,
     disks: f.disks ?? [],
+    sshVsock: f.sshVsock ?? false,
+    keyCredential: f.keyCredential ?? false,
   };
 }
 
@@ -624,6 +668,7 @@ const PLACEHOLDER_PATHS: VmRuntimePaths = {
   dir: '/nixvm/vm',
   pidfile: '/nixvm/vm/vfkit.pid',
   restSocket: '/nixvm/vm/rest.sock',
+  sshSocket: '/nixvm/vm/ssh.sock',
   logDir: '/nixvm/log',
   consoleLog: '/nixvm/log/console.log',
   bootRecord: '/nixvm/vm/boot.json',

@@ -1,0 +1,154 @@
+/**
+ * The simulated guest's sshd: a real OpenSSH `sshd -i` per connection (inetd mode, run as the
+ * user running the tests), configured from what the closure says a NixOS guest would do:
+ *
+ * - `etc/ssh/sshd_config`: whether sshd runs at all, its AuthorizedKeysFile entries (a path in a
+ *   virtio-fs mount is read from the host directory behind that share, as the guest would);
+ * - `etc/ssh/ssh_host_ed25519_key`: a fixed host key (nixpkgs' nix-builder-vm ships one); without
+ *   it the guest makes a new one at every boot (its root is a tmpfs);
+ * - `etc/systemd/system-generators/systemd-ssh-generator` (systemd ≥ 256): sshd also listens on
+ *   AF_VSOCK port 22, which is what vfkit's `virtio-vsock,…,connect` device reaches;
+ * - `etc/tmpfiles.d/*.conf` with an `f^ … ssh.authorized_keys.root` rule: the credential on the
+ *   kernel command line (`systemd.set_credential_binary=ssh.authorized_keys.root:<base64>`)
+ *   becomes root's authorized_keys.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { log } from './log.ts';
+
+export interface GuestSshd {
+  /** The sshd_config to run `sshd -i -f` with. */
+  configFile: string;
+  /** sshd listens on vsock port 22 (systemd-ssh-generator). */
+  vsock: boolean;
+}
+
+/** The sshd binary (Debian's openssh-server); NIXVM_SIM_SSHD overrides it. */
+export function sshdProgram(env: NodeJS.ProcessEnv = process.env): string {
+  return env.NIXVM_SIM_SSHD || '/usr/sbin/sshd';
+}
+
+function readOr(file: string): string | null {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/** The credential's value from the kernel command line, decoded. */
+export function credentialFromCmdline(cmdline: string, name: string): string | null {
+  for (const word of cmdline.split(/\s+/)) {
+    const m = /^systemd\.set_credential_binary=([^:]+):(.*)$/.exec(word);
+    if (m && m[1] === name) return Buffer.from(m[2]!, 'base64').toString('utf8');
+    const p = /^systemd\.set_credential=([^:]+):(.*)$/.exec(word);
+    if (p && p[1] === name) return p[2]!;
+  }
+  return null;
+}
+
+/**
+ * The guest's sshd at boot, or null when the closure runs none. `mounts` maps each guest mount
+ * point of a virtio-fs share to the host directory vfkit shares there. `workDir` is the guest's
+ * private state (made 0700): its host key when it has no fixed one, the credential file.
+ */
+export function bootSshd(
+  toplevel: string,
+  mounts: Map<string, string>,
+  cmdline: string,
+  workDir: string,
+): GuestSshd | null {
+  const config = readOr(path.join(toplevel, 'etc', 'ssh', 'sshd_config'));
+  if (config === null) return null;
+  fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const hostKey = path.join(workDir, 'ssh_host_ed25519_key');
+  fs.rmSync(hostKey, { force: true });
+  fs.rmSync(`${hostKey}.pub`, { force: true });
+  const fixed = readOr(path.join(toplevel, 'etc', 'ssh', 'ssh_host_ed25519_key'));
+  if (fixed !== null) {
+    // The store copy is world-readable; sshd insists on a private key file.
+    fs.writeFileSync(hostKey, fixed, { mode: 0o600 });
+  } else {
+    const r = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'root@guest', '-f', hostKey]);
+    if (r.status !== 0) log('warning', `guest sshd: ssh-keygen failed: ${String(r.stderr)}`);
+  }
+  const files: string[] = [];
+  for (const line of config.split('\n')) {
+    const m = /^\s*AuthorizedKeysFile\s+(.*)$/.exec(line);
+    if (!m) continue;
+    for (const entry of m[1]!.trim().split(/\s+/)) {
+      // A path under a virtio-fs mount: the host directory behind it.
+      for (const [target, hostDir] of mounts) {
+        if (entry.startsWith(`${target}/`)) files.push(path.join(hostDir, entry.slice(target.length + 1)));
+      }
+    }
+  }
+  const tmpfiles = (() => {
+    try {
+      const dir = path.join(toplevel, 'etc', 'tmpfiles.d');
+      return fs
+        .readdirSync(dir)
+        .map((f) => readOr(path.join(dir, f)) ?? '')
+        .join('\n');
+    } catch {
+      return '';
+    }
+  })();
+  const lines = [
+    `HostKey ${hostKey}`,
+    'PidFile none',
+    'UsePAM no',
+    'StrictModes no',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin prohibit-password',
+    `AuthorizedKeysFile ${files.length ? files.join(' ') : 'none'}`,
+  ];
+  const credential = credentialFromCmdline(cmdline, 'ssh.authorized_keys.root');
+  if (credential !== null && /^f\^?\s+\/root\/\.ssh\/authorized_keys\s.*ssh\.authorized_keys\.root/m.test(tmpfiles)) {
+    const file = path.join(workDir, 'root_authorized_keys');
+    fs.writeFileSync(file, credential, { mode: 0o600 });
+    lines.push('Match User root', `  AuthorizedKeysFile ${file} ${files.join(' ')}`);
+  }
+  const configFile = path.join(workDir, 'sshd_config');
+  fs.writeFileSync(configFile, `${lines.join('\n')}\n`, { mode: 0o600 });
+  const vsock = fs.existsSync(path.join(toplevel, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'));
+  return { configFile, vsock };
+}
+
+/** One guest connection: sshd in inetd mode on the socket, its log on the simulator's stderr. */
+export function serveSsh(conn: net.Socket, sshd: GuestSshd): void {
+  const child = spawn(sshdProgram(), ['-i', '-e', '-f', sshd.configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+  conn.pipe(child.stdin);
+  child.stdout.pipe(conn);
+  child.stderr.on('data', (d: Buffer) => process.stderr.write(`guest sshd: ${d}`));
+  child.on('error', (e) => {
+    log('warning', `guest sshd could not run: ${e.message}`);
+    conn.destroy();
+  });
+  child.on('exit', () => conn.end());
+  conn.on('error', () => child.kill());
+  conn.on('close', () => child.kill());
+}
+
+/**
+ * vfkit's `virtio-vsock,port=…,socketURL=…,connect`: a unix listener on the host; each connection
+ * goes to the guest's vsock port, and is closed at once when nothing listens there.
+ */
+export function exposeVsock(socketPath: string, port: number, listener: () => GuestSshd | null): net.Server | null {
+  const server = net.createServer((conn) => {
+    const sshd = port === 22 ? listener() : null;
+    if (!sshd?.vsock) {
+      conn.destroy();
+      return;
+    }
+    serveSsh(conn, sshd);
+  });
+  server.on('error', (e) =>
+    log('warning', `error exposing vsock port ${port}: listen unix ${socketPath}: ${e.message}`),
+  );
+  server.listen(socketPath);
+  return server;
+}
