@@ -6,8 +6,7 @@
  */
 import fs from 'node:fs';
 import { errorMessage } from '../../api/errors.ts';
-import { ownValue } from '../../api/records.ts';
-import type { AgentSnapshot, SshConfigInfo, VmSpec } from '../../api/types.ts';
+import type { AgentSnapshot, SshConfigInfo } from '../../api/types.ts';
 import { BridgeDetector, DEFAULT_BRIDGE } from './bridge.ts';
 import { findLeaseForMac, readLeases, type DhcpLease } from './leases.ts';
 import { linkLocalFromMac } from './linklocal.ts';
