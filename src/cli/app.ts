@@ -648,7 +648,16 @@ async function cmdSsh(
     start: opts.start,
     timeoutMs: seconds * 1000,
     verbose: !!opts.verbose,
-    startVm: () => cmdAction(s, 'start', [name], {}),
+    // The start's progress goes to stderr: stdout is the remote command's alone.
+    startVm: async () => {
+      const progress = new Session({ ...s.io, stdout: s.io.stderr });
+      progress.socketOverride = s.socketOverride;
+      try {
+        return await cmdAction(progress, 'start', [name], {});
+      } finally {
+        await progress.close();
+      }
+    },
     close: () => s.close(),
     noSuchVm: (snap) => noSuchVm(name, snap, s.io.now()),
   });

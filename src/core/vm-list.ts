@@ -14,7 +14,7 @@ import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
 import type { Reach } from './net/reach.ts';
 import {
-  sshArgvFor,
+  sshArgv,
   sshCommandLine,
   sshTargetFor,
   SshTargetError,
@@ -216,7 +216,7 @@ export class VmList {
     const route = this.#o.reach.sshRoute(t.name, d);
     if (!route) return null;
     try {
-      return sshArgvFor(t.name, d, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
+      return sshArgv(sshTargetFor(d, { nixvm: this.#o.nixvm ?? ['nixvm'], route }));
     } catch (err) {
       if (err instanceof SshTargetError) return null;
       throw err;
@@ -258,7 +258,7 @@ export class VmList {
     if (!route) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
     let argv: string[];
     try {
-      argv = sshArgvFor(name, target, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
+      argv = sshArgv(sshTargetFor(target, { nixvm: this.#o.nixvm ?? ['nixvm'], route }));
     } catch (err) {
       if (!(err instanceof SshTargetError)) throw err;
       throw new AgentError(

@@ -77,7 +77,12 @@ describe('Agent', () => {
     expect(ips).toEqual({ ipv4: vm.ipv4, ipv6: vm.ipv6 });
     const ssh = await t.agent.call('sshCommand', { vm: 'minimal-vm' });
     expect(ssh.argv.slice(-3)).toEqual(['-l', 'alice', vm.ipv4]);
-    expect(ssh.command).toContain('StrictHostKeyChecking=no');
+    // Host keys are checked, against the VM's own known_hosts under its alias.
+    expect(ssh.command).toContain('StrictHostKeyChecking=accept-new');
+    expect(ssh.command).toContain(
+      `UserKnownHostsFile=${path.join(t.root, 'state', 'vms', 'minimal-vm', 'known_hosts')}`,
+    );
+    expect(ssh.command).not.toContain('/dev/null');
 
     // A per-VM ssh user override applies live.
     await t.agent.call('setSettings', { sshUser: { 'minimal-vm': 'root' } });

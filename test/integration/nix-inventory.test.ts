@@ -65,7 +65,7 @@ describe('inventory', () => {
       graphics: false,
       resolution: null,
       mountHostNixStore: true,
-      ssh: { enabled: true, port: 22, user: 'alice' },
+      ssh: { enabled: true, port: 22, user: 'alice', authorizedKeysFiles: [], hostKey: null, keyCredential: false },
       rosettaTag: 'rosetta',
       storeImage: false,
       writableStore: null,
@@ -90,7 +90,14 @@ describe('inventory', () => {
       graphics: true,
       resolution: { width: 1280, height: 800 },
       mountHostNixStore: false,
-      ssh: { enabled: true, port: 2222, user: 'builder' },
+      ssh: {
+        enabled: true,
+        port: 2222,
+        user: 'builder',
+        authorizedKeysFiles: [],
+        hostKey: null,
+        keyCredential: false,
+      },
       rosettaTag: 'rosetta',
       storeImage: false,
       writableStore: null,
@@ -295,7 +302,14 @@ describe('inventory', () => {
     const [builder, minimal] = inv.vms;
     expect(new Set(inv.vms.map((v) => v.macAddress))).toEqual(new Set(['f6:25:e2:48:58:1e']));
     expect(minimal!.shares.map((s) => s.tag).sort()).toEqual(['persistent', 'shared', 'xchg']);
-    expect(minimal!.ssh).toEqual({ enabled: true, port: 22, user: 'alice' });
+    expect(minimal!.ssh).toEqual({
+      enabled: true,
+      port: 22,
+      user: 'alice',
+      authorizedKeysFiles: [],
+      hostKey: null,
+      keyCredential: false,
+    });
     expect(builder).toMatchObject({ storeImage: true, hostCerts: true, writableStore: { sizeMiB: 20480 } });
   });
 });

@@ -142,6 +142,8 @@ describe.concurrent('the simulator runs what vfkitArgv composes', () => {
         { kind: 'virtiogpu', usesGUI: true, width: 1024, height: 768 },
         { kind: 'virtioinput', inputType: 'keyboard' },
         { kind: 'virtioinput', inputType: 'pointing' },
+        // The host end of the guest's vsock port 22, for ssh without an IP.
+        { kind: 'virtiosock', port: 22, socketURL: v.paths.sshSocket },
       ],
     });
 

@@ -1,0 +1,169 @@
+/**
+ * `nixvm ssh` end to end, with real programs everywhere but the hypervisor: a real daemon, the
+ * seed's builder-vm (nixpkgs' nix-builder-vm profile: sshd reading `/var/keys/%u_ed25519.pub`, a
+ * fixed host key in its closure) on the simulator, whose vsock socket hands each connection to a
+ * real OpenSSH `sshd -i`; real ssh with nixvm's generated key, its known_hosts and `nixvm proxy`
+ * as the ProxyCommand. No IP is involved: the simulator's leases point nowhere.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
+import { SIMULATOR } from '../helpers/agent.ts';
+import { killVfkitsUnder } from '../helpers/reap.ts';
+import { waitFor, watchChild, type Watched } from '../helpers/wait.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
+const VM = 'builder-vm';
+// sshd -i runs as the user running the tests and can only log that user in.
+const USER = os.userInfo().username;
+const SSHD = '/usr/sbin/sshd';
+
+let flake: FlakeCopy;
+let root: string;
+let env: NodeJS.ProcessEnv;
+let daemon: ChildProcess | null = null;
+let daemonW: Watched;
+
+const nixvm = (args: string[], opts: { timeout?: number } = {}) =>
+  execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: opts.timeout ?? 120_000, stdin: 'ignore' });
+const vmDir = () => path.join(root, 'state', 'vms', VM);
+const said = (r: { stdout: string; stderr: string; exitCode?: number }) =>
+  `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\ndaemon: ${daemonW.output().slice(-3000)}`;
+
+beforeAll(async () => {
+  if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (npm test's pretest does).`);
+  flake = await copyFixture('seed-exact');
+  root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-ssh-')));
+  env = {
+    ...process.env,
+    NIXVM_STATE_DIR: root,
+    NIXVM_VFKIT: SIMULATOR,
+    NIXVM_LEASES_FILE: path.join(root, 'dhcpd_leases'),
+    NIXVM_SIM_BOOT_MS: '200',
+  };
+  daemon = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  daemonW = watchChild(daemon, 'the daemon', { stdout: true });
+  await waitFor(() => daemonW.output().includes('listening on'), { what: 'the daemon to listen', process: daemonW });
+  const set = await nixvm(['config', 'set', `sshUser.${VM}`, USER]);
+  expect(set.exitCode, said(set)).toBe(0);
+}, 180_000);
+
+afterAll(async () => {
+  await nixvm(['stop', VM]);
+  daemon?.kill('SIGTERM');
+  killVfkitsUnder(path.join(root, 'state', 'vms'));
+  fs.rmSync(root, { recursive: true, force: true });
+  flake.remove();
+});
+
+describe('nixvm ssh into the seed builder, over vsock', () => {
+  it('starts the stopped VM, waits for its sshd, runs the command with the key nixvm made, and says the route', async () => {
+    const r = await nixvm(['ssh', '-v', VM, '--', 'echo', 'ok', 'from', '$(hostname)']);
+    expect(r.exitCode, said(r)).toBe(0);
+    // The remote shell ran the command; this host's name, since the "guest" sshd runs here.
+    expect(r.stdout.trim()).toBe(`ok from ${os.hostname()}`);
+    expect(r.stderr).toContain(`nixvm: ssh to ${VM} over vsock (${path.join(vmDir(), 'ssh.sock')}) as ${USER}`);
+    // nix-builder-vm reads /var/keys/%u_ed25519.pub from the $KEYS share: nixvm's key is there,
+    // for the profile's own user and for the one the setting names.
+    const keys = path.join(vmDir(), 'keys');
+    const pub = fs.readFileSync(path.join(keys, 'nixvm_ed25519.pub'), 'utf8');
+    expect(pub).toMatch(/^ssh-ed25519 \S+ nixvm@builder-vm\n$/);
+    expect(fs.readFileSync(path.join(keys, 'builder_ed25519.pub'), 'utf8')).toBe(pub);
+    expect(fs.readFileSync(path.join(keys, `${USER}_ed25519.pub`), 'utf8')).toBe(pub);
+    expect(fs.statSync(path.join(keys, 'nixvm_ed25519')).mode & 0o777).toBe(0o600);
+    // The closure's fixed host key is pinned under the VM's alias.
+    const hostPub = fs.readFileSync(flake.file('keys/ssh_host_ed25519_key.pub'), 'utf8').split(' ');
+    expect(fs.readFileSync(path.join(vmDir(), 'known_hosts'), 'utf8')).toBe(
+      `nixvm-builder-vm ${hostPub[0]} ${hostPub[1]}\n`,
+    );
+  }, 180_000);
+
+  it("passes the remote command's exit code on", async () => {
+    const r = await nixvm(['ssh', VM, '--', 'exit', '7']);
+    expect(r.exitCode, said(r)).toBe(7);
+  });
+
+  it('works through the ssh config nixvm writes and through the command it prints, with plain ssh', async () => {
+    const config = path.join(root, 'state', 'ssh_config');
+    await waitFor(() => fs.existsSync(config) && fs.readFileSync(config, 'utf8').includes('ProxyCommand'), {
+      what: 'the ssh config to name the vsock route',
+      process: daemonW,
+    });
+    const viaConfig = await execa('ssh', ['-F', config, 'nixvm-builder-vm', 'echo', 'via-config'], {
+      reject: false,
+      timeout: 60_000,
+      stdin: 'ignore',
+    });
+    expect(viaConfig.exitCode, said(viaConfig)).toBe(0);
+    expect(viaConfig.stdout.trim()).toBe('via-config');
+    const cmd = await nixvm(['ssh-command', VM]);
+    expect(cmd.exitCode, said(cmd)).toBe(0);
+    expect(cmd.stdout).not.toContain('StrictHostKeyChecking=no');
+    const pasted = await execa('/bin/sh', ['-c', `${cmd.stdout.trim()} echo pasted`], {
+      reject: false,
+      timeout: 60_000,
+      stdin: 'ignore',
+    });
+    expect(pasted.exitCode, said(pasted)).toBe(0);
+    expect(pasted.stdout.trim()).toBe('pasted');
+  });
+
+  it('explains a host key that is not the pinned one, with the command that forgets it', async () => {
+    const file = path.join(vmDir(), 'known_hosts');
+    const pinned = fs.readFileSync(file, 'utf8');
+    // Another key under the alias: what a rebuilt VM with new keys looks like from here.
+    fs.writeFileSync(
+      file,
+      'nixvm-builder-vm ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJBWcxb/Blaqt1auOtE+F8QUWrUotiC5qBJ+UuEWdVCb\n',
+    );
+    try {
+      const r = await nixvm(['ssh', VM, '--', 'true']);
+      expect(r.exitCode, said(r)).toBe(255);
+      expect(r.stderr).toContain(`the host key of ${VM} is not the one nixvm saw before`);
+      expect(r.stderr).toContain(`ssh-keygen -R nixvm-builder-vm -f ${file}`);
+    } finally {
+      fs.writeFileSync(file, pinned);
+    }
+  });
+
+  it('refuses with --no-start, and tells a VM without sshd to use the console', async () => {
+    const stop = await nixvm(['stop', VM]);
+    expect(stop.exitCode, said(stop)).toBe(0);
+    const r = await nixvm(['ssh', '--no-start', VM, '--', 'true']);
+    expect(r.exitCode, said(r)).toBe(1);
+    expect(r.stderr).toContain(`${VM} is stopped; start it with \`nixvm start ${VM}\` (or drop --no-start).`);
+    const m = await nixvm(['ssh', 'minimal-vm']);
+    expect(m.exitCode, said(m)).toBe(1);
+    expect(m.stderr).toContain('minimal-vm does not run an ssh server');
+    expect(m.stderr).toContain('use `nixvm console minimal-vm`');
+  });
+
+  it('waits no longer than --timeout for a guest whose sshd is not on vsock (systemd older than 256), and says for what', async () => {
+    // The same builder on systemd 255: no systemd-ssh-generator, so nothing listens on vsock, and
+    // the simulator's addresses lead nowhere.
+    const base = flake.file('modules/base.nix');
+    fs.writeFileSync(
+      base,
+      fs
+        .readFileSync(base, 'utf8')
+        .replace(
+          '  systemd.repart.partitions =',
+          '  systemd.package.version = "255.9";\n  systemd.repart.partitions =',
+        ),
+    );
+    const re = await nixvm(['reevaluate']);
+    expect(re.exitCode, said(re)).toBe(0);
+    const started = Date.now();
+    const r = await nixvm(['ssh', VM, '--timeout', '3', '--', 'true']);
+    expect(r.exitCode, said(r)).toBe(1);
+    expect(r.stderr).toMatch(/builder-vm did not answer ssh within 3 s \(nixvm waited for sshd on vsock or /);
+    expect(r.stderr).toContain('see its console with `nixvm console builder-vm`, or wait longer with --timeout');
+    // The deadline counts from the VM running, not from the start (the build and boot come first).
+    expect(Date.now() - started).toBeGreaterThan(3000);
+  }, 180_000);
+});
