@@ -250,7 +250,7 @@ export function noSuchVm(name: string, snap: AgentSnapshot, now: number): CliErr
   const known = snap.vms.map((v) => visibleName(v.name));
   const pending = snap.flakes.filter((f) => f.state !== 'ok');
   if (pending.length > 0) {
-    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    const why = pending.map((f) => flakeSentence(f, now, 0, commandName)).filter(Boolean);
     const prefix = pending.every((f) => f.state === 'evaluating')
       ? `No VM named "${visibleName(name)}" yet`
       : `No VM named "${visibleName(name)}"`;
@@ -567,7 +567,7 @@ async function cmdReevaluate(s: Session, opts: { json?: boolean }): Promise<numb
     const snap = await port.call('snapshot', {});
     for (const f of flakes) {
       const vms = snap.vms.filter((v) => v.flake === f.dir).length;
-      const sentence = flakeSentence(f, s.io.now(), vms);
+      const sentence = flakeSentence(f, s.io.now(), vms, commandName);
       s.out(
         sentence && f.error
           ? sentence

@@ -354,7 +354,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number, o: TableOptio
       );
     } else {
       for (const f of snap.flakes) {
-        out.push(...wrap(visibleName(flakeSentence(f, now, 0) ?? `${f.dir} defines no VMs.`), width));
+        out.push(...wrap(visibleName(flakeSentence(f, now, 0, commandName) ?? `${f.dir} defines no VMs.`), width));
       }
     }
   } else {
@@ -397,7 +397,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number, o: TableOptio
   for (const f of snap.flakes) {
     // With no VMs at all, the flake's own sentence above already said it.
     if (snap.vms.length > 0) {
-      const sentence = flakeSentence(f, now, snap.vms.filter((v) => v.flake === f.dir).length);
+      const sentence = flakeSentence(f, now, snap.vms.filter((v) => v.flake === f.dir).length, commandName);
       if (sentence) lines.push(f.error ? paint.bad(visibleName(sentence)) : visibleName(sentence));
     }
     for (const w of f.warnings) {
