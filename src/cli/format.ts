@@ -117,7 +117,7 @@ export function formatDiskList(disks: DiskListing[]): string {
   if (disks.length === 0) return 'No disk images in the state dir.';
   const rows = disks.map((d) => [
     d.role,
-    d.vms.length ? d.vms.join(',') : '-',
+    d.vms.length ? d.vms.map(visibleName).join(',') : '-',
     formatBytes(d.apparentBytes),
     formatBytes(d.allocatedBytes),
     d.orphan ? (d.role === 'writable-store' ? 'no flake defines this VM' : 'no VM uses it') : '',
@@ -135,7 +135,7 @@ export function macWarnings(vms: readonly VmSnapshot[]): string[] {
     seen.add(vm.name);
     if (others.length === 0) continue;
     out.push(
-      `warning: ${[vm.name, ...others].join(', ')} have the same MAC address ${vm.mac ?? '?'}: only one of them can run at a time (give one another virtualisation.macAddress).`,
+      `warning: ${[vm.name, ...others].map(visibleName).join(', ')} have the same MAC address ${vm.mac ?? '?'}: only one of them can run at a time (give one another virtualisation.macAddress).`,
     );
   }
   return out;
