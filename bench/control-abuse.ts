@@ -6,8 +6,8 @@
  *
  *   node bench/control-abuse.ts [--greedy N] [--seconds S]
  */
-import fs from 'node:fs';
-import net from 'node:net';
+import type net from 'node:net';
+import { ABUSE_BOUND_MIB as BOUND_MIB, bigSubscribe, open, pipeliners, rss } from './_abuse.ts';
 import { startDaemon } from './_daemon.ts';
 
 const arg = (name: string, dflt: number): number => {
@@ -16,21 +16,6 @@ const arg = (name: string, dflt: number): number => {
 };
 const GREEDY = arg('--greedy', 8);
 const SECONDS = arg('--seconds', 40);
-const BOUND_MIB = 200;
-
-/** Current and peak resident memory of a process, in MiB. */
-function rss(pid: number): { now: number; peak: number } {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
-  return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
-}
-
-function open(sock: string): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.createConnection(sock, () => resolve(s));
-    s.once('error', reject);
-  });
-}
 
 const bench = await startDaemon('many');
 const pid = bench.daemon.pid!;
@@ -42,16 +27,10 @@ try {
   const before = rss(pid);
 
   // 1. The issue's subscribe: 28,000 log filters for VMs that do not exist, on one connection.
-  const one = await open(sock);
-  sockets.push(one);
+  const big = await bigSubscribe(sock);
+  sockets.push(big.socket);
+  const { refused, answer } = big;
   const filters = Array.from({ length: 28_000 }, (_, i) => ({ vm: String(i), kind: 'console' }));
-  const line = `${JSON.stringify({ id: 1, method: 'subscribe', params: { logs: filters } })}\n`;
-  let answer = '';
-  one.setEncoding('utf8');
-  one.on('data', (d: string) => (answer += d));
-  one.write(line);
-  await new Promise((r) => setTimeout(r, 500));
-  const refused = /"error"/.test(answer);
 
   // 2. The same 28,000 filters spread over every connection the agent takes, 64 on each (each
   // filter a follower with its watcher and buffer): first naming VMs that do not exist, then
@@ -82,31 +61,10 @@ try {
   const afterSubscribe = rss(pid);
 
   // 3. Meanwhile (the subscribers stay), clients that pipeline requests for a 25-VM snapshot and never read.
-  const request = `${JSON.stringify({ id: 1, method: 'snapshot', params: {} })}\n`.repeat(2000);
-  let dropped = 0;
-  let ours = false;
-  const greedy: net.Socket[] = [];
-  for (let g = 0; g < GREEDY; g++) {
-    const s = await open(sock);
-    s.pause();
-    s.on('error', () => {});
-    s.once('close', () => {
-      if (!ours) dropped++;
-    });
-    greedy.push(s);
-  }
-  const until = Date.now() + SECONDS * 1000;
-  let sent = 0;
-  while (Date.now() < until) {
-    for (const s of greedy) {
-      if (s.destroyed) continue;
-      if (s.write(request)) sent += 2000;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const greedy = await pipeliners(sock, GREEDY, SECONDS);
+  const { sent } = greedy;
   const afterGreedy = rss(pid);
-  ours = true;
-  for (const s of greedy) s.destroy();
+  const dropped = greedy.close();
 
   // Still serving.
   const alive = (await (await bench.connect()).call('snapshot', {})).vms.length === vms.length;

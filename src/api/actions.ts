@@ -116,7 +116,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   } else if (isUp(vm)) {
     primary.push(act('stop', 'Stop', 'Stop', agent('stop')));
   } else if (!building) {
-    const why = noVfkit ?? (canStart(vm) ? null : `${vm.name} cannot start right now.`);
+    const why = noVfkit ?? (canStart(vm) ? null : `${JSON.stringify(vm.name)} cannot start right now.`);
     primary.push(act('start', 'Start', 'Start', agent('start'), why === null, why));
   }
 
@@ -129,7 +129,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
         'Restart',
         agent('restart'),
         vm.state === 'running',
-        vm.state === 'running' ? null : `${vm.name} is still starting.`,
+        vm.state === 'running' ? null : `${JSON.stringify(vm.name)} is still starting.`,
       ),
     );
   }
@@ -142,9 +142,9 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   const sshWhy = sshOff
     ? 'sshd is not enabled in this configuration'
     : !isUp(vm)
-      ? `${vm.name} is not running`
+      ? `${JSON.stringify(vm.name)} is not running`
       : !ssh
-        ? `${vm.name} has no address yet`
+        ? `${JSON.stringify(vm.name)} has no address yet`
         : null;
   more.push(
     act(
@@ -153,7 +153,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       'Terminal',
       ui('openSshInTerminal'),
       ssh && vm.state === 'running',
-      sshWhy ?? (vm.state === 'running' ? 'Open ssh in Terminal' : `${vm.name} is still starting`),
+      sshWhy ?? (vm.state === 'running' ? 'Open ssh in Terminal' : `${JSON.stringify(vm.name)} is still starting`),
     ),
     act('copySshCommand', 'Copy ssh Command', 'Copy ssh', ui('copySshCommand'), ssh, sshWhy ?? 'Copy the ssh command'),
   );
@@ -188,8 +188,8 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       vm.state === 'running'
         ? 'Type into the serial console (nixvm console) in Terminal'
         : isUp(vm)
-          ? `${vm.name} is still starting`
-          : `${vm.name} is not running`,
+          ? `${JSON.stringify(vm.name)} is still starting`
+          : `${JSON.stringify(vm.name)} is not running`,
     ),
     act('viewConsoleLog', 'View Console Log', 'Log', {
       kind: 'ui',
@@ -202,7 +202,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       'Build log',
       { kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'build' } },
       hasBuildLog,
-      hasBuildLog ? null : `${vm.name} has not been built yet`,
+      hasBuildLog ? null : `${JSON.stringify(vm.name)} has not been built yet`,
     ),
     reveal,
   );
@@ -211,7 +211,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   const writable = vm.disks?.images.find((d) => d.role === 'writable-store');
   if (writable) {
     const down = vm.state === 'stopped' || vm.state === 'crashed';
-    const stopFirst = down ? null : `Stop ${vm.name} first`;
+    const stopFirst = down ? null : `Stop ${JSON.stringify(vm.name)} first`;
     if (vm.disks?.canGrow) {
       more.push(
         act(
@@ -233,7 +233,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
         down,
         stopFirst ?? `Delete ${writable.path}; the next start makes a new one`,
       ),
-      confirm: `Delete the writable store image of ${vm.name}? Everything ${vm.name} keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
+      confirm: `Delete the writable store image of ${JSON.stringify(vm.name)}? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
     });
   }
 

@@ -121,8 +121,12 @@ export function formatElapsed(ms: number): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/** Names inside a sentence, each quoted as every sentence quotes a VM name (JSON's escapes). */
 function names(list: readonly string[], max = 3): string {
-  const shown = list.slice(0, max).join(', ');
+  const shown = list
+    .slice(0, max)
+    .map((n) => JSON.stringify(n))
+    .join(', ');
   return list.length > max ? `${shown}, …` : shown;
 }
 
@@ -131,15 +135,24 @@ function names(list: readonly string[], max = 3): string {
  * (it evaluated and its VMs are listed). `vms` is how many VMs of it are listed. Each state has its
  * own sentence: evaluating (for how long), nix missing, the folder missing, evaluation failed (nix's
  * reason, translated), no VMs among its configurations, really empty.
+ *
+ * `shellWord` quotes the folder inside the command the sentence suggests: it is host/shell.ts's
+ * (the quoting of every command nixvm suggests), which the api, running in a browser too, cannot
+ * load itself.
  */
-export function flakeSentence(f: FlakeSnapshot, now: number, vms: number): string | null {
+export function flakeSentence(
+  f: FlakeSnapshot,
+  now: number,
+  vms: number,
+  shellWord: (word: string) => string,
+): string | null {
   if (f.error && f.state !== 'evaluating') return firstLine(f.error);
   if (f.state === 'evaluating') {
     const since = f.evaluatingSince !== null ? ` (for ${formatElapsed(now - f.evaluatingSince)})` : '';
     return `${f.dir} is still being evaluated${since}; its VMs appear when nix is done.`;
   }
   const hidden = f.hidden.length;
-  const include = `\`nixvm flake include ${f.dir} NAME\` shows one as a VM`;
+  const include = `\`nixvm flake include ${shellWord(f.dir)} NAME\` shows one as a VM`;
   if (vms === 0 && hidden > 0) {
     return `${f.dir} defines no VMs: its ${hidden === 1 ? 'only configuration' : `${hidden} configurations`} (${names(f.hidden)}) set${hidden === 1 ? 's' : ''} none of the options nixvm reads (virtualisation.*), or the settings exclude ${hidden === 1 ? 'it' : 'them'}; ${include}.`;
   }

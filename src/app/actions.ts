@@ -82,11 +82,11 @@ export function ipClipboardText(vm: Pick<VmSnapshot, 'name' | 'ipv4' | 'ipv6'>, 
     if (vm.ipv4) return vm.ipv4;
     throw new AgentError(
       'not-running',
-      `${vm.name} has no IPv4 address yet (no DHCP lease): wait until it has booted, or copy its IPv6 address.`,
+      `${JSON.stringify(vm.name)} has no IPv4 address yet (no DHCP lease): wait until it has booted, or copy its IPv6 address.`,
     );
   }
   if (vm.ipv6) return vm.ipv6;
-  throw new AgentError('not-running', `${vm.name} has no IPv6 address yet: start it first.`);
+  throw new AgentError('not-running', `${JSON.stringify(vm.name)} has no IPv6 address yet: start it first.`);
 }
 
 /**
@@ -106,7 +106,11 @@ async function sshArgvOf(agent: AgentPort, vm: string, nixvm: readonly string[])
 async function findVm(agent: AgentPort, name: string): Promise<VmSnapshot> {
   const snap = await agent.call('snapshot', {});
   const vm = snap.vms.find((v) => v.name === name);
-  if (!vm) throw new AgentError('no-such-vm', `There is no VM named "${name}"; check the flake's nixosConfigurations.`);
+  if (!vm)
+    throw new AgentError(
+      'no-such-vm',
+      `There is no VM named ${JSON.stringify(name)}; check the flake's nixosConfigurations.`,
+    );
   return vm;
 }
 
@@ -133,7 +137,7 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
     async openSshInTerminal({ vm }) {
       const [argv, snap] = await Promise.all([sshArgvOf(agent, vm, host.nixvmCommand()), agent.call('snapshot', {})]);
       const v = snap.vms.find((x) => x.name === vm);
-      if (!v) throw new AgentError('no-such-vm', `There is no VM named "${vm}".`);
+      if (!v) throw new AgentError('no-such-vm', `There is no VM named ${JSON.stringify(vm)}.`);
       const file = commandFilePath(v);
       await host.openTerminal(file, commandFileBody(argv), snap.settings.terminalApp);
       return { file };
@@ -164,8 +168,8 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
         throw new AgentError(
           'failed',
           kind === 'build'
-            ? `${vm} has no build log yet: build it first.`
-            : `${vm} has no console log yet: start it first.`,
+            ? `${JSON.stringify(vm)} has no build log yet: build it first.`
+            : `${JSON.stringify(vm)} has no console log yet: start it first.`,
         );
       }
       await host.openConsoleApp(file);

@@ -257,7 +257,7 @@ export function noSuchVm(name: string, snap: AgentSnapshot, now: number): CliErr
   const known = snap.vms.map((v) => visibleName(v.name));
   const pending = snap.flakes.filter((f) => f.state !== 'ok');
   if (pending.length > 0) {
-    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    const why = pending.map((f) => flakeSentence(f, now, 0, commandName)).filter(Boolean);
     const prefix = pending.every((f) => f.state === 'evaluating')
       ? `No VM named "${visibleName(name)}" yet`
       : `No VM named "${visibleName(name)}"`;
@@ -554,11 +554,12 @@ async function cmdCancel(s: Session, names: string[], opts: { json?: boolean; al
     try {
       const vm = await port.call('cancelBuild', { vm: name });
       results.push({ vm: name, ok: true, snapshot: vm });
-      if (!opts.json) s.out(was ? `${name}: build cancelled` : `${name}: no build was running`);
+      if (!opts.json)
+        s.out(was ? `${visibleName(name)}: build cancelled` : `${visibleName(name)}: no build was running`);
     } catch (err) {
       const { error } = jsonError(err, s.knownSocketPath());
       results.push({ vm: name, ok: false, error });
-      if (!opts.json) s.err(`${name}: ${error.message}`);
+      if (!opts.json) s.err(`${visibleName(name)}: ${error.message}`);
     }
   }
   if (opts.json) s.json(results);
@@ -574,7 +575,7 @@ async function cmdReevaluate(s: Session, opts: { json?: boolean }): Promise<numb
     const snap = await port.call('snapshot', {});
     for (const f of flakes) {
       const vms = snap.vms.filter((v) => v.flake === f.dir).length;
-      const sentence = flakeSentence(f, s.io.now(), vms);
+      const sentence = flakeSentence(f, s.io.now(), vms, commandName);
       s.out(
         sentence && f.error
           ? sentence
@@ -832,7 +833,9 @@ async function cmdLogs(
       unsubscribe();
     }
     // The agent went away; the VM (and its log) did not.
-    s.err(`nixvm: the agent went away; ${name}'s ${kind} log goes on once one answers again (Ctrl-C stops).`);
+    s.err(
+      `nixvm: the agent went away; ${visibleName(name)}'s ${kind} log goes on once one answers again (Ctrl-C stops).`,
+    );
     for (;;) {
       await pause(500, s.io.signal);
       if (s.io.signal.aborted) return EXIT.ok;
@@ -943,12 +946,12 @@ async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean }): 
   const stopped = vm.state === 'stopped' || vm.state === 'crashed';
   const img = vm.disks?.images.find((d) => d.role === 'writable-store');
   if (stopped && img && !opts.yes) {
-    const question = `Delete the writable store image of ${name} (${img.path}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${name} keeps in its writable Nix store is lost. [y/N] `;
+    const question = `Delete the writable store image of ${visibleName(name)} (${img.path}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${visibleName(name)} keeps in its writable Nix store is lost. [y/N] `;
     const answer = await s.io.confirm(question);
     if (answer === null) {
       throw new CliError(
         EXIT.usage,
-        `nixvm disk reset deletes everything ${name} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
+        `nixvm disk reset deletes everything ${visibleName(name)} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
       );
     }
     if (answer !== 'yes') {
@@ -958,14 +961,18 @@ async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean }): 
   }
   const after = await port.call('diskReset', { vm: name });
   const size = after.spec?.writableStore?.sizeMiB;
-  s.out(`${name}: writable store image deleted; its next start makes a new one${size ? ` of ${size} MiB` : ''}.`);
+  s.out(
+    `${visibleName(name)}: writable store image deleted; its next start makes a new one${size ? ` of ${size} MiB` : ''}.`,
+  );
   return EXIT.ok;
 }
 
 async function cmdDiskGrow(s: Session, name: string): Promise<number> {
   const after = await (await s.port()).call('diskGrow', { vm: name });
   const img = after.disks?.images.find((d) => d.role === 'writable-store');
-  s.out(`${name}: writable store image grown${img ? ` to ${formatBytes(img.apparentBytes)}` : ''} (sparse).`);
+  s.out(
+    `${visibleName(name)}: writable store image grown${img ? ` to ${formatBytes(img.apparentBytes)}` : ''} (sparse).`,
+  );
   return EXIT.ok;
 }
 

@@ -6,6 +6,7 @@
  * input ended.
  */
 import type { ConsoleAttachment, ConsoleEvent } from '../api/types.ts';
+import { visibleName, visibleText } from './format.ts';
 import type { CliInput, CliIo, CliPort } from './io.ts';
 
 /** Ctrl-]: telnet's and virsh's detach key. */
@@ -88,7 +89,7 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
     const cols = io.stdout.columns;
     const rows = raw?.rows;
     io.stderr.write(
-      `Connected to the console of VM "${r.vm}" (${att.pty}). Detach with ${DETACH_KEY}.` +
+      `Connected to the console of VM "${visibleName(r.vm)}" (${visibleName(att.pty)}). Detach with ${DETACH_KEY}.` +
         (cols && rows
           ? ` The guest cannot see this window's size over a serial line: run \`stty rows ${rows} cols ${cols}\` in it.`
           : '') +
@@ -134,7 +135,10 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
   for (const off of offs) off();
   if (tty) stdin?.setRaw(false);
   att.detach();
-  if (tty) io.stderr.write(ended ? `\r\n${ended}\r\n` : `\r\nDetached from the console of VM "${r.vm}".\r\n`);
-  else if (ended && code !== 0) io.stderr.write(`${ended}\n`);
+  if (tty)
+    io.stderr.write(
+      ended ? `\r\n${visibleText(ended)}\r\n` : `\r\nDetached from the console of VM "${visibleName(r.vm)}".\r\n`,
+    );
+  else if (ended && code !== 0) io.stderr.write(`${visibleText(ended)}\n`);
   return code;
 }

@@ -117,7 +117,7 @@ export function formatDiskList(disks: DiskListing[]): string {
   if (disks.length === 0) return 'No disk images in the state dir.';
   const rows = disks.map((d) => [
     d.role,
-    d.vms.length ? d.vms.join(',') : '-',
+    d.vms.length ? d.vms.map(visibleName).join(',') : '-',
     formatBytes(d.apparentBytes),
     formatBytes(d.allocatedBytes),
     d.orphan ? (d.role === 'writable-store' ? 'no flake defines this VM' : 'no VM uses it') : '',
@@ -135,7 +135,7 @@ export function macWarnings(vms: readonly VmSnapshot[]): string[] {
     seen.add(vm.name);
     if (others.length === 0) continue;
     out.push(
-      `warning: ${[vm.name, ...others].join(', ')} have the same MAC address ${vm.mac ?? '?'}: only one of them can run at a time (give one another virtualisation.macAddress).`,
+      `warning: ${[vm.name, ...others].map(visibleName).join(', ')} have the same MAC address ${vm.mac ?? '?'}: only one of them can run at a time (give one another virtualisation.macAddress).`,
     );
   }
   return out;
@@ -354,7 +354,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number, o: TableOptio
       );
     } else {
       for (const f of snap.flakes) {
-        out.push(...wrap(visibleName(flakeSentence(f, now, 0) ?? `${f.dir} defines no VMs.`), width));
+        out.push(...wrap(visibleName(flakeSentence(f, now, 0, commandName) ?? `${f.dir} defines no VMs.`), width));
       }
     }
   } else {
@@ -397,7 +397,7 @@ export function formatVmTable(snap: AgentSnapshot, width?: number, o: TableOptio
   for (const f of snap.flakes) {
     // With no VMs at all, the flake's own sentence above already said it.
     if (snap.vms.length > 0) {
-      const sentence = flakeSentence(f, now, snap.vms.filter((v) => v.flake === f.dir).length);
+      const sentence = flakeSentence(f, now, snap.vms.filter((v) => v.flake === f.dir).length, commandName);
       if (sentence) lines.push(f.error ? paint.bad(visibleName(sentence)) : visibleName(sentence));
     }
     for (const w of f.warnings) {

@@ -7,7 +7,7 @@
  */
 import cliProgress from 'cli-progress';
 import type { VmSnapshot } from '../api/types.ts';
-import { formatProgressLine, formatStoreImageProgress, progressPayload } from './format.ts';
+import { formatProgressLine, formatStoreImageProgress, progressPayload, visibleName } from './format.ts';
 import type { CliOutput } from './io.ts';
 
 export interface BuildProgressView {
@@ -45,7 +45,7 @@ export class LineView implements BuildProgressView {
       const key = `image|${img.phase}|${Math.floor(img.bytesWritten / (1 << 20))}`;
       if (this.#last.get(vm.name) !== key) {
         this.#last.set(vm.name, key);
-        this.#out.write(`${vm.name}: ${formatStoreImageProgress(img)}\n`);
+        this.#out.write(`${visibleName(vm.name)}: ${formatStoreImageProgress(img)}\n`);
       }
       return;
     }
@@ -111,7 +111,7 @@ class BarView implements BuildProgressView {
     const img = vm.disks?.preparing;
     if (img && this.#phase.get(vm.name) !== img.phase) {
       this.#phase.set(vm.name, img.phase);
-      this.log(`${vm.name}: ${img.phase}…`);
+      this.log(`${visibleName(vm.name)}: ${img.phase}…`);
     }
     const p = vm.build.progress;
     const entry = this.#bars.get(vm.name);

@@ -17,6 +17,7 @@ import {
 } from '../api/settings-schema.ts';
 import type { Settings } from '../api/types.ts';
 import { CliError, EXIT } from './errors.ts';
+import { commandName, visibleName } from './format.ts';
 import type { Session } from './app.ts';
 
 /** Where settings are read and written: the agent (live) or the file. */
@@ -167,9 +168,9 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
               const vms = snap.vms.filter((v) => v.flake === f.dir).map((v) => v.name);
               const from = f.source === 'command-line' ? ' (from `daemon --flake`, this run only)' : '';
               s.out(`${f.dir}${from}`);
-              s.out(`  VMs: ${vms.length ? vms.join(', ') : 'none'}`);
-              if (f.hidden.length) s.out(`  hidden: ${f.hidden.join(', ')}`);
-              const sentence = flakeSentence(f, s.io.now(), vms.length);
+              s.out(`  VMs: ${vms.length ? vms.map(visibleName).join(', ') : 'none'}`);
+              if (f.hidden.length) s.out(`  hidden: ${f.hidden.map(visibleName).join(', ')}`);
+              const sentence = flakeSentence(f, s.io.now(), vms.length, commandName);
               if (sentence && (f.error || f.state === 'evaluating')) s.out(`  ${sentence}`);
             }
           return EXIT.ok;

@@ -175,7 +175,7 @@ export class ControlClient implements AgentPort {
     this.onClose((err) =>
       deliver({
         kind: 'end',
-        reason: err ? err.message : `The console of VM "${vm}" was detached.`,
+        reason: err ? err.message : `The console of VM ${JSON.stringify(vm)} was detached.`,
       }),
     );
     const r = (await this.#send('consoleAttach', { vm, input: opts.input })) as { vm: string; pty: string };

@@ -40,6 +40,7 @@ import { AgentLog } from '../host/agent-log.ts';
 import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import type { HostLimits } from '../host/resources.ts';
+import { shellWord } from '../host/shell.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
@@ -60,7 +61,7 @@ const VERSION = '0.1.0';
 function startCancelled(name: string): AgentError {
   return new AgentError(
     'failed',
-    `The start of ${name} was cancelled: it was stopped before it finished starting (its build is kept).`,
+    `The start of VM ${JSON.stringify(name)} was cancelled: it was stopped before it finished starting (its build is kept).`,
   );
 }
 
@@ -227,7 +228,7 @@ export class Agent implements AgentPort {
     await this.flakes.setNix(this.nix, this.nixProblem);
     await this.launcher.locate(s.vfkitPath);
     const adopted = await this.supervisor.adoptAll();
-    if (adopted.length) this.log(`adopted running VMs: ${adopted.join(', ')}`);
+    if (adopted.length) this.log(`adopted running VMs: ${adopted.map((v) => JSON.stringify(v)).join(', ')}`);
     await this.reach.init(s.bridgeInterface);
     this.flakes.sync(this.flakeDirs());
     this.changed();
@@ -251,11 +252,17 @@ export class Agent implements AgentPort {
     this.images.on('changed', () => this.changed());
     this.closures.on('log', (vm, line) => this.hub.broadcast({ type: 'log', vm, kind: 'build', lines: [line] }));
     this.closures.on('built', (vm, r) =>
-      this.hub.notify({ level: 'info', title: `${vm} built`, body: r.outPath, vm, log: 'build' }),
+      this.hub.notify({ level: 'info', title: `${JSON.stringify(vm)} built`, body: r.outPath, vm, log: 'build' }),
     );
     this.closures.on('failed', (vm, err) => {
       if (err.kind === 'cancelled') return;
-      this.hub.notify({ level: 'error', title: `Build of ${vm} failed`, body: err.message, vm, log: 'build' });
+      this.hub.notify({
+        level: 'error',
+        title: `Build of ${JSON.stringify(vm)} failed`,
+        body: err.message,
+        vm,
+        log: 'build',
+      });
     });
     this.supervisor.on('change', () => this.changed());
     this.supervisor.on('log', (line) => this.log(line));
@@ -264,7 +271,7 @@ export class Agent implements AgentPort {
         const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code ?? 'unknown'}`;
         this.hub.notify({
           level: 'error',
-          title: `${vm} crashed`,
+          title: `${JSON.stringify(vm)} crashed`,
           body: `${how}${exit.lastLines.length ? `: ${exit.lastLines.at(-1)}` : ''}`,
           vm,
           log: 'console',
@@ -308,17 +315,17 @@ export class Agent implements AgentPort {
       if (this.supervisor.consoleIsLogFile(name))
         throw new AgentError(
           'failed',
-          `VM "${name}" was started by an earlier nixvm whose console was only a log file; restart it (\`nixvm restart ${name}\`) to type into its console.`,
+          `VM ${JSON.stringify(name)} was started by an earlier nixvm whose console was only a log file; restart it (\`nixvm restart ${shellWord(name)}\`) to type into its console.`,
         );
       throw new AgentError(
         'failed',
-        `The console of VM "${name}" could not be opened; see the agent's log (\`nixvm logs --agent\`) and restart the VM.`,
+        `The console of VM ${JSON.stringify(name)} could not be opened; see the agent's log (\`nixvm logs --agent\`) and restart the VM.`,
       );
     }
     this.vms.entry(name); // no-such-vm, naming the known ones
     throw new AgentError(
       'failed',
-      `VM "${name}" is not running, so it has no console; start it with \`nixvm start ${name}\` or attach with \`nixvm console --start ${name}\`.`,
+      `VM ${JSON.stringify(name)} is not running, so it has no console; start it with \`nixvm start ${shellWord(name)}\` or attach with \`nixvm console --start ${shellWord(name)}\`.`,
     );
   }
 
@@ -474,7 +481,7 @@ export class Agent implements AgentPort {
     if (!clash) return;
     throw new AgentError(
       'failed',
-      `Cannot start ${name}: ${clash.other} is running with the same MAC address ${clash.mac}, and two VMs with one MAC on the bridge get one DHCP lease between them; stop ${clash.other} first, or give one of them another virtualisation.macAddress.`,
+      `Cannot start ${JSON.stringify(name)}: ${JSON.stringify(clash.other)} is running with the same MAC address ${clash.mac}, and two VMs with one MAC on the bridge get one DHCP lease between them; stop ${JSON.stringify(clash.other)} first, or give one of them another virtualisation.macAddress.`,
     );
   }
 
@@ -489,7 +496,7 @@ export class Agent implements AgentPort {
   private async stop(name: string): Promise<VmSnapshot> {
     const e = this.vms.entry(name);
     for (const token of this.boots.get(name) ?? []) token.cancelled = true;
-    this.log(`stopping ${name}`);
+    this.log(`stopping ${JSON.stringify(name)}`);
     try {
       await this.supervisor.stop(name);
     } catch (err) {
@@ -521,7 +528,7 @@ export class Agent implements AgentPort {
       this.start(e.name).catch((err) => {
         this.hub.notify({
           level: 'error',
-          title: `Could not autostart ${e.name}`,
+          title: `Could not autostart ${JSON.stringify(e.name)}`,
           body: errorMessage(err),
           vm: e.name,
         });
@@ -539,7 +546,7 @@ export class Agent implements AgentPort {
       // Rebuild what the user uses: running VMs and ones built before.
       if (!running && this.closures.built(v.name) === null) continue;
       const job = mode === 'restart' && running ? this.apply(v.name) : this.build(v.name);
-      job.catch((err) => this.log(`auto-rebuild of ${v.name}: ${errorMessage(err)}`));
+      job.catch((err) => this.log(`auto-rebuild of ${JSON.stringify(v.name)}: ${errorMessage(err)}`));
     }
   }
 
@@ -624,7 +631,7 @@ export class Agent implements AgentPort {
     const restored = this.supervisor.restoreRecords();
     this.settings.restoreFile();
     this.log(
-      `the state folder ${this.paths.stateDir} was deleted while the agent ran; its lock${restored.length ? ` and the records of ${restored.join(', ')}` : ''} were made again`,
+      `the state folder ${this.paths.stateDir} was deleted while the agent ran; its lock${restored.length ? ` and the records of ${restored.map((v) => JSON.stringify(v)).join(', ')}` : ''} were made again`,
     );
     this.changed();
     return 'restored';

@@ -141,7 +141,8 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
     const built = this.built(t.name);
     if (!opts.force && built && built.drvPath === t.drvPath && fs.existsSync(built.outPath)) return built;
     const b = this.#builder;
-    if (!b) throw new AgentError('failed', `${t.name} cannot be built: ${lowerFirst(opts.unavailable)}`);
+    if (!b)
+      throw new AgentError('failed', `${JSON.stringify(t.name)} cannot be built: ${lowerFirst(opts.unavailable)}`);
     this.#asked.set(t.name, t.drvPath);
     const previous = built
       ? { vm: t.name, flake: t.flake, ...built, logPath: b.logPathOf(t.name), finishedAt: built.at }
@@ -278,7 +279,7 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
       fs.writeFileSync(`${file}.tmp`, JSON.stringify(rec));
       fs.renameSync(`${file}.tmp`, file);
     } catch (err) {
-      this.#o.log(`could not record the build of ${name}: ${errorMessage(err)}`);
+      this.#o.log(`could not record the build of ${JSON.stringify(name)}: ${errorMessage(err)}`);
     }
   }
 }

@@ -358,7 +358,7 @@ async function macChecks(d: DoctorDeps): Promise<DoctorCheck[]> {
   const pgrep = await output(d, ['/usr/bin/pgrep', '-q', 'oahd']);
   const installed = d.exists(ROSETTA_BINARY) || pgrep?.exitCode === 0;
   const users = d.rosettaVms.length
-    ? ` (${d.rosettaVms.join(', ')} use${d.rosettaVms.length === 1 ? 's' : ''} it)`
+    ? ` (${d.rosettaVms.map((v) => JSON.stringify(v)).join(', ')} use${d.rosettaVms.length === 1 ? 's' : ''} it)`
     : '';
   out.push(
     installed

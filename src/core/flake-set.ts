@@ -9,6 +9,7 @@ import path from 'node:path';
 import { flakeSentence } from '../api/describe.ts';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import type { FlakeSnapshot, FlakeState as FlakeStateName, VmSpec } from '../api/types.ts';
+import { shellWord } from '../host/shell.ts';
 import { FlakeError } from './nix/errors.ts';
 import type { ConfigurationFilter } from './nix/inventory-expr.ts';
 import { inventory, type InventoryResult } from './nix/inventory.ts';
@@ -171,7 +172,10 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
       for (const name of [...(inv?.vms ?? []).map((v) => v.name), ...(inv?.failures ?? []).map((x) => x.name)]) {
         const first = owner.get(name);
         if (first === undefined) owner.set(name, f.dir);
-        else clashes.push(`${name} is also defined by ${first}, which nixvm uses; rename one of them to run both.`);
+        else
+          clashes.push(
+            `${JSON.stringify(name)} is also defined by ${first}, which nixvm uses; rename one of them to run both.`,
+          );
       }
       const evaluating = f.watcher?.evaluating ?? false;
       return {
@@ -291,7 +295,7 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
 function missingFolder(dir: string, source: FlakeSnapshot['source']): string {
   return source === 'command-line'
     ? `The flake folder ${dir} does not exist; check the path given to \`nixvm daemon --flake\`.`
-    : `The flake folder ${dir} does not exist; fix the path in Settings, or remove it with \`nixvm flake remove ${dir}\`.`;
+    : `The flake folder ${dir} does not exist; fix the path in Settings, or remove it with \`nixvm flake remove ${shellWord(dir)}\`.`;
 }
 
 /**
@@ -304,13 +308,13 @@ export function noSuchVm(name: string, known: string[], flakes: readonly FlakeSn
   if (hiddenIn) {
     return new AgentError(
       'no-such-vm',
-      `${JSON.stringify(name)} is a configuration of ${hiddenIn.dir} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${hiddenIn.dir} ${name}\` makes it one.`,
+      `${JSON.stringify(name)} is a configuration of ${hiddenIn.dir} that nixvm does not show as a VM (it sets none of the options nixvm reads, or the settings exclude it); \`nixvm flake include ${shellWord(hiddenIn.dir)} ${shellWord(name)}\` makes it one.`,
     );
   }
   const pending = flakes.filter((f) => f.state !== 'ok');
   if (pending.length) {
     const now = Date.now();
-    const why = pending.map((f) => flakeSentence(f, now, 0)).filter(Boolean);
+    const why = pending.map((f) => flakeSentence(f, now, 0, shellWord)).filter(Boolean);
     return new AgentError(
       'no-such-vm',
       `There is no VM named ${JSON.stringify(name)}${pending.every((f) => f.state === 'evaluating') ? ' yet' : ''}: ${why.join(' ')}`,
@@ -318,7 +322,7 @@ export function noSuchVm(name: string, known: string[], flakes: readonly FlakeSn
   }
   return new AgentError(
     'no-such-vm',
-    `There is no VM named ${JSON.stringify(name)}${known.length ? ` (known: ${known.join(', ')})` : ' (no flake defines any VM yet)'}.`,
+    `There is no VM named ${JSON.stringify(name)}${known.length ? ` (known: ${known.map((k) => JSON.stringify(k)).join(', ')})` : ' (no flake defines any VM yet)'}.`,
   );
 }
 

@@ -123,7 +123,8 @@ export class StoreImages extends EventEmitter<StoreImagesEvents> {
     if (this.image(closure)) return this.pathFor(closure);
     let job = this.#jobs.get(closure);
     if (!job) {
-      if (!nix) throw new Error(`${t.name}'s store image cannot be made: nix was not found.`);
+      if (!nix)
+        throw new Error(`The Nix store image of VM ${JSON.stringify(t.name)} cannot be made: nix was not found.`);
       const progress: StoreImageProgress = {
         phase: 'realising erofs-utils',
         bytesWritten: 0,
@@ -144,7 +145,7 @@ export class StoreImages extends EventEmitter<StoreImagesEvents> {
     try {
       return await job.promise;
     } catch (err) {
-      const msg = `Could not make the Nix store image of ${t.name}: ${lowerFirst(errorMessage(err))}`;
+      const msg = `Could not make the Nix store image of ${JSON.stringify(t.name)}: ${lowerFirst(errorMessage(err))}`;
       this.#errors.set(t.name, msg);
       throw new Error(msg);
     }
@@ -203,7 +204,7 @@ export class StoreImages extends EventEmitter<StoreImagesEvents> {
     };
     fs.writeFileSync(`${file}.json`, JSON.stringify(rec, null, 2));
     this.#o.log(
-      `made the Nix store image of ${closure} for ${t.name}: ${all.length} paths, ${fileSizes(file)?.apparentBytes ?? 0} bytes, ${rec.durationMs} ms (${mode})`,
+      `made the Nix store image of ${closure} for ${JSON.stringify(t.name)}: ${all.length} paths, ${fileSizes(file)?.apparentBytes ?? 0} bytes, ${rec.durationMs} ms (${mode})`,
     );
     this.prune([closure]);
     return file;

@@ -85,7 +85,10 @@ export class VmDiskList {
   #refuseLive(name: string, what: string): void {
     const st = this.#o.supervisor.status(name).state;
     if (st !== 'stopped' && st !== 'crashed') {
-      throw new AgentError('failed', `${name} is ${st}; stop it before you ${what} its writable store image.`);
+      throw new AgentError(
+        'failed',
+        `${JSON.stringify(name)} is ${st}; stop it before you ${what} its writable store image.`,
+      );
     }
   }
 
@@ -93,8 +96,8 @@ export class VmDiskList {
   reset(name: string): void {
     this.#refuseLive(name, 'reset');
     const had = resetWritableImage(this.#o.launcher.paths(name));
-    if (!had) throw new AgentError('failed', `${name} has no writable store image to reset.`);
-    this.#o.log(`deleted the writable store image of ${name} (disk reset)`);
+    if (!had) throw new AgentError('failed', `${JSON.stringify(name)} has no writable store image to reset.`);
+    this.#o.log(`deleted the writable store image of ${JSON.stringify(name)} (disk reset)`);
   }
 
   /** Grow a stopped VM's writable store image to its diskSize. */
@@ -103,18 +106,18 @@ export class VmDiskList {
     if (!want) {
       throw new AgentError(
         'failed',
-        `${name} has no persistent writable store (virtualisation.writableStore with writableStoreUseTmpfs = false).`,
+        `${JSON.stringify(name)} has no persistent writable store (virtualisation.writableStore with writableStoreUseTmpfs = false).`,
       );
     }
     this.#refuseLive(name, 'grow');
     try {
       if (!growWritableImage(this.#o.launcher.paths(name), name, want)) {
-        throw new AgentError('failed', `The writable store image of ${name} is already ${want} MiB.`);
+        throw new AgentError('failed', `The writable store image of ${JSON.stringify(name)} is already ${want} MiB.`);
       }
     } catch (err) {
       if (err instanceof AgentError) throw err;
       throw new AgentError('failed', err instanceof Error ? err.message : String(err));
     }
-    this.#o.log(`grew the writable store image of ${name} to ${want} MiB`);
+    this.#o.log(`grew the writable store image of ${JSON.stringify(name)} to ${want} MiB`);
   }
 }

@@ -63,8 +63,8 @@ export class VmList {
         flake: '',
         spec: null,
         error: broken
-          ? `${s.name} is running, but its flake does not evaluate right now (see the flake's error); it keeps running.`
-          : `${s.name} is running but no configured flake defines it any more; stop it when you are done with it.`,
+          ? `${JSON.stringify(s.name)} is running, but its flake does not evaluate right now (see the flake's error); it keeps running.`
+          : `${JSON.stringify(s.name)} is running but no configured flake defines it any more; stop it when you are done with it.`,
       });
     }
     return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -85,7 +85,7 @@ export class VmList {
   /** The VM with its spec; AgentError('failed', its evaluation error) when it did not evaluate. */
   loaded(name: string): Loaded {
     const e = this.entry(name);
-    if (!e.spec) throw new AgentError('failed', e.error ?? `${name} could not be evaluated.`);
+    if (!e.spec) throw new AgentError('failed', e.error ?? `${JSON.stringify(name)} could not be evaluated.`);
     return e as Loaded;
   }
 
@@ -246,16 +246,17 @@ export class VmList {
     if (!t.spec.ssh.enabled) {
       throw new AgentError(
         'failed',
-        `${name} does not run an ssh server; set services.openssh.enable = true in its configuration and apply it.`,
+        `${JSON.stringify(name)} does not run an ssh server; set services.openssh.enable = true in its configuration and apply it.`,
       );
     }
     if (!isLive(this.#o.supervisor.status(name))) {
-      throw new AgentError('failed', `${name} is not running; start it first.`);
+      throw new AgentError('failed', `${JSON.stringify(name)} is not running; start it first.`);
     }
     const v = this.view(t);
     const target = this.sshDestination(t, v.ipv4, v.ipv6);
     const route = this.#o.reach.sshRoute(name, target);
-    if (!route) throw new AgentError('failed', `${name} has no address yet; wait for it to finish booting.`);
+    if (!route)
+      throw new AgentError('failed', `${JSON.stringify(name)} has no address yet; wait for it to finish booting.`);
     let argv: string[];
     try {
       argv = sshArgv(sshTargetFor(target, { nixvm: this.#o.nixvm ?? ['nixvm'], route }));

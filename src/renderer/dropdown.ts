@@ -271,7 +271,7 @@ class VmRow {
         void act(
           btn,
           () => bridge.call('diskReset', ref()),
-          () => `Reset the writable store of ${this.vm.name}`,
+          () => `Reset the writable store of ${JSON.stringify(this.vm.name)}`,
         );
       }),
     };
@@ -394,7 +394,7 @@ class VmRow {
 
     // A running VM on an older closure: say so, with the fix beside it.
     show(this.note, acts.apply !== null);
-    if (acts.apply) setText(this.noteText, `The flake changed since ${vm.name} booted.`);
+    if (acts.apply) setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.`);
 
     // Every button: shown when its action applies, enabled or not with the reason (src/api/actions.ts).
     const applies = new Map<VmActionId, VmAction>();

@@ -205,9 +205,11 @@ function emptyText(): string {
     if (current?.build.status === 'building') return 'Waiting for the build to write its first line…';
     return logPath || current?.build.logPath
       ? 'The last build wrote nothing.'
-      : `${vm} has not been built yet: its build log appears here while it builds.`;
+      : `${JSON.stringify(vm)} has not been built yet: its build log appears here while it builds.`;
   }
-  return up ? 'Waiting for console output…' : `${vm} has no console output yet: start it to see it boot here.`;
+  return up
+    ? 'Waiting for console output…'
+    : `${JSON.stringify(vm)} has no console output yet: start it to see it boot here.`;
 }
 
 // ---------- search highlight (CSS Custom Highlight API, where available) ----------

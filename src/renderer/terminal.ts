@@ -85,7 +85,7 @@ export async function openConsoleView(
     else if (ev.kind === 'input')
       status(
         ev.writer
-          ? `Typing into the console of ${vm}.`
+          ? `Typing into the console of ${JSON.stringify(vm)}.`
           : `Watching: another client types into this console; its input passes here when it detaches.`,
         'info',
       );

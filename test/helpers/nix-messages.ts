@@ -58,7 +58,7 @@ export interface MessageCase {
 /** The system the tests run on, as nix names it (a recording's header says which it was made on). */
 export const CURRENT_SYSTEM = `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-${process.platform === 'darwin' ? 'darwin' : 'linux'}`;
 
-const vmSubject = (c: Call) => (c.kind === 'inventory' ? undefined : `VM '${c.vm}'`);
+const vmSubject = (c: Call) => (c.kind === 'inventory' ? undefined : `VM ${JSON.stringify(c.vm)}`);
 
 const seedFile = (rel: string) => readFileSync(path.join(MESSAGES_DIR, '..', 'seed', rel), 'utf8');
 
@@ -114,7 +114,7 @@ export const CASES: MessageCase[] = [
     expected: () => ({
       kind: 'syntax',
       message:
-        "VM 'typo' has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
+        "VM \"typo\" has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
     }),
   },
   {
@@ -126,7 +126,7 @@ export const CASES: MessageCase[] = [
     expected: () => ({
       kind: 'syntax',
       message:
-        "VM 'typo' has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
+        "VM \"typo\" has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
     }),
   },
   {
@@ -148,7 +148,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'vm', vm: 'gone-vm' },
     expected: () => ({
       kind: 'missing-file',
-      message: "VM 'gone-vm' refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.",
+      message: 'VM "gone-vm" refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.',
     }),
   },
   {
@@ -160,7 +160,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'vm', vm: 'gone-vm' },
     expected: () => ({
       kind: 'missing-file',
-      message: "VM 'gone-vm' refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.",
+      message: 'VM "gone-vm" refers to hosts/gone-vm.nix, which does not exist; create it or fix the reference.',
     }),
   },
   {
@@ -221,7 +221,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'vm', vm: 'throws' },
     expected: () => ({
       kind: 'eval',
-      message: "VM 'throws' failed to evaluate: services.web.listen must be set for the throws VM; fix it and save.",
+      message: 'VM "throws" failed to evaluate: services.web.listen must be set for the throws VM; fix it and save.',
     }),
   },
   {
@@ -319,7 +319,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'broken' },
     expected: () => ({
       kind: 'build-failed',
-      message: "Building VM 'broken' failed in derivation nixos-system-broken (exit code 2); fix it and build again.",
+      message: 'Building VM "broken" failed in derivation nixos-system-broken (exit code 2); fix it and build again.',
     }),
   },
   {
@@ -332,7 +332,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'killed' },
     expected: () => ({
       kind: 'build-failed',
-      message: "Building VM 'killed' failed in derivation nixos-system-killed (signal 9); fix it and build again.",
+      message: 'Building VM "killed" failed in derivation nixos-system-killed (signal 9); fix it and build again.',
     }),
   },
   {
@@ -344,7 +344,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'foreign' },
     expected: (_dir, system) => ({
       kind: 'required-system',
-      message: `Building VM 'foreign' needs a builder for riscv64-linux, but this machine is ${system}; set up a Linux builder (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+      message: `Building VM "foreign" needs a builder for riscv64-linux, but this machine is ${system}; set up a Linux builder (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
     }),
   },
   {
@@ -357,7 +357,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'featured' },
     expected: () => ({
       kind: 'required-system',
-      message: `Building VM 'featured' needs a builder with features apple-virt, nixvm-test-feature, which this machine does not have; set up a Linux builder that has them (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+      message: `Building VM "featured" needs a builder with features apple-virt, nixvm-test-feature, which this machine does not have; set up a Linux builder that has them (with nix-darwin: \`nix.linux-builder.enable = true;\`, or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
     }),
   },
   {
@@ -367,7 +367,7 @@ export const CASES: MessageCase[] = [
     expected: () => ({
       kind: 'eval',
       message:
-        "Building VM 'throws' failed: services.web.listen must be set for the throws VM; fix it and build again.",
+        'Building VM "throws" failed: services.web.listen must be set for the throws VM; fix it and build again.',
     }),
   },
 ];

@@ -28,11 +28,11 @@ describe('configurations that are VMs', () => {
       expect(err).toMatchObject({
         code: 'failed',
         message:
-          'grub-vm is not a VM nixvm can boot: it enables a boot loader (boot.loader.grub.enable) and vfkit loads its kernel directly; set boot.loader.grub.enable = false if it is meant to run as a VM.',
+          '"grub-vm" is not a VM nixvm can boot: it enables a boot loader (boot.loader.grub.enable) and vfkit loads its kernel directly; set boot.loader.grub.enable = false if it is meant to run as a VM.',
       });
       const disk = (await t.agent.call('start', { vm: 'disk-vm' }).catch((e: unknown) => e)) as Error;
       expect(disk.message).toMatch(
-        /^disk-vm is not a VM nixvm can boot: its root file system is on the disk labelled nixos/,
+        /^"disk-vm" is not a VM nixvm can boot: its root file system is on the disk labelled nixos/,
       );
     } finally {
       off();
@@ -42,7 +42,7 @@ describe('configurations that are VMs', () => {
       'no nix build ran',
     ).toEqual([]);
     // The snapshot says it too, so `ls` shows it before anyone tries.
-    expect(t.vm('grub-vm').error).toMatch(/^grub-vm is not a VM nixvm can boot/);
+    expect(t.vm('grub-vm').error).toMatch(/^"grub-vm" is not a VM nixvm can boot/);
     expect(t.vm('grub-vm').build.status).toBe('idle');
   });
 
@@ -63,7 +63,7 @@ describe('configurations that are VMs', () => {
     expect(snap.vms.map((v) => v.name)).toEqual(['disk-vm', 'grub-vm', 'laptop']);
     expect(snap.flakes[0]!.hidden).toEqual(['dev', 'server']);
     expect(t.vm('laptop').error).toMatch(
-      /^laptop is not a VM nixvm can boot: it enables a boot loader \(boot\.loader\.systemd-boot\.enable\)/,
+      /^"laptop" is not a VM nixvm can boot: it enables a boot loader \(boot\.loader\.systemd-boot\.enable\)/,
     );
     await t.agent.call('setSettings', { includeConfigurations: {}, excludeConfigurations: {} });
     await t.waitFor(

@@ -63,8 +63,8 @@ describe('Agent', () => {
     // The agent's log has what it decided and every program it ran, with duration and exit.
     const log = fs.readFileSync(path.join(t.root, 'logs', 'agent.log'), 'utf8');
     expect(log).toMatch(/ run \[".*\/nix",.*"build".*\] \d+ ms exit 0\n/);
-    expect(log).toContain(`starting minimal-vm on ${again.bootedOutPath}`);
-    expect(log).toContain('stopping minimal-vm');
+    expect(log).toContain(`starting "minimal-vm" on ${again.bootedOutPath}`);
+    expect(log).toContain('stopping "minimal-vm"');
   });
 
   it('gives addresses, an ssh command for the configured user and the boot log', async () => {
@@ -191,7 +191,7 @@ describe('Agent', () => {
     expect((bad as AgentError).code).toBe('bad-request');
     expect(t.agent.snapshot().settings.stopTimeoutSec).toBe(30);
     const noSsh = await t.agent.call('sshCommand', { vm: 'minimal-vm' }).catch((e: unknown) => e);
-    expect((noSsh as AgentError).message).toMatch(/minimal-vm is not running; start it/);
+    expect((noSsh as AgentError).message).toMatch(/"minimal-vm" is not running; start it/);
   });
 
   it('refuses a second agent on the same state dir, naming the holder', async () => {
@@ -245,7 +245,7 @@ describe('Agent', () => {
       expect(s.flakes).toHaveLength(2);
       expect(s.vms.map((v) => v.name)).toEqual(['builder-vm', 'minimal-vm']);
       expect(s.flakes[1]!.warnings.join('\n')).toContain(
-        `minimal-vm is also defined by ${t.flake.dir}, which nixvm uses`,
+        `"minimal-vm" is also defined by ${t.flake.dir}, which nixvm uses`,
       );
     } finally {
       other.remove();
@@ -280,7 +280,7 @@ describe('Agent', () => {
     expect(vm.exit?.code).toBe(3);
     expect(vm.exit?.lastLines.length).toBeGreaterThan(0);
     const notices = () => t.events.filter((e): e is Extract<AgentEvent, { type: 'notice' }> => e.type === 'notice');
-    const crashed = await waitFor(() => notices().find((n) => n.notice.title === 'minimal-vm crashed'), {
+    const crashed = await waitFor(() => notices().find((n) => n.notice.title === '"minimal-vm" crashed'), {
       what: 'the "minimal-vm crashed" notice',
     });
     expect(crashed.notice.log).toBe('console');

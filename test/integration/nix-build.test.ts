@@ -86,7 +86,7 @@ describe('BuildManager', () => {
       const err = await rejection(bm.build({ vm: 'app', flake: flake.dir, previous: good }));
       expect(err.kind).toBe('build-failed');
       expect(err.message).toBe(
-        "Building VM 'app' failed in derivation broken-package (exit code 2); fix it and build again (the previous build stays in use).",
+        'Building VM "app" failed in derivation broken-package (exit code 2); fix it and build again (the previous build stays in use).',
       );
       expect(err.drvPath).toMatch(/-broken-package\.drv$/);
       expect(err.logTail).toEqual([
@@ -111,7 +111,7 @@ describe('BuildManager', () => {
     const err = await rejection(manager().build({ vm: 'foreign', flake: flake.dir }));
     expect(err.kind).toBe('required-system');
     expect(err.message).toMatch(
-      /^Building VM 'foreign' needs a builder for riscv64-linux, but this machine is \S+; set up a Linux builder/,
+      /^Building VM "foreign" needs a builder for riscv64-linux, but this machine is \S+; set up a Linux builder/,
     );
     expect(err.message).toContain('nix.linux-builder.enable = true;');
     expect(err.drvPath).toMatch(/-nixos-system-foreign\.drv$/);

@@ -172,11 +172,11 @@ describe('inventory', () => {
     expect(inv.failures.map((x) => x.name)).toEqual(['bad-share', 'throws']);
     const throws = inv.failures.find((x) => x.name === 'throws')!;
     expect(throws.error).toBe(
-      "VM 'throws' failed to evaluate: services.web.listen must be set for the throws VM; fix it and save.",
+      'VM "throws" failed to evaluate: services.web.listen must be set for the throws VM; fix it and save.',
     );
     expect(throws.detail).toContain('services.web.listen must be set for the throws VM');
     const badShare = inv.failures.find((x) => x.name === 'bad-share')!;
-    expect(badShare.error).toMatch(/^VM 'bad-share' has shared directory 'data' with source "\$HOME\/data"/);
+    expect(badShare.error).toMatch(/^VM "bad-share" has shared directory 'data' with source "\$HOME\/data"/);
     // One batched eval; the VM caught by tryEval is evaluated alone once, for nix's message.
     expect(evals).toHaveLength(2);
   });
@@ -194,7 +194,7 @@ describe('inventory', () => {
     expect(inv.failures.map((x) => x.name)).toEqual(['aborts', 'bad-share', 'throws', 'typo']);
     expect(inv.failures.find((x) => x.name === 'aborts')?.error).toContain("'the aborts VM gave up'");
     expect(inv.failures.find((x) => x.name === 'typo')?.error).toBe(
-      "VM 'typo' has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
+      "VM \"typo\" has a syntax error in hosts/typo.nix at line 3, column 1 (unexpected '}', expecting ';'); fix it and save.",
     );
   });
 
@@ -280,7 +280,7 @@ describe('inventory', () => {
     f.write('broken-host', '');
     const broken = await inventory(nix, f.dir);
     expect(broken.failures.map((x) => [x.name, x.error])).toEqual([
-      ['broken-host', "VM 'broken-host' failed to evaluate: broken-host's modules do not evaluate; fix it and save."],
+      ['broken-host', 'VM "broken-host" failed to evaluate: broken-host\'s modules do not evaluate; fix it and save.'],
     ]);
   });
 

@@ -191,7 +191,9 @@ describe("the seed's minimal-vm and builder-vm", () => {
 
     const refused = await nixvm('start', 'builder-vm');
     expect(refused.exitCode).toBe(1);
-    expect(refused.stderr).toContain(`Cannot start builder-vm: minimal-vm is running with the same MAC address ${MAC}`);
+    expect(refused.stderr).toContain(
+      `Cannot start "builder-vm": "minimal-vm" is running with the same MAC address ${MAC}`,
+    );
     expect(refused.stderr).toContain('virtualisation.macAddress');
     expect((await status('builder-vm')).state).toBe('stopped');
 
@@ -326,7 +328,7 @@ describe("the seed's minimal-vm and builder-vm", () => {
     ]) {
       const r = await nixvm(...cmd);
       expect(r.exitCode, cmd.join(' ')).toBe(1);
-      expect(r.stderr).toMatch(/builder-vm is running; stop it before you (reset|grow) its writable store image\./);
+      expect(r.stderr).toMatch(/"builder-vm" is running; stop it before you (reset|grow) its writable store image\./);
     }
     expect(fs.existsSync(path.join(vmDir('builder-vm'), 'store-writable.img'))).toBe(true);
   });
@@ -391,7 +393,7 @@ describe("the seed's minimal-vm and builder-vm", () => {
       (v) => v.disks?.canGrow === true,
     );
     expect(grew.disks!.notice).toBe(
-      'virtualisation.diskSize of builder-vm is 30720 MiB, but its writable store image is 20480 MiB; grow it with `nixvm disk grow builder-vm` while it is stopped.',
+      'virtualisation.diskSize of "builder-vm" is 30720 MiB, but its writable store image is 20480 MiB; grow it with `nixvm disk grow builder-vm` while it is stopped.',
     );
     expect((await ok('status', 'builder-vm')).stdout).toContain('nixvm disk grow builder-vm');
     await ok('stop', 'builder-vm');

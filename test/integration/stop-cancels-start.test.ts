@@ -33,7 +33,7 @@ describe('stop during a start', () => {
     expect(stopped.state).toBe('stopped');
     expect(await cli).toBe(1);
     expect(err.text()).toContain(
-      'slow: The start of slow was cancelled: it was stopped before it finished starting (its build is kept).',
+      'slow: The start of VM "slow" was cancelled: it was stopped before it finished starting (its build is kept).',
     );
     expect(out.text()).not.toMatch(/slow: started/);
     // The build finished, and still nothing runs.

@@ -56,7 +56,7 @@ describe('the Terminal tab', () => {
         null,
         { timeout: 30_000 },
       );
-      expect(await app.page.locator('#notice').textContent()).toBe('Typing into the console of minimal-vm.');
+      expect(await app.page.locator('#notice').textContent()).toBe('Typing into the console of "minimal-vm".');
       // The log's own tools step aside while the terminal is shown.
       expect(await app.page.locator('#search').isHidden()).toBe(true);
       await app.page.screenshot({ path: path.join(os.tmpdir(), 'nixvm-terminal-tab.png') });

@@ -218,7 +218,7 @@ describe('dropdown', () => {
       await expand(app, 'builder-vm');
       const reset = row(app, 'builder-vm').locator('[data-action="resetDisk"]');
       expect(await reset.isDisabled()).toBe(true);
-      expect(await reset.getAttribute('title')).toBe('Stop builder-vm first');
+      expect(await reset.getAttribute('title')).toBe('Stop "builder-vm" first');
       await t.agent.call('stop', { vm: 'builder-vm' });
       await expect.poll(() => reset.isDisabled()).toBe(false);
 
@@ -231,7 +231,7 @@ describe('dropdown', () => {
       await reset.click();
       await expect.poll(() => questions.length).toBe(1);
       expect(questions[0]).toBe(
-        'Delete the writable store image of builder-vm? Everything builder-vm keeps in its writable Nix store is lost; its next start makes a new, empty one.',
+        'Delete the writable store image of "builder-vm"? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.',
       );
       expect(existsSync(img)).toBe(true);
       app.page.once('dialog', (d) => void d.accept());

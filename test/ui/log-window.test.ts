@@ -204,7 +204,7 @@ describe('log window', () => {
       // The console tab of a VM that never ran says how to get output.
       await app.page.locator('.seg [data-kind="console"]').click();
       await app.page
-        .locator('#notice', { hasText: 'web has no console output yet: start it to see it boot here.' })
+        .locator('#notice', { hasText: '"web" has no console output yet: start it to see it boot here.' })
         .waitFor();
       expect(await app.page.locator('#log .line').count()).toBe(0);
       expect(app.page.url()).toContain('kind=console');

@@ -80,7 +80,7 @@ describe('Copy IP', () => {
 
   it('says why there is no address instead of copying nothing', () => {
     const v = { name: 'web', ipv6: 'fe80::1%bridge100', ipv4: null };
-    expect(() => ipClipboardText(v, 'ipv4')).toThrow(/web has no IPv4 address yet \(no DHCP lease\)/);
+    expect(() => ipClipboardText(v, 'ipv4')).toThrow(/"web" has no IPv4 address yet \(no DHCP lease\)/);
     const err = (() => {
       try {
         ipClipboardText({ ...v, ipv6: null }, 'ipv6');

@@ -17,13 +17,13 @@ describe('bootProblem', () => {
 
   it('refuses an enabled boot loader, naming the option to turn off', () => {
     expect(bootProblem('laptop', { boot: { loader: 'systemd-boot', root: null } })).toBe(
-      'laptop is not a VM nixvm can boot: it enables a boot loader (boot.loader.systemd-boot.enable) and vfkit loads its kernel directly; set boot.loader.systemd-boot.enable = false if it is meant to run as a VM.',
+      '"laptop" is not a VM nixvm can boot: it enables a boot loader (boot.loader.systemd-boot.enable) and vfkit loads its kernel directly; set boot.loader.systemd-boot.enable = false if it is meant to run as a VM.',
     );
   });
 
   it('refuses a root on a disk nixvm does not attach, by label, by label option, or by device', () => {
     expect(bootProblem('disk-vm', root('/dev/disk/by-label/nixos', 'ext4'))).toMatch(
-      /^disk-vm is not a VM nixvm can boot: its root file system is on the disk labelled nixos, which nixvm does not attach; give it a tmpfs root/,
+      /^"disk-vm" is not a VM nixvm can boot: its root file system is on the disk labelled nixos, which nixvm does not attach; give it a tmpfs root/,
     );
     expect(bootProblem('x', root(null, 'ext4', 'root'))).toContain('on the disk labelled root,');
     expect(bootProblem('x', root('/dev/sda1', 'ext4'))).toContain('on /dev/sda1,');

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
@@ -19,6 +20,7 @@ import {
   progressPayload,
   visibleName,
 } from '../../src/cli/format.ts';
+import { createProgressView } from '../../src/cli/progress.ts';
 import { FakePort, agentSnapshot, buildInfo, collect, vmSnapshot } from '../helpers/fake-port.ts';
 
 const TITLE = 'evil\u001b]0;you have been pwned\u0007';
@@ -144,5 +146,108 @@ describe('commands the CLI suggests', () => {
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
+  });
+});
+
+describe('store image progress lines', () => {
+  const preparing = (phase: 'listing the closure' | 'building the store image') =>
+    vmSnapshot({
+      name: TITLE,
+      disks: {
+        images: [],
+        preparing: { phase, bytesWritten: 3 << 20, bytesExpected: 10 << 20, startedAt: NOW },
+        error: null,
+        notice: null,
+        canGrow: false,
+      },
+    });
+
+  it('name the VM with visible escapes, on a pipe and above the bars on a terminal', () => {
+    const pipe = collect();
+    const lines = createProgressView(pipe, () => NOW);
+    lines.update(preparing('listing the closure'));
+    lines.update(preparing('building the store image'));
+    lines.stop();
+    expect(pipe.text().split('\n')).toEqual([
+      'evil\\x1b]0;you have been pwned\\x07: listing the closure',
+      'evil\\x1b]0;you have been pwned\\x07: building the store image: 3 MiB of 10 MiB written',
+      '',
+    ]);
+
+    let drawn = '';
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        drawn += String(chunk);
+        cb();
+      },
+    }) as unknown as NodeJS.WriteStream;
+    Object.assign(stream, { isTTY: true, columns: 100, rows: 30 });
+    const bars = createProgressView({ write: (c) => stream.write(c), isTTY: true, stream }, () => NOW);
+    bars.update(preparing('listing the closure'));
+    bars.update(preparing('building the store image'));
+    bars.stop();
+    expect(drawn).toContain(`${visibleName(TITLE)}: listing the closure`);
+    expect(drawn).toContain(`${visibleName(TITLE)}: building the store image`);
+    expect(drawn).not.toContain(TITLE);
+  });
+});
+
+describe('the other lines that name a VM', () => {
+  /** A newline in a name must not start a line of its own (a faked line of output). */
+  const FAKE_LINE = 'web\nnixvm: all VMs deleted';
+
+  it('cancel, disk grow, disk ls, flake ls and the MAC warnings print names visibly, each on its own line', async () => {
+    const names = [TITLE, FAKE_LINE];
+    const snap = agentSnapshot(
+      names.map((name) =>
+        vmSnapshot({ name, macShared: names.filter((n) => n !== name), build: buildInfo({ status: 'building' }) }),
+      ),
+      {
+        flakes: [
+          {
+            dir: '/flakes/demo',
+            evaluating: false,
+            error: null,
+            warnings: [],
+            lastEvalAt: NOW,
+            state: 'ok',
+            evaluatingSince: null,
+            errorKind: null,
+            source: 'settings',
+            hidden: [FAKE_LINE],
+          },
+        ],
+      },
+    );
+    const port = new FakePort(snap, {
+      cancelBuild: (p, f) => f.vm(p.vm),
+      diskGrow: (p, f) => f.vm(p.vm),
+      disks: () =>
+        names.map((n) => ({
+          role: 'writable-store' as const,
+          path: '/state/vms/x/store-writable.img',
+          apparentBytes: 1 << 20,
+          allocatedBytes: 4096,
+          readOnly: false,
+          vms: [n],
+          closure: null,
+          orphan: false,
+        })),
+    });
+    const printed = [
+      await run(['cancel', ...names], port),
+      await run(['disk', 'grow', FAKE_LINE], port),
+      await run(['disk', 'ls'], port),
+      await run(['flake', 'ls'], port),
+      await run(['ls'], port),
+    ]
+      .map((r) => r.out + r.err)
+      .join('');
+    expect(printed).not.toMatch(ACTIVE);
+    expect(printed.split('\n').filter((l) => l.startsWith('nixvm: all VMs deleted'))).toEqual([]);
+    expect(printed).toContain('web\\nnixvm: all VMs deleted: build cancelled');
+    expect(printed).toContain('web\\nnixvm: all VMs deleted: writable store image grown');
+    expect(printed).toContain('hidden: web\\nnixvm: all VMs deleted');
+    expect(printed).toContain(`warning: ${visibleName(TITLE)}, web\\nnixvm: all VMs deleted have the same MAC`);
   });
 });

@@ -194,7 +194,7 @@ describe('doctor', () => {
     });
     expect(c.rosetta).toMatchObject({
       status: 'fail',
-      summary: 'Rosetta is not installed (dev uses it).',
+      summary: 'Rosetta is not installed ("dev" uses it).',
       fix: '`softwareupdate --install-rosetta --agree-to-license`',
     });
     // Its binary is enough to know it is there, oahd running or not.

@@ -57,7 +57,7 @@ describe('translateEvalError', () => {
       `error: Path 'hosts/new.nix' in the repository "${FLAKE}" is not tracked by Git.`,
     ];
     for (const v of variants) {
-      const t = translateEvalError(v, ctx({ sourceRoot: FLAKE, subject: "VM 'web'" }));
+      const t = translateEvalError(v, ctx({ sourceRoot: FLAKE, subject: 'VM "web"' }));
       expect(t.kind).toBe('untracked');
       expect(t.file).toBe('hosts/new.nix');
       expect(t.message).toBe(
@@ -78,19 +78,19 @@ describe('translateEvalError', () => {
   it('says a referenced file is missing when it is not on disk either', () => {
     const t = translateEvalError(
       `error: getting status of '${SRC}/hosts/gone.nix': No such file or directory`,
-      ctx({ exists: () => false, subject: "VM 'web'" }),
+      ctx({ exists: () => false, subject: 'VM "web"' }),
     );
     expect(t.kind).toBe('missing-file');
-    expect(t.message).toBe("VM 'web' refers to hosts/gone.nix, which does not exist; create it or fix the reference.");
+    expect(t.message).toBe('VM "web" refers to hosts/gone.nix, which does not exist; create it or fix the reference.');
   });
 
   it("summarises other evaluation errors with nix's own cause, also from newer nix traces", () => {
     const abort = translateEvalError(
       "error: evaluation aborted with the following error message: 'the aborts VM gave up'\n(use '--show-trace' to show detailed location information)\n",
-      ctx({ subject: "VM 'aborts'" }),
+      ctx({ subject: 'VM "aborts"' }),
     );
     expect(abort.message).toBe(
-      "VM 'aborts' failed to evaluate: evaluation aborted with the following error message: 'the aborts VM gave up'; fix it and save.",
+      'VM "aborts" failed to evaluate: evaluation aborted with the following error message: \'the aborts VM gave up\'; fix it and save.',
     );
     const newer = translateEvalError(
       [
@@ -102,9 +102,9 @@ describe('translateEvalError', () => {
         '',
         '       error: services.web.listen must be set',
       ].join('\n'),
-      ctx({ subject: "VM 'web'" }),
+      ctx({ subject: 'VM "web"' }),
     );
-    expect(newer.message).toBe("VM 'web' failed to evaluate: services.web.listen must be set; fix it and save.");
+    expect(newer.message).toBe('VM "web" failed to evaluate: services.web.listen must be set; fix it and save.');
   });
 
   it('ignores warnings before the error', () => {
@@ -124,9 +124,9 @@ describe('build errors', () => {
       current: 'aarch64-darwin',
       drvPath: '/nix/store/9h4dm1vrg36w4ixnsrhrixjw3ipq7db0-nixos-system-web.drv',
     });
-    const advice = linuxBuilderAdvice("Building VM 'web'", rs!);
+    const advice = linuxBuilderAdvice('Building VM "web"', rs!);
     expect(advice).toMatch(
-      /^Building VM 'web' needs a builder for aarch64-linux, but this machine is aarch64-darwin; set up a Linux builder/,
+      /^Building VM "web" needs a builder for aarch64-linux, but this machine is aarch64-darwin; set up a Linux builder/,
     );
     expect(advice).toContain('nix.linux-builder.enable = true;');
     expect(advice).toContain('`builders` in /etc/nix/nix.conf');

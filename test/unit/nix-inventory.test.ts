@@ -119,7 +119,7 @@ describe('toVmSpec', () => {
   it('refuses a store image without erofs-utils in the host package set, saying what to do', () => {
     const r = toVmSpec('web', { drvPath: DRV, useNixStoreImage: true, hostErofsUtils: false }, FLAKE);
     expect('error' in r && r.error).toMatch(
-      /^VM 'web' sets virtualisation.useNixStoreImage, but its virtualisation.host.pkgs has no erofs-utils .*; fix it in the flake at/,
+      /^VM "web" sets virtualisation.useNixStoreImage, but its virtualisation.host.pkgs has no erofs-utils .*; fix it in the flake at/,
     );
   });
 
@@ -181,7 +181,7 @@ describe('toVmSpec', () => {
     const r = toVmSpec('web', { drvPath: DRV, shares: { data: { source: '$HOME/data', target: '/data' } } }, FLAKE);
     expect(r).toHaveProperty('error');
     expect((r as { error: string }).error).toMatch(
-      /^VM 'web' has shared directory 'data' with source "\$HOME\/data", which nixvm cannot use: it uses the word \$HOME, which nixvm does not know/,
+      /^VM "web" has shared directory 'data' with source "\$HOME\/data", which nixvm cannot use: it uses the word \$HOME, which nixvm does not know/,
     );
   });
 

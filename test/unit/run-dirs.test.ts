@@ -132,11 +132,11 @@ describe('the writable store image', () => {
     expect(writableNotice('builder', spec(1024), writableImage(vm))).toEqual({ notice: null, canGrow: false });
     expect(writableNotice('builder', spec(4096), writableImage(vm))).toEqual({
       notice:
-        'virtualisation.diskSize of builder is 4096 MiB, but its writable store image is 1024 MiB; grow it with `nixvm disk grow builder` while it is stopped.',
+        'virtualisation.diskSize of "builder" is 4096 MiB, but its writable store image is 1024 MiB; grow it with `nixvm disk grow builder` while it is stopped.',
       canGrow: true,
     });
     expect(writableNotice('builder', spec(512), writableImage(vm)).notice).toBe(
-      'virtualisation.diskSize of builder is 512 MiB, smaller than its 1024 MiB writable store image, which cannot shrink without losing data; to start over at 512 MiB, run `nixvm disk reset builder` (it deletes what the VM keeps in its writable Nix store).',
+      'virtualisation.diskSize of "builder" is 512 MiB, smaller than its 1024 MiB writable store image, which cannot shrink without losing data; to start over at 512 MiB, run `nixvm disk reset builder` (it deletes what the VM keeps in its writable Nix store).',
     );
 
     expect(growWritableImage(vm, 'builder', 4096)).toBe(true);
@@ -149,7 +149,7 @@ describe('the writable store image', () => {
     expect(back.toString()).toBe('kept');
     expect(growWritableImage(vm, 'builder', 4096)).toBe(false);
     expect(() => growWritableImage(vm, 'builder', 1024)).toThrow(
-      'The writable store image of builder is 4096 MiB and cannot shrink to 1024 MiB without losing data; run `nixvm disk reset builder` to start over at the new size.',
+      'The writable store image of "builder" is 4096 MiB and cannot shrink to 1024 MiB without losing data; run `nixvm disk reset builder` to start over at the new size.',
     );
 
     expect(resetWritableImage(vm)).toBe(true);
@@ -179,7 +179,7 @@ describe('disks and MACs in the faces', () => {
     const ctx = { vfkit: { path: '/v', version: '0.6.4' }, nix: '/nix', problems: [] };
     const running: VmSnapshot = makeSnapshot({ name: 'b', state: 'running', disks });
     const reset = vmActions(running, ctx).more.find((a) => a.id === 'resetDisk')!;
-    expect(reset).toMatchObject({ enabled: false, reason: 'Stop b first' });
+    expect(reset).toMatchObject({ enabled: false, reason: 'Stop "b" first' });
     const stopped = makeSnapshot({
       name: 'b',
       state: 'stopped',
@@ -190,7 +190,7 @@ describe('disks and MACs in the faces', () => {
       enabled: true,
       run: { kind: 'agent', method: 'diskReset', params: { vm: 'b' } },
       confirm:
-        'Delete the writable store image of b? Everything b keeps in its writable Nix store is lost; its next start makes a new, empty one.',
+        'Delete the writable store image of "b"? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.',
     });
     expect(acts.find((a) => a.id === 'growDisk')).toMatchObject({ enabled: true, run: { method: 'diskGrow' } });
     expect(vmActions(makeSnapshot({ name: 'c' }), ctx).more.some((a) => a.id === 'resetDisk')).toBe(false);

@@ -208,7 +208,7 @@ describe('the store image cache', () => {
     expect(fs.readdirSync(images.dir).sort()).toEqual([path.basename(a), `${path.basename(a)}.json`]);
     // Not cached and no nix: one sentence naming the VM.
     await expect(images.ensure(null, { name: 'c', flake: '/f' }, '/nix/store/3-c')).rejects.toThrow(
-      "c's store image cannot be made: nix was not found.",
+      'The Nix store image of VM "c" cannot be made: nix was not found.',
     );
   });
 });

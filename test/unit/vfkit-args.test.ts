@@ -414,7 +414,7 @@ describe('disks', () => {
       }),
     );
     expect(e.message).toBe(
-      'Cannot start VM "web": its guest mounts the virtio-fs tag "shared" at /tmp/shared (fileSystems."/tmp/shared"), but no share of web has that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount.',
+      'Cannot start VM "web": its guest mounts the virtio-fs tag "shared" at /tmp/shared (fileSystems."/tmp/shared"), but the VM has no share with that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount.',
     );
     // The host store and Rosetta shares count; so does a Rosetta tag of the guest's choosing.
     expect(() =>

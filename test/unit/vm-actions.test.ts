@@ -60,7 +60,7 @@ describe('vmActions', () => {
       reason: 'sshd is not enabled in this configuration',
     });
     const stopped = vmActions(vm(), ctx).more.find((a) => a.id === 'openSshInTerminal')!;
-    expect(stopped).toMatchObject({ enabled: false, reason: 'web is not running' });
+    expect(stopped).toMatchObject({ enabled: false, reason: '"web" is not running' });
   });
 
   it('offers a VM that did not evaluate only its flake folder and state folder', () => {

@@ -232,7 +232,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       const again = slot.again;
       slot.again = null;
       slot.info = { ...slot.info, again: false };
-      again.reject(new BuildError(vm, 'cancelled', `The build of VM '${vm}' was cancelled.`));
+      again.reject(new BuildError(vm, 'cancelled', `The build of VM ${JSON.stringify(vm)} was cancelled.`));
     }
     slot.running.abort.abort();
     return true;
@@ -273,7 +273,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       const err = new BuildError(
         vm,
         'build-failed',
-        `Could not write the build log of VM '${vm}' in ${dir} (${why}); check that the directory is writable.`,
+        `Could not write the build log of VM ${JSON.stringify(vm)} in ${dir} (${why}); check that the directory is writable.`,
       );
       this.emit('done', vm, err);
       throw err;
@@ -347,7 +347,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     };
 
     if (signal.aborted || (runErr instanceof RunError && runErr.cancelled)) {
-      const err = new BuildError(vm, 'cancelled', `The build of VM '${vm}' was cancelled.`, { logPath });
+      const err = new BuildError(vm, 'cancelled', `The build of VM ${JSON.stringify(vm)} was cancelled.`, { logPath });
       await finish({ status: 'cancelled', progress: tracker.progress() }, err, '# build cancelled');
       throw err;
     }
@@ -357,7 +357,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
         : new BuildError(
             vm,
             'eval',
-            `Could not run nix to build VM '${vm}': ${trimSentence(String((runErr as Error)?.message ?? runErr))}.`,
+            `Could not run nix to build VM ${JSON.stringify(vm)}: ${trimSentence(String((runErr as Error)?.message ?? runErr))}.`,
             {
               logPath,
             },
@@ -384,7 +384,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       const err = new BuildError(
         vm,
         'build-failed',
-        `nix built VM '${vm}' but did not report its output path; build again.`,
+        `nix built VM ${JSON.stringify(vm)} but did not report its output path; build again.`,
         {
           detail: r.stdout,
           logPath,
@@ -421,7 +421,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     return new BuildError(
       vm,
       'build-failed',
-      `Building VM '${vm}' failed (nix exited with code ${r.exitCode}); see the build log${keep}.`,
+      `Building VM ${JSON.stringify(vm)} failed (nix exited with code ${r.exitCode}); see the build log${keep}.`,
       {
         detail: r.stderr.slice(-4000),
         logPath,

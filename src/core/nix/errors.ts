@@ -400,7 +400,7 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
   if (rs) {
     return {
       kind: 'required-system',
-      message: linuxBuilderAdvice(`Building VM '${vm}'`, rs),
+      message: linuxBuilderAdvice(`Building VM ${JSON.stringify(vm)}`, rs),
       detail: text,
       drvPath: rs.drvPath,
     };
@@ -409,17 +409,17 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
   if (fb) {
     return {
       kind: 'build-failed',
-      message: `Building VM '${vm}' failed in derivation ${drvName(fb.drvPath)} (${fb.how}); fix it and build again${keep}.`,
+      message: `Building VM ${JSON.stringify(vm)} failed in derivation ${drvName(fb.drvPath)} (${fb.how}); fix it and build again${keep}.`,
       detail: text,
       drvPath: fb.drvPath,
     };
   }
   if (!text) return null;
-  const t = translateEvalError(text, { ...ctx, subject: `VM '${vm}'` });
+  const t = translateEvalError(text, { ...ctx, subject: `VM ${JSON.stringify(vm)}` });
   if (t.kind !== 'eval') return t;
   return {
     ...t,
-    message: `Building VM '${vm}' failed: ${trimSentence(summaryLine(t.detail))}; fix it and build again${keep}.`,
+    message: `Building VM ${JSON.stringify(vm)} failed: ${trimSentence(summaryLine(t.detail))}; fix it and build again${keep}.`,
   };
 }
 

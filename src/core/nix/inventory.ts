@@ -259,7 +259,7 @@ export function toVmSpec(
   raw: RawVm,
   flakeDir: string,
 ): { spec: VmSpec; warnings: string[] } | { error: string } {
-  const bad = (what: string) => ({ error: `VM '${name}' ${what}; fix it in the flake at ${flakeDir}.` });
+  const bad = (what: string) => ({ error: `VM ${JSON.stringify(name)} ${what}; fix it in the flake at ${flakeDir}.` });
   const unusable = unbuildableName(name);
   if (unusable) {
     return {
@@ -303,7 +303,7 @@ export function toVmSpec(
     const src = resolveShareSource(share.source, flakeDir);
     if (!src.ok) {
       return {
-        error: `VM '${name}' has shared directory '${tag}' with source ${JSON.stringify(share.source)}, which nixvm cannot use: ${src.reason}; make it an absolute path or use ${SHARE_WORDS} (see the README's share words).`,
+        error: `VM ${JSON.stringify(name)} has shared directory '${tag}' with source ${JSON.stringify(share.source)}, which nixvm cannot use: ${src.reason}; make it an absolute path or use ${SHARE_WORDS} (see the README's share words).`,
       };
     }
     if (typeof share.target !== 'string' || !share.target.startsWith('/')) {
@@ -596,9 +596,9 @@ export async function inventory(nix: Nix, flakeDir: string, opts: InventoryOptio
   for (const { name, r } of singles) {
     if (r.exitCode === 0) {
       addWarnings(evalWarnings(r.stderr, flake));
-      accept(name, parseJson(r, `VM '${name}'`) as RawVm);
+      accept(name, parseJson(r, `VM ${JSON.stringify(name)}`) as RawVm);
     } else {
-      const t = translateEvalError(r.stderr, { ...ctx, subject: `VM '${name}'` });
+      const t = translateEvalError(r.stderr, { ...ctx, subject: `VM ${JSON.stringify(name)}` });
       result.failures.push({ name, error: t.message, detail: t.detail || nixErrorText(r.stderr) });
     }
   }

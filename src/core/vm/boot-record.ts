@@ -41,7 +41,7 @@ export function writeRecord(rec: BootRecord): void {
     } catch {
       // Nothing more to clean up on a disk that refuses writes.
     }
-    throw new Error(fsSentence(`write the boot record of VM "${rec.name}"`, rec.paths.bootRecord, err));
+    throw new Error(fsSentence(`write the boot record of VM ${JSON.stringify(rec.name)}`, rec.paths.bootRecord, err));
   }
 }
 

@@ -17,7 +17,7 @@ export function bootProblem(name: string, spec: Pick<VmSpec, 'boot'>, labels: re
   const boot = spec.boot;
   if (!boot) return null;
   if (boot.loader) {
-    return `${name} is not a VM nixvm can boot: it enables a boot loader (boot.loader.${boot.loader}.enable) and vfkit loads its kernel directly; set boot.loader.${boot.loader}.enable = false if it is meant to run as a VM.`;
+    return `${JSON.stringify(name)} is not a VM nixvm can boot: it enables a boot loader (boot.loader.${boot.loader}.enable) and vfkit loads its kernel directly; set boot.loader.${boot.loader}.enable = false if it is meant to run as a VM.`;
   }
   const root = boot.root;
   if (!root || (root.fsType !== null && DISKLESS.has(root.fsType))) return null;
@@ -26,5 +26,5 @@ export function bootProblem(name: string, spec: Pick<VmSpec, 'boot'>, labels: re
   const disk =
     byLabel !== null ? `the disk labelled ${byLabel}` : root.device?.startsWith('/dev/') ? root.device : null;
   if (disk === null) return null;
-  return `${name} is not a VM nixvm can boot: its root file system is on ${disk}, which nixvm does not attach; give it a tmpfs root (fileSystems."/" = { device = "tmpfs"; fsType = "tmpfs"; }) as the seed's VMs have.`;
+  return `${JSON.stringify(name)} is not a VM nixvm can boot: its root file system is on ${disk}, which nixvm does not attach; give it a tmpfs root (fileSystems."/" = { device = "tmpfs"; fsType = "tmpfs"; }) as the seed's VMs have.`;
 }

@@ -85,15 +85,15 @@ export class ConsoleRelay {
       await this.#log.close().catch(() => {});
       this.#log = null;
       throw new Error(
-        `Could not open the console of VM "${this.vm}" at ${this.pty}: ${(err as Error).message}; restart the VM to get a new one.`,
+        `Could not open the console of VM ${JSON.stringify(this.vm)} at ${this.pty}: ${(err as Error).message}; restart the VM to get a new one.`,
       );
     }
     const reader = new tty.ReadStream(fd);
     // Byte for byte: no echo back to the guest, no line editing, no ^C/^S taken by the host's tty.
     reader.setRawMode(true);
     reader.on('data', (chunk: Buffer) => this.#onOutput(chunk));
-    reader.on('error', () => this.#finish(`The console of VM "${this.vm}" closed: the VM ended.`));
-    reader.on('end', () => this.#finish(`The console of VM "${this.vm}" closed: the VM ended.`));
+    reader.on('error', () => this.#finish(`The console of VM ${JSON.stringify(this.vm)} closed: the VM ended.`));
+    reader.on('end', () => this.#finish(`The console of VM ${JSON.stringify(this.vm)} closed: the VM ended.`));
     this.#reader = reader;
   }
 
@@ -118,7 +118,7 @@ export class ConsoleRelay {
         this.#logBytes += text.length;
         if (this.#logBytes > this.#maxLogBytes) await this.#trim();
       } catch (err) {
-        this.#onProblem(`Could not write the console log of VM "${this.vm}": ${(err as Error).message}.`);
+        this.#onProblem(`Could not write the console log of VM ${JSON.stringify(this.vm)}: ${(err as Error).message}.`);
       }
     });
   }
@@ -193,7 +193,8 @@ export class ConsoleRelay {
     if (data.length === 0 || data.length > MAX_CONSOLE_INPUT_BYTES) return false;
     // A blocking write on the thread pool: a guest slow to read its input must not stall the agent.
     fsWrite(this.#writeFd, data, (err) => {
-      if (err && !this.#ended) this.#onProblem(`Could not type into the console of VM "${this.vm}": ${err.message}.`);
+      if (err && !this.#ended)
+        this.#onProblem(`Could not type into the console of VM ${JSON.stringify(this.vm)}: ${err.message}.`);
     });
     return true;
   }
@@ -245,7 +246,7 @@ export class ConsoleRelay {
    * Stop reading: the run ended (after the pty said so, or at once when `now`), or the agent
    * shuts down (the VM runs on; the next agent opens the pty again).
    */
-  close(reason = `The console of VM "${this.vm}" closed: the agent stopped.`): Promise<void> {
+  close(reason = `The console of VM ${JSON.stringify(this.vm)} closed: the agent stopped.`): Promise<void> {
     this.#finish(reason);
     return this.#closed;
   }

@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { DiskImage, VmSpec } from '../../api/types.ts';
+import { shellWord } from '../../host/shell.ts';
 import { writableImagePath } from './run-dirs.ts';
 import type { VmRuntimePaths } from './runtime-paths.ts';
 
@@ -91,13 +92,13 @@ export function writableNotice(
   const have = Math.floor(image.apparentBytes / MIB);
   if (want > have) {
     return {
-      notice: `virtualisation.diskSize of ${name} is ${want} MiB, but its writable store image is ${have} MiB; grow it with \`nixvm disk grow ${name}\` while it is stopped.`,
+      notice: `virtualisation.diskSize of ${JSON.stringify(name)} is ${want} MiB, but its writable store image is ${have} MiB; grow it with \`nixvm disk grow ${shellWord(name)}\` while it is stopped.`,
       canGrow: true,
     };
   }
   if (want < have) {
     return {
-      notice: `virtualisation.diskSize of ${name} is ${want} MiB, smaller than its ${have} MiB writable store image, which cannot shrink without losing data; to start over at ${want} MiB, run \`nixvm disk reset ${name}\` (it deletes what the VM keeps in its writable Nix store).`,
+      notice: `virtualisation.diskSize of ${JSON.stringify(name)} is ${want} MiB, smaller than its ${have} MiB writable store image, which cannot shrink without losing data; to start over at ${want} MiB, run \`nixvm disk reset ${shellWord(name)}\` (it deletes what the VM keeps in its writable Nix store).`,
       canGrow: false,
     };
   }
@@ -108,11 +109,11 @@ export function writableNotice(
 export function growWritableImage(p: Pick<VmRuntimePaths, 'dir'>, vm: string, sizeMiB: number): boolean {
   const file = writableImagePath(p);
   const sizes = fileSizes(file);
-  if (!sizes) throw new Error(`${vm} has no writable store image yet (it is made at its first start).`);
+  if (!sizes) throw new Error(`${JSON.stringify(vm)} has no writable store image yet (it is made at its first start).`);
   const bytes = sizeMiB * MIB;
   if (bytes < sizes.apparentBytes) {
     throw new Error(
-      `The writable store image of ${vm} is ${Math.floor(sizes.apparentBytes / MIB)} MiB and cannot shrink to ${sizeMiB} MiB without losing data; run \`nixvm disk reset ${vm}\` to start over at the new size.`,
+      `The writable store image of ${JSON.stringify(vm)} is ${Math.floor(sizes.apparentBytes / MIB)} MiB and cannot shrink to ${sizeMiB} MiB without losing data; run \`nixvm disk reset ${shellWord(vm)}\` to start over at the new size.`,
     );
   }
   if (bytes === sizes.apparentBytes) return false;

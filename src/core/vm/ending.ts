@@ -39,14 +39,14 @@ export function crashSentence(name: string, info: EndInfo, lastLines: string[]):
     : info.code === null
       ? 'its vfkit ended while the agent was not its parent, so the exit code is unknown'
       : `vfkit exited with code ${info.code}`;
-  return `VM "${name}" crashed: ${cause}${last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : ''}.`;
+  return `VM ${JSON.stringify(name)} crashed: ${cause}${last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : ''}.`;
 }
 
 /** A run that ended while no agent watched, without a clean shutdown. */
 export function endedAwaySentence(name: string, lastLines: string[]): string {
   const last = lastLines.at(-1);
   return (
-    `VM "${name}" ended while nixvm was not running, without a clean shutdown` +
+    `VM ${JSON.stringify(name)} ended while nixvm was not running, without a clean shutdown` +
     `${last ? ` (last console line: ${truncate(last, 120)})` : ''}; start it again, and see its console log for why.`
   );
 }
@@ -91,14 +91,14 @@ export function startFailure(
   }
   const msg = vfkitMessage(text)?.replace(/[.\s]+$/, '') ?? null;
   if (restSeen) {
-    return `VM "${name}" crashed while booting (vfkit ${how(info)}${msg ? `: ${msg}` : ''}); see its console log and ${vfkitLogPath(paths)}.`;
+    return `VM ${JSON.stringify(name)} crashed while booting (vfkit ${how(info)}${msg ? `: ${msg}` : ''}); see its console log and ${vfkitLogPath(paths)}.`;
   }
   if (!msg) {
     const last = [...lastLines].reverse().find((l) => l.trim());
     const clue = last ? `; the console's last line was "${truncate(last.trim(), 160)}"` : '';
-    return `vfkit for VM "${name}" exited while starting (${how(info)}${deathReason(info)}) before printing a reason${clue}; see ${vfkitLogPath(paths)}.`;
+    return `vfkit for VM ${JSON.stringify(name)} exited while starting (${how(info)}${deathReason(info)}) before printing a reason${clue}; see ${vfkitLogPath(paths)}.`;
   }
-  return `vfkit refused to start VM "${name}": ${msg}; ${hintFor(msg)}.`;
+  return `vfkit refused to start VM ${JSON.stringify(name)}: ${msg}; ${hintFor(msg)}.`;
 }
 
 /**

@@ -318,12 +318,12 @@ export class Launcher {
       writeAuthorizedKeys(dir, authorizedKeyFiles(t.spec, users), key.publicKey);
     } catch (err) {
       // The VM still boots; ssh then needs a key the flake authorizes itself.
-      this.#o.log(`could not make the ssh key of ${t.name} in ${dir}: ${errorMessage(err)}`);
+      this.#o.log(`could not make the ssh key of ${JSON.stringify(t.name)} in ${dir}: ${errorMessage(err)}`);
     }
     try {
       prepareKnownHosts(knownHostsPath(paths.dir), this.sshAlias(t.name), t.spec, true);
     } catch (err) {
-      this.#o.log(`could not prepare the known_hosts of ${t.name}: ${errorMessage(err)}`);
+      this.#o.log(`could not prepare the known_hosts of ${JSON.stringify(t.name)}: ${errorMessage(err)}`);
     }
   }
 
@@ -334,7 +334,7 @@ export class Launcher {
     if (found.path) return { path: found.path, problem: null };
     return {
       path: null,
-      problem: `${t.name} sets virtualisation.useHostCerts, but nixvm found no CA certificate bundle to give it (looked at ${found.tried.join(', ')}); set NIX_SSL_CERT_FILE for the agent to a bundle, or turn useHostCerts off.`,
+      problem: `${JSON.stringify(t.name)} sets virtualisation.useHostCerts, but nixvm found no CA certificate bundle to give it (looked at ${found.tried.join(', ')}); set NIX_SSL_CERT_FILE for the agent to a bundle, or turn useHostCerts off.`,
     };
   }
 
@@ -351,11 +351,11 @@ export class Launcher {
       if (madeByNixvm(share, ctx) || fs.existsSync(share.source)) continue;
       const fix =
         share.word?.word === 'SHARED_DIR'
-          ? `create it, or change ${t.name}'s shared folder in Settings (or SHARED_DIR)`
+          ? `create it, or change its shared folder in Settings (or SHARED_DIR)`
           : 'create it or change virtualisation.sharedDirectories';
       throw new AgentError(
         'failed',
-        `${t.name}'s shared directory "${share.tag}" (${share.source}) does not exist; ${fix}.`,
+        `For VM ${JSON.stringify(t.name)}, the shared directory ${JSON.stringify(share.tag)} (${share.source}) does not exist; ${fix}.`,
       );
     }
     const certs = this.caBundle(t);
@@ -377,23 +377,31 @@ export class Launcher {
     const vfkit = await this.preflight(t);
     const storeImage = opts.storeImage ?? null;
     if (t.spec.storeImage && !storeImage) {
-      throw new AgentError('failed', `${t.name} boots from a Nix store image, but none was prepared for it.`);
+      throw new AgentError(
+        'failed',
+        `${JSON.stringify(t.name)} boots from a Nix store image, but none was prepared for it.`,
+      );
     }
     const paths = this.paths(t.name);
     try {
       ensureKeysDir(keysDir(paths), keysRels(t.spec));
       if (t.spec.writableStore && ensureWritableImage(paths, t.name, t.spec.writableStore.sizeMiB)) {
-        this.#o.log(`made the writable store image of ${t.name} (${t.spec.writableStore.sizeMiB} MiB, sparse)`);
+        this.#o.log(
+          `made the writable store image of ${JSON.stringify(t.name)} (${t.spec.writableStore.sizeMiB} MiB, sparse)`,
+        );
       }
     } catch (err) {
-      throw new AgentError('failed', `Could not prepare the disks of ${t.name} in ${paths.dir}: ${errorMessage(err)}`);
+      throw new AgentError(
+        'failed',
+        `Could not prepare the disks of ${JSON.stringify(t.name)} in ${paths.dir}: ${errorMessage(err)}`,
+      );
     }
     await this.#prepareSsh(t, paths);
     // The argv comes from the same evaluation as the closure; a flake edited meanwhile shows as stale.
     const argv = this.argv(t, closure.outPath, vfkit.path, storeImage);
     const scratch = scratchPlan(this.runSpec(t), this.shareContext(t), this.caBundle(t).path);
     const vm = { name: t.name, argv, paths, ...closure, facts: this.facts(t), scratch };
-    this.#o.log(`${opts.restart ? 'restarting' : 'starting'} ${t.name} on ${closure.outPath}`);
+    this.#o.log(`${opts.restart ? 'restarting' : 'starting'} ${JSON.stringify(t.name)} on ${closure.outPath}`);
     try {
       if (opts.restart) await this.#o.supervisor.restart(vm);
       else await this.#o.supervisor.start(vm);

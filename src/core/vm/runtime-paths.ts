@@ -92,7 +92,7 @@ export function placeRuntimePaths(
     return {
       paths: withSsh({ ...base, restSocket: preferred }),
       notes: [],
-      problem: `VM "${vm}" cannot start: ${why.charAt(0).toLowerCase()}${why.slice(1)}`,
+      problem: `VM ${JSON.stringify(vm)} cannot start: ${why.charAt(0).toLowerCase()}${why.slice(1)}`,
     };
   }
 }

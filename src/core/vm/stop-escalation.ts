@@ -28,7 +28,7 @@ export async function escalateStop(r: StopTarget, t: StopTimeouts, log: (line: s
       await r.rest.setState(change, { timeoutMs: 3000 });
       return true;
     } catch (err) {
-      log(`VM "${r.name}": ${change} failed: ${(err as Error).message}`);
+      log(`VM ${JSON.stringify(r.name)}: ${change} failed: ${(err as Error).message}`);
       return false;
     }
   };
@@ -49,7 +49,9 @@ export async function escalateStop(r: StopTarget, t: StopTimeouts, log: (line: s
   for (const step of steps) {
     if (r.isEnded) break;
     if (!(await step.act())) continue;
-    log(`VM "${r.name}": sent ${step.what}, waiting up to ${step.waitMs} ms for vfkit (pid ${r.pid}) to exit`);
+    log(
+      `VM ${JSON.stringify(r.name)}: sent ${step.what}, waiting up to ${step.waitMs} ms for vfkit (pid ${r.pid}) to exit`,
+    );
     if (await waitEnded(r, step.waitMs)) break;
   }
   return r.isEnded;

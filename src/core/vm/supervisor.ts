@@ -111,7 +111,7 @@ export class VmStartError extends Error {
 function startStopped(vm: string): VmStartError {
   return new VmStartError(
     vm,
-    `The start of VM "${vm}" was cancelled: it was stopped before it finished starting.`,
+    `The start of VM ${JSON.stringify(vm)} was cancelled: it was stopped before it finished starting.`,
     true,
   );
 }
@@ -221,9 +221,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       return true;
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      const sentence = /^Could not /.test(why) ? why : `Could not ${what} of VM "${vm}": ${fsReason(err)}.`;
+      const sentence = /^Could not /.test(why)
+        ? why
+        : `Could not ${what} of VM ${JSON.stringify(vm)}: ${fsReason(err)}.`;
       this.fsProblems.set(vm, sentence);
-      this.log(`VM "${vm}": ${sentence}`);
+      this.log(`VM ${JSON.stringify(vm)}: ${sentence}`);
       this.emit('change', vm);
       return false;
     }
@@ -274,7 +276,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       if (err instanceof VmStartError && err.cancelled) throw err;
       e.error = errnoCode(err)
-        ? fsSentence(`prepare the files of VM "${vm.name}" in`, paths.dir, err)
+        ? fsSentence(`prepare the files of VM ${JSON.stringify(vm.name)} in`, paths.dir, err)
         : err instanceof Error
           ? err.message
           : String(err);
@@ -293,7 +295,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       try {
         prepareScratch(scratchDir(paths), vm.scratch);
       } catch (err) {
-        e.error = `Could not prepare the scratch directory ($TMPDIR) of VM "${vm.name}" at ${scratchDir(paths)}: ${err instanceof Error ? err.message : String(err)}`;
+        e.error = `Could not prepare the scratch directory ($TMPDIR) of VM ${JSON.stringify(vm.name)} at ${scratchDir(paths)}: ${err instanceof Error ? err.message : String(err)}`;
         this.setState(e, 'stopped');
         throw new VmStartError(vm.name, e.error);
       }
@@ -325,7 +327,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     } catch (err) {
       record.endedAt = Date.now();
       this.bestEffort(vm.name, 'write the boot record', () => writeRecord(record));
-      e.error = `Could not start vfkit for VM "${vm.name}": ${err instanceof Error ? err.message : String(err)}`;
+      e.error = `Could not start vfkit for VM ${JSON.stringify(vm.name)}: ${err instanceof Error ? err.message : String(err)}`;
       this.setState(e, 'stopped');
       throw new VmStartError(vm.name, e.error);
     }
@@ -368,7 +370,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         }
         if (Date.now() > deadline) {
           await this.giveUpBoot(e, r);
-          throw new VmStartError(e.name, e.error ?? `VM "${e.name}" did not come up.`);
+          throw new VmStartError(e.name, e.error ?? `VM ${JSON.stringify(e.name)} did not come up.`);
         }
         await Promise.race([r.ended, sleep(delay)]);
         delay = Math.min(Math.round(delay * 1.5), 250);
@@ -382,7 +384,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     throw new VmStartError(
       e.name,
       e.error ??
-        `VM "${e.name}" ended while starting (${e.exit ? how({ code: e.exit.code, signal: e.exit.signal }) : 'exit unknown'}); see ${vfkitLogPath(r.paths)}.`,
+        `VM ${JSON.stringify(e.name)} ended while starting (${e.exit ? how({ code: e.exit.code, signal: e.exit.signal }) : 'exit unknown'}); see ${vfkitLogPath(r.paths)}.`,
     );
   }
 
@@ -391,7 +393,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const secs = ms < 10_000 ? String(+(ms / 1000).toFixed(1)) : String(Math.round(ms / 1000));
     await this.escalate(e, r, { quiet: true });
     e.error =
-      `VM "${e.name}" did not come up within ${secs} s (vfkit's REST API at ${r.rest.uri} never reported it running), ` +
+      `VM ${JSON.stringify(e.name)} did not come up within ${secs} s (vfkit's REST API at ${r.rest.uri} never reported it running), ` +
       `so it was stopped; see ${vfkitLogPath(r.paths)} for vfkit's output.`;
     if (e.state !== 'crashed') this.setState(e, 'crashed');
     else this.emit('change', e.name);
@@ -448,7 +450,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         },
       };
       if (!(await escalateStop(target, this.opts, (line) => this.log(line)))) {
-        e.error = `VM "${e.name}" (vfkit pid ${r.pid}) did not exit even after SIGKILL; check the process in Activity Monitor.`;
+        e.error = `VM ${JSON.stringify(e.name)} (vfkit pid ${r.pid}) did not exit even after SIGKILL; check the process in Activity Monitor.`;
         this.emit('change', e.name);
         throw new Error(e.error);
       }
@@ -512,8 +514,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // rather than orphan a running VM.
     e.error = restOk
       ? null
-      : `vfkit for VM "${name}" (pid ${pid}) runs but its REST API at ${rest.uri} does not answer; stopping it will use signals.`;
-    this.log(`VM "${name}": adopted vfkit pid ${pid}${restOk ? '' : ' (REST API not answering)'}`);
+      : `vfkit for VM ${JSON.stringify(name)} (pid ${pid}) runs but its REST API at ${rest.uri} does not answer; stopping it will use signals.`;
+    this.log(`VM ${JSON.stringify(name)}: adopted vfkit pid ${pid}${restOk ? '' : ' (REST API not answering)'}`);
     this.watch.track(r, {
       current: () => e.run === r,
       answered: () => {
@@ -549,7 +551,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     // A pty console's last lines were read by nobody: its end cannot be told from the log.
     const clean = rec.startedAt < hostBoot || endedCleanly(lastLines) || rec.ptyName !== undefined;
     e.error = clean ? null : endedAwaySentence(name, lastLines);
-    this.log(`VM "${name}": ended while nixvm was not running → ${clean ? 'stopped' : 'crashed'}`);
+    this.log(`VM ${JSON.stringify(name)}: ended while nixvm was not running → ${clean ? 'stopped' : 'crashed'}`);
     this.setState(e, clean ? 'stopped' : 'crashed');
     this.emit('exit', name, exit);
   }
@@ -562,7 +564,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (rec && rec.endedAt === undefined) {
       this.bestEffort(name, 'write the boot record', () => writeRecord({ ...rec, endedAt: Date.now() }));
     }
-    if (had || rec) this.log(`VM "${name}": cleaned up a stale pidfile and socket from an earlier run (${why})`);
+    if (had || rec)
+      this.log(`VM ${JSON.stringify(name)}: cleaned up a stale pidfile and socket from an earlier run (${why})`);
   }
 
   // ---------------------------------------------------------------- exit
@@ -597,7 +600,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         const wasBooting = r.booting;
         settle(info);
         void this.onEnded(record.name, r, info, wasBooting)
-          .catch((err: unknown) => this.log(`VM "${record.name}": recording its end failed: ${String(err)}`))
+          .catch((err: unknown) =>
+            this.log(`VM ${JSON.stringify(record.name)}: recording its end failed: ${String(err)}`),
+          )
           .finally(markDone);
       },
       isEnded: false,
@@ -640,7 +645,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
     if (state === 'crashed' && !e.error) e.error = crashSentence(name, info, lastLines);
     if (state === 'stopped') e.error = null;
-    this.log(`VM "${name}": vfkit pid ${r.pid} ended (${how(info)}) → ${state}`);
+    this.log(`VM ${JSON.stringify(name)}: vfkit pid ${r.pid} ended (${how(info)}) → ${state}`);
     this.setState(e, state);
     this.emit('exit', name, exit);
   }
@@ -758,10 +763,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         return;
       }
       r.console = relay;
-      this.log(`VM "${name}": console on ${pty}`);
+      this.log(`VM ${JSON.stringify(name)}: console on ${pty}`);
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      this.log(`VM "${name}": no interactive console: ${why}`);
+      this.log(`VM ${JSON.stringify(name)}: no interactive console: ${why}`);
     }
   }
 
@@ -772,7 +777,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([c.closed, new Promise<void>((res) => (timer = setTimeout(res, 1000)))]);
     clearTimeout(timer);
-    await c.close(`The console of VM "${r.record.name}" closed: the VM ended.`);
+    await c.close(`The console of VM ${JSON.stringify(r.record.name)} closed: the VM ended.`);
   }
 }
 

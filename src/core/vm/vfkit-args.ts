@@ -388,12 +388,11 @@ class GuestNeeds implements Part {
     this.disks = disks;
   }
   check(c: Checker): void {
-    const name = this.spec.name;
     for (const m of this.spec.guestMounts ?? []) {
       if (m.fsType === 'virtiofs' && m.device && !c.hasTag(m.device)) {
         c.fail(
           m.device,
-          `its guest mounts the virtio-fs tag ${q(m.device)} at ${m.target} (fileSystems.${q(m.target)}), but no share of ${name} has that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount`,
+          `its guest mounts the virtio-fs tag ${q(m.device)} at ${m.target} (fileSystems.${q(m.target)}), but the VM has no share with that tag, so the guest would stop in emergency mode; add it to virtualisation.sharedDirectories or remove the mount`,
         );
       }
       if (m.device === `/dev/disk/by-label/${NIX_STORE_LABEL}` && !this.disks.some((d) => d.role === 'nix-store')) {
