@@ -20,7 +20,7 @@ MIRROR=${NIXVM_CI_MIRROR:-http://deb.debian.org/debian}
 # What each root holds: nix, git (git flakes), procps (ps: the agent checks its VMs' processes),
 # erofs-utils (the store images: the suite's own 1.8, whose mkfs.erofs reads a tar stream),
 # python3 (the simulator's pty helper: every simulated VM's console is a pty, as vfkit's is).
-PACKAGES=(nix-bin git procps erofs-utils python3)
+PACKAGES=(nix-bin git procps erofs-utils python3 openssh-client openssh-server)
 RECIPE="minbase ${PACKAGES[*]} mirror=$MIRROR v1"
 MARKER=.nixvm-ci-root
 

@@ -10,7 +10,13 @@ const NEEDED: { program: string; pkg: string; why: string }[] = [
   { program: 'nix', pkg: 'nix-bin', why: 'real evaluations and builds' },
   { program: 'nix-store', pkg: 'nix-bin', why: 'GC root checks' },
   { program: '/usr/bin/chromium', pkg: 'chromium', why: 'the UI tests' },
-  { program: 'ssh', pkg: 'openssh-client', why: 'ssh -G checks of the ssh commands nixvm writes' },
+  {
+    program: 'ssh',
+    pkg: 'openssh-client',
+    why: 'ssh -G checks of the ssh commands nixvm writes, and real ssh into VMs',
+  },
+  { program: 'ssh-keygen', pkg: 'openssh-client', why: "the VMs' key pairs nixvm makes" },
+  { program: '/usr/sbin/sshd', pkg: 'openssh-server', why: "the simulated guest's sshd (sshd -i behind vsock)" },
   { program: 'git', pkg: 'git', why: 'git flakes' },
   { program: 'ps', pkg: 'procps', why: 'process checks of the agent and the supervisor' },
   // The fixture's virtualisation.host.pkgs.erofs-utils wraps Debian's, at these paths.

@@ -37,6 +37,8 @@ const said = (r: { stdout: string; stderr: string; exitCode?: number }) =>
 
 beforeAll(async () => {
   if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (npm test's pretest does).`);
+  // sshd run as root wants its privilege-separation directory, which its service unit would make.
+  if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   flake = await copyFixture('seed-exact');
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-ssh-')));
   env = {
