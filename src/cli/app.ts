@@ -37,6 +37,7 @@ import {
   formatOutcome,
   formatStatus,
   formatVmTable,
+  isReachable,
   visibleName,
   visibleText,
   snapshotChanges,
@@ -592,10 +593,15 @@ async function cmdIp(
   name: string,
   opts: { ipv4?: boolean; ipv6?: boolean; json?: boolean },
 ): Promise<number> {
-  const ips = await (await s.port()).call('ips', { vm: name });
-  if (opts.json) {
-    s.json(ips);
-    return EXIT.ok;
+  const port = await s.port();
+  const ips = await port.call('ips', { vm: name });
+  // The link-local address follows from the MAC, but nothing answers on it unless the VM runs.
+  const { vm } = await findVm(s, name);
+  if (!isReachable(vm)) {
+    throw new CliError(
+      EXIT.failed,
+      `${visibleName(name)} is ${vm.state}, so no address of it answers; start it with \`nixvm start ${commandName(name)}\`.`,
+    );
   }
   const addr = opts.ipv4 ? ips.ipv4 : opts.ipv6 ? ips.ipv6 : (ips.ipv4 ?? ips.ipv6);
   if (!addr) {
@@ -608,7 +614,9 @@ async function cmdIp(
       `${visibleName(name)} has no ${which} yet (${why}); see \`nixvm status ${commandName(name)}\`.`,
     );
   }
-  s.out(addr);
+  // --json: both addresses, and the same exit code as the text form (a failure above is JSON too).
+  if (opts.json) s.json(ips);
+  else s.out(addr);
   return EXIT.ok;
 }
 
@@ -939,36 +947,45 @@ async function cmdDiskLs(s: Session, opts: { json?: boolean }): Promise<number> 
   return EXIT.ok;
 }
 
-/** `disk reset`: asks first (unless --yes) when the VM is stopped; a running VM is the agent's to refuse. */
-async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean }): Promise<number> {
+/**
+ * `disk reset`: asks first (unless --yes) when the VM is stopped; a running VM is the agent's to
+ * refuse. --json prints the VM's snapshot after it; a "no" or no terminal to ask on is a failure
+ * like any other (`{"error": …}` on stdout).
+ */
+async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean; json?: boolean }): Promise<number> {
   const port = await s.port();
   const { vm } = await findVm(s, name);
+  const shown = visibleName(name);
   const stopped = vm.state === 'stopped' || vm.state === 'crashed';
   const img = vm.disks?.images.find((d) => d.role === 'writable-store');
   if (stopped && img && !opts.yes) {
-    const question = `Delete the writable store image of ${visibleName(name)} (${img.path}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${visibleName(name)} keeps in its writable Nix store is lost. [y/N] `;
+    const question = `Delete the writable store image of ${shown} (${visibleName(img.path)}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${shown} keeps in its writable Nix store is lost. [y/N] `;
     const answer = await s.io.confirm(question);
     if (answer === null) {
       throw new CliError(
         EXIT.usage,
-        `nixvm disk reset deletes everything ${visibleName(name)} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
+        `nixvm disk reset deletes everything ${shown} keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.`,
       );
     }
-    if (answer !== 'yes') {
-      s.err('Nothing was deleted.');
-      return EXIT.failed;
-    }
+    if (answer !== 'yes') throw new CliError(EXIT.failed, 'Nothing was deleted.');
   }
   const after = await port.call('diskReset', { vm: name });
+  if (opts.json) {
+    s.json(after);
+    return EXIT.ok;
+  }
   const size = after.spec?.writableStore?.sizeMiB;
-  s.out(
-    `${visibleName(name)}: writable store image deleted; its next start makes a new one${size ? ` of ${size} MiB` : ''}.`,
-  );
+  s.out(`${shown}: writable store image deleted; its next start makes a new one${size ? ` of ${size} MiB` : ''}.`);
   return EXIT.ok;
 }
 
-async function cmdDiskGrow(s: Session, name: string): Promise<number> {
+/** `disk grow`: --json prints the VM's snapshot after it. */
+async function cmdDiskGrow(s: Session, name: string, opts: { json?: boolean }): Promise<number> {
   const after = await (await s.port()).call('diskGrow', { vm: name });
+  if (opts.json) {
+    s.json(after);
+    return EXIT.ok;
+  }
   const img = after.disks?.images.find((d) => d.role === 'writable-store');
   s.out(
     `${visibleName(name)}: writable store image grown${img ? ` to ${formatBytes(img.apparentBytes)}` : ''} (sparse).`,
@@ -1198,12 +1215,14 @@ export function buildProgram(s: Session, setCode: (c: number) => void): Command 
     .description("delete a stopped VM's writable store image (its next start makes a new one); asks first")
     .argument('<vm>')
     .option('-y, --yes', 'do not ask')
-    .action(act((vm: string, opts: { yes?: boolean }) => cmdDiskReset(s, vm, opts)));
+    .addOption(json("print the VM's snapshot after the reset"))
+    .action(act((vm: string, opts: { yes?: boolean; json?: boolean }) => cmdDiskReset(s, vm, opts)));
   disk
     .command('grow')
     .description("grow a stopped VM's writable store image to its virtualisation.diskSize (sparse)")
     .argument('<vm>')
-    .action(act((vm: string) => cmdDiskGrow(s, vm)));
+    .addOption(json("print the VM's snapshot after growing it"))
+    .action(act((vm: string, opts: { json?: boolean }) => cmdDiskGrow(s, vm, opts)));
 
   program
     .command('daemon')

@@ -100,7 +100,7 @@ export function shareSource(s: SharedDir): string {
   return `$${w.word}${rel(w)}`;
 }
 
-/** "nix-store 8 KiB (8 KiB used), read-only" for one image. */
+/** "Nix store image /…/x.img: 340 MiB, 340 MiB on disk, read-only": one image, its path, apparent and allocated size. */
 export function formatDiskImage(d: DiskImage): string {
   const what = d.role === 'nix-store' ? 'Nix store image' : 'writable store';
   return `${what} ${d.path}: ${formatBytes(d.apparentBytes)}, ${formatBytes(d.allocatedBytes)} on disk${d.readOnly ? ', read-only' : ''}`;

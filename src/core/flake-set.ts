@@ -261,6 +261,10 @@ export class FlakeSet extends EventEmitter<FlakeSetEvents> {
       state.evaluatingSince = Date.now();
       this.emit('changed');
     });
+    watcher.on('settled', () => {
+      // One nix per flake at a time: edits during an evaluation wait for it, then go as one.
+      if (watcher.evaluating) this.#o.log(`${dir} changed while it evaluates: once more after this evaluation`);
+    });
     watcher.on('warning', (w) => {
       state.warnings = w;
       this.emit('changed');

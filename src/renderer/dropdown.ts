@@ -5,7 +5,7 @@
  * is not lost when a build pushes ten snapshots a second.
  */
 import { vmActions, type ActionContext, type VmAction, type VmActionId } from '../api/actions.ts';
-import type { AgentSnapshot, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
+import type { AgentSnapshot, DiskImage, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
 import {
   buildLabel,
   drvName,
@@ -108,27 +108,53 @@ function bytes(n: number): string {
   return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }
 
-/** The row's disk line: "Building the store image: 12 MiB of 340 MiB" or "Store image 340 MiB · writable 1.2 GiB of 20 GiB". */
-export function disksLine(vm: VmSnapshot): string {
+/** "3.1 GiB of 20 GiB allocated" (sparse), "340 MiB, all allocated", "5 KiB (8 KiB allocated)". */
+export function diskSize(img: DiskImage): string {
+  const apparent = bytes(img.apparentBytes);
+  const allocated = bytes(img.allocatedBytes);
+  if (img.allocatedBytes < img.apparentBytes && allocated !== apparent) return `${allocated} of ${apparent} allocated`;
+  return allocated === apparent ? `${apparent}, all allocated` : `${apparent} (${allocated} allocated)`;
+}
+
+/** An image's file name, its leading store hash cut to 8 characters (the full path is its tooltip). */
+export function diskFileName(p: string): string {
+  const base = p.slice(p.lastIndexOf('/') + 1);
+  const m = /^([0-9a-z]{32})(-.*)$/.exec(base);
+  return m ? `${m[1]!.slice(0, 8)}…${m[2]}` : base;
+}
+
+/**
+ * The row's disks, one line each: "Store image  3x9q1fa2…-nixos-system-builder-vm.img  340 MiB, all
+ * allocated", "Writable store  store-writable.img  3.1 GiB of 20 GiB allocated", then the diskSize
+ * notice; or the store image being made ("Building the store image: 12 MiB of 340 MiB written").
+ */
+export function diskLines(vm: VmSnapshot): HTMLElement[] {
   const d = vm.disks;
-  if (!d) return '';
+  if (!d) return [];
   const p = d.preparing;
   if (p) {
     const of = p.bytesExpected !== null ? ` of ${bytes(p.bytesExpected)}` : '';
-    return p.phase === 'building the store image'
-      ? `Building the store image: ${bytes(p.bytesWritten)}${of} written`
-      : `Store image: ${p.phase}…`;
+    return [
+      h(
+        'div',
+        { class: 'disk-preparing' },
+        p.phase === 'building the store image'
+          ? `Building the store image: ${bytes(p.bytesWritten)}${of} written`
+          : `Store image: ${p.phase}…`,
+      ),
+    ];
   }
-  const parts: string[] = [];
-  for (const img of d.images) {
-    parts.push(
-      img.role === 'nix-store'
-        ? `Store image ${bytes(img.apparentBytes)}`
-        : `writable store ${bytes(img.allocatedBytes)} of ${bytes(img.apparentBytes)}`,
-    );
-  }
-  const line = parts.join(' · ');
-  return d.notice ? `${line}${line ? ' — ' : ''}${d.notice}` : line;
+  const lines = d.images.map((img) =>
+    h(
+      'div',
+      { class: 'disk', 'data-role': img.role },
+      h('span', { class: 'disk-role' }, img.role === 'nix-store' ? 'Store image' : 'Writable store'),
+      h('span', { class: 'disk-file mono', title: img.path }, diskFileName(img.path)),
+      h('span', { class: 'disk-size' }, diskSize(img)),
+    ),
+  );
+  if (d.notice) lines.push(h('div', { class: 'disk-notice', title: d.notice }, d.notice));
+  return lines;
 }
 
 // ---------- one VM row ----------
@@ -145,8 +171,9 @@ class VmRow {
   );
   private readonly status = h('span', { class: 'vm-status' });
   private readonly res = h('span', { class: 'vm-res' });
-  /** The VM's disks in a line: store image, writable store, or the store image being made. */
+  /** The VM's disks, a line each: store image, writable store, or the store image being made. */
   private readonly disks = h('div', { class: 'vm-disks' });
+  private disksKey = '';
   private readonly ip = h('button', { class: 'vm-ip', type: 'button', title: 'Copy address' });
   private readonly chevron = h('span', { class: 'chevron', 'aria-hidden': 'true' });
   private readonly progress = h('div', {
@@ -423,9 +450,13 @@ class VmRow {
       show(this.lastLine, Boolean(p?.lastLine));
     }
 
-    const disks = disksLine(vm);
-    setText(this.disks, disks);
-    show(this.disks, disks !== '' && !evalFailed);
+    // Rebuilt only when what it shows changed (nothing in it is clickable; its tooltips stay put).
+    const disksKey = JSON.stringify(vm.disks ? [vm.disks.preparing, vm.disks.images, vm.disks.notice] : null);
+    if (disksKey !== this.disksKey) {
+      this.disksKey = disksKey;
+      this.disks.replaceChildren(...diskLines(vm));
+    }
+    show(this.disks, this.disks.childElementCount > 0 && !evalFailed);
 
     // Problems, in place, with nix's own words a click away.
     let problem: string | null = null;

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
-import { startHarness, type AppPage, type Harness } from './harness.ts';
+import { startHarness, type AppPage, type Harness, type OpenOptions } from './harness.ts';
 
 let h: Harness;
 beforeAll(async () => {
@@ -20,8 +20,8 @@ afterAll(async () => {
 });
 
 /** Opens the dropdown over a test agent; both are cleaned up by the returned function. */
-async function dropdown(t: TestAgent): Promise<AppPage> {
-  return h.open(t.agent, 'index');
+async function dropdown(t: TestAgent, opts: OpenOptions = {}): Promise<AppPage> {
+  return h.open(t.agent, 'index', opts);
 }
 
 const row = (app: AppPage, vm: string) => app.page.locator(`li.vm[data-vm="${vm}"]`);
@@ -208,13 +208,51 @@ describe('dropdown', () => {
     const certs = path.join(os.tmpdir(), `nixvm-ui-certs-${process.pid}.crt`);
     writeFileSync(certs, 'certs');
     const t = await createTestAgent({ fixture: 'seed-exact', env: { NIX_SSL_CERT_FILE: certs } });
-    const app = await dropdown(t);
+    // At twice the scale, so that the screenshot below can be read.
+    const app = await dropdown(t, { deviceScaleFactor: 2 });
     try {
       await t.agent.call('start', { vm: 'builder-vm' });
       const disks = row(app, 'builder-vm').locator('.vm-disks');
-      await expect
-        .poll(() => disks.textContent())
-        .toMatch(/^Store image [\d.]+ KiB · writable store [\d.]+ KiB of 20 GiB$/);
+      // One line per image: what it is, its file name (the full path as its tooltip), its sizes.
+      const lines = () =>
+        disks.locator('.disk').evaluateAll((els) =>
+          els.map((el) => ({
+            role: el.querySelector('.disk-role')!.textContent,
+            file: el.querySelector('.disk-file')!.textContent,
+            path: el.querySelector('.disk-file')!.getAttribute('title'),
+            size: el.querySelector('.disk-size')!.textContent,
+          })),
+        );
+      await expect.poll(async () => (await lines()).map((l) => l.role)).toEqual(['Store image', 'Writable store']);
+      const images = t.vm('builder-vm').disks!.images;
+      const store = images.find((i) => i.role === 'nix-store')!;
+      const writable = images.find((i) => i.role === 'writable-store')!;
+      const [storeLine, writableLine] = await lines();
+      expect(storeLine).toEqual({
+        role: 'Store image',
+        // The closure's hash cut short; the rest of the name says which system it holds.
+        file: `${path.basename(store.path).slice(0, 8)}…${path.basename(store.path).slice(32)}`,
+        path: store.path,
+        size: expect.stringMatching(/^[\d.]+ KiB(, all allocated| \([\d.]+ KiB allocated\))$/),
+      });
+      expect(storeLine!.file).toMatch(/-nixos-system-builder-vm.*\.img$/);
+      // The sparse writable store: what it occupies of the 20 GiB the VM asks for.
+      expect(writableLine).toEqual({
+        role: 'Writable store',
+        file: 'store-writable.img',
+        path: writable.path,
+        size: expect.stringMatching(/^[\d.]+ KiB of 20 GiB allocated$/),
+      });
+      // It reads at the dropdown's width: the sizes are whole and inside the row (only a long
+      // file name gives way, to an ellipsis).
+      const spill = await disks.evaluate((box) => {
+        const right = box.getBoundingClientRect().right;
+        return Array.from(box.querySelectorAll<HTMLElement>('.disk-role, .disk-size'))
+          .filter((el) => el.scrollWidth > el.clientWidth || el.getBoundingClientRect().right > right + 0.5)
+          .map((el) => el.textContent);
+      });
+      expect(spill, 'disk labels cut or outside the row').toEqual([]);
+      await app.page.screenshot({ path: path.join(os.tmpdir(), 'nixvm-dropdown-disks.png') });
       await expand(app, 'builder-vm');
       const reset = row(app, 'builder-vm').locator('[data-action="resetDisk"]');
       expect(await reset.isDisabled()).toBe(true);
@@ -237,7 +275,7 @@ describe('dropdown', () => {
       app.page.once('dialog', (d) => void d.accept());
       await reset.click();
       await expect.poll(() => existsSync(img)).toBe(false);
-      await expect.poll(() => disks.textContent()).toMatch(/^Store image [\d.]+ KiB$/);
+      await expect.poll(async () => (await lines()).map((l) => l.role)).toEqual(['Store image']);
       expect(app.problems).toEqual([]);
     } finally {
       await app.close();

@@ -315,6 +315,68 @@ describe('status block', () => {
     expect(text).toMatch(/last console lines:\n {4}\[ {2}1\.0\] Kernel panic\n {4}\[ {2}1\.1\] end$/);
   });
 
+  it('lists each disk image with its path, apparent size and space on disk, then the disk-size notice', () => {
+    const GiB = 1024 ** 3;
+    const store = `/state/images/${H}-nixos-system-builder-vm-25.05.img`;
+    const text = formatStatus(
+      vmSnapshot({
+        name: 'builder-vm',
+        disks: {
+          images: [
+            {
+              role: 'nix-store',
+              path: store,
+              apparentBytes: 340 * 1024 ** 2,
+              allocatedBytes: 340 * 1024 ** 2,
+              readOnly: true,
+            },
+            {
+              role: 'writable-store',
+              path: '/state/vms/builder-vm/store-writable.img',
+              apparentBytes: 20 * GiB,
+              allocatedBytes: 3.1 * GiB,
+              readOnly: false,
+            },
+          ],
+          preparing: null,
+          error: null,
+          notice: 'virtualisation.diskSize is 30720 MiB, the image 20480 MiB: run `nixvm disk grow builder-vm`',
+          canGrow: true,
+        },
+      }),
+      now,
+    );
+    const disks = text.split('\n').filter((l) => /^ {2}(disk|disk size):/.test(l));
+    expect(disks).toEqual([
+      `  disk:        Nix store image ${store}: 340 MiB, 340 MiB on disk, read-only`,
+      '  disk:        writable store /state/vms/builder-vm/store-writable.img: 20 GiB, 3.1 GiB on disk',
+      '  disk size:   virtualisation.diskSize is 30720 MiB, the image 20480 MiB: run `nixvm disk grow builder-vm`',
+    ]);
+  });
+
+  it('says the store image is being made, with the bytes written so far', () => {
+    const text = formatStatus(
+      vmSnapshot({
+        name: 'builder-vm',
+        disks: {
+          images: [],
+          preparing: {
+            phase: 'building the store image',
+            bytesWritten: 12 * 1024 ** 2,
+            bytesExpected: 340 * 1024 ** 2,
+            startedAt: now - 1000,
+          },
+          error: null,
+          notice: null,
+          canGrow: false,
+        },
+      }),
+      now,
+    );
+    expect(text).toMatch(/\n {2}store image: +building the store image: 12 MiB of 340 MiB written(\n|$)/);
+    expect(text).not.toMatch(/\n {2}disk:/);
+  });
+
   it('says when a running VM has no lease yet and leaves out what it does not know', () => {
     const text = formatStatus(vmSnapshot({ name: 'x', state: 'running', mac: null }), now);
     expect(text).toMatch(/ipv4:\s+\(no DHCP lease yet\)/);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import type { SshDestination, VmSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
-import { timeOfDay } from '../../src/cli/format.ts';
+import { timeOfDay, visibleName } from '../../src/cli/format.ts';
 import type { LoginItemStatus } from '../../src/host/launchd.ts';
 import { FakePort, agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -253,7 +253,55 @@ describe('read commands', () => {
 
     ips = { ipv4: null, ipv6: null };
     expect((await run(['ip', 'web'], port)).code).toBe(1);
-    expect(JSON.parse((await run(['ip', 'web', '--json'], port)).out)).toEqual({ ipv4: null, ipv6: null });
+  });
+
+  it('ip --json exits as the text form does in each case, a failure as {"error"} on stdout', async () => {
+    const port = twoVms();
+    port.setVm(vmSnapshot({ name: 'db', state: 'stopped', ipv6: 'fe80::2%bridge100' }));
+    let ips: { ipv4: string | null; ipv6: string | null } = { ipv4: '192.168.64.7', ipv6: 'fe80::1%bridge100' };
+    port.handlers.ips = (p) => (p.vm === 'db' ? { ipv4: null, ipv6: 'fe80::2%bridge100' } : ips);
+    const both = async (...argv: string[]) => {
+      const text = await run(argv, port);
+      const json = await run([...argv, '--json'], port);
+      expect(json.code, `nixvm ${argv.join(' ')} --json exits as without --json (${text.err.trim()})`).toBe(text.code);
+      expect(json.err, 'nothing on stderr in JSON mode').toBe('');
+      return { text, json: JSON.parse(json.out) as unknown };
+    };
+
+    // An address: 0, both addresses.
+    let r = await both('ip', 'web');
+    expect(r.text).toMatchObject({ code: 0, out: '192.168.64.7\n' });
+    expect(r.json).toEqual(ips);
+
+    // No IPv4 yet, asked for IPv4: 1 with the sentence; the IPv6 is still there for -6.
+    ips = { ipv4: null, ipv6: 'fe80::1%bridge100' };
+    r = await both('ip', 'web', '-4');
+    expect(r.text.code).toBe(1);
+    expect(r.json).toEqual({
+      error: { code: 'failed', message: expect.stringMatching(/^web has no IPv4 address yet /) },
+    });
+    expect((await both('ip', 'web', '-6')).text).toMatchObject({ code: 0, out: 'fe80::1%bridge100\n' });
+
+    // No address at all yet: 1.
+    ips = { ipv4: null, ipv6: null };
+    r = await both('ip', 'web');
+    expect(r.text.code).toBe(1);
+    expect(r.json).toMatchObject({
+      error: { code: 'failed', message: expect.stringMatching(/^web has no IP address yet/) },
+    });
+
+    // Not running: its link-local address follows from the MAC, but nothing answers on it: 1.
+    r = await both('ip', 'db');
+    expect(r.text).toMatchObject({ code: 1, out: '' });
+    expect(r.text.err).toBe('nixvm: db is stopped, so no address of it answers; start it with `nixvm start db`.\n');
+    expect(r.json).toEqual({
+      error: { code: 'failed', message: 'db is stopped, so no address of it answers; start it with `nixvm start db`.' },
+    });
+
+    // No such VM: 4.
+    r = await both('ip', 'nope');
+    expect(r.text.code).toBe(4);
+    expect(r.json).toEqual({ error: { code: 'no-such-vm', message: 'No VM named nope.' } });
   });
 
   it('inspect --json prints the spec and the exact argv, program first', async () => {
@@ -694,6 +742,134 @@ function destination(over: Partial<SshDestination> = {}): SshDestination {
     ...over,
   };
 }
+describe('disk reset and grow', () => {
+  const IMG = '/state/vms/builder-vm/store-writable.img';
+  /** A stopped VM with a writable store image of 3 GiB allocated; diskReset/diskGrow recorded. */
+  function builder(name = 'builder-vm'): FakePort {
+    const disks = (images: boolean) => ({
+      images: images
+        ? [
+            {
+              role: 'writable-store' as const,
+              path: IMG,
+              apparentBytes: 20 * 1024 ** 3,
+              allocatedBytes: 3 * 1024 ** 3,
+              readOnly: false,
+            },
+          ]
+        : [],
+      preparing: null,
+      error: null,
+      notice: null,
+      canGrow: false,
+    });
+    const port = new FakePort(agentSnapshot([vmSnapshot({ name, disks: disks(true) })]), {
+      diskReset: (p) => vmSnapshot({ name: p.vm, disks: disks(false) }),
+      diskGrow: (p) => vmSnapshot({ name: p.vm, disks: disks(true) }),
+    });
+    return port;
+  }
+  const resets = (port: FakePort) => port.calls.filter((c) => c.method === 'diskReset').length;
+
+  it('asks on a terminal, naming the VM, the image and its size; only "yes" deletes', async () => {
+    const questions: string[] = [];
+    let answer: 'yes' | 'no' | 'interrupt' = 'no';
+    const confirm = async (q: string) => {
+      questions.push(q);
+      return answer;
+    };
+    const port = builder();
+    const no = await run(['disk', 'reset', 'builder-vm'], port, { confirm });
+    expect(questions).toEqual([
+      `Delete the writable store image of builder-vm (${IMG}, 3 GiB on disk)? Everything builder-vm keeps in its writable Nix store is lost. [y/N] `,
+    ]);
+    expect(no).toMatchObject({ code: 1, out: '', err: 'nixvm: Nothing was deleted.\n' });
+    expect(resets(port), 'diskReset calls after "no"').toBe(0);
+
+    answer = 'interrupt';
+    expect((await run(['disk', 'reset', 'builder-vm'], port, { confirm })).code).toBe(1);
+    expect(resets(port), 'diskReset calls after Ctrl-C').toBe(0);
+
+    answer = 'yes';
+    const yes = await run(['disk', 'reset', 'builder-vm'], port, { confirm });
+    expect(yes).toMatchObject({
+      code: 0,
+      out: 'builder-vm: writable store image deleted; its next start makes a new one.\n',
+      err: '',
+    });
+    expect(resets(port)).toBe(1);
+  });
+
+  it('--yes deletes without asking; with no terminal and no --yes it refuses in one sentence, exit 2', async () => {
+    const asked: string[] = [];
+    const confirm = async (q: string) => {
+      asked.push(q);
+      return null;
+    };
+    const port = builder();
+    const refused = await run(['disk', 'reset', 'builder-vm'], port, { confirm });
+    expect(refused.code).toBe(2);
+    expect(refused.err).toBe(
+      'nixvm: nixvm disk reset deletes everything builder-vm keeps in its writable Nix store; run it in a terminal to be asked, or pass --yes.\n',
+    );
+    expect(resets(port)).toBe(0);
+
+    asked.length = 0;
+    const yes = await run(['disk', 'reset', 'builder-vm', '--yes'], port, { confirm });
+    expect(yes.code).toBe(0);
+    expect(asked, 'questions asked with --yes').toEqual([]);
+    expect(resets(port)).toBe(1);
+  });
+
+  it('prints the name through visibleName in the question and the result', async () => {
+    const name = 'evil\x1b]0;pwned\x07vm';
+    const questions: string[] = [];
+    const port = builder(name);
+    const r = await run(['disk', 'reset', '--', name], port, {
+      confirm: async (q) => {
+        questions.push(q);
+        return 'yes';
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(questions).toHaveLength(1);
+    for (const text of [questions[0]!, r.out]) {
+      expect(text, 'no raw control characters reach the terminal').not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+      expect(text).toContain(visibleName(name));
+    }
+  });
+
+  it('--json prints the VM after the reset or the growth; refusals are {"error"} on stdout with the same exit codes', async () => {
+    const port = builder();
+    const reset = await run(['disk', 'reset', 'builder-vm', '--yes', '--json'], port);
+    expect(reset.code).toBe(0);
+    expect(JSON.parse(reset.out)).toMatchObject({ name: 'builder-vm', disks: { images: [] } });
+
+    const grow = await run(['disk', 'grow', 'builder-vm', '--json'], port);
+    expect(grow.code).toBe(0);
+    expect(JSON.parse(grow.out)).toMatchObject({ name: 'builder-vm', disks: { images: [{ path: IMG }] } });
+
+    const noTty = await run(['disk', 'reset', 'builder-vm', '--json'], port);
+    expect(noTty.code).toBe(2);
+    expect(JSON.parse(noTty.out)).toEqual({
+      error: { code: 'usage', message: expect.stringMatching(/^nixvm disk reset deletes everything builder-vm /) },
+    });
+    const no = await run(['disk', 'reset', 'builder-vm', '--json'], port, { confirm: async () => 'no' });
+    expect(no.code).toBe(1);
+    expect(JSON.parse(no.out)).toEqual({ error: { code: 'failed', message: 'Nothing was deleted.' } });
+
+    // The agent's refusal (the VM runs) is JSON too.
+    port.handlers.diskGrow = () => {
+      throw new AgentError('failed', 'Stop builder-vm first: its writable store image is in use.');
+    };
+    const busy = await run(['disk', 'grow', 'builder-vm', '--json'], port);
+    expect(busy).toMatchObject({ code: 1, err: '' });
+    expect(JSON.parse(busy.out)).toEqual({
+      error: { code: 'failed', message: 'Stop builder-vm first: its writable store image is in use.' },
+    });
+    expect((await run(['disk', 'grow', 'nope', '--json'], port)).code).toBe(4);
+  });
+});
 
 describe('ssh', () => {
   it("runs its own ssh towards the agent's destination plus the command after --, and exits with ssh's status", async () => {
@@ -879,6 +1055,65 @@ describe('through the real control socket', () => {
       ctl.abort();
       expect((await follow).code).toBe(0);
       expect(stdout.text()).toBe('old\nboot\n');
+    } finally {
+      await server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('disk reset asks on a real terminal and reads the answer from it', async () => {
+    const { startControlServer } = await import('../../src/control/server.ts');
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { settles, watchChild } = await import('../helpers/wait.ts');
+    const bin = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-cli-'));
+    const socket = path.join(dir, 'c.sock');
+    const img = '/state/vms/builder-vm/store-writable.img';
+    const image = { role: 'writable-store' as const, path: img, apparentBytes: 2 ** 30, allocatedBytes: 2 ** 20 };
+    const disks = {
+      images: [{ ...image, readOnly: false }],
+      preparing: null,
+      error: null,
+      notice: null,
+      canGrow: false,
+    };
+    const port = new FakePort(agentSnapshot([vmSnapshot({ name: 'builder-vm', disks })]), {
+      diskReset: (p) => vmSnapshot({ name: p.vm }),
+    });
+    const server = await startControlServer(port, socket);
+    /** `nixvm disk reset builder-vm` on a pseudo-terminal (util-linux script), typing `answer` once asked. */
+    const onTerminal = async (answer: string) => {
+      const cmd = [process.execPath, bin, '--socket', socket, 'disk', 'reset', 'builder-vm']
+        .map((a) => `'${a.replaceAll("'", "'\\''")}'`)
+        .join(' ');
+      const child = spawn('script', ['-qefc', cmd, '/dev/null'], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { ...process.env, TERM: 'dumb', NO_COLOR: '1' },
+      });
+      const w = watchChild(child, '`nixvm disk reset` on a terminal', { stdout: true });
+      await waitFor(() => w.output().includes('[y/N]'), { what: 'the question on the terminal', process: w });
+      child.stdin!.write(answer);
+      const exit = await settles(w.exited, { what: '`nixvm disk reset` to exit once answered' });
+      child.stdin!.end();
+      return { code: exit.code, text: w.output().replaceAll('\r', '') };
+    };
+    try {
+      const no = await onTerminal('n\r');
+      expect(no.text).toContain(
+        `Delete the writable store image of builder-vm (${img}, 1 MiB on disk)? Everything builder-vm keeps in its writable Nix store is lost. [y/N] `,
+      );
+      expect(no.text).toContain('nixvm: Nothing was deleted.');
+      expect(no.code).toBe(1);
+      expect(port.calls.filter((c) => c.method === 'diskReset')).toHaveLength(0);
+
+      const yes = await onTerminal('y\r');
+      expect(yes.text).toContain('builder-vm: writable store image deleted; its next start makes a new one.');
+      expect(yes.code).toBe(0);
+      expect(port.calls.filter((c) => c.method === 'diskReset')).toHaveLength(1);
     } finally {
       await server.close();
       fs.rmSync(dir, { recursive: true, force: true });
