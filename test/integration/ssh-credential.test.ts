@@ -29,7 +29,7 @@ afterAll(async () => {
 const credential = (argv: string[]) =>
   argv
     .find((a) => a.startsWith('linux,'))
-    ?.match(/systemd\.set_credential_binary=ssh\.authorized_keys\.root:(\S+?)"/)?.[1];
+    ?.match(/systemd\.set_credential_binary=ssh\.authorized_keys\.root:([A-Za-z0-9+/=]+)/)?.[1];
 
 describe("nixvm's key as a systemd credential", () => {
   it('is on where the guest writes the credential to root, off elsewhere', async () => {

@@ -136,7 +136,7 @@ describe('commands the CLI suggests', () => {
       const suggested = [...build.err.matchAll(/`(nixvm [^`]+)`/g)].map((m) => m[1]!);
       const ip = await run(['ip', SUBST], port);
       suggested.push(...[...ip.err.matchAll(/`(nixvm [^`]+)`/g)].map((m) => m[1]!));
-      expect(suggested).toEqual([`nixvm logs 'a$(touch pwned)b' --build`, `nixvm status 'a$(touch pwned)b'`]);
+      expect(suggested).toEqual([`nixvm logs 'a$(touch pwned)b' --build`, `nixvm start 'a$(touch pwned)b'`]);
       // Pasted into a shell, each is one nixvm command with the name as one argument.
       for (const cmd of suggested) {
         const args = execFileSync('sh', ['-c', `nixvm() { printf '%s\\n' "$@"; }; ${cmd}`], { cwd, encoding: 'utf8' });
