@@ -26,12 +26,21 @@ export interface BenchDaemon {
   dispose(): Promise<void>;
 }
 
-export async function startDaemon(fixture: string): Promise<BenchDaemon> {
+export interface DaemonOptions {
+  /** More environment for the daemon and its simulators (fault switches). */
+  env?: NodeJS.ProcessEnv;
+  /** Change the copied flake before the daemon reads it. */
+  edit?(flakeDir: string): void;
+}
+
+export async function startDaemon(fixture: string, opts: DaemonOptions = {}): Promise<BenchDaemon> {
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `nixvm-bench-${fixture}-`)));
   const flake = path.join(root, 'flake');
   copyFixtureFiles(fixture, flake);
+  opts.edit?.(flake);
   const env = {
     ...process.env,
+    ...opts.env,
     NIXVM_STATE_DIR: path.join(root, 'nixvm'),
     NIXVM_VFKIT: SIM,
     NIXVM_LEASES_FILE: path.join(root, 'leases'),

@@ -38,7 +38,7 @@ import {
   type HostFaults,
 } from './vz.ts';
 import { cobraError, log, setLevel, stdLog, stdout } from './log.ts';
-import { bootSshd, exposeVsock, type GuestSshd } from './sshd.ts';
+import { bootSshd, exposeVsock, listenTcp, type GuestSshd } from './sshd.ts';
 import { createRestServer, type RestMachine, type StateChange } from './rest.ts';
 import { bootPhases, hostnameFromKernel, panicLines, shutdownLines, stamp, type GuestFacts } from './guest.ts';
 import { recordLease } from './leases.ts';
@@ -353,6 +353,11 @@ class Machine implements RestMachine {
       this.sshd = bootSshd(toplevel, mounts, this.guest.cmdline, work);
     } catch (e) {
       log('warning', `guest sshd did not start: ${(e as Error).message}`);
+    }
+    const ip = this.faults.forcedIp;
+    if (this.sshd && ip && /^127\./.test(ip)) {
+      const server = listenTcp(ip, this.sshd);
+      exitHandlers.push(() => server.close());
     }
   }
 

@@ -23,6 +23,8 @@ export interface GuestSshd {
   configFile: string;
   /** sshd listens on vsock port 22 (systemd-ssh-generator). */
   vsock: boolean;
+  /** Its TCP port on the guest's addresses (sshd_config's Port). */
+  port: number;
 }
 
 /** The sshd binary (Debian's openssh-server); NIXVM_SIM_SSHD overrides it. */
@@ -115,7 +117,8 @@ export function bootSshd(
   const configFile = path.join(workDir, 'sshd_config');
   fs.writeFileSync(configFile, `${lines.join('\n')}\n`, { mode: 0o600 });
   const vsock = fs.existsSync(path.join(toplevel, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'));
-  return { configFile, vsock };
+  const port = Number(/^\s*Port\s+(\d+)/m.exec(config)?.[1] ?? 22);
+  return { configFile, vsock, port };
 }
 
 /** One guest connection: sshd in inetd mode on the socket, its log on the simulator's stderr. */
@@ -131,6 +134,17 @@ export function serveSsh(conn: net.Socket, sshd: GuestSshd): void {
   child.on('exit', () => conn.end());
   conn.on('error', () => child.kill());
   conn.on('close', () => child.kill());
+}
+
+/**
+ * The guest's sshd on its IPv4 address, for a simulated guest leased a loopback address
+ * (NIXVM_SIM_IP=127.0.0.x): the IP path nixvm falls back to when vsock has no sshd.
+ */
+export function listenTcp(host: string, sshd: GuestSshd): net.Server {
+  const server = net.createServer((conn) => serveSsh(conn, sshd));
+  server.on('error', (e) => log('warning', `guest sshd could not listen on ${host}:${sshd.port}: ${e.message}`));
+  server.listen(sshd.port, host);
+  return server;
 }
 
 /**

@@ -62,7 +62,7 @@ derivation {
   # port 22 too) and the tmpfiles rules.
   sshdConfig =
     if config.services.openssh.enable or false then
-      "AuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u ${toString (config.services.openssh.authorizedKeysFiles or [ ])}\n"
+      "Port ${toString (builtins.head ((config.services.openssh.ports or [ ]) ++ [ 22 ]))}\nAuthorizedKeysFile %h/.ssh/authorized_keys /etc/ssh/authorized_keys.d/%u ${toString (config.services.openssh.authorizedKeysFiles or [ ])}\n"
     else
       "";
   hostKey = ((config.environment.etc or { })."ssh/ssh_host_ed25519_key" or { }).source or "";
