@@ -8,6 +8,7 @@ import {
   prepareRuntimeDirs,
   runtimePaths,
   usesShortSocketDir,
+  vsockPathUsable,
 } from '../../src/core/vm/runtime-paths.ts';
 import { vmDirName } from '../../src/host/names.ts';
 
@@ -95,6 +96,37 @@ describe('runtimePaths', () => {
     }
     expect(new Set(odd).size).toBe(odd.length);
     expect(vmDirName('a/b')).not.toBe(vmDirName('a_b'));
+  });
+});
+
+describe('the ssh vsock socket', () => {
+  it('sits beside the REST socket when vfkit reads its path as written, else in a short private place', () => {
+    const root = tmp();
+    expect(runtimePaths(path.join(root, 'state'), path.join(root, 'logs'), 'web').sshSocket).toBe(
+      path.join(root, 'state/vms/web/ssh.sock'),
+    );
+    // macOS's own state folder has a space, which vfkit's url.Parse(…).EscapedPath() turns into %20.
+    const spaced = path.join(root, 'Application Support', 'NixVM');
+    const p = runtimePaths(spaced, path.join(root, 'logs'), 'web', { tmpdir: root });
+    expect(p.restSocket).toBe(path.join(spaced, 'vms/web/rest.sock'));
+    expect(p.sshSocket).toBeDefined();
+    expect(p.sshSocket).not.toContain(' ');
+    expect(vsockPathUsable(p.sshSocket!)).toBe(true);
+    expect(path.basename(p.sshSocket!)).toMatch(/^[0-9a-f]{12}-ssh\.sock$/);
+  });
+
+  it('is usable only with the characters Go leaves alone in a URL path, and no comma', () => {
+    expect(vsockPathUsable('/Users/me/.local/state/nixvm/vms/web/ssh.sock')).toBe(true);
+    for (const bad of [
+      '/a b/ssh.sock',
+      '/a,b/ssh.sock',
+      '/100%/ssh.sock',
+      "/o'b/ssh.sock",
+      '/ü/ssh.sock',
+      '/a(b)/s.sock',
+    ])
+      expect(vsockPathUsable(bad), bad).toBe(false);
+    expect(vsockPathUsable(`/${'x'.repeat(110)}`)).toBe(false);
   });
 });
 

@@ -10,6 +10,7 @@ import { FlagError, parseFlags } from '../vfkit-sim/flags.ts';
 import { goJson } from '../vfkit-sim/rest.ts';
 import { atoi, parseUintGo } from '../vfkit-sim/strconv.ts';
 import { parseRestfulUri } from '../vfkit-sim/vz.ts';
+import { vsockListenPath } from '../vfkit-sim/sshd.ts';
 
 function refusal(fn: () => unknown): string {
   try {
@@ -142,6 +143,17 @@ describe('virtio-gpu and virtio-net numbers', () => {
       'strconv.Atoi: parsing "99999999999999999999": value out of range',
     );
     expect(refusal(() => deviceFromCmdLine('virtio-net,fd=2147483648'))).toBe('invalid file descriptor: 2147483648');
+  });
+});
+
+describe('the vsock socket as vfkit listens on it (url.Parse(…).EscapedPath())', () => {
+  it('keeps a plain path, escapes what Go escapes in a path, refuses a bad escape', () => {
+    expect(vsockListenPath('/Users/me/vms/web/ssh.sock')).toBe('/Users/me/vms/web/ssh.sock');
+    expect(vsockListenPath('/Users/me/Library/Application Support/x.sock')).toBe(
+      '/Users/me/Library/Application%20Support/x.sock',
+    );
+    expect(vsockListenPath('/tmp/ü.sock')).toBe('/tmp/%C3%BC.sock');
+    expect(() => vsockListenPath('/tmp/100%.sock')).toThrow('invalid URL escape "%.s"');
   });
 });
 

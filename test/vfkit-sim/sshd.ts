@@ -148,10 +148,33 @@ export function listenTcp(host: string, sshd: GuestSshd): net.Server {
 }
 
 /**
+ * Where vfkit really listens: `url.Parse("unix://:" + socketURL).EscapedPath()` (pkg/vf/vsock.go),
+ * so a byte Go escapes in a URL path (a space, a quote, `!`, non-ASCII…) names another file.
+ * Approximated: `%XX` kept as written; a `%` that starts no escape is a parse error.
+ */
+export function vsockListenPath(socketURL: string): string {
+  const bad = /%(?![0-9A-Fa-f]{2})(.{0,2})/.exec(socketURL);
+  if (bad) throw new Error(`parse "unix://:${socketURL}": invalid URL escape "%${bad[1]}"`);
+  let out = '';
+  for (const b of Buffer.from(socketURL, 'utf8')) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9\-_.~$&+,/:;=@%]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
  * vfkit's `virtio-vsock,port=…,socketURL=…,connect`: a unix listener on the host; each connection
  * goes to the guest's vsock port, and is closed at once when nothing listens there.
  */
 export function exposeVsock(socketPath: string, port: number, listener: () => GuestSshd | null): net.Server | null {
+  let where: string;
+  try {
+    where = vsockListenPath(socketPath);
+  } catch (e) {
+    log('warning', `error exposing vsock port ${port}: ${(e as Error).message}`);
+    return null;
+  }
   const server = net.createServer((conn) => {
     const sshd = port === 22 ? listener() : null;
     if (!sshd?.vsock) {

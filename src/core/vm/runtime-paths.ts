@@ -78,7 +78,7 @@ export function placeRuntimePaths(
   };
   const preferred = path.join(dir, 'rest.sock');
   if (Buffer.byteLength(preferred) <= MAX_SOCKET_PATH_BYTES && !mangledByUrlParser(preferred)) {
-    return { paths: withSsh({ ...base, restSocket: preferred }), notes: [], problem: null };
+    return { paths: withSsh({ ...base, restSocket: preferred }, stateDir, opts), notes: [], problem: null };
   }
   try {
     const placed = placeSocket(dir, 'rest.sock', {
@@ -86,24 +86,41 @@ export function placeRuntimePaths(
       stateDir,
       accept: (p) => p !== preferred && !mangledByUrlParser(p),
     });
-    return { paths: withSsh({ ...base, restSocket: placed.path }), notes: placed.problems, problem: null };
+    return {
+      paths: withSsh({ ...base, restSocket: placed.path }, stateDir, opts),
+      notes: placed.problems,
+      problem: null,
+    };
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     return {
-      paths: withSsh({ ...base, restSocket: preferred }),
+      paths: withSsh({ ...base, restSocket: preferred }, stateDir, opts),
       notes: [],
       problem: `VM ${JSON.stringify(vm)} cannot start: ${why.charAt(0).toLowerCase()}${why.slice(1)}`,
     };
   }
 }
 
-/** The vsock socket goes beside the REST socket under a name no longer than its (`rest` → `ssh`). */
-function withSsh(p: VmRuntimePaths): VmRuntimePaths {
-  const base = path.basename(p.restSocket).replace(/rest\.sock$/, 'ssh.sock');
-  return {
-    ...p,
-    sshSocket: path.join(path.dirname(p.restSocket), base === path.basename(p.restSocket) ? `ssh-${base}` : base),
-  };
+/**
+ * vfkit listens on a vsock socket at `url.Parse("unix://:" + path).EscapedPath()` (pkg/vf/vsock.go):
+ * a path with a space, a quote, `%`, `!`, `(`, non-ASCII… would come out %-escaped, another file.
+ * Only the characters Go leaves alone in a URL path (and no comma, which ends a --device option).
+ */
+export function vsockPathUsable(p: string): boolean {
+  return /^[A-Za-z0-9\-_.~$&+:;=@/]+$/.test(p) && Buffer.byteLength(p) <= MAX_SOCKET_PATH_BYTES;
+}
+
+/** The ssh vsock socket: `ssh.sock` in the VM's state dir when vfkit reads that path as is, else in a short private place. */
+function withSsh(p: VmRuntimePaths, stateDir: string, opts: RuntimePathsOptions): VmRuntimePaths {
+  const preferred = path.join(p.dir, 'ssh.sock');
+  if (vsockPathUsable(preferred)) return { ...p, sshSocket: preferred };
+  try {
+    const placed = placeSocket(p.dir, 'ssh.sock', { ...opts, stateDir, accept: vsockPathUsable });
+    return { ...p, sshSocket: placed.path };
+  } catch {
+    // No usable place: the VM runs without the vsock route (ssh falls back to its addresses).
+    return p;
+  }
 }
 
 /** placeRuntimePaths' paths (for callers that only read them). */
@@ -129,8 +146,9 @@ export function prepareRuntimeDirs(p: VmRuntimePaths, uid?: number): void {
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o700 });
   if ((fs.statSync(p.dir).mode & 0o777) !== 0o700) fs.chmodSync(p.dir, 0o700);
   fs.mkdirSync(p.logDir, { recursive: true, mode: 0o700 });
-  if (usesShortSocketDir(p)) {
-    const problem = makePrivateDir(path.dirname(p.restSocket), uid);
+  for (const socket of [p.restSocket, p.sshSocket]) {
+    if (!socket || path.dirname(socket) === p.dir) continue;
+    const problem = makePrivateDir(path.dirname(socket), uid);
     if (problem) throw new Error(`${problem}; vfkit's socket cannot go there, remove it and start the VM again.`);
   }
 }
