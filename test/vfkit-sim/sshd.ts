@@ -183,9 +183,16 @@ export function exposeVsock(socketPath: string, port: number, listener: () => Gu
     }
     serveSsh(conn, sshd);
   });
-  server.on('error', (e) =>
-    log('warning', `error exposing vsock port ${port}: listen unix ${socketPath}: ${e.message}`),
-  );
-  server.listen(socketPath);
+  server.on('error', (e: NodeJS.ErrnoException) => {
+    // Go's words for the usual ones (net.ListenUnix).
+    const why =
+      e.code === 'EADDRINUSE'
+        ? 'bind: address already in use'
+        : e.code === 'ENOENT'
+          ? 'bind: no such file or directory'
+          : e.message;
+    log('warning', `error exposing vsock port ${port}: listen unix ${where}: ${why}`);
+  });
+  server.listen(where);
   return server;
 }
