@@ -33,6 +33,8 @@ export function builderConfig(): Configuration {
     },
     files: ['dist/**/*', '!dist/**/*.map', 'icons/*Template.png', 'icons/*Template@2x.png', 'package.json'],
     asar: true,
+    // The example flake the first-run checklist copies out: plain files, outside the asar.
+    extraResources: [{ from: 'examples/flake', to: 'examples/flake' }],
     // Electron's fuses, flipped in the binary at packaging time: the app cannot be run as a plain
     // Node (ELECTRON_RUN_AS_NODE) or given NODE_OPTIONS / --inspect to run other code with the
     // app's privileges (its Rosetta, network and file access); it loads only its own app.asar,

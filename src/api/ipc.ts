@@ -4,6 +4,7 @@
  * and the `Bridge` the preload exposes as `window.nixvm`. Shared by src/main, src/preload and
  * src/renderer, so it is plain data and types only.
  */
+import type { SetupCommand } from './checklist.ts';
 import type { AgentErrorShape } from './errors.ts';
 import type {
   AgentEvent,
@@ -63,6 +64,10 @@ export interface UiMethods {
   /** Asks for a folder and adds it to settings.flakes; null when the user cancelled. */
   chooseFlakeFolder: { params: Empty; result: { dir: string | null } };
   openSettings: { params: Empty; result: null };
+  /** Copies one of the checklist's setup commands (by id: the text is the main process's own). */
+  copySetupCommand: { params: { command: SetupCommand }; result: { text: string } };
+  /** Copies the bundled example flake into the user's folder (kept if there) and adds it to settings.flakes. */
+  useExampleFlake: { params: Empty; result: { dir: string } };
   getLaunchAtLogin: { params: Empty; result: { enabled: boolean } };
   setLaunchAtLogin: { params: { enabled: boolean }; result: { enabled: boolean } };
   /** Quits the app, honouring settings.onQuit. */
@@ -88,6 +93,8 @@ export const UI_VERBS = {
   openFlakeFolder: true,
   chooseFlakeFolder: true,
   openSettings: true,
+  copySetupCommand: true,
+  useExampleFlake: true,
   getLaunchAtLogin: true,
   setLaunchAtLogin: true,
   quit: true,

@@ -3,7 +3,8 @@
  * AgentPort and a small `UiHost` so the logic runs and is tested without Electron: src/main wires
  * the host to clipboard/shell/dialog, the UI tests wire it to recorders.
  */
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync } from 'node:fs';
+import { SETUP_COMMANDS } from '../api/checklist.ts';
 import path from 'node:path';
 import type { AgentPort, LogKind, VmSnapshot } from '../api/types.ts';
 import { AgentError } from '../api/errors.ts';
@@ -30,6 +31,8 @@ export interface UiHost {
   quit(): void;
   /** Resize the dropdown to fit its content (clamped by the host). */
   fitDropdown(height: number): void;
+  /** The example flake the app carries, and the folder of the user's it goes to; null when there is none. */
+  exampleFlake(): { source: string; dest: string } | null;
 }
 
 /**
@@ -209,6 +212,34 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
     async openSettings() {
       host.openSettings();
       return null;
+    },
+    async copySetupCommand({ command }) {
+      const text = SETUP_COMMANDS[command];
+      host.writeClipboard(text);
+      return { text };
+    },
+    async useExampleFlake() {
+      const ex = host.exampleFlake();
+      if (!ex || !existsSync(path.join(ex.source, 'flake.nix'))) {
+        throw new AgentError(
+          'failed',
+          'This NixVM carries no example flake; choose a folder with your own flake.nix instead.',
+        );
+      }
+      // A copy of the user's own (the bundle is read-only, and its `$PWD/persistent` share must be writable); an earlier copy is kept.
+      if (!existsSync(path.join(ex.dest, 'flake.nix'))) {
+        try {
+          cpSync(ex.source, ex.dest, { recursive: true, errorOnExist: false, force: false });
+        } catch (err) {
+          throw new AgentError(
+            'failed',
+            `Could not copy the example flake to ${ex.dest} (${err instanceof Error ? err.message : String(err)}); choose a folder of your own instead.`,
+          );
+        }
+      }
+      const { flakes } = await agent.call('getSettings', {});
+      if (!flakes.includes(ex.dest)) await agent.call('setSettings', { flakes: [...flakes, ex.dest] });
+      return { dir: ex.dest };
     },
     async getLaunchAtLogin() {
       return { enabled: await host.getLaunchAtLogin() };

@@ -3,6 +3,7 @@
  * validator per method in src/api/validate.ts), and the sender check. A renderer is untrusted
  * input; the `satisfies` clause makes the compiler refuse a verb without a validator.
  */
+import { SETUP_COMMANDS, type SetupCommand } from '../api/checklist.ts';
 import type { UiParamsOf, UiVerb } from '../api/ipc.ts';
 import { bad, empty, logKind, paramsObject, vmName, vmRef, type Validator } from '../api/validate.ts';
 
@@ -32,6 +33,13 @@ export const uiValidators = {
     return { vm: vmName(o.vm, 'copyIp'), family: o.family };
   },
   copySshInclude: empty('copySshInclude'),
+  copySetupCommand: (p) => {
+    const o = paramsObject(p, 'copySetupCommand', ['command']);
+    if (typeof o.command !== 'string' || !Object.hasOwn(SETUP_COMMANDS, o.command))
+      bad(`copySetupCommand: "command" must be one of ${Object.keys(SETUP_COMMANDS).join(', ')}.`);
+    return { command: o.command as SetupCommand };
+  },
+  useExampleFlake: empty('useExampleFlake'),
   openSshInTerminal: vmRef('openSshInTerminal'),
   openConsoleInTerminal: vmRef('openConsoleInTerminal'),
   revealStateDir: vmRef('revealStateDir'),

@@ -26,6 +26,11 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
     writeClipboard: (text) => clipboard.writeText(text),
     openTerminal: openInTerminal,
     nixvmCommand: nixvmArgv,
+    // The app carries examples/flake outside its asar (extraResources); the copy is the user's to edit.
+    exampleFlake: () => ({
+      source: path.join(app.isPackaged ? process.resourcesPath : app.getAppPath(), 'examples', 'flake'),
+      dest: path.join(app.getPath('home'), 'NixVM', 'example'),
+    }),
     async openFolder(dir) {
       // The app model checked already; openPath runs what it opens, so check again right here.
       const bundle = notAPlainFolder(dir);

@@ -5,7 +5,8 @@
  * is not lost when a build pushes ten snapshots a second.
  */
 import { vmActions, type ActionContext, type VmAction, type VmActionId } from '../api/actions.ts';
-import type { AgentSnapshot, DiskImage, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
+import { firstRunChecklist, type ChecklistAction, type ChecklistItem } from '../api/checklist.ts';
+import type { AgentSnapshot, DiskImage, DoctorReport, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
 import {
   buildLabel,
   drvName,
@@ -499,7 +500,8 @@ const problemsEl = h('div', { class: 'problems' });
 const flakeErrorsEl = h('div', { class: 'flake-errors' });
 const emptyEl = h('div', { class: 'empty' });
 const list = h('ul', { class: 'vms', 'aria-label': 'Virtual machines' });
-const inner = h('div', { class: 'content-inner' }, problemsEl, flakeErrorsEl, emptyEl, list);
+const checklistEl = h('section', { class: 'checklist', 'aria-label': 'Get started', hidden: true });
+const inner = h('div', { class: 'content-inner' }, checklistEl, problemsEl, flakeErrorsEl, emptyEl, list);
 content.append(inner);
 
 // The window fits its content: ask the app for the height the rows need.
@@ -637,7 +639,8 @@ function render(s: AgentSnapshot): void {
     }
     return [];
   });
-  show(emptyEl, emptyKey !== '');
+  // The checklist's flake item says the same with more: no second "No flake configured".
+  show(emptyEl, emptyKey !== '' && !(emptyKey === 'no-flake' && checklistCoversFlake));
 
   // The VM list, keyed by name; grouped by flake when there are several.
   if (initialExpand === null && s.vms.length) initialExpand = s.vms.length <= 2;
@@ -693,9 +696,145 @@ function render(s: AgentSnapshot): void {
   }
 }
 
+// ---------- the first-run checklist ----------
+// Built on `nixvm doctor`'s checks (asked of the agent when the dropdown opens and when the
+// flakes or tool paths change). Shown until everything passes once; after that a broken item
+// brings back a badge in the header that opens it.
+
+const CHECKLIST_DONE = 'nixvm.checklistDone';
+let doctor: DoctorReport | null = null;
+let doctorKey = '';
+let doctorInFlight = false;
+/** Something changed while the doctor was out: ask once more when it answers. */
+let doctorAgain = false;
+let checklistShown = false;
+/** The checklist is up with its flake-folder item open. */
+let checklistCoversFlake = false;
+const badgeEl = h('button', { class: 'badge', type: 'button', 'data-action': 'showChecklist', hidden: true });
+badgeEl.addEventListener('click', (ev) => {
+  ev.stopPropagation();
+  checklistShown = !checklistShown;
+  renderChecklist();
+});
+
+function refreshDoctor(): void {
+  if (doctorInFlight) {
+    doctorAgain = true;
+    return;
+  }
+  doctorInFlight = true;
+  const done = (): void => {
+    doctorInFlight = false;
+    if (doctorAgain) {
+      doctorAgain = false;
+      refreshDoctor();
+    }
+  };
+  bridge.call('doctor', {}).then((r) => {
+    doctor = r;
+    renderChecklist();
+    done();
+  }, done);
+}
+
+function checklistAction(a: ChecklistAction): HTMLButtonElement {
+  if (a.kind === 'copy') {
+    return button(
+      a.label,
+      `copySetupCommand:${a.command}`,
+      { icon: 'copy' },
+      (btn) =>
+        void act(
+          btn,
+          () => bridge.ui('copySetupCommand', { command: a.command }),
+          (r) => `Copied: ${(r as { text: string }).text}`,
+        ),
+    );
+  }
+  const verb = a.verb;
+  return button(
+    a.label,
+    verb,
+    { primary: verb === 'chooseFlakeFolder', icon: verb === 'openSettings' ? 'gear' : 'folder' },
+    (btn) =>
+      void act(
+        btn,
+        () => bridge.ui(verb, {}),
+        (r) => {
+          refreshDoctor();
+          const dir = (r as { dir?: string | null } | null)?.dir;
+          return dir ? `Added ${tildify(dir)}` : undefined;
+        },
+      ),
+  );
+}
+
+function checklistRow(i: ChecklistItem): HTMLElement {
+  const mark = i.state === 'done' ? '✓' : i.state === 'open' ? '!' : i.state === 'note' ? '•' : '–';
+  return h(
+    'li',
+    { class: `check ${i.state}`, 'data-check': i.id },
+    h('span', { class: 'check-mark', 'aria-hidden': 'true' }, mark),
+    h(
+      'div',
+      { class: 'check-body' },
+      h('div', { class: 'check-title' }, i.title),
+      h('div', { class: 'check-summary' }, i.summary),
+      i.fix ? h('div', { class: 'check-fix' }, i.fix) : null,
+      i.actions.length ? h('div', { class: 'check-actions' }, ...i.actions.map(checklistAction)) : null,
+    ),
+  );
+}
+
+function renderChecklist(): void {
+  if (!snap) return;
+  const c = firstRunChecklist(doctor, snap);
+  if (doctor && c.open === 0) {
+    localStorage.setItem(CHECKLIST_DONE, '1');
+    checklistShown = false;
+  }
+  const doneOnce = localStorage.getItem(CHECKLIST_DONE) === '1';
+  const full = c.open > 0 && (!doneOnce || checklistShown);
+  show(badgeEl, doneOnce && c.open > 0);
+  setText(badgeEl, `${c.open}`);
+  badgeEl.title = `${c.open} thing${c.open === 1 ? '' : 's'} to set up: click to see`;
+  badgeEl.setAttribute('aria-label', badgeEl.title);
+  // Shown only with the doctor's answer in (no flash of "checking…" items at every open).
+  show(checklistEl, full && doctor !== null);
+  const covers = full && doctor !== null && c.items.some((i) => i.id === 'flake' && i.state === 'open');
+  if (covers !== checklistCoversFlake) {
+    checklistCoversFlake = covers;
+    render(snap);
+  }
+  renderIfChanged(checklistEl, JSON.stringify([full, c.items]), () => [
+    h('div', { class: 'checklist-title' }, 'Get Started'),
+    h('ul', { class: 'checks' }, ...c.items.filter((i) => i.state !== 'na').map(checklistRow)),
+  ]);
+}
+
+/** Ask the doctor again when what it checks may have changed: flakes, tool paths, the agent's problems. */
+function maybeRefreshDoctor(s: AgentSnapshot): void {
+  const systems = [...new Set(s.vms.flatMap((v) => (v.spec?.system ? [v.spec.system] : [])))].sort();
+  const key = JSON.stringify([
+    s.flakes.length,
+    systems,
+    s.settings.vfkitPath,
+    s.settings.nixPath,
+    s.agent.problems.length,
+  ]);
+  if (key === doctorKey) return;
+  doctorKey = key;
+  refreshDoctor();
+}
+
+document.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible') refreshDoctor();
+});
+
 // ---------- chrome ----------
 
 headButtons.append(
+  badgeEl,
   button(
     '',
     'reevaluate',
@@ -735,12 +874,17 @@ footer.append(
 );
 
 bridge.onEvent((ev) => {
-  if (ev.type === 'snapshot') render(ev.snapshot);
+  if (ev.type !== 'snapshot') return;
+  render(ev.snapshot);
+  maybeRefreshDoctor(ev.snapshot);
+  renderChecklist();
 });
 bridge.call('snapshot', {}).then(
   (s) => {
     // An event may already have brought a newer snapshot.
     if (!snap) render(s);
+    maybeRefreshDoctor(snap ?? s);
+    renderChecklist();
   },
   (e) => toast(`Could not reach the NixVM agent: ${errorMessage(e)}`, 'error'),
 );

@@ -35,6 +35,7 @@ function recordingHost(): UiHost & { clipboard: string[] } {
     writeClipboard: (t) => void clipboard.push(t),
     openTerminal: async () => {},
     nixvmCommand: () => ['nixvm'],
+    exampleFlake: () => null,
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},

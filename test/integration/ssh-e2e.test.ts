@@ -41,8 +41,12 @@ beforeAll(async () => {
   if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
   flake = await copyFixture('seed-exact');
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-ssh-')));
+  // The builder sets useHostCerts; a minimal machine (CI's Debian roots) has no CA bundle of its own.
+  const certs = path.join(root, 'host-ca-bundle.crt');
+  fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test bundle\n-----END CERTIFICATE-----\n');
   env = {
     ...process.env,
+    NIX_SSL_CERT_FILE: certs,
     NIXVM_STATE_DIR: root,
     NIXVM_VFKIT: SIMULATOR,
     NIXVM_LEASES_FILE: path.join(root, 'dhcpd_leases'),

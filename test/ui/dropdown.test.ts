@@ -288,8 +288,12 @@ describe('dropdown', () => {
     const t = await createTestAgent({ fixture: 'ui', settings: { flakes: [] } });
     const app = await dropdown(t);
     try {
-      await app.page.getByText('No flake configured').waitFor();
-      const choose = app.page.locator('[data-action="chooseFlakeFolder"]');
+      // The first-run checklist's flake item (the empty state says the same until the doctor answers).
+      const item = app.page.locator('section.checklist li.check[data-check="flake"]');
+      await item.waitFor();
+      expect(await item.locator('.check-summary').textContent()).toContain('No flake folder yet');
+      expect(await app.page.getByText('No flake configured').isVisible()).toBe(false);
+      const choose = item.locator('[data-action="chooseFlakeFolder"]');
       expect(await choose.textContent()).toBe('Choose Folder…');
 
       // A folder without flake.nix is refused with what to do.
@@ -302,6 +306,7 @@ describe('dropdown', () => {
       await choose.click();
       await app.page.locator('li.vm').nth(3).waitFor({ timeout: 20_000 });
       expect(await app.page.getByText('No flake configured').count()).toBe(0);
+      await item.waitFor({ state: 'hidden' });
       expect((await t.agent.call('getSettings', {})).flakes).toEqual([t.flake.dir]);
     } finally {
       await app.close();

@@ -47,6 +47,8 @@ export class RecordingHost implements UiHost {
   heights: number[] = [];
   /** What the folder chooser "picks" next (null = the user cancels). */
   nextFolder: string | null = null;
+  /** Where "Use the Example" copies the checkout's example flake (null: the app carries none). */
+  exampleDest: string | null = null;
 
   writeClipboard(text: string): void {
     this.clipboard.push(text);
@@ -74,6 +76,9 @@ export class RecordingHost implements UiHost {
   }
   async chooseFolder(): Promise<string | null> {
     return this.nextFolder;
+  }
+  exampleFlake(): { source: string; dest: string } | null {
+    return this.exampleDest ? { source: path.join(REPO, 'examples', 'flake'), dest: this.exampleDest } : null;
   }
   openSettings(): void {
     this.settingsOpened++;

@@ -125,6 +125,8 @@ describe('packaging config', () => {
       { target: 'zip', arch: ['arm64'] },
     ]);
     expect(c.files).toEqual(expect.arrayContaining(['dist/**/*', 'icons/*Template.png', 'icons/*Template@2x.png']));
+    // The first-run checklist's "Use the Example" copies this out of the app.
+    expect(c.extraResources).toEqual([{ from: 'examples/flake', to: 'examples/flake' }]);
     expect(c.directories?.buildResources).not.toBe('icons');
   });
 

@@ -11,6 +11,7 @@ function host(): UiHost & { clip: string[] } {
     writeClipboard: (t) => void clip.push(t),
     openTerminal: async () => {},
     nixvmCommand: () => ['nixvm'],
+    exampleFlake: () => null,
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},
