@@ -58,6 +58,19 @@ export interface SshFacts {
   keyCredential?: boolean;
 }
 
+/** What an `apply` of a running VM did. */
+export interface ApplyOutcome {
+  /** switching: under way; switch: done in place; restart: it needed a reboot (reasons say why); failed: the switch failed, the VM runs on. */
+  how: 'switching' | 'switch' | 'restart' | 'failed';
+  outPath: string;
+  at: number;
+  /** Why a restart was needed, one phrase each ("memorySize 4096 → 8192 needs a restart"). */
+  reasons: string[];
+  error: string | null;
+  /** The switch's last output line. */
+  lastLine: string | null;
+}
+
 export type StrictHostKeys = 'yes' | 'accept-new';
 
 /** The ways to a VM, in the order nixvm tries them. */
@@ -231,6 +244,10 @@ export interface VmSnapshot {
   builtOutPath: string | null;
   bootedDrvPath: string | null;
   bootedOutPath: string | null;
+  /** A running VM switched in place since it booted (`apply`): the closure it runs now; null otherwise. */
+  switchedOutPath?: string | null;
+  /** What the last `apply` of it did (switch in place, restart and why, or a failed switch); null before any. */
+  applied?: ApplyOutcome | null;
   cpus: number | null;
   memoryMiB: number | null;
   /** Effective MAC (configured or generated). */

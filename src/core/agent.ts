@@ -16,9 +16,11 @@
  * (the daemon, the app) serve it on the control socket; the engine knows no face.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
 import type {
+  ApplyOutcome,
   AgentEvent,
   AgentInfo,
   DoctorReport,
@@ -52,6 +54,7 @@ import { SettingsStore } from './settings.ts';
 import { StoreImages } from './store-image.ts';
 import { VmDiskList } from './vm-disks.ts';
 import { VmList, type Loaded } from './vm-list.ts';
+import { runSwitch, switchPlan } from './switch.ts';
 import { isLive } from './vm-view.ts';
 import { Launcher } from './vm/launcher.ts';
 import { Supervisor } from './vm/supervisor.ts';
@@ -107,6 +110,8 @@ export class Agent implements AgentPort {
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
+  /** What the last apply of each VM did (switch in place, restart and why, a failed switch). */
+  private readonly applied = new Map<string, ApplyOutcome>();
   /** Starts (and restarts) under way, by VM: a stop cancels them before they launch anything. */
   private readonly boots = new Map<string, Set<{ cancelled: boolean }>>();
   private nix: Nix | null = null;
@@ -185,6 +190,7 @@ export class Agent implements AgentPort {
       disks: this.disks,
       images: this.images,
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
+      applied: (name) => this.applied.get(name) ?? null,
     });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
@@ -510,12 +516,97 @@ export class Agent implements AgentPort {
     return this.boot(name, { restart: true });
   }
 
-  /** Rebuild, then restart when it runs on an older closure (or other devices). */
+  /**
+   * Rebuild, then bring a running VM onto the new closure: by switching in place when only what
+   * `switch-to-configuration` changes changed (switch.ts decides), else by a restart, saying why.
+   * A failed switch leaves the VM running and is one sentence; it never restarts by itself.
+   */
   private async apply(name: string): Promise<VmSnapshot> {
-    await this.ensureClosure(this.vms.loaded(name));
+    const t = this.vms.loaded(name);
+    await this.ensureClosure(t);
     const v = this.vms.view(this.vms.entry(name));
-    if (isLive(v) && v.stale) return this.boot(name, { restart: true });
-    return v;
+    if (!isLive(v) || !v.stale) return v;
+    const booted = this.supervisor.status(name).booted;
+    const built = this.closures.built(name);
+    const at = Date.now();
+    const plan =
+      v.state === 'running' && booted && built && built.drvPath === t.spec.drvPath
+        ? switchPlan({
+            spec: this.launcher.runSpec(t),
+            booted: { outPath: booted.outPath, facts: booted.facts },
+            next: { outPath: built.outPath, facts: this.launcher.facts(t) },
+          })
+        : { kind: 'restart' as const, reasons: ['it is still booting'] };
+    const outPath = built?.outPath ?? '';
+    if (plan.kind === 'restart') {
+      this.applied.set(name, { how: 'restart', outPath, at, reasons: plan.reasons, error: null, lastLine: null });
+      this.log(`applying ${JSON.stringify(name)} by a restart: ${plan.reasons.join('; ')}`);
+      return this.boot(name, { restart: true });
+    }
+    return this.switchInPlace(name, built!);
+  }
+
+  private async switchInPlace(name: string, built: { drvPath: string; outPath: string }): Promise<VmSnapshot> {
+    const at = Date.now();
+    const logFile = path.join(this.launcher.paths(name).logDir, 'apply.log');
+    const ssh = this.vms.rootSshArgv(name);
+    let outcome: ApplyOutcome;
+    if (!ssh) {
+      outcome = {
+        how: 'failed',
+        outPath: built.outPath,
+        at,
+        reasons: [],
+        error: `nixvm cannot reach ${JSON.stringify(name)} over ssh to switch it (it has no address and no vsock answer yet); restart to apply.`,
+        lastLine: null,
+      };
+    } else {
+      const switching: ApplyOutcome = {
+        how: 'switching',
+        outPath: built.outPath,
+        at,
+        reasons: [],
+        error: null,
+        lastLine: null,
+      };
+      this.applied.set(name, switching);
+      this.changed();
+      let log: fs.WriteStream | null = null;
+      try {
+        fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
+        log = fs.createWriteStream(logFile, { flags: 'w', mode: 0o600 });
+        log.on('error', () => {});
+      } catch {
+        log = null;
+      }
+      log?.write(`# nixvm apply ${new Date(at).toISOString()}: ${built.outPath}/bin/switch-to-configuration switch\n`);
+      this.log(`applying ${JSON.stringify(name)} by switching in place to ${built.outPath}`);
+      outcome = await runSwitch({
+        vm: name,
+        ssh,
+        outPath: built.outPath,
+        logFile,
+        onLine: (line) => {
+          log?.write(`${line}\n`);
+          switching.lastLine = line.slice(0, 500);
+          this.changed();
+        },
+      });
+      await new Promise<void>((r) => (log ? log.end(r) : r()));
+    }
+    this.applied.set(name, outcome);
+    if (outcome.how === 'switch') {
+      this.supervisor.markSwitched(name, built);
+      this.hub.notify({
+        level: 'info',
+        title: `Applied ${JSON.stringify(name)}`,
+        body: 'Switched in place, no reboot.',
+        vm: name,
+      });
+      return this.vms.view(this.vms.entry(name));
+    }
+    this.changed();
+    throw new AgentError('failed', outcome.error ?? `Switching ${JSON.stringify(name)} failed.`);
   }
 
   private async autostart(): Promise<void> {

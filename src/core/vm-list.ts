@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
-import type { AgentSnapshot, LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
 import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
@@ -43,6 +43,8 @@ export interface VmListOwners {
   images?: StoreImages;
   /** How ssh's ProxyCommand runs nixvm (default `nixvm` on PATH). */
   nixvm?: readonly string[];
+  /** What the last apply of a VM did. */
+  applied?(name: string): ApplyOutcome | null;
 }
 
 export class VmList {
@@ -160,6 +162,7 @@ export class VmList {
       ...(t ? { shares: launcher.shares(t) } : {}),
       ...(this.#o.disks ? { disks: this.#o.disks.view(e.name, e.spec) } : {}),
       macShared: this.#shared(e, macs),
+      applied: this.#o.applied?.(e.name) ?? null,
     });
   }
 
@@ -178,6 +181,8 @@ export class VmList {
       if (built) keep.add(built.outPath);
       const booted = supervisor.status(name).booted;
       if (booted) keep.add(booted.outPath);
+      // Switched in place: the guest runs this one until its next boot.
+      if (booted?.switchedTo) keep.add(booted.switchedTo.outPath);
     }
     return keep;
   }
@@ -236,6 +241,20 @@ export class VmList {
       out.push({ vm: v.name, alias: d.alias, target: sshTargetFor(d, { nixvm: this.#o.nixvm ?? ['nixvm'], route }) });
     }
     return out;
+  }
+
+  /**
+   * ssh to the guest as root, for nixvm's own commands (a switch): the route the agent found,
+   * no prompts (BatchMode), a connect timeout. Null when it has no route yet.
+   */
+  rootSshArgv(name: string): string[] | null {
+    const t = this.loaded(name);
+    const v = this.view(t);
+    const d = { ...this.sshDestination(t, v.ipv4, v.ipv6), user: 'root' };
+    const route = this.#o.reach.sshRoute(name, d);
+    if (!route) return null;
+    const target = sshTargetFor(d, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
+    return sshArgv({ ...target, connectTimeout: 10, extraOptions: { BatchMode: 'yes' } });
   }
 
   async sshCommand(

@@ -5,6 +5,7 @@
  * what the flake says now. Nothing here composes an argv or touches the disk.
  */
 import { ownValue } from '../api/records.ts';
+import type { ApplyOutcome } from '../api/types.ts';
 import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
@@ -33,6 +34,8 @@ export interface VmFacts {
   disks?: VmDisks;
   /** Other VMs with the same MAC. */
   macShared?: string[];
+  /** What its last `apply` did. */
+  applied?: ApplyOutcome | null;
 }
 
 /** Starting or running: the guest has (or is getting) its addresses. */
@@ -49,7 +52,8 @@ export function isStale(f: Pick<VmFacts, 'entry' | 'status' | 'built' | 'devices
   if (!spec) return false;
   const booted = f.status.booted;
   if (booted) {
-    if (booted.drvPath !== spec.drvPath) return true;
+    // A switch in place brought the guest to a newer closure on the booted kernel and devices.
+    if ((booted.switchedTo?.drvPath ?? booted.drvPath) !== spec.drvPath) return true;
     return booted.facts !== null && f.devices !== null && !sameDevices(booted.facts, f.devices);
   }
   return f.built ? f.built.drvPath !== spec.drvPath : false;
@@ -70,6 +74,8 @@ export function vmView(f: VmFacts): VmSnapshot {
     builtOutPath: built?.outPath ?? null,
     bootedDrvPath: st.booted?.drvPath ?? null,
     bootedOutPath: st.booted?.outPath ?? null,
+    switchedOutPath: st.booted?.switchedTo?.outPath ?? null,
+    applied: f.applied ?? null,
     cpus: e.spec?.cpus ?? null,
     memoryMiB: e.spec?.memoryMiB ?? null,
     mac: f.mac,

@@ -24,6 +24,8 @@ export interface BootRecord {
   paths: VmRuntimePaths;
   /** The console's pty (vfkit's `ptyName`), once known: a restarted agent reads it again. */
   ptyName?: string;
+  /** The closure `apply` switched the running guest to, if it did. */
+  switchedTo?: { drvPath: string; outPath: string; at: number } | null;
   endedAt?: number;
   exit?: VmExit;
 }
@@ -54,6 +56,13 @@ export function readRecord(file: string): BootRecord | null {
     // Only a pty's path is ever opened from here (vfkit's are /dev/ttysNNN on macOS).
     if (j.ptyName !== undefined && !(typeof j.ptyName === 'string' && /^\/dev\/(ttys\d+|pts\/\d+)$/.test(j.ptyName)))
       delete j.ptyName;
+    const sw = j.switchedTo as { drvPath?: unknown; outPath?: unknown; at?: unknown } | null | undefined;
+    if (
+      sw !== undefined &&
+      sw !== null &&
+      !(typeof sw.drvPath === 'string' && typeof sw.outPath === 'string' && typeof sw.at === 'number')
+    )
+      delete j.switchedTo;
     return j;
   } catch {
     return null;

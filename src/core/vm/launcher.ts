@@ -314,7 +314,8 @@ export class Launcher {
     const dir = keysDir(paths);
     try {
       const key = await ensureVmKey(dir, t.name, this.#o.run);
-      const users = [...new Set([t.spec.ssh.user, this.sshUser(t)])];
+      // root too: nixvm switches a running guest to a new closure as root (`apply`).
+      const users = [...new Set([t.spec.ssh.user, this.sshUser(t), 'root'])];
       writeAuthorizedKeys(dir, authorizedKeyFiles(t.spec, users), key.publicKey);
     } catch (err) {
       // The VM still boots; ssh then needs a key the flake authorizes itself.

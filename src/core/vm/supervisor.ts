@@ -55,6 +55,8 @@ export interface BootedRun {
   facts: DeviceFacts | null;
   /** The MAC its network device has; null when unknown (a record from before device facts). */
   mac: string | null;
+  /** The closure an `apply` switched the running guest to (its kernel and devices are still the booted ones). */
+  switchedTo?: { drvPath: string; outPath: string; at: number } | null;
 }
 
 export interface VmStatus {
@@ -164,6 +166,7 @@ function bootedOf(rec: BootRecord): BootedRun {
     argv: rec.argv,
     facts: rec.facts,
     mac: rec.facts?.mac ?? macInArgv(rec.argv),
+    switchedTo: rec.switchedTo ?? null,
   };
 }
 
@@ -203,6 +206,20 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       booted: r?.booted ?? null,
       error: e.error,
     };
+  }
+
+  /**
+   * The guest now runs `closure` (switched in place): kept in the run and its boot record, so an
+   * agent that restarts knows it too. The next boot starts from a new record.
+   */
+  markSwitched(name: string, closure: { drvPath: string; outPath: string }): void {
+    const r = this.vms.get(name)?.run;
+    if (!r) return;
+    const switchedTo = { ...closure, at: Date.now() };
+    r.booted = { ...r.booted, switchedTo };
+    r.record = { ...r.record, switchedTo };
+    this.bestEffort(name, 'write the boot record', () => writeRecord(r.record));
+    this.emit('change', name);
   }
 
   list(): Array<VmStatus & { name: string }> {
