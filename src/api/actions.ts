@@ -50,7 +50,7 @@ export interface VmActions {
    * Empty for a VM that did not evaluate.
    */
   primary: VmAction[];
-  /** "Restart to Apply": a running VM on an older closure (not while a build runs). */
+  /** "Apply": a running VM on an older closure (not while a build runs); its title says switch or why a restart. */
   apply: VmAction | null;
   /** Everything else that applies, in menu order. */
   more: VmAction[];
@@ -237,15 +237,18 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
     });
   }
 
+  const preview = vm.applyPreview ?? null;
   const apply =
     needsRestart(vm) && !building
       ? act(
           'apply',
-          'Restart to Apply',
-          'Restart to Apply',
+          'Apply',
+          'Apply',
           agent('apply'),
           true,
-          'Rebuild and restart on the new configuration',
+          preview?.how === 'restart'
+            ? `Rebuild, then restart: ${preview.reasons.join('; ')}`
+            : 'Rebuild, then switch it to the new configuration in place (no reboot)',
         )
       : null;
   return { primary, apply, more };

@@ -44,9 +44,11 @@ export const SETTINGS_SCHEMA = {
   },
   autoRebuild: {
     type: 'string',
-    enum: ['off', 'build', 'restart'],
+    // "restart" is apply's old name, kept so settings files that say it still load.
+    enum: ['off', 'build', 'apply', 'restart'],
     default: 'off',
-    description: 'On a flake change: nothing, build stale VMs, or build and restart running ones.',
+    description:
+      'On a flake change: nothing, build stale VMs, or build and apply to running ones (switch in place when possible, else restart; "restart" is its old name).',
   },
   autostart: {
     type: 'object',

@@ -58,6 +58,11 @@ export interface SshFacts {
   keyCredential?: boolean;
 }
 
+export interface ApplyPreview {
+  how: 'switch' | 'restart';
+  reasons: string[];
+}
+
 /** What an `apply` of a running VM did. */
 export interface ApplyOutcome {
   /** switching: under way; switch: done in place; restart: it needed a reboot (reasons say why); failed: the switch failed, the VM runs on. */
@@ -248,6 +253,8 @@ export interface VmSnapshot {
   switchedOutPath?: string | null;
   /** What the last `apply` of it did (switch in place, restart and why, or a failed switch); null before any. */
   applied?: ApplyOutcome | null;
+  /** For a running stale VM: what `apply` would do (switch in place, or restart and why); else null. */
+  applyPreview?: ApplyPreview | null;
   cpus: number | null;
   memoryMiB: number | null;
   /** Effective MAC (configured or generated). */
@@ -299,7 +306,7 @@ export interface FlakeSnapshot {
   hidden: string[];
 }
 
-export type AutoRebuild = 'off' | 'build' | 'restart';
+export type AutoRebuild = 'off' | 'build' | 'apply' | 'restart';
 export type OnQuit = 'keep' | 'stop';
 
 export interface Settings {

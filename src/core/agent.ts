@@ -533,6 +533,7 @@ export class Agent implements AgentPort {
       v.state === 'running' && booted && built && built.drvPath === t.spec.drvPath
         ? switchPlan({
             spec: this.launcher.runSpec(t),
+            rootKey: this.launcher.rootKey(t),
             booted: { outPath: booted.outPath, facts: booted.facts },
             next: { outPath: built.outPath, facts: this.launcher.facts(t) },
           })
@@ -627,7 +628,7 @@ export class Agent implements AgentPort {
     }
   }
 
-  /** After a flake edit: rebuild what the user uses, and restart running VMs in "restart" mode. */
+  /** After a flake edit: rebuild what the user uses, and apply it to running VMs in "apply" mode. */
   private autoRebuild(u: InventoryUpdate): void {
     const mode = this.settings.get().autoRebuild;
     if (mode === 'off') return;
@@ -636,7 +637,7 @@ export class Agent implements AgentPort {
       const running = isLive(this.supervisor.status(v.name));
       // Rebuild what the user uses: running VMs and ones built before.
       if (!running && this.closures.built(v.name) === null) continue;
-      const job = mode === 'restart' && running ? this.apply(v.name) : this.build(v.name);
+      const job = (mode === 'apply' || mode === 'restart') && running ? this.apply(v.name) : this.build(v.name);
       job.catch((err) => this.log(`auto-rebuild of ${JSON.stringify(v.name)}: ${errorMessage(err)}`));
     }
   }

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ApplyOutcome, VmSpec } from '../api/types.ts';
+import type { ApplyOutcome, ApplyPreview, VmSpec } from '../api/types.ts';
 import { run as runProgram, type RunOptions, type RunResult } from '../host/runner.ts';
 import { shellWord } from '../host/shell.ts';
 import type { DeviceFacts } from './vm/vfkit-args.ts';
@@ -17,6 +17,8 @@ export type Run = (argv: string[], opts?: RunOptions) => Promise<RunResult>;
 
 export interface SwitchInput {
   spec: VmSpec;
+  /** nixvm's key reaches root in the guest (the key credential, or a $KEYS file sshd reads for root). */
+  rootKey: boolean;
   /** What the running VM booted (and, after a switch, still has as kernel and devices). */
   booted: { outPath: string; facts: DeviceFacts | null };
   /** The closure it would switch to, and the devices vfkit would get for it now. */
@@ -58,14 +60,23 @@ export function deviceReasons(a: DeviceFacts, b: DeviceFacts): string[] {
   return r;
 }
 
+/** What the guest must let nixvm do for a switch: an sshd, and root with nixvm's key. */
+function guestReasons(spec: VmSpec, rootKey: boolean): string[] {
+  if (!spec.ssh.enabled) return ['it runs no sshd, so nixvm cannot switch it in place'];
+  if (!rootKey)
+    return [
+      "nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
+    ];
+  return [];
+}
+
 /**
  * Can the running VM take the new closure by switching? Only what `switch-to-configuration`
  * changes: not the kernel, initrd or command line it booted, not the devices vfkit gave it, and
  * only when the guest sees the new closure (the host's store) and runs an sshd nixvm can reach.
  */
 export function switchPlan(s: SwitchInput): SwitchPlan {
-  const reasons: string[] = [];
-  if (!s.spec.ssh.enabled) reasons.push('it runs no sshd, so nixvm cannot switch it in place');
+  const reasons = guestReasons(s.spec, s.rootKey);
   if (!s.spec.mountHostNixStore)
     reasons.push('its Nix store is an image of the closure it booted, which the new closure is not in');
   if (!fs.existsSync(path.join(s.next.outPath, 'bin', 'switch-to-configuration')))
@@ -77,6 +88,23 @@ export function switchPlan(s: SwitchInput): SwitchPlan {
   if (!s.booted.facts) reasons.push('nixvm does not know the devices it booted with');
   else reasons.push(...deviceReasons(s.booted.facts, s.next.facts));
   return reasons.length ? { kind: 'restart', reasons } : { kind: 'switch' };
+}
+
+/**
+ * What `apply` will most likely do, before anything is built (the kernel and initrd are known
+ * only once the new closure is): switch, or restart for these reasons.
+ */
+export function previewApply(
+  spec: VmSpec,
+  rootKey: boolean,
+  booted: DeviceFacts | null,
+  now: DeviceFacts | null,
+): ApplyPreview {
+  const reasons = guestReasons(spec, rootKey);
+  if (!spec.mountHostNixStore)
+    reasons.push('its Nix store is an image of the closure it booted, which the new closure is not in');
+  if (booted && now) reasons.push(...deviceReasons(booted, now));
+  return reasons.length ? { how: 'restart', reasons } : { how: 'switch', reasons: [] };
 }
 
 /** NixOS's switch-to-configuration: "warning: the following units failed: a.service, b.service". */

@@ -163,6 +163,7 @@ export class VmList {
       ...(this.#o.disks ? { disks: this.#o.disks.view(e.name, e.spec) } : {}),
       macShared: this.#shared(e, macs),
       applied: this.#o.applied?.(e.name) ?? null,
+      rootKey: t ? launcher.rootKey(t) : false,
     });
   }
 

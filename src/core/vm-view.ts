@@ -10,6 +10,7 @@ import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot } from '../api
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
 import type { VmStatus } from './vm/supervisor.ts';
+import { previewApply } from './switch.ts';
 import { sameDevices, type DeviceFacts } from './vm/vfkit-args.ts';
 
 export interface VmFacts {
@@ -36,6 +37,8 @@ export interface VmFacts {
   macShared?: string[];
   /** What its last `apply` did. */
   applied?: ApplyOutcome | null;
+  /** nixvm's key reaches root in the guest (what a switch logs in as). */
+  rootKey?: boolean;
 }
 
 /** Starting or running: the guest has (or is getting) its addresses. */
@@ -75,6 +78,10 @@ export function vmView(f: VmFacts): VmSnapshot {
     bootedDrvPath: st.booted?.drvPath ?? null,
     bootedOutPath: st.booted?.outPath ?? null,
     switchedOutPath: st.booted?.switchedTo?.outPath ?? null,
+    applyPreview:
+      e.spec && st.state === 'running' && isStale(f)
+        ? previewApply(e.spec, f.rootKey ?? false, st.booted?.facts ?? null, f.devices)
+        : null,
     applied: f.applied ?? null,
     cpus: e.spec?.cpus ?? null,
     memoryMiB: e.spec?.memoryMiB ?? null,

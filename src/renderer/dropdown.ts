@@ -214,12 +214,8 @@ class VmRow {
       start: button('Start', 'start', { primary: true, icon: 'play' }, call('start')),
       stop: button('Stop', 'stop', { icon: 'stop' }, call('stop')),
       stopping: button('Stopping…', 'stopping'),
-      apply: button(
-        'Restart to Apply',
-        'apply',
-        { icon: 'restart', title: 'Rebuild and restart on the new configuration' },
-        call('apply'),
-      ),
+      // Its title comes from vmActions: switch in place, or why only a restart will do.
+      apply: button('Apply', 'apply', { icon: 'restart' }, call('apply')),
       cancelBuild: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
       restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
       build: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),

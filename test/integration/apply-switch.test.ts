@@ -88,10 +88,25 @@ describe.skipIf(!root)('apply on a running VM', () => {
     const kernel = await t.agent.call('apply', { vm: 'cred' });
     expect(kernel.applied).toMatchObject({ how: 'restart', reasons: ['the kernel changed'] });
   }, 180_000);
+
+  it('says so when the ssh channel is gone, and leaves the VM running', async () => {
+    await t.waitFor((s) => s.vms.some((v) => v.name === 'cred' && v.sshCommand?.includes('ProxyCommand') === true));
+    const vfkit = pid();
+    // The host end of the guest's vsock port disappears: nothing answers there any more.
+    fs.rmSync(path.join(t.root, 'state', 'vms', 'cred', 'ssh.sock'));
+    await edit('rev = 6; kernel = "6.7";', 'virtualisation = { cores = 1; memorySize = 2048; };');
+    const err = await t.agent.call('apply', { vm: 'cred' }).then(
+      () => null,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).toBe('failed');
+    expect(err?.message).toMatch(/^nixvm cannot reach "cred" over ssh to switch it \(.*\); restart to apply\.$/);
+    expect(t.vm('cred')).toMatchObject({ state: 'running', pid: vfkit, stale: true });
+  }, 120_000);
 });
 
-describe('apply on a guest nixvm cannot log in to as root', () => {
-  it('says it cannot reach it and leaves it running', async () => {
+describe("apply on a guest whose root does not take nixvm's key", () => {
+  it('restarts it, saying why, without trying a switch', async () => {
     t.flake.write('extra-plain.nix', '{ nixvmTest.rev = 1; }\n');
     await t.agent.call('reevaluate', {});
     await t.agent.call('start', { vm: 'plain' });
@@ -99,12 +114,16 @@ describe('apply on a guest nixvm cannot log in to as root', () => {
     const before = t.vm('plain').drvPath;
     t.flake.write('extra-plain.nix', '{ nixvmTest.rev = 2; }\n');
     await t.waitFor((s) => s.vms.some((v) => v.name === 'plain' && v.stale && v.drvPath !== before));
-    const err = await t.agent.call('apply', { vm: 'plain' }).then(
-      () => null,
-      (e: Error & { code?: string }) => e,
-    );
-    expect(err?.code).toBe('failed');
-    expect(err?.message).toMatch(/^nixvm cannot reach "plain" over ssh to switch it \(.*\); restart to apply\.$/);
-    expect(t.vm('plain')).toMatchObject({ state: 'running', pid: vfkit });
+    // Said before the click (the app's Apply button shows it), and done so.
+    expect(t.vm('plain').applyPreview).toEqual({
+      how: 'restart',
+      reasons: [
+        "nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
+      ],
+    });
+    const after = await t.agent.call('apply', { vm: 'plain' });
+    expect(after.applied?.how).toBe('restart');
+    expect(after.pid).not.toBe(vfkit);
+    await t.agent.call('stop', { vm: 'plain' });
   }, 180_000);
 });

@@ -172,7 +172,7 @@ describe('dropdown', () => {
     }
   });
 
-  it('a running VM whose config changed shows stale and "Restart to Apply", which boots the new closure', async () => {
+  it('a running VM whose config changed shows stale and "Apply", saying why only a restart will do, which boots the new closure', async () => {
     const flake = await copyFixture('ui', { salt: true });
     flake.write('step-seconds', '0');
     const t = await createTestAgent({ flake });
@@ -186,7 +186,11 @@ describe('dropdown', () => {
       flake.write('motd', 'Hello from a changed config');
       const apply = row(app, 'web').locator('[data-action="apply"]');
       await apply.waitFor({ state: 'visible', timeout: 15_000 });
-      expect(await apply.textContent()).toBe('Restart to Apply');
+      expect(await apply.textContent()).toBe('Apply');
+      // web's root does not take nixvm's key: no switch in place, and the button says why.
+      expect(await apply.getAttribute('title')).toBe(
+        "Rebuild, then restart: nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
+      );
       expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(true);
       // Only web changed.
       expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);

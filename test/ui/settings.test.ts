@@ -26,8 +26,8 @@ describe('settings window', () => {
       // The ssh user placeholder is the one the config implies.
       expect(await page.getByLabel('ssh user for dev').getAttribute('placeholder')).toBe('alice');
 
-      await page.locator('#autoRebuild').selectOption('restart');
-      await expect.poll(async () => (await settings()).autoRebuild).toBe('restart');
+      await page.locator('#autoRebuild').selectOption('apply');
+      await expect.poll(async () => (await settings()).autoRebuild).toBe('apply');
 
       await page.locator('#terminal').selectOption('other');
       await page.locator('#terminal-other').fill('Ghostty');
@@ -118,12 +118,12 @@ describe('settings window', () => {
 
       // A menu, the same.
       port.hold('setSettings');
-      await page.locator('#autoRebuild').selectOption('restart');
+      await page.locator('#autoRebuild').selectOption('apply');
       await port.held('setSettings');
       await afterSnapshots(3);
-      expect(await page.locator('#autoRebuild').inputValue()).toBe('restart');
+      expect(await page.locator('#autoRebuild').inputValue()).toBe('apply');
       port.release('setSettings');
-      await expect.poll(async () => (await settings()).autoRebuild).toBe('restart');
+      await expect.poll(async () => (await settings()).autoRebuild).toBe('apply');
 
       // An edit the agent refuses: shown until the agent says no, then the saved value and why.
       port.hold('setSettings');

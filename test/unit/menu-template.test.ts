@@ -78,8 +78,8 @@ describe('per-VM menu, every state combination', () => {
               expect(find(sub, 'Restart')?.enabled ?? null).toBe(up ? state === 'running' : null);
               expect(find(sub, 'Stopping…')?.enabled ?? null).toBe(state === 'stopping' ? false : null);
 
-              // "Restart to Apply" exactly when a running VM runs an old closure (and no build runs).
-              const apply = find(sub, 'Restart to Apply');
+              // "Apply" exactly when a running VM runs an old closure (and no build runs).
+              const apply = find(sub, 'Apply');
               expect(Boolean(apply)).toBe(stale && up && !building);
               if (apply) {
                 click(apply);

@@ -22,8 +22,21 @@ describe('vmActions', () => {
     expect(ids(building).more).not.toContain('build');
   });
 
-  it('offers Restart to Apply only for a stale running VM with no build in flight', () => {
-    expect(vmActions(vm({ state: 'running', stale: true }), ctx).apply?.label).toBe('Restart to Apply');
+  it('offers Apply only for a stale running VM with no build in flight, saying whether it switches or restarts', () => {
+    expect(vmActions(vm({ state: 'running', stale: true }), ctx).apply?.label).toBe('Apply');
+    expect(
+      vmActions(vm({ state: 'running', stale: true, applyPreview: { how: 'switch', reasons: [] } }), ctx).apply?.reason,
+    ).toBe('Rebuild, then switch it to the new configuration in place (no reboot)');
+    expect(
+      vmActions(
+        vm({
+          state: 'running',
+          stale: true,
+          applyPreview: { how: 'restart', reasons: ['memorySize 1024 → 2048 needs a restart'] },
+        }),
+        ctx,
+      ).apply?.reason,
+    ).toBe('Rebuild, then restart: memorySize 1024 → 2048 needs a restart');
     expect(vmActions(vm({ state: 'running', stale: true, build: buildingBuild(5) }), ctx).apply).toBeNull();
     expect(vmActions(vm({ state: 'stopped', stale: true }), ctx).apply).toBeNull();
   });

@@ -238,6 +238,11 @@ export class Launcher {
     return this.#o.keyCredentialSetting?.(t.name) ?? t.spec.ssh.keyCredential === true;
   }
 
+  /** Does nixvm's key reach root in the guest (for a switch): the key credential, or a $KEYS file sshd reads for root? */
+  rootKey(t: LaunchTarget): boolean {
+    return this.keyCredential(t) || authorizedKeyFiles(t.spec, ['root']).length > 0;
+  }
+
   /** The ssh user: the VM's setting, else the configuration's first normal user. */
   sshUser(t: LaunchTarget): string {
     return this.#o.sshUserSetting?.(t.name) ?? t.spec.ssh.user;
