@@ -433,6 +433,8 @@ async function cmdAction(
   });
 
   const one = async (name: string): Promise<number> => {
+    // An apply's outcome is new when it is from this call (not an earlier one).
+    const t0 = Date.now() - 1000;
     try {
       let vm = await interruptible(port.call(action, { vm: name }), signal);
       latest.set(name, vm);
@@ -451,6 +453,10 @@ async function cmdAction(
       }
       results.set(name, { vm: name, ok: true, snapshot: vm });
       if (action === 'build') view.log(`${visibleName(name)}: built${vm.builtOutPath ? ` ${vm.builtOutPath}` : ''}`);
+      else if (action === 'apply' && vm.applied?.how === 'switch' && vm.applied.at >= t0)
+        view.log(formatOutcome('switched in place', vm));
+      else if (action === 'apply' && vm.applied?.how === 'restart' && vm.applied.at >= t0)
+        view.log(`${formatOutcome('restarted', vm)}: ${vm.applied.reasons.join('; ')}`);
       else view.log(formatOutcome(DONE[action], vm));
       return EXIT.ok;
     } catch (err) {

@@ -442,6 +442,10 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
   add('current', vm.drvPath ?? '(not evaluated)');
   add('built', vm.builtOutPath ?? vm.builtDrvPath ?? '(never built)');
   add('booted', vm.bootedOutPath ?? vm.bootedDrvPath ?? (vm.state === 'stopped' ? '(not running)' : null));
+  // Switched in place: the guest runs this closure on the booted kernel; its next boot starts it.
+  add('switched to', vm.switchedOutPath ? `${vm.switchedOutPath} (in place; a restart boots it)` : null);
+  add('apply', vm.applyPreview ? applyWords(vm.applyPreview) : null);
+  add('last apply', vm.applied ? formatApplied(vm.applied, now) : null);
   if (vm.cpus !== null || vm.memoryMiB !== null) {
     add('resources', `${vm.cpus ?? '?'} cpus, ${vm.memoryMiB !== null ? formatMemory(vm.memoryMiB) : '?'} memory`);
   }
@@ -527,6 +531,26 @@ export function progressPayload(
     elapsed: now !== undefined ? (buildElapsed(vm, now) ?? '') : '',
     evaluating: vm.build.status === 'building' && (!p || p.stage === 'evaluating'),
   };
+}
+
+/** What `apply` would do to a running stale VM. */
+function applyWords(p: NonNullable<VmSnapshot['applyPreview']>): string {
+  return p.how === 'switch' ? 'switches it in place (no reboot)' : `restarts it: ${p.reasons.join('; ')}`;
+}
+
+/** What the last apply did, with its time. */
+export function formatApplied(a: NonNullable<VmSnapshot['applied']>, now: number): string {
+  const ago = `${formatDuration(Math.max(0, now - a.at))} ago`;
+  switch (a.how) {
+    case 'switching':
+      return `switching now${a.lastLine ? `: ${visibleText(a.lastLine)}` : ''}`;
+    case 'switch':
+      return `switched in place to ${a.outPath} (${ago})`;
+    case 'restart':
+      return `restarted (${ago}): ${a.reasons.join('; ')}`;
+    case 'failed':
+      return `failed (${ago}): ${visibleText(a.error ?? 'the switch failed')}`;
+  }
 }
 
 /** The sentence a command prints when it is done with a VM. */

@@ -253,6 +253,34 @@ describe('ls table', () => {
 describe('status block', () => {
   const now = 1_700_000_000_000;
 
+  it('shows the closure a VM was switched to in place, what apply would do, and what the last apply did', () => {
+    const text = formatStatus(
+      vmSnapshot({
+        name: 'web',
+        state: 'running',
+        stale: true,
+        bootedOutPath: '/nix/store/aaa-nixos-system-web',
+        switchedOutPath: '/nix/store/bbb-nixos-system-web',
+        applyPreview: { how: 'restart', reasons: ['memorySize 1024 → 2048 needs a restart'] },
+        applied: {
+          how: 'failed',
+          outPath: '/nix/store/ccc-nixos-system-web',
+          at: now - 90_000,
+          reasons: [],
+          error: 'Switching "web" left a unit failed (foo.service); it keeps running.',
+          lastLine: null,
+        },
+      }),
+      now,
+    );
+    expect(text).toContain('  booted:      /nix/store/aaa-nixos-system-web\n');
+    expect(text).toContain('  switched to: /nix/store/bbb-nixos-system-web (in place; a restart boots it)\n');
+    expect(text).toContain('  apply:       restarts it: memorySize 1024 → 2048 needs a restart\n');
+    expect(text).toContain(
+      '  last apply:  failed (1m 30s ago): Switching "web" left a unit failed (foo.service); it keeps running.\n',
+    );
+  });
+
   it('lists state, closures, addresses, ssh and log paths of a running VM', () => {
     const text = formatStatus(
       vmSnapshot({
