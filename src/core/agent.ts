@@ -55,6 +55,8 @@ import { StoreImages } from './store-image.ts';
 import { VmDiskList } from './vm-disks.ts';
 import { VmList, type Loaded } from './vm-list.ts';
 import { runSwitch, switchPlan } from './switch.ts';
+import { writeSshConfig } from './net/ssh.ts';
+import { run as runProgram } from '../host/runner.ts';
 import { isLive } from './vm-view.ts';
 import { Launcher } from './vm/launcher.ts';
 import { Supervisor } from './vm/supervisor.ts';
@@ -544,10 +546,45 @@ export class Agent implements AgentPort {
       this.log(`applying ${JSON.stringify(name)} by a restart: ${plan.reasons.join('; ')}`);
       return this.boot(name, { restart: true });
     }
-    return this.switchInPlace(name, built!);
+    return this.switchInPlace(name, built!, plan.copy);
   }
 
-  private async switchInPlace(name: string, built: { drvPath: string; outPath: string }): Promise<VmSnapshot> {
+  /**
+   * A store-image guest's own store gets the new closure first: `nix copy --to ssh-ng://` over
+   * nixvm's channel (Nix's own transport). Nix splits NIX_SSHOPTS at spaces, so its ssh reads a
+   * config of its own (`-F`) from a path without any: beside the VM's vsock socket.
+   */
+  private async copyClosure(name: string, outPath: string, onLine: (l: string) => void): Promise<string | null> {
+    const r = this.vms.rootSshTarget(name);
+    const socket = this.launcher.paths(name).sshSocket;
+    if (!r || !socket || !this.nix)
+      return `nixvm cannot reach ${JSON.stringify(name)} over ssh to copy the new closure into its store; restart to apply.`;
+    const config = socket.replace(/\.sock$/, '') + '.nix-ssh_config';
+    try {
+      await writeSshConfig(config, [
+        { vm: name, alias: r.alias, target: { ...r.target, extraOptions: {}, connectTimeout: null } },
+      ]);
+      // BatchMode: nix's ssh must never wait for a prompt.
+      fs.appendFileSync(config, '  BatchMode yes\n  ConnectTimeout 10\n');
+    } catch (err) {
+      return `nixvm could not write the ssh config nix copies through (${errorMessage(err)}); restart to apply.`;
+    }
+    const res = await runProgram(this.nix.argv('copy', '--no-check-sigs', '--to', `ssh-ng://${r.alias}`, outPath), {
+      env: { NIX_SSHOPTS: `-F ${config}` },
+      allowFailure: true,
+      timeoutMs: 30 * 60_000,
+      onLine: (l) => onLine(l),
+    });
+    if (res.exitCode === 0) return null;
+    const last = res.stderr.trim().split('\n').at(-1) ?? '';
+    return `Copying the new closure into the store of ${JSON.stringify(name)} failed (${last || `exit ${res.exitCode}`}); it keeps running on what it has; restart to apply.`;
+  }
+
+  private async switchInPlace(
+    name: string,
+    built: { drvPath: string; outPath: string },
+    copy = false,
+  ): Promise<VmSnapshot> {
     const at = Date.now();
     const logFile = path.join(this.launcher.paths(name).logDir, 'apply.log');
     const ssh = this.vms.rootSshArgv(name);
@@ -582,17 +619,21 @@ export class Agent implements AgentPort {
       }
       log?.write(`# nixvm apply ${new Date(at).toISOString()}: ${built.outPath}/bin/switch-to-configuration switch\n`);
       this.log(`applying ${JSON.stringify(name)} by switching in place to ${built.outPath}`);
-      outcome = await runSwitch({
-        vm: name,
-        ssh,
-        outPath: built.outPath,
-        logFile,
-        onLine: (line) => {
-          log?.write(`${line}\n`);
-          switching.lastLine = line.slice(0, 500);
-          this.changed();
-        },
-      });
+      const onLine = (line: string): void => {
+        log?.write(`${line}\n`);
+        switching.lastLine = line.slice(0, 500);
+        this.changed();
+      };
+      const copyError = copy ? await this.copyClosure(name, built.outPath, onLine) : null;
+      outcome = copyError
+        ? { how: 'failed', outPath: built.outPath, at, reasons: [], error: copyError, lastLine: switching.lastLine }
+        : await runSwitch({
+            vm: name,
+            ssh,
+            outPath: built.outPath,
+            logFile,
+            onLine,
+          });
       await new Promise<void>((r) => (log ? log.end(r) : r()));
     }
     this.applied.set(name, outcome);

@@ -25,7 +25,15 @@ export interface SwitchInput {
   next: { outPath: string; facts: DeviceFacts };
 }
 
-export type SwitchPlan = { kind: 'switch' } | { kind: 'restart'; reasons: string[] };
+/** `copy`: the guest's store is an image plus a writable store: the closure goes there first (`nix copy`). */
+export type SwitchPlan = { kind: 'switch'; copy: boolean } | { kind: 'restart'; reasons: string[] };
+
+/** The store cannot take a new closure without a reboot: a read-only image with no writable store over it. */
+function storeReason(spec: VmSpec): string | null {
+  if (spec.mountHostNixStore) return null;
+  if (spec.writableStore) return null;
+  return 'its Nix store is a read-only image of the closure it booted, with no writable store to copy the new one into';
+}
 
 /** The file a toplevel's `kernel`/`initrd` link points at, or a digest of it when the paths differ. */
 function sameFile(a: string, b: string): boolean {
@@ -77,8 +85,8 @@ function guestReasons(spec: VmSpec, rootKey: boolean): string[] {
  */
 export function switchPlan(s: SwitchInput): SwitchPlan {
   const reasons = guestReasons(s.spec, s.rootKey);
-  if (!s.spec.mountHostNixStore)
-    reasons.push('its Nix store is an image of the closure it booted, which the new closure is not in');
+  const store = storeReason(s.spec);
+  if (store) reasons.push(store);
   if (!fs.existsSync(path.join(s.next.outPath, 'bin', 'switch-to-configuration')))
     reasons.push('the new closure has no bin/switch-to-configuration');
   if (!sameFile(path.join(s.booted.outPath, 'kernel'), path.join(s.next.outPath, 'kernel')))
@@ -87,7 +95,7 @@ export function switchPlan(s: SwitchInput): SwitchPlan {
     reasons.push('the initrd changed');
   if (!s.booted.facts) reasons.push('nixvm does not know the devices it booted with');
   else reasons.push(...deviceReasons(s.booted.facts, s.next.facts));
-  return reasons.length ? { kind: 'restart', reasons } : { kind: 'switch' };
+  return reasons.length ? { kind: 'restart', reasons } : { kind: 'switch', copy: !s.spec.mountHostNixStore };
 }
 
 /**
@@ -101,8 +109,8 @@ export function previewApply(
   now: DeviceFacts | null,
 ): ApplyPreview {
   const reasons = guestReasons(spec, rootKey);
-  if (!spec.mountHostNixStore)
-    reasons.push('its Nix store is an image of the closure it booted, which the new closure is not in');
+  const store = storeReason(spec);
+  if (store) reasons.push(store);
   if (booted && now) reasons.push(...deviceReasons(booted, now));
   return reasons.length ? { how: 'restart', reasons } : { how: 'switch', reasons: [] };
 }

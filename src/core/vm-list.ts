@@ -20,6 +20,7 @@ import {
   SshTargetError,
   type SshConfigEntry,
   type SshDestination,
+  type SshTarget,
   type SshRoute,
 } from './net/ssh.ts';
 import { drvOutPath } from './nix/drv.ts';
@@ -249,13 +250,19 @@ export class VmList {
    * no prompts (BatchMode), a connect timeout. Null when it has no route yet.
    */
   rootSshArgv(name: string): string[] | null {
+    const r = this.rootSshTarget(name);
+    return r ? sshArgv(r.target) : null;
+  }
+
+  /** The same as a target (for an ssh config nix's own ssh reads), with the VM's alias. */
+  rootSshTarget(name: string): { alias: string; target: SshTarget } | null {
     const t = this.loaded(name);
     const v = this.view(t);
     const d = { ...this.sshDestination(t, v.ipv4, v.ipv6), user: 'root' };
     const route = this.#o.reach.sshRoute(name, d);
     if (!route) return null;
     const target = sshTargetFor(d, { nixvm: this.#o.nixvm ?? ['nixvm'], route });
-    return sshArgv({ ...target, connectTimeout: 10, extraOptions: { BatchMode: 'yes' } });
+    return { alias: d.alias, target: { ...target, connectTimeout: 10, extraOptions: { BatchMode: 'yes' } } };
   }
 
   async sshCommand(

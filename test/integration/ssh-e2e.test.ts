@@ -137,6 +137,43 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
     }
   });
 
+  it.skipIf(process.getuid?.() !== 0)(
+    'applies a closure-only change in place: the closure copied into its own store (nix copy over the channel), then switched',
+    async () => {
+      const host = flake.file('hosts/builder-vm.nix');
+      fs.writeFileSync(
+        host,
+        fs
+          .readFileSync(host, 'utf8')
+          .replace('  environment.etc = {', '  environment.etc = {\n    "motd".text = "applied";'),
+      );
+      const ls = () => nixvm(['status', VM, '--json']);
+      await waitFor(async () => JSON.parse((await ls()).stdout).stale === true, {
+        what: 'the builder to be stale after the edit',
+        process: daemonW,
+      });
+      const before = JSON.parse((await ls()).stdout);
+      const r = await nixvm(['apply', VM]);
+      expect(r.exitCode, said(r)).toBe(0);
+      expect(r.stdout).toMatch(/^builder-vm: switched in place/m);
+      const after = JSON.parse((await ls()).stdout);
+      expect(after).toMatchObject({ state: 'running', stale: false, pid: before.pid });
+      expect(after.switchedOutPath).toBe(after.builtOutPath);
+      // The guest's store (the simulator keeps it beside the writable store image) has the closure.
+      const guestStore = `${path.join(vmDir(), 'store-writable.img')}.sim-store`;
+      const info = await execa('nix', ['path-info', '--store', `local?root=${guestStore}`, after.switchedOutPath], {
+        reject: false,
+        env: {
+          ...process.env,
+          NIX_CONFIG: `${process.env.NIX_CONFIG ?? ''}\nexperimental-features = nix-command flakes`,
+        },
+      });
+      expect(info.exitCode, info.stderr).toBe(0);
+      expect(info.stdout.trim()).toBe(after.switchedOutPath);
+    },
+    180_000,
+  );
+
   it('refuses with --no-start, and tells a VM without sshd to use the console', async () => {
     const stop = await nixvm(['stop', VM]);
     expect(stop.exitCode, said(stop)).toBe(0);

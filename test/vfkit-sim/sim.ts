@@ -350,7 +350,8 @@ class Machine implements RestMachine {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-guest-'));
     exitHandlers.push(() => fs.rmSync(work, { recursive: true, force: true }));
     try {
-      this.sshd = bootSshd(toplevel, mounts, this.guest.cmdline, work);
+      const writable = this.disks.find((d) => !d.readOnly);
+      this.sshd = bootSshd(toplevel, mounts, this.guest.cmdline, work, writable ? `${writable.path}.sim-store` : null);
     } catch (e) {
       log('warning', `guest sshd did not start: ${(e as Error).message}`);
     }

@@ -8,6 +8,7 @@
  *   it the guest makes a new one at every boot (its root is a tmpfs);
  * - `etc/systemd/system-generators/systemd-ssh-generator` (systemd ≥ 256): sshd also listens on
  *   AF_VSOCK port 22, which is what vfkit's `virtio-vsock,…,connect` device reaches;
+ * - a writable store disk: the guest's own Nix store (a local store beside the image, for `nix copy`);
  * - `etc/tmpfiles.d/*.conf` with an `f^ … ssh.authorized_keys.root` rule: the credential on the
  *   kernel command line (`systemd.set_credential_binary=ssh.authorized_keys.root:<base64>`)
  *   becomes root's authorized_keys.
@@ -61,6 +62,7 @@ export function bootSshd(
   mounts: Map<string, string>,
   cmdline: string,
   workDir: string,
+  guestStore: string | null = null,
 ): GuestSshd | null {
   const config = readOr(path.join(toplevel, 'etc', 'ssh', 'sshd_config'));
   if (config === null) return null;
@@ -108,6 +110,9 @@ export function bootSshd(
     'PermitRootLogin prohibit-password',
     `AuthorizedKeysFile ${files.length ? files.join(' ') : 'none'}`,
   ];
+  // A guest with a writable store disk has a Nix store of its own: what `nix copy --to ssh-ng://`
+  // reaches there (nix-daemon --stdio) is a store kept beside that disk image.
+  if (guestStore) lines.push(`SetEnv NIX_REMOTE=local?root=${guestStore}`);
   const credential = credentialFromCmdline(cmdline, 'ssh.authorized_keys.root');
   if (credential !== null && /^f\^?\s+\/root\/\.ssh\/authorized_keys\s.*ssh\.authorized_keys\.root/m.test(tmpfiles)) {
     const file = path.join(workDir, 'root_authorized_keys');

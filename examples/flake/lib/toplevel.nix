@@ -57,6 +57,18 @@ derivation {
   inherit fstab;
   # services.getty.autologinUser, as NixOS writes it into the console getty's agetty command line.
   autologin = config.services.getty.autologinUser or "";
+  # A stand-in for NixOS's switch-to-configuration: says what it does, records each call
+  # (nixvmTest.switchLog), reports failed units and exits as told.
+  switchScript = builtins.concatStringsSep "\n" [
+    "#!/bin/sh"
+    "echo 'activating the configuration...'"
+    "echo 'setting up /etc...'"
+    "log='${config.nixvmTest.switchLog or ""}'"
+    "if [ -n \"$log\" ]; then echo \"$(dirname \"$(dirname \"$0\")\") $*\" >> \"$log\"; fi"
+    "units='${builtins.concatStringsSep ", " (config.nixvmTest.switchFailedUnits or [ ])}'"
+    "if [ -n \"$units\" ]; then echo \"warning: the following units failed: $units\"; fi"
+    "exit ${toString (config.nixvmTest.switchExit or 0)}"
+  ];
   # What a NixOS closure says about sshd: its sshd_config (AuthorizedKeysFile as NixOS writes it),
   # a fixed host key from environment.etc, systemd-ssh-generator (systemd >= 256: sshd on vsock
   # port 22 too) and the tmpfiles rules.
@@ -78,6 +90,9 @@ derivation {
       echo "not a real kernel: ${name}" > "$out/kernel"
       echo "not a real initrd: ${name}" > "$out/initrd"
       printf '#!/bin/sh\necho "init of ${name}"\n' > "$out/init"
+      mkdir -p "$out/bin"
+      printf '%s\n' "$switchScript" > "$out/bin/switch-to-configuration"
+      chmod +x "$out/bin/switch-to-configuration"
       chmod +x "$out/init"
       printf '%s\n' "$kernelParams" > "$out/kernel-params"
       printf '%s\n' "$configJson" > "$out/config.json"
