@@ -559,7 +559,7 @@ export class Agent implements AgentPort {
     const socket = this.launcher.paths(name).sshSocket;
     if (!r || !socket || !this.nix)
       return `nixvm cannot reach ${JSON.stringify(name)} over ssh to copy the new closure into its store; restart to apply.`;
-    const config = socket.replace(/\.sock$/, '') + '.nix-ssh_config';
+    const config = `${socket.replace(/\.sock$/, '')}.nix-ssh_config`;
     try {
       await writeSshConfig(config, [
         { vm: name, alias: r.alias, target: { ...r.target, extraOptions: {}, connectTimeout: null } },
