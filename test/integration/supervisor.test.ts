@@ -165,6 +165,8 @@ describe('Supervisor', () => {
       argv: vm.argv,
       facts: vm.facts,
       mac: vm.facts!.mac,
+      // Not switched in place (apply) since it booted.
+      switchedTo: null,
     });
     expect(Number(readFileSync(vm.paths.pidfile, 'utf8'))).toBe(st.pid);
     const record = JSON.parse(readFileSync(vm.paths.bootRecord, 'utf8'));

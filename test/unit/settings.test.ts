@@ -123,7 +123,7 @@ describe('SettingsStore', () => {
   const invalid: Array<[Record<string, unknown>, string, string]> = [
     [{ stopTimeoutSec: 0 }, 'stopTimeoutSec', 'at least 1'],
     [{ stopTimeoutSec: '30' }, 'stopTimeoutSec', 'a number'],
-    [{ autoRebuild: 'always' }, 'autoRebuild', '"off", "build", "restart"'],
+    [{ autoRebuild: 'always' }, 'autoRebuild', '"off", "build", "apply", "restart"'],
     [{ onQuit: 'pause' }, 'onQuit', '"keep", "stop"'],
     [{ flakes: ['relative/dir'] }, 'flakes[0]', 'absolute path'],
     [{ flakes: '/one/dir' }, 'flakes', 'a list'],
