@@ -52,7 +52,12 @@ describe('nixvm __complete', () => {
     expect(await completions(p, ['login-item', ''], src)).toEqual(['off', 'on', 'status']);
     expect(await completions(p, ['completion', ''], src)).toEqual(['bash', 'fish', 'zsh']);
     expect(await completions(p, ['config', 'set', 'auto'], src)).toEqual(['autoRebuild', 'autostart']);
-    expect(await completions(p, ['config', 'set', 'autoRebuild', ''], src)).toEqual(['apply', 'build', 'off', 'restart']);
+    expect(await completions(p, ['config', 'set', 'autoRebuild', ''], src)).toEqual([
+      'apply',
+      'build',
+      'off',
+      'restart',
+    ]);
     expect(await completions(p, ['flake', 'add', 'flakes/'], src)).toEqual(['flakes/my-vms/']);
     expect(await completions(p, ['flake', ''], src)).toEqual(['add', 'default', 'exclude', 'include', 'ls', 'remove']);
     // Hidden commands are not offered.
