@@ -127,11 +127,6 @@ export class Reach {
     return null;
   }
 
-  /** Forget what was learnt about a VM's vsock (its run ended). */
-  forgetRoute(name: string): void {
-    this.#vsockProbes.delete(name);
-  }
-
   #probeVsock(p: VsockProbe): void {
     if (this.#closed || p.inFlight || Date.now() < p.nextAt) return;
     p.inFlight = true;

@@ -258,11 +258,6 @@ export function sshTargetFor(d: SshDestination, o: SshArgvOptions): SshTarget {
   return { ...common, host };
 }
 
-/** The ssh argv a face runs: its own ssh program, nixvm's fixed options, the checked destination. */
-export function sshArgvFor(vm: string, destination: unknown, o: SshArgvOptions): string[] {
-  return sshArgv(sshTargetFor(checkSshDestination(vm, destination), o));
-}
-
 /** A route the agent named, if it is one the destination offers (else the first it offers). */
 export function checkRoute(d: SshDestination, route: unknown): SshRoute | undefined {
   const offered = sshRoutes(d);

@@ -19,10 +19,12 @@ import { sshHostAliases } from '../net/ssh.ts';
 import {
   authorizedKeyFiles,
   ensureVmKey,
+  KEY_FILE,
   keyCredentialParam,
   readPublicKey,
   writeAuthorizedKeys,
   type Run,
+  type VmKey,
 } from './ssh-keys.ts';
 import { ensureWritableImage } from './disks.ts';
 import {
@@ -108,6 +110,8 @@ export class Launcher {
   #setting: string | null = null;
   readonly #paths = new Map<string, PlacedRuntimePaths & { dirName: string }>();
   readonly #specs = new WeakMap<VmSpec, SpecFacts>();
+  /** Each VM's key pair as last made or read (null: none yet). */
+  readonly #keys = new Map<string, VmKey | null>();
   readonly #dirs: VmDirNames;
   readonly #limits: HostLimits;
 
@@ -259,11 +263,17 @@ export class Launcher {
     return { file: knownHostsPath(this.paths(t.name).dir), strict: strictnessFor(t.spec) };
   }
 
-  /** nixvm's key pair for the VM, when made. */
-  sshKey(name: string): { privateKey: string; publicKey: string } | null {
-    const dir = keysDir(this.paths(name));
-    const pub = readPublicKey(dir);
-    return pub ? { privateKey: path.join(dir, 'nixvm_ed25519'), publicKey: pub } : null;
+  /**
+   * nixvm's key pair for the VM, when made. Read from disk once and kept (every snapshot asks):
+   * only #prepareSsh makes or remakes a pair, and it updates what is kept.
+   */
+  sshKey(name: string): VmKey | null {
+    if (!this.#keys.has(name)) {
+      const dir = keysDir(this.paths(name));
+      const pub = readPublicKey(dir);
+      this.#keys.set(name, pub ? { privateKey: path.join(dir, KEY_FILE), publicKey: pub } : null);
+    }
+    return this.#keys.get(name) ?? null;
   }
 
   /** The effective MAC: configured, or generated from the flake and the name. */
@@ -319,6 +329,7 @@ export class Launcher {
     const dir = keysDir(paths);
     try {
       const key = await ensureVmKey(dir, t.name, this.#o.run);
+      this.#keys.set(t.name, key);
       // root too: nixvm switches a running guest to a new closure as root (`apply`).
       const users = [...new Set([t.spec.ssh.user, this.sshUser(t), 'root'])];
       writeAuthorizedKeys(dir, authorizedKeyFiles(t.spec, users), key.publicKey);
