@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { seedWithOlderSystemd } from '../test/helpers/fixtures.ts';
 import { BIN, startDaemon, type BenchDaemon } from './_daemon.ts';
 
 const arg = (name: string, dflt: number) => {
@@ -32,16 +33,7 @@ async function measure(route: 'vsock' | 'ip'): Promise<{ ms: number[]; said: str
     edit: (flake) => {
       if (route !== 'ip') return;
       // systemd 255: no systemd-ssh-generator, so sshd listens only on its address (port 2222 here).
-      const base = path.join(flake, 'modules', 'base.nix');
-      fs.writeFileSync(
-        base,
-        fs
-          .readFileSync(base, 'utf8')
-          .replace(
-            '  systemd.repart.partitions =',
-            '  systemd.package.version = "255.9";\n  systemd.repart.partitions =',
-          ),
-      );
+      seedWithOlderSystemd(flake);
       const host = path.join(flake, 'hosts', 'builder-vm.nix');
       fs.writeFileSync(
         host,

@@ -2,7 +2,17 @@
  * Fixture flakes are copied to a fresh temp dir before use: inside the checkout nix would treat
  * them as part of the project's git repo (only committed files visible, paths rewritten).
  */
-import { cpSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+  mkdirSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,4 +87,16 @@ export function emptyDir(): FlakeCopy {
     write: (rel, content) => writeFileSync(path.join(dir, rel), content),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * Give a copy of the seed-exact fixture (or the example) systemd 255 in every VM: no
+ * systemd-ssh-generator, so their sshd does not listen on vsock.
+ */
+export function seedWithOlderSystemd(flakeDir: string): void {
+  const base = path.join(flakeDir, 'modules', 'base.nix');
+  const text = readFileSync(base, 'utf8');
+  const anchor = '  systemd.repart.partitions =';
+  if (!text.includes(anchor)) throw new Error(`${base} has no "${anchor.trim()}" to put systemd's version beside`);
+  writeFileSync(base, text.replace(anchor, `  systemd.package.version = "255.9";\n${anchor}`));
 }

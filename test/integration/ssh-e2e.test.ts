@@ -12,7 +12,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
+import { copyFixture, seedWithOlderSystemd, type FlakeCopy } from '../helpers/fixtures.ts';
 import { SIMULATOR } from '../helpers/agent.ts';
 import { killVfkitsUnder } from '../helpers/reap.ts';
 import { waitFor, watchChild, type Watched } from '../helpers/wait.ts';
@@ -189,16 +189,7 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
   it('waits no longer than --timeout for a guest whose sshd is not on vsock (systemd older than 256), and says for what', async () => {
     // The same builder on systemd 255: no systemd-ssh-generator, so nothing listens on vsock, and
     // the simulator's addresses lead nowhere.
-    const base = flake.file('modules/base.nix');
-    fs.writeFileSync(
-      base,
-      fs
-        .readFileSync(base, 'utf8')
-        .replace(
-          '  systemd.repart.partitions =',
-          '  systemd.package.version = "255.9";\n  systemd.repart.partitions =',
-        ),
-    );
+    seedWithOlderSystemd(flake.dir);
     const re = await nixvm(['reevaluate']);
     expect(re.exitCode, said(re)).toBe(0);
     const started = Date.now();
