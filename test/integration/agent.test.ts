@@ -75,8 +75,17 @@ describe('Agent', () => {
     expect(vm.ipv4).toMatch(/^192\.168\.64\.\d+$/);
     const ips = await t.agent.call('ips', { vm: 'minimal-vm' });
     expect(ips).toEqual({ ipv4: vm.ipv4, ipv6: vm.ipv6 });
+    // Its sshd answers over vsock soon after boot (probed in the background); from then on
+    // the command goes that way, with the lease's address only as the fallback.
+    await t.waitFor(
+      (x) => x.vms.find((v) => v.name === 'minimal-vm')?.sshCommand?.includes('ProxyCommand') === true,
+      20_000,
+      'the ssh command to go over vsock once sshd answered there',
+    );
     const ssh = await t.agent.call('sshCommand', { vm: 'minimal-vm' });
-    expect(ssh.argv.slice(-3)).toEqual(['-l', 'alice', vm.ipv4]);
+    expect(ssh.route).toBe('vsock');
+    expect(ssh.target.ipv4).toBe(vm.ipv4);
+    expect(ssh.argv.slice(-3)).toEqual(['-l', 'alice', 'nixvm-minimal-vm']);
     // Host keys are checked, against the VM's own known_hosts under its alias.
     expect(ssh.command).toContain('StrictHostKeyChecking=accept-new');
     expect(ssh.command).toContain(
@@ -86,7 +95,11 @@ describe('Agent', () => {
 
     // A per-VM ssh user override applies live.
     await t.agent.call('setSettings', { sshUser: { 'minimal-vm': 'root' } });
-    expect((await t.agent.call('sshCommand', { vm: 'minimal-vm' })).argv.slice(-3)).toEqual(['-l', 'root', vm.ipv4]);
+    expect((await t.agent.call('sshCommand', { vm: 'minimal-vm' })).argv.slice(-3)).toEqual([
+      '-l',
+      'root',
+      'nixvm-minimal-vm',
+    ]);
 
     const logs = await t.agent.call('logs', { vm: 'minimal-vm', kind: 'console', lines: 200 });
     expect(logs.lines.join('\n')).toMatch(/login:/);
@@ -94,8 +107,8 @@ describe('Agent', () => {
     // Our own ssh config file holds a Host alias; ~/.ssh/config is never touched.
     const cfg = await waitForFile(
       path.join(t.root, 'state', 'ssh_config'),
-      (c) => c.includes(vm.ipv4!),
-      'the ssh config to have the address',
+      (c) => c.includes('ProxyCommand') && c.includes('User root'),
+      'the ssh config to reach the VM over vsock as the user set last',
     );
     expect(cfg).toContain('Host nixvm-minimal-vm');
   });
