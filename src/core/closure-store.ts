@@ -39,6 +39,8 @@ export interface ClosureStoreOptions {
   /** Every closure some VM was built to or boots: the roots to keep. */
   inUse(): Set<string>;
   log(line: string): void;
+  /** Arguments every build adds now (the builder VM's `--option builders`). */
+  buildArgs?(): readonly string[];
 }
 
 export interface ClosureStoreEvents {
@@ -85,6 +87,7 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
       logsDir: path.join(this.#o.logsDir, 'builds'),
       ...(this.#o.dirName ? { dirName: this.#o.dirName } : {}),
       onProcess: (vm, proc) => this.#track(vm, proc),
+      ...(this.#o.buildArgs ? { extraArgs: this.#o.buildArgs } : {}),
     });
     b.on('state', () => this.emit('changed'));
     b.on('progress', () => this.emit('changed'));

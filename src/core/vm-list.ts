@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
-import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmPlatform, VmSnapshot, VmSpec } from '../api/types.ts';
 import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
@@ -46,6 +46,8 @@ export interface VmListOwners {
   nixvm?: readonly string[];
   /** What the last apply of a VM did. */
   applied?(name: string): ApplyOutcome | null;
+  /** Where a VM's system is built and whether it runs here (the builders). */
+  platform?(spec: VmSpec | null): VmPlatform | null;
 }
 
 export class VmList {
@@ -165,6 +167,7 @@ export class VmList {
       macShared: this.#shared(e, macs),
       applied: this.#o.applied?.(e.name) ?? null,
       rootKey: t ? launcher.rootKey(t) : false,
+      platform: this.#o.platform?.(e.spec) ?? null,
     });
   }
 

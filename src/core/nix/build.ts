@@ -30,7 +30,7 @@ import { ProgressTracker } from './progress.ts';
 import { vmDirName } from '../../host/names.ts';
 
 /** The argv of a VM's build: its toplevel, JSON results, progress as internal-json on stderr. */
-export function buildArgv(nix: Nix, flake: string, vm: string): string[] {
+export function buildArgv(nix: Nix, flake: string, vm: string, extra: readonly string[] = []): string[] {
   return nix.argv(
     'build',
     '--no-link',
@@ -38,6 +38,7 @@ export function buildArgv(nix: Nix, flake: string, vm: string): string[] {
     ...EVAL_ARGS,
     '--log-format',
     'internal-json',
+    ...extra,
     toplevelInstallable(flake, vm),
   );
 }
@@ -105,6 +106,8 @@ export interface BuildManagerOptions {
   dirName?(vm: string): string;
   /** Told when a build's nix process starts (its pid and argv) and ends (null): for reaping orphans. */
   onProcess?(vm: string, proc: { pid: number; argv: string[] } | null): void;
+  /** Arguments every build adds now (the builder VM's `--option builders`). */
+  extraArgs?(): readonly string[];
 }
 
 export interface BuildManagerEvents {
@@ -166,6 +169,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   private readonly tailLines: number;
   private readonly dirName: (vm: string) => string;
   private readonly onProcess: BuildManagerOptions['onProcess'];
+  private readonly extraArgs: BuildManagerOptions['extraArgs'];
   private readonly slots = new Map<string, Slot>();
 
   constructor(opts: BuildManagerOptions) {
@@ -177,6 +181,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     this.tailLines = opts.tailLines ?? 20;
     this.dirName = opts.dirName ?? vmDirName;
     this.onProcess = opts.onProcess;
+    this.extraArgs = opts.extraArgs;
   }
 
   private slot(vm: string): Slot {
@@ -310,7 +315,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       this.emit('log', vm, line);
     };
 
-    const argv = buildArgv(this.nix, flake, vm);
+    const argv = buildArgv(this.nix, flake, vm, this.extraArgs?.() ?? []);
     log.write(`# ${new Date(startedAt).toISOString()} ${argv.map((a) => JSON.stringify(a)).join(' ')}\n`);
 
     let r: RunResult | null = null;

@@ -1,0 +1,149 @@
+/**
+ * A VM as this machine's remote builder, with nix's own distributed builds for real: the seed's
+ * builder-vm (nixpkgs' nix-builder-vm profile) on the simulator, leased a loopback address whose
+ * port 22 is a real OpenSSH `sshd -i` logging root in with nixvm's key, and whose nix is a real
+ * nix on a store of its own (a chroot store beside its writable store image). minimal-vm is
+ * built for a system only the builder's nix builds (its nix.settings.extra-platforms), so its
+ * build must go remote. The state folder has a space in it, as "Application Support" does.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AgentSnapshot } from '../../src/api/types.ts';
+import { formatVmTable } from '../../src/cli/format.ts';
+import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
+
+// A system nothing on a test machine builds by itself.
+const FOREIGN = 'riscv64-linux';
+const SSHD = '/usr/sbin/sshd';
+
+let flake: FlakeCopy;
+let root: string;
+let t: TestAgent;
+let ip: string;
+
+const builders = (s: AgentSnapshot) => s.agent.builders!;
+const machinesFile = () => path.join(root, 'state', 'builders', 'machines');
+
+beforeAll(async () => {
+  if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (npm test's pretest does).`);
+  if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  flake = await copyFixture('seed-exact', { salt: true });
+  // minimal-vm's closure is built for the foreign system; the builder's nix builds it too.
+  const minimal = flake.file('hosts/minimal-vm.nix');
+  fs.writeFileSync(
+    minimal,
+    fs.readFileSync(minimal, 'utf8').replace(/\}\s*$/, `  nixvmTest.system = "${FOREIGN}";\n}\n`),
+  );
+  const builder = flake.file('hosts/builder-vm.nix');
+  const text = fs.readFileSync(builder, 'utf8');
+  fs.writeFileSync(
+    builder,
+    text.replace(
+      'trusted-users = [ "builder" ];',
+      `trusted-users = [ "builder" ];\n    extra-platforms = [ "${FOREIGN}" ];`,
+    ),
+  );
+  root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm builder ')));
+  const certs = path.join(root, 'host-ca-bundle.crt');
+  fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test bundle\n-----END CERTIFICATE-----\n');
+  // A loopback address of its own, so that its port 22 is free.
+  ip = `127.${20 + (process.pid % 200)}.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+  t = await createTestAgent({
+    flake,
+    root,
+    env: { NIX_SSL_CERT_FILE: certs },
+    vmEnv: { NIXVM_SIM_IP: ip },
+  });
+}, 180_000);
+
+afterAll(async () => {
+  if (process.env.NIXVM_KEEP_TEST_ROOT) return;
+  await t?.dispose();
+});
+
+describe('builders', () => {
+  it('knows before a build that nothing here builds the foreign VM, and says the fix', async () => {
+    const vm = t.vm('minimal-vm');
+    expect(vm.platform, JSON.stringify(vm.platform)).toMatchObject({ buildsOn: 'none', cannotRun: null });
+    expect(vm.platform!.problem).toContain(`nothing here builds ${FOREIGN}`);
+    expect(vm.platform!.problem).toContain('nixvm builder use <vm>');
+    expect(t.vm('builder-vm').platform?.buildsOn).toBe('local');
+    // `nixvm ls` says it on the row, before anyone starts it.
+    expect(formatVmTable(t.agent.snapshot(), 200)).toMatch(
+      new RegExp(`\nminimal-vm [^\n]*\n  nothing here builds ${FOREIGN}`),
+    );
+  });
+
+  it('makes builder-vm the builder: starts it, lists it once nix reaches it, and the foreign build runs there', async () => {
+    const r = await t.agent.call('builderUse', { vm: 'builder-vm' });
+    // Root is trusted by nix: nixvm's own builds pass the builder; nothing in /etc changes.
+    expect(r.done).toBe(true);
+    expect(r.plan.mode).toBe('agent');
+    expect(r.plan.system).toBeNull();
+    expect(r.plan.userConfLine).toContain(`@${machinesFile()}`);
+    const s = await t.waitFor(
+      (x) => builders(x).status === 'ready' || builders(x).status === 'failed',
+      120_000,
+      'the builder VM to be ready',
+    );
+    expect(builders(s).status, builders(s).note ?? '').toBe('ready');
+    const line = fs
+      .readFileSync(machinesFile(), 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('ssh-ng://'))!;
+    // root on its IPv4 address, the key (percent-encoded: the path has a space) and its pinned host key.
+    expect(line).toMatch(new RegExp(`^ssh-ng://root@${ip.replace(/\./g, '\\.')}\\?ssh-key=\\S*nixvm%20builder%20`));
+    const pinned = fs
+      .readFileSync(flake.file('keys/ssh_host_ed25519_key.pub'), 'utf8')
+      .split(' ')
+      .slice(0, 2)
+      .join(' ');
+    expect(line.split(' ')[7]).toBe(Buffer.from(pinned).toString('base64'));
+    // Its systems and jobs as its configuration says: cores 8, the NixOS features, the extra platform.
+    expect(line.split(' ').slice(1, 6)).toEqual([
+      `aarch64-linux,${FOREIGN}`,
+      '-',
+      '8',
+      '1',
+      'nixos-test,benchmark,big-parallel,kvm',
+    ]);
+    const minimal = s.vms.find((v) => v.name === 'minimal-vm')!;
+    expect(minimal.platform).toMatchObject({ buildsOn: 'builder', problem: null });
+
+    const built = await t.agent.call('build', { vm: 'minimal-vm' });
+    expect(built.build.status, built.build.error ?? '').toBe('succeeded');
+    const out = built.builtOutPath!;
+    // Built there: the builder's own store has it; and copied back here.
+    const guestStore = fs
+      .readdirSync(path.join(root, 'state', 'vms', 'builder-vm'))
+      .find((f) => f.endsWith('.sim-store'));
+    expect(guestStore, 'the builder has a store of its own').toBeDefined();
+    expect(fs.existsSync(path.join(root, 'state', 'vms', 'builder-vm', guestStore!, out.slice(1)))).toBe(true);
+    expect(fs.existsSync(out)).toBe(true);
+    expect(execFileSync('nix-store', ['--query', '--deriver', out], { encoding: 'utf8' })).toContain('.drv');
+    // The progress named the builder; the log says where it built.
+    expect(built.build.progress?.remote ?? '').toContain(`root@${ip}`);
+    const log = fs.readFileSync(built.build.logPath!, 'utf8');
+    expect(log).toContain('--option');
+    expect(log).toMatch(
+      new RegExp(
+        `building '/nix/store/[^']+-nixos-system-minimal-vm-25\\.05\\.drv' on 'ssh-ng://root@${ip.replace(/\./g, '\\.')}`,
+      ),
+    );
+  });
+
+  it('unlists the builder when its VM stops, and `builder off` forgets it', async () => {
+    await t.agent.call('stop', { vm: 'builder-vm' });
+    const s = await t.waitFor((x) => builders(x).status === 'waiting', 30_000, 'the builder to be unlisted');
+    expect(fs.readFileSync(machinesFile(), 'utf8')).toBe('');
+    expect(s.vms.find((v) => v.name === 'minimal-vm')!.platform?.buildsOn).toBe('none');
+    const off = await t.agent.call('builderOff', {});
+    expect(off.done).toBe(true);
+    expect(off.builders).toMatchObject({ vm: null, status: 'off' });
+    expect(t.agent.snapshot().settings.builderVm).toBeNull();
+  });
+});
