@@ -377,7 +377,7 @@ export class Builders {
     const vm = snap.settings.builderVm;
     if (!vm || this.#closed) return;
     const v = snap.vms.find((x) => x.name === vm);
-    if (!v || v.state !== 'running') {
+    if (v?.state !== 'running') {
       if (this.#active || this.#listed)
         this.#deactivate(`${JSON.stringify(vm)} stopped, so nix no longer builds on it`);
       if (this.#status !== 'waiting' || !this.#note?.startsWith('waiting for')) {
