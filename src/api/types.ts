@@ -307,6 +307,10 @@ export interface VmPlatform {
   problem: string | null;
   /** Why Virtualization.framework cannot run it here (x86_64-linux on Apple silicon); null when it can. */
   cannotRun: string | null;
+  /** It is this machine's builder VM (settings.builderVm). */
+  isBuilder?: boolean;
+  /** Why it cannot be this machine's builder (a phrase), or null when it can. */
+  builderRefusal?: string | null;
 }
 
 /** One remote builder nix knows, or nixvm's builder VM. */

@@ -204,7 +204,7 @@ export class Agent implements AgentPort {
       images: this.images,
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
       applied: (name) => this.applied.get(name) ?? null,
-      platform: (spec) => this.builders.platform(spec),
+      platform: (spec, rootKey) => this.builders.platform(spec, rootKey),
     });
     const me = os.userInfo();
     this.builders = new Builders({

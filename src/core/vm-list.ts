@@ -47,7 +47,7 @@ export interface VmListOwners {
   /** What the last apply of a VM did. */
   applied?(name: string): ApplyOutcome | null;
   /** Where a VM's system is built and whether it runs here (the builders). */
-  platform?(spec: VmSpec | null): VmPlatform | null;
+  platform?(spec: VmSpec | null, rootKey: boolean): VmPlatform | null;
 }
 
 export class VmList {
@@ -167,7 +167,7 @@ export class VmList {
       macShared: this.#shared(e, macs),
       applied: this.#o.applied?.(e.name) ?? null,
       rootKey: t ? launcher.rootKey(t) : false,
-      platform: this.#o.platform?.(e.spec) ?? null,
+      platform: this.#o.platform?.(e.spec, t ? launcher.rootKey(t) : false) ?? null,
     });
   }
 

@@ -165,28 +165,42 @@ export class Builders {
     return { localSystems: this.#facts?.localSystems ?? [], machines, answers };
   }
 
-  /** Where a VM's system is built and whether it runs on this Mac; null before nix was asked. */
-  platform(spec: VmSpec | null): VmPlatform | null {
+  /** Where a VM's system is built, whether it runs on this Mac and can be the builder; null before nix was asked. */
+  platform(spec: VmSpec | null, rootKey = false): VmPlatform | null {
     if (!spec) return null;
     const noRun = cannotRun(spec.system, this.#o.host);
-    if (!this.#facts) return noRun ? { buildsOn: 'local', builders: [], problem: null, cannotRun: noRun } : null;
-    const b = buildabilityOf(spec.buildSystem ?? spec.system, this.capacity());
-    if (b.how === 'local') return { buildsOn: 'local', builders: [], problem: null, cannotRun: noRun };
+    const builder = {
+      isBuilder: this.#o.settings().builderVm === spec.name,
+      builderRefusal: builderRefusal(spec, rootKey),
+    };
+    if (!this.#facts)
+      return noRun ? { buildsOn: 'local', builders: [], problem: null, cannotRun: noRun, ...builder } : null;
+    const system = spec.buildSystem ?? spec.system;
+    const b = buildabilityOf(system, this.capacity());
+    if (b.how === 'local') return { buildsOn: 'local', builders: [], problem: null, cannotRun: noRun, ...builder };
     if (b.how === 'builder') {
+      const one = b.machines.length === 1;
       return {
         buildsOn: 'builder',
         builders: b.machines,
         problem:
           b.answering === false
-            ? `its ${spec.buildSystem ?? spec.system} builder${b.machines.length === 1 ? ' does' : 's do'} not answer (${b.machines.join(', ')}); start ${b.machines.length === 1 ? 'it' : 'one'} before you build.`
+            ? `its ${system} builder${one ? ' does' : 's do'} not answer (${b.machines.join(', ')}); start ${one ? 'it' : 'one'} before you build.`
             : null,
         cannotRun: noRun,
+        ...builder,
       };
     }
-    // A builder VM that is on its way counts as on its way, not as missing.
+    // A builder VM on its way is said to be on its way.
     const vm = this.#o.settings().builderVm;
     const waiting = vm && this.#status === 'waiting' ? ` (the builder VM ${JSON.stringify(vm)} is not ready yet)` : '';
-    return { buildsOn: 'none', builders: [], problem: `${b.reason}${waiting}; ${b.fix}.`, cannotRun: noRun };
+    return {
+      buildsOn: 'none',
+      builders: [],
+      problem: `${b.reason}${waiting}; ${b.fix}.`,
+      cannotRun: noRun,
+      ...builder,
+    };
   }
 
   /**

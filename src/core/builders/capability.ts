@@ -22,7 +22,7 @@ export type Buildability =
 /** The fix when nothing builds a system: nixvm's own builder first, then nix's ways. */
 export function builderFix(system: string): string {
   return system.endsWith('-linux')
-    ? `run a VM that can build ${system} and make it the builder (\`nixvm builder use <vm>\`), or add a ${system} machine to nix's \`builders\``
+    ? `make a VM that builds ${system} (nixpkgs' nix-builder-vm profile) the builder with \`nixvm builder use <vm>\`; with nix-darwin, \`nix.linux-builder.enable = true;\`; or add a ${system} machine to nix's \`builders\``
     : `add a ${system} machine to nix's \`builders\``;
 }
 
@@ -36,13 +36,16 @@ export function buildabilityOf(system: string | null, cap: BuildCapacity): Build
     const answering = known.some((a) => a === true) ? true : known.every((a) => a === false) ? false : null;
     return { how: 'builder', machines, answering };
   }
+  const here = cap.localSystems.length
+    ? cap.localSystems.length > 2
+      ? `${cap.localSystems.slice(0, 2).join(', ')} and ${cap.localSystems.length - 2} more`
+      : cap.localSystems.join(', ')
+    : 'nothing nix names';
   return {
     how: 'none',
-    reason: `nothing here builds ${system}: this machine builds ${cap.localSystems.join(', ') || 'nothing nix names'}${
-      cap.machines.length
-        ? `, and none of its ${cap.machines.length} builders builds ${system}`
-        : ', and nix has no builders'
-    }`,
+    reason: `nothing here builds ${system} (this machine builds ${here}, and ${
+      cap.machines.length ? `none of its ${cap.machines.length} builders does` : 'nix has no builders'
+    })`,
     fix: builderFix(system),
   };
 }

@@ -12,8 +12,8 @@
  *   daemon restarts; all of it in one script run with an administrator's consent (the macOS prompt).
  * - `nix-darwin`: nix-darwin owns /etc/nix/nix.conf; nixvm prints the setting to add instead.
  */
-import { quote } from 'shell-quote';
 import type { RegistrationMode, RegistrationPlan } from '../../api/types.ts';
+import { shellWord } from '../../host/shell.ts';
 
 export interface NixInstallFacts {
   user: string;
@@ -156,7 +156,7 @@ export function registrationPlan(f: NixInstallFacts, machinesFile: string, stage
   const contents = confWithEntry(f.systemConf ?? '', machinesFile);
   const script = [
     `/bin/cp -p ${SYSTEM_CONF} ${SYSTEM_CONF_BACKUP} 2>/dev/null || true`,
-    `/usr/bin/install -m 0644 -o root ${quote([staged])} ${SYSTEM_CONF}`,
+    `/usr/bin/install -m 0644 -o root ${shellWord(staged)} ${SYSTEM_CONF}`,
     DAEMON_RESTART,
   ].join(' && ');
   return {
@@ -208,7 +208,7 @@ export function unregistrationPlan(f: NixInstallFacts, machinesFile: string, sta
     };
   }
   const contents = confWithoutEntry(f.systemConf ?? '');
-  const script = [`/usr/bin/install -m 0644 -o root ${quote([staged])} ${SYSTEM_CONF}`, DAEMON_RESTART].join(' && ');
+  const script = [`/usr/bin/install -m 0644 -o root ${shellWord(staged)} ${SYSTEM_CONF}`, DAEMON_RESTART].join(' && ');
   return {
     mode,
     changes: [
