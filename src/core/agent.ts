@@ -176,6 +176,7 @@ export class Agent implements AgentPort {
       inUse: () => this.vms.closuresInUse(),
       log,
       buildArgs: () => this.builders.buildArgs(),
+      describeRemote: (uri) => this.builders.describe(uri),
     });
     this.reach = new Reach({
       leasesFile: paths.leasesFile,

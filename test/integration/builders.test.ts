@@ -31,12 +31,15 @@ const machinesFile = () => path.join(root, 'state', 'builders', 'machines');
 beforeAll(async () => {
   if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (npm test's pretest does).`);
   if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  flake = await copyFixture('seed-exact', { salt: true });
-  // minimal-vm's closure is built for the foreign system; the builder's nix builds it too.
+  flake = await copyFixture('seed-exact');
+  // minimal-vm's closure is built for the foreign system (the builder's nix builds it too), and
+  // is new on every run, so that nix really builds it.
   const minimal = flake.file('hosts/minimal-vm.nix');
   fs.writeFileSync(
     minimal,
-    fs.readFileSync(minimal, 'utf8').replace(/\}\s*$/, `  nixvmTest.system = "${FOREIGN}";\n}\n`),
+    fs
+      .readFileSync(minimal, 'utf8')
+      .replace(/\}\s*$/, `  nixvmTest.system = "${FOREIGN}";\n  nixvmTest.run = "${process.pid}-${Date.now()}";\n}\n`),
   );
   const builder = flake.file('hosts/builder-vm.nix');
   const text = fs.readFileSync(builder, 'utf8');
@@ -136,14 +139,34 @@ describe('builders', () => {
     );
   });
 
-  it('unlists the builder when its VM stops, and `builder off` forgets it', async () => {
+  it('a builder VM that stops in the middle of a build: the build fails in one sentence, nothing stays listed', async () => {
+    const host = flake.file('hosts/minimal-vm.nix');
+    fs.writeFileSync(host, fs.readFileSync(host, 'utf8').replace(/\}\s*$/, '  nixvmTest.buildHang = true;\n}\n'));
+    await t.agent.call('reevaluate', {});
+    const failed = t.agent.call('build', { vm: 'minimal-vm' }).then(
+      () => null,
+      (err: Error) => err,
+    );
+    await t.waitFor(
+      (x) => (x.vms.find((v) => v.name === 'minimal-vm')!.build.progress?.lastLine ?? '').includes('then hanging'),
+      60_000,
+      'the build to run on the builder',
+    );
     await t.agent.call('stop', { vm: 'builder-vm' });
+    const err = await failed;
+    expect(err, 'the build failed').toBeInstanceOf(Error);
+    expect(err!.message.split('\n')).toHaveLength(1);
+    expect(err!.message).toContain('the connection to the builder VM "builder-vm" was lost during the build (unexpected end-of-file); start it again (`nixvm start builder-vm`)');
     const s = await t.waitFor((x) => builders(x).status === 'waiting', 30_000, 'the builder to be unlisted');
     expect(fs.readFileSync(machinesFile(), 'utf8')).toBe('');
     expect(s.vms.find((v) => v.name === 'minimal-vm')!.platform?.buildsOn).toBe('none');
+  });
+
+  it('`builder off` forgets it', async () => {
     const off = await t.agent.call('builderOff', {});
     expect(off.done).toBe(true);
     expect(off.builders).toMatchObject({ vm: null, status: 'off' });
     expect(t.agent.snapshot().settings.builderVm).toBeNull();
+    expect(fs.readFileSync(machinesFile(), 'utf8')).toBe('');
   });
 });

@@ -121,7 +121,8 @@ export function bootSshd(
     const own = readOr(path.join(toplevel, 'etc', 'nix', 'nix.conf')) ?? '';
     fs.writeFileSync(
       path.join(nixConfDir, 'nix.conf'),
-      `${own}\nexperimental-features = nix-command\nsandbox = true\nsandbox-paths = /bin /lib /lib64 /usr\n`,
+      // No substituters: this machine is offline, and each try at cache.nixos.org costs seconds.
+      `${own}\nexperimental-features = nix-command\nsandbox = true\nsandbox-paths = /bin /lib /lib64 /usr\nsubstituters =\n`,
     );
     // Quoted: the state folder may have spaces ("Application Support").
     lines.push(`SetEnv "NIX_REMOTE=local?root=${guestStore}" "NIX_CONF_DIR=${nixConfDir}"`);

@@ -91,9 +91,12 @@ derivation {
     if builtins.compareVersions (config.systemd.package.version or "257.6") "256" >= 0 then "1" else "";
   tmpfilesRules = builtins.concatStringsSep "\n" (config.systemd.tmpfiles.rules or [ ]);
   repartDevice = if repart.enable or false then repart.device else "";
+  # nixvmTest.buildHang: the build says so and then never ends (a builder lost in the middle).
+  buildHang = if config.nixvmTest.buildHang or false then "1" else "";
   args = [
     "-c"
     (''
+      if [ -n "$buildHang" ]; then echo "nixvm-test: building, then hanging"; sleep 600; fi
       mkdir -p "$out/etc/repart.d"
       ln -s ${sw} "$out/sw"
       echo "not a real kernel: ${name}" > "$out/kernel"

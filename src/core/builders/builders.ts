@@ -21,6 +21,7 @@ import type {
   VmSpec,
 } from '../../api/types.ts';
 import { AgentError, errorMessage } from '../../api/errors.ts';
+import { shellWord } from '../../host/shell.ts';
 import { hostKeyOf } from '../net/known-hosts.ts';
 import { sshBanner } from '../net/ssh-probe.ts';
 import { type ConfigRunner, NIX_COMMAND_ARGS, nixConfig, settingWords, storeInfo } from '../nix/config.ts';
@@ -86,6 +87,8 @@ export class Builders {
   /** The machines file has a line (this agent's, or one an earlier agent left). */
   #listed = false;
   #modeNow: BuildersInfo['mode'] = null;
+  /** The builder VM's URI as last listed (kept after it stops, to name it when a build loses it). */
+  #lastUri: string | null = null;
 
   constructor(o: BuildersOptions) {
     this.#o = o;
@@ -220,6 +223,19 @@ export class Builders {
     }
     lines.push(renderMachine(this.#active.machine));
     return ['--option', 'builders', lines.join(' ; ')];
+  }
+
+  /** nix's name for a builder (its URI, maybe without parameters) in words, when it is the builder VM. */
+  describe(uri: string): { words: string; fix: string } | null {
+    const vm = this.#o.settings().builderVm;
+    const ours = this.#lastUri;
+    if (!vm || !ours) return null;
+    const bare = (u: string) => u.replace(/\?.*$/, '');
+    if (bare(uri) !== bare(ours)) return null;
+    return {
+      words: `the builder VM ${JSON.stringify(vm)}`,
+      fix: `start it again (\`nixvm start ${shellWord(vm)}\`) and wait for \`nixvm builder\` to say it is ready`,
+    };
   }
 
   #install(): NixInstallFacts | null {
@@ -446,6 +462,7 @@ export class Builders {
     await this.#ping(machine);
     if (this.#o.settings().builderVm !== name) return; // turned off meanwhile
     this.#active = { vm: name, machine, ipv4: v.ipv4 };
+    this.#lastUri = machine.uri;
     this.#writeFile(renderMachine(machine));
     this.#status = 'ready';
     this.#note = `nix builds ${machine.systems.join(', ')} on ${JSON.stringify(name)} (${v.ipv4}, ${machine.maxJobs} jobs)`;

@@ -108,6 +108,8 @@ export interface BuildManagerOptions {
   onProcess?(vm: string, proc: { pid: number; argv: string[] } | null): void;
   /** Arguments every build adds now (the builder VM's `--option builders`). */
   extraArgs?(): readonly string[];
+  /** A remote builder in words, and what to do when it was lost (nixvm's builder VM), or null. */
+  describeRemote?(uri: string): { words: string; fix: string } | null;
 }
 
 export interface BuildManagerEvents {
@@ -170,6 +172,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   private readonly dirName: (vm: string) => string;
   private readonly onProcess: BuildManagerOptions['onProcess'];
   private readonly extraArgs: BuildManagerOptions['extraArgs'];
+  private readonly describeRemote: BuildManagerOptions['describeRemote'];
   private readonly slots = new Map<string, Slot>();
 
   constructor(opts: BuildManagerOptions) {
@@ -182,6 +185,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     this.dirName = opts.dirName ?? vmDirName;
     this.onProcess = opts.onProcess;
     this.extraArgs = opts.extraArgs;
+    this.describeRemote = opts.describeRemote;
   }
 
   private slot(vm: string): Slot {
@@ -414,7 +418,17 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     const { vm, flake } = target;
     const text = nixErrorText(r.stderr) || tracker.errors.join('\n');
     const keep = hasPrevious ? ' (the previous build stays in use)' : '';
-    const t = translateBuildError(text, { flakeDir: flake, sourceRoot: sourceRootOf(flake).root, vm, hasPrevious });
+    const remote = tracker.progress().remote ?? null;
+    const who = remote ? (this.describeRemote?.(remote) ?? null) : null;
+    const t = translateBuildError(text, {
+      flakeDir: flake,
+      sourceRoot: sourceRootOf(flake).root,
+      vm,
+      hasPrevious,
+      remote,
+      remoteWords: who?.words ?? null,
+      remoteFix: who?.fix ?? null,
+    });
     if (t?.kind === 'build-failed' && t.drvPath) {
       const tail = tracker.logTail(t.drvPath);
       const detail = tail.length
