@@ -156,7 +156,9 @@ describe('builders', () => {
     const err = await failed;
     expect(err, 'the build failed').toBeInstanceOf(Error);
     expect(err!.message.split('\n')).toHaveLength(1);
-    expect(err!.message).toContain('the connection to the builder VM "builder-vm" was lost during the build (unexpected end-of-file); start it again (`nixvm start builder-vm`)');
+    expect(err!.message).toContain(
+      'the connection to the builder VM "builder-vm" was lost during the build (unexpected end-of-file); start it again (`nixvm start builder-vm`)',
+    );
     const s = await t.waitFor((x) => builders(x).status === 'waiting', 30_000, 'the builder to be unlisted');
     expect(fs.readFileSync(machinesFile(), 'utf8')).toBe('');
     expect(s.vms.find((v) => v.name === 'minimal-vm')!.platform?.buildsOn).toBe('none');
@@ -168,5 +170,77 @@ describe('builders', () => {
     expect(off.builders).toMatchObject({ vm: null, status: 'off' });
     expect(t.agent.snapshot().settings.builderVm).toBeNull();
     expect(fs.readFileSync(machinesFile(), 'utf8')).toBe('');
+  });
+});
+
+describe('builders, refused', () => {
+  let f2: FlakeCopy;
+  let t2: TestAgent;
+  let root2: string;
+  beforeAll(async () => {
+    f2 = await copyFixture('seed-exact');
+    // The closure pins a host key the guest's sshd does not have.
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'other', '-f', f2.file('keys/other_ed25519')]);
+    const builder = f2.file('hosts/builder-vm.nix');
+    fs.writeFileSync(
+      builder,
+      fs
+        .readFileSync(builder, 'utf8')
+        .replace(
+          '"ssh/ssh_host_ed25519_key.pub".source = ../keys/ssh_host_ed25519_key.pub;',
+          '"ssh/ssh_host_ed25519_key.pub".source = ../keys/other_ed25519.pub;',
+        ),
+    );
+    // An Intel VM, on an Apple-silicon Mac.
+    const minimal = f2.file('hosts/minimal-vm.nix');
+    fs.writeFileSync(
+      minimal,
+      fs.readFileSync(minimal, 'utf8').replace(/\}\s*$/, '  nixpkgs.hostPlatform.system = "x86_64-linux";\n}\n'),
+    );
+    root2 = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-builder-refused-')));
+    const certs = path.join(root2, 'host-ca-bundle.crt');
+    fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test bundle\n-----END CERTIFICATE-----\n');
+    const ip2 = `127.${20 + (process.pid % 200)}.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+    t2 = await createTestAgent({
+      flake: f2,
+      root: root2,
+      env: { NIX_SSL_CERT_FILE: certs },
+      vmEnv: { NIXVM_SIM_IP: ip2 },
+      agent: { hostMachine: { platform: 'darwin', arch: 'arm64' } },
+    });
+  }, 180_000);
+  afterAll(async () => {
+    await t2?.dispose();
+  });
+
+  it('an x86_64-linux VM on Apple silicon: said on its row, and Start refuses before building anything', async () => {
+    const vm = t2.vm('minimal-vm');
+    expect(vm.platform?.cannotRun).toContain('Virtualization.framework on Apple silicon boots only aarch64 guests');
+    expect(formatVmTable(t2.agent.snapshot(), 300)).toMatch(
+      /minimal-vm[^\n]*\n {2}cannot run on this Mac: it is built for x86_64-linux/,
+    );
+    const err = await t2.agent.call('start', { vm: 'minimal-vm' }).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err?.message).toMatch(/^VM "minimal-vm" cannot run on this Mac: it is built for x86_64-linux, /);
+    expect(t2.vm('minimal-vm')).toMatchObject({ state: 'stopped', builtOutPath: null });
+    expect(t2.vm('minimal-vm').build.status).toBe('idle');
+  });
+
+  it('a builder whose host key is not the pinned one is never listed, and says why in one sentence', async () => {
+    const r = await t2.agent.call('builderUse', { vm: 'builder-vm' });
+    expect(r.done).toBe(true);
+    const s = await t2.waitFor((x) => x.agent.builders!.status === 'failed', 120_000, 'the builder VM to be refused');
+    const note = s.agent.builders!.note!;
+    expect(note.split('\n')).toHaveLength(1);
+    expect(note).toMatch(/^its sshd shows a different host key than the one its configuration pins /);
+    expect(fs.readFileSync(path.join(root2, 'state', 'builders', 'machines'), 'utf8')).toBe('');
+    // Refusals that need no VM at all: the VM that runs no nix store of its own, an unknown VM.
+    await expect(t2.agent.call('builderUse', { vm: 'minimal-vm' })).rejects.toThrow(
+      /^VM "minimal-vm" cannot be this machine's builder: /,
+    );
+    await expect(t2.agent.call('builderUse', { vm: 'nope' })).rejects.toThrow(/"nope"/);
+    await t2.agent.call('builderOff', {});
   });
 });

@@ -70,6 +70,22 @@ function readOrNull(file: string): string | null {
   }
 }
 
+/** Why nix could not reach the builder's store, in words: ssh's own reason first, then nix's last line. */
+export function pingFailure(stderr: string, exitCode: number | null): string {
+  if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr))
+    return 'its sshd shows a different host key than the one its configuration pins (environment.etc."ssh/ssh_host_ed25519_key.pub"), so nix refuses it; fix the key pair in the configuration and restart the VM';
+  if (/Permission denied \(publickey/.test(stderr))
+    return "its sshd refused nixvm's key for root; check services.openssh.authorizedKeysFiles and the $KEYS share";
+  if (/Connection refused|Connection timed out|No route to host/.test(stderr))
+    return 'nothing answers ssh on its address';
+  const last = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^warning:/.test(l))
+    .at(-1);
+  return `nix could not reach its store over ssh (${(last ?? `exit ${exitCode}`).replace(/^error:\s*/, '')})`;
+}
+
 export class Builders {
   readonly #o: BuildersOptions;
   readonly machinesFile: string;
@@ -491,16 +507,7 @@ export class Builders {
       allowFailure: true,
       timeoutMs: 30_000,
     });
-    if (r.exitCode !== 0) {
-      const why = r.stderr
-        .split('\n')
-        .map((l) => l.trim())
-        .filter((l) => l && !/^warning:/.test(l))
-        .at(-1);
-      throw new Error(
-        `nix could not reach its store over ssh (${(why ?? `exit ${r.exitCode}`).replace(/^error:\s*/, '')})`,
-      );
-    }
+    if (r.exitCode !== 0) throw new Error(pingFailure(r.stderr, r.exitCode));
   }
 
   #deactivate(why: string | null): void {
