@@ -14,11 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentSnapshot } from '../../src/api/types.ts';
 import { formatVmTable } from '../../src/cli/format.ts';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { caBundle, FOREIGN, loopbackIp, seedWithForeignVm, sshdReady } from '../helpers/builder-fixture.ts';
 import { copyFixture, type FlakeCopy } from '../helpers/fixtures.ts';
-
-// A system nothing on a test machine builds by itself.
-const FOREIGN = 'riscv64-linux';
-const SSHD = '/usr/sbin/sshd';
 
 let flake: FlakeCopy;
 let root: string;
@@ -29,32 +26,11 @@ const builders = (s: AgentSnapshot) => s.agent.builders!;
 const machinesFile = () => path.join(root, 'state', 'builders', 'machines');
 
 beforeAll(async () => {
-  if (!fs.existsSync(SSHD)) throw new Error(`${SSHD} is missing: install openssh-server (npm test's pretest does).`);
-  if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  flake = await copyFixture('seed-exact');
-  // minimal-vm's closure is built for the foreign system (the builder's nix builds it too), and
-  // is new on every run, so that nix really builds it.
-  const minimal = flake.file('hosts/minimal-vm.nix');
-  fs.writeFileSync(
-    minimal,
-    fs
-      .readFileSync(minimal, 'utf8')
-      .replace(/\}\s*$/, `  nixvmTest.system = "${FOREIGN}";\n  nixvmTest.run = "${process.pid}-${Date.now()}";\n}\n`),
-  );
-  const builder = flake.file('hosts/builder-vm.nix');
-  const text = fs.readFileSync(builder, 'utf8');
-  fs.writeFileSync(
-    builder,
-    text.replace(
-      'trusted-users = [ "builder" ];',
-      `trusted-users = [ "builder" ];\n    extra-platforms = [ "${FOREIGN}" ];`,
-    ),
-  );
+  sshdReady();
+  flake = await seedWithForeignVm();
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm builder ')));
-  const certs = path.join(root, 'host-ca-bundle.crt');
-  fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test bundle\n-----END CERTIFICATE-----\n');
-  // A loopback address of its own, so that its port 22 is free.
-  ip = `127.${20 + (process.pid % 200)}.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+  const certs = caBundle(root);
+  ip = loopbackIp();
   t = await createTestAgent({
     flake,
     root,
@@ -198,9 +174,8 @@ describe('builders, refused', () => {
       fs.readFileSync(minimal, 'utf8').replace(/\}\s*$/, '  nixpkgs.hostPlatform.system = "x86_64-linux";\n}\n'),
     );
     root2 = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-builder-refused-')));
-    const certs = path.join(root2, 'host-ca-bundle.crt');
-    fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test bundle\n-----END CERTIFICATE-----\n');
-    const ip2 = `127.${20 + (process.pid % 200)}.${Math.floor(Math.random() * 250) + 1}.${Math.floor(Math.random() * 250) + 1}`;
+    const certs = caBundle(root2);
+    const ip2 = loopbackIp();
     t2 = await createTestAgent({
       flake: f2,
       root: root2,
