@@ -326,4 +326,83 @@ describe('Builders', () => {
       'VM "nope" has no evaluated configuration, so nixvm cannot tell whether it can build.',
     );
   });
+
+  it('an untrusted user: `use` shows the plan and changes nothing without consent; with it, one admin prompt, by argv', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm builders '));
+    dirs.push(dir);
+    const conf = path.join(dir, 'nix.conf');
+    fs.writeFileSync(conf, 'trusted-users = root\n');
+    const calls: string[][] = [];
+    let adminExit = 0;
+    let adminStderr = '';
+    const run = async (argv: string[]): Promise<RunResult> => {
+      calls.push(argv);
+      const out = (stdout: string, exitCode = 0, stderr = '') => ({
+        argv,
+        exitCode,
+        stdout,
+        stderr,
+        signal: null,
+        durationMs: 1,
+      });
+      if (argv.includes('show') || argv.includes('show-config'))
+        return out(JSON.stringify({ system: { value: 'aarch64-darwin' }, 'trusted-users': { value: ['root'] } }));
+      if (argv.includes('info')) return out(JSON.stringify({ url: 'daemon', trusted: 0 }));
+      if (argv[0] === 'id') return out('staff\n');
+      if (argv[0] === 'osascript') return out('', adminExit, adminStderr);
+      return out('', 1);
+    };
+    let settings = defaultSettings();
+    const started: string[] = [];
+    const b = new Builders({
+      stateDir: path.join(dir, 'state'),
+      run: run as never,
+      nix: () => '/nix/bin/nix',
+      user: 'me',
+      uid: 501,
+      host: { platform: 'darwin', arch: 'arm64' },
+      settings: () => settings,
+      log: () => {},
+      changed: () => {},
+      vm: (name) => (name === 'builder-vm' ? { spec: spec(), rootKey: true, ipv4: null, identityFile: null } : null),
+      start: async (name) => {
+        started.push(name);
+      },
+      setBuilderVm: async (name) => {
+        settings = { ...settings, builderVm: name };
+      },
+      systemConf: conf,
+    });
+    const asked = await b.use('builder-vm', false);
+    expect(asked.done).toBe(false);
+    expect(asked.plan.mode).toBe('system');
+    expect(asked.plan.changes[0]).toContain("/etc/nix/nix.conf: nixvm's machines file added to `builders`");
+    expect(asked.plan.system!.contents).toBe(
+      `trusted-users = root\n${MARK}\nbuilders = @/etc/nix/machines ; @${b.machinesFile}\n`,
+    );
+    expect(calls.some((c) => c[0] === 'osascript')).toBe(false);
+    expect(settings.builderVm).toBeNull();
+    expect(started).toEqual([]);
+
+    // The prompt cancelled: nothing changed, said in one sentence.
+    adminExit = 1;
+    adminStderr = '0:74: execution error: User canceled. (-128)';
+    await expect(b.use('builder-vm', true)).rejects.toThrow(
+      'Nothing was changed: the administrator prompt to make nix use the builder VM was cancelled.',
+    );
+    expect(settings.builderVm).toBeNull();
+
+    adminExit = 0;
+    const done = await b.use('builder-vm', true);
+    expect(done.done).toBe(true);
+    const admin = calls.filter((c) => c[0] === 'osascript').at(-1)!;
+    expect(admin).toEqual(done.plan.system!.argv);
+    // The staged file is exactly what the plan showed; the admin script installs that file.
+    expect(fs.readFileSync(done.plan.system!.staged, 'utf8')).toBe(done.plan.system!.contents);
+    expect(admin[2]).toContain(`install -m 0644 -o root '${done.plan.system!.staged}' /etc/nix/nix.conf`);
+    expect(settings.builderVm).toBe('builder-vm');
+    expect(started).toEqual(['builder-vm']);
+    // A VM that cannot build is refused before anything is asked.
+    await expect(b.use('web', true)).rejects.toThrow('VM "web" has no evaluated configuration');
+  });
 });
