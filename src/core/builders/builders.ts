@@ -98,6 +98,8 @@ export class Builders {
   #status: BuildersInfo['status'] = 'off';
   #note: string | null = null;
   #activating = false;
+  /** Failed tries in a row (their retries back off). */
+  #failures = 0;
   #nextTryAt = 0;
   #closed = false;
   /** The machines file has a line (this agent's, or one an earlier agent left). */
@@ -411,6 +413,7 @@ export class Builders {
   /** The builder VM changed (set, unset): look at it again now. */
   reset(): void {
     this.#nextTryAt = 0;
+    this.#failures = 0;
     const vm = this.#o.settings().builderVm;
     if (!vm || (this.#active && this.#active.vm !== vm)) this.#deactivate(null);
     this.#status = vm ? 'waiting' : 'off';
@@ -440,19 +443,27 @@ export class Builders {
     this.#activating = true;
     void this.#activate(vm)
       .catch((err) => {
+        const note = errorMessage(err);
+        // Said once in the log, however often it is tried again.
+        if (this.#status !== 'failed' || this.#note !== note) this.#o.log(`builder VM ${JSON.stringify(vm)}: ${note}`);
         this.#status = 'failed';
-        this.#note = errorMessage(err);
-        this.#o.log(`builder VM ${JSON.stringify(vm)}: ${this.#note}`);
+        this.#note = note;
+        this.#failures++;
       })
       .finally(() => {
         this.#activating = false;
-        this.#nextTryAt = Date.now() + 2000;
-        if (!this.#closed) {
-          // Looked at again with the next snapshot; make sure one comes while it waits.
-          const t = setTimeout(() => this.#o.changed(), 2000);
-          t.unref();
+        if (this.#status !== 'failed') this.#failures = 0;
+        if (this.#status === 'ready' || this.#closed) {
           this.#o.changed();
+          return;
         }
+        // Waiting for its sshd is a cheap probe, asked again soon; failures back off to a minute.
+        const delay = this.#status === 'failed' ? Math.min(60_000, 5000 * 2 ** (this.#failures - 1)) : 250;
+        this.#nextTryAt = Date.now() + delay;
+        // Looked at again with the next snapshot; make sure one comes while it waits.
+        const t = setTimeout(() => this.#o.changed(), delay);
+        t.unref();
+        this.#o.changed();
       });
   }
 
