@@ -429,6 +429,9 @@ export class Builders {
     if (v?.state !== 'running') {
       if (this.#active || this.#listed)
         this.#deactivate(`${JSON.stringify(vm)} stopped, so nix no longer builds on it`);
+      // Its next boot is looked at at once, whatever failed before.
+      this.#nextTryAt = 0;
+      this.#failures = 0;
       if (this.#status !== 'waiting' || !this.#note?.startsWith('waiting for')) {
         this.#status = 'waiting';
         this.#note = v
