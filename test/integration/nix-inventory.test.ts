@@ -72,6 +72,7 @@ describe('inventory', () => {
       hostCerts: false,
       diskSizeMiB: null,
       guestMounts: [],
+      nix: { enabled: null, trustedUsers: [], systemFeatures: null, extraPlatforms: [] },
     });
     expect(builder).toEqual({
       name: 'builder-vm',
@@ -104,6 +105,7 @@ describe('inventory', () => {
       hostCerts: false,
       diskSizeMiB: null,
       guestMounts: [],
+      nix: { enabled: null, trustedUsers: [], systemFeatures: null, extraPlatforms: [] },
     });
     // The drvPath is the real one: nix instantiated it.
     expect(existsSync(minimal!.drvPath)).toBe(true);
@@ -117,6 +119,8 @@ describe('inventory', () => {
     const builder = inv.vms.find((v) => v.name === 'builder-vm')!;
     expect(builder).toMatchObject({
       system: 'aarch64-linux',
+      // The fixture's stand-in closure is built for this machine (a real one: its hostPlatform).
+      buildSystem: 'x86_64-linux',
       cpus: 8,
       memoryMiB: 3072,
       storeImage: true,
@@ -126,6 +130,13 @@ describe('inventory', () => {
       writableStore: { sizeMiB: 20480, device: '/dev/nvme1n1' },
     });
     expect(builder.guestMounts).toContainEqual({ target: '/var/keys', device: 'keys', fsType: 'virtiofs' });
+    // The guest's nix as nix-builder-vm sets it (what makes it a builder).
+    expect(builder.nix).toEqual({
+      enabled: null,
+      trustedUsers: ['builder'],
+      systemFeatures: ['nixos-test', 'benchmark', 'big-parallel', 'kvm'],
+      extraPlatforms: [],
+    });
     expect(builder.guestMounts).toContainEqual({
       target: '/nix/.ro-store',
       device: '/dev/disk/by-label/nix-store',
