@@ -13,7 +13,10 @@ import { installLoginItem, loginItemStatus, removeLoginItem } from '../host/laun
  * node_modules) points at an installed NixVM.app instead, or says why it will not write one.
  */
 export function appProgramArguments(): string[] {
-  const program = loginProgram({ entry: app.isPackaged ? app.getPath('exe') : app.getAppPath(), home: app.getPath('home') });
+  const program = loginProgram({
+    entry: app.isPackaged ? app.getPath('exe') : app.getAppPath(),
+    home: app.getPath('home'),
+  });
   if (program.refused !== undefined) throw new AgentError('failed', program.refused);
   return program.programArguments;
 }
