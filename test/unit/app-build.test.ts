@@ -27,7 +27,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('preload bundle', () => {
-  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, onEvent, console* }', async () => {
+  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, app, onEvent, console* }', async () => {
     const required: string[] = [];
     const exposed: Record<string, Record<string, unknown>> = {};
     const invokes: [string, unknown][] = [];
@@ -59,8 +59,9 @@ describe('preload bundle', () => {
     });
     expect(required).toEqual(['electron']);
     expect(Object.keys(exposed)).toEqual(['nixvm']);
-    const api = exposed.nixvm as Record<'call' | 'ui' | 'onEvent', (...args: unknown[]) => unknown>;
+    const api = exposed.nixvm as Record<'call' | 'ui' | 'app' | 'onEvent', (...args: unknown[]) => unknown>;
     expect(Object.keys(api).sort()).toEqual([
+      'app',
       'call',
       'consoleAttach',
       'consoleDetach',
@@ -71,11 +72,13 @@ describe('preload bundle', () => {
 
     expect(await api.call('start', { vm: 'web' })).toEqual({ ok: true, value: 'answer' });
     await api.ui('copySshCommand', { vm: 'web' });
+    await api.app('appInfo', {});
     const seen: unknown[] = [];
     api.onEvent((ev: unknown) => seen.push(ev), { logs: [{ vm: 'web', kind: 'console' }] });
     expect(invokes).toEqual([
       ['nixvm:call', { method: 'start', params: { vm: 'web' } }],
       ['nixvm:ui', { verb: 'copySshCommand', params: { vm: 'web' } }],
+      ['nixvm:app', { verb: 'appInfo', params: {} }],
       ['nixvm:subscribe', { logs: [{ vm: 'web', kind: 'console' }] }],
     ]);
     // Log events reach only listeners that asked for that log.
