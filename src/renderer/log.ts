@@ -330,8 +330,10 @@ function updateChrome(): void {
     noticeEl.hidden = notice === null;
     if (notice !== null && noticeEl.textContent !== notice) noticeEl.textContent = notice;
   }
-  showEmpty(pending === null && buffer.size === 0 && !loadError ? emptyState() : null);
-  consoleBtn.disabled = logPath === null;
+  const empty = pending === null && buffer.size === 0 && !loadError ? emptyState() : null;
+  showEmpty(empty);
+  // Nothing to open while the VM never ran (or was never built): the file does not exist yet.
+  consoleBtn.disabled = logPath === null || empty?.action != null;
 }
 
 let current: VmSnapshot | undefined;
@@ -474,9 +476,8 @@ function showVm(v: VmSnapshot | undefined): void {
   if (!logPath && v) {
     const known = kind === 'build' ? v.build.logPath : v.consoleLog;
     if (known && pending === null) logPath = known;
-    consoleBtn.disabled = logPath === null;
   }
-  if (buffer.size === 0 && pending === null) updateChrome();
+  if (pending === null) updateChrome();
 }
 
 bridge.onEvent((ev) => {

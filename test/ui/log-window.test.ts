@@ -409,11 +409,14 @@ describe('log window', () => {
       const start = app.page.locator('#empty-action');
       expect(await start.textContent()).toBe('Start');
       expect(await start.isEnabled()).toBe(true);
+      // No file to hand to Console.app yet.
+      expect(await app.page.locator('#console-app').isDisabled()).toBe(true);
       await start.click();
       await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running'), 60_000);
       await app.page.locator('#log .line', { hasText: 'Welcome to NixOS' }).first().waitFor({ timeout: 30_000 });
       expect(await app.page.locator('#empty').isHidden()).toBe(true);
       expect(await app.page.locator('#log .line').first().getAttribute('class')).toBe('line run');
+      expect(await app.page.locator('#console-app').isEnabled()).toBe(true);
       expect(app.problems).toEqual([]);
     } finally {
       await app?.close();
