@@ -2,9 +2,9 @@
  * The `nixvm` NixVM.app carries, run from the app's layout with nothing of the checkout: its
  * Contents/Resources/cli built by scripts/app-cli.ts as `npm run package` builds it, in a temp
  * directory outside the checkout, reached through a symlink on PATH as "Install Command Line
- * Tool…" makes one. Electron's binary cannot be had here, so Contents/MacOS/NixVM is a copy of
- * this Node (which ignores ELECTRON_RUN_AS_NODE, as the app's Electron obeys it); the launcher is
- * the one that ships, unchanged. Also: a checkout's CLI refuses to write a login item.
+ * Tool…" makes one. Electron's binary cannot be had here, so Contents/MacOS/NixVM is a script that
+ * notes what the launcher handed it and runs a copy of this Node (which needs no
+ * ELECTRON_RUN_AS_NODE, as the app's Electron does); the launcher is the one that ships, unchanged. Also: a checkout's CLI refuses to write a login item.
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,9 +24,17 @@ beforeAll(async () => {
   tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-packaged-')));
   app = path.join(tmp, 'Applications', 'NixVM.app');
   await buildAppCli(path.join(app, 'Contents', 'Resources', 'cli'));
-  fs.mkdirSync(path.join(app, 'Contents', 'MacOS'), { recursive: true });
-  fs.copyFileSync(process.execPath, path.join(app, 'Contents', 'MacOS', 'NixVM'));
-  fs.chmodSync(path.join(app, 'Contents', 'MacOS', 'NixVM'), 0o755);
+  // In Electron's place: a script that notes the environment the launcher gave it (is it told to
+  // run as Node?), then runs a copy of this Node with the same arguments.
+  const macos = path.join(app, 'Contents', 'MacOS');
+  fs.mkdirSync(macos, { recursive: true });
+  fs.copyFileSync(process.execPath, path.join(macos, 'node-for-test'));
+  fs.chmodSync(path.join(macos, 'node-for-test'), 0o755);
+  fs.writeFileSync(
+    path.join(macos, 'NixVM'),
+    `#!/bin/sh\nprintf '%s\\n' "ELECTRON_RUN_AS_NODE=$ELECTRON_RUN_AS_NODE $*" >> '${path.join(tmp, 'electron-runs')}'\nexec "$(dirname "$0")/node-for-test" "$@"\n`,
+    { mode: 0o755 },
+  );
   onPath = path.join(tmp, 'bin');
   fs.mkdirSync(onPath);
   fs.symlinkSync(path.join(app, 'Contents', 'Resources', 'cli', 'nixvm'), path.join(onPath, 'nixvm'));
@@ -74,6 +82,11 @@ describe("NixVM.app's nixvm", () => {
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe(pkg.version);
+    // The app's binary was told to run as Node, with the bundle and the arguments.
+    const cli = path.join(app, 'Contents', 'Resources', 'cli');
+    expect(fs.readFileSync(path.join(tmp, 'electron-runs'), 'utf8').split('\n')).toContain(
+      `ELECTRON_RUN_AS_NODE=1 ${cli}/nixvm.mjs --version`,
+    );
   });
 
   it('runs doctor --json from there, checking this machine without an agent', () => {
