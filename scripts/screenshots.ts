@@ -80,7 +80,7 @@ try {
   console.log('wrote docs/log-window.png');
   await log.close();
 
-  // The build log of the build in flight: each line with the time the agent got it.
+  // The build log of the build started above (in flight or just done): each line with the time the agent got it.
   const build = await h.open(t.agent, 'log', { query: { vm: 'builder', kind: 'build' }, deviceScaleFactor: 2 });
   await build.page.locator('.line.stamped .ts:not(:empty)').nth(3).waitFor();
   await build.page.waitForTimeout(300);

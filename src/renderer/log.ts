@@ -14,7 +14,7 @@
  */
 import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/types.ts';
 import { vmActions } from '../api/actions.ts';
-import { stateLabel } from '../api/describe.ts';
+import { vmStatusLine } from '../api/describe.ts';
 import { runStartOf, unstamp } from '../api/log-lines.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { AnsiRenderer, applyTrueColours, stripAnsi } from './ansi.ts';
@@ -470,7 +470,8 @@ async function load(k: LogKind): Promise<void> {
 
 function showVm(v: VmSnapshot | undefined): void {
   current = v;
-  vmNameEl.textContent = v ? `${v.name} — ${stateLabel(v)}` : vm;
+  // "web — Running", "builder — Building 42%": what the Build tab is showing, too.
+  vmNameEl.textContent = v ? `${v.name} — ${vmStatusLine(v)}` : vm;
   titleEl.dataset.state = v ? v.state : 'stopped';
   if (v?.build.status === 'building') titleEl.dataset.state = 'building';
   if (!logPath && v) {
