@@ -1,6 +1,6 @@
 /**
  * Screenshots of the renderer for docs/ and the README: the dropdown (light and dark), the log
- * window and settings, rendered in Chromium over a real Agent (the UI fixture flake, real nix,
+ * window (a console across a restart, a build log) and settings, rendered in Chromium over a real Agent (the UI fixture flake, real nix,
  * the vfkit simulator), the same way the UI tests run it.
  *
  *   node scripts/screenshots.ts [outDir]      (default: docs/)
@@ -10,7 +10,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { createTestAgent } from '../test/helpers/agent.ts';
 import { copyFixture } from '../test/helpers/fixtures.ts';
-import { startHarness } from '../test/ui/harness.ts';
+import { RecordingAppHost, startHarness } from '../test/ui/harness.ts';
 
 const out = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '..', 'docs'));
 mkdirSync(out, { recursive: true });
@@ -57,14 +57,48 @@ try {
     await app.close();
   }
 
+  // The console across a restart: the end of the first run, the separator, the second boot.
+  const before = t.vm('dev').startedAt;
+  await t.agent.call('restart', { vm: 'dev' });
+  await t.waitFor((s) => s.vms.some((v) => v.name === 'dev' && v.state === 'running' && v.startedAt !== before));
   const log = await h.open(t.agent, 'log', { query: { vm: 'dev', kind: 'console' }, deviceScaleFactor: 2 });
-  await log.page.locator('.line').nth(20).waitFor();
-  await log.page.waitForTimeout(1500);
+  const sep = `.line.run[data-run="${new Date(t.vm('dev').startedAt!).toISOString()}"]`;
+  await log.page.locator('.line', { hasText: 'login:' }).last().waitFor();
+  await log.page.locator('#follow').uncheck();
+  // The list is virtual: scroll up until the separator is drawn, then put it in the middle.
+  while (!(await log.page.locator(sep).count())) {
+    await log.page.evaluate(() => (document.getElementById('log')!.scrollTop -= 300));
+    await log.page.waitForTimeout(50);
+  }
+  await log.page.locator(sep).evaluate((el) => el.scrollIntoView({ block: 'center' }));
+  await log.page.waitForFunction((s) => {
+    const top = document.querySelector(s)?.getBoundingClientRect().top ?? -1;
+    return top > 150 && top < 400;
+  }, sep);
+  await log.page.waitForTimeout(300);
   await log.page.screenshot({ path: path.join(out, 'log-window.png') });
   console.log('wrote docs/log-window.png');
   await log.close();
 
-  const settings = await h.open(t.agent, 'settings', { deviceScaleFactor: 2 });
+  // The build log of the build started above (in flight or just done): each line with the time the agent got it.
+  const build = await h.open(t.agent, 'log', { query: { vm: 'builder', kind: 'build' }, deviceScaleFactor: 2 });
+  await build.page.locator('.line.stamped .ts:not(:empty)').nth(3).waitFor();
+  await build.page.waitForTimeout(300);
+  await build.page.screenshot({ path: path.join(out, 'build-log.png') });
+  console.log('wrote docs/build-log.png');
+  await build.close();
+
+  // As the packaged, unsigned app shows it on a Mac where /usr/local/bin needs an administrator.
+  const appHost = new RecordingAppHost({
+    launcher: '/Applications/NixVM.app/Contents/Resources/cli/nixvm',
+    pathDirs: ['/usr/local/bin', '/usr/bin', '/bin'],
+    candidates: ['/nonexistent/usr/local/bin'],
+  });
+  const settings = await h.open(t.agent, 'settings', {
+    deviceScaleFactor: 2,
+    appHost,
+    viewport: { width: 560, height: 1000 },
+  });
   await settings.page.locator('#vms tr').nth(3).waitFor();
   await settings.page.waitForTimeout(200);
   await settings.page.screenshot({ path: path.join(out, 'settings.png') });

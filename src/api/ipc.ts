@@ -35,6 +35,8 @@ export const CHANNELS = {
   consoleDetach: 'nixvm:console-detach',
   /** main → renderer: WireConsoleEvent of the attached console */
   console: 'nixvm:console',
+  /** invoke: { verb, params } → Reply<app result>; about the app itself (AppMethods) */
+  app: 'nixvm:app',
 } as const;
 
 /** Most log streams one window may follow at once. */
@@ -105,6 +107,38 @@ export function isUiVerb(v: unknown): v is UiVerb {
   return typeof v === 'string' && Object.hasOwn(UI_VERBS, v);
 }
 
+/** Where the `nixvm` command stands: on PATH (linked to this app), installable (where), or not offered. */
+export type CliToolStatus =
+  | { state: 'installed'; link: string }
+  | { state: 'not-installed'; link: string; admin: boolean }
+  | { state: 'unavailable'; reason: string };
+
+export interface AppInfo {
+  /** A packaged NixVM.app (not Electron run from a checkout). */
+  packaged: boolean;
+  /** Signed with a Developer ID: without it, recent macOS shows no notifications (the tray title does). */
+  signed: boolean;
+  platform: string;
+  cliTool: CliToolStatus;
+}
+
+/** What a window may ask about the app itself: how it was built, its command-line tool. */
+export interface AppMethods {
+  appInfo: { params: Empty; result: AppInfo };
+  /** Asks for consent (and, if the directory needs it, an administrator), then links `nixvm` on PATH. */
+  installCliTool: { params: Empty; result: { status: CliToolStatus; cancelled: boolean } };
+}
+
+export type AppVerb = keyof AppMethods;
+export type AppParamsOf<V extends AppVerb> = AppMethods[V]['params'];
+export type AppResultOf<V extends AppVerb> = AppMethods[V]['result'];
+
+export const APP_VERBS = { appInfo: true, installCliTool: true } as const satisfies Record<AppVerb, true>;
+
+export function isAppVerb(v: unknown): v is AppVerb {
+  return typeof v === 'string' && Object.hasOwn(APP_VERBS, v);
+}
+
 /**
  * Every reply crosses IPC as an envelope: Electron's contextBridge copies thrown errors
  * without their custom properties, and the renderer needs the error code.
@@ -123,6 +157,7 @@ export type Action =
 export interface Bridge {
   call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<Reply<ResultOf<M>>>;
   ui<V extends UiVerb>(verb: V, params: UiParamsOf<V>): Promise<Reply<UiResultOf<V>>>;
+  app<V extends AppVerb>(verb: V, params: AppParamsOf<V>): Promise<Reply<AppResultOf<V>>>;
   /**
    * Agent events: snapshots and notices always, 'log' events for the logs named in opts.
    * Returns an unsubscribe function.

@@ -73,6 +73,7 @@ export function createBridge(t: Transport): Bridge {
     },
     call: (method, params) => t.invoke(CHANNELS.call, { method, params }) as Promise<Reply<never>>,
     ui: (verb, params) => t.invoke(CHANNELS.ui, { verb, params }) as Promise<Reply<never>>,
+    app: (verb, params) => t.invoke(CHANNELS.app, { verb, params }) as Promise<Reply<never>>,
     onEvent(fn, opts) {
       const id = nextId++;
       listeners.set(id, { fn, logs: (opts?.logs ?? []).map((r) => ({ vm: r.vm, kind: r.kind })) });

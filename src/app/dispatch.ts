@@ -14,9 +14,10 @@ import {
   validateSubscribe,
   vmName,
 } from '../api/validate.ts';
-import { CHANNELS, MAX_LOG_SUBSCRIPTIONS, isUiVerb, type Reply } from '../api/ipc.ts';
+import { CHANNELS, MAX_LOG_SUBSCRIPTIONS, isAppVerb, isUiVerb, type Reply } from '../api/ipc.ts';
 import type { UiHandlers } from './actions.ts';
-import { validateUiParams } from './validate.ts';
+import type { AppHandlers } from './app-verbs.ts';
+import { validateAppParams, validateUiParams } from './validate.ts';
 
 /** One window on the other side of IPC. */
 export interface IpcClient {
@@ -38,9 +39,13 @@ export class IpcDispatcher {
   /** Each window's console attachment (one at a time). */
   private readonly consoles = new Map<IpcClient['id'], ConsoleAttachment>();
 
-  constructor(agent: AgentPort, ui: UiHandlers) {
+  private readonly app: AppHandlers | null;
+
+  /** `app`: the app verbs; without them (a face that is no app) they are refused. */
+  constructor(agent: AgentPort, ui: UiHandlers, app: AppHandlers | null = null) {
     this.agent = agent;
     this.ui = ui;
+    this.app = app;
   }
 
   /** Answers one invoke on one of our channels; never throws. */
@@ -59,6 +64,13 @@ export class IpcDispatcher {
             throw new AgentError('bad-request', `Invalid request: unknown action ${JSON.stringify(req.verb)}.`);
           const params = validateUiParams(req.verb, req.params);
           const value = await (this.ui[req.verb] as (p: unknown) => Promise<unknown>)(params);
+          return { ok: true, value };
+        }
+        case CHANNELS.app: {
+          if (!isAppVerb(req.verb) || !this.app)
+            throw new AgentError('bad-request', `Invalid request: unknown app action ${JSON.stringify(req.verb)}.`);
+          const params = validateAppParams(req.verb, req.params);
+          const value = await (this.app[req.verb] as (p: unknown) => Promise<unknown>)(params);
           return { ok: true, value };
         }
         case CHANNELS.subscribe: {

@@ -4,7 +4,7 @@
  * input; the `satisfies` clause makes the compiler refuse a verb without a validator.
  */
 import { SETUP_COMMANDS, type SetupCommand } from '../api/checklist.ts';
-import type { UiParamsOf, UiVerb } from '../api/ipc.ts';
+import type { AppParamsOf, AppVerb, UiParamsOf, UiVerb } from '../api/ipc.ts';
 import { bad, empty, logKind, paramsObject, vmName, vmRef, type Validator } from '../api/validate.ts';
 
 /** The sender check: only frames loaded from our own renderer directory may talk to us. */
@@ -78,4 +78,13 @@ export const uiValidators = {
 
 export function validateUiParams<V extends UiVerb>(verb: V, params: unknown): UiParamsOf<V> {
   return (uiValidators[verb] as Validator<UiParamsOf<V>>)(params);
+}
+
+export const appValidators = {
+  appInfo: empty('appInfo'),
+  installCliTool: empty('installCliTool'),
+} satisfies { [V in AppVerb]: Validator<AppParamsOf<V>> };
+
+export function validateAppParams<V extends AppVerb>(verb: V, params: unknown): AppParamsOf<V> {
+  return (appValidators[verb] as Validator<AppParamsOf<V>>)(params);
 }

@@ -5,7 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import readline from 'node:readline';
+import { loginProgram, selfCommand } from '../host/app-bundle.ts';
 import { devStateDir, resolvePaths } from '../host/paths.ts';
 import {
   execInteractive,
@@ -54,7 +56,12 @@ export function defaultIo(): CliIo {
         if (v) environment[k] = v;
       }
       return {
-        install: () => launchd.installLoginItem({ environment }),
+        install: () => {
+          // The app this CLI came with, or an installed one: never this checkout's node and sources.
+          const program = loginProgram({ entry: process.argv[1] ?? 'nixvm', home: os.homedir() });
+          if (program.refused !== undefined) return Promise.reject(new Error(program.refused));
+          return launchd.installLoginItem({ programArguments: program.programArguments, environment });
+        },
         remove: () => launchd.removeLoginItem(),
         status: () => launchd.loginItemStatus(),
       };
@@ -97,7 +104,9 @@ export function defaultIo(): CliIo {
       }
       return doctorHere({ nixPath, vfkitPath, stateDir: paths.stateDir, systems: null, rosettaVms: [] });
     },
-    selfArgv: [process.execPath, path.resolve(process.argv[1] ?? 'nixvm')],
+    // The app's launcher when this is NixVM.app's CLI: its Electron binary runs as Node only with
+    // ELECTRON_RUN_AS_NODE, which ssh's ProxyCommand and Terminal would not set.
+    selfArgv: selfCommand(process.execPath, process.argv[1] ?? 'nixvm'),
   };
 }
 

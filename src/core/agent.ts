@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
+import { stampedLine } from '../api/log-lines.ts';
 import type {
   ApplyOutcome,
   AgentEvent,
@@ -303,7 +304,10 @@ export class Agent implements AgentPort {
     this.flakes.on('inventory', (u) => this.autoRebuild(u));
     this.closures.on('changed', () => this.changed());
     this.images.on('changed', () => this.changed());
-    this.closures.on('log', (vm, line) => this.hub.broadcast({ type: 'log', vm, kind: 'build', lines: [line] }));
+    // The same stamped line the build log file has, so a window's tail and live lines match.
+    this.closures.on('log', (vm, line, at) =>
+      this.hub.broadcast({ type: 'log', vm, kind: 'build', lines: [stampedLine(at, line)] }),
+    );
     this.closures.on('built', (vm, r) =>
       this.hub.notify({ level: 'info', title: `${JSON.stringify(vm)} built`, body: r.outPath, vm, log: 'build' }),
     );

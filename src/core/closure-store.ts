@@ -49,7 +49,7 @@ export interface ClosureStoreEvents {
   /** A build's state or progress changed. */
   changed: [];
   /** A build log line. */
-  log: [vm: string, line: string];
+  log: [vm: string, line: string, at: number];
   built: [vm: string, result: BuildResult];
   failed: [vm: string, error: BuildError];
 }
@@ -94,7 +94,7 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
     });
     b.on('state', () => this.emit('changed'));
     b.on('progress', () => this.emit('changed'));
-    b.on('log', (vm, line) => this.emit('log', vm, line));
+    b.on('log', (vm, line, at) => this.emit('log', vm, line, at));
     b.on('done', (vm, outcome) => {
       if (outcome instanceof BuildError) {
         this.#failed.set(vm, { drvPath: this.#asked.get(vm) ?? null, kind: outcome.kind, at: Date.now() });

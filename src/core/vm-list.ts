@@ -25,7 +25,7 @@ import {
 } from './net/ssh.ts';
 import { drvOutPath } from './nix/drv.ts';
 import { isLive, vmView } from './vm-view.ts';
-import { tail } from './vm/console.ts';
+import { tail, tailRuns } from './vm/console.ts';
 import type { Launcher } from './vm/launcher.ts';
 import type { Supervisor } from './vm/supervisor.ts';
 import type { StoreImages } from './store-image.ts';
@@ -325,9 +325,11 @@ export class VmList {
     const file = kind === 'console' ? this.#o.launcher.paths(name).consoleLog : this.#o.closures.logPath(name);
     if (!file || !fs.existsSync(file)) return { path: file, lines: [] };
     // Bounded however the guest writes: lines cut at MAX_LOG_LINE_BYTES, the answer at MAX_LOG_REPLY_BYTES.
+    const opts = { maxLineBytes: MAX_LOG_LINE_BYTES, maxBytes: MAX_LOG_REPLY_BYTES };
+    // The console spans restarts: the runs before this one fill what this one leaves of `lines`.
     return {
       path: file,
-      lines: await tail(file, lines, { maxLineBytes: MAX_LOG_LINE_BYTES, maxBytes: MAX_LOG_REPLY_BYTES }),
+      lines: kind === 'console' ? await tailRuns(file, lines, opts) : await tail(file, lines, opts),
     };
   }
 }

@@ -62,11 +62,6 @@ export function launchAgentPlist(spec: LaunchAgentSpec): string {
   return build(launchAgentObject(spec));
 }
 
-/** The headless agent as this CLI was started: `<node> <its entry script, bin/nixvm.js> daemon`. */
-export function daemonProgramArguments(entry: string = process.argv[1] ?? 'nixvm'): string[] {
-  return [process.execPath, path.resolve(entry), 'daemon'];
-}
-
 export interface LoginItemOptions {
   label?: string;
   /** Where the plist goes (default: NIXVM_LAUNCH_AGENTS_DIR or ~/Library/LaunchAgents). */
@@ -77,8 +72,8 @@ export interface LoginItemOptions {
 }
 
 export interface InstallOptions extends LoginItemOptions {
-  /** Default: daemonProgramArguments() (this checkout's headless agent). */
-  programArguments?: string[];
+  /** What launchd runs: NixVM.app's executable (host/app-bundle.ts loginProgram), never a checkout's node. */
+  programArguments: string[];
   environment?: Record<string, string>;
   /**
    * Load it now with `launchctl bootstrap` (default true). RunAtLoad then starts an agent at
@@ -265,9 +260,9 @@ async function bootstrap(r: ReturnType<typeof resolved>): Promise<RunResult> {
  * one is unloaded and loaded again. launchctl's "Bootstrap failed: 5: Input/output error" (or 37)
  * usually means "already loaded": we check, unload, and retry once before explaining.
  */
-export async function installLoginItem(options: InstallOptions = {}): Promise<LoginItemStatus> {
+export async function installLoginItem(options: InstallOptions): Promise<LoginItemStatus> {
   const r = resolved(options);
-  const programArguments = options.programArguments ?? daemonProgramArguments();
+  const programArguments = options.programArguments;
   const text = launchAgentPlist({
     label: r.label,
     programArguments,

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { app, clipboard, dialog, shell } from 'electron';
 import { AgentError } from '../api/errors.ts';
+import { APP_CLI_LAUNCHER } from '../host/app-bundle.ts';
 import { notAPlainFolder, type UiHost } from '../app/actions.ts';
 import { getLaunchAtLogin, setLaunchAtLogin } from './login-item.ts';
 import { openInConsole, openInTerminal } from '../app/terminal.ts';
@@ -13,11 +14,10 @@ export interface HostHooks {
   fitDropdown(height: number): void;
 }
 
-/** How Terminal and ssh's ProxyCommand run nixvm from this app. */
+/** How Terminal and ssh's ProxyCommand run nixvm from this app: the CLI it carries, by its launcher. */
 export function nixvmArgv(): string[] {
-  // A packaged app's fuses refuse ELECTRON_RUN_AS_NODE: there the CLI is the one on PATH.
   return app.isPackaged
-    ? ['nixvm']
+    ? [path.join(process.resourcesPath, 'cli', APP_CLI_LAUNCHER)]
     : ['/usr/bin/env', 'ELECTRON_RUN_AS_NODE=1', process.execPath, path.join(app.getAppPath(), 'bin', 'nixvm.js')];
 }
 

@@ -20,6 +20,7 @@ export function registerIpc(dispatcher: IpcDispatcher, rendererBaseUrl: string):
   const channels = [
     CHANNELS.call,
     CHANNELS.ui,
+    CHANNELS.app,
     CHANNELS.subscribe,
     CHANNELS.consoleAttach,
     CHANNELS.consoleInput,

@@ -4,11 +4,21 @@
  * agents. Loaded at the next login only: this process already is the agent.
  */
 import { app } from 'electron';
+import { AgentError } from '../api/errors.ts';
+import { loginProgram } from '../host/app-bundle.ts';
 import { installLoginItem, loginItemStatus, removeLoginItem } from '../host/launchd.ts';
 
-/** What launchd should run: the app bundle's executable (or electron + this app in dev). */
+/**
+ * What launchd should run: this app's executable. A development run (Electron from a checkout's
+ * node_modules) points at an installed NixVM.app instead, or says why it will not write one.
+ */
 export function appProgramArguments(): string[] {
-  return app.isPackaged ? [app.getPath('exe')] : [process.execPath, app.getAppPath()];
+  const program = loginProgram({
+    entry: app.isPackaged ? app.getPath('exe') : app.getAppPath(),
+    home: app.getPath('home'),
+  });
+  if (program.refused !== undefined) throw new AgentError('failed', program.refused);
+  return program.programArguments;
 }
 
 export async function getLaunchAtLogin(): Promise<boolean> {

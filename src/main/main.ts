@@ -10,7 +10,9 @@ import path from 'node:path';
 import { isUp } from '../api/describe.ts';
 import { createUiHandlers, runAction, stopForQuit } from '../app/actions.ts';
 import { connectAppAgent, type AppAgent } from '../app/agent-connection.ts';
+import { createAppHandlers } from '../app/app-verbs.ts';
 import { IpcDispatcher } from '../app/dispatch.ts';
+import { electronAppHost } from './app-host.ts';
 import { electronHost, nixvmArgv } from './electron-host.ts';
 import { registerIpc } from './ipc.ts';
 import { getLaunchAtLogin } from './login-item.ts';
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
       fitDropdown: (h) => fitDropdown(h),
     }),
   );
-  registerIpc(new IpcDispatcher(agent, ui), rendererBaseUrl(paths));
+  registerIpc(new IpcDispatcher(agent, ui, createAppHandlers(electronAppHost())), rendererBaseUrl(paths));
 
   // Where notifications are unavailable, the notice shows as the tray title until the menu is opened.
   const notifier = new Notifier(

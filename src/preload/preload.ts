@@ -22,6 +22,7 @@ const bridge = createBridge({
 contextBridge.exposeInMainWorld(BRIDGE_GLOBAL, {
   call: bridge.call,
   ui: bridge.ui,
+  app: bridge.app,
   onEvent: bridge.onEvent,
   consoleAttach: bridge.consoleAttach,
   consoleInput: bridge.consoleInput,

@@ -2,7 +2,17 @@
  * The renderer's only way out: `window.nixvm` (set by the preload in the app, by the harness in
  * the UI tests). Unwraps reply envelopes into values or `BridgeError`s that keep the error code.
  */
-import { BRIDGE_GLOBAL, type Bridge, type Reply, type UiParamsOf, type UiResultOf, type UiVerb } from '../api/ipc.ts';
+import {
+  BRIDGE_GLOBAL,
+  type AppParamsOf,
+  type AppResultOf,
+  type AppVerb,
+  type Bridge,
+  type Reply,
+  type UiParamsOf,
+  type UiResultOf,
+  type UiVerb,
+} from '../api/ipc.ts';
 import type { AgentEvent, AgentMethod, ParamsOf, ResultOf, SubscribeOptions, WireConsoleEvent } from '../api/types.ts';
 import type { AgentErrorCode } from '../api/errors.ts';
 
@@ -35,6 +45,9 @@ function raw(): Bridge {
 export const bridge = {
   async call<M extends AgentMethod>(method: M, params: ParamsOf<M>): Promise<ResultOf<M>> {
     return unwrap(await raw().call(method, params));
+  },
+  async app<V extends AppVerb>(verb: V, params: AppParamsOf<V>): Promise<AppResultOf<V>> {
+    return unwrap(await raw().app(verb, params));
   },
   async ui<V extends UiVerb>(verb: V, params: UiParamsOf<V>): Promise<UiResultOf<V>> {
     return unwrap(await raw().ui(verb, params));

@@ -6,6 +6,7 @@
  * refused edit is dropped, its control shows the saved value again and the reason stays shown.
  */
 import { ownValue, withEntry, withoutEntry } from '../api/records.ts';
+import type { CliToolStatus } from '../api/ipc.ts';
 import type { AgentSnapshot, Settings } from '../api/types.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { h, icon, tildify } from './dom.ts';
@@ -201,6 +202,47 @@ launchAtLogin.addEventListener('change', async () => {
     status(errorMessage(e), true);
   }
 });
+// ---------- the app itself: its command-line tool, whether it is signed ----------
+
+const appGroup = $<HTMLElement>('app-group');
+const cliStatus = $<HTMLElement>('cli-status');
+const installCli = $<HTMLButtonElement>('install-cli');
+const unsignedNote = $<HTMLElement>('unsigned-note');
+
+function showCliTool(st: CliToolStatus): void {
+  installCli.hidden = st.state !== 'not-installed';
+  cliStatus.textContent =
+    st.state === 'installed'
+      ? `nixvm is installed: ${st.link}`
+      : st.state === 'not-installed'
+        ? `Not installed. It goes to ${st.link}${st.admin ? ' (asks for an administrator password)' : ''}.`
+        : st.reason;
+}
+
+bridge.app('appInfo', {}).then(
+  (info) => {
+    appGroup.hidden = false;
+    showCliTool(info.cliTool);
+    // Said once, here: the tray title is where the notices go meanwhile (src/main/notify.ts).
+    unsignedNote.hidden = info.signed || info.platform !== 'darwin';
+  },
+  // A face without the app verbs (none today) shows no such section.
+  () => {},
+);
+
+installCli.addEventListener('click', async () => {
+  installCli.disabled = true;
+  try {
+    const r = await bridge.app('installCliTool', {});
+    showCliTool(r.status);
+    if (!r.cancelled && r.status.state === 'installed') status(`Installed ${r.status.link}`);
+  } catch (e) {
+    status(errorMessage(e), true);
+  } finally {
+    installCli.disabled = false;
+  }
+});
+
 $<HTMLButtonElement>('copy-include').addEventListener('click', async () => {
   try {
     await bridge.ui('copySshInclude', {});

@@ -9,13 +9,16 @@ import { build as esbuild } from 'esbuild';
 import { build as viteBuild } from 'vite';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AgentEvent, AgentPort, LogKind, WireConsoleEvent } from '../../src/api/types.ts';
 import { createUiHandlers, terminalOpenArgv, consoleAppArgv, type UiHost } from '../../src/app/actions.ts';
 import { IpcDispatcher } from '../../src/app/dispatch.ts';
+import { createAppHandlers, type AppHost } from '../../src/app/app-verbs.ts';
+import type { CliToolFacts, PathEntry } from '../../src/app/cli-tool.ts';
+import { run } from '../../src/host/runner.ts';
 import { writeCommandFile } from '../../src/app/terminal.ts';
 import { rendererConfig } from '../../scripts/vite.config.ts';
 
@@ -98,6 +101,53 @@ export class RecordingHost implements UiHost {
   }
 }
 
+/**
+ * The app verbs' host: facts the test gives (temp folders in place of /usr/local/bin, a PATH),
+ * the consent dialog answered by `answer` and recorded; mkdir and ln really run (in the test's
+ * folders), osascript never does: its argv is recorded and `adminAnswer` stands for the prompt.
+ */
+export class RecordingAppHost implements AppHost {
+  packaged = true;
+  signed = false;
+  platform = 'darwin';
+  facts: Partial<CliToolFacts>;
+  consents: { message: string; detail: string; button: string }[] = [];
+  ran: string[][] = [];
+  answer = true;
+  adminAnswer = { exitCode: 1, stderr: '0:93: execution error: User canceled. (-128)' };
+  constructor(facts: Partial<CliToolFacts> = {}) {
+    this.facts = facts;
+  }
+  async cliToolFacts(): Promise<CliToolFacts> {
+    const entry = (p: string): PathEntry => {
+      try {
+        return lstatSync(p).isSymbolicLink() ? { kind: 'link', target: readlinkSync(p) } : { kind: 'other' };
+      } catch {
+        return { kind: 'none' };
+      }
+    };
+    return {
+      launcher: null,
+      home: os.homedir(),
+      pathDirs: [],
+      exists: existsSync,
+      writable: () => false,
+      entry,
+      ...this.facts,
+    };
+  }
+  async confirm(c: { message: string; detail: string; button: string }): Promise<boolean> {
+    this.consents.push(c);
+    return this.answer;
+  }
+  async run(argv: string[]): Promise<{ exitCode: number; stderr: string }> {
+    this.ran.push(argv);
+    if (argv[0] === '/usr/bin/osascript') return this.adminAnswer;
+    const r = await run(argv, { allowFailure: true });
+    return { exitCode: r.exitCode ?? 1, stderr: r.stderr };
+  }
+}
+
 export interface Harness {
   browser: Browser;
   baseUrl: string;
@@ -110,6 +160,7 @@ export interface OpenOptions {
   colorScheme?: 'light' | 'dark';
   viewport?: { width: number; height: number };
   host?: RecordingHost;
+  appHost?: RecordingAppHost;
   deviceScaleFactor?: number;
 }
 
@@ -117,6 +168,7 @@ export interface AppPage {
   page: Page;
   context: BrowserContext;
   host: RecordingHost;
+  appHost: RecordingAppHost;
   /** Console errors and CSP violations the page reported. */
   problems: string[];
   close(): Promise<void>;
@@ -191,7 +243,8 @@ export async function startHarness(): Promise<Harness> {
 
   async function open(agent: AgentPort, which: 'index' | 'log' | 'settings', opts: OpenOptions = {}): Promise<AppPage> {
     const host = opts.host ?? new RecordingHost();
-    const dispatcher = new IpcDispatcher(agent, createUiHandlers(agent, host));
+    const appHost = opts.appHost ?? new RecordingAppHost();
+    const dispatcher = new IpcDispatcher(agent, createUiHandlers(agent, host), createAppHandlers(appHost));
     const context = await browser.newContext({
       colorScheme: opts.colorScheme ?? 'light',
       viewport:
@@ -238,6 +291,7 @@ export async function startHarness(): Promise<Harness> {
       page,
       context,
       host,
+      appHost,
       problems,
       async close() {
         closed = true;

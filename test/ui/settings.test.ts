@@ -4,7 +4,10 @@ import { AgentError } from '../../src/api/errors.ts';
 import { createTestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
 import { GatedPort } from './gated-port.ts';
-import { startHarness, type AppPage, type Harness } from './harness.ts';
+import { RecordingAppHost, startHarness, type AppPage, type Harness } from './harness.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 let h: Harness;
 beforeAll(async () => {
@@ -152,6 +155,78 @@ describe('settings window', () => {
       port.stop();
       await app.close();
       await t.dispose();
+    }
+  });
+
+  it('installs the command-line tool after consent, asks for an administrator only where needed, and says once that the build is unsigned', async () => {
+    const t = await createTestAgent({ fixture: 'ui' });
+    const tmp = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-clitool-')));
+    // The app's launcher (a real file), and a ~/.local/bin that is on the user's PATH.
+    const launcher = path.join(tmp, 'NixVM.app', 'Contents', 'Resources', 'cli', 'nixvm');
+    fs.mkdirSync(path.dirname(launcher), { recursive: true });
+    fs.writeFileSync(launcher, '#!/bin/sh\necho nixvm 0.1.0\n', { mode: 0o755 });
+    const home = path.join(tmp, 'home');
+    const localBin = path.join(home, '.local', 'bin');
+    const noWrite = path.join(tmp, 'usr-local-bin');
+    fs.mkdirSync(noWrite);
+    const appHost = new RecordingAppHost({
+      launcher,
+      home,
+      candidates: [noWrite, localBin],
+      pathDirs: [noWrite, localBin, '/usr/bin'],
+      writable: (d) => d !== noWrite && fs.existsSync(d),
+    });
+    let app: AppPage | null = null;
+    try {
+      app = await h.open(t.agent, 'settings', { appHost });
+      const page = app.page;
+      await page.locator('#cli-status', { hasText: `Not installed. It goes to ${localBin}/nixvm.` }).waitFor();
+      // Unsigned on macOS: said once, in its own note.
+      expect(await page.locator('#unsigned-note').isVisible()).toBe(true);
+      expect(await page.getByText('not signed').count()).toBe(1);
+
+      // Declined: nothing runs, nothing is linked.
+      appHost.answer = false;
+      await page.locator('#install-cli').click();
+      await expect.poll(() => appHost.consents.length).toBe(1);
+      expect(appHost.ran).toEqual([]);
+      expect(fs.existsSync(path.join(localBin, 'nixvm'))).toBe(false);
+
+      // Accepted: ~/.local/bin is made and the link put there, no password asked.
+      appHost.answer = true;
+      await page.locator('#install-cli').click();
+      await page.locator('#cli-status', { hasText: `nixvm is installed: ${localBin}/nixvm` }).waitFor();
+      expect(appHost.consents[1]).toMatchObject({ message: 'Install the nixvm command-line tool?', button: 'Install' });
+      expect(appHost.ran).toEqual([
+        ['/bin/mkdir', '-p', localBin],
+        ['/bin/ln', '-sfn', launcher, path.join(localBin, 'nixvm')],
+      ]);
+      expect(fs.readlinkSync(path.join(localBin, 'nixvm'))).toBe(launcher);
+      expect(await page.locator('#install-cli').isHidden()).toBe(true);
+      await app.close();
+
+      // Nowhere writable on PATH: /usr/local/bin through macOS's administrator prompt (recorded,
+      // never run here); the user cancels it, and the window says it is still not installed.
+      fs.rmSync(path.join(localBin, 'nixvm'));
+      const admin = new RecordingAppHost({ launcher, home, candidates: [localBin], pathDirs: ['/usr/bin'] });
+      app = await h.open(t.agent, 'settings', { appHost: admin });
+      await app.page
+        .locator('#cli-status', {
+          hasText: 'Not installed. It goes to /usr/local/bin/nixvm (asks for an administrator password).',
+        })
+        .waitFor();
+      await app.page.locator('#install-cli').click();
+      await expect.poll(() => admin.ran.length).toBe(1);
+      expect(admin.ran[0]!.slice(0, 2)).toEqual(['/usr/bin/osascript', '-e']);
+      expect(admin.ran[0]!.slice(-3)).toEqual(['/usr/local/bin', launcher, '/usr/local/bin/nixvm']);
+      expect(admin.consents[0]!.detail).toContain("macOS will ask for an administrator's password");
+      expect(await app.page.locator('#install-cli').isVisible()).toBe(true);
+      expect(await app.page.locator('#status').textContent()).not.toContain('Installed');
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app?.close();
+      await t.dispose();
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
 });

@@ -27,7 +27,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 describe('preload bundle', () => {
-  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, onEvent, console* }', async () => {
+  it('is CommonJS that requires only electron and exposes only window.nixvm { call, ui, app, onEvent, console* }', async () => {
     const required: string[] = [];
     const exposed: Record<string, Record<string, unknown>> = {};
     const invokes: [string, unknown][] = [];
@@ -59,8 +59,9 @@ describe('preload bundle', () => {
     });
     expect(required).toEqual(['electron']);
     expect(Object.keys(exposed)).toEqual(['nixvm']);
-    const api = exposed.nixvm as Record<'call' | 'ui' | 'onEvent', (...args: unknown[]) => unknown>;
+    const api = exposed.nixvm as Record<'call' | 'ui' | 'app' | 'onEvent', (...args: unknown[]) => unknown>;
     expect(Object.keys(api).sort()).toEqual([
+      'app',
       'call',
       'consoleAttach',
       'consoleDetach',
@@ -71,11 +72,13 @@ describe('preload bundle', () => {
 
     expect(await api.call('start', { vm: 'web' })).toEqual({ ok: true, value: 'answer' });
     await api.ui('copySshCommand', { vm: 'web' });
+    await api.app('appInfo', {});
     const seen: unknown[] = [];
     api.onEvent((ev: unknown) => seen.push(ev), { logs: [{ vm: 'web', kind: 'console' }] });
     expect(invokes).toEqual([
       ['nixvm:call', { method: 'start', params: { vm: 'web' } }],
       ['nixvm:ui', { verb: 'copySshCommand', params: { vm: 'web' } }],
+      ['nixvm:app', { verb: 'appInfo', params: {} }],
       ['nixvm:subscribe', { logs: [{ vm: 'web', kind: 'console' }] }],
     ]);
     // Log events reach only listeners that asked for that log.
@@ -125,16 +128,22 @@ describe('packaging config', () => {
       { target: 'zip', arch: ['arm64'] },
     ]);
     expect(c.files).toEqual(expect.arrayContaining(['dist/**/*', 'icons/*Template.png', 'icons/*Template@2x.png']));
-    // The first-run checklist's "Use the Example" copies this out of the app.
-    expect(c.extraResources).toEqual([{ from: 'examples/flake', to: 'examples/flake' }]);
+    // The first-run checklist's "Use the Example" copies this out of the app; the CLI the app
+    // carries (scripts/app-cli.ts builds dist/app-cli) goes to Contents/Resources/cli.
+    expect(c.extraResources).toEqual([
+      { from: 'examples/flake', to: 'examples/flake' },
+      { from: 'dist/app-cli', to: 'cli' },
+    ]);
+    // Not twice: the CLI builds stay out of the asar.
+    expect(c.files).toEqual(expect.arrayContaining(['!dist/app-cli/**', '!dist/cli/**']));
     expect(c.directories?.buildResources).not.toBe('icons');
   });
 
-  // Issue 16 (Electron): without fuses the packaged app runs as plain Node for anyone who sets
-  // ELECTRON_RUN_AS_NODE, takes NODE_OPTIONS/--inspect, and loads an unchecked app folder.
-  it("flips Electron's fuses: no run-as-node, no NODE_OPTIONS or --inspect, only the checked app.asar, encrypted cookies", () => {
+  // Issue 16 (Electron): without fuses the packaged app takes NODE_OPTIONS/--inspect and loads an
+  // unchecked app folder. Issue 14: it runs as Node (ELECTRON_RUN_AS_NODE) for its bundled nixvm.
+  it("flips Electron's fuses: run-as-node for the bundled CLI, no NODE_OPTIONS or --inspect, only the checked app.asar, encrypted cookies", () => {
     expect(builderConfig().electronFuses).toEqual({
-      runAsNode: false,
+      runAsNode: true,
       enableCookieEncryption: true,
       enableNodeOptionsEnvironmentVariable: false,
       enableNodeCliInspectArguments: false,
@@ -142,6 +151,26 @@ describe('packaging config', () => {
       onlyLoadAppFromAsar: true,
     });
     expect(builderConfig().asar).toBe(true);
+  });
+
+  it('is unsigned unless a certificate is given; notarises only when Apple credentials come with it', () => {
+    const mac = (env: NodeJS.ProcessEnv) => builderConfig(env).mac!;
+    const meta = (env: NodeJS.ProcessEnv) => builderConfig(env).extraMetadata as { nixvm: { signed: boolean } };
+    // null, not undefined: electron-builder would otherwise sign with any identity in the keychain.
+    expect(mac({})).toMatchObject({ identity: null, notarize: false, hardenedRuntime: true });
+    expect(meta({}).nixvm.signed).toBe(false);
+    const cert = { CSC_LINK: '/secrets/developer-id.p12', CSC_KEY_PASSWORD: 'pw' };
+    expect(mac(cert)).toMatchObject({ identity: undefined, notarize: false, hardenedRuntime: true });
+    expect(meta(cert).nixvm.signed).toBe(true);
+    const apple = { APPLE_ID: 'me@example.com', APPLE_APP_SPECIFIC_PASSWORD: 'abcd-efgh', APPLE_TEAM_ID: 'TEAM123456' };
+    expect(mac({ ...cert, ...apple }).notarize).toBe(true);
+    expect(mac({ CSC_NAME: 'Developer ID Application: Me (TEAM123456)', ...apple })).toMatchObject({
+      identity: 'Developer ID Application: Me (TEAM123456)',
+      notarize: true,
+    });
+    // Credentials without a certificate notarise nothing (there would be no signature to staple to).
+    expect(mac(apple).notarize).toBe(false);
+    expect(mac({ ...cert, APPLE_ID: 'me@example.com' }).notarize).toBe(false);
   });
 });
 

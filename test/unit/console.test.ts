@@ -3,7 +3,8 @@ import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { follow, rotateConsoleLog, tail, type Follower } from '../../src/core/vm/console.ts';
+import { follow, rotateConsoleLog, tail, tailRuns, type Follower } from '../../src/core/vm/console.ts';
+import { runStartLine, runStartOf, stampedLine, unstamp } from '../../src/api/log-lines.ts';
 import { settles, waitFor } from '../helpers/wait.ts';
 
 let tmp: string;
@@ -131,6 +132,41 @@ describe('tail', () => {
     // 10 bytes hold two 4-byte emoji; the third would be split, so it is left out.
     expect(cut).toBe('😀😀…');
     expect(last).toBe('last');
+  });
+});
+
+describe('tailRuns', () => {
+  it('fills the lines asked for from the runs before the current one, oldest first, within maxBytes', async () => {
+    const d = await freshDir();
+    const log = path.join(d, 'console.log');
+    for (let run = 1; run <= 3; run++) {
+      await rotateConsoleLog(log, 5);
+      await writeFile(log, `${runStartLine(run * 1000)}\nrun ${run} a\nrun ${run} b\n`);
+    }
+    expect(await tailRuns(log, 2)).toEqual(['run 3 a', 'run 3 b']);
+    expect(await tailRuns(log, 5)).toEqual(['run 2 a', 'run 2 b', runStartLine(3000), 'run 3 a', 'run 3 b']);
+    expect(await tailRuns(log, 100)).toHaveLength(9);
+    // The byte cap holds across runs: the current run (65 bytes) leaves room for one line of the
+    // run before; a run cut short ends the reading there, so no run joins another unmarked.
+    expect(await tailRuns(log, 100, { maxBytes: 80 })).toEqual(['run 2 b', runStartLine(3000), 'run 3 a', 'run 3 b']);
+    expect(await tailRuns(log, 100, { maxBytes: 56 })).toEqual(['run 3 a', 'run 3 b']);
+    expect(await tailRuns(log, 4)).toEqual(['run 2 b', runStartLine(3000), 'run 3 a', 'run 3 b']);
+    // A log from before the run-start line: read alone.
+    await writeFile(log, 'old agent a\nold agent b\n');
+    expect(await tailRuns(log, 100)).toEqual(['old agent a', 'old agent b']);
+    expect(await tailRuns(path.join(d, 'none.log'), 10)).toEqual([]);
+  });
+
+  it('run-start and stamped lines read back what was written, and nothing else passes for them', () => {
+    const at = Date.UTC(2026, 11, 3, 13, 40, 1, 234);
+    expect(runStartLine(at)).toBe('[nixvm: run started at 2026-12-03T13:40:01.234Z]');
+    expect(runStartOf(runStartLine(at))).toBe(at);
+    expect(runStartOf(`${runStartLine(at)} and more`)).toBeNull();
+    expect(runStartOf('[nixvm: run started at yesterday]')).toBeNull();
+    expect(stampedLine(at, 'building foo')).toBe('2026-12-03T13:40:01.234Z building foo');
+    expect(unstamp(stampedLine(at, '  indented'))).toEqual({ at, text: '  indented' });
+    expect(unstamp('building foo')).toBeNull();
+    expect(unstamp('2026-12-03 13:40:01 not ours')).toBeNull();
   });
 });
 

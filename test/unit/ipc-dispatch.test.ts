@@ -57,6 +57,9 @@ describe('IPC dispatcher', () => {
       ['nixvm:call', { method: 'start', params: { vm: '' } }, /start needs a "vm" parameter/],
       ['nixvm:call', { method: '__proto__', params: {} }, /Unknown method/],
       ['nixvm:ui', { verb: 'openExternal', params: {} }, /unknown action "openExternal"/],
+      ['nixvm:app', { verb: 'constructor', params: {} }, /unknown app action "constructor"/],
+      // A dispatcher given no app verbs (this one) refuses even the real ones.
+      ['nixvm:app', { verb: 'installCliTool', params: {} }, /unknown app action "installCliTool"/],
       ['nixvm:other', {}, /unknown channel/],
       ['nixvm:subscribe', { logs: 'all' }, /"logs" must be a list/],
     ];

@@ -16,6 +16,7 @@ import {
   type Runner,
 } from '../../src/host/launchd.ts';
 import { BUNDLE_ID } from '../../src/host/paths.ts';
+import { appBundleOf, loginProgram, selfCommand } from '../../src/host/app-bundle.ts';
 import type { RunResult } from '../../src/host/runner.ts';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
@@ -383,4 +384,65 @@ describe('login item', () => {
       expect(formatLoginItem(after)).toMatch(/^Login item: off\./);
     },
   );
+});
+
+describe('what the login item runs', () => {
+  const APP = '/Applications/NixVM.app';
+  const EXE = `${APP}/Contents/MacOS/NixVM`;
+  const files =
+    (...present: string[]) =>
+    (p: string) =>
+      present.includes(p);
+
+  it("from the app's own CLI, or the app itself: the app's executable, in the plist written", async () => {
+    for (const entry of [`${APP}/Contents/Resources/cli/nixvm.mjs`, EXE, `${APP}/Contents/Resources/app.asar`]) {
+      const p = loginProgram({ entry, home: '/Users/me', isFile: files(EXE) });
+      expect(p).toEqual({ programArguments: [EXE], app: APP });
+    }
+    const p = loginProgram({ entry: `${APP}/Contents/Resources/cli/nixvm.mjs`, home: '/Users/me', isFile: files(EXE) });
+    await installLoginItem({
+      launchAgentsDir: agentsDir,
+      logDir,
+      uid: UID,
+      programArguments: p.programArguments!,
+      load: false,
+    });
+    const plist = parse(fs.readFileSync(plistPath, 'utf8')) as Record<string, unknown>;
+    expect(plist.ProgramArguments).toEqual([EXE]);
+    expect(JSON.stringify(plist)).not.toMatch(/node_modules|bin\/node|nixvm\.js/);
+  });
+
+  it('from a checkout: an installed NixVM.app if there is one, else a refusal that says why and what to do', async () => {
+    const entry = '/Users/me/src/nixvm/bin/nixvm.js';
+    const home = `/Users/me/Applications/NixVM.app/Contents/MacOS/NixVM`;
+    expect(loginProgram({ entry, home: '/Users/me', isFile: files(EXE, home) })).toEqual({
+      programArguments: [EXE],
+      app: APP,
+    });
+    expect(loginProgram({ entry, home: '/Users/me', isFile: files(home) }).programArguments).toEqual([home]);
+    const no = loginProgram({ entry, home: '/Users/me', isFile: files() });
+    expect(no.programArguments).toBeUndefined();
+    expect(no.refused).toBe(
+      'This nixvm runs from a checkout (/Users/me/src/nixvm/bin), and a login item pointing into it would start nothing once the checkout moves or is deleted. Install NixVM.app (`npm run package`, then drag it to Applications) and turn the login item on from the app or its nixvm; until then, start the agent with `npx nixvm daemon`.',
+    );
+    // An app without its executable is not pointed at either.
+    expect(
+      loginProgram({ entry: `${APP}/Contents/Resources/cli/nixvm.mjs`, home: '/Users/me', isFile: files() }).refused,
+    ).toMatch(/^\/Applications\/NixVM\.app has no Contents\/MacOS\/NixVM; reinstall NixVM\.app/);
+  });
+
+  it("names the app a path lies in, and runs the app's CLI again by its launcher", () => {
+    expect(appBundleOf(`${APP}/Contents/Resources/cli/nixvm.mjs`)).toBe(APP);
+    expect(appBundleOf('/Users/me/My Apps/NixVM.app/Contents/MacOS/NixVM')).toBe('/Users/me/My Apps/NixVM.app');
+    expect(appBundleOf('/Users/me/src/nixvm/bin/nixvm.js')).toBeNull();
+    // A folder merely named *.app is no bundle.
+    expect(appBundleOf('/Users/me/x.app/bin/nixvm.js')).toBeNull();
+    expect(selfCommand(EXE, `${APP}/Contents/Resources/cli/nixvm.mjs`)).toEqual([
+      `${APP}/Contents/Resources/cli/nixvm`,
+    ]);
+    expect(selfCommand('/usr/local/bin/node', '/Users/me/src/nixvm/bin/nixvm.js')).toEqual([
+      '/usr/local/bin/node',
+      '/Users/me/src/nixvm/bin/nixvm.js',
+    ]);
+  });
 });

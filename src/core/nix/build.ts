@@ -4,7 +4,8 @@
  * `BuildManager` is an EventEmitter:
  *   'state'    (vm, BuildInfo)                 whenever the VM's build state changes
  *   'progress' (vm, BuildProgress)             throttled (progressIntervalMs), plus a final one
- *   'log'      (vm, line)                      every human-readable log line, as it comes
+ *   'log'      (vm, line, at)                  every human-readable log line, as it comes, and when
+ *                                              (the log file keeps that time in front of each line)
  *   'done'     (vm, BuildResult | BuildError)  once per build run (success, failure, cancel)
  *
  * Coalescing: `build()` while that VM is building returns the promise of ONE follow-up run
@@ -22,6 +23,7 @@ import { EventEmitter } from 'node:events';
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import path from 'node:path';
 import type { BuildInfo, BuildProgress } from '../../api/types.ts';
+import { stampedLine } from '../../api/log-lines.ts';
 import { run, RunError, type RunResult } from '../../host/runner.ts';
 import { nixErrorText, translateBuildError, trimSentence, type NixErrorKind } from './errors.ts';
 import { sourceRootOf } from './inventory.ts';
@@ -115,7 +117,7 @@ export interface BuildManagerOptions {
 export interface BuildManagerEvents {
   state: [vm: string, info: BuildInfo];
   progress: [vm: string, progress: BuildProgress];
-  log: [vm: string, line: string];
+  log: [vm: string, line: string, at: number];
   done: [vm: string, outcome: BuildResult | BuildError];
 }
 
@@ -314,13 +316,15 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       this.emit('progress', vm, { ...progress });
       this.emit('state', vm, this.state(vm));
     };
+    // Stamped with the time the agent got the line: nix's own lines carry none.
     const writeLine = (line: string) => {
-      log.write(`${line}\n`);
-      this.emit('log', vm, line);
+      const at = Date.now();
+      log.write(`${stampedLine(at, line)}\n`);
+      this.emit('log', vm, line, at);
     };
 
     const argv = buildArgv(this.nix, flake, vm, this.extraArgs?.() ?? []);
-    log.write(`# ${new Date(startedAt).toISOString()} ${argv.map((a) => JSON.stringify(a)).join(' ')}\n`);
+    log.write(`${stampedLine(startedAt, `# ${argv.map((a) => JSON.stringify(a)).join(' ')}`)}\n`);
 
     let r: RunResult | null = null;
     let runErr: unknown = null;

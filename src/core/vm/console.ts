@@ -7,6 +7,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
+import { runStartOf } from '../../api/log-lines.ts';
 
 /** Runs kept besides the current one. */
 export const DEFAULT_CONSOLE_KEEP = 5;
@@ -307,6 +308,33 @@ async function readFully(fh: FileHandle, buf: Buffer, n: number, position: numbe
     }
     off += bytesRead;
   }
+}
+
+/**
+ * The last `lines` lines of a VM's console across its runs: the current log first, then the runs
+ * rotated before it (`log.1`, `log.2` …) while lines and bytes are left, oldest first. Each run's
+ * log begins with the supervisor's run-start line, so the runs stay told apart.
+ */
+export async function tailRuns(
+  file: string,
+  lines: number,
+  opts: TailOptions = {},
+  keep = DEFAULT_CONSOLE_KEEP,
+): Promise<string[]> {
+  const maxBytes = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+  const runs: string[][] = [];
+  let left = lines;
+  let bytes = 0;
+  for (let i = 0; i <= keep && left > 0 && bytes < maxBytes; i++) {
+    const got = await tail(i === 0 ? file : `${file}.${i}`, left, { ...opts, maxBytes: maxBytes - bytes });
+    runs.unshift(got);
+    left -= got.length;
+    for (const l of got) bytes += Buffer.byteLength(l) + 1;
+    // Go further back only from a run read whole (down to its run-start line): a run cut short by
+    // the limits, or a log from before nixvm wrote that line, would join the older run unmarked.
+    if (got.length > 0 && runStartOf(got[0]!) === null) break;
+  }
+  return runs.flat();
 }
 
 export interface FollowOptions {

@@ -17,6 +17,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import os from 'node:os';
 import type { VmExit, VmRunState } from '../../api/types.ts';
 import { MAX_LOG_LINE_BYTES } from '../../api/validate.ts';
+import { runStartLine, runStartOf } from '../../api/log-lines.ts';
 import { errnoCode, fsReason, fsSentence } from '../../host/fs-errors.ts';
 import { spawnDetached } from '../../host/runner.ts';
 import { checkAdoptable } from './adoption.ts';
@@ -338,6 +339,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       throw new VmStartError(vm.name, e.error);
     }
     this.fsProblems.delete(vm.name);
+    // The run's console log starts with when it started: a log window following the file across a
+    // restart (and `logs`, which reads the runs before it too) shows where each run begins. Only
+    // for the pty console, whose log the agent writes; vfkit owns a logFilePath console's file.
+    if (argv.includes('virtio-serial,pty'))
+      this.bestEffort(vm.name, 'write the console log', () =>
+        writeFileSync(paths.consoleLog, `${runStartLine(record.startedAt)}\n`, { flag: 'a', mode: 0o644 }),
+      );
     let spawned: ReturnType<typeof spawnDetached>;
     try {
       spawned = spawnDetached(argv, { env: this.opts.env, outputFile: vfkitLogPath(paths) });
@@ -556,8 +564,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    */
   private async endedWhileAway(name: string, rec: BootRecord): Promise<void> {
     const hostBoot = Date.now() - os.uptime() * 1000;
-    const lastLines = await tail(rec.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES }).catch(
-      () => [] as string[],
+    const lastLines = guestLines(
+      await tail(rec.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES }).catch(() => [] as string[]),
     );
     const at = Date.now();
     const exit: VmExit = { code: null, signal: null, lastLines, at };
@@ -634,8 +642,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const e = this.entry(name);
     this.watch.forget(r);
     await this.drainConsole(r);
-    const lastLines = await Promise.resolve(tail(r.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES })).catch(
-      () => [] as string[],
+    const lastLines = guestLines(
+      await Promise.resolve(tail(r.paths.consoleLog, 20, { maxLineBytes: MAX_LOG_LINE_BYTES })).catch(
+        () => [] as string[],
+      ),
     );
     const exit: VmExit = { code: info.code, signal: info.signal, lastLines, at: Date.now() };
     if (e.run !== r) return;
@@ -799,6 +809,11 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 }
 
 // ------------------------------------------------------------------ module helpers
+
+/** A crash is explained by what the guest wrote, not by the run-start line the agent put first. */
+function guestLines(lines: string[]): string[] {
+  return lines.filter((l) => runStartOf(l) === null);
+}
 
 function restFor(paths: SupervisedPaths): VfkitRest {
   const s = paths.restSocket;
