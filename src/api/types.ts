@@ -278,6 +278,18 @@ export interface VmSnapshot {
   disks?: VmDisks;
   /** Other VMs that resolve to the same MAC address (they cannot run at the same time). */
   macShared?: string[];
+  /** What its vfkit uses right now, while a face asks for it (SubscribeOptions.usage); else null. */
+  usage?: VmUsage | null;
+}
+
+/** A running VM's vfkit process as the process table shows it. */
+export interface VmUsage {
+  /** ps's %cpu: percent of one core (so it can pass 100 with several vCPUs busy). */
+  cpuPercent: number;
+  /** Resident memory, in bytes. */
+  rssBytes: number;
+  /** When it was sampled (epoch ms). */
+  at: number;
 }
 
 /**
@@ -468,6 +480,11 @@ export function isAgentMethod(m: unknown): m is AgentMethod {
 /** Which live logs a subscriber wants; snapshot and notice events always come. */
 export interface SubscribeOptions {
   logs?: { vm: string; kind: LogKind }[];
+  /**
+   * This subscriber shows what running VMs use (the dropdown, while it is open): the agent samples
+   * each vfkit's CPU and memory only while some subscriber asks (VmSnapshot.usage).
+   */
+  usage?: boolean;
 }
 
 /** What an attachment to a VM's serial console hears. */

@@ -46,6 +46,8 @@ import { shellWord } from '../host/shell.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
+import { UsageSampler } from './usage.ts';
+import { processUsage } from '../host/process-usage.ts';
 import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
@@ -85,6 +87,8 @@ export interface AgentOptions {
   autostart?: boolean;
   /** Minimum time between two snapshot events (default 100 ms: ≤ 10 updates a second). */
   emitIntervalMs?: number;
+  /** How often the VMs' CPU and memory are sampled while a face asks (default 2 s). */
+  usageIntervalMs?: number;
   /** Flake watcher debounce (default 300 ms). */
   debounceMs?: number;
   /** Supervisor timeouts after REST HardStop and SIGTERM (tests shorten them). */
@@ -111,6 +115,7 @@ export class Agent implements AgentPort {
   private readonly vms: VmList;
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
+  private readonly usage: UsageSampler;
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   /** What the last apply of each VM did (switch in place, restart and why, a failed switch). */
   private readonly applied = new Map<string, ApplyOutcome>();
@@ -193,6 +198,18 @@ export class Agent implements AgentPort {
       images: this.images,
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
       applied: (name) => this.applied.get(name) ?? null,
+      usage: (name) => this.usage.usage(name),
+    });
+    this.usage = new UsageSampler({
+      pids: () => {
+        const out = new Map<string, number>();
+        for (const s of this.supervisor.list()) if (s.state === 'running' && s.pid !== null) out.set(s.name, s.pid);
+        return out;
+      },
+      sample: (pids) => processUsage(pids),
+      changed: () => this.changed(),
+      intervalMs: opts.usageIntervalMs ?? 2000,
+      log,
     });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
@@ -201,6 +218,7 @@ export class Agent implements AgentPort {
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
       // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
       knows: (vm) => this.vms.entries().some((e) => e.name === vm),
+      usageWanted: (on) => this.usage.want(on),
       log,
     });
     this.locateNix(s.nixPath);
@@ -788,6 +806,7 @@ export class Agent implements AgentPort {
     }
     this.closed = true;
     this.hub.close();
+    this.usage.close();
     await this.reach.close();
     this.settingsOff?.();
     await this.flakes.close();

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
-import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmSnapshot, VmSpec } from '../api/types.ts';
+import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmSnapshot, VmSpec, VmUsage } from '../api/types.ts';
 import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
@@ -46,6 +46,8 @@ export interface VmListOwners {
   nixvm?: readonly string[];
   /** What the last apply of a VM did. */
   applied?(name: string): ApplyOutcome | null;
+  /** What its vfkit uses now, while sampled. */
+  usage?(name: string): VmUsage | null;
 }
 
 export class VmList {
@@ -164,6 +166,7 @@ export class VmList {
       ...(this.#o.disks ? { disks: this.#o.disks.view(e.name, e.spec) } : {}),
       macShared: this.#shared(e, macs),
       applied: this.#o.applied?.(e.name) ?? null,
+      usage: status.state === 'running' ? (this.#o.usage?.(e.name) ?? null) : null,
       rootKey: t ? launcher.rootKey(t) : false,
     });
   }

@@ -6,7 +6,7 @@
  */
 import { ownValue } from '../api/records.ts';
 import type { ApplyOutcome } from '../api/types.ts';
-import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot } from '../api/types.ts';
+import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot, VmUsage } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
 import type { VmStatus } from './vm/supervisor.ts';
@@ -39,6 +39,8 @@ export interface VmFacts {
   applied?: ApplyOutcome | null;
   /** nixvm's key reaches root in the guest (what a switch logs in as). */
   rootKey?: boolean;
+  /** What its vfkit uses, while sampled. */
+  usage?: VmUsage | null;
 }
 
 /** Starting or running: the guest has (or is getting) its addresses. */
@@ -100,5 +102,6 @@ export function vmView(f: VmFacts): VmSnapshot {
     stateDir: f.stateDir,
     ...(f.disks ? { disks: f.disks } : {}),
     ...(f.macShared ? { macShared: f.macShared } : {}),
+    ...(f.usage ? { usage: f.usage } : {}),
   };
 }
