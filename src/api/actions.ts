@@ -125,7 +125,8 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       ? act(
           'apply',
           applyLabel,
-          applyLabel,
+          // The row's button is short; the row's note and the tooltip say how it applies.
+          'Apply',
           agent('apply'),
           true,
           preview?.how === 'restart'

@@ -169,7 +169,13 @@ const ACTION_ICONS: Partial<Record<VmActionId, string>> = {
   cancelBuild: 'xmark',
   openSshInTerminal: 'terminal',
   copySshCommand: 'copy',
-  copyIp: 'network',
+  copyIp: 'copy',
+};
+
+/** Two of the icon buttons copy: a word beside the icon says what (the tooltip says more). */
+const QUICK_CAPTIONS: Partial<Record<VmActionId, string>> = {
+  copySshCommand: 'ssh',
+  copyIp: 'IP',
 };
 
 /** "CPU 12% · 1.2 GiB in use · up 4m 10s": what a running VM's vfkit uses, and for how long it has run. */
@@ -469,12 +475,25 @@ class VmRow {
 
     // A running VM on an older closure: say so (the primary is the fix).
     show(this.note, p?.id === 'apply');
-    if (p?.id === 'apply') setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.`);
+    if (p?.id === 'apply') {
+      const how =
+        vm.applyPreview?.how === 'switch'
+          ? 'Apply switches it in place.'
+          : vm.applyPreview?.how === 'restart'
+            ? 'Apply restarts it.'
+            : '';
+      setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.${how ? ` ${how}` : ''}`);
+    }
 
     // The frequent ones as icon buttons, named for screen readers, the reason as the tooltip.
     const quick = acts.quick.map((a) => {
       const btn = this.actionButton(this.quickButtons, a, () =>
-        h('button', { class: 'btn icon-only', type: 'button', 'data-action': a.id }, icon(ACTION_ICONS[a.id] ?? 'doc')),
+        h(
+          'button',
+          { class: `btn quick${QUICK_CAPTIONS[a.id] ? '' : ' icon-only'}`, type: 'button', 'data-action': a.id },
+          icon(ACTION_ICONS[a.id] ?? 'doc'),
+          QUICK_CAPTIONS[a.id] ? h('span', { class: 'caption' }, QUICK_CAPTIONS[a.id]!) : null,
+        ),
       );
       paint(btn, a, a.label);
       return btn;
@@ -689,13 +708,14 @@ function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
  */
 let upFirst = new Map<string, boolean>();
 let resort = true;
-function orderVms(vms: readonly VmSnapshot[]): VmSnapshot[] {
+function orderVms(vms: readonly VmSnapshot[], flakes: readonly FlakeSnapshot[]): VmSnapshot[] {
   if (resort || vms.some((v) => !upFirst.has(v.name)) || upFirst.size !== vms.length) {
     upFirst = new Map(vms.map((v) => [v.name, isUp(v) || v.state === 'stopping']));
     resort = false;
   }
-  const flakeOrder = new Map<string, number>();
-  for (const v of vms) if (!flakeOrder.has(v.flake)) flakeOrder.set(v.flake, flakeOrder.size);
+  // Flakes in the settings' order; a VM no flake defines any more (flake '') last.
+  const flakeOrder = new Map<string, number>(flakes.map((f, i) => [f.dir, i]));
+  for (const v of vms) if (!flakeOrder.has(v.flake)) flakeOrder.set(v.flake, flakeOrder.size + 1000);
   return [...vms].sort(
     (a, b) =>
       flakeOrder.get(a.flake)! - flakeOrder.get(b.flake)! ||
@@ -793,7 +813,7 @@ function render(s: AgentSnapshot): void {
   const seen = new Set<string>();
   let lastFlake: string | null = null;
   let shown = 0;
-  for (const vm of orderVms(s.vms)) {
+  for (const vm of orderVms(s.vms, s.flakes)) {
     let row = rows.get(vm.name);
     if (row) row.update(vm, s.agent);
     else {
@@ -816,7 +836,7 @@ function render(s: AgentSnapshot): void {
     wanted.push(row.el);
   }
   show(noMatch, needle !== '' && shown === 0);
-  if (needle && shown === 0) setText(noMatch, `No VM's name contains “${filterInput.value.trim()}”.`);
+  if (needle && shown === 0) setText(noMatch, `No VM matches “${filterInput.value.trim()}”.`);
   for (const [name, row] of rows)
     if (!seen.has(name)) {
       row.el.remove();

@@ -196,7 +196,9 @@ describe('dropdown', () => {
       flake.write('motd', 'Hello from a changed config');
       const apply = row(app, 'web').locator('[data-action="apply"]');
       await apply.waitFor({ state: 'visible', timeout: 15_000 });
-      expect(await apply.textContent()).toBe('Restart to Apply');
+      // The row's one primary action; its name and tooltip say only a restart applies it.
+      expect(await apply.textContent()).toBe('Apply');
+      expect(await apply.getAttribute('aria-label')).toBe('Restart to Apply');
       // web's root does not take nixvm's key: no switch in place, and the button says why.
       expect(await apply.getAttribute('title')).toBe(
         "Rebuild, then restart: nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
