@@ -409,6 +409,15 @@ class VmRow {
     if (refocus) this.moreBtn.focus();
   }
 
+  /** What it uses (sampled while the dropdown is open) and for how long it has run. */
+  refreshUsage(now: number): void {
+    const usage = this.vm.spec === null ? null : usageLine(this.vm, now);
+    setText(this.usage, usage ?? '');
+    const tip = this.vm.usage ? 'Its vfkit process: CPU in percent of one core, resident memory (from ps)' : '';
+    if (this.usage.title !== tip) this.usage.title = tip;
+    show(this.usage, usage !== null && (this.expanded || !compact));
+  }
+
   /** The button of an action, made once and kept (a click is never lost to a re-render). */
   private actionButton(
     cache: Map<VmActionId, HTMLButtonElement>,
@@ -526,11 +535,7 @@ class VmRow {
       show(this.lastLine, Boolean(bp?.lastLine));
     }
 
-    // What it uses (sampled while the dropdown is open) and for how long it has run.
-    const usage = evalFailed ? null : usageLine(vm, Date.now());
-    setText(this.usage, usage ?? '');
-    this.usage.title = vm.usage ? 'Its vfkit process: CPU in percent of one core, resident memory (from ps)' : '';
-    show(this.usage, usage !== null && (this.expanded || !compact));
+    this.refreshUsage(Date.now());
 
     // Rebuilt only when what it shows changed (nothing in it is clickable; its tooltips stay put).
     const disksKey = JSON.stringify(vm.disks ? [vm.disks.preparing, vm.disks.images, vm.disks.notice] : null);
@@ -1061,7 +1066,11 @@ function whileOpen(visible: boolean): void {
   off?.();
   clearInterval(uptimeTimer);
   // Uptime ticks on its own between snapshots.
-  if (visible) uptimeTimer = setInterval(() => snap && render(snap), 1000);
+  if (visible)
+    uptimeTimer = setInterval(() => {
+      const now = Date.now();
+      for (const row of rows.values()) row.refreshUsage(now);
+    }, 1000);
   if (visible) {
     resort = true;
     if (snap) render(snap);
