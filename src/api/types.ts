@@ -282,12 +282,14 @@ export interface VmSnapshot {
   usage?: VmUsage | null;
 }
 
-/** A running VM's vfkit process as the process table shows it. */
+/** What a running VM uses as the process table shows it: its vfkit, and on macOS the VM service running its guest. */
 export interface VmUsage {
   /** ps's %cpu: percent of one core (so it can pass 100 with several vCPUs busy). */
   cpuPercent: number;
   /** Resident memory, in bytes. */
   rssBytes: number;
+  /** Virtualization.framework's VM service process (where a guest runs on macOS) is counted in, not vfkit alone. */
+  vmService: boolean;
   /** When it was sampled (epoch ms). */
   at: number;
 }

@@ -46,8 +46,8 @@ import { shellWord } from '../host/shell.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
-import { UsageSampler } from './usage.ts';
-import { processUsage } from '../host/process-usage.ts';
+import { UsageSampler, type VfkitProcess } from './usage.ts';
+import { vmProcessUsage } from '../host/process-usage.ts';
 import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
@@ -201,12 +201,13 @@ export class Agent implements AgentPort {
       usage: (name) => this.usage.usage(name),
     });
     this.usage = new UsageSampler({
-      pids: () => {
-        const out = new Map<string, number>();
-        for (const s of this.supervisor.list()) if (s.state === 'running' && s.pid !== null) out.set(s.name, s.pid);
+      vfkits: () => {
+        const out = new Map<string, VfkitProcess>();
+        for (const s of this.supervisor.list())
+          if (s.state === 'running' && s.pid !== null) out.set(s.name, { pid: s.pid, startedAt: s.startedAt });
         return out;
       },
-      sample: (pids) => processUsage(pids),
+      sample: (vfkits) => vmProcessUsage(vfkits),
       changed: () => this.changed(),
       intervalMs: opts.usageIntervalMs ?? 2000,
       log,

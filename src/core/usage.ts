@@ -5,12 +5,19 @@
  */
 import { errorMessage } from '../api/errors.ts';
 import type { VmUsage } from '../api/types.ts';
-import type { ProcessUsage } from '../host/process-usage.ts';
+import type { VmProcessUsage } from '../host/process-usage.ts';
+
+/** A running VM's vfkit: its pid and when it started (to tell its macOS VM service by). */
+export interface VfkitProcess {
+  pid: number;
+  startedAt: number | null;
+}
 
 export interface UsageSamplerOptions {
-  /** The running VMs' vfkit pids, by VM name. */
-  pids(): Map<string, number>;
-  sample(pids: number[]): Promise<Map<number, ProcessUsage>>;
+  /** The running VMs' vfkits, by VM name. */
+  vfkits(): Map<string, VfkitProcess>;
+  /** What each uses, by vfkit pid. */
+  sample(vfkits: VfkitProcess[]): Promise<Map<number, VmProcessUsage>>;
   /** The samples changed: a snapshot is due. */
   changed(): void;
   intervalMs: number;
@@ -81,20 +88,25 @@ export class UsageSampler {
     this.#running = true;
     this.#timer = null;
     try {
-      const byVm = this.#o.pids();
-      const samples = byVm.size ? await this.#o.sample([...byVm.values()]) : new Map<number, ProcessUsage>();
+      const byVm = this.#o.vfkits();
+      const samples = byVm.size ? await this.#o.sample([...byVm.values()]) : new Map<number, VmProcessUsage>();
       if (!this.#wanted) return;
       const at = Date.now();
       const next = new Map<string, VmUsage>();
-      for (const [vm, pid] of byVm) {
-        const u = samples.get(pid);
-        if (u) next.set(vm, { cpuPercent: u.cpuPercent, rssBytes: u.rssBytes, at });
+      for (const [vm, v] of byVm) {
+        const u = samples.get(v.pid);
+        if (u) next.set(vm, { cpuPercent: u.cpuPercent, rssBytes: u.rssBytes, vmService: u.vmService, at });
       }
       const same =
         next.size === this.#usage.size &&
         [...next].every(([vm, u]) => {
           const old = this.#usage.get(vm);
-          return old !== undefined && old.cpuPercent === u.cpuPercent && old.rssBytes === u.rssBytes;
+          return (
+            old !== undefined &&
+            old.cpuPercent === u.cpuPercent &&
+            old.rssBytes === u.rssBytes &&
+            old.vmService === u.vmService
+          );
         });
       this.#usage = next;
       if (!same) this.#o.changed();

@@ -413,7 +413,10 @@ class VmRow {
   refreshUsage(now: number): void {
     const usage = this.vm.spec === null ? null : usageLine(this.vm, now);
     setText(this.usage, usage ?? '');
-    const tip = this.vm.usage ? 'Its vfkit process: CPU in percent of one core, resident memory (from ps)' : '';
+    const u = this.vm.usage;
+    const tip = !u
+      ? ''
+      : `${u.vmService ? 'vfkit and the Virtualization service running its guest' : 'Its vfkit process'}: CPU in percent of one core, resident memory (from ps)`;
     if (this.usage.title !== tip) this.usage.title = tip;
     show(this.usage, usage !== null && (this.expanded || !compact));
   }
