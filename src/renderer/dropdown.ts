@@ -178,7 +178,7 @@ const QUICK_CAPTIONS: Partial<Record<VmActionId, string>> = {
   copyIp: 'IP',
 };
 
-/** "CPU 12% · 1.2 GiB in use · up 4m 10s": what a running VM's vfkit uses, and for how long it has run. */
+/** "CPU 12% · 1.2 GiB in use · up 4m 10s": what a running VM uses (VmSnapshot.usage), and for how long it has run. */
 export function usageLine(vm: VmSnapshot, now: number): string | null {
   if (vm.state !== 'running') return null;
   const parts: string[] = [];
@@ -612,6 +612,14 @@ const filterInput = h('input', {
 const filterBox = h('div', { class: 'filter-box', hidden: true }, filterInput);
 const noMatch = h('div', { class: 'no-match', role: 'status', hidden: true });
 filterInput.addEventListener('input', () => snap && render(snap));
+filterInput.addEventListener('keydown', (ev) => {
+  // Escape clears the filter first (as a Finder search field does).
+  if (ev.key === 'Escape' && filterInput.value) {
+    ev.stopPropagation();
+    filterInput.value = '';
+    if (snap) render(snap);
+  }
+});
 const checklistEl = h('section', { class: 'checklist', 'aria-label': 'Get started', hidden: true });
 const inner = h(
   'div',

@@ -148,6 +148,17 @@ describe('dropdown rows', () => {
         'Show State Folder',
       ]);
       expect(await row(app, 'dev').locator('.vm-menu [data-action="openConsoleInTerminal"]').isDisabled()).toBe(true);
+      // A menu from the keyboard: focus on its first item, arrows skip what is disabled, Escape
+      // closes it and goes back to "…".
+      const focused = () => app.page.evaluate(() => document.activeElement?.getAttribute('data-action'));
+      expect(await focused()).toBe('build');
+      await app.page.keyboard.press('ArrowDown');
+      expect(await focused()).toBe('viewConsoleLog');
+      await app.page.keyboard.press('Escape');
+      await row(app, 'dev').locator('.vm-menu').waitFor({ state: 'hidden' });
+      expect(await focused()).toBe('more');
+      expect(await more.getAttribute('aria-expanded')).toBe('false');
+      await more.click();
       // Show State Folder reveals dev's state folder, and the menu closes.
       await row(app, 'dev').locator('.vm-menu [data-action="revealStateDir"]').click();
       await expect.poll(() => app.host.revealed).toEqual([t.vm('dev').stateDir]);
@@ -288,7 +299,9 @@ describe('dropdown rows', () => {
         await filter.fill('nothing-like-this');
         await expect.poll(order).toBe('');
         expect(await app.page.locator('.no-match').textContent()).toBe('No VM matches “nothing-like-this”.');
-        await filter.fill('');
+        // Escape clears it.
+        await filter.press('Escape');
+        expect(await filter.inputValue()).toBe('');
         await expect.poll(async () => (await order()).split(' ').length).toBe(31);
 
         // A VM started while the dropdown is open keeps its place (a row never jumps from under the
