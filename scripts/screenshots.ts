@@ -99,6 +99,8 @@ try {
     const app = await h.open(t.agent, 'index', { colorScheme: 'dark', deviceScaleFactor: 2 });
     await app.page.locator('.flake-errors .card.error').waitFor();
     await app.page.locator('li.vm').nth(3).waitFor();
+    // All of nix's message, wrapped inside the card.
+    await app.page.locator('[data-action="showFullError"]').click();
     await app.page.waitForTimeout(300);
     const height = Math.max(180, Math.min(680, app.host.heights.at(-1) ?? 540));
     await app.page.setViewportSize({ width: 380, height });
