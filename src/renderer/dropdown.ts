@@ -9,6 +9,7 @@ import { firstRunChecklist, type ChecklistAction, type ChecklistItem } from '../
 import type { AgentEvent, AgentSnapshot, DiskImage, DoctorReport, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
 import {
   buildLabel,
+  compactCodeFrames,
   drvName,
   exitText,
   formatElapsed,
@@ -567,7 +568,7 @@ class VmRow {
     }
     show(this.problem, problem !== null);
     setText(this.problemText, problem ?? '');
-    setText(this.problemDetail, detail ?? '');
+    setText(this.problemDetail, detail ? compactCodeFrames(detail) : '');
     show(this.problemDetail, Boolean(detail));
     show(this.problemLog, logKind !== null);
     show(this.problemFlake, evalFailed);
@@ -678,7 +679,7 @@ export function folderName(dir: string): string {
 
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
-  const detailText = rest.join('\n').trim();
+  const detailText = compactCodeFrames(rest.join('\n').trim());
   // nix's code frame wraps at the card's edge (the caret line may drift; the words stay whole and
   // in view); the card shows its first lines, "Show Full Error" all of it.
   const detail = detailText ? h('pre', { class: 'card-detail mono' }, detailText) : null;
