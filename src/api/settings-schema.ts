@@ -138,6 +138,14 @@ export const SETTINGS_SCHEMA = {
     default: {},
     description: 'Flake folder → nixosConfigurations never to show, even when they look like VMs.',
   },
+  builderVm: {
+    type: ['string', 'null'],
+    minLength: 1,
+    maxLength: 256,
+    default: null,
+    description:
+      "The VM nixvm makes this machine's remote builder while it runs (`nixvm builder use <vm>`); null: none.",
+  },
 } as const satisfies Record<keyof Settings, FieldSchema>;
 
 export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as Array<keyof Settings>;

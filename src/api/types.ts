@@ -109,6 +109,8 @@ export interface VmSpec {
   /** The toplevel's .drv path: the VM's identity for staleness. */
   drvPath: string;
   system: string | null;
+  /** The system nix builds its closure for, when it differs from `system` (only stand-ins do that). */
+  buildSystem?: string | null;
   kernelParams: string[];
   cpus: number;
   memoryMiB: number;
@@ -134,6 +136,18 @@ export interface VmSpec {
   guestMounts?: GuestMount[];
   /** How it boots (a boot loader, its root file system), read to refuse what nixvm cannot direct-boot. */
   boot?: BootFacts;
+  /** The guest's nix (nix.enable, nix.settings): what it would offer as a builder. */
+  nix?: GuestNixFacts;
+}
+
+export interface GuestNixFacts {
+  /** nix.enable, or null when the configuration does not say. */
+  enabled: boolean | null;
+  trustedUsers: string[];
+  /** nix.settings.system-features as evaluated, or null when unset. */
+  systemFeatures: string[] | null;
+  /** nix.settings.extra-platforms (Rosetta adds x86_64-linux). */
+  extraPlatforms: string[];
 }
 
 export interface BootFacts {
@@ -155,6 +169,8 @@ export interface BuildProgress {
   currentDrv: string | null;
   /** Builder phase (unpackPhase, buildPhase…), if known. */
   phase: string | null;
+  /** The remote builder the current (else the latest) build ran on, as nix names it; null: here. */
+  remote?: string | null;
   lastLine: string | null;
   /** 0–100, never decreasing during one build. */
   percent: number;
@@ -280,6 +296,8 @@ export interface VmSnapshot {
   macShared?: string[];
   /** What its vfkit uses right now, while a face asks for it (SubscribeOptions.usage); else null. */
   usage?: VmUsage | null;
+  /** Where its system is built and whether it can run on this Mac, known before a start. */
+  platform?: VmPlatform | null;
 }
 
 /** What a running VM uses as the process table shows it: its vfkit, and on macOS the VM service running its guest. */
@@ -292,6 +310,78 @@ export interface VmUsage {
   vmService: boolean;
   /** When it was sampled (epoch ms). */
   at: number;
+}
+
+/** Where a VM's system is built (this machine, a builder, nothing here) and whether it runs here. */
+export interface VmPlatform {
+  buildsOn: 'local' | 'builder' | 'none';
+  /** The builders (machine URIs) that would build it. */
+  builders: string[];
+  /** One sentence with the fix when nothing here builds it (or no builder answers); null when fine. */
+  problem: string | null;
+  /** Why Virtualization.framework cannot run it here (x86_64-linux on Apple silicon); null when it can. */
+  cannotRun: string | null;
+  /** It is this machine's builder VM (settings.builderVm). */
+  isBuilder?: boolean;
+  /** Why it cannot be this machine's builder (a phrase), or null when it can. */
+  builderRefusal?: string | null;
+}
+
+/** One remote builder nix knows, or nixvm's builder VM. */
+export interface BuilderMachineInfo {
+  uri: string;
+  systems: string[];
+  maxJobs: number;
+  supportedFeatures: string[];
+  /** `builders` (nix.conf) or the machines file it is listed in. */
+  source: string;
+  /** It answered on ssh (true), did not (false), or was not probed (null). */
+  answers: boolean | null;
+  /** nixvm's builder VM, by name; null for the others. */
+  vm: string | null;
+}
+
+export type RegistrationMode = 'agent' | 'system' | 'nix-darwin';
+
+/** How nix is told about nixvm's builder VM, shown in full before anything changes. */
+export interface RegistrationPlan {
+  mode: RegistrationMode;
+  /** What will change, one line each. */
+  changes: string[];
+  /** For `system`: the file as it will be, the staged copy nixvm writes first, and the admin argv. */
+  system: { file: string; contents: string; staged: string; argv: string[] } | null;
+  /** For `agent`: a line for ~/.config/nix/nix.conf, so that the user's own builds use the builder too. */
+  userConfLine: string | null;
+  /** For `nix-darwin`: what to add to the configuration. */
+  snippet: string | null;
+  /** Already in place: nothing to change. */
+  inPlace: boolean;
+}
+
+export interface BuildersInfo {
+  /** nix's `system` and `extra-platforms`: what builds here without a builder. */
+  localSystems: string[];
+  machines: BuilderMachineInfo[];
+  /** What nixvm could not read (a machines file, a line nix would refuse). */
+  problems: string[];
+  /** The VM nixvm uses as this machine's builder (settings), or null. */
+  vm: string | null;
+  /** off: none; waiting: it is starting or its ssh does not answer yet; ready: nix can use it; failed: see note. */
+  status: 'off' | 'waiting' | 'ready' | 'failed';
+  /** One sentence on where it stands (why it failed, what it waits for). */
+  note: string | null;
+  /** How nix is told (null before nix was asked). */
+  mode: RegistrationMode | null;
+  /** nixvm's own machines file (it lists the builder VM while it is ready). */
+  machinesFile: string;
+}
+
+/** What `builder use` / `builder off` did, or would do with consent. */
+export interface BuilderOutcome {
+  plan: RegistrationPlan;
+  /** False: the plan needs an administrator's consent first (call again with consent). */
+  done: boolean;
+  builders: BuildersInfo;
 }
 
 /**
@@ -345,6 +435,8 @@ export interface Settings {
   includeConfigurations: Record<string, string[]>;
   /** Flake directory → configurations never shown, even if they look like VMs. */
   excludeConfigurations: Record<string, string[]>;
+  /** The VM nixvm makes this machine's remote builder (`nixvm builder use`), or null. */
+  builderVm: string | null;
 }
 
 export interface AgentInfo {
@@ -357,6 +449,8 @@ export interface AgentInfo {
   problems: string[];
   /** nixvm's own ssh config (one Host alias per VM) and whether ~/.ssh/config includes it. */
   sshConfig: SshConfigInfo;
+  /** The remote builders nix knows, and nixvm's builder VM. */
+  builders?: BuildersInfo;
 }
 
 export interface SshConfigInfo {
@@ -446,6 +540,12 @@ export interface AgentMethods {
   diskGrow: { params: VmRef; result: VmSnapshot };
   /** The checks of `nixvm doctor`, run by the agent (its nix, vfkit, VMs' systems and state dir). */
   doctor: { params: Record<string, never>; result: DoctorReport };
+  /** The builders nix knows (probed afresh) and nixvm's builder VM. */
+  builders: { params: Record<string, never>; result: BuildersInfo };
+  /** Make a VM this machine's Linux builder: start it, then tell nix (an admin change needs `consent`). */
+  builderUse: { params: VmRef & { consent?: boolean }; result: BuilderOutcome };
+  /** Stop using the builder VM and undo what nixvm changed (an admin change needs `consent`). */
+  builderOff: { params: { consent?: boolean }; result: BuilderOutcome };
 }
 
 export type AgentMethod = keyof AgentMethods;
@@ -473,6 +573,9 @@ export const AGENT_METHODS = {
   diskReset: true,
   diskGrow: true,
   doctor: true,
+  builders: true,
+  builderUse: true,
+  builderOff: true,
 } as const satisfies Record<AgentMethod, true>;
 
 export function isAgentMethod(m: unknown): m is AgentMethod {

@@ -60,6 +60,12 @@ export function logKind(v: unknown, what: string): LogKind {
   return v;
 }
 
+function consentParam(v: unknown, what: string): { consent?: boolean } {
+  if (v === undefined) return {};
+  if (typeof v !== 'boolean') bad(`${what}: "consent" must be true or false.`);
+  return { consent: v };
+}
+
 /** The validator of a request that takes no params. */
 export const empty =
   (what: string): Validator<Record<string, never>> =>
@@ -102,6 +108,12 @@ export const AGENT_VALIDATORS = {
   diskReset: vmRef('diskReset'),
   diskGrow: vmRef('diskGrow'),
   doctor: empty('doctor'),
+  builders: empty('builders'),
+  builderUse: (p) => {
+    const o = paramsObject(p, 'builderUse', ['vm', 'consent']);
+    return { vm: vmName(o.vm, 'builderUse'), ...consentParam(o.consent, 'builderUse') };
+  },
+  builderOff: (p) => consentParam(paramsObject(p, 'builderOff', ['consent']).consent, 'builderOff'),
 } satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
 
 /** Methods whose params name one VM. */
@@ -118,6 +130,7 @@ export const VM_METHODS: ReadonlySet<AgentMethod> = new Set<AgentMethod>([
   'inspect',
   'diskReset',
   'diskGrow',
+  'builderUse',
 ]);
 
 /** The method name, checked. */

@@ -46,6 +46,7 @@ import {
 import { defaultIo } from './default-io.ts';
 import type { CliIo, CliPort } from './io.ts';
 import { createProgressView, type BuildProgressView } from './progress.ts';
+import { registerBuilderCommands } from './builder-cmd.ts';
 import { registerSettingsCommands, settingsAccess } from './settings-cmd.ts';
 
 export { EXIT } from './errors.ts';
@@ -1202,6 +1203,7 @@ export function buildProgram(s: Session, setCode: (c: number) => void): Command 
     .action(act((opts: { json?: boolean; full?: boolean }) => cmdWatch(s, opts)));
 
   registerSettingsCommands(program, s, act);
+  registerBuilderCommands(program, s, act);
 
   program
     .command('doctor')

@@ -301,7 +301,13 @@ export function formatProgressPhrase(p: BuildProgress): string {
   if (p.downloadsExpected > 0) parts.push(`(${p.downloadsDone}/${p.downloadsExpected} downloads)`);
   if (p.currentDrv) parts.push(storeName(p.currentDrv) + (p.phase ? ` ${p.phase}` : ''));
   else if (p.phase) parts.push(p.phase);
+  if (p.remote) parts.push(`on ${remoteName(p.remote)}`);
   return parts.join(' ');
+}
+
+/** A builder's URI as a person reads it: `root@192.168.64.5`, without scheme and parameters. */
+export function remoteName(uri: string): string {
+  return uri.replace(/^[a-z-]+:\/\//, '').replace(/\?.*$/, '');
 }
 
 /** What the NOTE column says about a VM: the thing most worth knowing besides its state. */
@@ -313,8 +319,11 @@ function vmNote(vm: VmSnapshot): string {
   }
   if (vm.disks?.preparing) return formatStoreImageProgress(vm.disks.preparing);
   if (vm.error) return firstLine(vm.error);
+  if (vm.platform?.cannotRun) return `cannot run on this Mac: ${vm.platform.cannotRun}`;
   if (vm.build.status === 'failed') return `build failed: ${firstLine(vm.build.error ?? 'see `nixvm logs --build`')}`;
   if (vm.state === 'crashed' && vm.exit) return `crashed: ${formatExitReason(vm.exit)}`;
+  // Known before anyone starts it: nothing here builds its system (or its builder is silent).
+  if (vm.platform?.problem && !isReachable(vm)) return vm.platform.problem;
   if (vm.disks?.error) return firstLine(vm.disks.error);
   if (vm.disks?.notice) return firstLine(vm.disks.notice);
   return '';
@@ -439,6 +448,9 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
         ? 'never built (nothing to compare the flake with yet)'
         : 'no',
   );
+  add('system', vm.spec?.system ?? null);
+  add('builds on', platformWords(vm));
+  add('cannot run', vm.platform?.cannotRun);
   add('current', vm.drvPath ?? '(not evaluated)');
   add('built', vm.builtOutPath ?? vm.builtDrvPath ?? '(never built)');
   add('booted', vm.bootedOutPath ?? vm.bootedDrvPath ?? (vm.state === 'stopped' ? '(not running)' : null));
@@ -484,6 +496,15 @@ export function formatStatus(vm: VmSnapshot, now: number): string {
     for (const l of vm.exit.lastLines) lines.push(`    ${visibleName(l)}`);
   }
   return lines.join('\n');
+}
+
+/** `builds on`: this machine, which builders, or what is missing. */
+function platformWords(vm: VmSnapshot): string | null {
+  const p = vm.platform;
+  if (!p) return null;
+  if (p.buildsOn === 'local') return 'this machine';
+  if (p.buildsOn === 'builder') return `${p.builders.join(', ')}${p.problem ? ` (${p.problem})` : ''}`;
+  return p.problem;
 }
 
 function formatBuild(vm: VmSnapshot, now: number): string {

@@ -16,6 +16,7 @@
  * (the daemon, the app) serve it on the control socket; the engine knows no face.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
@@ -43,6 +44,8 @@ import { acquireInstanceLock, type InstanceLock } from '../host/lock.ts';
 import { resolvePaths, type Paths } from '../host/paths.ts';
 import type { HostLimits } from '../host/resources.ts';
 import { shellWord } from '../host/shell.ts';
+import { Builders } from './builders/builders.ts';
+import type { HostMachine } from './builders/capability.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
@@ -98,6 +101,10 @@ export interface AgentOptions {
   log?: (line: string) => void;
   /** CPUs and memory a VM may ask for (default: this Mac's, host/resources.ts). */
   hostLimits?: HostLimits;
+  /** The machine VMs run on (default this one): which guest systems Virtualization.framework boots. */
+  hostMachine?: HostMachine;
+  /** /etc/nix/nix.conf (tests point it elsewhere). */
+  systemNixConf?: string;
 }
 
 export class Agent implements AgentPort {
@@ -116,6 +123,9 @@ export class Agent implements AgentPort {
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
   private readonly usage: UsageSampler;
+  private readonly builders: Builders;
+  /** The first look at nix's configuration and builders (ready() waits for it). */
+  private buildersRead: Promise<void> = Promise.resolve();
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
   /** What the last apply of each VM did (switch in place, restart and why, a failed switch). */
   private readonly applied = new Map<string, ApplyOutcome>();
@@ -170,6 +180,8 @@ export class Agent implements AgentPort {
       dirName: (name) => this.launcher.dirName(name),
       inUse: () => this.vms.closuresInUse(),
       log,
+      buildArgs: () => this.builders.buildArgs(),
+      describeRemote: (uri) => this.builders.describe(uri),
     });
     this.reach = new Reach({
       leasesFile: paths.leasesFile,
@@ -199,6 +211,7 @@ export class Agent implements AgentPort {
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
       applied: (name) => this.applied.get(name) ?? null,
       usage: (name) => this.usage.usage(name),
+      platform: (spec, rootKey) => this.builders.platform(spec, rootKey),
     });
     this.usage = new UsageSampler({
       vfkits: () => {
@@ -212,10 +225,38 @@ export class Agent implements AgentPort {
       intervalMs: opts.usageIntervalMs ?? 2000,
       log,
     });
+    const me = os.userInfo();
+    this.builders = new Builders({
+      stateDir: paths.stateDir,
+      run: runProgram,
+      nix: () => this.nix?.bin ?? null,
+      user: me.username,
+      uid: me.uid,
+      host: opts.hostMachine ?? { platform: process.platform, arch: process.arch },
+      settings: () => this.settings.get(),
+      log,
+      changed: () => this.changed(),
+      vm: (name) => {
+        const e = this.flakes.defined().get(name);
+        if (!e?.spec) return null;
+        const t = e as Loaded;
+        const v = this.vms.view(t);
+        const d = this.vms.sshDestination(t, v.ipv4, v.ipv6);
+        return { spec: t.spec, rootKey: this.launcher.rootKey(t), ipv4: v.ipv4, identityFile: d.identityFile };
+      },
+      start: (name) => this.start(name),
+      setBuilderVm: async (name) => {
+        await this.settings.update({ builderVm: name });
+      },
+      ...(opts.systemNixConf ? { systemConf: opts.systemNixConf } : {}),
+    });
     this.hub = new EventHub({
       emitIntervalMs: opts.emitIntervalMs ?? 100,
       snapshot: () => this.snapshot(),
-      afterEmit: (snap) => this.reach.afterSnapshot(snap, this.vms.sshConfigEntries(snap)),
+      afterEmit: (snap) => {
+        this.reach.afterSnapshot(snap, this.vms.sshConfigEntries(snap));
+        this.builders.afterSnapshot(snap);
+      },
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
       // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
       knows: (vm) => this.vms.entries().some((e) => e.name === vm),
@@ -257,6 +298,10 @@ export class Agent implements AgentPort {
     const adopted = await this.supervisor.adoptAll();
     if (adopted.length) this.log(`adopted running VMs: ${adopted.map((v) => JSON.stringify(v)).join(', ')}`);
     await this.reach.init(s.bridgeInterface);
+    this.builders.reset();
+    this.buildersRead = this.builders
+      .refresh()
+      .catch((err) => this.log(`reading nix's builders: ${errorMessage(err)}`));
     this.flakes.sync(this.flakeDirs());
     this.changed();
     if (this.opts.autostart !== false) void this.autostart();
@@ -377,6 +422,18 @@ export class Agent implements AgentPort {
     diskReset: (p: { vm: string }) => this.diskCommand(p.vm, () => this.disks.reset(p.vm)),
     diskGrow: (p: { vm: string }) => this.diskCommand(p.vm, (spec) => this.disks.grow(p.vm, spec)),
     doctor: () => this.doctor(),
+    builders: async () => {
+      await this.builders.refresh();
+      return this.builders.info();
+    },
+    builderUse: async (p: ParamsOf<'builderUse'>) => ({
+      ...(await this.builders.use(p.vm, p.consent === true)),
+      builders: this.builders.info(),
+    }),
+    builderOff: async (p: ParamsOf<'builderOff'>) => ({
+      ...(await this.builders.off(p.consent === true)),
+      builders: this.builders.info(),
+    }),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
 
   /** `nixvm doctor`'s checks, with what this agent knows: its settings, its VMs' systems, its ssh config. */
@@ -387,9 +444,20 @@ export class Agent implements AgentPort {
       nixPath: s.nixPath,
       vfkitPath: s.vfkitPath,
       stateDir: this.paths.stateDir,
-      systems: [...new Set(specs.flatMap((v) => (v.system ? [v.system] : [])))].sort(),
+      systems: [
+        ...new Set(
+          specs.flatMap((v) => {
+            const sys = v.buildSystem ?? v.system;
+            return sys ? [sys] : [];
+          }),
+        ),
+      ].sort(),
       rosettaVms: specs.filter((v) => v.rosetta).map((v) => v.name),
       sshConfig: async () => this.reach.sshConfig,
+      builders: async () => {
+        await this.builders.refresh();
+        return this.builders.info();
+      },
     });
   }
 
@@ -412,6 +480,7 @@ export class Agent implements AgentPort {
         ...this.reach.problems,
       ],
       sshConfig: this.reach.sshConfig,
+      builders: this.builders.info(),
     };
     // One copy of the settings per snapshot, not one per VM.
     const settings = this.settings.get();
@@ -474,6 +543,8 @@ export class Agent implements AgentPort {
     if (!set) this.boots.set(name, (set = new Set()));
     set.add(token);
     try {
+      const noRun = this.builders.platform(t.spec)?.cannotRun;
+      if (noRun) throw new AgentError('failed', `VM ${JSON.stringify(name)} cannot run on this Mac: ${noRun}.`);
       await this.launcher.preflight(t);
       this.refuseMacClash(name);
       const closure = await this.ensureClosure(t);
@@ -726,6 +797,7 @@ export class Agent implements AgentPort {
   /** Resolves once every flake has been evaluated at least once. */
   async ready(): Promise<void> {
     await this.flakes.ready();
+    await this.buildersRead;
   }
 
   private locateNix(nixPath: string | null): void {
@@ -744,7 +816,9 @@ export class Agent implements AgentPort {
       // nix found again (or elsewhere): new builder, every flake re-evaluated.
       this.locateNix(next.nixPath);
       void this.closures.useNix(this.nix).then(() => this.flakes.setNix(this.nix, this.nixProblem));
+      void this.builders.refresh();
     }
+    if (next.builderVm !== prev.builderVm) this.builders.reset();
     if (next.vfkitPath !== prev.vfkitPath) void this.launcher.locate(next.vfkitPath).then(() => this.changed());
     if (next.bridgeInterface !== prev.bridgeInterface) void this.reach.setBridge(next.bridgeInterface);
     this.flakes.sync(this.flakeDirs());
@@ -808,6 +882,7 @@ export class Agent implements AgentPort {
     this.closed = true;
     this.hub.close();
     this.usage.close();
+    this.builders.close();
     await this.reach.close();
     this.settingsOff?.();
     await this.flakes.close();

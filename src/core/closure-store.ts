@@ -39,6 +39,10 @@ export interface ClosureStoreOptions {
   /** Every closure some VM was built to or boots: the roots to keep. */
   inUse(): Set<string>;
   log(line: string): void;
+  /** Arguments every build adds now (the builder VM's `--option builders`). */
+  buildArgs?(): readonly string[];
+  /** A remote builder in words (nixvm's builder VM), for a lost-builder sentence. */
+  describeRemote?(uri: string): { words: string; fix: string } | null;
 }
 
 export interface ClosureStoreEvents {
@@ -85,6 +89,8 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
       logsDir: path.join(this.#o.logsDir, 'builds'),
       ...(this.#o.dirName ? { dirName: this.#o.dirName } : {}),
       onProcess: (vm, proc) => this.#track(vm, proc),
+      ...(this.#o.buildArgs ? { extraArgs: this.#o.buildArgs } : {}),
+      ...(this.#o.describeRemote ? { describeRemote: this.#o.describeRemote } : {}),
     });
     b.on('state', () => this.emit('changed'));
     b.on('progress', () => this.emit('changed'));
@@ -124,7 +130,8 @@ export class ClosureStore extends EventEmitter<ClosureStoreEvents> {
     const info = this.#builder?.state(name) ?? idleInfo(null);
     const failed = this.#failed.get(name);
     if (info.status !== 'failed' || !failed || !current) return info;
-    const evalFailure = failed.kind !== 'build-failed' && failed.kind !== 'required-system';
+    const evalFailure =
+      failed.kind !== 'build-failed' && failed.kind !== 'required-system' && failed.kind !== 'builder-lost';
     const outdated =
       failed.drvPath !== current.drvPath || (evalFailure && (current.lastEvalAt ?? 0) > failed.at && current.flakeOk);
     return outdated ? { ...info, status: 'idle', error: null, detail: null, progress: null } : info;

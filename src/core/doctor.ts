@@ -4,17 +4,20 @@
  * the contract's `doctor` method) and runs every program through an injected runner, so the macOS
  * commands (sw_vers, sysctl, pgrep) are tested by their argv and recorded outputs.
  *
- * Kept honest and small: a Linux builder is checked against what nix itself says this machine
- * builds (its system, extra-platforms) and whether `builders` is set at all; whether a remote
- * builder answers is not checked here.
+ * A Linux builder is checked against what nix itself says this machine builds (its system,
+ * extra-platforms) and the builders it knows, each probed on ssh (the agent's, when it runs).
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import type { DoctorCheck, DoctorReport, SshConfigInfo } from '../api/types.ts';
+import type { BuilderMachineInfo, BuildersInfo, DoctorCheck, DoctorReport, SshConfigInfo } from '../api/types.ts';
+import { buildabilityOf, builderFix } from './builders/capability.ts';
+import { machineEndpoint, parseBuilders } from './builders/machines.ts';
+import { sshBanner } from './net/ssh-probe.ts';
 import { errorMessage } from '../api/errors.ts';
 import { loginItemStatus, type LoginItemStatus } from '../host/launchd.ts';
 import { ProgramNotFoundError, run, type RunOptions, type RunResult } from '../host/runner.ts';
 import { includeLine, sshConfigIncludes, sshConfigPath, userSshConfigPath } from './net/ssh.ts';
+import { nixConfig, settingWords, storeInfo } from './nix/config.ts';
 import { Nix } from './nix/nix.ts';
 import { compareVersions, locateVfkit, MIN_VFKIT_VERSION, parseVfkitVersion } from './vm/vfkit.ts';
 
@@ -39,44 +42,8 @@ export interface DoctorDeps {
   loginItem(): Promise<LoginItemStatus>;
   sshConfig(): Promise<SshConfigInfo>;
   now(): number;
-}
-
-const NIX_COMMAND_ARGS = ['--extra-experimental-features', 'nix-command'] as const;
-
-/**
- * The store nix reaches: `nix store info --json` (2.19+; `trusted` is 1 on 2.26, true on 2.34),
- * else `nix store ping`'s text (2.8 has no --json there: "Store URL: local").
- */
-async function storeInfo(
-  d: DoctorDeps,
-  nix: string,
-): Promise<{ url: string | null; trusted: boolean | null } | { error: string }> {
-  const json = await output(d, [nix, ...NIX_COMMAND_ARGS, 'store', 'info', '--json']);
-  if (json?.exitCode === 0) {
-    try {
-      const o = JSON.parse(json.stdout) as { url?: unknown; trusted?: unknown };
-      const t = o.trusted;
-      return {
-        url: typeof o.url === 'string' ? o.url : null,
-        trusted: t === true || t === 1 ? true : t === false || t === 0 ? false : null,
-      };
-    } catch {
-      // Fall through to the text form.
-    }
-  }
-  const text = await output(d, [nix, ...NIX_COMMAND_ARGS, 'store', 'ping']);
-  if (text?.exitCode === 0) {
-    const url = /^Store URL: (.+)$/m.exec(text.stdout + text.stderr)?.[1]?.trim() ?? null;
-    const trusted = /^Trusted: (\d)$/m.exec(text.stdout + text.stderr)?.[1];
-    return { url, trusted: trusted === undefined ? null : trusted === '1' };
-  }
-  const why =
-    (text?.stderr ?? json?.stderr ?? '')
-      .trim()
-      .split('\n')
-      .filter((l) => !/^warning:/.test(l))
-      .at(-1) ?? '';
-  return { error: why.replace(/^error:\s*/, '') };
+  /** The agent's builders (probed); absent: read and probed here. */
+  builders?(): Promise<BuildersInfo | null>;
 }
 
 /** The oldest Nix nixvm supports on a Mac (the README's requirement). */
@@ -109,28 +76,7 @@ async function output(d: DoctorDeps, argv: string[]): Promise<RunResult | null> 
   }
 }
 
-/** `nix config show --json` (Nix 2.20+), else `nix show-config --json`: name → value. */
-export async function nixConfig(d: DoctorDeps, nix: string): Promise<Record<string, unknown> | null> {
-  for (const sub of [['config', 'show'], ['show-config']]) {
-    // Only nix-command (these subcommands need it): whether flakes are on is what nix.conf says.
-    const r = await output(d, [nix, ...NIX_COMMAND_ARGS, ...sub, '--json']);
-    if (r?.exitCode !== 0) continue;
-    try {
-      const obj = JSON.parse(r.stdout) as Record<string, { value?: unknown }>;
-      return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, v?.value]));
-    } catch {
-      // Not JSON: try the other spelling.
-    }
-  }
-  return null;
-}
-
-const strings = (v: unknown): string[] =>
-  Array.isArray(v)
-    ? v.filter((x): x is string => typeof x === 'string')
-    : typeof v === 'string'
-      ? v.split(/\s+/).filter(Boolean)
-      : [];
+const strings = settingWords;
 
 async function nixChecks(d: DoctorDeps): Promise<{ checks: DoctorCheck[]; config: Record<string, unknown> | null }> {
   let nix: string;
@@ -180,7 +126,7 @@ async function nixChecks(d: DoctorDeps): Promise<{ checks: DoctorCheck[]; config
     );
   } else out.push(check('nix', 'nix', 'ok', `${lix ? 'Lix' : 'nix'} ${version} at ${nix}.`));
 
-  const store = await storeInfo(d, nix);
+  const store = await storeInfo(d.run, nix);
   const url = 'url' in store ? store.url : null;
   if ('error' in store) {
     out.push(
@@ -205,7 +151,7 @@ async function nixChecks(d: DoctorDeps): Promise<{ checks: DoctorCheck[]; config
     );
   }
 
-  const config = await nixConfig(d, nix);
+  const config = await nixConfig(d.run, nix);
   const raw = config?.['experimental-features'];
   const features = strings(raw);
   if (!config) {
@@ -374,7 +320,35 @@ async function macChecks(d: DoctorDeps): Promise<DoctorCheck[]> {
   return out;
 }
 
-function builderCheck(d: DoctorDeps, config: Record<string, unknown> | null): DoctorCheck {
+/** The builders nix knows, each probed on ssh (what the agent's Builders does, for a doctor without one). */
+async function probedBuilders(config: Record<string, unknown>, timeoutMs = 3000): Promise<BuilderMachineInfo[]> {
+  const builders = typeof config.builders === 'string' ? config.builders : '@/etc/nix/machines';
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f, 'utf8');
+    } catch {
+      return null;
+    }
+  };
+  const { machines } = parseBuilders(builders, read);
+  return Promise.all(
+    machines.map(async (m) => {
+      const e = machineEndpoint(m.uri);
+      const answers = e ? (await sshBanner({ host: e.host, port: e.port }, timeoutMs)) !== null : null;
+      return {
+        uri: m.uri,
+        systems: m.systems,
+        maxJobs: m.maxJobs,
+        supportedFeatures: m.supportedFeatures,
+        source: m.source,
+        answers,
+        vm: null,
+      };
+    }),
+  );
+}
+
+async function builderCheck(d: DoctorDeps, config: Record<string, unknown> | null): Promise<DoctorCheck> {
   if (d.systems === null)
     return check('builder', 'Linux builder', 'skip', 'start the agent to check the systems its VMs need.');
   if (d.systems.length === 0)
@@ -383,37 +357,59 @@ function builderCheck(d: DoctorDeps, config: Record<string, unknown> | null): Do
   const here = [typeof config.system === 'string' ? config.system : null, ...strings(config['extra-platforms'])].filter(
     (x): x is string => x !== null,
   );
-  const missing = d.systems.filter((s) => !here.includes(s));
-  const details = [`this machine builds: ${here.join(', ') || 'nothing nix names'}`];
-  if (missing.length === 0) {
+  const machines = (await d.builders?.())?.machines ?? (await probedBuilders(config));
+  const details = [
+    `this machine builds: ${here.join(', ') || 'nothing nix names'}`,
+    ...machines.map(
+      (m) =>
+        `builder ${m.uri}${m.vm ? ` (nixvm's builder VM ${JSON.stringify(m.vm)})` : ''}: ${m.systems.join(', ') || 'this system'}; ${
+          m.answers === true ? 'answers' : m.answers === false ? 'does not answer' : 'not probed'
+        }`,
+    ),
+  ];
+  const cap = {
+    localSystems: here,
+    machines: machines.map((m) => ({
+      ...m,
+      sshKey: null,
+      speedFactor: 1,
+      mandatoryFeatures: [],
+      publicHostKey: null,
+    })),
+    answers: new Map(machines.flatMap((m) => (m.answers === null ? [] : [[m.uri, m.answers] as const]))),
+  };
+  const verdicts = d.systems.map((sys) => ({ sys, b: buildabilityOf(sys, cap) }));
+  const none = verdicts.filter((v) => v.b.how === 'none').map((v) => v.sys);
+  const silent = verdicts.flatMap((v) => (v.b.how === 'builder' && v.b.answering === false ? [v] : []));
+  const remote = verdicts.flatMap((v) => (v.b.how === 'builder' ? [v.sys] : []));
+  if (none.length) {
     return check(
       'builder',
       'Linux builder',
-      'ok',
-      `this machine builds ${d.systems.join(', ')} itself.`,
-      null,
+      'fail',
+      `nothing here builds ${none.join(', ')}, which your VMs need${machines.length ? ` (none of the ${machines.length} builders nix knows does)` : ''}.`,
+      builderFix(none[0]!),
       details,
     );
   }
-  const builders = typeof config.builders === 'string' ? config.builders.trim() : '';
-  const machinesFile = builders.startsWith('@') ? builders.slice(1) : null;
-  const configured = machinesFile ? d.exists(machinesFile) && builders !== '@' : builders !== '';
-  if (configured) {
+  if (silent.length) {
     return check(
       'builder',
       'Linux builder',
       'warn',
-      `builders are set (\`builders = ${builders}\`), but whether one builds ${missing.join(', ')} and answers is not checked yet.`,
-      null,
+      `the builders for ${silent.map((v) => v.sys).join(', ')} do not answer on ssh, so builds for them will fail.`,
+      'start the builder (or check its address and your network), then run `nixvm doctor` again',
       details,
     );
   }
   return check(
     'builder',
     'Linux builder',
-    'fail',
-    `nothing here builds ${missing.join(', ')}, which your VMs need.`,
-    'set up a Linux builder: with nix-darwin, `nix.linux-builder.enable = true;`; or add a Linux machine to `builders` in /etc/nix/nix.conf',
+    'ok',
+    remote.length
+      ? `${remote.join(', ')} build${remote.length === 1 ? 's' : ''} on a builder that answers.`
+      : `this machine builds ${d.systems.join(', ')} itself.`,
+    null,
     details,
   );
 }
@@ -521,7 +517,7 @@ export async function runDoctor(d: DoctorDeps): Promise<DoctorReport> {
     ...nixChecksOut,
     await vfkitCheck(d),
     ...(await macChecks(d)),
-    builderCheck(d, config),
+    await builderCheck(d, config),
     stateDirCheck(d),
     await loginItemCheck(d),
     await sshCheck(d),
@@ -556,6 +552,8 @@ export interface DoctorHereOptions {
   rosettaVms: string[];
   /** Default: read ~/.ssh/config for the Include of the state dir's ssh config. */
   sshConfig?: () => Promise<SshConfigInfo>;
+  /** The agent's builders; default: read and probed here. */
+  builders?: () => Promise<BuildersInfo | null>;
 }
 
 /** The checks on this machine with the real runner: what the agent's `doctor` method and `nixvm doctor` without an agent run. */
@@ -569,6 +567,7 @@ export function doctorHere(o: DoctorHereOptions): Promise<DoctorReport> {
     systems: o.systems,
     rosettaVms: o.rosettaVms,
     loginItem: () => loginItemStatus(),
+    ...(o.builders ? { builders: o.builders } : {}),
     sshConfig:
       o.sshConfig ??
       (async () => {

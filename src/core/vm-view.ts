@@ -6,7 +6,7 @@
  */
 import { ownValue } from '../api/records.ts';
 import type { ApplyOutcome } from '../api/types.ts';
-import type { BuildInfo, Settings, SharedDir, VmDisks, VmSnapshot, VmUsage } from '../api/types.ts';
+import type { BuildInfo, Settings, SharedDir, VmDisks, VmPlatform, VmSnapshot, VmUsage } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
 import type { VmStatus } from './vm/supervisor.ts';
@@ -41,6 +41,8 @@ export interface VmFacts {
   rootKey?: boolean;
   /** What its vfkit uses, while sampled. */
   usage?: VmUsage | null;
+  /** Where its system is built, whether it runs here. */
+  platform?: VmPlatform | null;
 }
 
 /** Starting or running: the guest has (or is getting) its addresses. */
@@ -103,5 +105,6 @@ export function vmView(f: VmFacts): VmSnapshot {
     ...(f.disks ? { disks: f.disks } : {}),
     ...(f.macShared ? { macShared: f.macShared } : {}),
     ...(f.usage ? { usage: f.usage } : {}),
+    platform: f.platform ?? null,
   };
 }

@@ -218,11 +218,36 @@ describe('doctor', () => {
     expect(none.details).toEqual([
       'this machine builds: x86_64-linux, i686-linux, x86_64-v1-linux, x86_64-v2-linux, x86_64-v3-linux, x86_64-v4-linux',
     ]);
-    const withMachines = deps(mac(), { systems: ['aarch64-linux'], exists: (f) => f === '/etc/nix/machines' }).d;
-    expect(byId((await runDoctor(withMachines)).checks).builder).toMatchObject({
+    // The builders the agent found, probed: one that answers builds it; a silent one is a warning.
+    const machine = (answers: boolean | null) => ({
+      uri: 'ssh-ng://builder@linux-builder',
+      systems: ['aarch64-linux'],
+      maxJobs: 4,
+      supportedFeatures: ['kvm'],
+      source: '/etc/nix/machines',
+      answers,
+      vm: null,
+    });
+    const withBuilder = (answers: boolean | null) =>
+      deps(mac(), {
+        systems: ['aarch64-linux'],
+        builders: async () => ({
+          localSystems: [],
+          machines: [machine(answers)],
+          problems: [],
+          vm: null,
+          status: 'off' as const,
+          note: null,
+          mode: 'system' as const,
+          machinesFile: '/s/machines',
+        }),
+      }).d;
+    const ok = byId((await runDoctor(withBuilder(true))).checks).builder!;
+    expect(ok).toMatchObject({ status: 'ok', summary: 'aarch64-linux builds on a builder that answers.' });
+    expect(ok.details).toContain('builder ssh-ng://builder@linux-builder: aarch64-linux; answers');
+    expect(byId((await runDoctor(withBuilder(false))).checks).builder).toMatchObject({
       status: 'warn',
-      summary:
-        'builders are set (`builders = @/etc/nix/machines`), but whether one builds aarch64-linux and answers is not checked yet.',
+      summary: 'the builders for aarch64-linux do not answer on ssh, so builds for them will fail.',
     });
     expect(byId((await runDoctor(deps(mac(), { systems: null }).d)).checks).builder!.status).toBe('skip');
   });

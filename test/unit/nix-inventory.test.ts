@@ -148,6 +148,7 @@ describe('toVmSpec', () => {
         hostCerts: false,
         diskSizeMiB: null,
         guestMounts: [],
+        nix: { enabled: null, trustedUsers: [], systemFeatures: null, extraPlatforms: [] },
       },
     });
     expect(VM_DEFAULTS).toMatchObject({ cpus: 2, memoryMiB: 2048, rosetta: true, mountHostNixStore: true });

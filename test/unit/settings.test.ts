@@ -69,6 +69,7 @@ describe('SettingsStore', () => {
       sharedDir: {},
       includeConfigurations: {},
       excludeConfigurations: {},
+      builderVm: null,
     };
     expect(s.get()).toEqual(expected);
     expect(defaultSettings()).toEqual(expected);

@@ -101,23 +101,37 @@ export function bootSshd(
     }
   })();
   const lines = [
-    `HostKey ${hostKey}`,
+    `HostKey "${hostKey}"`,
     'PidFile none',
     'UsePAM no',
     'StrictModes no',
     'PasswordAuthentication no',
     'KbdInteractiveAuthentication no',
     'PermitRootLogin prohibit-password',
-    `AuthorizedKeysFile ${files.length ? files.join(' ') : 'none'}`,
+    `AuthorizedKeysFile ${files.length ? files.map((f) => `"${f}"`).join(' ') : 'none'}`,
   ];
   // A guest with a writable store disk has a Nix store of its own: what `nix copy --to ssh-ng://`
   // reaches there (nix-daemon --stdio) is a store kept beside that disk image.
-  if (guestStore) lines.push(`SetEnv NIX_REMOTE=local?root=${guestStore}`);
+  // Its nix reads the closure's own etc/nix/nix.conf (nix.settings: extra-platforms, features),
+  // plus what building in that store takes on this host: the host's /bin/sh and its libraries in
+  // the sandbox (a real guest's builders come from its own store).
+  if (guestStore) {
+    const nixConfDir = path.join(workDir, 'nix');
+    fs.mkdirSync(nixConfDir, { recursive: true });
+    const own = readOr(path.join(toplevel, 'etc', 'nix', 'nix.conf')) ?? '';
+    fs.writeFileSync(
+      path.join(nixConfDir, 'nix.conf'),
+      // No substituters: this machine is offline, and each try at cache.nixos.org costs seconds.
+      `${own}\nexperimental-features = nix-command\nsandbox = true\nsandbox-paths = /bin /lib /lib64 /usr\nsubstituters =\n`,
+    );
+    // Quoted: the state folder may have spaces ("Application Support").
+    lines.push(`SetEnv "NIX_REMOTE=local?root=${guestStore}" "NIX_CONF_DIR=${nixConfDir}"`);
+  }
   const credential = credentialFromCmdline(cmdline, 'ssh.authorized_keys.root');
   if (credential !== null && /^f\^?\s+\/root\/\.ssh\/authorized_keys\s.*ssh\.authorized_keys\.root/m.test(tmpfiles)) {
     const file = path.join(workDir, 'root_authorized_keys');
     fs.writeFileSync(file, credential, { mode: 0o600 });
-    lines.push('Match User root', `  AuthorizedKeysFile ${file} ${files.join(' ')}`);
+    lines.push('Match User root', `  AuthorizedKeysFile "${file}" ${files.map((f) => `"${f}"`).join(' ')}`);
   }
   const configFile = path.join(workDir, 'sshd_config');
   fs.writeFileSync(configFile, `${lines.join('\n')}\n`, { mode: 0o600 });

@@ -39,6 +39,19 @@
     extraGroups = [ "wheel" ];
   };
   services.getty.autologinUser = "builder";
+  # nix-builder-vm: the builder user is trusted, and garbage collection keeps some space free;
+  # system-features is NixOS's default (nixos/modules/config/nix.nix) for an aarch64 host.
+  nix.settings = {
+    trusted-users = [ "builder" ];
+    min-free = 1024 * 1024 * 1024;
+    max-free = 3 * 1024 * 1024 * 1024;
+    system-features = [
+      "nixos-test"
+      "benchmark"
+      "big-parallel"
+      "kvm"
+    ];
+  };
   # nix-builder-vm: a fixed, published host key in the closure (here the fixture's own pair).
   environment.etc = {
     "ssh/ssh_host_ed25519_key".source = ../keys/ssh_host_ed25519_key;

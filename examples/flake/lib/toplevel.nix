@@ -27,10 +27,19 @@ let
   repartScript = builtins.concatStringsSep "" (
     map (p: "printf '%s' '${partitionFile p}' > \"$out/etc/repart.d/${p}.conf\"\n") (builtins.attrNames partitions)
   );
+  # What the stand-in closure is built for: x86_64-linux, so that it builds here, although the
+  # seed's VMs are aarch64-linux (nixpkgs.hostPlatform); nixvmTest.system makes a test's VM need a builder.
+  system = config.nixvmTest.system or "x86_64-linux";
+  # The guest's nix.conf from nix.settings, as NixOS writes it (lists space-separated).
+  nixSettings = config.nix.settings or { };
+  nixValue = v: if builtins.isList v then toString v else if builtins.isBool v then (if v then "true" else "false") else toString v;
+  nixConf = builtins.concatStringsSep "" (
+    map (k: "${k} = ${nixValue nixSettings.${k}}\n") (builtins.attrNames nixSettings)
+  );
   # The system's software (NixOS's system-path): a closure of more than one path, with a symlink.
   sw = derivation {
     name = "system-path-${name}";
-    system = "x86_64-linux";
+    inherit system;
     builder = "/bin/sh";
     PATH = "/usr/bin:/bin";
     args = [
@@ -47,7 +56,7 @@ let
 in
 derivation {
   name = "nixos-system-${name}-25.05";
-  system = "x86_64-linux";
+  inherit system nixConf;
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
   # As in NixOS, virtualisation.* shapes how the VM is run, not the system closure; what the guest
@@ -82,9 +91,12 @@ derivation {
     if builtins.compareVersions (config.systemd.package.version or "257.6") "256" >= 0 then "1" else "";
   tmpfilesRules = builtins.concatStringsSep "\n" (config.systemd.tmpfiles.rules or [ ]);
   repartDevice = if repart.enable or false then repart.device else "";
+  # nixvmTest.buildHang: the build says so and then never ends (a builder lost in the middle).
+  buildHang = if config.nixvmTest.buildHang or false then "1" else "";
   args = [
     "-c"
     (''
+      if [ -n "$buildHang" ]; then echo "nixvm-test: building, then hanging"; sleep 600; fi
       mkdir -p "$out/etc/repart.d"
       ln -s ${sw} "$out/sw"
       echo "not a real kernel: ${name}" > "$out/kernel"
@@ -97,6 +109,7 @@ derivation {
       printf '%s\n' "$kernelParams" > "$out/kernel-params"
       printf '%s\n' "$configJson" > "$out/config.json"
       printf '%s' "$fstab" > "$out/etc/fstab"
+      if [ -n "$nixConf" ]; then mkdir -p "$out/etc/nix"; printf '%s' "$nixConf" > "$out/etc/nix/nix.conf"; fi
       if [ -n "$sshdConfig" ]; then
         mkdir -p "$out/etc/ssh"
         printf '%s' "$sshdConfig" > "$out/etc/ssh/sshd_config"

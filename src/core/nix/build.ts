@@ -30,7 +30,7 @@ import { ProgressTracker } from './progress.ts';
 import { vmDirName } from '../../host/names.ts';
 
 /** The argv of a VM's build: its toplevel, JSON results, progress as internal-json on stderr. */
-export function buildArgv(nix: Nix, flake: string, vm: string): string[] {
+export function buildArgv(nix: Nix, flake: string, vm: string, extra: readonly string[] = []): string[] {
   return nix.argv(
     'build',
     '--no-link',
@@ -38,6 +38,7 @@ export function buildArgv(nix: Nix, flake: string, vm: string): string[] {
     ...EVAL_ARGS,
     '--log-format',
     'internal-json',
+    ...extra,
     toplevelInstallable(flake, vm),
   );
 }
@@ -105,6 +106,10 @@ export interface BuildManagerOptions {
   dirName?(vm: string): string;
   /** Told when a build's nix process starts (its pid and argv) and ends (null): for reaping orphans. */
   onProcess?(vm: string, proc: { pid: number; argv: string[] } | null): void;
+  /** Arguments every build adds now (the builder VM's `--option builders`). */
+  extraArgs?(): readonly string[];
+  /** A remote builder in words, and what to do when it was lost (nixvm's builder VM), or null. */
+  describeRemote?(uri: string): { words: string; fix: string } | null;
 }
 
 export interface BuildManagerEvents {
@@ -166,6 +171,8 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
   private readonly tailLines: number;
   private readonly dirName: (vm: string) => string;
   private readonly onProcess: BuildManagerOptions['onProcess'];
+  private readonly extraArgs: BuildManagerOptions['extraArgs'];
+  private readonly describeRemote: BuildManagerOptions['describeRemote'];
   private readonly slots = new Map<string, Slot>();
 
   constructor(opts: BuildManagerOptions) {
@@ -177,6 +184,8 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     this.tailLines = opts.tailLines ?? 20;
     this.dirName = opts.dirName ?? vmDirName;
     this.onProcess = opts.onProcess;
+    this.extraArgs = opts.extraArgs;
+    this.describeRemote = opts.describeRemote;
   }
 
   private slot(vm: string): Slot {
@@ -310,7 +319,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       this.emit('log', vm, line);
     };
 
-    const argv = buildArgv(this.nix, flake, vm);
+    const argv = buildArgv(this.nix, flake, vm, this.extraArgs?.() ?? []);
     log.write(`# ${new Date(startedAt).toISOString()} ${argv.map((a) => JSON.stringify(a)).join(' ')}\n`);
 
     let r: RunResult | null = null;
@@ -409,7 +418,17 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
     const { vm, flake } = target;
     const text = nixErrorText(r.stderr) || tracker.errors.join('\n');
     const keep = hasPrevious ? ' (the previous build stays in use)' : '';
-    const t = translateBuildError(text, { flakeDir: flake, sourceRoot: sourceRootOf(flake).root, vm, hasPrevious });
+    const remote = tracker.progress().remote ?? null;
+    const who = remote ? (this.describeRemote?.(remote) ?? null) : null;
+    const t = translateBuildError(text, {
+      flakeDir: flake,
+      sourceRoot: sourceRootOf(flake).root,
+      vm,
+      hasPrevious,
+      remote,
+      remoteWords: who?.words ?? null,
+      remoteFix: who?.fix ?? null,
+    });
     if (t?.kind === 'build-failed' && t.drvPath) {
       const tail = tracker.logTail(t.drvPath);
       const detail = tail.length

@@ -22,6 +22,7 @@ export type NixErrorKind =
   | 'missing-file'
   | 'required-system'
   | 'build-failed'
+  | 'builder-lost'
   | 'network'
   | 'eval';
 
@@ -211,7 +212,7 @@ function splitFeatures(s: string | undefined): string[] {
 }
 
 const LINUX_BUILDER =
-  'with nix-darwin: `nix.linux-builder.enable = true;`, or add a Linux machine to `builders` in /etc/nix/nix.conf';
+  "make a VM with nixpkgs' nix-builder-vm profile the builder with `nixvm builder use <vm>`; with nix-darwin: `nix.linux-builder.enable = true;`; or add a Linux machine to `builders` in /etc/nix/nix.conf";
 
 /** The sentence for a missing Linux builder (or a builder without the features a derivation needs). */
 export function linuxBuilderAdvice(subject: string, rs: RequiredSystem): string {
@@ -386,6 +387,25 @@ export interface BuildErrorContext extends ErrorContext {
   vm: string;
   /** A previous build of the VM exists and stays in use. */
   hasPrevious?: boolean;
+  /** The remote builder the last build ran on (nix's name for it), when one did. */
+  remote?: string | null;
+  /** What to call that builder in a sentence (`the builder VM "builder-vm"`), when nixvm knows it. */
+  remoteWords?: string | null;
+  /** What to do when that builder was lost (start it again…). */
+  remoteFix?: string | null;
+}
+
+/**
+ * The connection to a remote builder went away during the build (its VM stopped, the network
+ * dropped), as nix and ssh word it; the reason, or null when it is not that.
+ */
+export function lostConnection(text: string): string | null {
+  const t = stripAnsi(text);
+  const m =
+    /(unexpected end-of-file|Connection (?:closed|reset)[^\n]*|Broken pipe|cannot connect to '[^']*'[^\n]*|failed to start SSH connection[^\n]*)/i.exec(
+      t,
+    );
+  return m ? trimSentence(m[1]!, 160) : null;
 }
 
 /**
@@ -403,6 +423,18 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
       message: linuxBuilderAdvice(`Building VM ${JSON.stringify(vm)}`, rs),
       detail: text,
       drvPath: rs.drvPath,
+    };
+  }
+  const lost = ctx.remote ? lostConnection(text) : null;
+  if (lost) {
+    const who = ctx.remoteWords ?? `builder ${ctx.remote}`;
+    return {
+      kind: 'builder-lost',
+      message: `Building VM ${JSON.stringify(vm)} stopped: the connection to ${who} was lost during the build (${lost}); ${
+        ctx.remoteFix ?? 'check that it runs and answers'
+      }, then build again${keep}.`,
+      detail: text,
+      ...(failedBuilder(text) ? { drvPath: failedBuilder(text)!.drvPath } : {}),
     };
   }
   const fb = failedBuilder(text);

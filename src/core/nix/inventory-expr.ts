@@ -45,6 +45,8 @@ const INSPECT = `
     in {
       drvPath = builtins.unsafeDiscardStringContext top.drvPath;
       system = if builtins.isString sys then sys else null;
+      # What nix builds the closure for (a real NixOS: the same as its hostPlatform).
+      buildSystem = let s = attempt null (top.system or null); in if builtins.isString s then s else null;
       kernelParams = cfg.boot.kernelParams or [ ];
       cores = v.cores or null;
       memorySize = v.memorySize or null;
@@ -93,6 +95,17 @@ const INSPECT = `
             (attempt { } (cfg.systemd.tmpfiles.settings or { }))
           ]);
         in builtins.isString t && builtins.match ".*ssh[.]authorized_keys[.]root.*" t != null;
+      };
+      # The guest's own nix, for using the VM as a builder (nixpkgs' nix-builder-vm sets these).
+      nix = let
+        n = cfg.nix or { };
+        settings = attempt { } (n.settings or { });
+        strs = x: let r = attempt null x; in if builtins.isList r then builtins.filter builtins.isString r else null;
+      in {
+        enable = bool (n.enable or null);
+        trustedUsers = strs (settings.trusted-users or null);
+        systemFeatures = strs (settings.system-features or null);
+        extraPlatforms = strs (settings.extra-platforms or null);
       };
       # How it boots: a boot loader or a root on a disk nixvm does not attach means it is not a VM
       # nixvm can direct-boot (checked before a start).

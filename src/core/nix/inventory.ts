@@ -67,6 +67,7 @@ export interface InventoryOptions {
 export interface RawVm {
   drvPath?: unknown;
   system?: unknown;
+  buildSystem?: unknown;
   kernelParams?: unknown;
   cores?: unknown;
   memorySize?: unknown;
@@ -86,6 +87,7 @@ export interface RawVm {
   fileSystems?: unknown;
   repartDevice?: unknown;
   ssh?: unknown;
+  nix?: unknown;
   boot?: unknown;
 }
 
@@ -357,12 +359,16 @@ export function toVmSpec(
   const boot = (raw.boot && typeof raw.boot === 'object' ? raw.boot : {}) as { loader?: unknown; root?: unknown };
   const root = (boot.root && typeof boot.root === 'object' ? boot.root : null) as Record<string, unknown> | null;
   const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+  const nixRaw = (raw.nix && typeof raw.nix === 'object' ? raw.nix : {}) as Record<string, unknown>;
+  const strs = (v: unknown): string[] | null =>
+    Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && x.length <= 256).slice(0, 256) : null;
 
   const spec: VmSpec = {
     name,
     flake: flakeDir,
     drvPath: raw.drvPath,
     system: typeof raw.system === 'string' ? raw.system : null,
+    ...(typeof raw.buildSystem === 'string' && raw.buildSystem !== raw.system ? { buildSystem: raw.buildSystem } : {}),
     kernelParams: Array.isArray(raw.kernelParams)
       ? raw.kernelParams.filter((p): p is string => typeof p === 'string')
       : [],
@@ -392,6 +398,13 @@ export function toVmSpec(
     hostCerts: raw.useHostCerts === true,
     diskSizeMiB,
     guestMounts,
+    nix: {
+      // NixOS's default is on; a configuration without the option (a fixture) has no nix to ask.
+      enabled: typeof nixRaw.enable === 'boolean' ? nixRaw.enable : null,
+      trustedUsers: strs(nixRaw.trustedUsers) ?? [],
+      systemFeatures: strs(nixRaw.systemFeatures),
+      extraPlatforms: strs(nixRaw.extraPlatforms) ?? [],
+    },
     // Only when there is something to say (a loader, a root file system), like the seed's VMs.
     ...(str(boot.loader) !== null || root
       ? {

@@ -125,6 +125,8 @@ interface Activity {
   /** Build activities: the derivation and its current phase. */
   drvPath: string | null;
   phase: string | null;
+  /** Build activities: the remote builder it runs on ("" in nix's event: here). */
+  machine: string | null;
 }
 
 interface TypeTotals {
@@ -171,6 +173,8 @@ export class ProgressTracker {
   private readonly logs = new Map<string, string[]>();
   private seq = 0;
   private lastLine: string | null = null;
+  /** The builder of the latest remote build (kept after it ends, for the finished build's line). */
+  private lastRemote: string | null = null;
   private percentFloor = 0;
   private finished = false;
   /** Nix started realising something: its evaluation is over. */
@@ -212,8 +216,14 @@ export class ProgressTracker {
           expectedByType: new Map(),
           drvPath: null,
           phase: null,
+          machine: null,
         };
         if (ev.type === Act.Build && typeof ev.fields[0] === 'string') act.drvPath = ev.fields[0];
+        // actBuild's fields: [drvPath, machineName, round, nrRounds]; a name means a remote build.
+        if (ev.type === Act.Build && typeof ev.fields[1] === 'string' && ev.fields[1] !== '') {
+          act.machine = ev.fields[1];
+          this.lastRemote = ev.fields[1];
+        }
         if (REALISING.has(ev.type)) this.realising = true;
         this.acts.set(ev.id, act);
         const shown = ev.level <= 3 && ev.text !== '' && LOGGED_STARTS.has(ev.type);
@@ -329,6 +339,7 @@ export class ProgressTracker {
       bytesExpected: Math.max(bytes.expected, bytes.done),
       currentDrv: cur?.drvPath ?? null,
       phase: cur?.phase ?? null,
+      remote: cur ? cur.machine : this.lastRemote,
       lastLine: this.lastLine,
       percent,
       stage: this.realising || this.finished ? 'building' : 'evaluating',
