@@ -143,7 +143,9 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   else if (apply) primary = apply;
   else if (up) primary = stop;
   else {
-    const why = noVfkit ?? (canStart(vm) ? null : `${q} cannot start right now.`);
+    // The agent refuses these starts with the same words (Agent.boot).
+    const noRun = vm.platform?.cannotRun ? `VM ${q} cannot run on this Mac: ${vm.platform.cannotRun}.` : null;
+    const why = noVfkit ?? noRun ?? (canStart(vm) ? null : `${q} cannot start right now.`);
     primary = act('start', 'Start', 'Start', agent('start'), why === null, why);
   }
 

@@ -177,6 +177,29 @@ describe('dropdown rows', () => {
     }
   });
 
+  it('disables Start for a VM this Mac cannot run, with the sentence the agent refuses the start with', async () => {
+    // The ui fixture's VMs are x86_64-linux; on Apple silicon Virtualization.framework boots only aarch64.
+    const t = await createTestAgent({ fixture: 'ui', agent: { hostMachine: { platform: 'darwin', arch: 'arm64' } } });
+    const app = await h.open(t.agent, 'index');
+    try {
+      const start = row(app, 'dev').locator('[data-action="start"]');
+      await start.waitFor();
+      await app.page.waitForFunction(
+        () => document.querySelector<HTMLButtonElement>('li.vm[data-vm="dev"] [data-action="start"]')!.disabled,
+      );
+      const refusal = await t.agent.call('start', { vm: 'dev' }).then(
+        () => null,
+        (e: Error) => e.message,
+      );
+      expect(refusal).toMatch(/^VM "dev" cannot run on this Mac: it is built for x86_64-linux/);
+      expect(await start.getAttribute('title')).toBe(refusal);
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+    }
+  });
+
   it("wraps nix's code frame inside the error card, and shows all of it on request", async () => {
     const flake = await copyFixture('syntax');
     // The error is at the end of a long line: exactly where a card that does not wrap cuts it off.

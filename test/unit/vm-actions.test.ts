@@ -132,6 +132,23 @@ describe('vmActions', () => {
     expect(sub.find((i) => i.label === 'Start')).toMatchObject({ enabled: false, toolTip: problem });
   });
 
+  it('disables Start with the reason for a VM this Mac cannot run, in the words the agent refuses it with', () => {
+    const cannotRun = 'Virtualization.framework runs only aarch64-linux guests on Apple silicon';
+    const start = vmActions(vm({ platform: { buildsOn: 'local', builders: [], problem: null, cannotRun } }), ctx)
+      .primary!;
+    expect(start).toMatchObject({
+      id: 'start',
+      enabled: false,
+      reason: `VM "web" cannot run on this Mac: ${cannotRun}.`,
+    });
+    // Nothing builds it here: Start stays (a closure built earlier still boots; the build says why otherwise).
+    const none = vmActions(
+      vm({ platform: { buildsOn: 'none', builders: [], problem: 'no builder', cannotRun: null } }),
+      ctx,
+    ).primary!;
+    expect(none).toMatchObject({ id: 'start', enabled: true });
+  });
+
   it('says why ssh is not available', () => {
     const off = vmActions(
       vm({ state: 'running', spec: { ...vm().spec!, ssh: { enabled: false, port: 22, user: 'root' } } }),
