@@ -116,6 +116,10 @@ describe('dropdown rows', () => {
       expect(problem, 'the agent says vfkit is missing').toBeDefined();
       expect(await start.isDisabled()).toBe(true);
       expect(await start.getAttribute('title')).toBe(problem);
+      // Not blue while it cannot work (the issue: "Start stays enabled (blue)").
+      const blue = 'rgb(0, 122, 255)';
+      const background = () => start.evaluate((el) => getComputedStyle(el).backgroundColor);
+      expect(await background()).not.toBe(blue);
       // The banner says the same.
       expect(await app.page.locator('.problems .card.warning').allTextContents()).toContain(problem);
 
@@ -170,6 +174,7 @@ describe('dropdown rows', () => {
         () => !document.querySelector<HTMLButtonElement>('li.vm[data-vm="dev"] [data-action="start"]')!.disabled,
       );
       expect(await start.getAttribute('title')).toBe('Start');
+      expect(await background()).toBe(blue);
       expect(app.problems).toEqual([]);
     } finally {
       await app.close();
