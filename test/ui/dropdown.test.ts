@@ -204,6 +204,11 @@ describe('dropdown', () => {
         "Rebuild, then restart: nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
       );
       expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(true);
+      // Apply took the primary's place: Stop is one click further, in the "…" menu.
+      expect(await row(app, 'web').locator('.vm-primary [data-action="stop"]').isVisible()).toBe(false);
+      await openMenu(app, 'web');
+      expect(await row(app, 'web').locator('.vm-menu [data-action="stop"]').isEnabled()).toBe(true);
+      await app.page.keyboard.press('Escape');
       // Only web changed.
       expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
 
