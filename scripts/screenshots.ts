@@ -57,6 +57,22 @@ try {
     await app.close();
   }
 
+  // dev's "…" menu open: the actions that are not one click away.
+  {
+    const app = await h.open(t.agent, 'index', { deviceScaleFactor: 2 });
+    await app.page.locator('li.vm').nth(3).waitFor();
+    await app.page.locator('li.vm[data-vm="dev"] .vm-main').click();
+    await app.page.locator('li.vm[data-vm="dev"] [data-action="more"]').click();
+    await app.page.waitForTimeout(300);
+    const height = Math.max(180, Math.min(680, app.host.heights.at(-1) ?? 540));
+    await app.page.setViewportSize({ width: 380, height });
+    await app.page.locator('li.vm[data-vm="dev"] [data-action="revealStateDir"]').hover();
+    await app.page.waitForTimeout(100);
+    await app.page.screenshot({ path: path.join(out, 'dropdown-menu.png') });
+    console.log('wrote docs/dropdown-menu.png');
+    await app.close();
+  }
+
   // The console across a restart: the end of the first run, the separator, the second boot.
   const before = t.vm('dev').startedAt;
   await t.agent.call('restart', { vm: 'dev' });
@@ -104,6 +120,51 @@ try {
   await settings.page.screenshot({ path: path.join(out, 'settings.png') });
   console.log('wrote docs/settings.png');
   await settings.close();
+
+  // A flake that does not parse, its error at the end of a long line, beside one that runs.
+  const broken = await copyFixture('syntax');
+  broken.write(
+    'flake.nix',
+    `{\n  outputs = { self }: {\n    nixosConfigurations = {\n      vm = { config = { networking.hostName = "a-rather-long-host-name-for-a-vm"; } }\n    };\n  };\n}\n`,
+  );
+  await t.agent.call('setSettings', { flakes: [flake.dir, broken.dir] });
+  await t.waitFor((s) => s.flakes.some((f) => f.dir === broken.dir && f.error !== null), 30_000);
+  {
+    const app = await h.open(t.agent, 'index', { colorScheme: 'dark', deviceScaleFactor: 2 });
+    await app.page.locator('.flake-errors .card.error').waitFor();
+    await app.page.locator('li.vm').nth(3).waitFor();
+    // All of nix's message, wrapped inside the card.
+    await app.page.locator('[data-action="showFullError"]').click();
+    await app.page.waitForTimeout(300);
+    const height = Math.max(180, Math.min(680, app.host.heights.at(-1) ?? 540));
+    await app.page.setViewportSize({ width: 380, height });
+    await app.page.mouse.move(1, 1);
+    await app.page.screenshot({ path: path.join(out, 'dropdown-error.png') });
+    console.log('wrote docs/dropdown-error.png');
+    await app.close();
+  }
+  await t.agent.call('setSettings', { flakes: [flake.dir] });
+  broken.remove();
+
+  // Many VMs (the 25 of the `many` fixture and the four above): compact rows, a filter, running first.
+  const many = await copyFixture('many');
+  await t.agent.call('setSettings', { flakes: [flake.dir, many.dir] });
+  await t.waitFor((s) => s.vms.length === 29, 30_000);
+  await Promise.all(['vm03', 'vm11'].map((vm) => t.agent.call('start', { vm })));
+  await t.waitFor((s) => s.vms.filter((v) => v.state === 'running').length >= 4, 30_000);
+  {
+    const app = await h.open(t.agent, 'index', { deviceScaleFactor: 2 });
+    await app.page.locator('li.vm[data-vm="vm25"]').waitFor();
+    await app.page.waitForTimeout(300);
+    await app.page.setViewportSize({ width: 380, height: 680 });
+    await app.page.mouse.move(1, 1);
+    await app.page.screenshot({ path: path.join(out, 'dropdown-many.png') });
+    console.log('wrote docs/dropdown-many.png');
+    await app.close();
+  }
+  await Promise.all(['vm03', 'vm11'].map((vm) => t.agent.call('stop', { vm }).catch(() => {})));
+  await t.agent.call('setSettings', { flakes: [flake.dir] });
+  many.remove();
 } finally {
   await t.agent.call('cancelBuild', { vm: 'builder' }).catch(() => {});
   await h.close();

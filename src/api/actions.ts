@@ -45,14 +45,14 @@ export interface VmAction {
 
 export interface VmActions {
   /**
-   * The row's main actions for its state, in order: Cancel Build while building, then Stop or
-   * Stopping… for a VM that is up, else Start (not while a build runs: the build comes first).
-   * Empty for a VM that did not evaluate.
+   * The one action for the row's state: Cancel Build while building, else Stopping… while it
+   * stops, else Apply ("Restart to Apply" when only a restart will do) for a VM up on an older
+   * closure, else Stop for a VM that is up, else Start. Null for a VM that did not evaluate.
    */
-  primary: VmAction[];
-  /** "Apply": a running VM on an older closure (not while a build runs); its title says switch or why a restart. */
-  apply: VmAction | null;
-  /** Everything else that applies, in menu order. */
+  primary: VmAction | null;
+  /** The frequent ones, always offered (disabled with the reason when they cannot work): Terminal, copy ssh, copy IP. */
+  quick: VmAction[];
+  /** Everything else that applies, in menu order (the dropdown's "…" menu, the native submenu). */
   more: VmAction[];
 }
 
@@ -76,6 +76,7 @@ function firstSentence(problems: readonly string[], about: RegExp): string | nul
 
 export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   const ref = { vm: vm.name };
+  const q = JSON.stringify(vm.name);
   const agent = (method: 'start' | 'stop' | 'restart' | 'build' | 'cancelBuild' | 'apply'): Action => ({
     kind: 'agent',
     method,
@@ -86,13 +87,20 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
     verb,
     params: ref,
   });
-  const reveal = act('revealStateDir', 'Reveal State Folder', 'State folder', ui('revealStateDir'));
+  const reveal = act(
+    'revealStateDir',
+    'Show State Folder',
+    'State folder',
+    ui('revealStateDir'),
+    true,
+    'Show its disks, logs and keys in Finder',
+  );
 
   if (vm.spec === null) {
     // Evaluation failed: nothing to run; point at where to fix it.
     return {
-      primary: [],
-      apply: null,
+      primary: null,
+      quick: [],
       more: [
         act('openFlakeFolder', 'Open Flake Folder', 'Flake folder', {
           kind: 'ui',
@@ -105,23 +113,78 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   }
 
   const building = isBuilding(vm);
+  const up = isUp(vm);
   const noVfkit = ctx.vfkit ? null : (firstSentence(ctx.problems, /vfkit/i) ?? 'vfkit was not found.');
   const noNix = ctx.nix ? null : (firstSentence(ctx.problems, /\bnix\b/i) ?? 'Nix was not found.');
 
-  const primary: VmAction[] = [];
-  if (building)
-    primary.push(act('cancelBuild', 'Cancel Build', 'Cancel', agent('cancelBuild'), true, 'Cancel the build'));
-  if (vm.state === 'stopping') {
-    primary.push(act('stopping', 'Stopping…', 'Stopping…', null, false));
-  } else if (isUp(vm)) {
-    primary.push(act('stop', 'Stop', 'Stop', agent('stop')));
-  } else if (!building) {
-    const why = noVfkit ?? (canStart(vm) ? null : `${JSON.stringify(vm.name)} cannot start right now.`);
-    primary.push(act('start', 'Start', 'Start', agent('start'), why === null, why));
+  const stop = act('stop', 'Stop', 'Stop', agent('stop'));
+  const preview = vm.applyPreview ?? null;
+  const applyLabel = preview?.how === 'restart' ? 'Restart to Apply' : 'Apply';
+  const apply =
+    needsRestart(vm) && !building
+      ? act(
+          'apply',
+          applyLabel,
+          // The row's button is short; the row's note and the tooltip say how it applies.
+          'Apply',
+          agent('apply'),
+          true,
+          preview?.how === 'restart'
+            ? `Rebuild, then restart: ${preview.reasons.join('; ')}`
+            : preview?.how === 'switch'
+              ? 'Rebuild, then switch it to the new configuration in place (no reboot)'
+              : 'Rebuild, then bring it to the new configuration',
+        )
+      : null;
+
+  let primary: VmAction;
+  if (building) primary = act('cancelBuild', 'Cancel Build', 'Cancel', agent('cancelBuild'), true, 'Cancel the build');
+  else if (vm.state === 'stopping') primary = act('stopping', 'Stopping…', 'Stopping…', null, false);
+  else if (apply) primary = apply;
+  else if (up) primary = stop;
+  else {
+    // The agent refuses these starts with the same words (Agent.boot).
+    const noRun = vm.platform?.cannotRun ? `VM ${q} cannot run on this Mac: ${vm.platform.cannotRun}.` : null;
+    const why = noVfkit ?? noRun ?? (canStart(vm) ? null : `${q} cannot start right now.`);
+    primary = act('start', 'Start', 'Start', agent('start'), why === null, why);
   }
 
+  const ssh = sshAvailable(vm);
+  const sshOff = vm.spec.ssh.enabled === false;
+  const sshWhy = sshOff
+    ? 'sshd is not enabled in this configuration'
+    : !up
+      ? `${q} is not running`
+      : !ssh
+        ? `${q} has no address yet`
+        : null;
+  // Nothing answers on a stopped VM's address (its IPv6 is known from the MAC all the same).
+  const addr = up ? (vm.ipv4 ?? vm.ipv6) : null;
+  const quick: VmAction[] = [
+    act(
+      'openSshInTerminal',
+      sshOff ? 'Open ssh in Terminal (sshd is off in this config)' : 'Open ssh in Terminal',
+      'Terminal',
+      ui('openSshInTerminal'),
+      ssh && vm.state === 'running',
+      sshWhy ?? (vm.state === 'running' ? 'Open ssh in Terminal' : `${q} is still starting`),
+    ),
+    act('copySshCommand', 'Copy ssh Command', 'Copy ssh', ui('copySshCommand'), ssh, sshWhy ?? 'Copy the ssh command'),
+    // The address people paste: IPv4 once leased, else the link-local IPv6 (the row shows the same).
+    act(
+      'copyIp',
+      'Copy IP Address',
+      'Copy IP',
+      addr ? { kind: 'ui', verb: 'copyIp', params: { vm: vm.name, family: vm.ipv4 ? 'ipv4' : 'ipv6' } } : null,
+      addr !== null,
+      addr ? `Copy ${addr}` : up ? `${q} has no address yet` : `${q} is not running`,
+    ),
+  ];
+
   const more: VmAction[] = [];
-  if (isUp(vm)) {
+  // The lifecycle the primary does not cover: Stop when Apply or Cancel Build took its place.
+  if (up && primary !== stop && vm.state !== 'stopping') more.push(stop);
+  if (up) {
     more.push(
       act(
         'restart',
@@ -129,44 +192,14 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
         'Restart',
         agent('restart'),
         vm.state === 'running',
-        vm.state === 'running' ? null : `${JSON.stringify(vm.name)} is still starting.`,
+        vm.state === 'running' ? null : `${q} is still starting.`,
       ),
     );
   }
-  if (!building) {
-    more.push(act('build', 'Rebuild', 'Rebuild', agent('build'), noNix === null, noNix));
-  }
+  if (!building) more.push(act('build', 'Rebuild', 'Rebuild', agent('build'), noNix === null, noNix));
 
-  const ssh = sshAvailable(vm);
-  const sshOff = vm.spec.ssh.enabled === false;
-  const sshWhy = sshOff
-    ? 'sshd is not enabled in this configuration'
-    : !isUp(vm)
-      ? `${JSON.stringify(vm.name)} is not running`
-      : !ssh
-        ? `${JSON.stringify(vm.name)} has no address yet`
-        : null;
-  more.push(
-    act(
-      'openSshInTerminal',
-      sshOff ? 'Open ssh in Terminal (sshd is off in this config)' : 'Open ssh in Terminal',
-      'Terminal',
-      ui('openSshInTerminal'),
-      ssh && vm.state === 'running',
-      sshWhy ?? (vm.state === 'running' ? 'Open ssh in Terminal' : `${JSON.stringify(vm.name)} is still starting`),
-    ),
-    act('copySshCommand', 'Copy ssh Command', 'Copy ssh', ui('copySshCommand'), ssh, sshWhy ?? 'Copy the ssh command'),
-  );
-  if (vm.ipv6) {
-    more.push(
-      act('copyIpv6', `Copy IPv6 ${vm.ipv6}`, 'IPv6', {
-        kind: 'ui',
-        verb: 'copyIp',
-        params: { vm: vm.name, family: 'ipv6' },
-      }),
-    );
-  }
-  if (vm.ipv4) {
+  // Each address by family, with the address in the label (what the menu item copies).
+  if (up && vm.ipv4) {
     more.push(
       act('copyIpv4', `Copy IPv4 ${vm.ipv4}`, 'IPv4', {
         kind: 'ui',
@@ -175,34 +208,46 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       }),
     );
   }
-  if (!vm.ipv4 && !vm.ipv6) more.push(act('copyIp', 'Copy IP Address', 'Copy IP', null, false, 'No address yet'));
+  if (up && vm.ipv6) {
+    more.push(
+      act('copyIpv6', `Copy IPv6 ${vm.ipv6}`, 'IPv6', {
+        kind: 'ui',
+        verb: 'copyIp',
+        params: { vm: vm.name, family: 'ipv6' },
+      }),
+    );
+  }
 
   const hasBuildLog = vm.build.logPath !== null || building;
   more.push(
+    // "Serial": the log window's "Open in Console" means Console.app.
     act(
       'openConsoleInTerminal',
-      'Open Console in Terminal',
-      'Console',
+      'Open Serial Console in Terminal',
+      'Serial Console',
       ui('openConsoleInTerminal'),
       vm.state === 'running',
       vm.state === 'running'
         ? 'Type into the serial console (nixvm console) in Terminal'
-        : isUp(vm)
-          ? `${JSON.stringify(vm.name)} is still starting`
-          : `${JSON.stringify(vm.name)} is not running`,
+        : up
+          ? `${q} is still starting`
+          : `${q} is not running`,
     ),
-    act('viewConsoleLog', 'View Console Log', 'Log', {
-      kind: 'ui',
-      verb: 'openLogWindow',
-      params: { vm: vm.name, kind: 'console' },
-    }),
+    act(
+      'viewConsoleLog',
+      'Show Log',
+      'Log',
+      { kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'console' } },
+      true,
+      'What the serial console printed, in the log window',
+    ),
     act(
       'viewBuildLog',
-      'View Build Log',
+      'Show Build Log',
       'Build log',
       { kind: 'ui', verb: 'openLogWindow', params: { vm: vm.name, kind: 'build' } },
       hasBuildLog,
-      hasBuildLog ? null : `${JSON.stringify(vm.name)} has not been built yet`,
+      hasBuildLog ? 'The last build log, in the log window' : `${q} has not been built yet`,
     ),
     reveal,
   );
@@ -211,7 +256,7 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
   const writable = vm.disks?.images.find((d) => d.role === 'writable-store');
   if (writable) {
     const down = vm.state === 'stopped' || vm.state === 'crashed';
-    const stopFirst = down ? null : `Stop ${JSON.stringify(vm.name)} first`;
+    const stopFirst = down ? null : `Stop ${q} first`;
     if (vm.disks?.canGrow) {
       more.push(
         act(
@@ -233,23 +278,9 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
         down,
         stopFirst ?? `Delete ${writable.path}; the next start makes a new one`,
       ),
-      confirm: `Delete the writable store image of ${JSON.stringify(vm.name)}? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
+      confirm: `Delete the writable store image of ${q}? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
     });
   }
 
-  const preview = vm.applyPreview ?? null;
-  const apply =
-    needsRestart(vm) && !building
-      ? act(
-          'apply',
-          'Apply',
-          'Apply',
-          agent('apply'),
-          true,
-          preview?.how === 'restart'
-            ? `Rebuild, then restart: ${preview.reasons.join('; ')}`
-            : 'Rebuild, then switch it to the new configuration in place (no reboot)',
-        )
-      : null;
-  return { primary, apply, more };
+  return { primary, quick, more };
 }

@@ -167,3 +167,30 @@ export function flakeSentence(
   }
   return null;
 }
+
+/**
+ * nix's message with its code frames moved left, for a face with little width (the dropdown's
+ * cards wrap at their edge): each run of frame lines (`   12|  source`, `     |  ^`) loses the
+ * indentation they all share, and an `at <file>:<line>:<col>:` line its own. Columns inside a
+ * frame keep lining up, so the caret still points at the error; nothing else changes.
+ */
+export function compactCodeFrames(text: string): string {
+  const lines = text.split('\n');
+  const frame = /^( +)\d*\|/;
+  for (let i = 0; i < lines.length; ) {
+    if (!frame.test(lines[i]!)) {
+      lines[i] = lines[i]!.replace(/^ +(at .*:\d+:\d+:?)$/, '$1');
+      i++;
+      continue;
+    }
+    let j = i;
+    let common = Number.POSITIVE_INFINITY;
+    while (j < lines.length && frame.test(lines[j]!)) {
+      common = Math.min(common, frame.exec(lines[j]!)![1]!.length);
+      j++;
+    }
+    for (let k = i; k < j; k++) lines[k] = lines[k]!.slice(common);
+    i = j;
+  }
+  return lines.join('\n');
+}

@@ -294,8 +294,22 @@ export interface VmSnapshot {
   disks?: VmDisks;
   /** Other VMs that resolve to the same MAC address (they cannot run at the same time). */
   macShared?: string[];
+  /** What its vfkit uses right now, while a face asks for it (SubscribeOptions.usage); else null. */
+  usage?: VmUsage | null;
   /** Where its system is built and whether it can run on this Mac, known before a start. */
   platform?: VmPlatform | null;
+}
+
+/** What a running VM uses as the process table shows it: its vfkit, and on macOS the VM service running its guest. */
+export interface VmUsage {
+  /** ps's %cpu: percent of one core (so it can pass 100 with several vCPUs busy). */
+  cpuPercent: number;
+  /** Resident memory, in bytes. */
+  rssBytes: number;
+  /** Virtualization.framework's VM service process (where a guest runs on macOS) is counted in, not vfkit alone. */
+  vmService: boolean;
+  /** When it was sampled (epoch ms). */
+  at: number;
 }
 
 /** Where a VM's system is built (this machine, a builder, nothing here) and whether it runs here. */
@@ -571,6 +585,11 @@ export function isAgentMethod(m: unknown): m is AgentMethod {
 /** Which live logs a subscriber wants; snapshot and notice events always come. */
 export interface SubscribeOptions {
   logs?: { vm: string; kind: LogKind }[];
+  /**
+   * This subscriber shows what running VMs use (the dropdown, while it is open): the agent samples
+   * each vfkit's CPU and memory only while some subscriber asks (VmSnapshot.usage).
+   */
+  usage?: boolean;
 }
 
 /** What an attachment to a VM's serial console hears. */

@@ -150,8 +150,10 @@ export function validateParams<M extends AgentMethod>(method: M, params: unknown
 
 /** Subscribe options: which live logs to follow, at most `maxLogs` of them. */
 export function validateSubscribe(p: unknown, maxLogs: number): SubscribeOptions {
-  const o = paramsObject(p, 'subscribe', ['logs']);
-  if (o.logs === undefined) return {};
+  const o = paramsObject(p, 'subscribe', ['logs', 'usage']);
+  if (o.usage !== undefined && typeof o.usage !== 'boolean') bad('subscribe: "usage" must be true or false.');
+  const usage = o.usage === true ? { usage: true } : {};
+  if (o.logs === undefined) return usage;
   if (!Array.isArray(o.logs)) bad('subscribe: "logs" must be a list of {"vm","kind"} objects.');
   if (o.logs.length > maxLogs) bad(`subscribe: "logs" may name at most ${maxLogs} logs.`);
   return {
@@ -159,6 +161,7 @@ export function validateSubscribe(p: unknown, maxLogs: number): SubscribeOptions
       const entry = paramsObject(f, 'subscribe', ['vm', 'kind']);
       return { vm: vmName(entry.vm, 'subscribe'), kind: logKind(entry.kind, 'subscribe') };
     }),
+    ...usage,
   };
 }
 

@@ -151,7 +151,7 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       const snap = await agent.call('snapshot', {});
       await host.openTerminal(
         file,
-        commandFileBody(consoleArgv(host.nixvmCommand(), vm), 'Open Console in Terminal'),
+        commandFileBody(consoleArgv(host.nixvmCommand(), vm), 'Open Serial Console in Terminal'),
         snap.settings.terminalApp,
       );
       return { file };

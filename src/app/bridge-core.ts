@@ -18,7 +18,7 @@ export interface Transport {
 type LogRef = { vm: string; kind: LogKind };
 
 export function createBridge(t: Transport): Bridge {
-  const listeners = new Map<number, { fn: (ev: AgentEvent) => void; logs: LogRef[] }>();
+  const listeners = new Map<number, { fn: (ev: AgentEvent) => void; logs: LogRef[]; usage: boolean }>();
   let nextId = 0;
   let lastSent = '';
 
@@ -34,7 +34,9 @@ export function createBridge(t: Transport): Bridge {
         }
       }
     }
-    const opts: SubscribeOptions = { logs };
+    // The window shows usage while any of its listeners does (the dropdown, while open).
+    const usage = [...listeners.values()].some((l) => l.usage);
+    const opts: SubscribeOptions = usage ? { logs, usage } : { logs };
     const key = JSON.stringify(opts);
     if (key === lastSent) return;
     lastSent = key;
@@ -76,7 +78,11 @@ export function createBridge(t: Transport): Bridge {
     app: (verb, params) => t.invoke(CHANNELS.app, { verb, params }) as Promise<Reply<never>>,
     onEvent(fn, opts) {
       const id = nextId++;
-      listeners.set(id, { fn, logs: (opts?.logs ?? []).map((r) => ({ vm: r.vm, kind: r.kind })) });
+      listeners.set(id, {
+        fn,
+        logs: (opts?.logs ?? []).map((r) => ({ vm: r.vm, kind: r.kind })),
+        usage: opts?.usage === true,
+      });
       sync();
       return () => {
         if (listeners.delete(id)) sync();

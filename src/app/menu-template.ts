@@ -77,19 +77,21 @@ function vmItems(vm: VmSnapshot, agent: AgentSnapshot['agent'], d: Dispatch): It
     ...(a.reason && !a.enabled ? { toolTip: a.reason } : {}),
     ...(a.run ? { click: () => d(a.run!) } : {}),
   });
-  const group = (ids: VmActionId[]) => acts.more.filter((a) => ids.includes(a.id)).map(item);
-  const cancel = acts.primary.find((a) => a.id === 'cancelBuild');
-  items.push(...acts.primary.filter((a) => a !== cancel).map(item), ...group(['restart']));
-  if (acts.apply) items.push(item(acts.apply));
-  if (cancel) {
+  const all = [...acts.quick, ...acts.more];
+  const group = (ids: VmActionId[]) => all.filter((a) => ids.includes(a.id)).map(item);
+  const p = acts.primary;
+  if (p?.id === 'cancelBuild') {
     // Building: what it builds, and the way to stop it.
     const what = drvName(vm.build.progress?.currentDrv ?? null);
-    items.push(info(`${buildLabel(vm)}${what ? ` — ${what}` : ''}`), item(cancel));
-  }
-  items.push(...group(['build']));
+    items.push(info(`${buildLabel(vm)}${what ? ` — ${what}` : ''}`), item(p));
+  } else if (p) items.push(item(p));
+  items.push(...group(['stop', 'restart', 'build']));
+  // The per-family items name each address; "Copy IP Address" stays only as the disabled placeholder.
+  const copyIp = acts.quick.find((a) => a.id === 'copyIp');
   items.push(
     sep,
-    ...group(['openConsoleInTerminal', 'openSshInTerminal', 'copySshCommand', 'copyIpv6', 'copyIpv4', 'copyIp']),
+    ...group(['openConsoleInTerminal', 'openSshInTerminal', 'copySshCommand', 'copyIpv6', 'copyIpv4']),
+    ...(copyIp && !copyIp.enabled ? [item(copyIp)] : []),
   );
   items.push(sep, ...group(['viewConsoleLog', 'viewBuildLog', 'revealStateDir']));
   return items;

@@ -50,6 +50,7 @@ interface Pending {
 interface Listener {
   fn: (ev: AgentEvent) => void;
   logs: LogFilter[];
+  usage: boolean;
 }
 
 function notRunning(socketPath: string, code: string | undefined): AgentError {
@@ -108,7 +109,11 @@ export class ControlClient implements AgentPort {
    * Returns the unsubscribe function.
    */
   subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
-    const l: Listener = { fn, logs: opts.logs ? opts.logs.map((f) => ({ vm: f.vm, kind: f.kind })) : [] };
+    const l: Listener = {
+      fn,
+      logs: opts.logs ? opts.logs.map((f) => ({ vm: f.vm, kind: f.kind })) : [],
+      usage: opts.usage === true,
+    };
     this.#listeners.add(l);
     this.#resubscribe();
     return () => {
@@ -216,7 +221,9 @@ export class ControlClient implements AgentPort {
       p = this.#send('unsubscribe', {});
     } else {
       this.#subscribed = true;
-      p = this.#send('subscribe', logs.length ? { logs } : {});
+      // The connection shows usage while any of its listeners does.
+      const usage = [...this.#listeners].some((l) => l.usage);
+      p = this.#send('subscribe', { ...(logs.length ? { logs } : {}), ...(usage ? { usage } : {}) });
     }
     // Subscription failures surface through onClose; the ack promise never rejects.
     this.#subscribeAck = p.then(

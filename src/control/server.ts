@@ -305,10 +305,14 @@ class Connection {
       return;
     }
     const logs = req.params.logs as LogFilter[] | undefined;
+    const usage = req.params.usage === true;
     this.#stopSubscription();
     this.#logs = logs?.map((f) => ({ vm: f.vm, kind: f.kind }));
     try {
-      this.#unsubscribe = this.#port.subscribe((ev) => this.#onEvent(ev), this.#logs ? { logs: this.#logs } : {});
+      this.#unsubscribe = this.#port.subscribe((ev) => this.#onEvent(ev), {
+        ...(this.#logs ? { logs: this.#logs } : {}),
+        ...(usage ? { usage } : {}),
+      });
     } catch (err) {
       this.#reply({ id: req.id, error: errorShape(err) });
       return;

@@ -50,6 +50,8 @@ import type { HostMachine } from './builders/capability.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
 import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
+import { UsageSampler, type VfkitProcess } from './usage.ts';
+import { vmProcessUsage } from '../host/process-usage.ts';
 import { FlakeSet, resolveDirs, type FlakeSpec } from './flake-set.ts';
 import { Reach } from './net/reach.ts';
 import { Nix } from './nix/nix.ts';
@@ -89,6 +91,8 @@ export interface AgentOptions {
   autostart?: boolean;
   /** Minimum time between two snapshot events (default 100 ms: ≤ 10 updates a second). */
   emitIntervalMs?: number;
+  /** How often the VMs' CPU and memory are sampled while a face asks (default 2 s). */
+  usageIntervalMs?: number;
   /** Flake watcher debounce (default 300 ms). */
   debounceMs?: number;
   /** Supervisor timeouts after REST HardStop and SIGTERM (tests shorten them). */
@@ -119,6 +123,7 @@ export class Agent implements AgentPort {
   private readonly vms: VmList;
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
+  private readonly usage: UsageSampler;
   private readonly builders: Builders;
   /** The first look at nix's configuration and builders (ready() waits for it). */
   private buildersRead: Promise<void> = Promise.resolve();
@@ -206,7 +211,20 @@ export class Agent implements AgentPort {
       images: this.images,
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
       applied: (name) => this.applied.get(name) ?? null,
+      usage: (name) => this.usage.usage(name),
       platform: (spec, rootKey) => this.builders.platform(spec, rootKey),
+    });
+    this.usage = new UsageSampler({
+      vfkits: () => {
+        const out = new Map<string, VfkitProcess>();
+        for (const s of this.supervisor.list())
+          if (s.state === 'running' && s.pid !== null) out.set(s.name, { pid: s.pid, startedAt: s.startedAt });
+        return out;
+      },
+      sample: (vfkits) => vmProcessUsage(vfkits),
+      changed: () => this.changed(),
+      intervalMs: opts.usageIntervalMs ?? 2000,
+      log,
     });
     const me = os.userInfo();
     this.builders = new Builders({
@@ -243,6 +261,7 @@ export class Agent implements AgentPort {
       consoleLogPath: (vm) => this.launcher.paths(vm).consoleLog,
       // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
       knows: (vm) => this.vms.entries().some((e) => e.name === vm),
+      usageWanted: (on) => this.usage.want(on),
       log,
     });
     this.locateNix(s.nixPath);
@@ -866,6 +885,7 @@ export class Agent implements AgentPort {
     }
     this.closed = true;
     this.hub.close();
+    this.usage.close();
     this.builders.close();
     await this.reach.close();
     this.settingsOff?.();

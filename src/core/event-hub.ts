@@ -8,7 +8,7 @@ import type { AgentEvent, AgentSnapshot, LogKind, Notice, SubscribeOptions } fro
 import { MAX_AGENT_LOG_FILTERS, MAX_LOG_LINE_BYTES } from '../api/validate.ts';
 import { follow, type Follower } from './vm/console.ts';
 
-type Subscriber = { fn: (ev: AgentEvent) => void; logs: Set<string> };
+type Subscriber = { fn: (ev: AgentEvent) => void; logs: Set<string>; usage: boolean };
 
 const logKey = (vm: string, kind: LogKind) => `${kind}\0${vm}`;
 
@@ -23,6 +23,8 @@ export interface EventHubOptions {
   knows?(vm: string): boolean;
   /** Logs followed for all subscribers together (default MAX_AGENT_LOG_FILTERS). */
   maxLogFilters?: number;
+  /** Whether any subscriber wants the VMs' usage now (called when that changes). */
+  usageWanted?(on: boolean): void;
   log(line: string): void;
 }
 
@@ -42,6 +44,8 @@ export class EventHub {
   #closed = false;
   /** Log filters held by all subscribers together. */
   #filters = 0;
+  /** Subscribers that show the VMs' usage. */
+  #usage = 0;
 
   constructor(o: EventHubOptions) {
     this.#o = o;
@@ -52,7 +56,7 @@ export class EventHub {
    * AgentError when a VM is unknown or the agent already follows as many logs as it will.
    */
   subscribe(fn: (ev: AgentEvent) => void, opts: SubscribeOptions = {}): () => void {
-    const sub: Subscriber = { fn, logs: new Set() };
+    const sub: Subscriber = { fn, logs: new Set(), usage: opts.usage === true };
     const wanted = new Map<string, { vm: string; kind: LogKind }>();
     for (const l of opts.logs ?? []) wanted.set(logKey(l.vm, l.kind), l);
     for (const l of wanted.values()) {
@@ -73,9 +77,11 @@ export class EventHub {
     }
     this.#filters += sub.logs.size;
     this.#subscribers.add(sub);
+    if (sub.usage && this.#usage++ === 0) this.#o.usageWanted?.(true);
     return () => {
       if (!this.#subscribers.delete(sub)) return;
       this.#filters -= sub.logs.size;
+      if (sub.usage && --this.#usage === 0) this.#o.usageWanted?.(false);
       for (const key of sub.logs) {
         const [kind, vm] = key.split('\0') as [LogKind, string];
         this.#release(vm, kind);
@@ -132,6 +138,8 @@ export class EventHub {
     this.#followers.clear();
     this.#subscribers.clear();
     this.#filters = 0;
+    if (this.#usage) this.#o.usageWanted?.(false);
+    this.#usage = 0;
   }
 
   #retain(vm: string, kind: LogKind): void {

@@ -8,7 +8,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
-import type { AgentSnapshot, ApplyOutcome, LogKind, Settings, VmPlatform, VmSnapshot, VmSpec } from '../api/types.ts';
+import type {
+  AgentSnapshot,
+  ApplyOutcome,
+  LogKind,
+  Settings,
+  VmPlatform,
+  VmSnapshot,
+  VmSpec,
+  VmUsage,
+} from '../api/types.ts';
 import { MAX_LOG_LINE_BYTES, MAX_LOG_REPLY_BYTES } from '../api/validate.ts';
 import type { ClosureStore } from './closure-store.ts';
 import { noSuchVm, type FlakeSet, type VmEntry } from './flake-set.ts';
@@ -46,6 +55,8 @@ export interface VmListOwners {
   nixvm?: readonly string[];
   /** What the last apply of a VM did. */
   applied?(name: string): ApplyOutcome | null;
+  /** What its vfkit uses now, while sampled. */
+  usage?(name: string): VmUsage | null;
   /** Where a VM's system is built and whether it runs here (the builders). */
   platform?(spec: VmSpec | null, rootKey: boolean): VmPlatform | null;
 }
@@ -166,6 +177,7 @@ export class VmList {
       ...(this.#o.disks ? { disks: this.#o.disks.view(e.name, e.spec) } : {}),
       macShared: this.#shared(e, macs),
       applied: this.#o.applied?.(e.name) ?? null,
+      usage: status.state === 'running' ? (this.#o.usage?.(e.name) ?? null) : null,
       rootKey: t ? launcher.rootKey(t) : false,
       platform: this.#o.platform?.(e.spec, t ? launcher.rootKey(t) : false) ?? null,
     });

@@ -6,7 +6,7 @@
  */
 import { ownValue } from '../api/records.ts';
 import type { ApplyOutcome } from '../api/types.ts';
-import type { BuildInfo, Settings, SharedDir, VmDisks, VmPlatform, VmSnapshot } from '../api/types.ts';
+import type { BuildInfo, Settings, SharedDir, VmDisks, VmPlatform, VmSnapshot, VmUsage } from '../api/types.ts';
 import type { BuiltRecord } from './closure-store.ts';
 import type { VmEntry } from './flake-set.ts';
 import type { VmStatus } from './vm/supervisor.ts';
@@ -39,6 +39,8 @@ export interface VmFacts {
   applied?: ApplyOutcome | null;
   /** nixvm's key reaches root in the guest (what a switch logs in as). */
   rootKey?: boolean;
+  /** What its vfkit uses, while sampled. */
+  usage?: VmUsage | null;
   /** Where its system is built, whether it runs here. */
   platform?: VmPlatform | null;
 }
@@ -102,6 +104,7 @@ export function vmView(f: VmFacts): VmSnapshot {
     stateDir: f.stateDir,
     ...(f.disks ? { disks: f.disks } : {}),
     ...(f.macShared ? { macShared: f.macShared } : {}),
+    ...(f.usage ? { usage: f.usage } : {}),
     platform: f.platform ?? null,
   };
 }

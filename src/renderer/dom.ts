@@ -38,6 +38,7 @@ const ICONS: Record<string, string[]> = {
   doc: ['M6 3h8l4 4v14H6z', 'M14 3v4h4', 'M9 12h6', 'M9 16h6'],
   folder: ['M3 6h6l2 2h10v11H3z'],
   xmark: ['M6 6l12 12', 'M18 6 6 18'],
+  ellipsis: ['M5 12h.01', 'M12 12h.01', 'M19 12h.01'],
   network: ['M12 3v6', 'M5 15v-3h14v3', 'M12 9v3', 'M3 15h4v5H3z', 'M10 15h4v5h-4z', 'M17 15h4v5h-4z'],
 };
 

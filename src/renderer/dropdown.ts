@@ -4,13 +4,15 @@
  * every button is a bridge call. Rows are keyed and patched in place (never rebuilt) so a click
  * is not lost when a build pushes ten snapshots a second.
  */
-import { vmActions, type ActionContext, type VmAction, type VmActionId } from '../api/actions.ts';
+import { vmActions, type ActionContext, type VmAction, type VmActionId, type VmActions } from '../api/actions.ts';
 import { firstRunChecklist, type ChecklistAction, type ChecklistItem } from '../api/checklist.ts';
-import type { AgentSnapshot, DiskImage, DoctorReport, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
+import type { AgentEvent, AgentSnapshot, DiskImage, DoctorReport, FlakeSnapshot, VmSnapshot } from '../api/types.ts';
 import {
   buildLabel,
+  compactCodeFrames,
   drvName,
   exitText,
+  formatElapsed,
   isBuilding,
   isUp,
   primaryAddress,
@@ -160,9 +162,85 @@ export function diskLines(vm: VmSnapshot): HTMLElement[] {
 
 // ---------- one VM row ----------
 
+/** Icons of the actions that show one (presentation only: which actions apply is vmActions'). */
+const ACTION_ICONS: Partial<Record<VmActionId, string>> = {
+  start: 'play',
+  stop: 'stop',
+  apply: 'restart',
+  cancelBuild: 'xmark',
+  openSshInTerminal: 'terminal',
+  copySshCommand: 'copy',
+  copyIp: 'copy',
+};
+
+/** Two of the icon buttons copy: a word beside the icon says what (the tooltip says more). */
+const QUICK_CAPTIONS: Partial<Record<VmActionId, string>> = {
+  copySshCommand: 'ssh',
+  copyIp: 'IP',
+};
+
+/** "CPU 12% · 1.2 GiB in use · up 4m 10s": what a running VM uses (VmSnapshot.usage), and for how long it has run. */
+export function usageLine(vm: VmSnapshot, now: number): string | null {
+  if (vm.state !== 'running') return null;
+  const parts: string[] = [];
+  const u = vm.usage;
+  if (u)
+    parts.push(
+      `CPU ${u.cpuPercent < 10 ? u.cpuPercent.toFixed(1) : Math.round(u.cpuPercent)}%`,
+      `${bytes(u.rssBytes)} in use`,
+    );
+  if (vm.startedAt !== null) parts.push(`up ${formatElapsed(now - vm.startedAt)}`);
+  return parts.length ? parts.join(' · ') : null;
+}
+
+/** What a click on an action runs, and what the toast says after. */
+function runVmAction(btn: HTMLButtonElement | null, a: VmAction): void {
+  const run = a.run;
+  if (!run || !a.enabled) return;
+  // It deletes something: ask first, with the words vmActions gives.
+  if (a.confirm && !window.confirm(a.confirm)) return;
+  void act(
+    btn,
+    () =>
+      run.kind === 'agent'
+        ? (bridge.call as (m: string, p: unknown) => Promise<unknown>)(run.method, run.params)
+        : (bridge.ui as (v: string, p: unknown) => Promise<unknown>)(run.verb, run.params),
+    (r) => {
+      if (a.id === 'copySshCommand') return 'Copied the ssh command';
+      if (a.id === 'copyIp' || a.id === 'copyIpv4' || a.id === 'copyIpv6')
+        return `Copied ${(r as { text: string }).text}`;
+      if (a.id === 'resetDisk')
+        return `Reset the writable store of ${JSON.stringify((run.params as { vm: string }).vm)}`;
+      return undefined;
+    },
+  );
+}
+
+/** Shows an action's state on its button: enabled or not, and the reason (or what it does) as the tooltip. */
+function paint(btn: HTMLButtonElement, a: VmAction, label: string): void {
+  btn.disabled = !a.enabled;
+  const tip = a.reason ?? a.label;
+  if (btn.title !== tip) btn.title = tip;
+  // Icon-only buttons are named by their label; the tooltip says why when disabled.
+  if (btn.getAttribute('aria-label') !== label) btn.setAttribute('aria-label', label);
+  if (!a.enabled && a.reason) btn.setAttribute('aria-description', a.reason);
+  else btn.removeAttribute('aria-description');
+}
+
+/** The one "…" menu open at a time (Escape or a click elsewhere closes it). */
+let openMenu: VmRow | null = null;
+document.addEventListener('click', () => openMenu?.closeMenu());
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && openMenu) {
+    openMenu.closeMenu(true);
+    ev.stopPropagation();
+  }
+});
+
 class VmRow {
   readonly el: HTMLLIElement;
   private vm: VmSnapshot;
+  private acts: VmActions;
   private readonly dot = h('span', { class: 'dot' });
   private readonly name = h('span', { class: 'vm-name' });
   private readonly stale = h(
@@ -172,6 +250,8 @@ class VmRow {
   );
   private readonly status = h('span', { class: 'vm-status' });
   private readonly res = h('span', { class: 'vm-res' });
+  /** What it uses while it runs: CPU, memory in use, uptime. */
+  private readonly usage = h('div', { class: 'vm-usage' });
   /** The VM's disks, a line each: store image, writable store, or the store image being made. */
   private readonly disks = h('div', { class: 'vm-disks' });
   private disksKey = '';
@@ -194,10 +274,15 @@ class VmRow {
   private readonly problemDetail = h('pre', { class: 'problem-detail mono' });
   private readonly problemLog: HTMLButtonElement;
   private readonly problemFlake: HTMLButtonElement;
+  /** The primary slot: one button per primary action id, the one for the VM's state shown. */
+  private readonly primarySlot = h('div', { class: 'vm-primary' });
+  private readonly primaryButtons = new Map<VmActionId, HTMLButtonElement>();
   private readonly actions = h('div', { class: 'vm-actions' });
-  private readonly b: Partial<Record<VmActionId, HTMLButtonElement>>;
-  /** Each button's own tooltip, shown when no reason replaces it. */
-  private readonly titles = new Map<HTMLButtonElement, string>();
+  private readonly quick = h('div', { class: 'vm-quick' });
+  private readonly quickButtons = new Map<VmActionId, HTMLButtonElement>();
+  private readonly moreBtn: HTMLButtonElement;
+  private readonly menu = h('div', { class: 'vm-menu', role: 'menu', hidden: true });
+  private readonly menuItems = new Map<VmActionId, HTMLButtonElement>();
   private ctx: ActionContext;
   private problemLogKind: 'console' | 'build' = 'console';
   private expanded: boolean;
@@ -205,103 +290,10 @@ class VmRow {
   constructor(vm: VmSnapshot, ctx: ActionContext, expanded: boolean) {
     this.vm = vm;
     this.ctx = ctx;
+    this.acts = vmActions(vm, ctx);
     this.expanded = expanded;
-    const ref = () => ({ vm: this.vm.name });
-    const call =
-      (method: 'start' | 'stop' | 'restart' | 'build' | 'cancelBuild' | 'apply') => (btn: HTMLButtonElement) =>
-        void act(btn, () => bridge.call(method, ref()));
-    this.b = {
-      start: button('Start', 'start', { primary: true, icon: 'play' }, call('start')),
-      stop: button('Stop', 'stop', { icon: 'stop' }, call('stop')),
-      stopping: button('Stopping…', 'stopping'),
-      // Its title comes from vmActions: switch in place, or why only a restart will do.
-      apply: button('Apply', 'apply', { icon: 'restart' }, call('apply')),
-      cancelBuild: button('Cancel', 'cancelBuild', { title: 'Cancel the build' }, call('cancelBuild')),
-      restart: button('Restart', 'restart', { icon: 'restart' }, call('restart')),
-      build: button('Rebuild', 'build', { icon: 'hammer' }, call('build')),
-      openSshInTerminal: button(
-        'Terminal',
-        'openSshInTerminal',
-        { icon: 'terminal', title: 'Open ssh in Terminal' },
-        (btn) => void act(btn, () => bridge.ui('openSshInTerminal', ref())),
-      ),
-      copySshCommand: button(
-        'Copy ssh',
-        'copySshCommand',
-        { icon: 'copy', title: 'Copy the ssh command' },
-        (btn) =>
-          void act(
-            btn,
-            () => bridge.ui('copySshCommand', ref()),
-            () => 'Copied the ssh command',
-          ),
-      ),
-      copyIpv4: button(
-        'IPv4',
-        'copyIpv4',
-        { icon: 'copy', title: 'Copy the IPv4 address' },
-        (btn) =>
-          void act(
-            btn,
-            () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv4' }),
-            (r) => `Copied ${(r as { text: string }).text}`,
-          ),
-      ),
-      copyIpv6: button(
-        'IPv6',
-        'copyIpv6',
-        { icon: 'copy', title: 'Copy the IPv6 link-local address' },
-        (btn) =>
-          void act(
-            btn,
-            () => bridge.ui('copyIp', { vm: this.vm.name, family: 'ipv6' }),
-            (r) => `Copied ${(r as { text: string }).text}`,
-          ),
-      ),
-      openConsoleInTerminal: button(
-        'Console',
-        'openConsoleInTerminal',
-        { icon: 'terminal', title: 'Type into the serial console in Terminal' },
-        (btn) => void act(btn, () => bridge.ui('openConsoleInTerminal', ref())),
-      ),
-      viewConsoleLog: button(
-        'Log',
-        'viewConsoleLog',
-        { icon: 'doc', title: 'View the console log' },
-        (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'console' })),
-      ),
-      viewBuildLog: button(
-        'Build log',
-        'viewBuildLog',
-        { icon: 'hammer', title: 'View the last build log' },
-        (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: 'build' })),
-      ),
-      revealStateDir: button(
-        'Folder',
-        'revealStateDir',
-        { icon: 'folder', title: 'Reveal the state folder in Finder' },
-        (btn) => void act(btn, () => bridge.ui('revealStateDir', ref())),
-      ),
-      growDisk: button(
-        'Grow disk',
-        'growDisk',
-        { icon: 'hammer' },
-        (btn) => void act(btn, () => bridge.call('diskGrow', ref())),
-      ),
-      resetDisk: button('Reset disk', 'resetDisk', {}, (btn) => {
-        // It deletes what the VM kept: ask first, with the words vmActions gives.
-        const a = vmActions(this.vm, this.ctx).more.find((x) => x.id === 'resetDisk');
-        if (a?.confirm && !window.confirm(a.confirm)) return;
-        void act(
-          btn,
-          () => bridge.call('diskReset', ref()),
-          () => `Reset the writable store of ${JSON.stringify(this.vm.name)}`,
-        );
-      }),
-    };
-    for (const btn of Object.values(this.b)) this.titles.set(btn, btn.title);
     this.problemLog = button(
-      'View Log',
+      'Show Full Error',
       'problemLog',
       {},
       (btn) => void act(btn, () => bridge.ui('openLogWindow', { vm: this.vm.name, kind: this.problemLogKind })),
@@ -314,12 +306,34 @@ class VmRow {
     );
     this.ip.addEventListener('click', (ev) => {
       ev.stopPropagation();
-      const family = this.vm.ipv4 ? 'ipv4' : 'ipv6';
-      void act(
-        null,
-        () => bridge.ui('copyIp', { vm: this.vm.name, family }),
-        (r) => `Copied ${(r as { text: string }).text}`,
-      );
+      const a = this.acts.quick.find((x) => x.id === 'copyIp');
+      if (a) runVmAction(null, a);
+    });
+    this.moreBtn = h(
+      'button',
+      {
+        class: 'btn icon-only more',
+        type: 'button',
+        'data-action': 'more',
+        title: 'More actions',
+        'aria-label': 'More Actions',
+        'aria-haspopup': 'menu',
+        'aria-expanded': 'false',
+      },
+      icon('ellipsis'),
+    );
+    this.moreBtn.addEventListener('click', (ev) => {
+      ev.stopPropagation();
+      if (this.menu.hidden) this.openMenu();
+      else this.closeMenu();
+    });
+    this.menu.addEventListener('click', (ev) => ev.stopPropagation());
+    this.menu.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'ArrowDown' && ev.key !== 'ArrowUp') return;
+      ev.preventDefault();
+      const items = Array.from(this.menu.querySelectorAll<HTMLButtonElement>('[role="menuitem"]:not(:disabled)'));
+      const i = items.indexOf(document.activeElement as HTMLButtonElement);
+      items[(i + (ev.key === 'ArrowDown' ? 1 : items.length - 1)) % items.length]?.focus();
     });
 
     const main = h(
@@ -332,12 +346,12 @@ class VmRow {
         h('div', { class: 'vm-title' }, this.name, this.stale),
         h('div', { class: 'vm-sub' }, this.status, this.res, this.ip),
       ),
-      h('div', { class: 'vm-primary' }, this.b.cancelBuild!, this.b.start!, this.b.stop!, this.b.stopping!),
+      this.primarySlot,
       this.chevron,
     );
     main.addEventListener('click', () => this.toggle());
     main.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter' || ev.key === ' ') {
+      if (ev.target === main && (ev.key === 'Enter' || ev.key === ' ')) {
         ev.preventDefault();
         this.toggle();
       }
@@ -347,35 +361,24 @@ class VmRow {
       h('div', { class: 'progress-text' }, this.pct, this.drv),
       this.lastLine,
     );
-    this.note.append(this.noteText, this.b.apply!);
+    this.note.append(this.noteText);
     this.problem.append(
       h('div', { class: 'problem-row' }, this.problemText),
       this.problemDetail,
       h('div', { class: 'problem-buttons' }, this.problemLog, this.problemFlake),
     );
-    this.actions.append(
-      this.b.restart!,
-      this.b.build!,
-      this.b.openSshInTerminal!,
-      this.b.copySshCommand!,
-      this.b.copyIpv4!,
-      this.b.copyIpv6!,
-      this.b.openConsoleInTerminal!,
-      this.b.viewConsoleLog!,
-      this.b.viewBuildLog!,
-      this.b.revealStateDir!,
-      this.b.growDisk!,
-      this.b.resetDisk!,
-    );
+    this.actions.append(this.quick, h('span', { class: 'spacer' }), this.moreBtn);
     this.el = h(
       'li',
       { class: 'vm', 'data-vm': vm.name },
       main,
       this.progress,
+      this.usage,
       this.disks,
       this.note,
       this.problem,
       this.actions,
+      this.menu,
     );
     this.update(vm);
   }
@@ -383,6 +386,7 @@ class VmRow {
   toggle(): void {
     this.expanded = !this.expanded;
     this.el.querySelector('.vm-main')!.setAttribute('aria-expanded', String(this.expanded));
+    if (!this.expanded) this.closeMenu();
     this.update(this.vm);
   }
 
@@ -390,10 +394,63 @@ class VmRow {
     return this.expanded;
   }
 
+  openMenu(): void {
+    if (openMenu && openMenu !== this) openMenu.closeMenu();
+    openMenu = this;
+    this.menu.hidden = false;
+    this.moreBtn.setAttribute('aria-expanded', 'true');
+    this.menu.querySelector<HTMLButtonElement>('[role="menuitem"]:not(:disabled)')?.focus();
+  }
+
+  closeMenu(refocus = false): void {
+    if (openMenu === this) openMenu = null;
+    if (this.menu.hidden) return;
+    this.menu.hidden = true;
+    this.moreBtn.setAttribute('aria-expanded', 'false');
+    if (refocus) this.moreBtn.focus();
+  }
+
+  /** What it uses (sampled while the dropdown is open) and for how long it has run. */
+  refreshUsage(now: number): void {
+    const usage = this.vm.spec === null ? null : usageLine(this.vm, now);
+    setText(this.usage, usage ?? '');
+    const u = this.vm.usage;
+    const tip = !u
+      ? ''
+      : `${u.vmService ? 'vfkit and the Virtualization service running its guest' : 'Its vfkit process'}: CPU in percent of one core, resident memory (from ps)`;
+    if (this.usage.title !== tip) this.usage.title = tip;
+    show(this.usage, usage !== null && (this.expanded || !compact));
+  }
+
+  /** The button of an action, made once and kept (a click is never lost to a re-render). */
+  private actionButton(
+    cache: Map<VmActionId, HTMLButtonElement>,
+    a: VmAction,
+    make: () => HTMLButtonElement,
+  ): HTMLButtonElement {
+    let btn = cache.get(a.id);
+    if (!btn) {
+      btn = make();
+      const id = a.id;
+      btn.addEventListener('click', (ev) => {
+        ev.stopPropagation();
+        // The action as it stands now, not as it stood when the button was made.
+        const cur = [...(this.acts.primary ? [this.acts.primary] : []), ...this.acts.quick, ...this.acts.more].find(
+          (x) => x.id === id,
+        );
+        if (cache === this.menuItems) this.closeMenu();
+        if (cur) runVmAction(btn!, cur);
+      });
+      cache.set(a.id, btn);
+    }
+    return btn;
+  }
+
   update(vm: VmSnapshot, ctx: ActionContext = this.ctx): void {
     this.vm = vm;
     this.ctx = ctx;
     const acts = vmActions(vm, ctx);
+    this.acts = acts;
     const building = isBuilding(vm);
     const evalFailed = vm.spec === null;
     this.el.dataset.state = evalFailed ? 'error' : vm.state;
@@ -416,36 +473,73 @@ class VmRow {
     show(this.ip, addr !== null && isUp(vm));
     this.ip.title = addr ? `Copy ${addr}` : '';
 
-    // A running VM on an older closure: say so, with the fix beside it.
-    show(this.note, acts.apply !== null);
-    if (acts.apply) setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.`);
-
-    // Every button: shown when its action applies, enabled or not with the reason (src/api/actions.ts).
-    const applies = new Map<VmActionId, VmAction>();
-    for (const a of [...acts.primary, ...(acts.apply ? [acts.apply] : []), ...acts.more]) applies.set(a.id, a);
-    for (const [id, btn] of Object.entries(this.b) as [VmActionId, HTMLButtonElement][]) {
-      const a = applies.get(id);
-      show(btn, a !== undefined);
-      if (!a) continue;
-      btn.disabled = !a.enabled;
-      const own = this.titles.get(btn) || null;
-      btn.title = (a.enabled ? (own ?? a.reason) : (a.reason ?? own)) ?? '';
+    // The one primary action for its state (src/api/actions.ts decides which, and why it is off).
+    const p = acts.primary;
+    for (const [id, btn] of this.primaryButtons) show(btn, p?.id === id);
+    if (p) {
+      const btn = this.actionButton(this.primaryButtons, p, () =>
+        button(p.short, p.id, { primary: p.id === 'start' || p.id === 'apply', icon: ACTION_ICONS[p.id] }),
+      );
+      setText(btn.querySelector('span')!, p.short);
+      paint(btn, p, p.label);
+      show(btn, true);
+      if (btn.parentElement !== this.primarySlot) this.primarySlot.append(btn);
     }
+
+    // A running VM on an older closure: say so (the primary is the fix).
+    show(this.note, p?.id === 'apply');
+    if (p?.id === 'apply') {
+      const how =
+        vm.applyPreview?.how === 'switch'
+          ? 'Apply switches it in place.'
+          : vm.applyPreview?.how === 'restart'
+            ? 'Apply restarts it.'
+            : '';
+      setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.${how ? ` ${how}` : ''}`);
+    }
+
+    // The frequent ones as icon buttons, named for screen readers, the reason as the tooltip.
+    const quick = acts.quick.map((a) => {
+      const btn = this.actionButton(this.quickButtons, a, () =>
+        h(
+          'button',
+          { class: `btn quick${QUICK_CAPTIONS[a.id] ? '' : ' icon-only'}`, type: 'button', 'data-action': a.id },
+          icon(ACTION_ICONS[a.id] ?? 'doc'),
+          QUICK_CAPTIONS[a.id] ? h('span', { class: 'caption' }, QUICK_CAPTIONS[a.id]!) : null,
+        ),
+      );
+      paint(btn, a, a.label);
+      return btn;
+    });
+    if (!sameChildren(this.quick, quick)) this.quick.replaceChildren(...quick);
+
+    // The rest in the "…" menu, in vmActions' order.
+    const items = acts.more.map((a) => {
+      const btn = this.actionButton(this.menuItems, a, () =>
+        h('button', { class: 'menu-item', type: 'button', role: 'menuitem', 'data-action': a.id }, h('span', {})),
+      );
+      setText(btn.querySelector('span')!, a.label);
+      paint(btn, a, a.label);
+      return btn;
+    });
+    if (!sameChildren(this.menu, items)) this.menu.replaceChildren(...items);
 
     // Build progress.
     show(this.progress, building);
     if (building) {
-      const p = vm.build.progress;
-      const pct = Math.max(0, Math.min(100, p?.percent ?? 0));
+      const bp = vm.build.progress;
+      const pct = Math.max(0, Math.min(100, bp?.percent ?? 0));
       this.fill.style.width = `${pct}%`;
       this.progress.setAttribute('aria-valuenow', String(Math.round(pct)));
       setText(this.pct, `${Math.round(pct)}%`);
-      const what = [drvName(p?.currentDrv ?? null), p?.phase].filter(Boolean).join(' · ');
-      const counts = p && p.buildsExpected > 0 ? `${p.buildsDone}/${p.buildsExpected} built` : '';
+      const what = [drvName(bp?.currentDrv ?? null), bp?.phase].filter(Boolean).join(' · ');
+      const counts = bp && bp.buildsExpected > 0 ? `${bp.buildsDone}/${bp.buildsExpected} built` : '';
       setText(this.drv, [what, counts].filter(Boolean).join(' — ') || 'Preparing…');
-      setText(this.lastLine, p?.lastLine ?? '');
-      show(this.lastLine, Boolean(p?.lastLine));
+      setText(this.lastLine, bp?.lastLine ?? '');
+      show(this.lastLine, Boolean(bp?.lastLine));
     }
+
+    this.refreshUsage(Date.now());
 
     // Rebuilt only when what it shows changed (nothing in it is clickable; its tooltips stay put).
     const disksKey = JSON.stringify(vm.disks ? [vm.disks.preparing, vm.disks.images, vm.disks.notice] : null);
@@ -453,9 +547,9 @@ class VmRow {
       this.disksKey = disksKey;
       this.disks.replaceChildren(...diskLines(vm));
     }
-    show(this.disks, this.disks.childElementCount > 0 && !evalFailed);
+    show(this.disks, this.disks.childElementCount > 0 && !evalFailed && (this.expanded || !compact));
 
-    // Problems, in place, with nix's own words a click away.
+    // Problems, in place, wrapped to the row's width; the whole of nix's words a click away.
     let problem: string | null = null;
     let detail: string | null = null;
     let logKind: 'console' | 'build' | null = null;
@@ -474,20 +568,29 @@ class VmRow {
     }
     show(this.problem, problem !== null);
     setText(this.problemText, problem ?? '');
-    setText(this.problemDetail, detail ?? '');
+    setText(this.problemDetail, detail ? compactCodeFrames(detail) : '');
     show(this.problemDetail, Boolean(detail));
     show(this.problemLog, logKind !== null);
     show(this.problemFlake, evalFailed);
     if (logKind) {
       this.problemLogKind = logKind;
-      setText(this.problemLog.querySelector('span')!, logKind === 'build' ? 'View Build Log' : 'View Console Log');
+      // A build's error is the end of its log; a run's is the end of its console.
+      setText(this.problemLog.querySelector('span')!, logKind === 'build' ? 'Show Full Error' : 'Show Log');
+      this.problemLog.title =
+        logKind === 'build' ? 'The whole build log, in the log window' : 'The console log, in the log window';
     }
     // Nothing to expand on a VM that did not evaluate.
     show(this.chevron, !evalFailed);
 
     // Secondary actions.
     show(this.actions, this.expanded && !evalFailed);
+    if (!this.expanded || evalFailed) this.closeMenu();
   }
+}
+
+function sameChildren(parent: HTMLElement, want: readonly Element[]): boolean {
+  const cur = parent.children;
+  return cur.length === want.length && want.every((el, i) => cur[i] === el);
 }
 
 // ---------- sections ----------
@@ -496,8 +599,40 @@ const problemsEl = h('div', { class: 'problems' });
 const flakeErrorsEl = h('div', { class: 'flake-errors' });
 const emptyEl = h('div', { class: 'empty' });
 const list = h('ul', { class: 'vms', 'aria-label': 'Virtual machines' });
+/** More VMs than fit at a glance: compact rows and a filter by name. */
+const MANY_VMS = 8;
+let compact = false;
+const filterInput = h('input', {
+  class: 'filter',
+  type: 'search',
+  placeholder: 'Filter by name',
+  'aria-label': 'Filter virtual machines by name',
+  autocomplete: 'off',
+  spellcheck: 'false',
+});
+const filterBox = h('div', { class: 'filter-box', hidden: true }, filterInput);
+const noMatch = h('div', { class: 'no-match', role: 'status', hidden: true });
+filterInput.addEventListener('input', () => snap && render(snap));
+filterInput.addEventListener('keydown', (ev) => {
+  // Escape clears the filter first (as a Finder search field does).
+  if (ev.key === 'Escape' && filterInput.value) {
+    ev.stopPropagation();
+    filterInput.value = '';
+    if (snap) render(snap);
+  }
+});
 const checklistEl = h('section', { class: 'checklist', 'aria-label': 'Get started', hidden: true });
-const inner = h('div', { class: 'content-inner' }, checklistEl, problemsEl, flakeErrorsEl, emptyEl, list);
+const inner = h(
+  'div',
+  { class: 'content-inner' },
+  checklistEl,
+  problemsEl,
+  flakeErrorsEl,
+  emptyEl,
+  filterBox,
+  list,
+  noMatch,
+);
 content.append(inner);
 
 // The window fits its content: ask the app for the height the rows need.
@@ -536,14 +671,33 @@ function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | stri
   el.replaceChildren(...build());
 }
 
+/** The folder's own name, as Finder shows it ("vms" for ~/src/vms); the full path is its tooltip. */
+export function folderName(dir: string): string {
+  const parts = dir.split('/').filter(Boolean);
+  return parts.at(-1) ?? dir;
+}
+
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
+  const detailText = compactCodeFrames(rest.join('\n').trim());
+  // nix's code frame wraps at the card's edge (the caret line may drift; the words stay whole and
+  // in view); the card shows its first lines, "Show Full Error" all of it.
+  const detail = detailText ? h('pre', { class: 'card-detail mono' }, detailText) : null;
+  const full = detail
+    ? button('Show Full Error', 'showFullError', {}, (btn) => {
+        const open = !detail.classList.toggle('clamped');
+        setText(btn.querySelector('span')!, open ? 'Show Less' : 'Show Full Error');
+        btn.setAttribute('aria-expanded', String(open));
+      })
+    : null;
+  detail?.classList.add('clamped');
+  full?.setAttribute('aria-expanded', 'false');
   return h(
     'section',
     { class: 'card error', 'data-flake': f.dir },
-    h('div', { class: 'card-title', title: f.dir }, 'The flake failed to evaluate'),
+    h('div', { class: 'card-title', title: f.dir }, `${folderName(f.dir)} failed to evaluate`),
     h('div', { class: 'card-text' }, headline ?? ''),
-    rest.join('\n').trim() ? h('pre', { class: 'card-detail mono' }, rest.join('\n').trim()) : null,
+    detail,
     h(
       'div',
       { class: 'card-buttons' },
@@ -559,7 +713,31 @@ function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
         { icon: 'folder' },
         (btn) => void act(btn, () => bridge.ui('openFlakeFolder', { dir: f.dir })),
       ),
+      full,
     ),
+  );
+}
+
+/**
+ * Running VMs first, then by name, within each flake. The order is taken when the dropdown opens
+ * (and when VMs come or go), not at every state change: a row must not jump away from under the
+ * pointer right after its Start was clicked.
+ */
+let upFirst = new Map<string, boolean>();
+let resort = true;
+function orderVms(vms: readonly VmSnapshot[], flakes: readonly FlakeSnapshot[]): VmSnapshot[] {
+  if (resort || vms.some((v) => !upFirst.has(v.name)) || upFirst.size !== vms.length) {
+    upFirst = new Map(vms.map((v) => [v.name, isUp(v) || v.state === 'stopping']));
+    resort = false;
+  }
+  // Flakes in the settings' order; a VM no flake defines any more (flake '') last.
+  const flakeOrder = new Map<string, number>(flakes.map((f, i) => [f.dir, i]));
+  for (const v of vms) if (!flakeOrder.has(v.flake)) flakeOrder.set(v.flake, flakeOrder.size + 1000);
+  return [...vms].sort(
+    (a, b) =>
+      flakeOrder.get(a.flake)! - flakeOrder.get(b.flake)! ||
+      Number(upFirst.get(b.name)) - Number(upFirst.get(a.name)) ||
+      a.name.localeCompare(b.name),
   );
 }
 
@@ -640,20 +818,19 @@ function render(s: AgentSnapshot): void {
 
   // The VM list, keyed by name; grouped by flake when there are several.
   if (initialExpand === null && s.vms.length) initialExpand = s.vms.length <= 2;
+  const many = s.vms.length > MANY_VMS;
+  if (many !== compact) {
+    compact = many;
+    document.body.classList.toggle('compact', compact);
+  }
+  show(filterBox, many);
+  const needle = many ? filterInput.value.trim().toLowerCase() : '';
   const grouped = new Set(s.vms.map((v) => v.flake)).size > 1;
   const wanted: HTMLElement[] = [];
   const seen = new Set<string>();
   let lastFlake: string | null = null;
-  for (const vm of s.vms) {
-    if (grouped && vm.flake !== lastFlake) {
-      lastFlake = vm.flake;
-      let head = groupHeads.get(vm.flake);
-      if (!head) {
-        head = h('li', { class: 'group' }, tildify(vm.flake));
-        groupHeads.set(vm.flake, head);
-      }
-      wanted.push(head);
-    }
+  let shown = 0;
+  for (const vm of orderVms(s.vms, s.flakes)) {
     let row = rows.get(vm.name);
     if (row) row.update(vm, s.agent);
     else {
@@ -661,8 +838,22 @@ function render(s: AgentSnapshot): void {
       rows.set(vm.name, row);
     }
     seen.add(vm.name);
+    if (needle && !vm.name.toLowerCase().includes(needle)) continue;
+    shown++;
+    if (grouped && vm.flake !== lastFlake) {
+      lastFlake = vm.flake;
+      let head = groupHeads.get(vm.flake);
+      if (!head) {
+        // Finder's name for the folder; the path it is at on hover.
+        head = h('li', { class: 'group', title: vm.flake }, folderName(vm.flake));
+        groupHeads.set(vm.flake, head);
+      }
+      wanted.push(head);
+    }
     wanted.push(row.el);
   }
+  show(noMatch, needle !== '' && shown === 0);
+  if (needle && shown === 0) setText(noMatch, `No VM matches “${filterInput.value.trim()}”.`);
   for (const [name, row] of rows)
     if (!seen.has(name)) {
       row.el.remove();
@@ -869,12 +1060,36 @@ footer.append(
   button('Quit', 'quit', { title: 'Quit NixVM' }, (btn) => void act(btn, () => bridge.ui('quit', {}))),
 );
 
-bridge.onEvent((ev) => {
+function onEvent(ev: AgentEvent): void {
   if (ev.type !== 'snapshot') return;
   render(ev.snapshot);
   maybeRefreshDoctor(ev.snapshot);
   renderChecklist();
-});
+}
+
+// The window is hidden while the dropdown is closed (the menubar hides it, and the page's
+// visibility follows): the agent samples the VMs' CPU and memory only while it is open.
+let unsubscribe: (() => void) | null = null;
+let uptimeTimer: ReturnType<typeof setInterval> | undefined;
+function whileOpen(visible: boolean): void {
+  // The new subscription first, so the agent never sees nobody asking in between.
+  const off = unsubscribe;
+  unsubscribe = bridge.onEvent(onEvent, { usage: visible });
+  off?.();
+  clearInterval(uptimeTimer);
+  // Uptime ticks on its own between snapshots.
+  if (visible)
+    uptimeTimer = setInterval(() => {
+      const now = Date.now();
+      for (const row of rows.values()) row.refreshUsage(now);
+    }, 1000);
+  if (visible) {
+    resort = true;
+    if (snap) render(snap);
+  }
+}
+document.addEventListener('visibilitychange', () => whileOpen(document.visibilityState === 'visible'));
+whileOpen(document.visibilityState === 'visible');
 bridge.call('snapshot', {}).then(
   (s) => {
     // An event may already have brought a newer snapshot.

@@ -374,6 +374,30 @@ describe('control socket', () => {
     await until('unsubscribed', () => port.subs.size === 0);
   });
 
+  it("carries a listener's wish for the VMs' usage to the agent while any listener of the connection has it", async () => {
+    await serve();
+    const c = await client();
+    const plain = c.subscribe(() => {});
+    await c.whenSubscribed();
+    expect([...port.subs.values()]).toEqual([{}]);
+    const open = c.subscribe(() => {}, { usage: true });
+    await c.whenSubscribed();
+    expect([...port.subs.values()]).toEqual([{ usage: true }]);
+    open();
+    await c.whenSubscribed();
+    expect([...port.subs.values()]).toEqual([{}]);
+    plain();
+    // Anything but true or false is refused with a sentence.
+    const r = await raw();
+    r.send('{"id":3,"method":"subscribe","params":{"usage":"yes"}}\n');
+    const [reply] = await r.waitFor(1);
+    expect(reply).toMatchObject({
+      id: 3,
+      error: { code: 'bad-request', message: 'subscribe: "usage" must be true or false.' },
+    });
+    await c.close();
+  });
+
   it('ends a subscription on "unsubscribe" and keeps the connection for calls', async () => {
     await serve();
     const r = await raw();

@@ -31,6 +31,14 @@ async function expand(app: AppPage, vm: string): Promise<void> {
   if (!(await r.evaluate((el) => el.classList.contains('expanded')))) await r.locator('.vm-main').click();
 }
 
+/** Opens the row's "…" menu (it closes after each choice). */
+async function openMenu(app: AppPage, vm: string): Promise<void> {
+  await expand(app, vm);
+  const more = row(app, vm).locator('[data-action="more"]');
+  if ((await more.getAttribute('aria-expanded')) !== 'true') await more.click();
+  await row(app, vm).locator('.vm-menu:not([hidden])').waitFor();
+}
+
 describe('dropdown', () => {
   it('renders one row per VM with its state, resources and what ssh allows', async () => {
     const t = await createTestAgent({ fixture: 'ui' });
@@ -146,7 +154,8 @@ describe('dropdown', () => {
       expect(r.stdout.trimEnd().split('\n')).toEqual(argv.slice(1));
       rmSync(stub, { recursive: true });
 
-      // Open Console in Terminal: console.command runs this checkout's `nixvm console -- dev`.
+      // Open Serial Console in Terminal (in the "…" menu): console.command runs this checkout's `nixvm console -- dev`.
+      await openMenu(app, 'dev');
       await row(app, 'dev').locator('[data-action="openConsoleInTerminal"]').click();
       await app.page.waitForFunction(
         () =>
@@ -161,6 +170,7 @@ describe('dropdown', () => {
       expect(consoleCmd.body).toMatch(/^exec .*bin\/nixvm\.js console -- dev$/m);
 
       // Copy IP copies the address the agent reports.
+      await openMenu(app, 'dev');
       await row(app, 'dev').locator('[data-action="copyIpv6"]').click();
       await app.page.waitForFunction(() =>
         document.querySelector('#toast .toast-text')?.textContent?.startsWith('Copied fe80::'),
@@ -186,12 +196,19 @@ describe('dropdown', () => {
       flake.write('motd', 'Hello from a changed config');
       const apply = row(app, 'web').locator('[data-action="apply"]');
       await apply.waitFor({ state: 'visible', timeout: 15_000 });
+      // The row's one primary action; its name and tooltip say only a restart applies it.
       expect(await apply.textContent()).toBe('Apply');
+      expect(await apply.getAttribute('aria-label')).toBe('Restart to Apply');
       // web's root does not take nixvm's key: no switch in place, and the button says why.
       expect(await apply.getAttribute('title')).toBe(
         "Rebuild, then restart: nixvm's key does not reach root there (no ssh.authorized_keys.root credential, no $KEYS file its sshd reads for root)",
       );
       expect(await row(app, 'web').locator('.badge.stale').isVisible()).toBe(true);
+      // Apply took the primary's place: Stop is one click further, in the "…" menu.
+      expect(await row(app, 'web').locator('.vm-primary [data-action="stop"]').isVisible()).toBe(false);
+      await openMenu(app, 'web');
+      expect(await row(app, 'web').locator('.vm-menu [data-action="stop"]').isEnabled()).toBe(true);
+      await app.page.keyboard.press('Escape');
       // Only web changed.
       expect(await row(app, 'dev').locator('.badge.stale').isVisible()).toBe(false);
 
@@ -257,7 +274,7 @@ describe('dropdown', () => {
       });
       expect(spill, 'disk labels cut or outside the row').toEqual([]);
       await app.page.screenshot({ path: path.join(os.tmpdir(), 'nixvm-dropdown-disks.png') });
-      await expand(app, 'builder-vm');
+      await openMenu(app, 'builder-vm');
       const reset = row(app, 'builder-vm').locator('[data-action="resetDisk"]');
       expect(await reset.isDisabled()).toBe(true);
       expect(await reset.getAttribute('title')).toBe('Stop "builder-vm" first');
@@ -270,6 +287,7 @@ describe('dropdown', () => {
         questions.push(d.message());
         void d.dismiss();
       });
+      await openMenu(app, 'builder-vm');
       await reset.click();
       await expect.poll(() => questions.length).toBe(1);
       expect(questions[0]).toBe(
@@ -277,6 +295,7 @@ describe('dropdown', () => {
       );
       expect(existsSync(img)).toBe(true);
       app.page.once('dialog', (d) => void d.accept());
+      await openMenu(app, 'builder-vm');
       await reset.click();
       await expect.poll(() => existsSync(img)).toBe(false);
       await expect.poll(async () => (await lines()).map((l) => l.role)).toEqual(['Store image']);
@@ -324,7 +343,7 @@ describe('dropdown', () => {
     try {
       const card = app.page.locator('.flake-errors .card.error');
       await card.waitFor({ timeout: 20_000 });
-      expect(await card.locator('.card-title').textContent()).toBe('The flake failed to evaluate');
+      expect(await card.locator('.card-title').textContent()).toBe(`${path.basename(t.flake.dir)} failed to evaluate`);
       const text = (await card.textContent()) ?? '';
       expect(text).toMatch(/syntax error/);
       expect(await card.locator('[data-action="reevaluate"]').isVisible()).toBe(true);

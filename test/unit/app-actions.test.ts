@@ -152,7 +152,7 @@ describe('Open Flake Folder', () => {
   });
 });
 
-describe('Open Console in Terminal', () => {
+describe('Open Serial Console in Terminal', () => {
   it('writes console.command that runs `nixvm console -- <vm>`, any VM name as one argument', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nixvm-console-cmd-'));
     try {
@@ -181,7 +181,7 @@ describe('Open Console in Terminal', () => {
         const out = spawnSync(r.file, { encoding: 'utf8' });
         expect(out.status, out.stderr).toBe(0);
         expect(out.stdout.split('\n').slice(0, -1)).toEqual(['console', '--', name]);
-        expect(opened[0]!.body).toContain('# Written by NixVM for "Open Console in Terminal"');
+        expect(opened[0]!.body).toContain('# Written by NixVM for "Open Serial Console in Terminal"');
       }
     } finally {
       rmSync(dir, { recursive: true });

@@ -138,7 +138,7 @@ describe('a hostile VM name in the agent’s sentences', () => {
     const ctx = snapshot([]).agent;
     const stopped = vmActions(makeSnapshot({ name: HOSTILE }), ctx);
     const running = vmActions(makeSnapshot({ name: HOSTILE, state: 'running' }), ctx);
-    const reasons = [...stopped.more, ...running.more, ...running.primary]
+    const reasons = [...stopped.more, ...running.more, ...running.quick, ...(running.primary ? [running.primary] : [])]
       .flatMap((a) => [a.reason, a.confirm])
       .filter((r): r is string => typeof r === 'string' && r.includes('we b'));
     expect(reasons.length).toBeGreaterThan(0);

@@ -74,12 +74,13 @@ describe('per-VM menu, every state combination', () => {
 
               // Start / Stop / Restart follow the run state; a build in flight is cancelled, not started.
               expect(Boolean(find(sub, 'Start'))).toBe((state === 'stopped' || state === 'crashed') && !building);
+              // One primary per state: Apply (or Cancel Build) takes Stop's place there, and Stop moves below it.
               expect(Boolean(find(sub, 'Stop'))).toBe(up);
               expect(find(sub, 'Restart')?.enabled ?? null).toBe(up ? state === 'running' : null);
-              expect(find(sub, 'Stopping…')?.enabled ?? null).toBe(state === 'stopping' ? false : null);
+              expect(find(sub, 'Stopping…')?.enabled ?? null).toBe(state === 'stopping' && !building ? false : null);
 
               // "Apply" exactly when a running VM runs an old closure (and no build runs).
-              const apply = find(sub, 'Apply');
+              const apply = find(sub, /^(Restart to )?Apply$/);
               expect(Boolean(apply)).toBe(stale && up && !building);
               if (apply) {
                 click(apply);
@@ -91,10 +92,10 @@ describe('per-VM menu, every state combination', () => {
               expect(Boolean(find(sub, 'Rebuild'))).toBe(!building);
               if (building) expect(find(sub, /^Building 42% — nixos-system-web$/)?.enabled).toBe(false);
 
-              // Addresses: one item per known address, a disabled placeholder otherwise.
-              expect(Boolean(find(sub, /^Copy IPv6 fe80::/))).toBe(Boolean(ips.ipv6));
-              expect(Boolean(find(sub, 'Copy IPv4 192.168.64.7'))).toBe(Boolean(ips.ipv4));
-              expect(find(sub, 'Copy IP Address')?.enabled ?? null).toBe(ips.ipv6 || ips.ipv4 ? null : false);
+              // Addresses of a VM that is up: one item per known address, a disabled placeholder otherwise.
+              expect(Boolean(find(sub, /^Copy IPv6 fe80::/))).toBe(Boolean(ips.ipv6) && up);
+              expect(Boolean(find(sub, 'Copy IPv4 192.168.64.7'))).toBe(Boolean(ips.ipv4) && up);
+              expect(find(sub, 'Copy IP Address')?.enabled ?? null).toBe(up && (ips.ipv6 || ips.ipv4) ? null : false);
 
               // ssh needs sshd on, a command, and (for Terminal) a running guest.
               const hasCmd = v.sshCommand !== null;
@@ -105,9 +106,9 @@ describe('per-VM menu, every state combination', () => {
               expect(term.label!.includes('sshd is off')).toBe(!sshOn);
 
               // Always there.
-              expect(find(sub, 'View Console Log')?.enabled).not.toBe(false);
-              expect(find(sub, 'View Build Log')?.enabled).toBe(building);
-              expect(find(sub, 'Reveal State Folder')).toBeDefined();
+              expect(find(sub, 'Show Log')?.enabled).not.toBe(false);
+              expect(find(sub, 'Show Build Log')?.enabled).toBe(building);
+              expect(find(sub, 'Show State Folder')).toBeDefined();
               if (state === 'crashed') expect(find(sub, 'Last console line: kernel panic')).toBeDefined();
             });
           }
@@ -135,9 +136,9 @@ describe('per-VM menu actions', () => {
       'Copy ssh Command',
       'Copy IPv6 fe80::1%bridge100',
       'Copy IPv4 192.168.64.9',
-      'View Console Log',
-      'View Build Log',
-      'Reveal State Folder',
+      'Show Log',
+      'Show Build Log',
+      'Show State Folder',
     ]) {
       click(find(sub, label));
     }
