@@ -354,7 +354,7 @@ function emptyState(): EmptyState {
   const up = current?.state === 'starting' || current?.state === 'running';
   const acts = current && agentInfo ? vmActions(current, agentInfo) : null;
   const action = (id: 'start' | 'build', label: string, method: 'start' | 'build'): EmptyState['action'] => {
-    const a = acts && [...acts.primary, ...acts.more].find((x) => x.id === id);
+    const a = acts && [...(acts.primary ? [acts.primary] : []), ...acts.quick, ...acts.more].find((x) => x.id === id);
     return a ? { label, method, enabled: a.enabled, reason: a.reason } : null;
   };
   if (kind === 'build') {
