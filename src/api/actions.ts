@@ -26,7 +26,9 @@ export type VmActionId =
   | 'revealStateDir'
   | 'openFlakeFolder'
   | 'growDisk'
-  | 'resetDisk';
+  | 'resetDisk'
+  | 'useAsBuilder'
+  | 'stopUsingAsBuilder';
 
 export interface VmAction {
   id: VmActionId;
@@ -280,6 +282,32 @@ export function vmActions(vm: VmSnapshot, ctx: ActionContext): VmActions {
       ),
       confirm: `Delete the writable store image of ${q}? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.`,
     });
+  }
+
+  // This Mac's Linux builder: offered for a VM that can be one (the agent says which and why not).
+  const builderAction = (on: boolean): Action => ({ kind: 'ui', verb: 'useAsBuilder', params: { vm: vm.name, on } });
+  if (vm.platform?.isBuilder) {
+    more.push(
+      act(
+        'stopUsingAsBuilder',
+        'Stop Using as Linux Builder',
+        'Not builder',
+        builderAction(false),
+        true,
+        "nix stops building on it, and nixvm's change to nix's configuration is undone; the VM keeps running",
+      ),
+    );
+  } else if (vm.platform && vm.platform.builderRefusal === null) {
+    more.push(
+      act(
+        'useAsBuilder',
+        'Use as Linux Builder…',
+        'Use as builder',
+        builderAction(true),
+        noVfkit === null,
+        noVfkit ?? `Start ${q} if needed and let nix build Linux systems on it (what changes is shown first)`,
+      ),
+    );
   }
 
   return { primary, quick, more };

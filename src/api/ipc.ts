@@ -68,6 +68,11 @@ export interface UiMethods {
   openSettings: { params: Empty; result: null };
   /** Copies one of the checklist's setup commands (by id: the text is the main process's own). */
   copySetupCommand: { params: { command: SetupCommand }; result: { text: string } };
+  /**
+   * Makes the VM this machine's Linux builder (`on`), or stops using the builder VM: what nix's
+   * configuration needs changed is shown in a dialog first, and changed only on consent.
+   */
+  useAsBuilder: { params: VmRef & { on: boolean }; result: { done: boolean; changes: string[] } };
   /** Copies the bundled example flake into the user's folder (kept if there) and adds it to settings.flakes. */
   useExampleFlake: { params: Empty; result: { dir: string } };
   getLaunchAtLogin: { params: Empty; result: { enabled: boolean } };
@@ -97,6 +102,7 @@ export const UI_VERBS = {
   openSettings: true,
   copySetupCommand: true,
   useExampleFlake: true,
+  useAsBuilder: true,
   getLaunchAtLogin: true,
   setLaunchAtLogin: true,
   quit: true,

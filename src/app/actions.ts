@@ -6,7 +6,7 @@
 import { cpSync, existsSync } from 'node:fs';
 import { SETUP_COMMANDS } from '../api/checklist.ts';
 import path from 'node:path';
-import type { AgentPort, LogKind, VmSnapshot } from '../api/types.ts';
+import type { AgentPort, LogKind, RegistrationPlan, VmSnapshot } from '../api/types.ts';
 import { AgentError } from '../api/errors.ts';
 import type { Action, UiParamsOf, UiResultOf, UiVerb } from '../api/ipc.ts';
 import { checkRoute, checkSshDestination, sshArgv, sshCommandLine, sshTargetFor } from '../core/net/ssh.ts';
@@ -33,6 +33,23 @@ export interface UiHost {
   fitDropdown(height: number): void;
   /** The example flake the app carries, and the folder of the user's it goes to; null when there is none. */
   exampleFlake(): { source: string; dest: string } | null;
+  /** Ask before a change the user must consent to (a dialog); true to go ahead. */
+  confirm(consent: { message: string; detail: string; button: string }): Promise<boolean>;
+}
+
+/** The dialog text for a builder plan that needs consent: what changes, the file as it will be. */
+export function builderConsent(
+  plan: RegistrationPlan,
+  on: boolean,
+  vm: string,
+): { message: string; detail: string; button: string } {
+  const detail = [
+    ...plan.changes.map((c) => `• ${c}`),
+    ...(plan.system ? ['', `${plan.system.file} will read:`, plan.system.contents.trimEnd()] : []),
+  ].join('\n');
+  return on
+    ? { message: `Make ${JSON.stringify(vm)} this Mac's Linux builder?`, detail, button: 'Change nix.conf…' }
+    : { message: "Stop using the builder VM and undo nixvm's change?", detail, button: 'Undo the Change…' };
 }
 
 /**
@@ -217,6 +234,17 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
       const text = SETUP_COMMANDS[command];
       host.writeClipboard(text);
       return { text };
+    },
+    async useAsBuilder({ vm, on }) {
+      const ask = () => (on ? agent.call('builderUse', { vm }) : agent.call('builderOff', {}));
+      const first = await ask();
+      if (first.done) return { done: true, changes: first.plan.changes };
+      if (!(await host.confirm(builderConsent(first.plan, on, vm))))
+        return { done: false, changes: first.plan.changes };
+      const r = on
+        ? await agent.call('builderUse', { vm, consent: true })
+        : await agent.call('builderOff', { consent: true });
+      return { done: r.done, changes: r.plan.changes };
     },
     async useExampleFlake() {
       const ex = host.exampleFlake();

@@ -40,6 +40,11 @@ export const uiValidators = {
     return { command: o.command as SetupCommand };
   },
   useExampleFlake: empty('useExampleFlake'),
+  useAsBuilder: (p) => {
+    const o = paramsObject(p, 'useAsBuilder', ['vm', 'on']);
+    if (typeof o.on !== 'boolean') bad('useAsBuilder: "on" must be true or false.');
+    return { vm: vmName(o.vm, 'useAsBuilder'), on: o.on };
+  },
   openSshInTerminal: vmRef('openSshInTerminal'),
   openConsoleInTerminal: vmRef('openConsoleInTerminal'),
   revealStateDir: vmRef('revealStateDir'),

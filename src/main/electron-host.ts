@@ -58,6 +58,17 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
       return now;
     },
     quit: () => hooks.quit(),
+    async confirm({ message, detail, button }) {
+      const r = await dialog.showMessageBox({
+        type: 'question',
+        message,
+        detail,
+        buttons: [button, 'Cancel'],
+        defaultId: 0,
+        cancelId: 1,
+      });
+      return r.response === 0;
+    },
     fitDropdown: (height) => hooks.fitDropdown(height),
   };
 }

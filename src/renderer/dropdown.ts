@@ -486,8 +486,10 @@ class VmRow {
       if (btn.parentElement !== this.primarySlot) this.primarySlot.append(btn);
     }
 
-    // A running VM on an older closure: say so (the primary is the fix).
-    show(this.note, p?.id === 'apply');
+    // A running VM on an older closure: say so (the primary is the fix). Else what is known
+    // before a start: it cannot run on this Mac, or nothing here builds it (with the fix); or
+    // that it is this Mac's Linux builder.
+    let note: string | null = null;
     if (p?.id === 'apply') {
       const how =
         vm.applyPreview?.how === 'switch'
@@ -495,8 +497,17 @@ class VmRow {
           : vm.applyPreview?.how === 'restart'
             ? 'Apply restarts it.'
             : '';
-      setText(this.noteText, `The flake changed since ${JSON.stringify(vm.name)} booted.${how ? ` ${how}` : ''}`);
-    }
+      note = `The flake changed since ${JSON.stringify(vm.name)} booted.${how ? ` ${how}` : ''}`;
+    } else if (vm.platform?.cannotRun) note = `Cannot run on this Mac: ${vm.platform.cannotRun}.`;
+    else if (vm.platform?.problem && !isUp(vm)) note = vm.platform.problem;
+    else if (vm.platform?.isBuilder) note = "This Mac's Linux builder: nix builds on it while it runs.";
+    show(this.note, note !== null);
+    // Said for information, not as a warning.
+    this.note.classList.toggle(
+      'info',
+      note !== null && p?.id !== 'apply' && !vm.platform?.cannotRun && !(vm.platform?.problem && !isUp(vm)),
+    );
+    if (note !== null) setText(this.noteText, note);
 
     // The frequent ones as icon buttons, named for screen readers, the reason as the tooltip.
     const quick = acts.quick.map((a) => {
@@ -534,7 +545,9 @@ class VmRow {
       setText(this.pct, `${Math.round(pct)}%`);
       const what = [drvName(bp?.currentDrv ?? null), bp?.phase].filter(Boolean).join(' · ');
       const counts = bp && bp.buildsExpected > 0 ? `${bp.buildsDone}/${bp.buildsExpected} built` : '';
-      setText(this.drv, [what, counts].filter(Boolean).join(' — ') || 'Preparing…');
+      // A remote build says where it runs (nix names the builder by its store URI).
+      const where = bp?.remote ? `on ${bp.remote.replace(/^[a-z-]+:\/\//, '').replace(/\?.*$/, '')}` : '';
+      setText(this.drv, [what, counts, where].filter(Boolean).join(' — ') || 'Preparing…');
       setText(this.lastLine, bp?.lastLine ?? '');
       show(this.lastLine, Boolean(bp?.lastLine));
     }
@@ -1001,13 +1014,18 @@ function renderChecklist(): void {
 
 /** Ask the doctor again when what it checks may have changed: flakes, tool paths, the agent's problems. */
 function maybeRefreshDoctor(s: AgentSnapshot): void {
-  const systems = [...new Set(s.vms.flatMap((v) => (v.spec?.system ? [v.spec.system] : [])))].sort();
+  const systems = [
+    ...new Set(s.vms.flatMap((v) => (v.spec ? [v.spec.buildSystem ?? v.spec.system ?? ''] : []))),
+  ].sort();
   const key = JSON.stringify([
     s.flakes.length,
     systems,
     s.settings.vfkitPath,
     s.settings.nixPath,
     s.agent.problems.length,
+    // The builder check follows the builders: a builder VM ready, one that stopped.
+    s.agent.builders?.status ?? null,
+    s.agent.builders?.machines.map((m) => [m.uri, m.answers]) ?? null,
   ]);
   if (key === doctorKey) return;
   doctorKey = key;

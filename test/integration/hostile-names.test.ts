@@ -36,6 +36,7 @@ function recordingHost(): UiHost & { clipboard: string[] } {
     openTerminal: async () => {},
     nixvmCommand: () => ['nixvm'],
     exampleFlake: () => null,
+    confirm: async () => false,
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},

@@ -52,9 +52,16 @@ export class RecordingHost implements UiHost {
   nextFolder: string | null = null;
   /** Where "Use the Example" copies the checkout's example flake (null: the app carries none). */
   exampleDest: string | null = null;
+  /** The consent dialogs shown, and what the user answers next (true: go ahead). */
+  confirms: { message: string; detail: string; button: string }[] = [];
+  nextConfirm = false;
 
   writeClipboard(text: string): void {
     this.clipboard.push(text);
+  }
+  async confirm(consent: { message: string; detail: string; button: string }): Promise<boolean> {
+    this.confirms.push(consent);
+    return this.nextConfirm;
   }
   async openTerminal(file: string, body: string, terminalApp: string): Promise<void> {
     // The file is real (as in the app); only `open -a` is not run (there is no Terminal here).

@@ -12,6 +12,7 @@ function host(): UiHost & { clip: string[] } {
     openTerminal: async () => {},
     nixvmCommand: () => ['nixvm'],
     exampleFlake: () => null,
+    confirm: async () => false,
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},
