@@ -131,7 +131,10 @@ if [ "${1:-}" = __ns ]; then
   [ "$checkout" = / ] || bind "$checkout" "$root$checkout"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
   # In the background and waited for, so that a signal runs the trap at once.
-  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-1}" \
+  # NIXVM_SIM_PRIVATE_MOUNTS: this namespace's mounts are private (unshare above), so the
+  # simulator may mount a guest's /nix in a namespace of its own without --propagation private,
+  # which a chroot's root (not a mount point) cannot be given.
+  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb CI="${CI:-1}" NIXVM_SIM_PRIVATE_MOUNTS=1 \
     PATH="$checkout/node_modules/.bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" \
     ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
     sh -c 'cd "$0" && exec "$@"' "$checkout" "$@" &

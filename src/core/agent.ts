@@ -229,6 +229,7 @@ export class Agent implements AgentPort {
     const me = os.userInfo();
     this.builders = new Builders({
       stateDir: paths.stateDir,
+      home: (opts.env ?? process.env).HOME || os.homedir(),
       run: runProgram,
       nix: () => this.nix?.bin ?? null,
       user: me.username,

@@ -24,6 +24,7 @@ import {
   type NixInstallFacts,
 } from '../../src/core/builders/registration.ts';
 import { defaultSettings } from '../../src/api/settings-schema.ts';
+import { translateBuildError } from '../../src/core/nix/errors.ts';
 import type { RunResult } from '../../src/host/runner.ts';
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID/Aj9VMVWzk1AVBDU0Yg6PXA6ciLFecGUFcfrW72IKQ';
@@ -199,14 +200,15 @@ describe('telling nix', () => {
   it('a trusted user: no system change, a nix.conf line offered', () => {
     const p = registrationPlan(facts({ trustedUsers: ['me'] }), FILE, '/s/staged');
     expect(p).toMatchObject({ mode: 'agent', system: null, snippet: null, inPlace: false });
-    expect(p.userConfLine).toBe(`builders = @/etc/nix/machines ; @${FILE}`);
+    // nixvm's file alone: it carries the other machines (Nix 2.18 to 2.2x read one @file only).
+    expect(p.userConfLine).toBe(`builders = @${FILE}`);
   });
 
   it('nix-darwin: never its files, a snippet instead, and in place once nix reads the file', () => {
     const p = registrationPlan(facts({ nixDarwin: true }), FILE, '/s/staged');
     expect(p).toMatchObject({ mode: 'nix-darwin', system: null, inPlace: false });
-    expect(p.snippet).toBe(`nix.settings.builders = "@/etc/nix/machines ; @${FILE}";`);
-    const done = registrationPlan(facts({ nixDarwin: true, builders: `@/etc/nix/machines ; @${FILE}` }), FILE, '/s');
+    expect(p.snippet).toBe(`nix.settings.builders = "@${FILE}";`);
+    const done = registrationPlan(facts({ nixDarwin: true, builders: `@${FILE}` }), FILE, '/s');
     expect(done).toMatchObject({ inPlace: true, snippet: null });
   });
 
@@ -214,7 +216,7 @@ describe('telling nix', () => {
     const p = registrationPlan(facts(), FILE, '/Users/me/s/nix.conf.staged');
     expect(p.mode).toBe('system');
     expect(p.system!.contents).toBe(
-      `build-users-group = nixbld\n# nixvm-was: builders = @/etc/nix/machines # the default\n${MARK}\nbuilders = @/etc/nix/machines ; @${FILE}\ntrusted-users = root\n`,
+      `build-users-group = nixbld\n# nixvm-was: builders = @/etc/nix/machines # the default\n${MARK}\nbuilders = @${FILE}\ntrusted-users = root\n`,
     );
     expect(p.system!.argv[0]).toBe('osascript');
     expect(p.system!.argv[2]).toBe(
@@ -222,16 +224,10 @@ describe('telling nix', () => {
     );
     // Undo gives back the file as it was, byte for byte.
     expect(confWithoutEntry(p.system!.contents)).toBe(facts().systemConf);
-    const u = unregistrationPlan(
-      facts({ systemConf: p.system!.contents, builders: `@/etc/nix/machines ; @${FILE}` }),
-      FILE,
-      '/s',
-    );
+    const u = unregistrationPlan(facts({ systemConf: p.system!.contents, builders: `@${FILE}` }), FILE, '/s');
     expect(u.system!.contents).toBe(facts().systemConf);
     // Without a builders line, nix's default machines file is kept.
-    expect(confWithEntry('sandbox = true\n', FILE)).toBe(
-      `sandbox = true\n${MARK}\nbuilders = @/etc/nix/machines ; @${FILE}\n`,
-    );
+    expect(confWithEntry('sandbox = true\n', FILE)).toBe(`sandbox = true\n${MARK}\nbuilders = @${FILE}\n`);
     // Twice is once.
     expect(confWithEntry(p.system!.contents, FILE)).toBe(p.system!.contents);
   });
@@ -376,10 +372,10 @@ describe('Builders', () => {
     const asked = await b.use('builder-vm', false);
     expect(asked.done).toBe(false);
     expect(asked.plan.mode).toBe('system');
-    expect(asked.plan.changes[0]).toContain("/etc/nix/nix.conf: nixvm's machines file added to `builders`");
-    expect(asked.plan.system!.contents).toBe(
-      `trusted-users = root\n${MARK}\nbuilders = @/etc/nix/machines ; @${b.machinesFile}\n`,
+    expect(asked.plan.changes[0]).toContain(
+      `/etc/nix/nix.conf: \`builders = @${b.machinesFile}\` (nixvm's machines file`,
     );
+    expect(asked.plan.system!.contents).toBe(`trusted-users = root\n${MARK}\nbuilders = @${b.machinesFile}\n`);
     expect(calls.some((c) => c[0] === 'osascript')).toBe(false);
     expect(settings.builderVm).toBeNull();
     expect(started).toEqual([]);
@@ -404,5 +400,105 @@ describe('Builders', () => {
     expect(started).toEqual(['builder-vm']);
     // A VM that cannot build is refused before anything is asked.
     await expect(b.use('web', true)).rejects.toThrow('VM "web" has no evaluated configuration');
+  });
+});
+
+describe("nixvm's machines file", () => {
+  it("carries the machines nix knew, read again from their file after nix reads nixvm's alone", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-machines-'));
+    try {
+      const etc = path.join(dir, 'machines');
+      fs.writeFileSync(etc, 'ssh-ng://b@10.0.0.2 aarch64-linux - 4 1 kvm\n');
+      let builders = `@${etc}`;
+      const run = async (argv: string[]): Promise<RunResult> => {
+        const out = (stdout: string, exitCode = 0) => ({
+          argv,
+          exitCode,
+          stdout,
+          stderr: '',
+          signal: null,
+          durationMs: 1,
+        });
+        if (argv.includes('show') || argv.includes('show-config'))
+          return out(JSON.stringify({ system: { value: 'aarch64-darwin' }, builders: { value: builders } }));
+        if (argv.includes('info')) return out(JSON.stringify({ url: 'local', trusted: 1 }));
+        return out('', 1);
+      };
+      const b = new Builders({
+        stateDir: path.join(dir, 'state'),
+        run: run as never,
+        nix: () => '/nix/bin/nix',
+        user: 'me',
+        uid: 501,
+        host: { platform: 'darwin', arch: 'arm64' },
+        settings: () => defaultSettings(),
+        log: () => {},
+        changed: () => {},
+        vm: () => null,
+        start: async () => {},
+        setBuilderVm: async () => {},
+        probeTimeoutMs: 200,
+      });
+      await b.refresh();
+      const text = () => fs.readFileSync(b.machinesFile, 'utf8');
+      expect(text()).toContain(`# nixvm: carries the machines of ${JSON.stringify([etc])}`);
+      expect(text()).toContain('ssh-ng://b@10.0.0.2 aarch64-linux - 4 1 kvm - -');
+      // nix now reads nixvm's file alone; an edit of the old file still counts.
+      builders = `@${b.machinesFile}`;
+      fs.writeFileSync(etc, 'ssh-ng://b@10.0.0.3 aarch64-linux - 2 1 kvm\n');
+      await b.refresh();
+      expect(b.info().machines.map((m) => m.uri)).toEqual(['ssh-ng://b@10.0.0.3']);
+      expect(text()).toContain('ssh-ng://b@10.0.0.3 aarch64-linux - 2 1 kvm - -');
+      expect(text()).not.toContain('10.0.0.2');
+      // Nothing in it splits where nix splits entries.
+      expect(
+        text()
+          .split('\n')
+          .filter((l) => l.startsWith('#') && l.includes(';')),
+      ).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a build on the builder that fails', () => {
+  const ctx = {
+    flakeDir: '/f',
+    sourceRoot: '/f',
+    vm: 'minimal-vm',
+    remote: 'ssh-ng://root@192.168.64.5?ssh-key=/k',
+    remoteWords: 'the builder VM "builder-vm"',
+    remoteFix: 'start it again (`nixvm start builder-vm`)',
+  };
+  it('because the builder broke (Nix 2.26 and 2.34, recorded): the builder is named, not the derivation blamed', () => {
+    const text = [
+      "error: build of '/nix/store/c8qcypz1s11m2dlsaj24zhkjdmq3wmcq-system-path-minimal-vm.drv' on 'ssh-ng://root@192.168.64.5?ssh-key=/k' failed: error: the group 'nixbld' specified in 'build-users-group' does not exist",
+      "error: builder for '/nix/store/c8qcypz1s11m2dlsaj24zhkjdmq3wmcq-system-path-minimal-vm.drv' failed with exit code 1",
+    ].join('\n');
+    expect(translateBuildError(text, ctx)?.message).toBe(
+      "Building VM \"minimal-vm\" failed on the builder VM \"builder-vm\", not in its own derivation: the group 'nixbld' specified in 'build-users-group' does not exist; fix the builder's nix, then build again.",
+    );
+  });
+  it('because the connection went (Nix 2.8, recorded): the builder VM named, with what to do', () => {
+    const text = [
+      'error: unexpected end-of-file',
+      "error: builder for '/nix/store/i46w2ldxpffgr09zj4ihlswa3jc1wv4d-nixos-system-minimal-vm-25.05.drv' failed with exit code 1",
+    ].join('\n');
+    const t = translateBuildError(text, ctx)!;
+    expect(t.kind).toBe('builder-lost');
+    expect(t.message).toBe(
+      'Building VM "minimal-vm" stopped: the connection to the builder VM "builder-vm" was lost during the build (unexpected end-of-file); start it again (`nixvm start builder-vm`), then build again.',
+    );
+    // Nix 2.26 and 2.34 (recorded) say it their way.
+    const newer = [
+      'error: Nix daemon disconnected unexpectedly (maybe it crashed?)',
+      "error: Cannot build '/nix/store/rx3cn5h84i6m2k5v7j3689z805wjxxks-nixos-system-minimal-vm-25.05.drv'.",
+    ].join('\n');
+    expect(translateBuildError(newer, ctx)?.message).toContain(
+      'the connection to the builder VM "builder-vm" was lost during the build (its nix daemon\'s connection closed)',
+    );
+    // Without a remote build, the same words are the derivation's own failure.
+    expect(translateBuildError(text, { ...ctx, remote: null })?.kind).toBe('build-failed');
   });
 });

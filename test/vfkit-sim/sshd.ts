@@ -112,20 +112,30 @@ export function bootSshd(
   ];
   // A guest with a writable store disk has a Nix store of its own: what `nix copy --to ssh-ng://`
   // reaches there (nix-daemon --stdio) is a store kept beside that disk image.
-  // Its nix reads the closure's own etc/nix/nix.conf (nix.settings: extra-platforms, features),
-  // plus what building in that store takes on this host: the host's /bin/sh and its libraries in
-  // the sandbox (a real guest's builders come from its own store).
+  // A guest with a writable store disk has a Nix store of its own, kept beside that disk image.
+  // Its nix (`nix-daemon --stdio`: what ssh-ng reaches, for `nix copy` and remote builds) runs
+  // with that store mounted over /nix in a mount namespace of its own, as a guest's /nix is its
+  // own; it reads the closure's etc/nix/nix.conf (nix.settings: extra-platforms, features).
+  // Every other command runs as before, with NIX_REMOTE naming that store as a chroot store.
   if (guestStore) {
     const nixConfDir = path.join(workDir, 'nix');
     fs.mkdirSync(nixConfDir, { recursive: true });
+    fs.mkdirSync(path.join(guestStore, 'nix'), { recursive: true });
     const own = readOr(path.join(toplevel, 'etc', 'nix', 'nix.conf')) ?? '';
     fs.writeFileSync(
       path.join(nixConfDir, 'nix.conf'),
-      // No substituters: this machine is offline, and each try at cache.nixos.org costs seconds.
-      `${own}\nexperimental-features = nix-command\nsandbox = true\nsandbox-paths = /bin /lib /lib64 /usr\nsubstituters =\n`,
+      // Offline (no substituters), and no sandbox or build users: this host's, not a guest's.
+      `${own}\nexperimental-features = nix-command\nsandbox = false\nsubstituters =\nbuild-users-group =\n`,
     );
+    const command = path.join(workDir, 'guest-command.sh');
+    fs.writeFileSync(command, guestCommandScript(path.join(guestStore, 'nix')), { mode: 0o700 });
     // Quoted: the state folder may have spaces ("Application Support").
-    lines.push(`SetEnv "NIX_REMOTE=local?root=${guestStore}" "NIX_CONF_DIR=${nixConfDir}"`);
+    // sshd gives sessions a clean environment: what the command script needs is set here.
+    const mounts = process.env.NIXVM_SIM_PRIVATE_MOUNTS ? ' "NIXVM_SIM_PRIVATE_MOUNTS=1"' : '';
+    lines.push(
+      `SetEnv "NIX_REMOTE=local?root=${guestStore}" "NIX_CONF_DIR=${nixConfDir}"${mounts}`,
+      `ForceCommand "${command}"`,
+    );
   }
   const credential = credentialFromCmdline(cmdline, 'ssh.authorized_keys.root');
   if (credential !== null && /^f\^?\s+\/root\/\.ssh\/authorized_keys\s.*ssh\.authorized_keys\.root/m.test(tmpfiles)) {
@@ -138,6 +148,28 @@ export function bootSshd(
   const vsock = fs.existsSync(path.join(toplevel, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'));
   const port = Number(/^\s*Port\s+(\d+)/m.exec(config)?.[1] ?? 22);
   return { configFile, vsock, port };
+}
+
+/**
+ * What sshd runs for each session of a guest with a store of its own: nix's daemon on that store
+ * (mounted over /nix in a private mount namespace), anything else as asked. Propagation must be
+ * private, or the mount would reach the host's /nix; a chroot's root cannot be made private, so
+ * there (CI's Debian roots, whose namespace is private already) NIXVM_SIM_PRIVATE_MOUNTS says so.
+ */
+function guestCommandScript(guestNix: string): string {
+  const q = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
+  return [
+    '#!/bin/sh',
+    'case "$SSH_ORIGINAL_COMMAND" in',
+    '  nix-daemon*|"nix-store --serve"*)',
+    '    if [ -n "$NIXVM_SIM_PRIVATE_MOUNTS" ]; then prop=unchanged; else prop=private; fi',
+    `    exec unshare --mount --propagation "$prop" sh -c 'mount --bind "$0" /nix && exec env -u NIX_REMOTE sh -c "$1"' ${q(guestNix)} "$SSH_ORIGINAL_COMMAND"`,
+    '    ;;',
+    'esac',
+    'if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec sh -c "$SSH_ORIGINAL_COMMAND"; fi',
+    'exec "${SHELL:-/bin/sh}" -l',
+    '',
+  ].join('\n');
 }
 
 /** One guest connection: sshd in inetd mode on the socket, its log on the simulator's stderr. */

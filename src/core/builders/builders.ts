@@ -28,10 +28,18 @@ import { type ConfigRunner, NIX_COMMAND_ARGS, nixConfig, settingWords, storeInfo
 import { builderMachine, builderRefusal, type BuilderEndpoint } from './builder-vm.ts';
 import { buildabilityOf, cannotRun, type BuildCapacity, type HostMachine } from './capability.ts';
 import { machineEndpoint, parseBuilders, renderMachine, type Machine } from './machines.ts';
-import { DEFAULT_BUILDERS, type NixInstallFacts, registrationPlan, unregistrationPlan } from './registration.ts';
+import {
+  DEFAULT_BUILDERS,
+  hasEntry,
+  type NixInstallFacts,
+  registrationPlan,
+  unregistrationPlan,
+} from './registration.ts';
 
 export interface BuildersOptions {
   stateDir: string;
+  /** The user's home (where the machines file goes when the state folder's path has a space). */
+  home?: string | null;
   run: ConfigRunner;
   /** The nix binary in use, or null when there is none. */
   nix(): string | null;
@@ -70,6 +78,19 @@ function readOrNull(file: string): string | null {
   }
 }
 
+/**
+ * Where nixvm keeps its machines file: in the state folder, unless that path has white space
+ * ("Application Support"): Nix 2.18 to 2.2x split `builders` on it before they read an `@file`
+ * (2.26 read `@/tmp/a b/machines` as a machine `@/tmp/a`; 2.34 reads it right), so then
+ * ~/.config/nixvm/machines.
+ */
+export function machinesFilePath(stateDir: string, home: string | null): string {
+  const inState = path.join(stateDir, 'builders', 'machines');
+  if (!/\s/.test(inState) || !home) return inState;
+  const inHome = path.join(home, '.config', 'nixvm', 'machines');
+  return /\s/.test(inHome) ? inState : inHome;
+}
+
 /** Why nix could not reach the builder's store, in words: ssh's own reason first, then nix's last line. */
 export function pingFailure(stderr: string, exitCode: number | null): string {
   if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr))
@@ -86,11 +107,18 @@ export function pingFailure(stderr: string, exitCode: number | null): string {
   return `nix could not reach its store over ssh (${(last ?? `exit ${exitCode}`).replace(/^error:\s*/, '')})`;
 }
 
+/** Marks, in nixvm's machines file, the files whose machines it carries, and the builder VM's line. */
+const CARRIES = '# nixvm: carries the machines of ';
+const VM_MARK = '# nixvm: builder VM';
+
 export class Builders {
   readonly #o: BuildersOptions;
   readonly machinesFile: string;
   #facts: NixFacts | null = null;
+  /** The machines nix knows besides the builder VM (also those nixvm's file carries for nix). */
   #machines: Machine[] = [];
+  /** The machines files those come from, read again at each refresh. */
+  #otherFiles: string[] = [];
   #problems: string[] = [];
   readonly #answers = new Map<string, boolean>();
   /** The builder VM's line while it is in nixvm's machines file. */
@@ -110,11 +138,11 @@ export class Builders {
 
   constructor(o: BuildersOptions) {
     this.#o = o;
-    this.machinesFile = path.join(o.stateDir, 'builders', 'machines');
+    this.machinesFile = machinesFilePath(o.stateDir, o.home ?? null);
     // An earlier agent's line stays while its VM runs on (VMs outlive the agent); the first
     // snapshot checks it again, and empties the file if that VM is gone.
     try {
-      this.#listed = /^[^#\s]/m.test(readOrNull(this.machinesFile) ?? '');
+      this.#listed = (readOrNull(this.machinesFile) ?? '').includes(VM_MARK);
     } catch {
       this.#listed = false;
     }
@@ -150,9 +178,12 @@ export class Builders {
       daemon: 'url' in store ? store.url === 'daemon' || (store.url ?? '').startsWith('unix://') : true,
       groups,
     };
-    const parsed = parseBuilders(builders, (f) => (f === this.machinesFile ? '' : readOrNull(f)));
-    this.#machines = parsed.machines;
-    this.#problems = parsed.problems;
+    const others = this.#otherMachines(builders);
+    this.#machines = others.machines;
+    this.#otherFiles = others.files;
+    this.#problems = others.problems;
+    // Kept current: nix may read the other machines from nixvm's file alone (see #fileText).
+    this.#writeFile(this.#active ? renderMachine(this.#active.machine) : null, this.#active?.vm ?? null);
     const install = this.#install();
     this.#modeNow = install ? registrationPlan(install, this.machinesFile, '').mode : null;
     await Promise.all(this.#machines.map((m) => this.#probe(m.uri)));
@@ -493,7 +524,7 @@ export class Builders {
     if (this.#o.settings().builderVm !== name) return; // turned off meanwhile
     this.#active = { vm: name, machine, ipv4: v.ipv4 };
     this.#lastUri = machine.uri;
-    this.#writeFile(renderMachine(machine));
+    this.#writeFile(renderMachine(machine), name);
     this.#status = 'ready';
     this.#note = `nix builds ${machine.systems.join(', ')} on ${JSON.stringify(name)} (${v.ipv4}, ${machine.maxJobs} jobs)`;
     this.#o.log(`builder VM ${JSON.stringify(name)} ready: ${renderMachine(machine)}`);
@@ -530,20 +561,78 @@ export class Builders {
     this.#writeFile(null);
   }
 
-  #writeFile(line: string | null): void {
+  /**
+   * The machines of nix's `builders` other than the builder VM's. Once nix reads nixvm's file
+   * (`builders = @<file>`), the files that file says it carries are read again instead, so that
+   * an edit of /etc/nix/machines still counts.
+   */
+  #otherMachines(builders: string): { machines: Machine[]; files: string[]; problems: string[] } {
+    const carried = (): string[] => {
+      const m = new RegExp(`^${CARRIES}(.*)$`, 'm').exec(readOrNull(this.machinesFile) ?? '');
+      try {
+        const v = m ? (JSON.parse(m[1]!) as unknown) : [];
+        return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+      } catch {
+        return [];
+      }
+    };
+    const files: string[] = [];
+    const machines: Machine[] = [];
+    const problems: string[] = [];
+    const read = (f: string) => {
+      try {
+        return readOrNull(f);
+      } catch (err) {
+        problems.push(`${f} could not be read: ${errorMessage(err)}.`);
+        return null;
+      }
+    };
+    const value = builders
+      .split(/[;\n]/)
+      .map((e) => e.trim())
+      .filter((e) => e && e !== `@${this.machinesFile}`)
+      .concat(hasEntry(builders, this.machinesFile) ? carried().map((f) => `@${f}`) : [])
+      .join(' ; ');
+    const parsed = parseBuilders(value, (f) => (f === this.machinesFile ? '' : read(f)));
+    for (const f of parsed.files) if (f !== this.machinesFile && !files.includes(f)) files.push(f);
+    machines.push(...parsed.machines);
+    problems.push(...parsed.problems);
+    return { machines, files, problems };
+  }
+
+  /**
+   * nixvm's machines file: the other machines nix knows, then the builder VM's line while it is
+   * ready. It carries the others because Nix 2.18 to 2.2x read only the first `@file` of
+   * `builders` (2.26 takes `@a ; @b` for a's machines and a machine named `@b`): with
+   * `builders = @<this file>` nothing else is lost. No `;` in its comments: nix splits entries on
+   * it before it strips comments.
+   */
+  #fileText(line: string | null, vm: string | null): string {
+    const files = this.#otherFiles.filter((f) => !/[;\n]/.test(f));
+    const out = [
+      "# nixvm's machines file, rewritten by nixvm: the machines below, then its builder VM while it is ready.",
+      `${CARRIES}${JSON.stringify(files)}`,
+    ];
+    for (const m of this.#machines) {
+      try {
+        out.push(renderMachine(m));
+      } catch {
+        // A machine nix could not have read either.
+      }
+    }
+    if (line) out.push(`${VM_MARK} ${JSON.stringify(vm).replace(/[;\n]/g, '')}`, line);
+    return `${out.join('\n')}\n`;
+  }
+
+  #writeFile(line: string | null, vm: string | null = null): void {
     this.#listed = line !== null;
     try {
+      const text = this.#fileText(line, vm);
+      if (readOrNull(this.machinesFile) === text) return;
       fs.mkdirSync(path.dirname(this.machinesFile), { recursive: true, mode: 0o700 });
       // Readable by the nix daemon (root); the directory above is the user's own.
       const tmp = `${this.machinesFile}.${process.pid}.tmp`;
-      // No `;` in the comment: nix splits `builders` entries on it before it strips comments.
-      fs.writeFileSync(
-        tmp,
-        line ? `# nixvm's builder VM (kept by nixvm, empty while it is not ready)\n${line}\n` : '',
-        {
-          mode: 0o644,
-        },
-      );
+      fs.writeFileSync(tmp, text, { mode: 0o644 });
       fs.renameSync(tmp, this.machinesFile);
     } catch (err) {
       this.#o.log(`could not write ${this.machinesFile}: ${errorMessage(err)}`);

@@ -55,15 +55,12 @@ export function fileEntry(machinesFile: string): string {
   return `@${machinesFile}`;
 }
 
-/** `builders` with nixvm's file added (once). nix splits entries on `;`. */
-export function withEntry(builders: string, machinesFile: string): string {
-  const entry = fileEntry(machinesFile);
-  const parts = builders
-    .split(/[;\n]/)
-    .map((p) => p.trim())
-    .filter(Boolean);
-  if (parts.includes(entry)) return parts.join(' ; ');
-  return [...parts, entry].join(' ; ');
+/**
+ * `builders` reading nixvm's file alone: Nix 2.18 to 2.2x read only the first `@file` of the
+ * value, so the file carries the other machines itself (Builders writes them there).
+ */
+export function withEntry(_builders: string, machinesFile: string): string {
+  return fileEntry(machinesFile);
 }
 
 /** Does nix's effective `builders` already read nixvm's file? */
@@ -164,7 +161,7 @@ export function registrationPlan(f: NixInstallFacts, machinesFile: string, stage
     changes: inPlace
       ? [`${SYSTEM_CONF} already reads ${machinesFile}.`]
       : [
-          `${SYSTEM_CONF}: nixvm's machines file added to \`builders\`, on lines marked "${MARK}" (the old line kept, commented out; \`nixvm builder off\` puts it back).`,
+          `${SYSTEM_CONF}: \`builders = @${machinesFile}\` (nixvm's machines file, which lists the machines nix had too), on lines marked "${MARK}" (the old line kept, commented out; \`nixvm builder off\` puts it back).`,
           `a backup of the old file at ${SYSTEM_CONF_BACKUP}.`,
           'the nix daemon restarts to read it (running builds are interrupted).',
           'macOS asks for an administrator password once.',

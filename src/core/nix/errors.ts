@@ -401,6 +401,8 @@ export interface BuildErrorContext extends ErrorContext {
  */
 export function lostConnection(text: string): string | null {
   const t = stripAnsi(text);
+  // Nix 2.2x and later: the remote daemon's end of the ssh channel closed.
+  if (/Nix daemon disconnected unexpectedly/.test(t)) return "its nix daemon's connection closed";
   const m =
     /(unexpected end-of-file|Connection (?:closed|reset)[^\n]*|Broken pipe|cannot connect to '[^']*'[^\n]*|failed to start SSH connection[^\n]*)/i.exec(
       t,
@@ -423,6 +425,18 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
       message: linuxBuilderAdvice(`Building VM ${JSON.stringify(vm)}`, rs),
       detail: text,
       drvPath: rs.drvPath,
+    };
+  }
+  // The builder machine itself refused or broke (Nix 2.2x: "build of '…' on '…' failed: <why>").
+  const onRemote = /build of '([^']+\.drv)' on '([^']+)' failed: (?:error: )?([^\n]+)/.exec(stripAnsi(text));
+  if (onRemote && !lostConnection(onRemote[3]!)) {
+    const uri = onRemote[2]!;
+    const who = ctx.remote && uri.replace(/\?.*$/, '') === ctx.remote.replace(/\?.*$/, '') ? ctx.remoteWords : null;
+    return {
+      kind: 'build-failed',
+      message: `Building VM ${JSON.stringify(vm)} failed on ${who ?? `the builder ${uri.replace(/\?.*$/, '')}`}, not in its own derivation: ${trimSentence(onRemote[3]!, 200)}; fix the builder's nix, then build again${keep}.`,
+      detail: text,
+      drvPath: onRemote[1]!,
     };
   }
   const lost = ctx.remote ? lostConnection(text) : null;
