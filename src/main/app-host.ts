@@ -7,6 +7,27 @@ import { parseUserPath, userPathArgv, type PathEntry } from '../app/cli-tool.ts'
 import { APP_CLI_LAUNCHER } from '../host/app-bundle.ts';
 import { run } from '../host/runner.ts';
 
+/** A consent dialog: the change, what it does, the button that does it, and Cancel. */
+export async function confirmDialog({
+  message,
+  detail,
+  button,
+}: {
+  message: string;
+  detail: string;
+  button: string;
+}): Promise<boolean> {
+  const r = await dialog.showMessageBox({
+    type: 'question',
+    message,
+    detail,
+    buttons: [button, 'Cancel'],
+    defaultId: 0,
+    cancelId: 1,
+  });
+  return r.response === 0;
+}
+
 /** Whether this build was signed (electron-builder's extraMetadata, scripts/electron-builder.config.ts). */
 function builtSigned(): boolean {
   try {
@@ -75,17 +96,7 @@ export function electronAppHost(): AppHost {
         entry,
       };
     },
-    async confirm({ message, detail, button }) {
-      const r = await dialog.showMessageBox({
-        type: 'question',
-        message,
-        detail,
-        buttons: [button, 'Cancel'],
-        defaultId: 0,
-        cancelId: 1,
-      });
-      return r.response === 0;
-    },
+    confirm: confirmDialog,
     async run(argv) {
       const r = await run(argv, { allowFailure: true, timeoutMs: 120_000 });
       return { exitCode: r.exitCode ?? 1, stderr: r.stderr };

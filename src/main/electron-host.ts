@@ -1,4 +1,5 @@
 /** The UiHost over Electron: clipboard, Finder, dialogs, windows, login item, quit. */
+import { confirmDialog } from './app-host.ts';
 import path from 'node:path';
 import { app, clipboard, dialog, shell } from 'electron';
 import { AgentError } from '../api/errors.ts';
@@ -58,17 +59,7 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
       return now;
     },
     quit: () => hooks.quit(),
-    async confirm({ message, detail, button }) {
-      const r = await dialog.showMessageBox({
-        type: 'question',
-        message,
-        detail,
-        buttons: [button, 'Cancel'],
-        defaultId: 0,
-        cancelId: 1,
-      });
-      return r.response === 0;
-    },
+    confirm: confirmDialog,
     fitDropdown: (height) => hooks.fitDropdown(height),
   };
 }

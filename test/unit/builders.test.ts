@@ -57,6 +57,53 @@ function spec(over: Partial<VmSpec> = {}): VmSpec {
   };
 }
 
+/**
+ * A Builders over a recorded nix: `config` is what `nix config show --json` answers (a function,
+ * to change between refreshes), the daemon answers `store` to `store info`, `id -Gn` says staff,
+ * and `other` answers anything else (osascript…). Every argv run is in `calls`.
+ */
+function fakeBuilders(o: {
+  config: () => Record<string, { value: unknown }>;
+  store?: { url: string; trusted: number };
+  other?: (argv: string[]) => { exitCode: number; stderr: string } | null;
+  opts: Partial<ConstructorParameters<typeof Builders>[0]> & { stateDir: string };
+}): { b: Builders; calls: string[][] } {
+  const calls: string[][] = [];
+  const run = async (argv: string[]): Promise<RunResult> => {
+    calls.push(argv);
+    const out = (stdout: string, exitCode = 0, stderr = '') => ({
+      argv,
+      exitCode,
+      stdout,
+      stderr,
+      signal: null,
+      durationMs: 1,
+    });
+    if (argv.includes('show') || argv.includes('show-config')) return out(JSON.stringify(o.config()));
+    if (argv.includes('info')) return out(JSON.stringify(o.store ?? { url: 'daemon', trusted: 0 }));
+    if (argv[0] === 'id') return out('staff\n');
+    const r = o.other?.(argv);
+    return r ? out('', r.exitCode, r.stderr) : out('', 1);
+  };
+  const settings = defaultSettings();
+  const b = new Builders({
+    run: run as never,
+    nix: () => '/nix/bin/nix',
+    user: 'me',
+    uid: 501,
+    host: { platform: 'darwin', arch: 'arm64' },
+    settings: () => settings,
+    log: () => {},
+    changed: () => {},
+    vm: () => null,
+    start: async () => {},
+    setBuilderVm: async () => {},
+    probeTimeoutMs: 2000,
+    ...o.opts,
+  });
+  return { b, calls };
+}
+
 describe('machine lines', () => {
   it('reads every field, `-` as the default, comments and `;`-separated entries, and @files', () => {
     const files: Record<string, string> = {
@@ -267,36 +314,9 @@ describe('Builders', () => {
         value: `ssh-ng://b@127.0.0.1:${closedPort} aarch64-linux ; ssh://b@127.0.0.1:${openPort} x86_64-linux - 2`,
       },
     };
-    const run = async (argv: string[]): Promise<RunResult> => {
-      const out = (stdout: string, exitCode = 0) => ({
-        argv,
-        exitCode,
-        stdout,
-        stderr: '',
-        signal: null,
-        durationMs: 1,
-      });
-      if (argv.includes('show') || argv.includes('show-config')) return out(JSON.stringify(config));
-      if (argv.includes('info')) return out(JSON.stringify({ url: 'daemon', trusted: 0 }));
-      if (argv[0] === 'id') return out('staff\n');
-      return out('', 1);
-    };
-    const settings = defaultSettings();
-    const b = new Builders({
-      stateDir: dir,
-      run: run as never,
-      nix: () => '/nix/bin/nix',
-      user: 'me',
-      uid: 501,
-      host: { platform: 'darwin', arch: 'arm64' },
-      settings: () => settings,
-      log: () => {},
-      changed: () => {},
-      vm: () => null,
-      start: async () => {},
-      setBuilderVm: async () => {},
-      systemConf: path.join(dir, 'no-nix.conf'),
-      probeTimeoutMs: 2000,
+    const { b } = fakeBuilders({
+      config: () => config,
+      opts: { stateDir: dir, systemConf: path.join(dir, 'no-nix.conf') },
     });
     await b.refresh();
     open.close();
@@ -328,46 +348,25 @@ describe('Builders', () => {
     dirs.push(dir);
     const conf = path.join(dir, 'nix.conf');
     fs.writeFileSync(conf, 'trusted-users = root\n');
-    const calls: string[][] = [];
     let adminExit = 0;
     let adminStderr = '';
-    const run = async (argv: string[]): Promise<RunResult> => {
-      calls.push(argv);
-      const out = (stdout: string, exitCode = 0, stderr = '') => ({
-        argv,
-        exitCode,
-        stdout,
-        stderr,
-        signal: null,
-        durationMs: 1,
-      });
-      if (argv.includes('show') || argv.includes('show-config'))
-        return out(JSON.stringify({ system: { value: 'aarch64-darwin' }, 'trusted-users': { value: ['root'] } }));
-      if (argv.includes('info')) return out(JSON.stringify({ url: 'daemon', trusted: 0 }));
-      if (argv[0] === 'id') return out('staff\n');
-      if (argv[0] === 'osascript') return out('', adminExit, adminStderr);
-      return out('', 1);
-    };
     let settings = defaultSettings();
     const started: string[] = [];
-    const b = new Builders({
-      stateDir: path.join(dir, 'state'),
-      run: run as never,
-      nix: () => '/nix/bin/nix',
-      user: 'me',
-      uid: 501,
-      host: { platform: 'darwin', arch: 'arm64' },
-      settings: () => settings,
-      log: () => {},
-      changed: () => {},
-      vm: (name) => (name === 'builder-vm' ? { spec: spec(), rootKey: true, ipv4: null, identityFile: null } : null),
-      start: async (name) => {
-        started.push(name);
+    const { b, calls } = fakeBuilders({
+      config: () => ({ system: { value: 'aarch64-darwin' }, 'trusted-users': { value: ['root'] } }),
+      other: (argv) => (argv[0] === 'osascript' ? { exitCode: adminExit, stderr: adminStderr } : null),
+      opts: {
+        stateDir: path.join(dir, 'state'),
+        settings: () => settings,
+        vm: (name) => (name === 'builder-vm' ? { spec: spec(), rootKey: true, ipv4: null, identityFile: null } : null),
+        start: async (name) => {
+          started.push(name);
+        },
+        setBuilderVm: async (name) => {
+          settings = { ...settings, builderVm: name };
+        },
+        systemConf: conf,
       },
-      setBuilderVm: async (name) => {
-        settings = { ...settings, builderVm: name };
-      },
-      systemConf: conf,
     });
     const asked = await b.use('builder-vm', false);
     expect(asked.done).toBe(false);
@@ -410,34 +409,10 @@ describe("nixvm's machines file", () => {
       const etc = path.join(dir, 'machines');
       fs.writeFileSync(etc, 'ssh-ng://b@10.0.0.2 aarch64-linux - 4 1 kvm\n');
       let builders = `@${etc}`;
-      const run = async (argv: string[]): Promise<RunResult> => {
-        const out = (stdout: string, exitCode = 0) => ({
-          argv,
-          exitCode,
-          stdout,
-          stderr: '',
-          signal: null,
-          durationMs: 1,
-        });
-        if (argv.includes('show') || argv.includes('show-config'))
-          return out(JSON.stringify({ system: { value: 'aarch64-darwin' }, builders: { value: builders } }));
-        if (argv.includes('info')) return out(JSON.stringify({ url: 'local', trusted: 1 }));
-        return out('', 1);
-      };
-      const b = new Builders({
-        stateDir: path.join(dir, 'state'),
-        run: run as never,
-        nix: () => '/nix/bin/nix',
-        user: 'me',
-        uid: 501,
-        host: { platform: 'darwin', arch: 'arm64' },
-        settings: () => defaultSettings(),
-        log: () => {},
-        changed: () => {},
-        vm: () => null,
-        start: async () => {},
-        setBuilderVm: async () => {},
-        probeTimeoutMs: 200,
+      const { b } = fakeBuilders({
+        config: () => ({ system: { value: 'aarch64-darwin' }, builders: { value: builders } }),
+        store: { url: 'local', trusted: 1 },
+        opts: { stateDir: path.join(dir, 'state'), probeTimeoutMs: 200 },
       });
       await b.refresh();
       const text = () => fs.readFileSync(b.machinesFile, 'utf8');
