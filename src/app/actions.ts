@@ -17,7 +17,7 @@ export interface UiHost {
   writeClipboard(text: string): void;
   /** Write `body` to `file` (executable) and open it with the terminal app. */
   openTerminal(file: string, body: string, terminalApp: string): Promise<void>;
-  /** The argv that runs the nixvm CLI from a terminal (the checkout's in development, else `nixvm` on PATH). */
+  /** The argv that runs the nixvm CLI from a terminal (the checkout's in development, else the launcher NixVM.app carries). */
   nixvmCommand(): string[];
   openFolder(dir: string): Promise<void>;
   revealPath(p: string): void;
