@@ -174,9 +174,11 @@ describe.skipIf(reason !== null)('a /tmp/nixvm-<uid> planted before the agent st
     const env = envFor(state, tmpdir);
     const { w } = await daemon(env, planted);
     expect(w.output()).toContain(`listening on ${path.join(tmpdir, `nixvm-${process.getuid!()}`)}`);
-    expect(w.output()).toMatch(
-      new RegExp(`/tmp/nixvm-${process.getuid!()} belongs to another user \\(uid ${other.uid}.*, so nixvm put`),
+    // The daemon says why as a problem line of its own, which may come after the banner.
+    const why = new RegExp(
+      `/tmp/nixvm-${process.getuid!()} belongs to another user \\(uid ${other.uid}.*, so nixvm put`,
     );
+    await waitFor(() => why.test(w.output()), { what: 'the daemon to say why its socket moved', process: w });
     // The CLI (outside the namespace, where /tmp/nixvm-<uid> is the real one) finds it there.
     const nixvm = (...args: string[]) =>
       execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: 60_000 });

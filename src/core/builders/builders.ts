@@ -511,7 +511,8 @@ export class Builders {
       this.#note = `waiting for ${JSON.stringify(name)} to get an IPv4 address`;
       return;
     }
-    if ((await sshBanner({ host: v.ipv4, port: 22 }, this.#o.probeTimeoutMs ?? 3000)) === null) {
+    // Generous: a booting guest's sshd (or the simulator's, on a loaded machine) greets slowly.
+    if ((await sshBanner({ host: v.ipv4, port: 22 }, Math.max(6000, this.#o.probeTimeoutMs ?? 0))) === null) {
       this.#status = 'waiting';
       this.#note = `waiting for the sshd of ${JSON.stringify(name)} to answer on ${v.ipv4}`;
       return;

@@ -130,7 +130,9 @@ export class Reach {
   #probeVsock(p: VsockProbe): void {
     if (this.#closed || p.inFlight || Date.now() < p.nextAt) return;
     p.inFlight = true;
-    void sshBanner({ path: p.socket }, 2000).then((banner) => {
+    // A guest's sshd may take seconds to greet while the Mac is busy (the simulator's `sshd -i`
+    // on a loaded CI machine did): a short timeout would never let the probe succeed.
+    void sshBanner({ path: p.socket }, 6000).then((banner) => {
       p.inFlight = false;
       p.nextAt = Date.now() + 2000;
       if (banner && !p.ok) {
