@@ -51,7 +51,11 @@ describe('the Terminal tab', () => {
       expect(await screen(app)).toContain('minimal-vm login: root (automatic login)');
       // Keystrokes reach the guest once this attachment holds the input (the notice says so):
       // typed before, they would be dropped, as the console drops a watcher's.
-      await app.page.locator('#notice', { hasText: 'Typing into the console of "minimal-vm".' }).waitFor();
+      await app.page.waitForFunction(
+        () => document.getElementById('notice')?.textContent === 'Typing into the console of "minimal-vm".',
+        null,
+        { timeout: 30_000 },
+      );
       await app.page.keyboard.type('uname -a');
       await app.page.keyboard.press('Enter');
       await app.page.waitForFunction(
