@@ -50,17 +50,13 @@ export function modeFor(f: NixInstallFacts): RegistrationMode {
   return f.nixDarwin ? 'nix-darwin' : 'system';
 }
 
-/** The `builders` entry for nixvm's machines file. */
+/**
+ * The `builders` entry for nixvm's machines file, and the whole value nixvm sets: Nix 2.18 to
+ * 2.2x read only the first `@file` of `builders`, so that file carries the other machines itself
+ * (Builders writes them there).
+ */
 export function fileEntry(machinesFile: string): string {
   return `@${machinesFile}`;
-}
-
-/**
- * `builders` reading nixvm's file alone: Nix 2.18 to 2.2x read only the first `@file` of the
- * value, so the file carries the other machines itself (Builders writes them there).
- */
-export function withEntry(_builders: string, machinesFile: string): string {
-  return fileEntry(machinesFile);
 }
 
 /** Does nix's effective `builders` already read nixvm's file? */
@@ -74,17 +70,11 @@ export function hasEntry(builders: string, machinesFile: string): boolean {
 /** nix's built-in `builders`, when nix.conf sets none: the machines file beside it. */
 export const DEFAULT_BUILDERS = '@/etc/nix/machines';
 
-/** nix.conf with nixvm's entry added to its `builders` line (kept, commented), or to nix's default. */
+/** nix.conf reading nixvm's file: its `builders` line replaced (kept, commented), or one added. */
 export function confWithEntry(conf: string, machinesFile: string): string {
   const lines = confWithoutEntry(conf).split('\n');
   const i = lines.findIndex((l) => /^\s*builders\s*=/.test(l));
-  const current =
-    i >= 0
-      ? lines[i]!.replace(/^\s*builders\s*=/, '')
-          .replace(/#.*$/, '')
-          .trim()
-      : DEFAULT_BUILDERS;
-  const ours = [MARK, `builders = ${withEntry(current, machinesFile)}`];
+  const ours = [MARK, `builders = ${fileEntry(machinesFile)}`];
   if (i >= 0) lines.splice(i, 1, `${WAS}${lines[i]}`, ...ours);
   else {
     while (lines.length && lines.at(-1) === '') lines.pop();
@@ -122,7 +112,7 @@ export const DAEMON_RESTART =
 export function registrationPlan(f: NixInstallFacts, machinesFile: string, staged: string): RegistrationPlan {
   const mode = modeFor(f);
   const inPlace = hasEntry(f.builders, machinesFile);
-  const value = withEntry(f.builders, machinesFile);
+  const value = fileEntry(machinesFile);
   if (mode === 'agent') {
     return {
       mode,
