@@ -16,7 +16,7 @@ export type SetupCommand = keyof typeof SETUP_COMMANDS;
 
 export type ChecklistAction =
   | { kind: 'copy'; label: string; command: SetupCommand }
-  | { kind: 'ui'; label: string; verb: 'chooseFlakeFolder' | 'useExampleFlake' | 'openSettings' };
+  | { kind: 'ui'; label: string; verb: 'chooseFlakeFolder' | 'useExampleFlake' | 'openSettings' | 'setUpLinuxBuilder' };
 
 export interface ChecklistItem {
   id: 'nix' | 'vfkit' | 'rosetta' | 'builder' | 'flake';
@@ -65,7 +65,9 @@ export function firstRunChecklist(report: DoctorReport | null, snap: AgentSnapsh
       { kind: 'ui', label: 'Choose Its Path…', verb: 'openSettings' },
     ]),
     fromCheck(report, 'rosetta', 'Rosetta', [{ kind: 'copy', label: 'Copy Install Command', command: 'rosetta' }]),
-    fromCheck(report, 'builder', 'A Linux builder', []),
+    fromCheck(report, 'builder', 'A Linux builder', [
+      { kind: 'ui', label: 'Set Up a Linux Builder…', verb: 'setUpLinuxBuilder' },
+    ]),
     {
       id: 'flake',
       title: 'A flake folder',

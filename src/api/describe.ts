@@ -67,6 +67,18 @@ export function vmStatusLine(vm: VmSnapshot): string {
   return parts.join(' · ');
 }
 
+/** "0 B", "812 KiB", "1.5 GiB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : Number(v.toFixed(1))} ${units[i]}`;
+}
+
 export function formatMemory(mib: number | null): string | null {
   if (mib === null) return null;
   if (mib >= 1024 && mib % 1024 === 0) return `${mib / 1024} GiB`;

@@ -73,6 +73,11 @@ export interface UiMethods {
    * configuration needs changed is shown in a dialog first, and changed only on consent.
    */
   useAsBuilder: { params: VmRef & { on: boolean }; result: { done: boolean; changes: string[] } };
+  /**
+   * No builder yet: runs nixpkgs' prebuilt darwin.linux-builder-vz as the builder (`nixvm builder
+   * setup`), after a dialog that says what it downloads and changes.
+   */
+  setUpLinuxBuilder: { params: Empty; result: { done: boolean; sentence: string } };
   /** Copies the bundled example flake into the user's folder (kept if there) and adds it to settings.flakes. */
   useExampleFlake: { params: Empty; result: { dir: string } };
   getLaunchAtLogin: { params: Empty; result: { enabled: boolean } };
@@ -103,6 +108,7 @@ export const UI_VERBS = {
   copySetupCommand: true,
   useExampleFlake: true,
   useAsBuilder: true,
+  setUpLinuxBuilder: true,
   getLaunchAtLogin: true,
   setLaunchAtLogin: true,
   quit: true,

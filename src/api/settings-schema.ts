@@ -146,6 +146,14 @@ export const SETTINGS_SCHEMA = {
     description:
       "The VM nixvm makes this machine's remote builder while it runs (`nixvm builder use <vm>`); null: none.",
   },
+  builderNixpkgs: {
+    type: 'string',
+    minLength: 1,
+    maxLength: 512,
+    default: 'github:NixOS/nixpkgs/nixpkgs-unstable',
+    description:
+      'The nixpkgs (a flake reference or an absolute path) whose prebuilt darwin.linux-builder-vz `nixvm builder setup` runs when there is no builder.',
+  },
 } as const satisfies Record<keyof Settings, FieldSchema>;
 
 export const SETTINGS_KEYS = Object.keys(SETTINGS_SCHEMA) as Array<keyof Settings>;

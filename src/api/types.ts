@@ -41,7 +41,10 @@ export interface GuestMount {
 export interface WritableStoreSpec {
   /** virtualisation.diskSize in MiB: the size the image is created with. */
   sizeMiB: number;
-  /** The device the guest's repart formats (boot.initrd.systemd.repart.device), when it names one. */
+  /**
+   * The device the guest formats and mounts it from, when it names one: the seed's repart device
+   * (boot.initrd.systemd.repart.device), or vz-vm's fileSystems."/nix/.rw-store".device (/dev/vdb).
+   */
   device: string | null;
 }
 
@@ -56,6 +59,11 @@ export interface SshFacts {
   hostKey?: string | null;
   /** The guest's tmpfiles write the `ssh.authorized_keys.root` credential to root's authorized_keys. */
   keyCredential?: boolean;
+  /**
+   * A boot-time copy of a share's `*.pub` files to where sshd reads them (nix-builder-vz-vm's
+   * copy-builder-keys: /var/keys → /run/builder-keys), or null.
+   */
+  stagedKeys?: { from: string; to: string } | null;
 }
 
 export interface ApplyPreview {
@@ -138,6 +146,13 @@ export interface VmSpec {
   boot?: BootFacts;
   /** The guest's nix (nix.enable, nix.settings): what it would offer as a builder. */
   nix?: GuestNixFacts;
+  /**
+   * The runner its configuration was written for, when nixvm must pass what that runner passes:
+   * 'vz' (nixpkgs' vz-vm.nix, darwin.linux-builder-vz) adds console=hvc0 itself.
+   */
+  runner?: 'vz';
+  /** The guest loads `regInfo=` from its kernel command line into its nix database. */
+  registersStorePaths?: boolean;
 }
 
 export interface GuestNixFacts {
@@ -377,6 +392,32 @@ export interface BuildersInfo {
 }
 
 /** What `builder use` / `builder off` did, or would do with consent. */
+/** What setting up the first Linux builder (nixpkgs' darwin.linux-builder-vz) takes. */
+export interface BootstrapPlan {
+  /** nixvm's flake for it (it joins the user's flakes). */
+  flake: string;
+  /** The VM's name in it. */
+  vm: string;
+  /** The nixpkgs it comes from, as locked (github:NixOS/nixpkgs/<rev>). */
+  nixpkgs: string;
+  /** Its system's store path. */
+  toplevel: string;
+  /** The substituter that has it. */
+  substituter: string;
+  /** Store paths to fetch (those not already here). */
+  paths: number;
+  /** Their compressed size, or null when the cache does not say. */
+  downloadBytes: number | null;
+  unpackedBytes: number;
+}
+
+/** `builderSetup`: the download and the nix change it makes, and whether it was made. */
+export interface BuilderSetupOutcome extends BuilderOutcome {
+  setup: BootstrapPlan;
+  /** The download in one sentence. */
+  sentence: string;
+}
+
 export interface BuilderOutcome {
   plan: RegistrationPlan;
   /** False: the plan needs an administrator's consent first (call again with consent). */
@@ -437,6 +478,8 @@ export interface Settings {
   excludeConfigurations: Record<string, string[]>;
   /** The VM nixvm makes this machine's remote builder (`nixvm builder use`), or null. */
   builderVm: string | null;
+  /** The nixpkgs `nixvm builder setup` takes darwin.linux-builder-vz from (a flake reference or an absolute path). */
+  builderNixpkgs: string;
 }
 
 export interface AgentInfo {
@@ -546,6 +589,11 @@ export interface AgentMethods {
   builderUse: { params: VmRef & { consent?: boolean }; result: BuilderOutcome };
   /** Stop using the builder VM and undo what nixvm changed (an admin change needs `consent`). */
   builderOff: { params: { consent?: boolean }; result: BuilderOutcome };
+  /**
+   * No builder yet: run nixpkgs' prebuilt darwin.linux-builder-vz as the builder. Without
+   * `consent` it only says what it would download and change.
+   */
+  builderSetup: { params: { nixpkgs?: string; consent?: boolean }; result: BuilderSetupOutcome };
 }
 
 export type AgentMethod = keyof AgentMethods;
@@ -576,6 +624,7 @@ export const AGENT_METHODS = {
   builders: true,
   builderUse: true,
   builderOff: true,
+  builderSetup: true,
 } as const satisfies Record<AgentMethod, true>;
 
 export function isAgentMethod(m: unknown): m is AgentMethod {

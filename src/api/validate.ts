@@ -114,6 +114,15 @@ export const AGENT_VALIDATORS = {
     return { vm: vmName(o.vm, 'builderUse'), ...consentParam(o.consent, 'builderUse') };
   },
   builderOff: (p) => consentParam(paramsObject(p, 'builderOff', ['consent']).consent, 'builderOff'),
+  builderSetup: (p) => {
+    const o = paramsObject(p, 'builderSetup', ['nixpkgs', 'consent']);
+    if (o.nixpkgs !== undefined && (typeof o.nixpkgs !== 'string' || o.nixpkgs.length > 512))
+      bad('builderSetup: "nixpkgs" must be a flake reference of at most 512 characters.');
+    return {
+      ...(o.nixpkgs !== undefined ? { nixpkgs: o.nixpkgs as string } : {}),
+      ...consentParam(o.consent, 'builderSetup'),
+    };
+  },
 } satisfies { [M in AgentMethod]: Validator<ParamsOf<M>> };
 
 /** Methods whose params name one VM. */

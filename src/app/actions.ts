@@ -52,6 +52,19 @@ export function builderConsent(
     : { message: "Stop using the builder VM and undo nixvm's change?", detail, button: 'Undo the Change…' };
 }
 
+/** The dialog before "Set Up a Linux Builder": the download, then what nix is told. */
+export function setupConsent(
+  sentence: string,
+  plan: RegistrationPlan,
+): { message: string; detail: string; button: string } {
+  const reg = builderConsent(plan, true, 'linux-builder');
+  return {
+    message: "Set up nixpkgs' prebuilt Linux builder?",
+    detail: [sentence, '', 'Then, to make it the builder:', reg.detail].join('\n'),
+    button: plan.system ? 'Download and Change nix.conf…' : 'Download and Start',
+  };
+}
+
 /**
  * The body of the `.command` file Terminal runs for "Open ssh in Terminal". Terminal opens
  * `.command` files without Apple Events permission; `exec` makes the window end with ssh.
@@ -245,6 +258,13 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
         ? await agent.call('builderUse', { vm, consent: true })
         : await agent.call('builderOff', { consent: true });
       return { done: r.done, changes: r.plan.changes };
+    },
+    async setUpLinuxBuilder() {
+      const first = await agent.call('builderSetup', {});
+      if (!(await host.confirm(setupConsent(first.sentence, first.plan))))
+        return { done: false, sentence: first.sentence };
+      const r = await agent.call('builderSetup', { consent: true });
+      return { done: r.done, sentence: r.sentence };
     },
     async useExampleFlake() {
       const ex = host.exampleFlake();

@@ -40,6 +40,7 @@ export const uiValidators = {
     return { command: o.command as SetupCommand };
   },
   useExampleFlake: empty('useExampleFlake'),
+  setUpLinuxBuilder: empty('setUpLinuxBuilder'),
   useAsBuilder: (p) => {
     const o = paramsObject(p, 'useAsBuilder', ['vm', 'on']);
     if (typeof o.on !== 'boolean') bad('useAsBuilder: "on" must be true or false.');

@@ -23,12 +23,12 @@ import {
   sshTargetFor,
   type SshDestination,
 } from '../core/net/ssh.ts';
+import { formatBytes } from '../api/describe.ts';
 import { colorFor, makePaint, type Paint } from './color.ts';
 import { completionScript, completions, SHELLS, type Shell } from './completion.ts';
 import { CliError, EXIT, EXIT_CODES_HELP, Interrupted, jsonError } from './errors.ts';
 import {
   commandName,
-  formatBytes,
   formatDiskList,
   formatDoctor,
   formatEvent,

@@ -1,10 +1,10 @@
 /**
- * `nixvm builder [status] | use <vm> | off`: the remote builders nix knows, and a VM as this
- * machine's Linux builder. What will change is printed before it changes; a change to the
+ * `nixvm builder [status] | use <vm> | setup | off`: the remote builders nix knows, a VM as this
+ * machine's Linux builder, and the first one (nixpkgs' darwin.linux-builder-vz). What will change is printed before it changes; a change to the
  * system's nix.conf is asked for (y/N, then the macOS administrator prompt) unless --yes.
  */
 import { type Command, Option } from 'commander';
-import type { AgentEvent, BuilderOutcome, BuildersInfo, RegistrationPlan } from '../api/types.ts';
+import type { AgentEvent, BuilderOutcome, BuilderSetupOutcome, BuildersInfo, RegistrationPlan } from '../api/types.ts';
 import type { Session } from './app.ts';
 import { CliError, EXIT } from './errors.ts';
 import { visibleName } from './format.ts';
@@ -31,7 +31,10 @@ export function formatBuilders(b: BuildersInfo): string[] {
     out.push(
       `Builder VM: ${JSON.stringify(b.vm)}, ${b.status}${b.note ? `: ${visibleName(b.note)}` : ''}${b.mode ? ` (nix is told ${modeWords(b.mode)})` : ''}.`,
     );
-  } else out.push("No VM is this machine's builder; `nixvm builder use <vm>` makes one.");
+  } else
+    out.push(
+      "No VM is this machine's builder; `nixvm builder use <vm>` makes one, or `nixvm builder setup` runs nixpkgs' prebuilt one.",
+    );
   return out;
 }
 
@@ -144,6 +147,46 @@ async function cmdUse(
   return EXIT.ok;
 }
 
+async function cmdSetup(
+  s: Session,
+  opts: { nixpkgs?: string; yes?: boolean; json?: boolean; wait?: boolean; timeout?: string },
+): Promise<number> {
+  const port = await s.port();
+  s.err(
+    `Looking up nixpkgs' darwin.linux-builder-vz${opts.nixpkgs ? ` in ${opts.nixpkgs}` : ''} (the first time, this fetches nixpkgs' source)…`,
+  );
+  const ask = opts.nixpkgs !== undefined ? { nixpkgs: opts.nixpkgs } : {};
+  let r: BuilderSetupOutcome = await port.call('builderSetup', ask);
+  if (opts.json && !opts.yes) {
+    s.json(r);
+    return EXIT.failed;
+  }
+  if (!opts.json) {
+    s.out(r.sentence);
+    s.out(
+      `  nixvm's flake for it: ${visibleName(r.setup.flake)} (VM ${JSON.stringify(r.setup.vm)}, nixpkgs ${visibleName(r.setup.nixpkgs)})`,
+    );
+    s.out('Then, to make it the builder, nixvm will change:');
+    for (const l of formatPlan(r.plan)) s.out(l);
+  }
+  if (!opts.yes) {
+    const answer = await s.io.confirm('Go ahead? [y/N] ');
+    if (answer === null)
+      throw new CliError(EXIT.usage, 'This downloads the builder; run it in a terminal to be asked, or pass --yes.');
+    if (answer !== 'yes') throw new CliError(EXIT.failed, 'Nothing was downloaded or changed.');
+  }
+  r = await port.call('builderSetup', { ...ask, consent: true });
+  let builders = r.builders;
+  if (opts.wait !== false) {
+    const secs = Number(opts.timeout ?? 1800);
+    if (!Number.isFinite(secs) || secs <= 0) throw new CliError(EXIT.usage, '--timeout takes a number of seconds.');
+    builders = await untilReady(s, secs * 1000);
+  }
+  if (opts.json) s.json({ ...r, builders });
+  else for (const l of formatBuilders(builders)) s.out(l);
+  return EXIT.ok;
+}
+
 async function cmdOff(s: Session, opts: { yes?: boolean; json?: boolean }): Promise<number> {
   const port = await s.port();
   let r = await port.call('builderOff', {});
@@ -192,6 +235,21 @@ export function registerBuilderCommands(program: Command, s: Session, act: Act):
     .action(
       act((vm: string, opts: { yes?: boolean; json?: boolean; wait?: boolean; timeout?: string }) =>
         cmdUse(s, vm, opts),
+      ),
+    );
+  builder
+    .command('setup')
+    .description(
+      "no builder yet: run nixpkgs' prebuilt darwin.linux-builder-vz as the builder (says what it downloads first)",
+    )
+    .option('--nixpkgs <flake>', 'the nixpkgs to take it from (default github:NixOS/nixpkgs/nixpkgs-unstable)')
+    .option('-y, --yes', 'do not ask before downloading it and telling nix')
+    .option('--no-wait', 'do not wait for the builder to answer')
+    .option('--timeout <seconds>', 'how long to wait for it, download included (default 1800)')
+    .addOption(json())
+    .action(
+      act((opts: { nixpkgs?: string; yes?: boolean; json?: boolean; wait?: boolean; timeout?: string }) =>
+        cmdSetup(s, opts),
       ),
     );
   builder

@@ -18,7 +18,7 @@ import type {
   VmSnapshot,
   VmSpec,
 } from '../api/types.ts';
-import { flakeSentence, formatElapsed } from '../api/describe.ts';
+import { flakeSentence, formatBytes, formatElapsed } from '../api/describe.ts';
 import type { LoginItemStatus } from '../host/launchd.ts';
 import { shellWord } from '../host/shell.ts';
 import { PLAIN, type Paint, visibleLength } from './color.ts';
@@ -73,18 +73,6 @@ export function formatMemory(mib: number): string {
   if (mib < 1024) return `${mib} MiB`;
   const gib = mib / 1024;
   return `${Number.isInteger(gib) ? gib : Number(gib.toFixed(1))} GiB`;
-}
-
-/** "0 B", "812 KiB", "1.5 GiB". */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : Number(v.toFixed(1))} ${units[i]}`;
 }
 
 /** A share's source: its host path, or the word it resolves from when it is not resolved yet. */

@@ -250,6 +250,17 @@ export class Agent implements AgentPort {
       setBuilderVm: async (name) => {
         await this.settings.update({ builderVm: name });
       },
+      addFlake: async (dir, name) => {
+        const s = this.settings.get();
+        if (!resolveDirs(s.flakes).includes(dir)) await this.settings.update({ flakes: [...s.flakes, dir] });
+        await this.flakes.ready();
+        const e = this.flakes.defined().get(name);
+        return {
+          flake: e?.flake ?? null,
+          error: e?.error ?? this.flakes.snapshots().find((f) => f.dir === dir)?.error ?? null,
+        };
+      },
+      flakeOf: (name) => this.flakes.defined().get(name)?.flake ?? null,
       ...(opts.systemNixConf ? { systemConf: opts.systemNixConf } : {}),
     });
     this.hub = new EventHub({
@@ -437,6 +448,10 @@ export class Agent implements AgentPort {
     }),
     builderOff: async (p: ParamsOf<'builderOff'>) => ({
       ...(await this.builders.off(p.consent === true)),
+      builders: this.builders.info(),
+    }),
+    builderSetup: async (p: ParamsOf<'builderSetup'>) => ({
+      ...(await this.builders.setup(p.nixpkgs, p.consent === true)),
       builders: this.builders.info(),
     }),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };

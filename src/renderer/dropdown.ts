@@ -12,6 +12,7 @@ import {
   compactCodeFrames,
   drvName,
   exitText,
+  formatBytes,
   formatElapsed,
   isBuilding,
   isUp,
@@ -99,22 +100,10 @@ function setText(el: HTMLElement, text: string): void {
   if (el.textContent !== text) el.textContent = text;
 }
 
-/** "1 KiB", "20 GiB" (binary units, as the CLI). */
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
-}
-
 /** "3.1 GiB of 20 GiB allocated" (sparse), "340 MiB, all allocated", "5 KiB (8 KiB allocated)". */
 export function diskSize(img: DiskImage): string {
-  const apparent = bytes(img.apparentBytes);
-  const allocated = bytes(img.allocatedBytes);
+  const apparent = formatBytes(img.apparentBytes);
+  const allocated = formatBytes(img.allocatedBytes);
   if (img.allocatedBytes < img.apparentBytes && allocated !== apparent) return `${allocated} of ${apparent} allocated`;
   return allocated === apparent ? `${apparent}, all allocated` : `${apparent} (${allocated} allocated)`;
 }
@@ -136,13 +125,13 @@ export function diskLines(vm: VmSnapshot): HTMLElement[] {
   if (!d) return [];
   const p = d.preparing;
   if (p) {
-    const of = p.bytesExpected !== null ? ` of ${bytes(p.bytesExpected)}` : '';
+    const of = p.bytesExpected !== null ? ` of ${formatBytes(p.bytesExpected)}` : '';
     return [
       h(
         'div',
         { class: 'disk-preparing' },
         p.phase === 'building the store image'
-          ? `Building the store image: ${bytes(p.bytesWritten)}${of} written`
+          ? `Building the store image: ${formatBytes(p.bytesWritten)}${of} written`
           : `Store image: ${p.phase}…`,
       ),
     ];
@@ -187,7 +176,7 @@ export function usageLine(vm: VmSnapshot, now: number): string | null {
   if (u)
     parts.push(
       `CPU ${u.cpuPercent < 10 ? u.cpuPercent.toFixed(1) : Math.round(u.cpuPercent)}%`,
-      `${bytes(u.rssBytes)} in use`,
+      `${formatBytes(u.rssBytes)} in use`,
     );
   if (vm.startedAt !== null) parts.push(`up ${formatElapsed(now - vm.startedAt)}`);
   return parts.length ? parts.join(' · ') : null;
@@ -955,7 +944,10 @@ function checklistAction(a: ChecklistAction): HTMLButtonElement {
   return button(
     a.label,
     verb,
-    { primary: verb === 'chooseFlakeFolder', icon: verb === 'openSettings' ? 'gear' : 'folder' },
+    {
+      primary: verb === 'chooseFlakeFolder' || verb === 'setUpLinuxBuilder',
+      icon: verb === 'openSettings' ? 'gear' : verb === 'setUpLinuxBuilder' ? 'play' : 'folder',
+    },
     (btn) =>
       void act(
         btn,
@@ -963,6 +955,8 @@ function checklistAction(a: ChecklistAction): HTMLButtonElement {
         (r) => {
           refreshDoctor();
           const dir = (r as { dir?: string | null } | null)?.dir;
+          if (verb === 'setUpLinuxBuilder')
+            return (r as { done: boolean }).done ? 'Setting up the Linux builder…' : 'Nothing was changed';
           return dir ? `Added ${tildify(dir)}` : undefined;
         },
       ),

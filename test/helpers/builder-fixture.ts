@@ -1,10 +1,14 @@
 /**
  * The seed's flake set up for remote builds: minimal-vm built for a system nothing on a test
  * machine builds by itself (fresh on every run, so nix really builds it), and builder-vm's nix
- * building it too (its nix.settings.extra-platforms). Plus what its guests need here.
+ * building it too (its nix.settings.extra-platforms). Plus what its guests need here, and the
+ * stand-in for nixpkgs' darwin.linux-builder-vz published to a binary cache (the first builder).
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { bootstrapFlakeText } from '../../src/core/builders/bootstrap.ts';
 import { copyFixture, type FlakeCopy } from './fixtures.ts';
 
 export const FOREIGN = 'riscv64-linux';
@@ -49,4 +53,64 @@ export function sshdReady(): void {
   if (!fs.existsSync('/usr/sbin/sshd'))
     throw new Error("/usr/sbin/sshd is missing: install openssh-server (npm test's pretest does).");
   if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+}
+
+const NIX = ['--extra-experimental-features', 'nix-command flakes'];
+const nix = (...args: string[]) =>
+  execFileSync('nix', [...NIX, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+/** Is `p` a valid path of this machine's store? */
+export const storeHas = (p: string) => {
+  try {
+    execFileSync('nix-store', ['--check-validity', p], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+};
+const hostSystem = () => nix('eval', '--impure', '--raw', '--expr', 'builtins.currentSystem');
+
+/** A stand-in nixpkgs whose builder runs `run` (a fresh toplevel) and also builds FOREIGN. */
+export async function linuxBuilderStandIn(run: string): Promise<FlakeCopy> {
+  const f = await copyFixture('seed-exact');
+  f.write('nixpkgs/test-knobs.nix', `{ system = "aarch64-linux"; run = "${run}"; }\n`);
+  const profile = f.file('nixpkgs/nix-builder-vz-vm.nix');
+  const text = fs.readFileSync(profile, 'utf8');
+  if (!text.includes('trusted-users = [ user ];'))
+    throw new Error(`${profile} changed: no trusted-users line to extend`);
+  fs.writeFileSync(
+    profile,
+    text.replace('trusted-users = [ user ];', `trusted-users = [ user ];\n    extra-platforms = [ "${FOREIGN}" ];`),
+  );
+  return f;
+}
+
+/** Build the builder's system (as a machine that builds aarch64-linux would), put it in `cache`, delete it here. */
+export function publishToCache(nixpkgs: FlakeCopy, cache: string): string {
+  const wrapper = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-setup-wrapper-'));
+  fs.writeFileSync(path.join(wrapper, 'flake.nix'), bootstrapFlakeText(`path:${nixpkgs.dir}`, hostSystem()));
+  const [built] = JSON.parse(
+    nix(
+      'build',
+      '--no-link',
+      '--json',
+      '--option',
+      'extra-platforms',
+      'aarch64-linux',
+      `${wrapper}#nixosConfigurations.linux-builder.config.system.build.toplevel`,
+    ),
+  ) as Array<{ outputs: { out: string } }>;
+  const out = built!.outputs.out;
+  nix('copy', '--to', `file://${cache}`, out);
+  const closure = execFileSync('nix-store', ['--query', '--requisites', out], { encoding: 'utf8' }).trim().split('\n');
+  // Each path that nothing else here keeps alive (the toplevel first, then what it alone needed).
+  for (const p of [out, ...closure.filter((x) => x !== out)]) {
+    try {
+      nix('store', 'delete', p);
+    } catch {
+      // Alive through another closure (a file the seed's VMs share): it stays, and is not downloaded.
+    }
+  }
+  fs.rmSync(wrapper, { recursive: true, force: true });
+  if (storeHas(out)) throw new Error(`${out} is still in this store; the setup would download nothing`);
+  return out;
 }

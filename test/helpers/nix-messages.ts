@@ -344,7 +344,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'foreign' },
     expected: (_dir, system) => ({
       kind: 'required-system',
-      message: `Building VM "foreign" needs a builder for riscv64-linux, but this machine is ${system}; set up a Linux builder (make a VM with nixpkgs' nix-builder-vm profile the builder with \`nixvm builder use <vm>\`; with nix-darwin: \`nix.linux-builder.enable = true;\`; or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+      message: `Building VM "foreign" needs a builder for riscv64-linux, but this machine is ${system}; set up a Linux builder (run \`nixvm builder setup\` for nixpkgs' prebuilt Linux builder, or make a VM with nixpkgs' nix-builder-vm profile the builder with \`nixvm builder use <vm>\`; with nix-darwin: \`nix.linux-builder.enable = true;\`; or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
     }),
   },
   {
@@ -357,7 +357,7 @@ export const CASES: MessageCase[] = [
     call: { kind: 'build', vm: 'featured' },
     expected: () => ({
       kind: 'required-system',
-      message: `Building VM "featured" needs a builder with features apple-virt, nixvm-test-feature, which this machine does not have; set up a Linux builder that has them (make a VM with nixpkgs' nix-builder-vm profile the builder with \`nixvm builder use <vm>\`; with nix-darwin: \`nix.linux-builder.enable = true;\`; or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
+      message: `Building VM "featured" needs a builder with features apple-virt, nixvm-test-feature, which this machine does not have; set up a Linux builder that has them (run \`nixvm builder setup\` for nixpkgs' prebuilt Linux builder, or make a VM with nixpkgs' nix-builder-vm profile the builder with \`nixvm builder use <vm>\`; with nix-darwin: \`nix.linux-builder.enable = true;\`; or add a Linux machine to \`builders\` in /etc/nix/nix.conf) and build again.`,
     }),
   },
   {

@@ -12,7 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIMULATOR } from '../helpers/agent.ts';
-import { caBundle, FOREIGN, loopbackIp, seedWithForeignVm, sshdReady } from '../helpers/builder-fixture.ts';
+import {
+  caBundle,
+  FOREIGN,
+  linuxBuilderStandIn,
+  loopbackIp,
+  publishToCache,
+  seedWithForeignVm,
+  sshdReady,
+} from '../helpers/builder-fixture.ts';
 import type { FlakeCopy } from '../helpers/fixtures.ts';
 import { killVfkitsUnder } from '../helpers/reap.ts';
 import { waitFor, watchChild, type Watched } from '../helpers/wait.ts';
@@ -20,6 +28,8 @@ import { waitFor, watchChild, type Watched } from '../helpers/wait.ts';
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
 
 let flake: FlakeCopy;
+let standIn: FlakeCopy;
+let cache: string;
 let root: string;
 let env: NodeJS.ProcessEnv;
 let daemon: ChildProcess | null = null;
@@ -41,8 +51,14 @@ beforeAll(async () => {
   sshdReady();
   flake = await seedWithForeignVm();
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-builder-cli-')));
+  // nixpkgs' prebuilt Linux builder (its stand-in) in a binary cache, for `builder setup`.
+  standIn = await linuxBuilderStandIn(`${process.pid}-${Date.now()}-cli`);
+  cache = path.join(root, 'binary-cache');
+  publishToCache(standIn, cache);
   env = {
     ...process.env,
+    NIX_CONFIG: `substituters = file://${cache}\nrequire-sigs = false\n`,
+    HOME: root,
     NIX_SSL_CERT_FILE: caBundle(root),
     NIXVM_STATE_DIR: root,
     NIXVM_VFKIT: SIMULATOR,
@@ -55,10 +71,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await nixvm(['stop', 'builder-vm']);
+  await nixvm(['stop', 'linux-builder']);
   daemon?.kill('SIGTERM');
   killVfkitsUnder(path.join(root, 'state', 'vms'));
   fs.rmSync(root, { recursive: true, force: true });
   flake.remove();
+  standIn?.remove();
 });
 
 describe('nixvm builder', () => {
@@ -66,7 +84,9 @@ describe('nixvm builder', () => {
     const b = await nixvm(['builder']);
     expect(b.exitCode, said(b)).toBe(0);
     expect(b.stdout).toMatch(/^This machine builds: x86_64-linux/);
-    expect(b.stdout).toContain("No VM is this machine's builder; `nixvm builder use <vm>` makes one.");
+    expect(b.stdout).toContain(
+      "No VM is this machine's builder; `nixvm builder use <vm>` makes one, or `nixvm builder setup` runs nixpkgs' prebuilt one.",
+    );
     const ls = await nixvm(['ls']);
     expect(ls.stdout).toMatch(new RegExp(`minimal-vm [^\\n]*nothing here builds ${FOREIGN}`));
     const doc = await nixvm(['doctor', '--json']);
@@ -111,5 +131,23 @@ describe('nixvm builder', () => {
     const ls = await nixvm(['ls']);
     expect(ls.stdout).toMatch(/builder-vm +running/);
     expect(ls.stdout).toContain(`nothing here builds ${FOREIGN}`);
+  });
+
+  it('`builder setup` says what it downloads and asks; with --yes the prebuilt builder is the builder', async () => {
+    // builder-vm leased the same loopback address: stop it, as a second builder would be refused anyway.
+    await nixvm(['stop', 'builder-vm']);
+    const ask = await nixvm(['builder', 'setup', '--nixpkgs', standIn.dir]);
+    expect(ask.exitCode, said(ask)).toBe(2);
+    expect(ask.stdout).toMatch(
+      /^Setting up the Linux builder downloads \d+ store paths? of nixpkgs' darwin.linux-builder-vz/m,
+    );
+    expect(ask.stdout).toContain(`from file://${cache}`);
+    expect(ask.stderr).toContain('This downloads the builder; run it in a terminal to be asked, or pass --yes.');
+    const r = await nixvm(['builder', 'setup', '--nixpkgs', standIn.dir, '--yes']);
+    expect(r.exitCode, said(r)).toBe(0);
+    expect(r.stdout).toMatch(/Builder VM: "linux-builder", ready/);
+    const ls = await nixvm(['ls']);
+    expect(ls.stdout).toMatch(/linux-builder +running/);
+    expect(ls.stdout).not.toContain(`nothing here builds ${FOREIGN}`);
   });
 });

@@ -98,6 +98,8 @@ function fakeBuilders(o: {
     vm: () => null,
     start: async () => {},
     setBuilderVm: async () => {},
+    addFlake: async () => ({ flake: null, error: null }),
+    flakeOf: () => null,
     probeTimeoutMs: 2000,
     ...o.opts,
   });
@@ -176,7 +178,7 @@ describe('what builds where', () => {
       how: 'none',
       reason:
         'nothing here builds x86_64-linux (this machine builds aarch64-darwin, x86_64-darwin, and none of its 1 builders does)',
-      fix: "make a VM that builds x86_64-linux (nixpkgs' nix-builder-vm profile) the builder with `nixvm builder use <vm>`; with nix-darwin, `nix.linux-builder.enable = true;`; or add a x86_64-linux machine to nix's `builders`",
+      fix: "run `nixvm builder setup` (nixpkgs' prebuilt Linux builder, no Linux machine needed), or make a VM that builds x86_64-linux (nixpkgs' nix-builder-vm profile) the builder with `nixvm builder use <vm>`; with nix-darwin, `nix.linux-builder.enable = true;`; or add a x86_64-linux machine to nix's `builders`",
     });
   });
 

@@ -70,6 +70,7 @@ describe('SettingsStore', () => {
       includeConfigurations: {},
       excludeConfigurations: {},
       builderVm: null,
+      builderNixpkgs: 'github:NixOS/nixpkgs/nixpkgs-unstable',
     };
     expect(s.get()).toEqual(expected);
     expect(defaultSettings()).toEqual(expected);

@@ -11,7 +11,12 @@
  * guest sits in emergency mode, never finishing its boot. systemd-repart "formats" a blank disk by
  * writing a small header (this simulator's stand-in for a partition table and an ext4 file
  * system) that later boots find again, so a writable store that was kept is told from a new one.
+ * An fstab entry with `x-systemd.makefs` (NixOS's autoFormat) on a `/dev/<disk>` does the same
+ * as systemd-makefs: a disk with no file system is formatted (the same header, no label), one
+ * with a file system is left alone; a `/dev/<disk>` whose file system is not the entry's type
+ * (a blank disk, the store image where the writable disk was expected) does not mount.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Device, Disk } from './config.ts';
@@ -24,12 +29,16 @@ export interface GuestDisk {
   bytes: number;
   /** The file system label found on it (an erofs image's volume name, or a repart header's). */
   label: string | null;
+  /** The file system found on it: `erofs`, or the format a header names; null for a blank disk. */
+  fsType: string | null;
 }
 
-interface FstabEntry {
+export interface FstabEntry {
   device: string;
   target: string;
   fsType: string;
+  /** The fourth field, split on commas. */
+  options: string[];
 }
 
 export interface GuestStorageConfig {
@@ -40,26 +49,33 @@ export interface GuestStorageConfig {
 /** The header repart's stand-in writes at the start of a disk it formats. */
 export const REPART_MAGIC = 'NIXVM-SIM-REPART\n';
 
-/** The volume name of an erofs image (superblock at 1024, name at +64), or of a repart header. */
-export function diskLabel(file: string): string | null {
+/**
+ * What blkid would find at the start of a disk: an erofs superblock (at 1024; its volume name at
+ * +64) or this simulator's header (its label and format). Nothing: a blank disk.
+ */
+export function probeDisk(file: string): { label: string | null; fsType: string | null } {
   let fd: number;
   try {
     fd = fs.openSync(file, 'r');
   } catch {
-    return null;
+    return { label: null, fsType: null };
   }
   try {
     const head = Buffer.alloc(1024 + 128);
     const n = fs.readSync(fd, head, 0, head.length, 0);
     if (head.subarray(0, REPART_MAGIC.length).toString('latin1') === REPART_MAGIC) {
-      return /^label=(.*)$/m.exec(head.subarray(0, 512).toString('utf8'))?.[1]?.replace(/\0.*$/s, '') ?? null;
+      const text = head.subarray(0, 512).toString('utf8').replace(/\0.*$/s, '');
+      return {
+        label: /^label=(.*)$/m.exec(text)?.[1] || null,
+        fsType: /^format=(.*)$/m.exec(text)?.[1] || 'unknown',
+      };
     }
     if (n >= 1024 + 80 && head.readUInt32LE(1024) === 0xe0f5e1e2) {
       const raw = head.subarray(1024 + 64, 1024 + 80);
       const end = raw.indexOf(0);
-      return raw.subarray(0, end < 0 ? 16 : end).toString('utf8') || null;
+      return { label: raw.subarray(0, end < 0 ? 16 : end).toString('utf8') || null, fsType: 'erofs' };
     }
-    return null;
+    return { label: null, fsType: null };
   } finally {
     fs.closeSync(fd);
   }
@@ -86,7 +102,7 @@ export function guestDisks(devices: readonly Device[]): GuestDisk[] {
     } catch {
       /* vfkit checked it exists */
     }
-    out.push({ name, path: disk.imagePath, readOnly: disk.readOnly, bytes, label: diskLabel(disk.imagePath) });
+    out.push({ name, path: disk.imagePath, readOnly: disk.readOnly, bytes, ...probeDisk(disk.imagePath) });
   }
   return out;
 }
@@ -118,8 +134,8 @@ export function readGuestConfig(toplevel: string): GuestStorageConfig | null {
   for (const line of text.split('\n')) {
     const t = line.trim();
     if (t === '' || t.startsWith('#')) continue;
-    const [device, target, fsType] = t.split(/\s+/);
-    if (device && target && fsType) fstab.push({ device, target, fsType });
+    const [device, target, fsType, options] = t.split(/\s+/);
+    if (device && target && fsType) fstab.push({ device, target, fsType, options: (options ?? '').split(',') });
   }
   let repart: GuestStorageConfig['repart'] = null;
   const dir = path.join(toplevel, 'etc', 'repart.d');
@@ -179,6 +195,7 @@ export function bootStorage(
         } else {
           format(d, p.label, p.format);
           d.label = p.label;
+          d.fsType = p.format;
           lines.push(
             `systemd-repart: adding new partition ${p.name} (${p.label}) to ${cfg.repart.device}, formatting ${p.format}.`,
           );
@@ -203,8 +220,35 @@ export function bootStorage(
       continue;
     }
     if (m.device.startsWith('/dev/')) {
-      if (byName.has(m.device)) lines.push(`mounting ${m.device} on ${m.target}...`);
-      else failed.push(`[ TIME ] Timed out waiting for device ${m.device}.`);
+      const d = byName.get(m.device);
+      if (!d) {
+        failed.push(`[ TIME ] Timed out waiting for device ${m.device}.`);
+        continue;
+      }
+      if (m.options.includes('x-systemd.makefs')) {
+        // systemd-makefs@<dev>.service, which the mount requires (systemd's makefs.c texts).
+        const unit = `Make File System on ${m.device}`;
+        if (d.fsType) {
+          lines.push(`systemd-makefs: '${m.device}' is not empty (contains file system of type ${d.fsType}), exiting.`);
+        } else if (d.readOnly) {
+          failed.push(`[FAILED] Failed to start ${unit}.`, `[DEPEND] Dependency failed for ${m.target}.`);
+          continue;
+        } else {
+          format(d, '', m.fsType);
+          d.label = null;
+          d.fsType = m.fsType;
+          lines.push(`systemd-makefs: formatting ${m.device} as ${m.fsType}...`, `[  OK  ] Finished ${unit}.`);
+        }
+      }
+      if (m.fsType !== 'auto' && m.fsType !== 'none' && d.fsType !== m.fsType) {
+        // approximated: mount(8)'s words for a file system that is not there.
+        lines.push(
+          `mount: ${m.target}: wrong fs type, bad option, bad superblock on ${m.device}, missing codepage or helper program, or other error.`,
+        );
+        failed.push(`[FAILED] Failed to mount ${m.target}.`);
+        continue;
+      }
+      lines.push(`mounting ${m.device} on ${m.target}...`);
       continue;
     }
     lines.push(`mounting ${m.fsType} on ${m.target}...`);
@@ -220,6 +264,75 @@ export function bootStorage(
       'to try again to boot into default mode.',
     ],
   };
+}
+
+/**
+ * Where a file the guest reads lies, through its mounts (the closure's fstab): a file on this
+ * host (behind a virtio-fs share), a file in an erofs disk image, or nowhere the guest has it.
+ * An overlay is read through its lower directories (what the guest writes in its upper one is
+ * not known here), a bind mount through its source; a tmpfs is empty at boot; an ext4 disk is
+ * not read. A closure that says nothing of its mounts sees this host's files.
+ */
+export type GuestFile =
+  | { where: 'host'; path: string }
+  | { where: 'image'; image: string; inner: string }
+  | { where: 'nowhere'; why: string };
+
+export function locateGuestFile(
+  guestPath: string,
+  cfg: GuestStorageConfig | null,
+  disks: readonly GuestDisk[],
+  shareDirs: ReadonlyMap<string, string>,
+  depth = 0,
+): GuestFile {
+  if (!cfg) return { where: 'host', path: guestPath };
+  if (!path.posix.isAbsolute(guestPath)) return { where: 'nowhere', why: 'it is not an absolute path' };
+  const p = path.posix.normalize(guestPath);
+  const under = (t: string) => t === '/' || p === t || p.startsWith(`${t}/`);
+  const m = cfg.fstab.filter((e) => under(e.target)).sort((a, b) => b.target.length - a.target.length)[0];
+  if (!m) return { where: 'nowhere', why: 'nothing is mounted there' };
+  const rest = m.target === '/' ? p : p.slice(m.target.length);
+  const through = (dir: string): GuestFile =>
+    depth > 8
+      ? { where: 'nowhere', why: 'its mounts go round in circles' }
+      : locateGuestFile(dir + rest, cfg, disks, shareDirs, depth + 1);
+  if (m.fsType === 'virtiofs') {
+    const dir = shareDirs.get(m.device);
+    return dir
+      ? { where: 'host', path: path.join(dir, rest) }
+      : { where: 'nowhere', why: `the ${m.device} share is not there` };
+  }
+  if (m.fsType === 'overlay') {
+    const lower = m.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length) ?? '';
+    let last: GuestFile = { where: 'nowhere', why: `the overlay on ${m.target} has no lower directory` };
+    for (const dir of lower.split(':').filter(Boolean)) {
+      last = through(dir);
+      if (last.where !== 'nowhere') return last;
+    }
+    return last;
+  }
+  if (m.options.includes('bind')) return through(m.device);
+  if (m.fsType === 'tmpfs') return { where: 'nowhere', why: `${m.target} is a tmpfs, empty at boot` };
+  const label = /^\/dev\/disk\/by-label\/(.+)$/.exec(m.device)?.[1];
+  const disk =
+    label !== undefined ? disks.find((d) => d.label === label) : disks.find((d) => `/dev/${d.name}` === m.device);
+  if (disk && disk.fsType === 'erofs') return { where: 'image', image: disk.path, inner: rest || '/' };
+  return { where: 'nowhere', why: `${m.target} is ${m.device} (${m.fsType}), which the simulator does not read` };
+}
+
+/**
+ * Is `inner` a regular file in the erofs image? Asked of dump.erofs (`--ls` of its directory:
+ * NID, TYPE, FILENAME; type 1 is a regular file), the same in erofs-utils 1.5 and 1.8 (whose
+ * heading line before it differs). Null when dump.erofs cannot run here.
+ */
+export function erofsHasFile(image: string, inner: string): boolean | null {
+  const r = spawnSync('dump.erofs', ['--ls', `--path=${path.posix.dirname(inner)}`, image], { encoding: 'utf8' });
+  if (r.error) return null;
+  const name = path.posix.basename(inner);
+  return (r.stdout ?? '').split('\n').some((l) => {
+    const m = /^\s*\d+\s+(\d+)\s+(.+)$/.exec(l);
+    return m?.[1] === '1' && m[2] === name;
+  });
 }
 
 /** repart's stand-in: a header naming the partition's label and format at the start of the disk. */

@@ -47,14 +47,18 @@ import { GuestShell } from './shell.ts';
 import {
   bootStorage,
   diskLine,
+  erofsHasFile,
   guestDisks,
+  locateGuestFile,
   readAutologin,
   readGuestConfig,
   toplevelOf,
   writeRepartHeader,
   type GuestDisk,
+  type GuestStorageConfig,
   type StorageBoot,
 } from './guest-fs.ts';
+import { readUnit, registerNixPaths, stageBuilderKeys } from './guest-units.ts';
 
 export const DEFAULT_VERSION = 'v0.6.4';
 
@@ -165,6 +169,12 @@ class Machine implements RestMachine {
   private signalled = false;
   /** The guest's sshd once it has booted (null: none, or not up yet). */
   private sshd: GuestSshd | null = null;
+  /** The guest's private state on this host (made on first use, removed at exit). */
+  private work: string | null = null;
+  /** What the closure says it mounts (null: it says nothing, or not a Linux boot). */
+  private storageConfig: GuestStorageConfig | null = null;
+  /** Directories units filled at boot (copy-builder-keys' /run/builder-keys) → the run's copy. */
+  private readonly bootDirs = new Map<string, string>();
 
   constructor(cfg: VmConfig, faults: Faults, attached: Attached) {
     this.cfg = cfg;
@@ -207,10 +217,97 @@ class Machine implements RestMachine {
     if (b.kind !== 'linux') return;
     const config = readGuestConfig(toplevelOf(b.kernelCmdLine, b.vmlinuzPath));
     if (!config) return;
+    this.storageConfig = config;
     this.storage = bootStorage(config, this.disks, this.guest.tags, (d, label, format) =>
       writeRepartHeader(d.path, label, format),
     );
     this.guest.storage = this.storage.lines;
+  }
+
+  private toplevel(): string | null {
+    const b = this.cfg.bootloader;
+    return b.kind === 'linux' ? toplevelOf(b.kernelCmdLine, b.vmlinuzPath) : null;
+  }
+
+  private workDir(): string {
+    if (!this.work) {
+      const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-guest-'));
+      exitHandlers.push(() => fs.rmSync(work, { recursive: true, force: true }));
+      this.work = work;
+    }
+    return this.work;
+  }
+
+  /** Each virtio-fs tag vfkit was given → the host directory it shares. */
+  private shareDirs(): Map<string, string> {
+    const byTag = new Map<string, string>();
+    for (const d of this.cfg.devices)
+      if (d.type === 'virtio-fs') byTag.set(d.mountTag || path.basename(d.sharedDir), d.sharedDir);
+    return byTag;
+  }
+
+  /** Each guest mount point of a virtio-fs share → the host directory behind it. */
+  private shareMounts(): Map<string, string> {
+    const byTag = this.shareDirs();
+    const mounts = new Map<string, string>();
+    for (const m of this.storageConfig?.fstab ?? []) {
+      const dir = m.fsType === 'virtiofs' ? byTag.get(m.device) : undefined;
+      if (dir) mounts.set(m.target, dir);
+    }
+    return mounts;
+  }
+
+  /** register-nix-paths (after local-fs.target, before sysinit.target), when the closure has it. */
+  private registerNixPaths(): string[] {
+    const toplevel = this.toplevel();
+    const unit = toplevel ? readUnit(toplevel, 'register-nix-paths.service') : null;
+    if (!unit) return [];
+    return registerNixPaths(unit, this.guest.cmdline, (guestPath) => {
+      const at = locateGuestFile(guestPath, this.storageConfig, this.disks, this.shareDirs());
+      if (at.where === 'nowhere') return { missing: at.why };
+      let hostPath = at.where === 'host' ? at.path : null;
+      if (at.where === 'image') {
+        const has = erofsHasFile(at.image, at.inner);
+        if (has === false) return { missing: `the store image ${at.image} has no ${at.inner}` };
+        if (has === null)
+          log('warning', `guest: dump.erofs could not run; reading ${guestPath} from this host's store`);
+        // The store image is made of this host's /nix/store: read its copy there.
+        hostPath = path.posix.join('/nix/store', at.inner);
+      }
+      try {
+        return { text: fs.readFileSync(hostPath!, 'utf8') };
+      } catch (e) {
+        return { missing: `${hostPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+      }
+    });
+  }
+
+  /** copy-builder-keys (multi-user.target, once its mount is up), when the closure has it. */
+  private copyBuilderKeys(): string[] {
+    const toplevel = this.toplevel();
+    const unit = toplevel ? readUnit(toplevel, 'copy-builder-keys.service') : null;
+    if (!unit) return [];
+    const mounts = this.shareMounts();
+    const hostDirOf = (dir: string): string | null => {
+      const at = [...mounts.keys()]
+        .filter((t) => dir === t || dir.startsWith(`${t}/`))
+        .sort((a, b) => b.length - a.length)[0];
+      return at === undefined ? null : path.join(mounts.get(at)!, dir.slice(at.length));
+    };
+    const fstab = this.storageConfig?.fstab;
+    try {
+      const r = stageBuilderKeys(
+        unit,
+        hostDirOf,
+        fstab ? (p) => fstab.some((m) => m.target === p) : null,
+        path.join(this.workDir(), 'run'),
+      );
+      if (r.staged) this.bootDirs.set(r.staged.guest, r.staged.host);
+      return r.lines;
+    } catch (e) {
+      log('warning', `guest: ${unit.name} could not run: ${(e as Error).message}`);
+      return [`[FAILED] Failed to start ${unit.description}.`];
+    }
   }
 
   // ------------------------------------------------------------ console
@@ -304,10 +401,14 @@ class Machine implements RestMachine {
       log('info', 'virtual machine is running');
       this.exposeVsock();
       log('info', 'waiting for VM to stop');
-      this.write(phases.stage2, false);
+      this.write(
+        spliceBefore(phases.stage2, '[  OK  ] Reached target System Initialization.', this.registerNixPaths()),
+        false,
+      );
     });
     this.after(boot + step, () => {
-      this.write(phases.network, false);
+      const staged = this.copyBuilderKeys();
+      this.write(spliceBefore(phases.network, '[  OK  ] Reached target Multi-User System.', staged), false);
       // The address is leased before the prompt shows, so "login:" on the console means the lease is in the file.
       void this.lease().then(() => {
         if (this.guestStopping || this.state === 'Stopped' || this.state === 'Error') return;
@@ -334,24 +435,24 @@ class Machine implements RestMachine {
     }
   }
 
-  /** sshd comes up with the rest of stage 2, reading its keys from the shares it mounted. */
+  /**
+   * sshd comes up with the rest of stage 2, reading its keys from the shares it mounted and from
+   * what units staged at boot.
+   */
   private bootSshd(): void {
-    const b = this.cfg.bootloader;
-    if (b.kind !== 'linux') return;
-    const toplevel = toplevelOf(b.kernelCmdLine, b.vmlinuzPath);
-    const mounts = new Map<string, string>();
-    const byTag = new Map<string, string>();
-    for (const d of this.cfg.devices)
-      if (d.type === 'virtio-fs') byTag.set(d.mountTag || path.basename(d.sharedDir), d.sharedDir);
-    for (const m of readGuestConfig(toplevel)?.fstab ?? []) {
-      const dir = m.fsType === 'virtiofs' ? byTag.get(m.device) : undefined;
-      if (dir) mounts.set(m.target, dir);
-    }
-    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-sim-guest-'));
-    exitHandlers.push(() => fs.rmSync(work, { recursive: true, force: true }));
+    const toplevel = this.toplevel();
+    if (!toplevel) return;
+    const mounts = this.shareMounts();
+    for (const [guest, host] of this.bootDirs) mounts.set(guest, host);
     try {
       const writable = this.disks.find((d) => !d.readOnly);
-      this.sshd = bootSshd(toplevel, mounts, this.guest.cmdline, work, writable ? `${writable.path}.sim-store` : null);
+      this.sshd = bootSshd(
+        toplevel,
+        mounts,
+        this.guest.cmdline,
+        this.workDir(),
+        writable ? `${writable.path}.sim-store` : null,
+      );
     } catch (e) {
       log('warning', `guest sshd did not start: ${(e as Error).message}`);
     }
@@ -512,6 +613,12 @@ class Machine implements RestMachine {
   hardStop(): void {
     this.stopped();
   }
+}
+
+/** `lines` with `extra` put before the line `before` (at the end when it is missing). */
+function spliceBefore(lines: string[], before: string, extra: string[]): string[] {
+  const at = lines.indexOf(before);
+  return at < 0 ? [...lines, ...extra] : [...lines.slice(0, at), ...extra, ...lines.slice(at)];
 }
 
 /** generateCloudInitImage: the user's files, checked; the ISO itself is an empty stand-in. */

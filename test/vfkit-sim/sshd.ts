@@ -3,11 +3,14 @@
  * user running the tests), configured from what the closure says a NixOS guest would do:
  *
  * - `etc/ssh/sshd_config`: whether sshd runs at all, its AuthorizedKeysFile entries (a path in a
- *   virtio-fs mount is read from the host directory behind that share, as the guest would);
+ *   virtio-fs mount is read from the host directory behind that share, as the guest would; one
+ *   in a directory a unit filled at boot, such as copy-builder-keys' /run/builder-keys, from the
+ *   run's copy of it; any other path finds nothing, as on a guest whose root is an empty tmpfs);
  * - `etc/ssh/ssh_host_ed25519_key`: a fixed host key (nixpkgs' nix-builder-vm ships one); without
  *   it the guest makes a new one at every boot (its root is a tmpfs);
  * - `etc/systemd/system-generators/systemd-ssh-generator` (systemd ≥ 256): sshd also listens on
- *   AF_VSOCK port 22, which is what vfkit's `virtio-vsock,…,connect` device reaches;
+ *   AF_VSOCK port 22, which is what vfkit's `virtio-vsock,…,connect` device reaches; so does a
+ *   socket unit accepting on a vsock port for `sshd -i` (vz-vm.nix's vzvm-ssh, guest-units.ts);
  * - a writable store disk: the guest's own Nix store (a local store beside the image, for `nix copy`);
  * - `etc/tmpfiles.d/*.conf` with an `f^ … ssh.authorized_keys.root` rule: the credential on the
  *   kernel command line (`systemd.set_credential_binary=ssh.authorized_keys.root:<base64>`)
@@ -17,13 +20,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { sshVsockPorts } from './guest-units.ts';
 import { log } from './log.ts';
 
 export interface GuestSshd {
   /** The sshd_config to run `sshd -i -f` with. */
   configFile: string;
-  /** sshd listens on vsock port 22 (systemd-ssh-generator). */
-  vsock: boolean;
+  /** The vsock ports sshd answers on (22 from systemd-ssh-generator; socket units'). */
+  vsockPorts: number[];
   /** Its TCP port on the guest's addresses (sshd_config's Port). */
   port: number;
 }
@@ -53,9 +57,11 @@ export function credentialFromCmdline(cmdline: string, name: string): string | n
 }
 
 /**
- * The guest's sshd at boot, or null when the closure runs none. `mounts` maps each guest mount
- * point of a virtio-fs share to the host directory vfkit shares there. `workDir` is the guest's
- * private state (made 0700): its host key when it has no fixed one, the credential file.
+ * The guest's sshd at boot, or null when the closure runs none. `mounts` maps each guest directory
+ * whose files sshd can read to the host directory holding them: the mount point of each virtio-fs
+ * share (the directory vfkit shares there) and what units filled at boot (the run's copy). The
+ * deepest one holding a path is the one read. `workDir` is the guest's private state (made
+ * 0700): its host key when it has no fixed one, the credential file.
  */
 export function bootSshd(
   toplevel: string,
@@ -83,10 +89,11 @@ export function bootSshd(
     const m = /^\s*AuthorizedKeysFile\s+(.*)$/.exec(line);
     if (!m) continue;
     for (const entry of m[1]!.trim().split(/\s+/)) {
-      // A path under a virtio-fs mount: the host directory behind it.
-      for (const [target, hostDir] of mounts) {
-        if (entry.startsWith(`${target}/`)) files.push(path.join(hostDir, entry.slice(target.length + 1)));
-      }
+      // A path under a mount (or a directory filled at boot): the host directory behind it.
+      const at = [...mounts.keys()]
+        .filter((target) => entry.startsWith(`${target}/`))
+        .sort((a, b) => b.length - a.length)[0];
+      if (at !== undefined) files.push(path.join(mounts.get(at)!, entry.slice(at.length + 1)));
     }
   }
   const tmpfiles = (() => {
@@ -145,9 +152,10 @@ export function bootSshd(
   }
   const configFile = path.join(workDir, 'sshd_config');
   fs.writeFileSync(configFile, `${lines.join('\n')}\n`, { mode: 0o600 });
-  const vsock = fs.existsSync(path.join(toplevel, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'));
+  const generator = fs.existsSync(path.join(toplevel, 'etc', 'systemd', 'system-generators', 'systemd-ssh-generator'));
+  const vsockPorts = [...new Set([...(generator ? [22] : []), ...sshVsockPorts(toplevel)])];
   const port = Number(/^\s*Port\s+(\d+)/m.exec(config)?.[1] ?? 22);
-  return { configFile, vsock, port };
+  return { configFile, vsockPorts, port };
 }
 
 /**
@@ -227,8 +235,8 @@ export function exposeVsock(socketPath: string, port: number, listener: () => Gu
     return null;
   }
   const server = net.createServer((conn) => {
-    const sshd = port === 22 ? listener() : null;
-    if (!sshd?.vsock) {
+    const sshd = listener();
+    if (!sshd?.vsockPorts.includes(port)) {
       conn.destroy();
       return;
     }

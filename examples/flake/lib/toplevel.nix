@@ -1,7 +1,9 @@
 # A stand-in for a NixOS system closure: what the VM runtime boots (<toplevel>/kernel, initrd, init)
 # and what a booting guest reads of its configuration: etc/fstab from config.fileSystems (as NixOS
 # writes it) and the repart definitions its initrd runs, with the device given to systemd-repart
-# (boot.initrd.systemd.repart.device) in etc/repart.d/device.
+# (boot.initrd.systemd.repart.device) in etc/repart.d/device; the systemd units NixOS writes from
+# systemd.services and systemd.sockets (etc/systemd/system/<name>.service and .socket, a
+# service's script in unit-scripts/<name>-start, named by its ExecStart), only when it has some.
 {
   name,
   config,
@@ -15,7 +17,7 @@ let
     in
     "${f.device or "none"} ${mountPoint} ${f.fsType or "auto"} ${builtins.concatStringsSep "," opts} 0 0";
   fstab = builtins.concatStringsSep "\n" (map fsLine (builtins.attrNames config.fileSystems)) + "\n";
-  repart = config.boot.initrd.systemd.repart;
+  repart = config.boot.initrd.systemd.repart or { };
   partitions = config.systemd.repart.partitions or { };
   # Each definition as systemd-repart reads it (the values have no quotes, so single quotes hold them).
   partitionFile =
@@ -27,6 +29,101 @@ let
   repartScript = builtins.concatStringsSep "" (
     map (p: "printf '%s' '${partitionFile p}' > \"$out/etc/repart.d/${p}.conf\"\n") (builtins.attrNames partitions)
   );
+  # The units, as NixOS renders them (nixos/lib/systemd-lib.nix): [Unit] from description and the
+  # dependency lists (and unitConfig), [Service] from serviceConfig with the script as ExecStart,
+  # [Socket] from socketConfig; keys sorted, lists space-separated. NixOS also writes
+  # Environment= (PATH) and the wantedBy symlinks; the fake guest needs neither, so neither is here.
+  # Each unit's text reaches the builder in an attribute of its own (unit0, unit1…).
+  services = config.systemd.services or { };
+  sockets = config.systemd.sockets or { };
+  unitValue =
+    v:
+    if builtins.isBool v then
+      (if v then "true" else "false")
+    else if builtins.isList v then
+      builtins.concatStringsSep " " (map unitValue v)
+    else
+      toString v;
+  section =
+    title: attrs:
+    "[${title}]\n" + builtins.concatStringsSep "" (map (k: "${k}=${unitValue attrs.${k}}\n") (builtins.attrNames attrs));
+  unitSection =
+    u:
+    let
+      opt = k: v: if v == null || v == [ ] then { } else { ${k} = v; };
+    in
+    (u.unitConfig or { })
+    // opt "Description" (u.description or null)
+    // opt "Requires" (u.requires or [ ])
+    // opt "Wants" (u.wants or [ ])
+    // opt "After" (u.after or [ ])
+    // opt "Before" (u.before or [ ])
+    // opt "Conflicts" (u.conflicts or [ ])
+    // (if (u.restartIfChanged or true) then { } else { X-RestartIfChanged = false; });
+  scriptPath = name: "${builtins.placeholder "out"}/unit-scripts/${name}-start";
+  serviceText =
+    name: s:
+    section "Unit" (unitSection s)
+    + "\n"
+    + section "Service" (
+      (if s ? script && !((s.serviceConfig or { }) ? ExecStart) then { ExecStart = scriptPath name; } else { })
+      // (s.serviceConfig or { })
+    );
+  socketText = name: s: section "Unit" (unitSection s) + "\n" + section "Socket" (s.socketConfig or { });
+  units =
+    map (name: {
+      file = "${name}.service";
+      text = serviceText name services.${name};
+      script = if services.${name} ? script then { inherit name; text = services.${name}.script; } else null;
+    }) (builtins.attrNames services)
+    ++ map (name: {
+      file = "${name}.socket";
+      text = socketText name sockets.${name};
+      script = null;
+    }) (builtins.attrNames sockets);
+  indexed = builtins.genList (i: { inherit i; u = builtins.elemAt units i; }) (builtins.length units);
+  # NixOS's makeJobScript: the script after a shebang and `set -e`.
+  unitAttrs = builtins.listToAttrs (
+    builtins.concatMap (
+      { i, u }:
+      [
+        {
+          name = "unit${toString i}";
+          value = u.text;
+        }
+      ]
+      ++ (
+        if u.script == null then
+          [ ]
+        else
+          [
+            {
+              name = "unitScript${toString i}";
+              value = "#!/run/current-system/sw/bin/bash\nset -e\n${u.script.text}";
+            }
+          ]
+      )
+    ) indexed
+  );
+  unitsScript =
+    if units == [ ] then
+      ""
+    else
+      ''
+        mkdir -p "$out/etc/systemd/system" "$out/unit-scripts"
+      ''
+      + builtins.concatStringsSep "" (
+        map (
+          { i, u }:
+          "printf '%s' \"$unit${toString i}\" > \"$out/etc/systemd/system/${u.file}\"\n"
+          + (
+            if u.script == null then
+              ""
+            else
+              "printf '%s' \"$unitScript${toString i}\" > \"$out/unit-scripts/${u.script.name}-start\"\nchmod +x \"$out/unit-scripts/${u.script.name}-start\"\n"
+          )
+        ) indexed
+      );
   # What the stand-in closure is built for: x86_64-linux, so that it builds here, although the
   # seed's VMs are aarch64-linux (nixpkgs.hostPlatform); nixvmTest.system makes a test's VM need a builder.
   system = config.nixvmTest.system or "x86_64-linux";
@@ -54,14 +151,15 @@ let
     ];
   };
 in
-derivation {
+derivation (
+{
   name = "nixos-system-${name}-25.05";
   inherit system nixConf;
   builder = "/bin/sh";
   PATH = "/usr/bin:/bin";
   # As in NixOS, virtualisation.* shapes how the VM is run, not the system closure; what the guest
-  # derives from it (its fileSystems) is in the closure.
-  configJson = builtins.toJSON (builtins.removeAttrs config [ "virtualisation" "system" ]);
+  # derives from it (its fileSystems) is in the closure. Assertions are checked, not built in.
+  configJson = builtins.toJSON (builtins.removeAttrs config [ "virtualisation" "system" "assertions" ]);
   kernelParams = toString (config.boot.kernelParams or [ ]);
   inherit fstab;
   # services.getty.autologinUser, as NixOS writes it into the console getty's agetty command line.
@@ -129,6 +227,9 @@ derivation {
       fi
       if [ -n "$repartDevice" ]; then printf '%s\n' "$repartDevice" > "$out/etc/repart.d/device"; fi
     ''
-    + repartScript)
+    + repartScript
+    + unitsScript)
   ];
 }
+// unitAttrs
+)

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type {
   AgentSnapshot,
+  BootstrapPlan,
   BuilderMachineInfo,
   BuildersInfo,
   RegistrationPlan,
@@ -28,6 +29,7 @@ import { type ConfigRunner, NIX_COMMAND_ARGS, nixConfig, settingWords, storeInfo
 import { builderMachine, builderRefusal, type BuilderEndpoint } from './builder-vm.ts';
 import { buildabilityOf, cannotRun, type BuildCapacity, type HostMachine } from './capability.ts';
 import { machineEndpoint, parseBuilders, renderMachine, type Machine } from './machines.ts';
+import { Bootstrap, BOOTSTRAP_VM, DEFAULT_NIXPKGS, planSentence } from './bootstrap.ts';
 import {
   DEFAULT_BUILDERS,
   hasEntry,
@@ -55,6 +57,13 @@ export interface BuildersOptions {
   start(name: string): Promise<unknown>;
   /** Record the builder VM in the settings (null: none). */
   setBuilderVm(name: string | null): Promise<void>;
+  /**
+   * Add a flake to the user's flakes (if it is not there) and wait for its evaluation; the flake
+   * that defines VM `name` now, or null.
+   */
+  addFlake(dir: string, name: string): Promise<{ flake: string | null; error: string | null }>;
+  /** The flake that defines VM `name` now, or null. */
+  flakeOf(name: string): string | null;
   /** /etc/nix/nix.conf (a parameter for tests). */
   systemConf?: string;
   /** How long one probe of a builder's ssh may take. */
@@ -136,9 +145,22 @@ export class Builders {
   /** The builder VM's URI as last listed (kept after it stops, to name it when a build loses it). */
   #lastUri: string | null = null;
 
+  readonly #bootstrap: Bootstrap;
+
   constructor(o: BuildersOptions) {
     this.#o = o;
     this.machinesFile = machinesFilePath(o.stateDir, o.home ?? null);
+    this.#bootstrap = new Bootstrap({
+      stateDir: o.stateDir,
+      home: o.home ?? null,
+      run: o.run,
+      nix: o.nix,
+      nixConfig: async () => {
+        const nix = o.nix();
+        return nix ? nixConfig(o.run, nix) : null;
+      },
+      log: o.log,
+    });
     // An earlier agent's line stays while its VM runs on (VMs outlive the agent); the first
     // snapshot checks it again, and empties the file if that VM is gone.
     try {
@@ -409,6 +431,49 @@ export class Builders {
       this.#o.changed();
     });
     return { plan, done: true };
+  }
+
+  /** nixvm's flake for the first builder. */
+  get bootstrapFlake(): string {
+    return this.#bootstrap.dir;
+  }
+
+  /**
+   * `builder setup`: no builder yet, so run nixpkgs' prebuilt darwin.linux-builder-vz as the
+   * builder. Without consent: write and lock nixvm's flake for it, and say what it downloads and
+   * how nix is told (nothing else changes). With consent: add the flake, then `use` its VM.
+   */
+  async setup(
+    nixpkgs: string | undefined,
+    consent: boolean,
+  ): Promise<{ setup: BootstrapPlan; sentence: string; plan: RegistrationPlan; done: boolean }> {
+    const current = this.#o.settings().builderVm;
+    if (current)
+      throw new AgentError(
+        'failed',
+        `${JSON.stringify(current)} is this machine's builder already; run \`nixvm builder off\` first to set up another.`,
+      );
+    const owner = this.#o.flakeOf(BOOTSTRAP_VM);
+    if (owner && owner !== this.#bootstrap.dir)
+      throw new AgentError(
+        'failed',
+        `Cannot set up a Linux builder: the flake at ${owner} has a VM named ${BOOTSTRAP_VM} already; make that one the builder (\`nixvm builder use ${BOOTSTRAP_VM}\`) or rename it.`,
+      );
+    const setup = await this.#bootstrap.plan(nixpkgs ?? this.#o.settings().builderNixpkgs ?? DEFAULT_NIXPKGS);
+    await this.refresh();
+    if (!this.#facts) throw new AgentError('failed', `${this.#problems[0] ?? 'nix was not found.'}`);
+    const plan = this.plan();
+    const sentence = planSentence(setup);
+    if (!consent) return { setup, sentence, plan, done: false };
+    this.#o.log(`builder setup: ${sentence}`);
+    const added = await this.#o.addFlake(this.#bootstrap.dir, BOOTSTRAP_VM);
+    if (added.flake !== this.#bootstrap.dir)
+      throw new AgentError(
+        'failed',
+        `Cannot set up a Linux builder: nixvm's flake at ${this.#bootstrap.dir} ${added.error ? `did not evaluate (${added.error})` : `defines no ${BOOTSTRAP_VM}`}; nothing else was changed.`,
+      );
+    const used = await this.use(BOOTSTRAP_VM, true);
+    return { setup, sentence, ...used };
   }
 
   /** `builder off`: unlist the VM, forget it, and undo what nixvm changed in nix's configuration. */

@@ -22,7 +22,7 @@ export type Buildability =
 /** The fix when nothing builds a system: nixvm's own builder first, then nix's ways. */
 export function builderFix(system: string): string {
   return system.endsWith('-linux')
-    ? `make a VM that builds ${system} (nixpkgs' nix-builder-vm profile) the builder with \`nixvm builder use <vm>\`; with nix-darwin, \`nix.linux-builder.enable = true;\`; or add a ${system} machine to nix's \`builders\``
+    ? `run \`nixvm builder setup\` (nixpkgs' prebuilt Linux builder, no Linux machine needed), or make a VM that builds ${system} (nixpkgs' nix-builder-vm profile) the builder with \`nixvm builder use <vm>\`; with nix-darwin, \`nix.linux-builder.enable = true;\`; or add a ${system} machine to nix's \`builders\``
     : `add a ${system} machine to nix's \`builders\``;
 }
 

@@ -212,7 +212,7 @@ function splitFeatures(s: string | undefined): string[] {
 }
 
 const LINUX_BUILDER =
-  "make a VM with nixpkgs' nix-builder-vm profile the builder with `nixvm builder use <vm>`; with nix-darwin: `nix.linux-builder.enable = true;`; or add a Linux machine to `builders` in /etc/nix/nix.conf";
+  "run `nixvm builder setup` for nixpkgs' prebuilt Linux builder, or make a VM with nixpkgs' nix-builder-vm profile the builder with `nixvm builder use <vm>`; with nix-darwin: `nix.linux-builder.enable = true;`; or add a Linux machine to `builders` in /etc/nix/nix.conf";
 
 /** The sentence for a missing Linux builder (or a builder without the features a derivation needs). */
 export function linuxBuilderAdvice(subject: string, rs: RequiredSystem): string {

@@ -39,6 +39,14 @@ const INSPECT = `
         fsType = let t = attempt null (f.fsType or null); in if builtins.isString t then t else null;
       }) rawFs else null;
       repart = attempt { } (cfg.boot.initrd.systemd.repart or { });
+      # nixpkgs' vz-vm backend (darwin.linux-builder-vz) has no useNixStoreImage: it always boots
+      # the store image its /nix/.ro-store mounts (erofs, by label), and keeps the writable store
+      # on the disk its /nix/.rw-store names.
+      mountOf = mp: let m = attempt null (if builtins.isAttrs rawFs && builtins.hasAttr mp rawFs then builtins.getAttr mp rawFs else null); in if builtins.isAttrs m then m else { };
+      fieldOf = m: k: let x = attempt null (if builtins.hasAttr k m then builtins.getAttr k m else null); in if builtins.isString x then x else null;
+      roErofs = builtins.isAttrs rawFs && fieldOf (mountOf "/nix/.ro-store") "fsType" == "erofs";
+      imageStore = storeImage == true || (storeImage == null && roErofs);
+      services = let s = attempt { } (cfg.systemd.services or { }); in if builtins.isAttrs s then s else { };
       diskSize = attempt null (v.diskSize or null);
       loader = cfg.boot.loader or { };
       rootFs = attempt null ((cfg.fileSystems or { })."/" or null);
@@ -67,10 +75,21 @@ const INSPECT = `
       diskSize = if builtins.isInt diskSize || builtins.isString diskSize then diskSize else null;
       rosettaTag = let t = attempt null (v.rosetta.mountTag or null); in if builtins.isString t then t else null;
       # mkfs.erofs comes from the flake's own host package set (built for the host, through nix).
-      hostErofsUtils = if storeImage == true
+      hostErofsUtils = if imageStore
         then bool ((v.host.pkgs or { }) ? erofs-utils)
         else null;
       fileSystems = fileSystems;
+      storeImageMount = roErofs;
+      rwStoreDevice = if builtins.isAttrs rawFs then fieldOf (mountOf "/nix/.rw-store") "device" else null;
+      # vz-vm's runner passes console=hvc0 and regInfo= itself (its boot.kernelParams lack them).
+      vz = attempt false (builtins.isAttrs (v.vz or null));
+      # The guest loads regInfo= from its kernel command line into its nix database (vm-base.nix's
+      # register-nix-paths; qemu-vm.nix's postBootCommands).
+      registersPaths = attempt false (services ? register-nix-paths)
+        || builtins.length (builtins.split "regInfo=" (let p = attempt "" (cfg.boot.postBootCommands or ""); in if builtins.isString p then p else "")) > 1;
+      # nix-builder-vz-vm copies the $KEYS share's *.pub to where its sshd reads them, at boot.
+      stagedKeysScript = let x = attempt null (services.copy-builder-keys.script or null); in
+        if builtins.isString x && builtins.stringLength x <= 4096 then x else null;
       repartDevice = if builtins.isAttrs repart && (attempt false (repart.enable or false)) == true
         then (let d = attempt null (repart.device or null); in if builtins.isString d then d else null)
         else null;

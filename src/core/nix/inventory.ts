@@ -86,6 +86,11 @@ export interface RawVm {
   hostErofsUtils?: unknown;
   fileSystems?: unknown;
   repartDevice?: unknown;
+  storeImageMount?: unknown;
+  rwStoreDevice?: unknown;
+  vz?: unknown;
+  registersPaths?: unknown;
+  stagedKeysScript?: unknown;
   ssh?: unknown;
   nix?: unknown;
   boot?: unknown;
@@ -271,10 +276,12 @@ export function toVmSpec(
   if (typeof raw.drvPath !== 'string' || !raw.drvPath.endsWith('.drv')) {
     return bad('has no derivation for config.system.build.toplevel');
   }
-  const storeImage = raw.useNixStoreImage === true;
+  // vz-vm has no useNixStoreImage: it always boots the erofs image its /nix/.ro-store mounts.
+  const storeImage =
+    raw.useNixStoreImage === true || (typeof raw.useNixStoreImage !== 'boolean' && raw.storeImageMount === true);
   if (storeImage && raw.hostErofsUtils === false) {
     return bad(
-      'sets virtualisation.useNixStoreImage, but its virtualisation.host.pkgs has no erofs-utils to build the store image with; point virtualisation.host.pkgs at a package set that has it (the seed uses nixpkgs for the host)',
+      `${raw.useNixStoreImage === true ? 'sets virtualisation.useNixStoreImage' : 'boots from a store image (its /nix/.ro-store is erofs)'}, but its virtualisation.host.pkgs has no erofs-utils to build the store image with; point virtualisation.host.pkgs at a package set that has it (the seed uses nixpkgs for the host)`,
     );
   }
   const warnings: string[] = [];
@@ -341,7 +348,12 @@ export function toVmSpec(
   let writableStore: WritableStoreSpec | null = null;
   // The seed's base.nix: writableStore && !writableStoreUseTmpfs is a persistent image (repart formats it).
   if (raw.writableStore === true && raw.writableStoreUseTmpfs === false) {
-    const device = typeof raw.repartDevice === 'string' && raw.repartDevice !== '' ? raw.repartDevice : null;
+    const device =
+      typeof raw.repartDevice === 'string' && raw.repartDevice !== ''
+        ? raw.repartDevice
+        : typeof raw.rwStoreDevice === 'string' && /^\/dev\/(vd[a-z]+|nvme\d+n1)$/.test(raw.rwStoreDevice)
+          ? raw.rwStoreDevice
+          : null;
     writableStore = { sizeMiB: diskSizeMiB ?? DEFAULT_WRITABLE_STORE_MIB, device };
   }
   const guestMounts: GuestMount[] = [];
@@ -391,6 +403,9 @@ export function toVmSpec(
         : [],
       hostKey: typeof ssh.hostKey === 'string' && ssh.hostKey.length <= 16_384 ? ssh.hostKey.trim() : null,
       keyCredential: ssh.keyCredential === true,
+      ...(typeof raw.stagedKeysScript === 'string' && stagedKeysOf(raw.stagedKeysScript)
+        ? { stagedKeys: stagedKeysOf(raw.stagedKeysScript) }
+        : {}),
     },
     rosettaTag: typeof raw.rosettaTag === 'string' && raw.rosettaTag !== '' ? raw.rosettaTag : DEFAULT_ROSETTA_TAG,
     storeImage,
@@ -405,6 +420,8 @@ export function toVmSpec(
       systemFeatures: strs(nixRaw.systemFeatures),
       extraPlatforms: strs(nixRaw.extraPlatforms) ?? [],
     },
+    ...(raw.vz === true ? { runner: 'vz' as const } : {}),
+    ...(raw.registersPaths === true ? { registersStorePaths: true } : {}),
     // Only when there is something to say (a loader, a root file system), like the seed's VMs.
     ...(str(boot.loader) !== null || root
       ? {
@@ -416,6 +433,18 @@ export function toVmSpec(
       : {}),
   };
   return { spec, warnings };
+}
+
+/**
+ * Where nix-builder-vz-vm's copy-builder-keys service copies keys from and to, read from its
+ * script (`for key in <from>/*.pub … install … "$key" <to>/`); null for any other script.
+ */
+export function stagedKeysOf(script: string): { from: string; to: string } | null {
+  const from = /\bfor\s+(\w+)\s+in\s+(\/[\w./-]+?)\/\*\.pub\s*;/.exec(script);
+  if (!from) return null;
+  const to = new RegExp(`\\binstall\\b[^\\n]*"\\$${from[1]}"\\s+(\\/[\\w./-]+?)\\/?\\s*(?:;|$)`, 'm').exec(script);
+  if (!to) return null;
+  return { from: path.posix.normalize(from[2]!), to: path.posix.normalize(to[1]!) };
 }
 
 /** Names of VMs whose drvPath differs between two inventories (new VMs included). */

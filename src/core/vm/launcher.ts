@@ -112,6 +112,8 @@ export class Launcher {
   readonly #specs = new WeakMap<VmSpec, SpecFacts>();
   /** Each VM's key pair as last made or read (null: none yet). */
   readonly #keys = new Map<string, VmKey | null>();
+  /** Each store image's closure-info path, once read from its record. */
+  readonly #closureInfos = new Map<string, string>();
   readonly #dirs: VmDirNames;
   readonly #limits: HostLimits;
 
@@ -306,11 +308,43 @@ export class Launcher {
         paths: this.paths(t.name),
         disks: this.disks(t, storeImage),
         limits: this.#limits,
-        extraKernelParams: this.#credentialParams(t),
+        extraKernelParams: [...this.#runnerParams(t, storeImage), ...this.#credentialParams(t)],
       });
     } catch (err) {
       throw new AgentError('failed', errorMessage(err));
     }
+  }
+
+  /**
+   * What the runner a configuration was written for puts on the kernel command line itself:
+   * vz-vm's console=hvc0 (its boot.kernelParams have none), and for a guest that loads it, the
+   * store image's registration as regInfo= (without it the guest's nix knows none of its paths,
+   * and its garbage collector would delete them from the writable layer).
+   */
+  #runnerParams(t: LaunchTarget, storeImage: string | null): string[] {
+    const out: string[] = [];
+    if (t.spec.runner === 'vz' && !t.spec.kernelParams.some((p) => p.startsWith('console='))) out.push('console=hvc0');
+    if (t.spec.registersStorePaths && t.spec.storeImage && storeImage) {
+      const info = this.#closureInfo(storeImage);
+      if (info) out.push(`regInfo=${info}/registration`);
+    }
+    return out;
+  }
+
+  /** The closure-info path recorded beside a store image (images never change, so read once). */
+  #closureInfo(storeImage: string): string | null {
+    if (!this.#closureInfos.has(storeImage)) {
+      let info: string | null = null;
+      try {
+        const rec = JSON.parse(fs.readFileSync(`${storeImage}.json`, 'utf8')) as { closureInfo?: unknown };
+        info = typeof rec.closureInfo === 'string' && /^\/[^\s",]+$/.test(rec.closureInfo) ? rec.closureInfo : null;
+      } catch {
+        info = null;
+      }
+      if (info === null) return null;
+      this.#closureInfos.set(storeImage, info);
+    }
+    return this.#closureInfos.get(storeImage)!;
   }
 
   #credentialParams(t: LaunchTarget): string[] {

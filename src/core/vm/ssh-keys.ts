@@ -69,7 +69,8 @@ export function authorizedKeyFiles(spec: VmSpec, users: readonly string[]): stri
   for (const share of spec.shares) {
     if (share.word?.word !== 'KEYS' || !share.target) continue;
     const mount = share.target.replace(/\/+$/, '');
-    for (const entry of spec.ssh.authorizedKeysFiles ?? []) {
+    for (const configured of spec.ssh.authorizedKeysFiles ?? []) {
+      const entry = unstaged(configured, spec.ssh.stagedKeys ?? null);
       if (!entry.startsWith(`${mount}/`)) continue;
       const rest = entry.slice(mount.length + 1);
       if (/%[^u%]/.test(rest) || rest.endsWith('%')) continue;
@@ -82,6 +83,16 @@ export function authorizedKeyFiles(spec: VmSpec, users: readonly string[]): stri
     }
   }
   return [...out].sort();
+}
+
+/**
+ * An authorizedKeysFiles entry in the directory a boot-time copy fills (nix-builder-vz-vm copies
+ * `<from>/*.pub` to `<to>/`) as the file it is copied from; any other entry as it is.
+ */
+function unstaged(entry: string, staged: { from: string; to: string } | null): string {
+  if (!staged || !entry.startsWith(`${staged.to}/`)) return entry;
+  const name = entry.slice(staged.to.length + 1);
+  return !name.includes('/') && name.endsWith('.pub') ? `${staged.from}/${name}` : entry;
 }
 
 /** Write the public key where the guest reads it (each file replaced atomically, 0644). */

@@ -66,18 +66,21 @@ export function guestDeviceName(bus: DiskAttachment['bus'], index: number): stri
 }
 
 /**
- * Which disks a VM gets, in argv order: the store image (read-only nvme, as the seed's runner
- * attaches it), then the writable store image, on the bus its guest's repart names (/dev/vd… is
- * virtio-blk, anything else nvme, as in the seed).
+ * Which disks a VM gets, in argv order: the store image (read-only), then the writable store
+ * image on the bus its guest names (/dev/vd… is virtio-blk, anything else nvme). The store image
+ * goes on nvme, as the seed's runner attaches it, unless the guest names the writable store as
+ * the second disk of the other bus: vz-vm mounts it from /dev/vdb, "the store image is always first".
  */
 export function planDisks(spec: VmSpec, paths: { storeImage: string | null; writable: string }): DiskAttachment[] {
   const out: DiskAttachment[] = [];
+  const device = spec.writableStore?.device ?? null;
+  const writableBus: DiskAttachment['bus'] = device?.startsWith('/dev/vd') ? 'virtio-blk' : 'nvme';
+  const storeBus: DiskAttachment['bus'] = device === guestDeviceName(writableBus, 1) ? writableBus : 'nvme';
   if (spec.storeImage && paths.storeImage !== null) {
-    out.push({ role: 'nix-store', bus: 'nvme', path: paths.storeImage, readOnly: true });
+    out.push({ role: 'nix-store', bus: storeBus, path: paths.storeImage, readOnly: true });
   }
   if (spec.writableStore) {
-    const bus = spec.writableStore.device?.startsWith('/dev/vd') ? 'virtio-blk' : 'nvme';
-    out.push({ role: 'writable-store', bus, path: paths.writable, readOnly: false });
+    out.push({ role: 'writable-store', bus: writableBus, path: paths.writable, readOnly: false });
   }
   return out;
 }
