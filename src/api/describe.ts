@@ -79,6 +79,12 @@ export function formatBytes(n: number): string {
   return `${i === 0 || v >= 100 || Number.isInteger(v) ? Math.round(v) : Number(v.toFixed(1))} ${units[i]}`;
 }
 
+/** The folder's own name, as Finder shows it ("vms" for ~/src/vms); the full path goes in a tooltip. */
+export function folderName(dir: string): string {
+  const parts = dir.split('/').filter(Boolean);
+  return parts.at(-1) ?? dir;
+}
+
 export function formatMemory(mib: number | null): string | null {
   if (mib === null) return null;
   if (mib >= 1024 && mib % 1024 === 0) return `${mib / 1024} GiB`;

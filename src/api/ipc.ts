@@ -57,6 +57,8 @@ export interface UiMethods {
   /** Opens `nixvm console <vm>` in the configured terminal app; returns the .command file used. */
   openConsoleInTerminal: { params: VmRef; result: { file: string } };
   revealStateDir: { params: VmRef; result: null };
+  /** Opens the log window on a flake's whole evaluation error (one of the configured flakes). */
+  openFlakeError: { params: { dir: string }; result: null };
   /** Opens (or focuses) the log window for a VM. */
   openLogWindow: { params: VmRef & { kind: LogKind }; result: null };
   /** Opens the log file in Console.app. */
@@ -101,6 +103,7 @@ export const UI_VERBS = {
   openConsoleInTerminal: true,
   revealStateDir: true,
   openLogWindow: true,
+  openFlakeError: true,
   openInConsoleApp: true,
   openFlakeFolder: true,
   chooseFlakeFolder: true,

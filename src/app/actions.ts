@@ -22,6 +22,8 @@ export interface UiHost {
   openFolder(dir: string): Promise<void>;
   revealPath(p: string): void;
   openLogWindow(vm: string, kind: LogKind): void;
+  /** The log window on a flake's evaluation error. */
+  openFlakeErrorWindow(dir: string): void;
   openConsoleApp(file: string): Promise<void>;
   chooseFolder(): Promise<string | null>;
   openSettings(): void;
@@ -188,6 +190,14 @@ export function createUiHandlers(agent: AgentPort, host: UiHost): UiHandlers {
     },
     async revealStateDir({ vm }) {
       host.revealPath((await findVm(agent, vm)).stateDir);
+      return null;
+    },
+    async openFlakeError({ dir }) {
+      // Only a flake the agent runs, and only while it has an error: the page asks for nothing else.
+      const f = (await agent.call('snapshot', {})).flakes.find((x) => x.dir === dir);
+      if (!f) throw new AgentError('failed', `No flake at ${dir} is configured; nothing to show.`);
+      if (!f.error) throw new AgentError('failed', `The flake at ${dir} evaluates now; there is no error to show.`);
+      host.openFlakeErrorWindow(dir);
       return null;
     },
     async openLogWindow({ vm, kind }) {

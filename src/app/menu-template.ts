@@ -7,7 +7,7 @@ import type { MenuItemConstructorOptions } from 'electron';
 import type { AgentSnapshot, Notice, VmSnapshot } from '../api/types.ts';
 import type { Action } from '../api/ipc.ts';
 import { vmActions, type VmAction, type VmActionId } from '../api/actions.ts';
-import { buildLabel, drvName, firstLine, isUp, truncate, vmStatusLine } from '../api/describe.ts';
+import { buildLabel, drvName, firstLine, folderName, isUp, truncate, vmStatusLine } from '../api/describe.ts';
 
 /** What the menu needs to know that is not in the snapshot. */
 export interface MenuFacts {
@@ -46,11 +46,6 @@ function wrapped(text: string, toolTip: string, width = 64, maxLines = 4): Item[
     lines[maxLines - 1] = last.length >= width ? `${last.slice(0, width - 1)}…` : `${last} …`;
   }
   return lines.map((l, i) => ({ label: i === 0 ? `⚠ ${l}` : `    ${l}`, enabled: false, toolTip }));
-}
-
-function folderName(dir: string): string {
-  const parts = dir.split('/').filter(Boolean);
-  return parts[parts.length - 1] ?? dir;
 }
 
 function vmItems(vm: VmSnapshot, agent: AgentSnapshot['agent'], d: Dispatch): Item[] {

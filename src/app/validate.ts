@@ -49,6 +49,12 @@ export const uiValidators = {
   openSshInTerminal: vmRef('openSshInTerminal'),
   openConsoleInTerminal: vmRef('openConsoleInTerminal'),
   revealStateDir: vmRef('revealStateDir'),
+  openFlakeError: (p) => {
+    const o = paramsObject(p, 'openFlakeError', ['dir']);
+    if (typeof o.dir !== 'string' || !o.dir.startsWith('/') || o.dir.length > 4096 || /[\u0000-\u001f]/.test(o.dir))
+      bad('openFlakeError: "dir" must be the absolute path of a flake folder.');
+    return { dir: o.dir };
+  },
   openLogWindow: (p) => {
     const o = paramsObject(p, 'openLogWindow', ['vm', 'kind']);
     return { vm: vmName(o.vm, 'openLogWindow'), kind: logKind(o.kind, 'openLogWindow') };

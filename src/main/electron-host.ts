@@ -41,6 +41,7 @@ export function electronHost(windows: Windows, hooks: HostHooks): UiHost {
     },
     revealPath: (p) => shell.showItemInFolder(p),
     openLogWindow: (vm, kind) => windows.openLog(vm, kind),
+    openFlakeErrorWindow: (dir) => windows.openFlakeError(dir),
     openConsoleApp: openInConsole,
     async chooseFolder() {
       const r = await dialog.showOpenDialog({

@@ -108,6 +108,29 @@ export class Windows {
     win.on('closed', () => this.logs.delete(vm));
   }
 
+  /** The log window on a flake's evaluation error: one per flake, reused like a VM's. */
+  openFlakeError(dir: string): void {
+    const key = `flake:${dir}`;
+    const existing = this.logs.get(key);
+    if (existing && !existing.isDestroyed()) {
+      existing.show();
+      existing.focus();
+      return;
+    }
+    const win = this.create(
+      {
+        width: 900,
+        height: 560,
+        minWidth: 520,
+        minHeight: 240,
+        title: `${path.basename(dir)} — Evaluation Error — NixVM`,
+      },
+      pageUrl(this.paths, 'log', { flake: dir }),
+    );
+    this.logs.set(key, win);
+    win.on('closed', () => this.logs.delete(key));
+  }
+
   openSettings(): void {
     if (this.settings && !this.settings.isDestroyed()) {
       this.settings.show();

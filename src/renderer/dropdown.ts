@@ -12,6 +12,7 @@ import {
   compactCodeFrames,
   drvName,
   exitText,
+  folderName,
   formatBytes,
   formatElapsed,
   isBuilding,
@@ -673,27 +674,20 @@ function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | stri
   el.replaceChildren(...build());
 }
 
-/** The folder's own name, as Finder shows it ("vms" for ~/src/vms); the full path is its tooltip. */
-export function folderName(dir: string): string {
-  const parts = dir.split('/').filter(Boolean);
-  return parts.at(-1) ?? dir;
-}
-
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
   const detailText = compactCodeFrames(rest.join('\n').trim());
   // nix's code frame wraps at the card's edge (the caret line may drift; the words stay whole and
-  // in view); the card shows its first lines, "Show Full Error" all of it.
-  const detail = detailText ? h('pre', { class: 'card-detail mono' }, detailText) : null;
+  // in view); the card shows its first lines, "Show Full Error" all of it in the log window.
+  const detail = detailText ? h('pre', { class: 'card-detail mono clamped' }, detailText) : null;
   const full = detail
-    ? button('Show Full Error', 'showFullError', {}, (btn) => {
-        const open = !detail.classList.toggle('clamped');
-        setText(btn.querySelector('span')!, open ? 'Show Less' : 'Show Full Error');
-        btn.setAttribute('aria-expanded', String(open));
-      })
+    ? button(
+        'Show Full Error',
+        'showFullError',
+        {},
+        (btn) => void act(btn, () => bridge.ui('openFlakeError', { dir: f.dir })),
+      )
     : null;
-  detail?.classList.add('clamped');
-  full?.setAttribute('aria-expanded', 'false');
   return h(
     'section',
     { class: 'card error', 'data-flake': f.dir },

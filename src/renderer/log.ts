@@ -11,10 +11,13 @@
  * a line takes follows from its width in cells; a prefix sum of those rows places every line.
  * The run-start lines the agent writes in a console log are drawn as separators, and the time
  * the agent stamped on each build log line as a gutter (src/api/log-lines.ts).
+ *
+ * With `?flake=<dir>` it shows a flake's whole evaluation error instead (the dropdown's error
+ * card shows its first lines): from the snapshots, following them, with the same filter and wrap.
  */
 import type { AgentEvent, AgentSnapshot, LogKind, VmSnapshot } from '../api/types.ts';
 import { vmActions } from '../api/actions.ts';
-import { vmStatusLine } from '../api/describe.ts';
+import { folderName, vmStatusLine } from '../api/describe.ts';
 import { runStartOf, unstamp } from '../api/log-lines.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { AnsiRenderer, applyTrueColours, stripAnsi } from './ansi.ts';
@@ -46,6 +49,8 @@ interface Row {
 
 const q = applyWindowFlags();
 const vm = q.get('vm') ?? '';
+/** Flake mode: the flake whose evaluation error is shown, or null (a VM's logs). */
+const flakeDir = q.get('flake');
 let kind: LogKind = q.get('kind') === 'build' ? 'build' : 'console';
 
 const logEl = document.getElementById('log')!;
@@ -351,6 +356,7 @@ interface EmptyState {
 
 /** What an empty log means, and how to get lines into it (enabled as the VM's actions say). */
 function emptyState(): EmptyState {
+  if (flakeDir !== null) return { text: 'No evaluation error to show.', action: null };
   const up = current?.state === 'starting' || current?.state === 'running';
   const acts = current && agentInfo ? vmActions(current, agentInfo) : null;
   const action = (id: 'start' | 'build', label: string, method: 'start' | 'build'): EmptyState['action'] => {
@@ -469,6 +475,7 @@ async function load(k: LogKind): Promise<void> {
 }
 
 function showVm(v: VmSnapshot | undefined): void {
+  if (flakeDir !== null) return;
   current = v;
   // "web — Running", "builder — Building 42%": what the Build tab is showing, too.
   vmNameEl.textContent = v ? `${v.name} — ${vmStatusLine(v)}` : vm;
@@ -481,8 +488,33 @@ function showVm(v: VmSnapshot | undefined): void {
   if (pending === null) updateChrome();
 }
 
+/** The flake's error as last shown (null: none). */
+let flakeError: string | null = null;
+
+/** Flake mode: show the flake's whole error, again only when it changed. */
+function showFlake(s: AgentSnapshot): void {
+  const f = s.flakes.find((x) => x.dir === flakeDir);
+  const text = f?.error ?? null;
+  if (text === flakeError && buffer.size > 0) return;
+  flakeError = text;
+  buffer = new LineBuffer<Row>(MEMORY_MAX);
+  ansi = new AnsiRenderer();
+  queued = [];
+  maxChars = 0;
+  pending = null;
+  applyFilter();
+  if (text) ingest(text.split('\n'));
+  noticeEl.hidden = text !== null;
+  if (text === null)
+    noticeEl.textContent = f
+      ? `${folderName(flakeDir!)} evaluates now: there is no error to show.`
+      : `${flakeDir} is not one of the flakes NixVM runs.`;
+  updateChrome();
+}
+
 bridge.onEvent((ev) => {
-  if (ev.type === 'snapshot') {
+  if (ev.type === 'snapshot' && flakeDir !== null) showFlake(ev.snapshot);
+  else if (ev.type === 'snapshot') {
     agentInfo = ev.snapshot.agent;
     showVm(ev.snapshot.vms.find((v) => v.name === vm));
   }
@@ -605,14 +637,27 @@ document.addEventListener('keydown', (ev) => {
   }
 });
 
-vmNameEl.textContent = vm;
 wrapEl.checked = wrap;
 logEl.classList.toggle('wrap', wrap);
-bridge.call('snapshot', {}).then(
-  (s) => {
-    agentInfo = s.agent;
-    showVm(s.vms.find((v) => v.name === vm));
-  },
-  () => {},
-);
-void load(kind);
+if (flakeDir !== null) {
+  // No tabs, no file to open in Console: the error lives in the agent's snapshot.
+  for (const el of [document.querySelector<HTMLElement>('.seg'), consoleBtn, followEl.parentElement]) el!.hidden = true;
+  vmNameEl.textContent = `${folderName(flakeDir)} failed to evaluate`;
+  vmNameEl.title = flakeDir;
+  titleEl.dataset.state = 'crashed';
+  document.title = `${folderName(flakeDir)} — Evaluation Error`;
+  bridge.call('snapshot', {}).then(showFlake, (e) => {
+    noticeEl.hidden = false;
+    noticeEl.textContent = errorMessage(e);
+  });
+} else {
+  vmNameEl.textContent = vm;
+  bridge.call('snapshot', {}).then(
+    (s) => {
+      agentInfo = s.agent;
+      showVm(s.vms.find((v) => v.name === vm));
+    },
+    () => {},
+  );
+  void load(kind);
+}

@@ -40,6 +40,7 @@ function recordingHost(): UiHost & { clipboard: string[] } {
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},
+    openFlakeErrorWindow: () => {},
     openConsoleApp: async () => {},
     chooseFolder: async () => null,
     openSettings: () => {},

@@ -205,7 +205,7 @@ describe('dropdown rows', () => {
     }
   });
 
-  it("wraps nix's code frame inside the error card, and shows all of it on request", async () => {
+  it("wraps nix's code frame inside the error card, and the whole error opens in the log window", async () => {
     const flake = await copyFixture('syntax');
     // The error is at the end of a long line: exactly where a card that does not wrap cuts it off.
     const long = `config = { description = "${'a very long description '.repeat(8)}"; }`;
@@ -235,13 +235,35 @@ describe('dropdown rows', () => {
       // The long line did wrap (more than one line tall), rather than fit by luck.
       expect(await detail.evaluate((el) => el.getBoundingClientRect().height)).toBeGreaterThan(60);
 
-      // The card shows the first lines; "Show Full Error" all of them.
+      // The card shows the first lines; "Show Full Error" opens all of them in the log window.
       const full = card.locator('[data-action="showFullError"]');
       expect(await detail.evaluate((el) => el.classList.contains('clamped'))).toBe(true);
       await full.click();
-      expect(await full.getAttribute('aria-expanded')).toBe('true');
-      expect(await detail.evaluate((el) => el.scrollHeight <= el.clientHeight)).toBe(true);
+      await expect.poll(() => app.host.flakeErrorWindows).toEqual([flake.dir]);
       expect(app.problems).toEqual([]);
+
+      // That window: the whole error, wrapped when asked, named by the folder, no VM tabs.
+      const win = await h.open(t.agent, 'log', { query: { flake: flake.dir }, viewport: { width: 700, height: 400 } });
+      try {
+        await expect
+          .poll(() => win.page.locator('#log').textContent(), { timeout: 10_000 })
+          .toContain('a very long description');
+        const error = t.agent.snapshot().flakes.find((f) => f.dir === flake.dir)!.error!;
+        expect(await win.page.locator('#count').textContent()).toBe(`${error.split('\n').length} lines`);
+        expect(await win.page.locator('#vmname').textContent()).toBe(`${path.basename(flake.dir)} failed to evaluate`);
+        expect(await win.page.locator('.seg').isVisible()).toBe(false);
+        expect(await win.page.locator('#console-app').isVisible()).toBe(false);
+        await win.page.locator('#wrap').check();
+        const spill = await win.page.evaluate(() => {
+          const el = document.getElementById('log')!;
+          return el.scrollWidth - el.clientWidth;
+        });
+        expect(spill, 'a wrapped error line is wider than the window').toBeLessThanOrEqual(0);
+        await win.page.screenshot({ path: path.join(import.meta.dirname, '..', '..', 'docs', 'log-flake-error.png') });
+        expect(win.problems).toEqual([]);
+      } finally {
+        await win.close();
+      }
     } finally {
       await app.close();
       await t.dispose();

@@ -42,6 +42,7 @@ export class RecordingHost implements UiHost {
   foldersOpened: string[] = [];
   revealed: string[] = [];
   logWindows: { vm: string; kind: LogKind }[] = [];
+  flakeErrorWindows: string[] = [];
   consoleApp: string[][] = [];
   settingsOpened = 0;
   quits = 0;
@@ -80,6 +81,9 @@ export class RecordingHost implements UiHost {
   }
   openLogWindow(vm: string, kind: LogKind): void {
     this.logWindows.push({ vm, kind });
+  }
+  openFlakeErrorWindow(dir: string): void {
+    this.flakeErrorWindows.push(dir);
   }
   async openConsoleApp(file: string): Promise<void> {
     this.consoleApp.push(consoleAppArgv(file));

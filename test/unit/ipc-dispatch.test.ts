@@ -16,6 +16,7 @@ function host(): UiHost & { clip: string[] } {
     openFolder: async () => {},
     revealPath: () => {},
     openLogWindow: () => {},
+    openFlakeErrorWindow: () => {},
     openConsoleApp: async () => {},
     chooseFolder: async () => null,
     openSettings: () => {},
