@@ -119,6 +119,24 @@ async function consent(s: Session, plan: RegistrationPlan, yes: boolean | undefi
   if (answer !== 'yes') throw new CliError(EXIT.failed, 'Nothing was changed.');
 }
 
+/** After `use` or `setup`: wait for the builder to answer (unless --no-wait), then say where things stand. */
+async function finish(
+  s: Session,
+  r: BuilderOutcome,
+  opts: { json?: boolean; wait?: boolean; timeout?: string },
+  defaultSecs: number,
+): Promise<number> {
+  let builders = r.builders;
+  if (opts.wait !== false) {
+    const secs = Number(opts.timeout ?? defaultSecs);
+    if (!Number.isFinite(secs) || secs <= 0) throw new CliError(EXIT.usage, '--timeout takes a number of seconds.');
+    builders = await untilReady(s, secs * 1000);
+  }
+  if (opts.json) s.json({ ...r, builders });
+  else for (const l of formatBuilders(builders)) s.out(l);
+  return EXIT.ok;
+}
+
 async function cmdUse(
   s: Session,
   vm: string,
@@ -136,15 +154,7 @@ async function cmdUse(
   } else if (!opts.json) {
     for (const l of formatPlan(r.plan)) s.out(l);
   }
-  let builders = r.builders;
-  if (opts.wait !== false) {
-    const secs = Number(opts.timeout ?? 300);
-    if (!Number.isFinite(secs) || secs <= 0) throw new CliError(EXIT.usage, '--timeout takes a number of seconds.');
-    builders = await untilReady(s, secs * 1000);
-  }
-  if (opts.json) s.json({ ...r, builders });
-  else for (const l of formatBuilders(builders)) s.out(l);
-  return EXIT.ok;
+  return finish(s, r, opts, 300);
 }
 
 async function cmdSetup(
@@ -176,15 +186,7 @@ async function cmdSetup(
     if (answer !== 'yes') throw new CliError(EXIT.failed, 'Nothing was downloaded or changed.');
   }
   r = await port.call('builderSetup', { ...ask, consent: true });
-  let builders = r.builders;
-  if (opts.wait !== false) {
-    const secs = Number(opts.timeout ?? 1800);
-    if (!Number.isFinite(secs) || secs <= 0) throw new CliError(EXIT.usage, '--timeout takes a number of seconds.');
-    builders = await untilReady(s, secs * 1000);
-  }
-  if (opts.json) s.json({ ...r, builders });
-  else for (const l of formatBuilders(builders)) s.out(l);
-  return EXIT.ok;
+  return finish(s, r, opts, 1800);
 }
 
 async function cmdOff(s: Session, opts: { yes?: boolean; json?: boolean }): Promise<number> {

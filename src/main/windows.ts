@@ -93,39 +93,26 @@ export class Windows {
 
   /** One log window per VM; asking again focuses it (switching to the kind asked for). */
   openLog(vm: string, kind: LogKind): void {
-    const existing = this.logs.get(vm);
-    if (existing && !existing.isDestroyed()) {
-      void existing.loadURL(pageUrl(this.paths, 'log', { vm, kind }));
-      existing.show();
-      existing.focus();
-      return;
-    }
-    const win = this.create(
-      { width: 900, height: 560, minWidth: 520, minHeight: 240, title: `${vm} — NixVM` },
-      pageUrl(this.paths, 'log', { vm, kind }),
-    );
-    this.logs.set(vm, win);
-    win.on('closed', () => this.logs.delete(vm));
+    this.#logWindow(vm, `${vm} — NixVM`, { vm, kind }, true);
   }
 
   /** The log window on a flake's evaluation error: one per flake, reused like a VM's. */
   openFlakeError(dir: string): void {
-    const key = `flake:${dir}`;
+    this.#logWindow(`flake:${dir}`, `${path.basename(dir)} — Evaluation Error — NixVM`, { flake: dir }, false);
+  }
+
+  /** The log page for `key`: the open one focused (and reloaded with `query` if `reload`), else a new one. */
+  #logWindow(key: string, title: string, query: Record<string, string>, reload: boolean): void {
     const existing = this.logs.get(key);
     if (existing && !existing.isDestroyed()) {
+      if (reload) void existing.loadURL(pageUrl(this.paths, 'log', query));
       existing.show();
       existing.focus();
       return;
     }
     const win = this.create(
-      {
-        width: 900,
-        height: 560,
-        minWidth: 520,
-        minHeight: 240,
-        title: `${path.basename(dir)} — Evaluation Error — NixVM`,
-      },
-      pageUrl(this.paths, 'log', { flake: dir }),
+      { width: 900, height: 560, minWidth: 520, minHeight: 240, title },
+      pageUrl(this.paths, 'log', query),
     );
     this.logs.set(key, win);
     win.on('closed', () => this.logs.delete(key));
