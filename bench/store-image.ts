@@ -129,7 +129,7 @@ for (const n of SIZES) {
     const t2 = performance.now();
     let tarBytes = 0;
     await pipeline(
-      storeTar(paths),
+      await storeTar(paths),
       new Writable({
         write(chunk: Buffer, _e, cb) {
           tarBytes += chunk.length;

@@ -48,7 +48,6 @@ import { shellWord } from '../host/shell.ts';
 import { Builders } from './builders/builders.ts';
 import type { HostMachine } from './builders/capability.ts';
 import { ClosureStore, type BuiltRecord } from './closure-store.ts';
-import { doctorHere } from './doctor.ts';
 import { EventHub } from './event-hub.ts';
 import { UsageSampler, type VfkitProcess } from './usage.ts';
 import { vmProcessUsage } from '../host/process-usage.ts';
@@ -456,8 +455,13 @@ export class Agent implements AgentPort {
     }),
   } satisfies { [M in AgentMethod]: (p: ParamsOf<M>) => ResultOf<M> | Promise<ResultOf<M>> };
 
-  /** `nixvm doctor`'s checks, with what this agent knows: its settings, its VMs' systems, its ssh config. */
-  private doctor(): Promise<DoctorReport> {
+  /**
+   * `nixvm doctor`'s checks, with what this agent knows: its settings, its VMs' systems, its ssh
+   * config. Loaded when first asked: the checks (and the plist reader of the login-item check)
+   * are no part of the agent at rest.
+   */
+  private async doctor(): Promise<DoctorReport> {
+    const { doctorHere } = await import('./doctor.ts');
     const s = this.settings.get();
     const specs = [...this.flakes.defined().values()].flatMap((e) => (e.spec ? [e.spec] : []));
     return doctorHere({

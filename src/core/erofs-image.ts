@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import tar from 'tar-stream';
+import type { Header } from 'tar-stream';
 import { run } from '../host/runner.ts';
 
 /** The UUID every store image gets (qemu-vm.nix, the seed's build.nix). */
@@ -93,7 +93,7 @@ export async function makeErofsImage(o: MakeImageOptions): Promise<'tar' | 'stag
   const storeDir = o.storeDir ?? STORE_DIR;
   fs.rmSync(o.out, { force: true });
   if (o.caps.tar) {
-    const stream = storeTar(o.paths, { storeDir, onProgress: o.onProgress });
+    const stream = await storeTar(o.paths, { storeDir, onProgress: o.onProgress });
     await run(mkfsArgv(o.mkfs, o.caps, label, o.out), { input: stream, signal: o.signal, stderrTailChars: 4000 });
     return 'tar';
   }
@@ -115,10 +115,12 @@ export async function makeErofsImage(o: MakeImageOptions): Promise<'tar' | 'stag
  * --transform makes it): directories first, files with their modes, symlinks as they are, and a
  * file the archive already holds (an optimised store's hard links) as a hard link to it.
  */
-export function storeTar(
+export async function storeTar(
   paths: readonly string[],
   opts: { storeDir?: string; onProgress?(p: ImageProgress): void } = {},
-): Readable {
+): Promise<Readable> {
+  // Loaded when an image is made: no part of the agent at rest.
+  const { default: tar } = await import('tar-stream');
   const storeDir = opts.storeDir ?? STORE_DIR;
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
@@ -126,7 +128,7 @@ export function storeTar(
   pack.on('error', (err) => out.destroy(err));
   const progress = { bytes: 0 };
   const seen = new Map<string, string>();
-  const entry = (header: Partial<tar.Header> & { name: string }, body?: Buffer | Readable): Promise<void> =>
+  const entry = (header: Partial<Header> & { name: string }, body?: Buffer | Readable): Promise<void> =>
     new Promise((resolve, reject) => {
       const done = (err?: Error | null) => (err ? reject(err) : resolve());
       if (body === undefined) {

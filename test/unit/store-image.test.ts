@@ -48,7 +48,7 @@ describe('the tar stream of store paths', () => {
   it('names every entry relative to the store, as root, at time 0, with modes, links and hard links', async () => {
     const { store, paths } = fakeStore();
     let bytes = 0;
-    const stream = storeTar(paths, { storeDir: store, onProgress: (p) => (bytes = p.bytes) });
+    const stream = await storeTar(paths, { storeDir: store, onProgress: (p) => (bytes = p.bytes) });
     const chunks: Buffer[] = [];
     for await (const c of stream) chunks.push(c as Buffer);
     const listing = await execa('tar', ['-tv', '--numeric-owner', '--full-time'], { input: Buffer.concat(chunks) });
