@@ -55,6 +55,8 @@ export class Reach {
   #lastSshConfig = '';
   /** The ssh config write in flight, awaited on close so nothing is written after. */
   #sshWrite: Promise<void> | null = null;
+  /** The entries to write next; one write at a time, the newest wins (two in flight could land out of order). */
+  #sshPending: readonly SshConfigEntry[] | null = null;
   /** VMs the ssh config had to leave out, one sentence each. */
   #sshProblems: string[] = [];
   #closed = false;
@@ -164,7 +166,9 @@ export class Reach {
   afterSnapshot(snapshot: AgentSnapshot, sshEntries: readonly SshConfigEntry[]): void {
     this.#lastSnapshot = snapshot;
     for (const v of snapshot.vms) if (v.state !== 'running' && v.state !== 'starting') this.#vsockProbes.delete(v.name);
-    this.#sshWrite = this.#writeSshConfig(sshEntries);
+    const idle = this.#sshPending === null && this.#sshWrite === null;
+    this.#sshPending = sshEntries;
+    if (idle) this.#sshWrite = this.#drainSshConfig();
     void this.#redetectBridge(snapshot);
     this.#scheduleLeaseRefresh(snapshot);
   }
@@ -241,6 +245,18 @@ export class Reach {
    * One `Host nixvm-<name>` per running VM, in our own file; users Include it (we never edit
    * ~/.ssh/config). A stopped VM has no alias: ssh to it could only hang.
    */
+  async #drainSshConfig(): Promise<void> {
+    try {
+      while (this.#sshPending !== null) {
+        const entries = this.#sshPending;
+        this.#sshPending = null;
+        await this.#writeSshConfig(entries);
+      }
+    } finally {
+      this.#sshWrite = null;
+    }
+  }
+
   async #writeSshConfig(entries: readonly SshConfigEntry[]): Promise<void> {
     const key = JSON.stringify(entries);
     if (key === this.#lastSshConfig) return;
