@@ -433,6 +433,14 @@ function onLog(ev: AgentEvent): void {
   }
 }
 
+/** Empty the window for other lines (another log, or a flake's new error). */
+function clearLines(): void {
+  buffer = new LineBuffer<Row>(MEMORY_MAX);
+  ansi = new AnsiRenderer();
+  queued = [];
+  maxChars = 0;
+}
+
 async function load(k: LogKind): Promise<void> {
   const gen = ++generation;
   kind = k;
@@ -445,12 +453,9 @@ async function load(k: LogKind): Promise<void> {
   history.replaceState(null, '', url);
   for (const t of tabs) t.setAttribute('aria-selected', String(t.dataset.kind === k));
   document.title = `${vm} — ${k === 'build' ? 'Build Log' : 'Console'}`;
-  buffer = new LineBuffer<Row>(MEMORY_MAX);
+  clearLines();
   loadError = false;
   actionError = '';
-  ansi = new AnsiRenderer();
-  queued = [];
-  maxChars = 0;
   logPath = null;
   tailTruncated = false;
   followEl.checked = true;
@@ -488,19 +493,17 @@ function showVm(v: VmSnapshot | undefined): void {
   if (pending === null) updateChrome();
 }
 
-/** The flake's error as last shown (null: none). */
-let flakeError: string | null = null;
+/** What flake mode last showed: whether the flake is known, and its error (null: nothing shown yet). */
+let flakeShown: string | null = null;
 
 /** Flake mode: show the flake's whole error, again only when it changed. */
 function showFlake(s: AgentSnapshot): void {
   const f = s.flakes.find((x) => x.dir === flakeDir);
   const text = f?.error ?? null;
-  if (text === flakeError && buffer.size > 0) return;
-  flakeError = text;
-  buffer = new LineBuffer<Row>(MEMORY_MAX);
-  ansi = new AnsiRenderer();
-  queued = [];
-  maxChars = 0;
+  const shown = JSON.stringify([f !== undefined, text]);
+  if (shown === flakeShown) return;
+  flakeShown = shown;
+  clearLines();
   pending = null;
   applyFilter();
   if (text) ingest(text.split('\n'));

@@ -16,9 +16,10 @@ import type { BootstrapPlan } from '../../api/types.ts';
 import { AgentError } from '../../api/errors.ts';
 import { formatBytes } from '../../api/describe.ts';
 import { sourceRootOf } from '../nix/inventory.ts';
+import { nixStoreBin } from '../nix/closure-info.ts';
 import type { ConfigRunner } from '../nix/config.ts';
-import { nixErrorText, trimSentence } from '../nix/errors.ts';
-import { EVAL_ARGS, flakeInstallable, NIX_FEATURE_ARGS } from '../nix/nix.ts';
+import { nixErrorText, summaryLine, trimSentence } from '../nix/errors.ts';
+import { EVAL_ARGS, flakeInstallable, NIX_FEATURE_ARGS, Nix } from '../nix/nix.ts';
 
 /** The configuration's name in nixvm's flake, and so the VM's. */
 export const BOOTSTRAP_VM = 'linux-builder';
@@ -137,31 +138,12 @@ export interface BootstrapOptions {
   home: string | null;
   run: ConfigRunner;
   nix(): string | null;
-  /** nix's configuration (nix config show): its system and substituters. */
-  nixConfig(): Promise<Record<string, unknown> | null>;
   log(line: string): void;
 }
 
-/** Nix's name of the host system nixvm takes the package for, from its configuration. */
-function hostSystemOf(config: Record<string, unknown>): string | null {
-  return typeof config.system === 'string' ? config.system : null;
-}
-
-function words(v: unknown): string[] {
-  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string');
-  return typeof v === 'string' ? v.split(/\s+/).filter(Boolean) : [];
-}
-
-/** nix's error for a sentence: its error lines without the code frame, else its last line. */
+/** What nix (or git) said went wrong, for inside a sentence: the cause line, not the code frame. */
 function lastError(stderr: string, exitCode: number | null): string {
-  const text = trimSentence(nixErrorText(stderr), 300);
-  if (text) return text.replace(/^error:\s*/, '').replace(/\.$/, '');
-  const line = stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !/^(warning:|GC Warning)/.test(l))
-    .at(-1);
-  return (line ?? `exit ${exitCode}`).replace(/^error:\s*/, '');
+  return stderr.trim() ? trimSentence(summaryLine(nixErrorText(stderr))) : `exit ${exitCode}`;
 }
 
 export class Bootstrap {
@@ -186,20 +168,19 @@ export class Bootstrap {
 
   /**
    * Write nixvm's flake for `nixpkgs` and lock it (that fetches nixpkgs' source), then work out
-   * what the builder's system needs from the cache. Changes nothing else.
+   * what the builder's system needs from the cache. Changes nothing else. `nix` is what nix's
+   * configuration says: its system and its substituters.
    */
-  async plan(nixpkgs: string): Promise<BootstrapPlan> {
+  async plan(nixpkgs: string, nix: { system: string | null; substituters: string[] }): Promise<BootstrapPlan> {
     const input = nixpkgsInput(nixpkgs);
     if ('error' in input) throw new AgentError('bad-request', `Cannot set up a Linux builder: ${input.error}.`);
-    const config = await this.#o.nixConfig();
-    const host = config ? hostSystemOf(config) : null;
-    if (!config || !host)
-      throw new AgentError('failed', 'Cannot set up a Linux builder: nix did not show its configuration (its system).');
-    await this.#write(input.url, host);
+    const host = nix.system;
+    if (!host) throw new AgentError('failed', 'Cannot set up a Linux builder: nix did not say which system it is.');
+    const git = await this.#write(input.url, host);
     await this.#lock(nixpkgs);
-    if (sourceRootOf(this.dir).git) await this.#git(['add', '--', 'flake.nix', 'flake.lock']);
+    if (git) await this.#git(['add', '--', 'flake.nix', 'flake.lock']);
     const { toplevel, erofs } = await this.#outPaths(nixpkgs);
-    const substituters = words(config.substituters);
+    const { substituters } = nix;
     const found = await this.#inCache(toplevel, substituters);
     if (!found) {
       throw new AgentError(
@@ -220,7 +201,8 @@ export class Bootstrap {
     };
   }
 
-  async #write(url: string, host: string): Promise<void> {
+  /** Write flake.nix (dropping a lock of another nixpkgs); true when the flake is a git one. */
+  async #write(url: string, host: string): Promise<boolean> {
     const file = path.join(this.dir, 'flake.nix');
     const text = bootstrapFlakeText(url, host);
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
@@ -238,10 +220,11 @@ export class Bootstrap {
     // Inside a git work tree (dotfiles in ~/.config) nix would read only files git tracks: give
     // the flake a repository of its own, with its files added.
     const root = sourceRootOf(this.dir);
-    if (root.git && root.root !== this.dir) {
-      await this.#git(['init', '-q']);
-    }
-    if (sourceRootOf(this.dir).git) await this.#git(['add', '--', 'flake.nix']);
+    if (!root.git) return false;
+    if (root.root !== this.dir) await this.#git(['init', '-q']);
+    // nix locks a git flake only once git tracks its flake.nix.
+    await this.#git(['add', '--', 'flake.nix']);
+    return true;
   }
 
   async #git(args: string[]): Promise<void> {
@@ -342,7 +325,7 @@ export class Bootstrap {
 
   /** Which of `paths` the local store lacks (`nix-store --check-validity --print-invalid`, in chunks). */
   async #missingHere(paths: string[]): Promise<Set<string>> {
-    const nixStore = path.join(path.dirname(this.#nix()), 'nix-store');
+    const nixStore = nixStoreBin(new Nix(this.#nix()));
     const out = new Set<string>();
     for (let i = 0; i < paths.length; i += 2000) {
       const chunk = paths.slice(i, i + 2000);

@@ -71,6 +71,9 @@ export interface BuildersOptions {
 }
 
 interface NixFacts {
+  /** nix's own system (`system`), and where it substitutes from (for the first builder). */
+  system: string | null;
+  substituters: string[];
   localSystems: string[];
   builders: string;
   trustedUsers: string[];
@@ -155,10 +158,6 @@ export class Builders {
       home: o.home ?? null,
       run: o.run,
       nix: o.nix,
-      nixConfig: async () => {
-        const nix = o.nix();
-        return nix ? nixConfig(o.run, nix) : null;
-      },
       log: o.log,
     });
     // An earlier agent's line stays while its VM runs on (VMs outlive the agent); the first
@@ -194,6 +193,8 @@ export class Builders {
     const system = typeof config.system === 'string' ? config.system : null;
     const builders = typeof config.builders === 'string' ? config.builders : DEFAULT_BUILDERS;
     this.#facts = {
+      system,
+      substituters: settingWords(config.substituters),
       localSystems: [...new Set([...(system ? [system] : []), ...settingWords(config['extra-platforms'])])],
       builders,
       trustedUsers: settingWords(config['trusted-users']),
@@ -459,9 +460,12 @@ export class Builders {
         'failed',
         `Cannot set up a Linux builder: the flake at ${owner} has a VM named ${BOOTSTRAP_VM} already; make that one the builder (\`nixvm builder use ${BOOTSTRAP_VM}\`) or rename it.`,
       );
-    const setup = await this.#bootstrap.plan(nixpkgs ?? this.#o.settings().builderNixpkgs ?? DEFAULT_NIXPKGS);
     await this.refresh();
     if (!this.#facts) throw new AgentError('failed', `${this.#problems[0] ?? 'nix was not found.'}`);
+    const setup = await this.#bootstrap.plan(
+      nixpkgs ?? this.#o.settings().builderNixpkgs ?? DEFAULT_NIXPKGS,
+      this.#facts,
+    );
     const plan = this.plan();
     const sentence = planSentence(setup);
     if (!consent) return { setup, sentence, plan, done: false };

@@ -342,6 +342,7 @@ export function toVmSpec(
     hostKey?: unknown;
     keyCredential?: unknown;
   };
+  const stagedKeys = typeof raw.stagedKeysScript === 'string' ? stagedKeysOf(raw.stagedKeysScript) : null;
   const users = Array.isArray(ssh.users) ? ssh.users.filter((u): u is string => typeof u === 'string').sort() : [];
 
   const diskSizeMiB = positiveInt(raw.diskSize);
@@ -403,9 +404,7 @@ export function toVmSpec(
         : [],
       hostKey: typeof ssh.hostKey === 'string' && ssh.hostKey.length <= 16_384 ? ssh.hostKey.trim() : null,
       keyCredential: ssh.keyCredential === true,
-      ...(typeof raw.stagedKeysScript === 'string' && stagedKeysOf(raw.stagedKeysScript)
-        ? { stagedKeys: stagedKeysOf(raw.stagedKeysScript) }
-        : {}),
+      ...(stagedKeys ? { stagedKeys } : {}),
     },
     rosettaTag: typeof raw.rosettaTag === 'string' && raw.rosettaTag !== '' ? raw.rosettaTag : DEFAULT_ROSETTA_TAG,
     storeImage,
