@@ -11,14 +11,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BIN, startDaemon } from './_daemon.ts';
+import { median } from './_args.ts';
 
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 15;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 /** Let the previous run's process finish exiting, so both measurements start on a quiet machine. */

@@ -12,13 +12,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { startDaemon } from './_daemon.ts';
+import { median, numberArg } from './_args.ts';
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const RUNS = arg('--runs', 5);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const RUNS = numberArg('--runs', 5);
 
 if (process.getuid?.() !== 0) {
   console.log('bench/apply.ts needs root: the simulated guest sshd (sshd -i) logs in only the user it runs as.');

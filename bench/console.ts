@@ -13,13 +13,10 @@ import fs from 'node:fs';
 import tty from 'node:tty';
 import type { ConsoleAttachment, ConsoleEvent } from '../src/api/types.ts';
 import { startDaemon } from './_daemon.ts';
+import { numberArg } from './_args.ts';
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const LINES = arg('--lines', 100_000);
-const KEYS = arg('--keys', 200);
+const LINES = numberArg('--lines', 100_000);
+const KEYS = numberArg('--keys', 200);
 const PROMPT = '[root@minimal-vm:~]# ';
 
 const pct = (xs: number[], p: number) => {

@@ -9,13 +9,10 @@
 import type net from 'node:net';
 import { ABUSE_BOUND_MIB as BOUND_MIB, bigSubscribe, open, pipeliners, rss } from './_abuse.ts';
 import { startDaemon } from './_daemon.ts';
+import { numberArg } from './_args.ts';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const GREEDY = arg('--greedy', 8);
-const SECONDS = arg('--seconds', 40);
+const GREEDY = numberArg('--greedy', 8);
+const SECONDS = numberArg('--seconds', 40);
 
 const bench = await startDaemon('many');
 const pid = bench.daemon.pid!;

@@ -17,16 +17,13 @@ import net from 'node:net';
 import { AGENT_METHODS } from '../src/api/types.ts';
 import { ABUSE_BOUND_MIB, bigSubscribe, pipeliners, resetPeak, rss } from './_abuse.ts';
 import { startDaemon } from './_daemon.ts';
+import { numberArg } from './_args.ts';
 
-const arg = (name: string, dflt: number): number => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const MESSAGES = arg('--messages', 50_000);
-const CONNECTIONS = arg('--connections', 16);
-const PIPELINERS = arg('--pipeliners', 8);
-const PIPELINE_SECONDS = arg('--pipeline-seconds', 20);
-let seed = arg('--seed', 16) >>> 0 || 1;
+const MESSAGES = numberArg('--messages', 50_000);
+const CONNECTIONS = numberArg('--connections', 16);
+const PIPELINERS = numberArg('--pipeliners', 8);
+const PIPELINE_SECONDS = numberArg('--pipeline-seconds', 20);
+let seed = numberArg('--seed', 16) >>> 0 || 1;
 const BOUND_MIB = 200;
 
 /** xorshift32: a run is repeatable from its seed. */
@@ -226,7 +223,7 @@ try {
   const rest = rss(pid);
   const f = (n: number) => `${n.toFixed(1)} MiB`;
   console.log(
-    `control socket fuzz: a nixvm daemon (25-VM flake), ${CONNECTIONS} connections at a time, seed ${arg('--seed', 16)}`,
+    `control socket fuzz: a nixvm daemon (25-VM flake), ${CONNECTIONS} connections at a time, seed ${numberArg('--seed', 16)}`,
   );
   console.log(`  agent RSS at the start:           ${f(started.now)}`);
   console.log(

@@ -15,14 +15,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { seedWithOlderSystemd } from '../test/helpers/fixtures.ts';
 import { BIN, startDaemon, type BenchDaemon } from './_daemon.ts';
+import { median, numberArg } from './_args.ts';
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const RUNS = arg('--runs', 5);
+const RUNS = numberArg('--runs', 5);
 const VM = 'builder-vm';
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
 
