@@ -577,8 +577,11 @@ export interface AgentMethods {
   setSettings: { params: Partial<Settings>; result: Settings };
   /** Every disk image in the state dir, orphans included. */
   disks: { params: Record<string, never>; result: DiskListing[] };
-  /** Delete a stopped VM's writable store image (made afresh at its next start). */
-  diskReset: { params: VmRef; result: VmSnapshot };
+  /**
+   * Delete a stopped VM's writable store image (made afresh at its next start); null when the
+   * image was that of a VM no flake defines any more.
+   */
+  diskReset: { params: VmRef; result: VmSnapshot | null };
   /** Grow a stopped VM's writable store image to its virtualisation.diskSize (sparse). */
   diskGrow: { params: VmRef; result: VmSnapshot };
   /** The checks of `nixvm doctor`, run by the agent (its nix, vfkit, VMs' systems and state dir). */

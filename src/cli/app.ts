@@ -961,10 +961,16 @@ async function cmdDiskLs(s: Session, opts: { json?: boolean }): Promise<number> 
  */
 async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean; json?: boolean }): Promise<number> {
   const port = await s.port();
-  const { vm } = await findVm(s, name);
+  const snap = await port.call('snapshot', {});
+  const vm = snap.vms.find((v) => v.name === name);
+  // A VM no flake defines any more has no snapshot, only its image's row in `disk ls`.
+  const orphan = vm
+    ? undefined
+    : (await port.call('disks', {})).find((d) => d.role === 'writable-store' && d.orphan && d.vms[0] === name);
+  if (!vm && !orphan) throw noSuchVm(name, snap, s.io.now());
   const shown = visibleName(name);
-  const stopped = vm.state === 'stopped' || vm.state === 'crashed';
-  const img = vm.disks?.images.find((d) => d.role === 'writable-store');
+  const stopped = !vm || vm.state === 'stopped' || vm.state === 'crashed';
+  const img = orphan ?? vm?.disks?.images.find((d) => d.role === 'writable-store');
   if (stopped && img && !opts.yes) {
     const question = `Delete the writable store image of ${shown} (${visibleName(img.path)}, ${formatBytes(img.allocatedBytes)} on disk)? Everything ${shown} keeps in its writable Nix store is lost. [y/N] `;
     const answer = await s.io.confirm(question);
@@ -979,6 +985,10 @@ async function cmdDiskReset(s: Session, name: string, opts: { yes?: boolean; jso
   const after = await port.call('diskReset', { vm: name });
   if (opts.json) {
     s.json(after);
+    return EXIT.ok;
+  }
+  if (!after) {
+    s.out(`${shown}: writable store image deleted (no flake defines ${shown} any more).`);
     return EXIT.ok;
   }
   const size = after.spec?.writableStore?.sizeMiB;

@@ -197,6 +197,7 @@ export class Agent implements AgentPort {
       closures: this.closures,
       images: this.images,
       stateDir: paths.stateDir,
+      booting: (name) => this.boots.has(name),
       log,
     });
     this.vms = new VmList({
@@ -434,7 +435,7 @@ export class Agent implements AgentPort {
     getSettings: () => this.settings.get(),
     setSettings: (p: Partial<Settings>) => this.settings.update(p),
     disks: () => this.disks.list(),
-    diskReset: (p: { vm: string }) => this.diskCommand(p.vm, () => this.disks.reset(p.vm)),
+    diskReset: (p: { vm: string }) => this.diskReset(p.vm),
     diskGrow: (p: { vm: string }) => this.diskCommand(p.vm, (spec) => this.disks.grow(p.vm, spec)),
     doctor: () => this.doctor(),
     builders: async () => {
@@ -605,6 +606,17 @@ export class Agent implements AgentPort {
       'failed',
       `Cannot start ${JSON.stringify(name)}: ${JSON.stringify(clash.other)} is running with the same MAC address ${clash.mac}, and two VMs with one MAC on the bridge get one DHCP lease between them; stop ${JSON.stringify(clash.other)} first, or give one of them another virtualisation.macAddress.`,
     );
+  }
+
+  /** `disk reset`: a VM's snapshot after it, or null for the image of a VM no flake defines any more. */
+  private diskReset(name: string): VmSnapshot | null {
+    try {
+      return this.diskCommand(name, () => this.disks.reset(name));
+    } catch (err) {
+      if (!(err instanceof AgentError && err.code === 'no-such-vm') || !this.disks.resetOrphan(name)) throw err;
+      this.changed();
+      return null;
+    }
   }
 
   /** A disk command on one VM, then its snapshot. */

@@ -21,6 +21,8 @@ export interface VmDiskOwners {
   closures: ClosureStore;
   images: StoreImages;
   stateDir: string;
+  /** Whether a start or restart of the VM is under way before vfkit runs (building, making its store image). */
+  booting(name: string): boolean;
   log(line: string): void;
 }
 
@@ -83,6 +85,14 @@ export class VmDiskList {
   }
 
   #refuseLive(name: string, what: string): void {
+    // The supervisor says "stopped" until vfkit runs: a start still building must count as live,
+    // or the image would change under the boot that is about to attach it.
+    if (this.#o.booting(name)) {
+      throw new AgentError(
+        'failed',
+        `${JSON.stringify(name)} is starting; wait for it, or stop it, before you ${what} its writable store image.`,
+      );
+    }
     const st = this.#o.supervisor.status(name).state;
     if (st !== 'stopped' && st !== 'crashed') {
       throw new AgentError(
@@ -98,6 +108,20 @@ export class VmDiskList {
     const had = resetWritableImage(this.#o.launcher.paths(name));
     if (!had) throw new AgentError('failed', `${JSON.stringify(name)} has no writable store image to reset.`);
     this.#o.log(`deleted the writable store image of ${JSON.stringify(name)} (disk reset)`);
+  }
+
+  /**
+   * Delete the writable store image of a VM no flake defines any more (it has no snapshot, only a
+   * `nixvm disk ls` row). Returns false when there is no such image, so the caller says "no such VM".
+   */
+  resetOrphan(name: string): boolean {
+    const defined = this.#o.flakes.defined();
+    const img = allWritableImages(path.join(this.#o.stateDir, 'vms')).find((i) => i.vm === name && !defined.has(i.vm));
+    if (!img) return false;
+    this.#refuseLive(name, 'reset');
+    resetWritableImage({ dir: path.dirname(img.path) });
+    this.#o.log(`deleted the writable store image of ${JSON.stringify(name)}, which no flake defines (disk reset)`);
+    return true;
   }
 
   /** Grow a stopped VM's writable store image to its diskSize. */

@@ -220,6 +220,17 @@ describe("the seed's minimal-vm and builder-vm", () => {
     expect(p.bytesWritten).toBeLessThanOrEqual(p.bytesExpected!);
     const note = (await ok('ls')).stdout;
     expect(note).toMatch(/builder-vm\s+stopped.*building the store image: [\d.]+ (B|KiB) of [\d.]+ (B|KiB) written/);
+    // "stopped" until vfkit runs, yet the disks are the start's: reset and grow wait for it.
+    for (const cmd of [
+      ['disk', 'reset', 'builder-vm', '--yes'],
+      ['disk', 'grow', 'builder-vm'],
+    ]) {
+      const r = await nixvm(...cmd);
+      expect(r.exitCode, cmd.join(' ')).toBe(1);
+      expect(r.stderr).toMatch(
+        /"builder-vm" is starting; wait for it, or stop it, before you (reset|grow) its writable store image\./,
+      );
+    }
     fs.writeFileSync(gate, '');
     const start = await starting;
     expect(start.exitCode, start.stderr).toBe(0);
@@ -448,5 +459,17 @@ describe("the seed's minimal-vm and builder-vm", () => {
       /writable-store\s+builder-vm\s+10 GiB\s+\S+ \S+\s+no flake defines this VM/,
     );
     expect(fs.existsSync(img)).toBe(true);
+
+    // ... until the user resets it by the name `disk ls` shows, asked first like any other.
+    const askedOrphan = await nixvm('disk', 'reset', 'builder-vm');
+    expect(askedOrphan.exitCode, askedOrphan.stderr).toBe(2);
+    expect(askedOrphan.stderr).toContain('run it in a terminal to be asked, or pass --yes');
+    const gone = await ok('disk', 'reset', 'builder-vm', '--yes', '--json');
+    expect(JSON.parse(gone.stdout)).toBeNull();
+    expect(fs.existsSync(img)).toBe(false);
+    expect((await diskLs()).some((d) => d.role === 'writable-store' && d.vms[0] === 'builder-vm')).toBe(false);
+    const none = await nixvm('disk', 'reset', 'builder-vm', '--yes');
+    expect(none.exitCode).toBe(4);
+    expect(none.stderr).toContain('No VM named "builder-vm"');
   });
 });
