@@ -4,6 +4,7 @@
  * folder names on group headers, compact rows with a filter past 8 VMs (running ones first), and
  * what a running VM's vfkit uses, sampled only while the dropdown is open. See harness.ts.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recentRuns } from '../../src/host/runner.ts';
@@ -425,4 +426,79 @@ describe('dropdown rows', () => {
       await t.dispose();
     }
   }, 90_000);
+
+  it("grows builder-vm's writable store from the menu when diskSize grew, and resets it only once the user confirms", async () => {
+    const flake = await copyFixture('seed-exact', { salt: true });
+    const certs = path.join(flake.dir, 'ca-bundle.crt');
+    fs.writeFileSync(certs, '-----BEGIN CERTIFICATE-----\nnixvm test\n-----END CERTIFICATE-----\n');
+    const t = await createTestAgent({ flake, env: { NIX_SSL_CERT_FILE: certs } });
+    try {
+      await t.agent.call('start', { vm: 'builder-vm' });
+      await t.agent.call('stop', { vm: 'builder-vm' });
+      const img = t.vm('builder-vm').disks!.images.find((d) => d.role === 'writable-store')!.path;
+      expect(fs.statSync(img).size).toBe(20 * 1024 * 1024 * 1024);
+      const app = await h.open(t.agent, 'index');
+      try {
+        const menuItem = (action: string) => row(app, 'builder-vm').locator(`.vm-menu [data-action="${action}"]`);
+        const openMenu = async () => {
+          await expand(app, 'builder-vm');
+          if (!(await row(app, 'builder-vm').locator('.vm-menu').isVisible()))
+            await row(app, 'builder-vm').locator('[data-action="more"]').click();
+        };
+        await row(app, 'builder-vm').waitFor();
+        await openMenu();
+        // Same size as diskSize: only Reset is offered.
+        expect(await menuItem('growDisk').count()).toBe(0);
+        expect(await menuItem('resetDisk').textContent()).toBe('Reset Writable Store…');
+
+        const host = flake.file('hosts/builder-vm.nix');
+        fs.writeFileSync(host, fs.readFileSync(host, 'utf8').replace('diskSize = 20 * 1024;', 'diskSize = 30 * 1024;'));
+        await t.waitFor((s) => s.vms.some((v) => v.name === 'builder-vm' && v.disks?.canGrow === true), 60_000);
+        await openMenu();
+        await menuItem('growDisk').waitFor();
+        expect(await menuItem('growDisk').isDisabled()).toBe(false);
+        await menuItem('growDisk').click();
+        await t.waitFor(
+          (s) => s.vms.some((v) => v.name === 'builder-vm' && v.disks?.canGrow === false),
+          10_000,
+          'grown',
+        );
+        expect(fs.statSync(img).size).toBe(30 * 1024 * 1024 * 1024);
+        expect(t.vm('builder-vm').disks!.notice).toBeNull();
+
+        // Reset asks; "Cancel" deletes nothing.
+        const asked: string[] = [];
+        const answer = (accept: boolean) =>
+          app.page.once('dialog', (d) => {
+            asked.push(d.message());
+            void (accept ? d.accept() : d.dismiss());
+          });
+        answer(false);
+        await openMenu();
+        await menuItem('resetDisk').click();
+        await expect.poll(() => asked.length).toBe(1);
+        expect(asked[0]).toBe(
+          'Delete the writable store image of "builder-vm"? Everything it keeps in its writable Nix store is lost; its next start makes a new, empty one.',
+        );
+        expect(fs.existsSync(img), 'the image after "Cancel"').toBe(true);
+        answer(true);
+        await openMenu();
+        await menuItem('resetDisk').click();
+        await t.waitFor(
+          (s) =>
+            s.vms.some((v) => v.name === 'builder-vm' && !v.disks?.images.some((d) => d.role === 'writable-store')),
+          10_000,
+          'the image gone',
+        );
+        expect(fs.existsSync(img)).toBe(false);
+        await openMenu();
+        expect(await menuItem('resetDisk').count(), 'nothing left to reset').toBe(0);
+        expect(app.problems).toEqual([]);
+      } finally {
+        await app.close();
+      }
+    } finally {
+      await t.dispose();
+    }
+  }, 120_000);
 });
