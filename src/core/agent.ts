@@ -11,18 +11,17 @@
  *   VmList        the VMs by name, each one's snapshot (vm-view.ts), the read-only queries
  *   StoreImages   the erofs store images of closures (useNixStoreImage), made just before boot
  *   VmDiskList    each VM's disks in view, `disk ls`, `disk reset`, `disk grow`
+ *   Applier       switching a running VM in place (`apply`), and what each VM's last apply did
  *
  * Data flows one way: nix/vfkit → owners → snapshot → faces; commands the other way. The faces
  * (the daemon, the app) serve it on the control socket; the engine knows no face.
  */
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
 import { ownValue } from '../api/records.ts';
 import { stampedLine } from '../api/log-lines.ts';
 import type {
-  ApplyOutcome,
   AgentEvent,
   AgentInfo,
   DoctorReport,
@@ -59,11 +58,11 @@ import { SettingsStore } from './settings.ts';
 import { StoreImages } from './store-image.ts';
 import { VmDiskList } from './vm-disks.ts';
 import { VmList, type Loaded } from './vm-list.ts';
-import { runSwitch, switchPlan } from './switch.ts';
-import { writeSshConfig } from './net/ssh.ts';
+import { Applier } from './vm-apply.ts';
 import { run as runProgram } from '../host/runner.ts';
 import { isLive } from './vm-view.ts';
 import { Launcher } from './vm/launcher.ts';
+import { attachWhenOpen } from './vm/console-relay.ts';
 import { Supervisor } from './vm/supervisor.ts';
 
 const VERSION = '0.1.0';
@@ -122,13 +121,12 @@ export class Agent implements AgentPort {
   private readonly vms: VmList;
   private readonly images: StoreImages;
   private readonly disks: VmDiskList;
+  private readonly applier: Applier;
   private readonly usage: UsageSampler;
   private readonly builders: Builders;
   /** The first look at nix's configuration and builders (ready() waits for it). */
   private buildersRead: Promise<void> = Promise.resolve();
   private readonly starting = new Map<string, Promise<VmSnapshot>>();
-  /** What the last apply of each VM did (switch in place, restart and why, a failed switch). */
-  private readonly applied = new Map<string, ApplyOutcome>();
   /** Starts (and restarts) under way, by VM: a stop cancels them before they launch anything. */
   private readonly boots = new Map<string, Set<{ cancelled: boolean }>>();
   private nix: Nix | null = null;
@@ -210,7 +208,7 @@ export class Agent implements AgentPort {
       disks: this.disks,
       images: this.images,
       ...(opts.nixvmCommand ? { nixvm: opts.nixvmCommand } : {}),
-      applied: (name) => this.applied.get(name) ?? null,
+      applied: (name) => this.applier.outcome(name),
       usage: (name) => this.usage.usage(name),
       platform: (spec, rootKey) => this.builders.platform(spec, rootKey),
     });
@@ -274,6 +272,15 @@ export class Agent implements AgentPort {
       // Only the logs of VMs that exist: each followed log costs a file watcher and a buffer.
       knows: (vm) => this.vms.entries().some((e) => e.name === vm),
       usageWanted: (on) => this.usage.want(on),
+      log,
+    });
+    this.applier = new Applier({
+      vms: this.vms,
+      launcher: this.launcher,
+      supervisor: this.supervisor,
+      hub: this.hub,
+      nix: () => this.nix,
+      changed: () => this.changed(),
       log,
     });
     this.locateNix(s.nixPath);
@@ -388,28 +395,8 @@ export class Agent implements AgentPort {
     fn: (ev: ConsoleEvent) => void,
   ): Promise<ConsoleAttachment> {
     const name = vmName(vm, 'attachConsole');
-    // A VM that just started: its console opens once vfkit's REST API first answers.
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const relay = this.supervisor.console(name);
-      if (relay) return relay.attach(fn, opts.input === true);
-      const st = this.supervisor.status(name).state;
-      if (st !== 'starting' && st !== 'running') break;
-      if (this.supervisor.consoleIsLogFile(name) || Date.now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const st = this.supervisor.status(name).state;
-    if (st === 'starting' || st === 'running') {
-      if (this.supervisor.consoleIsLogFile(name))
-        throw new AgentError(
-          'failed',
-          `VM ${JSON.stringify(name)} was started by an earlier nixvm whose console was only a log file; restart it (\`nixvm restart ${shellWord(name)}\`) to type into its console.`,
-        );
-      throw new AgentError(
-        'failed',
-        `The console of VM ${JSON.stringify(name)} could not be opened; see the agent's log (\`nixvm logs --agent\`) and restart the VM.`,
-      );
-    }
+    const attached = await attachWhenOpen(this.supervisor, name, fn, opts.input === true);
+    if (attached) return attached;
     this.vms.entry(name); // no-such-vm, naming the known ones
     throw new AgentError(
       'failed',
@@ -654,127 +641,14 @@ export class Agent implements AgentPort {
     await this.ensureClosure(t);
     const v = this.vms.view(this.vms.entry(name));
     if (!isLive(v) || !v.stale) return v;
-    const booted = this.supervisor.status(name).booted;
     const built = this.closures.built(name);
-    const at = Date.now();
-    const plan =
-      v.state === 'running' && booted && built && built.drvPath === t.spec.drvPath
-        ? switchPlan({
-            spec: this.launcher.runSpec(t),
-            rootKey: this.launcher.rootKey(t),
-            booted: { outPath: booted.outPath, facts: booted.facts },
-            next: { outPath: built.outPath, facts: this.launcher.facts(t) },
-          })
-        : { kind: 'restart' as const, reasons: ['it is still booting'] };
-    const outPath = built?.outPath ?? '';
+    const plan = this.applier.plan(t, v.state === 'running', built);
     if (plan.kind === 'restart') {
-      this.applied.set(name, { how: 'restart', outPath, at, reasons: plan.reasons, error: null, lastLine: null });
-      this.log(`applying ${JSON.stringify(name)} by a restart: ${plan.reasons.join('; ')}`);
+      this.applier.restarting(name, built?.outPath ?? '', plan.reasons);
       return this.boot(name, { restart: true });
     }
-    return this.switchInPlace(name, built!, plan.copy);
-  }
-
-  /**
-   * A store-image guest's own store gets the new closure first: `nix copy --to ssh-ng://` over
-   * nixvm's channel (Nix's own transport). Nix splits NIX_SSHOPTS at spaces, so its ssh reads a
-   * config of its own (`-F`) from a path without any: beside the VM's vsock socket.
-   */
-  private async copyClosure(name: string, outPath: string, onLine: (l: string) => void): Promise<string | null> {
-    const r = this.vms.rootSshTarget(name);
-    const socket = this.launcher.paths(name).sshSocket;
-    if (!r || !socket || !this.nix)
-      return `nixvm cannot reach ${JSON.stringify(name)} over ssh to copy the new closure into its store; restart to apply.`;
-    const config = `${socket.replace(/\.sock$/, '')}.nix-ssh_config`;
-    try {
-      await writeSshConfig(config, [
-        { vm: name, alias: r.alias, target: { ...r.target, extraOptions: {}, connectTimeout: null } },
-      ]);
-      // BatchMode: nix's ssh must never wait for a prompt.
-      fs.appendFileSync(config, '  BatchMode yes\n  ConnectTimeout 10\n');
-    } catch (err) {
-      return `nixvm could not write the ssh config nix copies through (${errorMessage(err)}); restart to apply.`;
-    }
-    const res = await runProgram(this.nix.argv('copy', '--no-check-sigs', '--to', `ssh-ng://${r.alias}`, outPath), {
-      env: { NIX_SSHOPTS: `-F ${config}` },
-      allowFailure: true,
-      timeoutMs: 30 * 60_000,
-      onLine: (l) => onLine(l),
-    });
-    if (res.exitCode === 0) return null;
-    const last = res.stderr.trim().split('\n').at(-1) ?? '';
-    return `Copying the new closure into the store of ${JSON.stringify(name)} failed (${last || `exit ${res.exitCode}`}); it keeps running on what it has; restart to apply.`;
-  }
-
-  private async switchInPlace(
-    name: string,
-    built: { drvPath: string; outPath: string },
-    copy = false,
-  ): Promise<VmSnapshot> {
-    const at = Date.now();
-    const logFile = path.join(this.launcher.paths(name).logDir, 'apply.log');
-    const ssh = this.vms.rootSshArgv(name);
-    let outcome: ApplyOutcome;
-    if (!ssh) {
-      outcome = {
-        how: 'failed',
-        outPath: built.outPath,
-        at,
-        reasons: [],
-        error: `nixvm cannot reach ${JSON.stringify(name)} over ssh to switch it (it has no address and no vsock answer yet); restart to apply.`,
-        lastLine: null,
-      };
-    } else {
-      const switching: ApplyOutcome = {
-        how: 'switching',
-        outPath: built.outPath,
-        at,
-        reasons: [],
-        error: null,
-        lastLine: null,
-      };
-      this.applied.set(name, switching);
-      this.changed();
-      let log: fs.WriteStream | null = null;
-      try {
-        fs.mkdirSync(path.dirname(logFile), { recursive: true, mode: 0o700 });
-        log = fs.createWriteStream(logFile, { flags: 'w', mode: 0o600 });
-        log.on('error', () => {});
-      } catch {
-        log = null;
-      }
-      log?.write(`# nixvm apply ${new Date(at).toISOString()}: ${built.outPath}/bin/switch-to-configuration switch\n`);
-      this.log(`applying ${JSON.stringify(name)} by switching in place to ${built.outPath}`);
-      const onLine = (line: string): void => {
-        log?.write(`${line}\n`);
-        switching.lastLine = line.slice(0, 500);
-        this.changed();
-      };
-      const copyError = copy ? await this.copyClosure(name, built.outPath, onLine) : null;
-      outcome = copyError
-        ? { how: 'failed', outPath: built.outPath, at, reasons: [], error: copyError, lastLine: switching.lastLine }
-        : await runSwitch({
-            vm: name,
-            ssh,
-            outPath: built.outPath,
-            logFile,
-            onLine,
-          });
-      await new Promise<void>((r) => (log ? log.end(r) : r()));
-    }
-    this.applied.set(name, outcome);
-    if (outcome.how === 'switch') {
-      this.supervisor.markSwitched(name, built);
-      this.hub.notify({
-        level: 'info',
-        title: `Applied ${JSON.stringify(name)}`,
-        body: 'Switched in place, no reboot.',
-        vm: name,
-      });
-      return this.vms.view(this.vms.entry(name));
-    }
-    this.changed();
-    throw new AgentError('failed', outcome.error ?? `Switching ${JSON.stringify(name)} failed.`);
+    await this.applier.switchInPlace(name, built!, plan.copy);
+    return this.vms.view(this.vms.entry(name));
   }
 
   private async autostart(): Promise<void> {

@@ -11,7 +11,9 @@ import { constants, openSync, closeSync, write as fsWrite } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { DEFAULT_CONSOLE_MAX_BYTES, keepTail } from './console.ts';
 import tty from 'node:tty';
-import type { ConsoleAttachment, ConsoleEvent } from '../../api/types.ts';
+import { AgentError } from '../../api/errors.ts';
+import type { ConsoleAttachment, ConsoleEvent, VmRunState } from '../../api/types.ts';
+import { shellWord } from '../../host/shell.ts';
 import { MAX_CONSOLE_INPUT_BYTES } from '../../api/validate.ts';
 
 /** Bytes of recent output a new attachment is shown first (the prompt, the last screen). */
@@ -250,4 +252,42 @@ export class ConsoleRelay {
     this.#finish(reason);
     return this.#closed;
   }
+}
+
+/** What attaching needs of the supervisor, the owner of the relays. */
+export interface ConsoleSource {
+  console(name: string): ConsoleRelay | null;
+  consoleIsLogFile(name: string): boolean;
+  status(name: string): { state: VmRunState };
+}
+
+/**
+ * Attach to a live VM's console, waiting (up to 10 s) for a VM that just started: its console
+ * opens once vfkit's REST API first answers. Null when the VM is not live; a live VM whose
+ * console cannot be had is one sentence saying what to do.
+ */
+export async function attachWhenOpen(
+  src: ConsoleSource,
+  name: string,
+  fn: (ev: ConsoleEvent) => void,
+  input: boolean,
+): Promise<ConsoleAttachment | null> {
+  const live = () => ['starting', 'running'].includes(src.status(name).state);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const relay = src.console(name);
+    if (relay) return relay.attach(fn, input);
+    if (!live() || src.consoleIsLogFile(name) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!live()) return null;
+  if (src.consoleIsLogFile(name))
+    throw new AgentError(
+      'failed',
+      `VM ${JSON.stringify(name)} was started by an earlier nixvm whose console was only a log file; restart it (\`nixvm restart ${shellWord(name)}\`) to type into its console.`,
+    );
+  throw new AgentError(
+    'failed',
+    `The console of VM ${JSON.stringify(name)} could not be opened; see the agent's log (\`nixvm logs --agent\`) and restart the VM.`,
+  );
 }
