@@ -951,6 +951,26 @@ describe('ssh', () => {
       expect(r.err).toMatch(/ssh destination for "web" is not an address, user and port nixvm can use; it was not run/);
     }
   });
+
+  it('refuses a user ssh would expand or read as an option, naming the setting that fixes it, and runs nothing', async () => {
+    for (const user of ['100%h', '${HOME}', '-oProxyCommand=touch /tmp/pwned']) {
+      const port = twoVms();
+      port.handlers.sshCommand = () => ({ argv: [], command: '', target: destination({ user }), route: 'ipv4' });
+      const ran: string[][] = [];
+      const r = await run(['ssh', 'web'], port, {
+        probeSsh: async () => 'ipv4',
+        exec: async (argv) => {
+          ran.push(argv);
+          return 0;
+        },
+      });
+      expect(ran, user).toEqual([]);
+      expect(r.code, user).toBe(1);
+      expect(r.err, user).toContain(`The ssh user ${JSON.stringify(user)} of VM "web" cannot be handed to ssh: `);
+      expect(r.err, user).toContain('set a plain one with `nixvm config set sshUser.web NAME`.');
+      expect(r.err.trimEnd().split('\n'), user).toHaveLength(1);
+    }
+  });
 });
 
 describe('login-item', () => {
