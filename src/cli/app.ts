@@ -725,8 +725,15 @@ async function cmdConsole(
     const v = snap.vms.find((x) => x.name === vm);
     if (!v) throw noSuchVm(vm, snap, s.io.now());
     if (v.state !== 'running' && v.state !== 'starting') {
-      const code = await cmdAction(s, 'start', [vm], {});
-      if (code !== EXIT.ok) return code;
+      // The start's progress goes to stderr: from a pipe, stdout is the guest's answers alone.
+      const progress = new Session({ ...s.io, stdout: s.io.stderr });
+      progress.socketOverride = s.socketOverride;
+      try {
+        const code = await cmdAction(progress, 'start', [vm], {});
+        if (code !== EXIT.ok) return code;
+      } finally {
+        await progress.close();
+      }
     }
   }
   const { runConsole } = await import('./console.ts');

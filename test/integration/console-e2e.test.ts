@@ -277,6 +277,23 @@ describe('the serial console of a VM without sshd', () => {
     a.att.detach();
   });
 
+  it('--start starts a stopped VM, then attaches: a script gets the answers on stdout, the start on stderr', async () => {
+    const stop = await nixvm(['stop', VM]);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    const r = await nixvm(['console', '--start', VM, '--quiet-ms', '300'], 'hostname\n');
+    expect(r.exitCode, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^${VM}: started \\(running`, 'm'));
+    expect(r.stdout, 'the start said on stdout, amid the guest’s answers').not.toContain('started');
+    expect(r.stdout).toContain(`hostname\n${VM}\n`);
+    const status = await nixvm(['status', VM, '--json']);
+    expect(JSON.parse(status.stdout).state).toBe('running');
+    // Already running: --start attaches without starting it again.
+    const again = await nixvm(['console', '--start', VM, '--quiet-ms', '300'], 'whoami\n');
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain('started');
+    expect(again.stdout).toContain('whoami\nroot\n');
+  });
+
   it('refuses a VM that is not running, with the way to start it', async () => {
     const r = await nixvm(['console', 'builder-vm']);
     expect(r.exitCode).toBe(1);
