@@ -1066,6 +1066,18 @@ describe('ssh', () => {
   });
 });
 
+describe('console', () => {
+  it('refuses --resize with --read-only (it types into the guest), without attaching', async () => {
+    const port = twoVms();
+    const r = await run(['console', 'web', '--read-only', '--resize'], port);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      'nixvm: --resize types `stty` into the guest, which --read-only does not do; drop one of them.\n',
+    );
+    expect(port.calls).toEqual([]);
+  });
+});
+
 describe('login-item', () => {
   const status = (over: Partial<LoginItemStatus>): LoginItemStatus => ({
     label: 'dev.nixvm.agent',
