@@ -706,8 +706,13 @@ async function cmdProxy(
 async function cmdConsole(
   s: Session,
   vm: string,
-  opts: { start?: boolean; readOnly?: boolean; quietMs: string },
+  opts: { start?: boolean; readOnly?: boolean; resize?: boolean; quietMs: string },
 ): Promise<number> {
+  if (opts.readOnly && opts.resize)
+    throw new CliError(
+      EXIT.usage,
+      '--resize types `stty` into the guest, which --read-only does not do; drop one of them.',
+    );
   const quietMs = Number(opts.quietMs);
   if (!Number.isInteger(quietMs) || quietMs < 0 || quietMs > 600_000)
     throw new CliError(
@@ -720,12 +725,19 @@ async function cmdConsole(
     const v = snap.vms.find((x) => x.name === vm);
     if (!v) throw noSuchVm(vm, snap, s.io.now());
     if (v.state !== 'running' && v.state !== 'starting') {
-      const code = await cmdAction(s, 'start', [vm], {});
-      if (code !== EXIT.ok) return code;
+      // The start's progress goes to stderr: from a pipe, stdout is the guest's answers alone.
+      const progress = new Session({ ...s.io, stdout: s.io.stderr });
+      progress.socketOverride = s.socketOverride;
+      try {
+        const code = await cmdAction(progress, 'start', [vm], {});
+        if (code !== EXIT.ok) return code;
+      } finally {
+        await progress.close();
+      }
     }
   }
   const { runConsole } = await import('./console.ts');
-  return runConsole({ vm, io: s.io, port, readOnly: !!opts.readOnly, quietMs });
+  return runConsole({ vm, io: s.io, port, readOnly: !!opts.readOnly, resize: !!opts.resize, quietMs });
 }
 
 async function cmdSshCommand(s: Session, name: string, opts: { json?: boolean }): Promise<number> {
@@ -1166,9 +1178,15 @@ export function buildProgram(s: Session, setCode: (c: number) => void): Command 
     .argument('<vm>')
     .option('--start', 'start the VM first when it is not running')
     .option('--read-only', 'watch without typing')
+    .option(
+      '--resize',
+      "type `stty rows R cols C` into the guest's shell (at its prompt, with nothing typed on the line) when attaching and after each resize; without it nixvm only prints that line",
+    )
     .option('--quiet-ms <ms>', 'from a pipe: end once the guest is quiet this long after the input ended', '1000')
     .action(
-      act((vm: string, opts: { start?: boolean; readOnly?: boolean; quietMs: string }) => cmdConsole(s, vm, opts)),
+      act((vm: string, opts: { start?: boolean; readOnly?: boolean; resize?: boolean; quietMs: string }) =>
+        cmdConsole(s, vm, opts),
+      ),
     );
 
   program

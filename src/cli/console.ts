@@ -1,10 +1,13 @@
 /**
  * `nixvm console <vm>`: the VM's serial console on this terminal, through the agent (the pty's
- * one reader). On a terminal: raw keys, the screen the console had, and Ctrl-] to detach. From a
- * pipe (a script): line mode; what comes in is typed, what the guest answers is printed with
- * plain newlines, and the command ends once the guest has been quiet for `--quiet-ms` after the
- * input ended.
+ * one reader). On a terminal: raw keys, the screen the console had, and Ctrl-] to detach; the
+ * window's size, which a serial line cannot carry, is said as the `stty` line to run in the guest
+ * at attach and after each resize, or with `--resize` typed there at the shell prompt
+ * (api/console-size.ts says when that is safe). From a pipe (a script): line mode; what comes in
+ * is typed, what the guest answers is printed with plain newlines, and the command ends once the
+ * guest has been quiet for `--quiet-ms` after the input ended.
  */
+import { ConsoleSizer, sizeHint, sttyCommand, type SizerClock } from '../api/console-size.ts';
 import type { ConsoleAttachment, ConsoleEvent } from '../api/types.ts';
 import { visibleName, visibleText } from './format.ts';
 import type { CliInput, CliIo, CliPort } from './io.ts';
@@ -20,6 +23,10 @@ export interface ConsoleRun {
   readOnly: boolean;
   /** Pipe mode: how long the guest must stay quiet after the input ended (ms). */
   quietMs: number;
+  /** On a terminal: type `stty rows … cols …` into the guest at its prompt when the size changes. */
+  resize?: boolean;
+  /** The resize debounce and the guest's quiet time before typing (tests shorten them). */
+  sizer?: { debounceMs?: number; quietMs?: number; clock?: SizerClock };
 }
 
 /** Output for a pipe: the guest's CRLFs as newlines, bare CRs dropped. */
@@ -55,16 +62,34 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
   const done = new Promise<number>((res) => (finish = res));
   let ended: string | null = null;
 
+  let att: ConsoleAttachment | null = null;
+  const typeSize = tty && !r.readOnly && !!r.resize;
+  const sizer = tty
+    ? new ConsoleSizer({
+        typing: typeSize,
+        send: (text) => att?.write(Buffer.from(text)),
+        hint: (size) => io.stderr.write(`\r\n(${sizeHint(size)})\r\n`),
+        ...r.sizer,
+      })
+    : null;
+  const windowSize = () => {
+    const rows = io.stdout.rows;
+    const cols = io.stdout.columns;
+    return rows && cols ? { rows, cols } : null;
+  };
+
   const onEvent = (ev: ConsoleEvent) => {
     if (ev.kind === 'data') {
       // A script wants the answers to what it typed, not the screen before it attached.
       if (!tty && !seenInputEvent) return;
+      sizer?.output(ev.data);
       lastOutput = io.now();
       if (tty && raw) raw.write(ev.data);
       else io.stdout.write(tty ? Buffer.from(ev.data).toString('utf8') : pipeText(ev.data, crState));
     } else if (ev.kind === 'input') {
       const before = writer;
       writer = ev.writer;
+      sizer?.writer(writer);
       if (!seenInputEvent) {
         seenInputEvent = true;
         if (!writer && !r.readOnly)
@@ -84,19 +109,32 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
     }
   };
 
-  const att: ConsoleAttachment = await r.port.attachConsole(r.vm, { input: !r.readOnly }, onEvent);
-  if (tty) {
-    const cols = io.stdout.columns;
-    const rows = raw?.rows;
-    io.stderr.write(
-      `Connected to the console of VM "${visibleName(r.vm)}" (${visibleName(att.pty)}). Detach with ${DETACH_KEY}.` +
-        (cols && rows
-          ? ` The guest cannot see this window's size over a serial line: run \`stty rows ${rows} cols ${cols}\` in it.`
-          : '') +
-        '\r\n',
-    );
+  try {
+    att = await r.port.attachConsole(r.vm, { input: !r.readOnly }, onEvent);
+  } catch (err) {
+    sizer?.dispose();
+    throw err;
   }
   const offs: Array<() => void> = [];
+  if (tty && sizer) {
+    const size = windowSize();
+    io.stderr.write(
+      `Connected to the console of VM "${visibleName(r.vm)}" (${visibleName(att.pty)}). Detach with ${DETACH_KEY}.` +
+        (!size
+          ? ''
+          : typeSize
+            ? ` This window's size goes to the guest as \`${sttyCommand(size)}\`, typed at its shell prompt (now and after each resize).`
+            : ` ${sizeHint(size)} (\`--resize\` types it there at the shell prompt, after each resize too.)`) +
+        '\r\n',
+    );
+    if (size) sizer.attached(size);
+    const off = io.stdout.onResize?.(() => {
+      const now = windowSize();
+      if (now) sizer.resize(now);
+    });
+    if (off) offs.push(off);
+  }
+  const attached = att;
   if (stdin) {
     if (tty) stdin.setRaw(true);
     offs.push(
@@ -104,12 +142,17 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
         if (tty) {
           const at = chunk.indexOf(DETACH_BYTE);
           if (at >= 0) {
-            if (at > 0) att.write(chunk.subarray(0, at));
+            if (at > 0 && !r.readOnly) {
+              sizer?.input(chunk.subarray(0, at));
+              attached.write(chunk.subarray(0, at));
+            }
             finish(0);
             return;
           }
         }
-        if (!r.readOnly) att.write(chunk);
+        if (r.readOnly) return;
+        sizer?.input(chunk);
+        attached.write(chunk);
       }),
       stdin.onEnd(() => {
         inputEnded = true;
@@ -133,8 +176,9 @@ export async function runConsole(r: ConsoleRun): Promise<number> {
   io.signal.removeEventListener('abort', onAbort);
   if (quietTimer) clearTimeout(quietTimer);
   for (const off of offs) off();
+  sizer?.dispose();
   if (tty) stdin?.setRaw(false);
-  att.detach();
+  attached.detach();
   if (tty)
     io.stderr.write(
       ended ? `\r\n${visibleText(ended)}\r\n` : `\r\nDetached from the console of VM "${visibleName(r.vm)}".\r\n`,

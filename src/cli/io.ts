@@ -13,6 +13,10 @@ export interface CliOutput {
   write(chunk: string): unknown;
   isTTY?: boolean;
   columns?: number;
+  /** A terminal's rows (`nixvm console` tells the guest its size). */
+  rows?: number;
+  /** The terminal was resized (SIGWINCH); returns the unsubscribe. */
+  onResize?(fn: () => void): () => void;
   /** The real terminal stream, when there is one (the progress bar draws on it). */
   stream?: NodeJS.WriteStream;
 }
@@ -102,6 +106,13 @@ export function outputOf(stream: NodeJS.WriteStream): CliOutput {
     },
     get columns() {
       return stream.isTTY ? stream.columns : undefined;
+    },
+    get rows() {
+      return stream.isTTY ? stream.rows : undefined;
+    },
+    onResize(fn) {
+      stream.on('resize', fn);
+      return () => stream.off('resize', fn);
     },
     stream,
   };

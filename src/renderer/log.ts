@@ -22,6 +22,7 @@ import { runStartOf, unstamp } from '../api/log-lines.ts';
 import { bridge, errorMessage } from './bridge.ts';
 import { AnsiRenderer, applyTrueColours, stripAnsi } from './ansi.ts';
 import { LineBuffer, matches, newAfterTail, type LogLine } from './log-buffer.ts';
+import { runStartText } from './console-history.ts';
 import { openConsoleView, type ConsoleView } from './terminal.ts';
 import { applyWindowFlags } from './window-flags.ts';
 
@@ -36,6 +37,7 @@ const PAD_X = 24;
 /** Cells of the build log's time gutter ("13:40:01" and a space); styles/log.css uses 9ch. */
 const GUTTER = 9;
 const WRAP_KEY = 'nixvm.log.wrap';
+const PASS_SIZE_KEY = 'nixvm.terminal.passSize';
 
 /** One line as the window keeps it: its HTML, its width in cells, and what it marks. */
 interface Row {
@@ -137,22 +139,13 @@ const timeFmt = new Intl.DateTimeFormat(undefined, {
   second: '2-digit',
   hour12: false,
 });
-const dateFmt = new Intl.DateTimeFormat(undefined, {
-  weekday: 'short',
-  day: 'numeric',
-  month: 'short',
-  hour: '2-digit',
-  minute: '2-digit',
-  second: '2-digit',
-  hour12: false,
-});
 
 function ingest(lines: string[]): void {
   for (const raw of lines) {
     const line = normalise(raw);
     const run = kind === 'console' ? runStartOf(line) : null;
     if (run !== null) {
-      const text = `Run started ${dateFmt.format(run)}`;
+      const text = runStartText(run);
       queued.push({ text, data: { html: text, cells: text.length, run } });
       continue;
     }
@@ -527,6 +520,12 @@ bridge.onEvent((ev) => {
 const termEl = document.getElementById('term')!;
 const termTab = document.querySelector<HTMLButtonElement>('.seg [data-mode="terminal"]')!;
 const logOnly = [searchEl, countEl, followEl.parentElement!, wrapEl.parentElement!, consoleBtn];
+const passSizeEl = document.getElementById('pass-size') as HTMLInputElement;
+passSizeEl.checked = localStorage.getItem(PASS_SIZE_KEY) === '1';
+passSizeEl.addEventListener('change', () => {
+  localStorage.setItem(PASS_SIZE_KEY, passSizeEl.checked ? '1' : '0');
+  termView?.passSize(passSizeEl.checked);
+});
 let termView: ConsoleView | null = null;
 
 function showTerminal(on: boolean): void {
@@ -534,6 +533,7 @@ function showTerminal(on: boolean): void {
   logEl.hidden = on;
   if (on) emptyEl.hidden = true;
   for (const el of logOnly) el.hidden = on;
+  passSizeEl.parentElement!.hidden = !on;
   termTab.setAttribute('aria-selected', String(on));
   if (on) for (const t of tabs) t.setAttribute('aria-selected', 'false');
   if (!on) {
@@ -544,11 +544,16 @@ function showTerminal(on: boolean): void {
   }
   noticeEl.hidden = true;
   document.title = `${vm} — Terminal`;
-  void openConsoleView(termEl, vm, (text, level) => {
-    noticeEl.hidden = false;
-    noticeEl.textContent = text;
-    noticeEl.dataset.level = level;
-  }).then((v) => {
+  void openConsoleView(
+    termEl,
+    vm,
+    (text, level) => {
+      noticeEl.hidden = false;
+      noticeEl.textContent = text;
+      noticeEl.dataset.level = level;
+    },
+    { passSize: passSizeEl.checked },
+  ).then((v) => {
     if (termEl.hidden) v.close();
     else termView = v;
   });

@@ -1,15 +1,24 @@
 /**
  * The log window's Terminal tab: the VM's serial console in xterm.js, attached through the
- * bridge like `nixvm console` (the console's recent screen first, then live; this window holds
- * the input while it is the newest to ask). Loaded only when the tab is first opened.
+ * bridge like `nixvm console`: the console log's history first (the runs before this one too,
+ * each after its `Run started …` separator), then the console's recent screen and the live
+ * stream without repeating what the log already showed (console-history.ts); this window holds
+ * the input while it is the newest to ask. The window's size reaches the guest as `nixvm console`
+ * passes it: the `stty` line in the notice after a resize, or with "Pass size" typed at the
+ * guest's shell prompt (api/console-size.ts). Loaded only when the tab is first opened.
  *
  * xterm.js writes its theme and cell sizes into <style> elements it creates, which the window's
  * CSP (style-src 'self') refuses; constructable stylesheets are not inline styles, so the text of
  * every <style> element made here goes into one of those instead (xtermjs/xterm.js#4445).
  */
 import '@xterm/xterm/css/xterm.css';
+import { ConsoleSizer, sizeHint } from '../api/console-size.ts';
 import type { WireConsoleEvent } from '../api/types.ts';
 import { bridge, errorMessage } from './bridge.ts';
+import { historyBeforeReplay, historyText } from './console-history.ts';
+
+/** Lines of the console log shown above the live console (xterm.js keeps 5000 in all). */
+const HISTORY_LINES = 3000;
 
 let shimmed = false;
 function styleShim(): void {
@@ -50,6 +59,12 @@ function toBase64(s: string): string {
 export interface ConsoleView {
   close(): void;
   focus(): void;
+  /** Type `stty rows … cols …` into the guest at its prompt when the size changes (else only say it). */
+  passSize(on: boolean): void;
+}
+
+export interface ConsoleViewOptions {
+  passSize: boolean;
 }
 
 /** Mount a terminal on `container` attached to `vm`'s console; `status` hears one-line news. */
@@ -57,6 +72,7 @@ export async function openConsoleView(
   container: HTMLElement,
   vm: string,
   status: (text: string, kind: 'info' | 'error') => void,
+  opts: ConsoleViewOptions = { passSize: false },
 ): Promise<ConsoleView> {
   styleShim();
   const [{ Terminal }, { FitAddon }] = await Promise.all([import('@xterm/xterm'), import('@xterm/addon-fit')]);
@@ -71,7 +87,7 @@ export async function openConsoleView(
       ? { background: '#1e1e1e', foreground: '#e6e6e6' }
       : { background: '#ffffff', foreground: '#1d1d1f', cursor: '#1d1d1f', selectionBackground: '#b4d5fe' },
   });
-  // Rows and columns follow the window (the guest still cannot see them over a serial line).
+  // Rows and columns follow the window; the guest learns them only through `stty` (the sizer).
   const fit = new FitAddon();
   term.loadAddon(fit);
   term.open(container);
@@ -79,32 +95,72 @@ export async function openConsoleView(
   const resized = new ResizeObserver(() => fit.fit());
   resized.observe(container);
   let closed = false;
+  const send = (text: string) =>
+    void bridge.consoleInput(toBase64(text)).catch((e: unknown) => status(errorMessage(e), 'error'));
+  const sizer = new ConsoleSizer({
+    typing: opts.passSize,
+    send,
+    hint: (size) => status(sizeHint(size), 'info'),
+  });
+  const resizedTerm = term.onResize(({ rows, cols }) => sizer.resize({ rows, cols }));
+
+  // The log's history, read before attaching: the relay's replay then overlaps its end.
+  const tail = await bridge.call('logs', { vm, kind: 'console', lines: HISTORY_LINES }).catch(() => null);
+  let history: string[] | null = tail?.lines ?? [];
+  const showHistory = (replay: Uint8Array = new Uint8Array()): number => {
+    if (history === null) return 0;
+    const { before, from } = historyBeforeReplay(history, replay);
+    history = null;
+    if (before) term.write(historyText(before));
+    return from;
+  };
+  let firstInput = true;
   const onEvent = (ev: WireConsoleEvent) => {
     if (closed) return;
-    if (ev.kind === 'data') term.write(fromBase64(ev.data));
-    else if (ev.kind === 'input')
+    if (ev.kind === 'data') {
+      const data = fromBase64(ev.data);
+      // The first bytes, before the input's state, are the relay's replay of the recent screen.
+      const from = showHistory(data);
+      sizer.output(data);
+      term.write(from ? data.subarray(from) : data);
+      return;
+    }
+    showHistory();
+    if (ev.kind === 'input') {
+      sizer.writer(ev.writer);
+      const hint = firstInput && ev.writer && !sizer.typing ? ` ${sizeHint({ rows: term.rows, cols: term.cols })}` : '';
+      firstInput = false;
       status(
         ev.writer
-          ? `Typing into the console of ${JSON.stringify(vm)}.`
+          ? `Typing into the console of ${JSON.stringify(vm)}.${hint}`
           : `Watching: another client types into this console; its input passes here when it detaches.`,
         'info',
       );
-    else status(ev.reason, 'error');
+    } else status(ev.reason, 'error');
   };
+  const encoder = new TextEncoder();
   const input = term.onData((d) => {
-    void bridge.consoleInput(toBase64(d)).catch((e: unknown) => status(errorMessage(e), 'error'));
+    sizer.input(encoder.encode(d));
+    send(d);
   });
   try {
     await bridge.consoleAttach(vm, onEvent);
+    sizer.attached({ rows: term.rows, cols: term.cols });
   } catch (e) {
+    showHistory();
     status(errorMessage(e), 'error');
   }
   term.focus();
   return {
     focus: () => term.focus(),
+    passSize(on) {
+      sizer.typing = on;
+    },
     close() {
       if (closed) return;
       closed = true;
+      sizer.dispose();
+      resizedTerm.dispose();
       input.dispose();
       resized.disconnect();
       void bridge.consoleDetach().catch(() => {});

@@ -72,6 +72,52 @@ async function attach(input: boolean): Promise<Seen> {
 
 const consoleLog = () => fs.readFileSync(path.join(root, 'logs', 'vms', VM, 'console.log'), 'utf8');
 
+/**
+ * `nixvm <args>` on a pty of the test's own, 24 rows by 80 columns, whose window the test resizes
+ * (TIOCSWINSZ on the master: the kernel sends SIGWINCH, as a terminal emulator's resize does).
+ * Python relays our pipes to the pty; window sizes come on fd 3, one "ROWS COLS" line each.
+ */
+const PTY_RELAY = `
+import fcntl, os, select, struct, sys, termios
+def winsize(fd, rows, cols): fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+master, slave = os.openpty()
+winsize(slave, 24, 80)
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2): os.dup2(slave, fd)
+    os.execv(sys.argv[1], sys.argv[1:])
+os.close(slave)
+ctl = b''
+fds = [0, 3, master]
+while True:
+    for fd in select.select(fds, [], [])[0]:
+        try: data = os.read(fd, 65536)
+        except OSError: data = b''
+        if fd == master:
+            if not data: sys.exit(os.waitpid(pid, 0)[1] >> 8)
+            os.write(1, data)
+        elif not data: fds.remove(fd)
+        elif fd == 0: os.write(master, data)
+        else:
+            ctl += data
+            while b'\\n' in ctl:
+                line, ctl = ctl.split(b'\\n', 1)
+                rows, cols = map(int, line.split())
+                winsize(master, rows, cols)
+`;
+
+function onTerminal(args: string[]): { w: Watched; type(s: string): void; resize(rows: number, cols: number): void } {
+  const child = spawn('python3', ['-c', PTY_RELAY, process.execPath, BIN, ...args], {
+    env,
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+  });
+  const w = watchChild(child, `nixvm ${args.join(' ')} on a pty`, { stdout: true });
+  const ctl = child.stdio[3] as NodeJS.WritableStream;
+  return { w, type: (s) => child.stdin!.write(s), resize: (rows, cols) => ctl.write(`${rows} ${cols}\n`) };
+}
+
 beforeAll(async () => {
   flake = await copyFixture('seed');
   root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-console-')));
@@ -166,6 +212,42 @@ describe('the serial console of a VM without sshd', () => {
     expect(w.output()).toContain(`Detached from the console of VM "${VM}".`);
   });
 
+  it('passes the window size on: the stty line after a resize, or with --resize typed at the guest prompt', async () => {
+    const hinted = onTerminal(['console', VM]);
+    await waitFor(() => hinted.w.output().includes('Detach with Ctrl-]'), {
+      what: 'the attach message',
+      process: hinted.w,
+    });
+    expect(hinted.w.output()).toContain('run `stty rows 24 cols 80` in it');
+    hinted.resize(40, 120);
+    await waitFor(() => hinted.w.output().includes('run `stty rows 40 cols 120` in it.)'), {
+      what: 'the stty line for the resized window',
+      process: hinted.w,
+    });
+    hinted.type('\x1d');
+    expect((await settles(hinted.w.exited, { what: 'nixvm console to detach' })).code, hinted.w.output()).toBe(0);
+    expect(consoleLog(), 'stty typed into the guest without --resize').not.toContain('stty rows 40 cols 120');
+
+    const typed = onTerminal(['console', '--resize', VM]);
+    await waitFor(() => typed.w.output().includes('stty rows 24 cols 80\r'), {
+      what: 'the size typed at attach',
+      process: typed.w,
+    });
+    typed.resize(50, 132);
+    await waitFor(() => typed.w.output().includes('stty rows 50 cols 132\r'), {
+      what: 'the new size typed',
+      process: typed.w,
+    });
+    // The guest's tty has it: its own stty says so.
+    typed.type('stty size\r');
+    await waitFor(() => /stty size\r+\n50 132\r+\n/.test(typed.w.output()), {
+      what: "the guest's stty to report 50 132",
+      process: typed.w,
+    });
+    typed.type('\x1d');
+    expect((await settles(typed.w.exited, { what: 'nixvm console to detach' })).code, typed.w.output()).toBe(0);
+  });
+
   it('goes on after the daemon is SIGKILLed and started again, without losing what the guest wrote meanwhile', async () => {
     // The VM again, now saying a line every 50 ms once booted: what the guest writes while no agent reads.
     expect((await nixvm(['stop', VM])).exitCode).toBe(0);
@@ -193,6 +275,23 @@ describe('the serial console of a VM without sshd', () => {
       detail: a.text,
     });
     a.att.detach();
+  });
+
+  it('--start starts a stopped VM, then attaches: a script gets the answers on stdout, the start on stderr', async () => {
+    const stop = await nixvm(['stop', VM]);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    const r = await nixvm(['console', '--start', VM, '--quiet-ms', '300'], 'hostname\n');
+    expect(r.exitCode, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^${VM}: started \\(running`, 'm'));
+    expect(r.stdout, 'the start said on stdout, amid the guest’s answers').not.toContain('started');
+    expect(r.stdout).toContain(`hostname\n${VM}\n`);
+    const status = await nixvm(['status', VM, '--json']);
+    expect(JSON.parse(status.stdout).state).toBe('running');
+    // Already running: --start attaches without starting it again.
+    const again = await nixvm(['console', '--start', VM, '--quiet-ms', '300'], 'whoami\n');
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).not.toContain('started');
+    expect(again.stdout).toContain('whoami\nroot\n');
   });
 
   it('refuses a VM that is not running, with the way to start it', async () => {

@@ -3,7 +3,9 @@
  * seed's builder-vm (nixpkgs' nix-builder-vm profile: sshd reading `/var/keys/%u_ed25519.pub`, a
  * fixed host key in its closure) on the simulator, whose vsock socket hands each connection to a
  * real OpenSSH `sshd -i`; real ssh with nixvm's generated key, its known_hosts and `nixvm proxy`
- * as the ProxyCommand. No IP is involved: the simulator's leases point nowhere.
+ * as the ProxyCommand (also by the VM's name). No IP is involved until the last test: the
+ * simulator's leases point nowhere, then, for a guest whose sshd is not on vsock, at a loopback
+ * address of its own where that sshd listens (the IPv4 fallback).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,8 +16,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFixture, seedWithOlderSystemd, type FlakeCopy } from '../helpers/fixtures.ts';
 import { SIMULATOR } from '../helpers/agent.ts';
+import { loopbackIp } from '../helpers/builder-fixture.ts';
 import { killVfkitsUnder } from '../helpers/reap.ts';
-import { waitFor, watchChild, type Watched } from '../helpers/wait.ts';
+import { settles, waitFor, watchChild, type Watched } from '../helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
 const VM = 'builder-vm';
@@ -32,6 +35,16 @@ let daemonW: Watched;
 const nixvm = (args: string[], opts: { timeout?: number } = {}) =>
   execa(process.execPath, [BIN, ...args], { env, reject: false, timeout: opts.timeout ?? 120_000, stdin: 'ignore' });
 const vmDir = () => path.join(root, 'state', 'vms', VM);
+
+async function startDaemon(extra: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], {
+    env: { ...env, ...extra },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  daemonW = watchChild(child, 'the daemon', { stdout: true });
+  await waitFor(() => daemonW.output().includes('listening on'), { what: 'the daemon to listen', process: daemonW });
+  return child;
+}
 const said = (r: { stdout: string; stderr: string; exitCode?: number }) =>
   `exit ${r.exitCode}\nstdout: ${r.stdout}\nstderr: ${r.stderr}\ndaemon: ${daemonW.output().slice(-3000)}`;
 
@@ -52,9 +65,7 @@ beforeAll(async () => {
     NIXVM_LEASES_FILE: path.join(root, 'dhcpd_leases'),
     NIXVM_SIM_BOOT_MS: '200',
   };
-  daemon = spawn(process.execPath, [BIN, 'daemon', '--flake', flake.dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  daemonW = watchChild(daemon, 'the daemon', { stdout: true });
-  await waitFor(() => daemonW.output().includes('listening on'), { what: 'the daemon to listen', process: daemonW });
+  daemon = await startDaemon();
   const set = await nixvm(['config', 'set', `sshUser.${VM}`, USER]);
   expect(set.exitCode, said(set)).toBe(0);
 }, 180_000);
@@ -117,6 +128,42 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
     });
     expect(pasted.exitCode, said(pasted)).toBe(0);
     expect(pasted.stdout.trim()).toBe('pasted');
+  });
+
+  it('nixvm proxy <vm> finds the vsock socket by the VM’s name: plain ssh through it, and a wrong port said', async () => {
+    const keys = path.join(vmDir(), 'keys');
+    const r = await execa(
+      'ssh',
+      [
+        '-F',
+        '/dev/null',
+        '-o',
+        `ProxyCommand=${process.execPath} ${BIN} proxy ${VM}`,
+        '-o',
+        'HostKeyAlias=nixvm-builder-vm',
+        '-o',
+        `UserKnownHostsFile=${path.join(vmDir(), 'known_hosts')}`,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `IdentityFile=${path.join(keys, 'nixvm_ed25519')}`,
+        '-o',
+        'BatchMode=yes',
+        '-l',
+        USER,
+        'nixvm-builder-vm',
+        'echo',
+        'by-name',
+      ],
+      { env, reject: false, timeout: 60_000, stdin: 'ignore' },
+    );
+    expect(r.exitCode, said(r)).toBe(0);
+    expect(r.stdout.trim()).toBe('by-name');
+    const port = await nixvm(['proxy', VM, '2222']);
+    expect(port.exitCode, said(port)).toBe(2);
+    expect(port.stderr).toContain(`nixvm attaches only the guest's vsock port 22 (for sshd), not "2222".`);
+    const none = await nixvm(['proxy', 'no-such-vm']);
+    expect(none.exitCode, said(none)).toBe(4);
   });
 
   it('explains a host key that is not the pinned one, with the command that forgets it', async () => {
@@ -199,5 +246,26 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
     expect(r.stderr).toContain('see its console with `nixvm console builder-vm`, or wait longer with --timeout');
     // The deadline counts from the VM running, not from the start (the build and boot come first).
     expect(Date.now() - started).toBeGreaterThan(3000);
+  }, 180_000);
+
+  it('falls back to the IPv4 lease when nothing answers on vsock, and -v says which way it went', async () => {
+    // Still the builder on systemd 255 (the test before): no sshd on vsock. Now the simulator
+    // leases it a loopback address of its own, where its sshd listens.
+    const stop = await nixvm(['stop', VM]);
+    expect(stop.exitCode, said(stop)).toBe(0);
+    daemon!.kill('SIGTERM');
+    await settles(daemonW.exited, { what: 'the daemon to stop' });
+    const ip = loopbackIp();
+    daemon = await startDaemon({ NIXVM_SIM_IP: ip });
+    const r = await nixvm(['ssh', '-v', VM, '--', 'echo', 'over', 'ip']);
+    expect(r.exitCode, said(r)).toBe(0);
+    expect(r.stdout.trim()).toBe('over ip');
+    expect(r.stderr).toContain(`nixvm: ssh to ${VM} over IPv4 ${ip} as ${USER}`);
+    expect(r.stderr).not.toContain('over vsock');
+    // The pinned host key holds whichever way: one alias in one known_hosts.
+    const hostPub = fs.readFileSync(flake.file('keys/ssh_host_ed25519_key.pub'), 'utf8').split(' ');
+    expect(fs.readFileSync(path.join(vmDir(), 'known_hosts'), 'utf8')).toBe(
+      `nixvm-builder-vm ${hostPub[0]} ${hostPub[1]}\n`,
+    );
   }, 180_000);
 });

@@ -951,6 +951,131 @@ describe('ssh', () => {
       expect(r.err).toMatch(/ssh destination for "web" is not an address, user and port nixvm can use; it was not run/);
     }
   });
+
+  /**
+   * A VM that boots, then gets its vsock socket, then a lease, with sshd answering only at the
+   * end; `probes` is what the fake probe saw. Each snapshot the CLI asks for moves it on a step.
+   */
+  function bootingVm(): { port: FakePort; probes: string[]; answers: () => boolean } {
+    const steps: Array<{ state: 'starting' | 'running'; target: SshDestination | null; answers: boolean }> = [
+      { state: 'starting', target: null, answers: false },
+      { state: 'starting', target: null, answers: false },
+      {
+        state: 'running',
+        target: destination({ vsock: '/state/vms/web/ssh.sock', host: null, ipv4: null }),
+        answers: false,
+      },
+      {
+        state: 'running',
+        target: destination({ vsock: '/state/vms/web/ssh.sock', host: null, ipv4: null }),
+        answers: false,
+      },
+      { state: 'running', target: destination({ vsock: '/state/vms/web/ssh.sock' }), answers: false },
+      { state: 'running', target: destination({ vsock: '/state/vms/web/ssh.sock' }), answers: true },
+    ];
+    let at = 0;
+    const step = () => steps[Math.min(at, steps.length - 1)]!;
+    const port = twoVms();
+    const probes: string[] = [];
+    port.handlers.snapshot = () => {
+      const snap = structuredClone(port.snapshot);
+      snap.vms = snap.vms.map((v) => (v.name === 'web' ? { ...v, state: step().state } : v));
+      at++;
+      return snap;
+    };
+    port.handlers.sshCommand = () => {
+      const t = steps[Math.min(at - 1, steps.length - 1)]!.target;
+      if (!t) throw new AgentError('failed', 'web is starting.');
+      return { argv: [], command: '', target: t, route: 'vsock' };
+    };
+    const answers = () => steps[Math.min(at - 1, steps.length - 1)]!.answers;
+    return { port, probes, answers };
+  }
+
+  it('says what it waits for, one line per change without a terminal, until sshd answers', async () => {
+    const { port, probes, answers } = bootingVm();
+    const ran: string[][] = [];
+    const r = await run(['ssh', 'web', '--', 'true'], port, {
+      probeSsh: async (d) => {
+        probes.push(d.ipv4 ? 'vsock+ipv4' : 'vsock');
+        return answers() ? 'vsock' : null;
+      },
+      exec: async (argv) => {
+        ran.push(argv);
+        return 0;
+      },
+    });
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toBe(
+      [
+        'nixvm: waiting for web to boot…',
+        'nixvm: waiting for sshd on vsock or a DHCP lease…',
+        'nixvm: waiting for sshd on vsock or sshd on 192.168.64.7…',
+        '',
+      ].join('\n'),
+    );
+    expect(probes).toEqual(['vsock', 'vsock', 'vsock+ipv4', 'vsock+ipv4']);
+    expect(ran).toHaveLength(1);
+    expect(ran[0]!.join(' ')).toContain('ProxyCommand=');
+  });
+
+  it('on a terminal: a spinner on one line that says what it waits for, erased before ssh starts', async () => {
+    const { port, answers } = bootingVm();
+    const stderr = collect({ isTTY: true });
+    let atExec = '';
+    const r = await run(['ssh', 'web'], port, {
+      stderr,
+      probeSsh: async () => (answers() ? 'vsock' : null),
+      exec: async () => {
+        atExec = stderr.text();
+        return 0;
+      },
+    });
+    expect(r.code).toBe(0);
+    const frames = atExec.split('\r\x1b[2K').filter(Boolean);
+    expect(frames.map((f) => f.slice(2))).toEqual([
+      'waiting for web to boot…',
+      'waiting for sshd on vsock or a DHCP lease…',
+      'waiting for sshd on vsock or a DHCP lease…',
+      'waiting for sshd on vsock or sshd on 192.168.64.7…',
+    ]);
+    // The frames turn (a different braille dot each time), and nothing is left on the line for ssh.
+    expect(new Set(frames.map((f) => f[0])).size).toBe(frames.length);
+    expect(atExec.endsWith('\r\x1b[2K')).toBe(true);
+    expect(atExec).not.toContain('\n');
+  });
+
+  it('refuses a user ssh would expand or read as an option, naming the setting that fixes it, and runs nothing', async () => {
+    for (const user of ['100%h', '${HOME}', '-oProxyCommand=touch /tmp/pwned']) {
+      const port = twoVms();
+      port.handlers.sshCommand = () => ({ argv: [], command: '', target: destination({ user }), route: 'ipv4' });
+      const ran: string[][] = [];
+      const r = await run(['ssh', 'web'], port, {
+        probeSsh: async () => 'ipv4',
+        exec: async (argv) => {
+          ran.push(argv);
+          return 0;
+        },
+      });
+      expect(ran, user).toEqual([]);
+      expect(r.code, user).toBe(1);
+      expect(r.err, user).toContain(`The ssh user ${JSON.stringify(user)} of VM "web" cannot be handed to ssh: `);
+      expect(r.err, user).toContain('set a plain one with `nixvm config set sshUser.web NAME`.');
+      expect(r.err.trimEnd().split('\n'), user).toHaveLength(1);
+    }
+  });
+});
+
+describe('console', () => {
+  it('refuses --resize with --read-only (it types into the guest), without attaching', async () => {
+    const port = twoVms();
+    const r = await run(['console', 'web', '--read-only', '--resize'], port);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(
+      'nixvm: --resize types `stty` into the guest, which --read-only does not do; drop one of them.\n',
+    );
+    expect(port.calls).toEqual([]);
+  });
 });
 
 describe('login-item', () => {

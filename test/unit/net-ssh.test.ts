@@ -9,6 +9,7 @@ import {
   renderSshConfig,
   renderSshConfigChecked,
   sshArgv,
+  sshUserProblem,
   sshCommandLine,
   sshConfigIncludes,
   sshConfigPath,
@@ -139,7 +140,7 @@ describe('sshArgv', () => {
   it('refuses what ssh would misread, in a sentence', () => {
     expect(() => sshArgv({ host: '-oProxyCommand=evil', user: 'u' })).toThrow(SshTargetError);
     expect(() => sshArgv({ host: 'a b', user: 'u' })).toThrow(/not a usable address/);
-    expect(() => sshArgv({ host: 'h', user: '' })).toThrow(/ssh user "" is not usable/);
+    expect(() => sshArgv({ host: 'h', user: '' })).toThrow(/ssh user "" cannot be handed to ssh: it is empty/);
     expect(() => sshArgv({ host: 'h', user: 'a\nb' })).toThrow(/control characters/);
     expect(() => sshArgv({ host: 'h', user: 'u', port: 70000 })).toThrow(/between 1 and 65535/);
     expect(() => sshArgv({ host: 'h', user: 'u', extraOptions: { 'Bad Key': 'x' } })).toThrow(/not an ssh option name/);
@@ -187,12 +188,13 @@ const HOSTILE = [
 ];
 
 describe('sshCommandLine', () => {
-  // Control characters are refused in users and option values, so those names go into the path only.
+  // Control characters are refused in users and option values, and a user ssh would misread
+  // (sshUserProblem) is refused: those names go into the path (and the option value) only.
   const argvFor = (name: string): string[] => {
     const printable = !/[\n\t]/.test(name);
     return sshArgv({
       host: 'fe80::5054:ff:fe12:3456%bridge100',
-      user: printable ? name : 'root',
+      user: sshUserProblem(name) === null ? name : 'root',
       // nixvm's folder names have no control characters (host/names.ts); a path with one is refused.
       identityFile: `/Users/me/Library/Application Support/NixVM/vms/${printable ? name : 'x'}/id_ed25519`,
       extraOptions: printable ? { SetEnv: `NIXVM_VM=${name}` } : {},
@@ -271,7 +273,8 @@ describe('ssh config', () => {
     const list = HOSTILE.filter((n) => !/[\n\t]/.test(n)).map((name, i) => ({
       vm: name,
       host: i % 2 ? `fe80::5054:ff:fe12:${(0x3400 + i).toString(16)}%bridge100` : `192.168.64.${i + 2}`,
-      user: 'user with "quotes" and \\',
+      // A user ssh takes, that an ssh config must quote (spaces, #, =).
+      user: 'user with spaces # and =x',
       port: 2200 + i,
       identityFile: path.join(tmp, `keys of ${name.replace(/\//g, '_')}`, 'id'),
     }));

@@ -1,6 +1,6 @@
 /**
- * Hostile VM names and state folders through every ssh path nixvm writes: the ssh config's Host
- * block and its ProxyCommand, the argv `nixvm ssh` runs and the `.command` file Terminal opens.
+ * Hostile VM names, users and state folders through every ssh path nixvm writes: the ssh config's
+ * Host block and its ProxyCommand, the argv `nixvm ssh` runs and the `.command` file Terminal opens.
  * Real OpenSSH (`ssh -G`) reads what nixvm wrote; a real /bin/sh runs the ProxyCommand words and
  * the `.command` file's line, printing the arguments it got, so nothing is split, expanded or run.
  */
@@ -11,10 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SshDestination } from '../../src/api/types.ts';
 import { commandFileBody } from '../../src/app/actions.ts';
 import {
+  checkSshDestination,
   proxyArgv,
+  renderSshConfigChecked,
   sshArgv,
   sshHostAliases,
   sshTargetFor,
+  SshTargetError,
   writeSshConfig,
   type SshConfigEntry,
 } from '../../src/core/net/ssh.ts';
@@ -120,5 +123,76 @@ describe('hostile names and folders in what nixvm hands ssh', () => {
       }
     }
     expect(await readdir(cwd)).toEqual([]);
+  });
+
+  // A user with `%` or `${` has no spelling that means one thing to every OpenSSH: the 2025
+  // releases expand %-tokens and ${VAR} in User, -l and user@host, while earlier ones (this
+  // machine's 9.2 among them) keep `%%` as two characters. A leading `-` reads as an option where
+  // the user starts an argument; shell characters OpenSSH refuses on its own command line.
+  const REFUSED_USERS = [
+    '100%h',
+    'a%%b',
+    '${HOME}',
+    'pre${USER}post',
+    '-oProxyCommand=touch pwned',
+    'x -oProxyCommand=id',
+    "o'brien",
+    'semi;colon',
+    '`id`',
+    '$(id)',
+    'trailing\\',
+  ];
+
+  it('refuses a user ssh would expand or misread, in one sentence, in the argv, the config and the destination', () => {
+    const d = destination('web', 'nixvm-web');
+    for (const user of REFUSED_USERS) {
+      for (const route of ['vsock', 'ipv4'] as const) {
+        let err: unknown = null;
+        try {
+          sshArgv(sshTargetFor({ ...d, user }, { nixvm: NIXVM, route }));
+        } catch (e) {
+          err = e;
+        }
+        expect(err, `${user} ${route}: ran`).toBeInstanceOf(SshTargetError);
+        const msg = (err as Error).message;
+        expect(msg, user).toMatch(
+          /^The ssh user ".+" cannot be handed to ssh: [^.]+; set a plain user name for this VM/,
+        );
+        expect(msg.split('. ').length, `${user}: one sentence`).toBe(1);
+      }
+      // The ssh config leaves that VM out, says why, and keeps the others.
+      const { text, skipped } = renderSshConfigChecked([
+        { vm: 'bad', alias: 'nixvm-bad', target: sshTargetFor({ ...d, user }, { nixvm: NIXVM, route: 'ipv4' }) },
+        { vm: 'web', alias: 'nixvm-web', target: sshTargetFor(d, { nixvm: NIXVM, route: 'ipv4' }) },
+      ]);
+      expect(text, user).not.toContain('Host nixvm-bad');
+      expect(text, user).toContain('Host nixvm-web');
+      expect(skipped, user).toHaveLength(1);
+      expect(skipped[0], user).toContain(`nixvm's ssh config has no entry for VM "bad": the ssh user`);
+      // What the agent names is checked by the faces the same way, naming the VM and the fix.
+      expect(() => checkSshDestination('web', { ...d, user }), user).toThrow(
+        /^The ssh user ".+" of VM "web" cannot be handed to ssh: .+; set a plain one with `nixvm config set sshUser\.web NAME`\.$/,
+      );
+    }
+    expect(() => checkSshDestination('my vm', { ...d, user: '%u' })).toThrow(
+      "set a plain one with `nixvm config set 'sshUser.my vm' NAME`.",
+    );
+  });
+
+  it('hands an odd but safe user to real ssh unchanged, on the command line and through the config', async () => {
+    const users = ['my user', 'a#b=c', 'first.last-1_x', 'alice@EXAMPLE.ORG', 'a$b', 'a!b'];
+    const d = destination('web', 'nixvm-web');
+    const entries: SshConfigEntry[] = users.map((user, i) => ({
+      vm: `vm${i}`,
+      alias: `nixvm-vm${i}`,
+      target: sshTargetFor({ ...d, alias: `nixvm-vm${i}`, user }, { nixvm: NIXVM, route: 'ipv4' }),
+    }));
+    const file = path.join(state, 'ssh_config_users');
+    expect(await writeSshConfig(file, entries, tmp)).toEqual([]);
+    for (const [i, user] of users.entries()) {
+      const argv = sshArgv(sshTargetFor({ ...d, user }, { nixvm: NIXVM, route: 'ipv4' }));
+      expect((await resolve(['-F', '/dev/null', ...argv.slice(1)])).get('user'), `${user} (-l)`).toBe(user);
+      expect((await resolve(['-F', file, `nixvm-vm${i}`])).get('user'), `${user} (config)`).toBe(user);
+    }
   });
 });

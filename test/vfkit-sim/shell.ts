@@ -4,7 +4,8 @@
  * then a shell with a line discipline of its own (the guest's tty echoes what it is sent, erases on
  * DEL/backspace, ^C drops the line, ^D on an empty line logs out) and a few commands, enough to log
  * in, run something, and see its output: echo, hostname, whoami, uname, cat /proc/cmdline, seq,
- * systemctl status, exit/logout, poweroff. Output lines end in CRLF, as a tty with ONLCR sends them.
+ * systemctl status, stty (`rows R cols C` sets the tty's size, `size` prints it), exit/logout,
+ * poweroff. Output lines end in CRLF, as a tty with ONLCR sends them.
  */
 
 export interface ShellHost {
@@ -23,6 +24,8 @@ export class GuestShell {
   private user: string | null = null;
   private line = '';
   private pendingCr = false;
+  /** The tty's size as `stty` set it (a serial console starts with none). */
+  private size = { rows: 0, cols: 0 };
 
   constructor(host: ShellHost) {
     this.h = host;
@@ -137,6 +140,17 @@ export class GuestShell {
             '   Failed: 0 units',
           ];
         return [`Unknown command verb '${args[0] ?? ''}'.`];
+      case 'stty': {
+        if (args[0] === 'size') return [`${this.size.rows} ${this.size.cols}`];
+        for (let i = 0; i + 1 < args.length; i += 2) {
+          const n = Number.parseInt(args[i + 1]!, 10);
+          if (!(n >= 0 && n <= 65535)) return [`stty: invalid integer argument: '${args[i + 1]}'`];
+          if (args[i] === 'rows') this.size.rows = n;
+          else if (args[i] === 'cols' || args[i] === 'columns') this.size.cols = n;
+          else return [`stty: invalid argument '${args[i]}'`];
+        }
+        return args.length ? [] : ['speed 115200 baud; line = 0;'];
+      }
       case 'exit':
       case 'logout':
         this.h.write('logout\r\n');

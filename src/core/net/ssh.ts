@@ -16,7 +16,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, readdir, realpath, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { shellLine } from '../../host/shell.ts';
+import { shellLine, shellWord } from '../../host/shell.ts';
 
 import type { SshDestination, SshRoute, StrictHostKeys } from '../../api/types.ts';
 
@@ -63,10 +63,31 @@ function checkHost(host: string): void {
   }
 }
 
+/**
+ * Why a user name cannot reach ssh as written, whichever way nixvm hands it over (`-l`, `User`
+ * in its ssh config, the command a user pastes); null when it can. `%` and `${` cannot be made
+ * safe: OpenSSH's 2025 releases expand %-tokens and ${VAR} in User, `-l` and user@host, where
+ * earlier ones (9.2, say) take them as they are, so neither `%` nor `%%` means one thing to both.
+ * A leading `-` reads as an option where the user starts an argument (`user@host`), and
+ * OpenSSH (9.6 and the distributions' backports of CVE-2023-51385) refuses shell characters in
+ * a user given on its command line.
+ */
+export function sshUserProblem(user: string): string | null {
+  if (!user) return 'it is empty';
+  if (CONTROL.test(user)) return 'it has control characters';
+  if (user.startsWith('-')) return 'it starts with "-", which ssh reads as an option';
+  if (/%|\$\{/.test(user))
+    return 'recent OpenSSH expands "%" and "${" in user names where older ones do not, so it cannot be written to mean the same to both';
+  if (/['"`;&<>|(){}]|\\$|\s-/.test(user))
+    return 'ssh refuses user names with shell characters (quotes, ;&<>|(){} and the like) on its command line';
+  return null;
+}
+
 function checkUser(user: string): void {
-  if (!user || CONTROL.test(user)) {
+  const why = sshUserProblem(user);
+  if (why) {
     throw new SshTargetError(
-      `The ssh user ${JSON.stringify(user)} is not usable; set a user name without control characters for this VM.`,
+      `The ssh user ${JSON.stringify(user)} cannot be handed to ssh: ${why}; set a plain user name for this VM (\`nixvm config set sshUser.<vm> NAME\`).`,
     );
   }
 }
@@ -196,6 +217,12 @@ export function checkSshDestination(vm: string, d: unknown): SshDestination {
       `The agent's ssh destination for ${JSON.stringify(vm)} is not an address, user and port nixvm can use; it was not run.`,
     );
   }
+  // A user ssh would misread: said as such (the VM's configuration or setting names it).
+  const why = sshUserProblem(o.user as string);
+  if (why)
+    throw new SshTargetError(
+      `The ssh user ${JSON.stringify(o.user)} of VM ${JSON.stringify(vm)} cannot be handed to ssh: ${why}; set a plain one with \`nixvm config set ${shellWord(`sshUser.${vm}`)} NAME\`.`,
+    );
   return {
     alias: o.alias as string,
     user: o.user as string,
