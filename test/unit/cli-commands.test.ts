@@ -123,6 +123,71 @@ describe('--json everywhere, errors as JSON with the same exit codes', () => {
     expect(built[0]).toMatchObject({ vm: 'db', ok: true, snapshot: { builtOutPath: expect.stringMatching(/-db$/) } });
   });
 
+  it('stop, restart and apply --json print one result per VM too, and nothing else on stdout', async () => {
+    type Result = { vm: string; ok: boolean; snapshot?: VmSnapshot; error?: { code: string; message: string } };
+    const parse = (r: { out: string; err: string }, what: string): Result[] => {
+      expect(r.err, `${what}: stderr is for text mode`).toBe('');
+      // Progress lines or a "web: stopped" on stdout would make this throw.
+      return JSON.parse(r.out) as Result[];
+    };
+
+    const stop = await run(['stop', 'web', '--json'], vms());
+    expect(stop.code).toBe(0);
+    expect(parse(stop, 'stop').map((x) => [x.vm, x.ok, x.snapshot?.state])).toEqual([['web', true, 'stopped']]);
+
+    // One VM fails to restart: its error in its own result, the other still reported, exit 1.
+    const port = vms();
+    port.handlers.restart = (p) => {
+      if (p.vm === 'db') throw new AgentError('failed', 'db cannot start: vfkit is missing.');
+      return { ...port.vm(p.vm), state: 'running', pid: 101 };
+    };
+    const restart = await run(['restart', 'web', 'db', '--json'], port);
+    expect(restart.code).toBe(1);
+    const restarted = parse(restart, 'restart');
+    expect(restarted.map((x) => [x.vm, x.ok])).toEqual([
+      ['web', true],
+      ['db', false],
+    ]);
+    expect(restarted[0]!.snapshot).toMatchObject({ state: 'running', pid: 101 });
+    expect(restarted[1]!.error).toEqual({ code: 'failed', message: 'db cannot start: vfkit is missing.' });
+
+    // apply: what it did is in the VM's snapshot (switched in place); a failed switch is that VM's error.
+    const applyPort = vms();
+    applyPort.handlers.apply = (p) => {
+      const at = Date.now();
+      if (p.vm === 'db') {
+        applyPort.setVm({
+          ...applyPort.vm('db'),
+          applied: { how: 'failed', outPath: '/nix/store/x', at, reasons: [], error: 'a unit failed', lastLine: null },
+        });
+        throw new AgentError('failed', 'Switching "db" left a unit failed (foo.service); it keeps running.');
+      }
+      return {
+        ...applyPort.vm(p.vm),
+        applied: {
+          how: 'switch',
+          outPath: `/nix/store/${'d'.repeat(32)}-web`,
+          at,
+          reasons: [],
+          error: null,
+          lastLine: null,
+        },
+      };
+    };
+    const apply = await run(['apply', 'web', 'db', '--json'], applyPort);
+    expect(apply.code).toBe(1);
+    const applied = parse(apply, 'apply');
+    expect(applied.map((x) => [x.vm, x.ok])).toEqual([
+      ['web', true],
+      ['db', false],
+    ]);
+    expect(applied[0]!.snapshot!.applied).toMatchObject({ how: 'switch' });
+    expect(applied[1]).toMatchObject({
+      error: { code: 'failed', message: 'Switching "db" left a unit failed (foo.service); it keeps running.' },
+      snapshot: { applied: { how: 'failed' } },
+    });
+  });
+
   it('a failed build in JSON mode says why, with nix detail and the log path', async () => {
     const port = vms();
     port.handlers.build = (p) => ({
@@ -160,6 +225,41 @@ describe('--all', () => {
       'web',
       'db',
     ]);
+  });
+
+  it('restart --all restarts only the VMs that are up; apply --all applies every VM that evaluates', async () => {
+    const withBooting = (): FakePort => {
+      const port = vms();
+      port.snapshot.vms.push(
+        vmSnapshot({ name: 'booting', state: 'starting', spec: {} as VmSnapshot['spec'] }),
+        vmSnapshot({ name: 'halting', state: 'stopping', spec: {} as VmSnapshot['spec'] }),
+      );
+      port.handlers.restart = (p) => ({ ...port.vm(p.vm), state: 'running' });
+      port.handlers.apply = (p) => ({ ...port.vm(p.vm) });
+      return port;
+    };
+    const asked = (port: FakePort, m: string) =>
+      port.calls.filter((c) => c.method === m).map((c) => (c.params as { vm: string }).vm);
+
+    const restart = withBooting();
+    const r = await run(['restart', '--all', '--json'], restart);
+    expect(r.code).toBe(0);
+    // db is stopped, broken never evaluated, halting is on its way down: none of them is restarted.
+    expect(asked(restart, 'restart'), 'restart --all restarted').toEqual(['web', 'booting']);
+    expect((JSON.parse(r.out) as { vm: string }[]).map((x) => x.vm)).toEqual(['web', 'booting']);
+
+    const apply = withBooting();
+    expect((await run(['apply', '--all'], apply)).code).toBe(0);
+    // Running or not (apply builds a stopped one): all but the one that does not evaluate.
+    expect(asked(apply, 'apply'), 'apply --all applied').toEqual(['web', 'db', 'booting', 'halting']);
+
+    // Nothing running: restart --all has nothing to do, says so, and succeeds.
+    const idle = vms();
+    idle.snapshot.vms = idle.snapshot.vms.filter((v) => v.name !== 'web');
+    const none = await run(['restart', '--all'], idle);
+    expect(none).toMatchObject({ code: 0, out: '', err: 'No VM to restart.\n' });
+    expect(asked(idle, 'restart')).toEqual([]);
+    expect(JSON.parse((await run(['restart', '--all', '--json'], idle)).out)).toEqual([]);
   });
 
   it('names and --all together, or neither, is a usage error', async () => {
