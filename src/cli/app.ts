@@ -584,8 +584,9 @@ async function cmdReevaluate(s: Session, opts: { json?: boolean }): Promise<numb
     for (const f of flakes) {
       const vms = snap.vms.filter((v) => v.flake === f.dir).length;
       const sentence = flakeSentence(f, s.io.now(), vms, commandName);
+      // A flake that failed, or is still in its first evaluation, is its sentence alone.
       s.out(
-        sentence && f.error
+        sentence && (f.error || f.state === 'evaluating')
           ? sentence
           : `${f.dir}: evaluated, ${vms} VM${vms === 1 ? '' : 's'}${sentence ? `. ${sentence}` : '.'}`,
       );

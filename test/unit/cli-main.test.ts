@@ -228,6 +228,64 @@ describe('read commands', () => {
     expect(JSON.parse((await run(['ls', '--json'], port)).out).flakes[0].state).toBe('evaluating');
   });
 
+  it('reevaluate exits 1 when a flake did not evaluate and 0 otherwise, as ls; --json prints the flakes with the same code', async () => {
+    const port = twoVms();
+    let flakes = [flakeSnapshot({ dir: '/flakes/demo' })];
+    port.handlers.reevaluate = () => flakes;
+    const both = async () => {
+      const text = await run(['reevaluate'], port);
+      const json = await run(['reevaluate', '--json'], port);
+      expect(json.code, `reevaluate --json exits as reevaluate does (${text.out.trim()})`).toBe(text.code);
+      expect(json.err, 'nothing on stderr in JSON mode').toBe('');
+      return { text, json: JSON.parse(json.out) as unknown };
+    };
+
+    let r = await both();
+    expect(r.text).toMatchObject({ code: 0, out: '/flakes/demo: evaluated, 2 VMs.\n', err: '' });
+    expect(r.json).toEqual(flakes);
+
+    // Still evaluating is not a failure (its sentence says for how long).
+    flakes = [
+      flakeSnapshot({ dir: '/flakes/demo', state: 'evaluating', evaluating: true, evaluatingSince: NOW - 4000 }),
+    ];
+    r = await both();
+    expect(r.text.code).toBe(0);
+    expect(r.text.out).toBe('/flakes/demo is still being evaluated (for 4s); its VMs appear when nix is done.\n');
+
+    // Each way of not evaluating is exit 1, with the flake's own sentence; the fine flake is still reported.
+    const failures = [
+      flakeSnapshot({
+        dir: '/flakes/net',
+        state: 'failed',
+        errorKind: 'network',
+        error:
+          'The flake at /flakes/net could not fetch one of its inputs (https://x/y.tar.gz: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run `nixvm reevaluate`.\nerror: …',
+      }),
+      flakeSnapshot({
+        dir: '/flakes/nonix',
+        state: 'nix-missing',
+        error: '/flakes/nonix cannot be evaluated: could not find nix in your PATH; install Nix.',
+      }),
+      flakeSnapshot({
+        dir: '/flakes/gone',
+        state: 'no-such-dir',
+        error: 'The flake folder /flakes/gone does not exist; fix the path in Settings.',
+      }),
+    ];
+    for (const failed of failures) {
+      flakes = [flakeSnapshot({ dir: '/flakes/demo' }), failed];
+      r = await both();
+      expect(r.text.code, `a flake in state ${failed.state} makes reevaluate exit 1`).toBe(1);
+      expect(r.text.out.split('\n')).toEqual(['/flakes/demo: evaluated, 2 VMs.', failed.error!.split('\n')[0], '']);
+      expect(r.json).toEqual(flakes);
+    }
+
+    // No agent: 3, and in JSON mode the error as JSON.
+    const down = await run(['reevaluate', '--json'], 'not-running');
+    expect(down.code).toBe(3);
+    expect(JSON.parse(down.out).error.code).toBe('not-running');
+  });
+
   it('status prints one VM, --json its snapshot', async () => {
     const r = await run(['status', 'web'], twoVms());
     expect(r.code).toBe(0);
