@@ -97,6 +97,72 @@ describe('exit codes', () => {
     expect((await run(['ls', '--socket', '/x.sock'], 'not-running')).connected).toEqual(['/x.sock']);
   });
 
+  it('finds the dev agent `npm start` runs when nothing answers at the default socket, unless --socket or NIXVM_STATE_DIR say where', async () => {
+    const DEV = '/tmp/nixvm-dev-1000/control.sock';
+    /** Only the dev agent's socket answers; every socket tried and each look for the dev one recorded. */
+    const devOnly = (env: NodeJS.ProcessEnv = {}) => {
+      const port = twoVms();
+      const tried: string[] = [];
+      const devLookups: NodeJS.ProcessEnv[] = [];
+      const extra: Partial<CliIo> = {
+        env,
+        connect: async (p) => {
+          tried.push(p);
+          if (p === DEV) return port;
+          throw new AgentError('not-running', `The nixvm agent is not running (no socket at ${p}).`);
+        },
+        devSocketPath: async (e) => {
+          devLookups.push(e);
+          return DEV;
+        },
+      };
+      return { port, tried, devLookups, extra };
+    };
+
+    // The README's `npx nixvm ls` after `npm start`: the default place first, then the dev agent's.
+    const dev = devOnly();
+    const ls = await run(['ls'], dev.port, dev.extra);
+    expect(ls.code, ls.err).toBe(0);
+    expect(ls.out).toMatch(/^web\s+running/m);
+    expect(dev.tried).toEqual(['/state/control.sock', DEV]);
+    // The one connection is kept for the rest of the command (ip asks for the addresses, then the VM).
+    const both = devOnly();
+    both.port.handlers.ips = () => ({ ipv4: '192.168.64.7', ipv6: null });
+    expect(await run(['ip', 'web'], both.port, both.extra)).toMatchObject({ code: 0, out: '192.168.64.7\n' });
+    expect(both.tried).toEqual(['/state/control.sock', DEV]);
+
+    // --socket: that socket only, and its own "not running" (naming it), never the dev agent.
+    const given = devOnly();
+    const r = await run(['--socket', '/x.sock', 'ls'], given.port, given.extra);
+    expect(r.code).toBe(3);
+    expect(r.err).toContain('/x.sock');
+    expect(given.tried).toEqual(['/x.sock']);
+    expect(given.devLookups, 'looked for the dev agent despite --socket').toEqual([]);
+
+    // NIXVM_STATE_DIR: its socket only (what the tests and a second agent rely on).
+    const state = devOnly({ NIXVM_STATE_DIR: '/elsewhere' });
+    const s2 = await run(['ls'], state.port, state.extra);
+    expect(s2.code).toBe(3);
+    expect(state.tried).toEqual(['/state/control.sock']);
+    expect(state.devLookups, 'looked for the dev agent despite NIXVM_STATE_DIR').toEqual([]);
+
+    // No dev agent either (none of this user's, or nothing answers there): the default socket's error.
+    for (const devPath of [null, DEV]) {
+      const tried: string[] = [];
+      const none = await run(['ls'], 'not-running', {
+        connect: async (p) => {
+          tried.push(p);
+          throw new AgentError('not-running', `The nixvm agent is not running (no socket at ${p}).`);
+        },
+        devSocketPath: async () => devPath,
+      });
+      expect(none.code).toBe(3);
+      expect(none.err).toContain('/state/control.sock');
+      expect(none.err).not.toContain(DEV);
+      expect(tried).toEqual(devPath ? ['/state/control.sock', DEV] : ['/state/control.sock']);
+    }
+  });
+
   it('4 for an unknown VM, naming the known ones, and nothing is started', async () => {
     const port = twoVms();
     const r = await run(['start', 'db', 'nope'], port);
