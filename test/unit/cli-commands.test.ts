@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/api/errors.ts';
 import type { DoctorReport, VmSnapshot } from '../../src/api/types.ts';
-import { main, type CliIo } from '../../src/cli/app.ts';
+import type { Command } from 'commander';
+import { Session, buildProgram, main, type CliIo } from '../../src/cli/app.ts';
 import { SettingsStore } from '../../src/core/settings.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { FakePort, agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
@@ -73,6 +74,63 @@ function vms(): FakePort {
   }
   return port;
 }
+
+/**
+ * The commands that take no --json, and why: what they print is not a result a script could
+ * read (the README's "For scripts" names each of them).
+ */
+const NO_JSON: Record<string, string> = {
+  ssh: "a terminal session: what it prints is the guest's, its exit code the remote command's",
+  console: "the VM's serial console on this terminal (or, from a pipe, the guest's answers)",
+  proxy: "ssh's ProxyCommand: a byte stream joined to the guest's vsock port 22",
+  daemon: 'the agent in the foreground: its log lines, until Ctrl-C',
+  completion: 'a shell script for bash, zsh or fish',
+  __complete: 'hidden: what the completion scripts ask for, one word a line',
+};
+
+/** Every command a user can run ("disk ls", "builder use", …): the leaves of the commander tree. */
+function runnable(cmd: Command, prefix: string[] = []): { name: string; cmd: Command }[] {
+  return cmd.commands.flatMap((c) =>
+    c.commands.length ? runnable(c, [...prefix, c.name()]) : [{ name: [...prefix, c.name()].join(' '), cmd: c }],
+  );
+}
+
+describe('which commands take --json', () => {
+  const program = buildProgram(new Session({ stdout: collect(), stderr: collect() } as unknown as CliIo), () => {});
+  const all = runnable(program);
+  const hasJson = (c: Command) => c.options.some((o) => o.long === '--json');
+
+  it('every command that prints a result takes --json, but for the documented exceptions', () => {
+    expect(all.length, 'the walk found the commands').toBeGreaterThan(30);
+    const missing = all.filter((c) => !Object.hasOwn(NO_JSON, c.name) && !hasJson(c.cmd)).map((c) => c.name);
+    expect(missing, 'commands without --json that are not in NO_JSON (add --json, or the reason to NO_JSON)').toEqual(
+      [],
+    );
+    // The list stays true: each exception exists and really has no --json.
+    for (const name of Object.keys(NO_JSON)) {
+      const c = all.find((x) => x.name === name);
+      expect(c, `NO_JSON names ${name}, which is no command`).toBeDefined();
+      expect(hasJson(c!.cmd), `${name} takes --json now: take it off NO_JSON`).toBe(false);
+    }
+  });
+
+  it('the README\'s "For scripts" names every command without --json', () => {
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const forScripts = /\*\*For scripts\.\*\*([\s\S]*?)\n\n/.exec(readme)?.[1] ?? '';
+    expect(forScripts).toContain('takes `--json`');
+    // The ones the help lists (not the hidden __complete).
+    const listed = new Set(
+      program
+        .createHelp()
+        .visibleCommands(program)
+        .map((c) => c.name()),
+    );
+    const publicOnes = Object.keys(NO_JSON).filter((n) => listed.has(n));
+    expect(publicOnes).toEqual(['ssh', 'console', 'proxy', 'daemon', 'completion']);
+    const unnamed = publicOnes.filter((n) => !forScripts.includes(`\`${n}\``));
+    expect(unnamed, 'commands without --json the README does not name').toEqual([]);
+  });
+});
 
 describe('--json everywhere, errors as JSON with the same exit codes', () => {
   it('a failure is {"error": {code, message}} on stdout, nothing on stderr, the usual exit code', async () => {
@@ -415,6 +473,61 @@ describe('settings without the app', () => {
     expect((await run(['flake', 'remove', 'vms'], 'not-running', files())).code).toBe(0);
     saved = JSON.parse(fs.readFileSync(path.join(dir, 'settings.json'), 'utf8'));
     expect(saved).toMatchObject({ flakes: [], excludeConfigurations: {} });
+  });
+
+  it('flake add and flake ls --json: the settings after and where they live; each flake with its state and VMs', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'json-'));
+    const flake = path.join(dir, 'vms');
+    fs.mkdirSync(flake);
+    fs.writeFileSync(path.join(flake, 'flake.nix'), '{ outputs = { self }: { }; }\n');
+
+    // Through the agent.
+    const port = vms();
+    let settings = { ...port.snapshot.settings };
+    port.handlers.getSettings = () => settings;
+    port.handlers.setSettings = (p) => {
+      settings = { ...settings, ...p };
+      return settings;
+    };
+    const added = await run(['flake', 'add', flake, '--json'], port);
+    expect(added).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(added.out)).toEqual({
+      where: 'agent',
+      settings: { ...settings, flakes: ['/flakes/demo', flake] },
+    });
+    port.snapshot.flakes = [
+      flakeSnapshot({ dir: '/flakes/demo', hidden: ['laptop'] }),
+      flakeSnapshot({ dir: flake, state: 'evaluating', evaluating: true, evaluatingSince: NOW - 1000 }),
+    ];
+    const ls = await run(['flake', 'ls', '--json'], port);
+    expect(ls).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(ls.out)).toEqual([
+      { ...port.snapshot.flakes[0], vms: ['web', 'db', 'broken'] },
+      { ...port.snapshot.flakes[1], vms: [] },
+    ]);
+    // A folder without flake.nix: the JSON error, exit 1, nothing saved.
+    const notAFlake = await run(['flake', 'add', dir, '--json'], port);
+    expect(notAFlake.code).toBe(1);
+    expect(JSON.parse(notAFlake.out)).toEqual({
+      error: { code: 'failed', message: `${dir} has no flake.nix; give the directory that holds your flake.nix.` },
+    });
+    expect(settings.flakes).toEqual(['/flakes/demo', flake]);
+
+    // No agent: settings.json, and flake ls lists the settings' folders only.
+    const files = (): Partial<CliIo> => ({
+      settingsFile: async () => {
+        const store = new SettingsStore({ dir, watch: false });
+        return { path: store.path, get: () => store.get(), update: (p) => store.update(p), close: () => store.close() };
+      },
+    });
+    const offline = await run(['flake', 'add', flake, '--json'], 'not-running', files());
+    expect(offline).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(offline.out)).toMatchObject({
+      where: path.join(dir, 'settings.json'),
+      settings: { flakes: [flake] },
+    });
+    const offlineLs = await run(['flake', 'ls', '--json'], 'not-running', files());
+    expect(JSON.parse(offlineLs.out)).toEqual([{ dir: flake, source: 'settings' }]);
   });
 
   it('flake ls with an agent says where each flake stands', async () => {
