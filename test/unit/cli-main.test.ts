@@ -3,7 +3,7 @@
  * the agent. (End-to-end runs against the real daemon live in the integration tests.)
  */
 import { describe, expect, it } from 'vitest';
-import type { SshDestination, VmSnapshot } from '../../src/api/types.ts';
+import type { DiskListing, SshDestination, VmSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { timeOfDay, visibleName } from '../../src/cli/format.ts';
@@ -488,6 +488,111 @@ describe('read commands', () => {
     expect(r.out).toContain('  Include /state/ssh_config\n');
     const j = await run(['ssh-config', '--json'], port);
     expect(JSON.parse(j.out)).toMatchObject({ path: '/state/ssh_config', status: 'not-included' });
+  });
+
+  it('logs --json prints the tail as the agent gave it, one JSON value; a VM with no output yet is an empty list, said nowhere else', async () => {
+    const port = twoVms();
+    port.handlers.logs = (p) => ({
+      path: `/logs/${p.vm}/${p.kind}.log`,
+      lines: p.vm === 'web' ? ['[nixvm: run started at 2023-11-14T22:13:20.000Z]', 'Welcome to NixOS'] : [],
+    });
+    const r = await run(['logs', 'web', '--json', '-n', '2'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toEqual({
+      path: '/logs/web/console.log',
+      lines: ['[nixvm: run started at 2023-11-14T22:13:20.000Z]', 'Welcome to NixOS'],
+    });
+    expect(port.calls.at(-1)).toEqual({ method: 'logs', params: { vm: 'web', kind: 'console', lines: 2 } });
+    // Text mode says "no console output yet" on stderr; JSON mode is the empty list, and stderr stays empty.
+    const none = await run(['logs', 'db', '--build', '--json'], port);
+    expect(none).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(none.out)).toEqual({ path: '/logs/db/build.log', lines: [] });
+    const nope = await run(['logs', 'nope', '--json'], port);
+    expect(nope.code).toBe(4);
+    expect(JSON.parse(nope.out)).toEqual({ error: { code: 'no-such-vm', message: 'No VM named nope.' } });
+  });
+
+  it('ssh-command --json prints the argv nixvm rebuilt, the quoted line and the checked destination', async () => {
+    const port = twoVms();
+    port.handlers.sshCommand = () => ({
+      argv: ['/bin/sh', '-c', 'id > /tmp/pwned'],
+      command: 'id > /tmp/pwned',
+      target: destination({ user: 'alice' }),
+      route: 'ipv4',
+    });
+    const r = await run(['ssh-command', 'web', '--json'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    const out = JSON.parse(r.out) as { argv: string[]; command: string; target: SshDestination };
+    expect(Object.keys(out)).toEqual(['argv', 'command', 'target']);
+    // Never the agent's own argv or command.
+    expect(out.argv).toEqual([
+      'ssh',
+      '-o',
+      'HostKeyAlias=nixvm-web',
+      '-o',
+      'UserKnownHostsFile=/state/vms/web/known_hosts',
+      '-o',
+      'StrictHostKeyChecking=accept-new',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'IdentityFile=/state/vms/web/keys/nixvm_ed25519',
+      '-p',
+      '22',
+      '-l',
+      'alice',
+      '192.168.64.7',
+    ]);
+    // The same line the text form prints.
+    expect(out.command).toBe((await run(['ssh-command', 'web'], port)).out.trimEnd());
+    expect(out.target).toEqual(destination({ user: 'alice' }));
+    // A destination that cannot be checked is a JSON error, exit 1, and no argv.
+    port.handlers.sshCommand = () => ({
+      argv: [],
+      command: '',
+      target: destination({ host: 'evil.example; id', ipv4: '192.168.64.7' }),
+      route: 'ipv4',
+    });
+    const bad = await run(['ssh-command', 'web', '--json'], port);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out)).toEqual({
+      error: {
+        code: 'failed',
+        message: `The agent's ssh destination for "web" is not an address, user and port nixvm can use; it was not run.`,
+      },
+    });
+  });
+
+  it('disk ls --json prints every image as the agent lists it, orphans included', async () => {
+    const disks: DiskListing[] = [
+      {
+        role: 'nix-store',
+        path: `/state/images/${H}-nixos-system-web.img`,
+        apparentBytes: 340 * 1024 ** 2,
+        allocatedBytes: 340 * 1024 ** 2,
+        readOnly: true,
+        vms: ['web'],
+        closure: `/nix/store/${H}-nixos-system-web`,
+        orphan: false,
+      },
+      {
+        role: 'writable-store',
+        path: '/state/vms/old/store-writable.img',
+        apparentBytes: 20 * 1024 ** 3,
+        allocatedBytes: 3 * 1024 ** 3,
+        readOnly: false,
+        vms: ['old'],
+        closure: null,
+        orphan: true,
+      },
+    ];
+    const port = twoVms();
+    port.handlers.disks = () => disks;
+    const r = await run(['disk', 'ls', '--json'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toEqual(disks);
+    port.handlers.disks = () => [];
+    expect(JSON.parse((await run(['disk', 'list', '--json'], port)).out)).toEqual([]);
   });
 
   it('logs asks for the last N lines of the right log', async () => {
