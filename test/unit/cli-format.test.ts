@@ -237,7 +237,7 @@ describe('ls table', () => {
       }),
     );
     expect(text.split('\n').slice(2)).toEqual([
-      '2 other configurations of /f/one are hidden ("laptop", "server"): not VMs, or excluded in the settings; `nixvm flake include /f/one NAME` shows one as a VM.',
+      '2 other configurations hidden in /f/one ("laptop", "server"): not VMs, or excluded in the settings; `nixvm flake include /f/one NAME` shows one as a VM.',
       "The flake at /f/two has a syntax error in flake.nix at line 3, column 1 (unexpected '}'); fix it and save.",
       'flake /f/two: warning: new.nix is not tracked by git',
       'agent: Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.',
