@@ -139,8 +139,22 @@ export function formatElapsed(ms: number): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/**
+ * "3 other configurations hidden": how many of a flake's nixosConfigurations are not shown as VMs
+ * (they set none of the options nixvm reads, or the settings exclude them), next to `vms` shown
+ * ones ("3 configurations hidden" when none is); null when none is hidden. Every face counts them
+ * in these words: `ls`, the dropdown's flake header, the settings window.
+ */
+export function hiddenCount(hidden: number, vms: number): string | null {
+  if (hidden <= 0) return null;
+  return `${hidden} ${vms > 0 ? 'other ' : ''}configuration${hidden === 1 ? '' : 's'} hidden`;
+}
+
+/** Why a configuration is hidden, for the line after hiddenCount's. */
+export const HIDDEN_WHY = 'not VMs, or excluded in the settings';
+
 /** Names inside a sentence, each quoted as every sentence quotes a VM name (JSON's escapes). */
-function names(list: readonly string[], max = 3): string {
+export function quotedNames(list: readonly string[], max = 3): string {
   const shown = list
     .slice(0, max)
     .map((n) => JSON.stringify(n))
@@ -172,13 +186,13 @@ export function flakeSentence(
   const hidden = f.hidden.length;
   const include = `\`nixvm flake include ${shellWord(f.dir)} NAME\` shows one as a VM`;
   if (vms === 0 && hidden > 0) {
-    return `${f.dir} defines no VMs: its ${hidden === 1 ? 'only configuration' : `${hidden} configurations`} (${names(f.hidden)}) set${hidden === 1 ? 's' : ''} none of the options nixvm reads (virtualisation.*), or the settings exclude ${hidden === 1 ? 'it' : 'them'}; ${include}.`;
+    return `${f.dir} defines no VMs: its ${hidden === 1 ? 'only configuration' : `${hidden} configurations`} (${quotedNames(f.hidden)}) set${hidden === 1 ? 's' : ''} none of the options nixvm reads (virtualisation.*), or the settings exclude ${hidden === 1 ? 'it' : 'them'}; ${include}.`;
   }
   if (vms === 0) {
     return `${f.dir} defines no VMs: its nixosConfigurations is empty; define each VM as nixosConfigurations.<name>.`;
   }
   if (hidden > 0) {
-    return `${hidden} other configuration${hidden === 1 ? '' : 's'} of ${f.dir} ${hidden === 1 ? 'is' : 'are'} hidden (${names(f.hidden)}): not VMs, or excluded in the settings; ${include}.`;
+    return `${hiddenCount(hidden, vms)} in ${f.dir} (${quotedNames(f.hidden)}): ${HIDDEN_WHY}; ${include}.`;
   }
   if (f.evaluating && f.evaluatingSince !== null) {
     return `${f.dir} is being evaluated again (for ${formatElapsed(now - f.evaluatingSince)}).`;

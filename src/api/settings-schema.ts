@@ -4,6 +4,7 @@
  * it, so they can never disagree about what a setting may hold. Plain code (the renderer loads it too).
  */
 import { AgentError } from './errors.ts';
+import { plainRecord } from './records.ts';
 import type { Settings } from './types.ts';
 
 /** The JSON schema subset we use (and check ourselves, to phrase errors for people). */
@@ -294,4 +295,59 @@ export function validateSettingsPatch(partial: unknown): Partial<Settings> {
     changes[k] = structuredClone(v);
   }
   return changes as Partial<Settings>;
+}
+
+/** The two per-flake settings that say which nixosConfigurations are VMs. */
+export type ConfigurationFilters = Pick<Settings, 'includeConfigurations' | 'excludeConfigurations'>;
+
+/** `map` with flake `dir`'s list made `names` (none: the flake's entry dropped). */
+function withList(map: Record<string, string[]>, dir: string, names: readonly string[]): Record<string, string[]> {
+  const out = plainRecord(map);
+  if (names.length) out[dir] = [...names];
+  else delete out[dir];
+  return out;
+}
+
+/**
+ * Which configurations of flake `dir` are VMs, after `names` are shown as VMs ('include'), hidden
+ * ('exclude') or left for nixvm to decide again ('default'): a name is on one list at most, and a
+ * flake whose list is empty has no entry. `nixvm flake include|exclude|default` is this.
+ */
+export function filterConfigurations(
+  cur: ConfigurationFilters,
+  dir: string,
+  names: readonly string[],
+  verb: 'include' | 'exclude' | 'default',
+): ConfigurationFilters {
+  const drop = (list: readonly string[] | undefined) => (list ?? []).filter((n) => !names.includes(n));
+  const add = (list: readonly string[]) => [...new Set([...list, ...names])];
+  const include = drop(cur.includeConfigurations[dir]);
+  const exclude = drop(cur.excludeConfigurations[dir]);
+  return {
+    includeConfigurations: withList(cur.includeConfigurations, dir, verb === 'include' ? add(include) : include),
+    excludeConfigurations: withList(cur.excludeConfigurations, dir, verb === 'exclude' ? add(exclude) : exclude),
+  };
+}
+
+/**
+ * Flake `dir`'s include (or exclude) list made exactly `names`, as typed (the settings window's
+ * field: a name given twice is the schema's to refuse); a name on it leaves the other list.
+ */
+export function setConfigurationList(
+  cur: ConfigurationFilters,
+  dir: string,
+  list: 'include' | 'exclude',
+  names: readonly string[],
+): ConfigurationFilters {
+  const other = list === 'include' ? cur.excludeConfigurations : cur.includeConfigurations;
+  const mine = list === 'include' ? cur.includeConfigurations : cur.excludeConfigurations;
+  const others = withList(
+    other,
+    dir,
+    (other[dir] ?? []).filter((n) => !names.includes(n)),
+  );
+  const own = withList(mine, dir, names);
+  return list === 'include'
+    ? { includeConfigurations: own, excludeConfigurations: others }
+    : { includeConfigurations: others, excludeConfigurations: own };
 }

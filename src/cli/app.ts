@@ -4,8 +4,10 @@
  * pure formatters in format.ts. `main()` returns the exit code instead of exiting, so tests drive
  * it with a scripted port and read what it wrote.
  *
- * Every command that prints takes --json: its result as JSON on stdout, and a failure as
- * `{"error": {"code", "message"}}` on stdout with the same exit code as in text mode.
+ * Every command that prints a result takes --json: its result as JSON on stdout, and a failure as
+ * `{"error": {"code", "message"}}` on stdout with the same exit code as in text mode. The
+ * exceptions print no result (ssh, console, proxy, daemon, completion: terminal sessions, a byte
+ * stream, a log, a script); test/unit/cli-commands.test.ts holds the list and the README says it.
  */
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -584,8 +586,9 @@ async function cmdReevaluate(s: Session, opts: { json?: boolean }): Promise<numb
     for (const f of flakes) {
       const vms = snap.vms.filter((v) => v.flake === f.dir).length;
       const sentence = flakeSentence(f, s.io.now(), vms, commandName);
+      // A flake that failed, or is still in its first evaluation, is its sentence alone.
       s.out(
-        sentence && f.error
+        sentence && (f.error || f.state === 'evaluating')
           ? sentence
           : `${f.dir}: evaluated, ${vms} VM${vms === 1 ? '' : 's'}${sentence ? `. ${sentence}` : '.'}`,
       );

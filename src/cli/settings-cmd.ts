@@ -12,6 +12,7 @@ import {
   SETTINGS_KEYS,
   SETTINGS_SCHEMA,
   defaultSettings,
+  filterConfigurations,
   validateSettingsPatch,
   type FieldSchema,
 } from '../api/settings-schema.ts';
@@ -82,18 +83,6 @@ function flakeDir(s: Session, dir: string, mustExist: boolean): string {
     }
   }
   return abs;
-}
-
-function without(map: Record<string, string[]>, dir: string, names: string[]): Record<string, string[]> {
-  const out = { ...map };
-  const left = (out[dir] ?? []).filter((n) => !names.includes(n));
-  if (left.length) out[dir] = left;
-  else delete out[dir];
-  return out;
-}
-
-function withNames(map: Record<string, string[]>, dir: string, names: string[]): Record<string, string[]> {
-  return { ...map, [dir]: [...new Set([...(map[dir] ?? []), ...names])] };
 }
 
 /** The value a `config set` argument means for a field of this schema: JSON for lists and objects. */
@@ -259,12 +248,7 @@ export function registerSettingsCommands(program: Command, s: Session, act: Act)
         act(async (dir: string, names: string[], opts: { json?: boolean }) => {
           const abs = flakeDir(s, dir, false);
           await withSettings(s, async (a) => {
-            const cur = await a.get();
-            let include = without(cur.includeConfigurations, abs, names);
-            let exclude = without(cur.excludeConfigurations, abs, names);
-            if (verb === 'include') include = withNames(include, abs, names);
-            if (verb === 'exclude') exclude = withNames(exclude, abs, names);
-            const after = await a.set({ includeConfigurations: include, excludeConfigurations: exclude });
+            const after = await a.set(filterConfigurations(await a.get(), abs, names, verb));
             const what =
               verb === 'include'
                 ? 'shown as VMs'

@@ -15,9 +15,12 @@ import {
   folderName,
   formatBytes,
   formatElapsed,
+  HIDDEN_WHY,
+  hiddenCount,
   isBuilding,
   isUp,
   primaryAddress,
+  quotedNames,
   resourcesLine,
   stateLabel,
 } from '../api/describe.ts';
@@ -674,6 +677,38 @@ function renderIfChanged(el: HTMLElement, key: string, build: () => (Node | stri
   el.replaceChildren(...build());
 }
 
+/**
+ * A flake's header in the list: Finder's name for its folder (the path on hover), then, quieter,
+ * how many of its configurations are hidden ("3 other configurations hidden", the words `nixvm ls`
+ * uses), the names and why on hover. Kept per folder and patched in place.
+ */
+function groupHead(dir: string, f: FlakeSnapshot | undefined, vms: number): HTMLLIElement {
+  let head = groupHeads.get(dir);
+  if (!head) {
+    head = h(
+      'li',
+      { class: 'group', 'data-flake': dir, title: dir },
+      h('span', { class: 'group-name' }, folderName(dir)),
+      h('span', { class: 'group-hidden', hidden: true }),
+    );
+    groupHeads.set(dir, head);
+  }
+  const note = head.querySelector<HTMLElement>('.group-hidden')!;
+  const count = f ? hiddenCount(f.hidden.length, vms) : null;
+  show(note, count !== null);
+  if (f && count) {
+    setText(note, count);
+    const tip = `${quotedNames(f.hidden, 8)}: ${HIDDEN_WHY}. Settings chooses which configurations are VMs.`;
+    if (note.title !== tip) note.title = tip;
+  }
+  return head;
+}
+
+/** A flake whose hidden configurations are worth a line: it evaluated, and nothing else is said about it. */
+function hasHidden(f: FlakeSnapshot): boolean {
+  return f.hidden.length > 0 && !f.error && f.state === 'ok';
+}
+
 function flakeErrorCard(f: FlakeSnapshot): HTMLElement {
   const [headline, ...rest] = (f.error ?? '').split('\n');
   const detailText = compactCodeFrames(rest.join('\n').trim());
@@ -761,10 +796,11 @@ function render(s: AgentSnapshot): void {
   // Empty states.
   // The flakes the agent runs: settings' plus any a headless `nixvm daemon --flake DIR` was given.
   const flakeDirs = s.flakes.map((f) => f.dir);
+  const hiddenTotal = s.flakes.filter(hasHidden).reduce((n, f) => n + f.hidden.length, 0);
   let emptyKey = '';
   if (flakeDirs.length === 0) emptyKey = 'no-flake';
   else if (s.vms.length === 0 && !errored.length)
-    emptyKey = evaluating ? 'evaluating' : `no-vms:${flakeDirs.join(',')}`;
+    emptyKey = evaluating ? 'evaluating' : `no-vms:${flakeDirs.join(',')}:${hiddenTotal}`;
   renderIfChanged(emptyEl, emptyKey, () => {
     if (emptyKey === 'no-flake') {
       return [
@@ -792,18 +828,34 @@ function render(s: AgentSnapshot): void {
     }
     if (emptyKey === 'evaluating') return [h('div', { class: 'empty-text' }, 'Evaluating the flake…')];
     if (emptyKey.startsWith('no-vms')) {
+      const defines = `${flakeDirs.map(tildify).join(', ')} define${flakeDirs.length === 1 ? 's' : ''}`;
+      const hidden = hiddenCount(hiddenTotal, 0);
       return [
         h('div', { class: 'empty-title' }, 'No virtual machines'),
         h(
           'p',
           { class: 'empty-text' },
-          `${flakeDirs.map(tildify).join(', ')} define${flakeDirs.length === 1 ? 's' : ''} no nixosConfigurations. Add one to the flake and NixVM picks it up.`,
+          hidden
+            ? `${defines} no VMs: ${hidden} (${HIDDEN_WHY}). Settings chooses which configurations are VMs.`
+            : `${defines} no nixosConfigurations. Add one to the flake and NixVM picks it up.`,
         ),
-        button(
-          'Open Flake Folder',
-          'openFlakeFolder',
-          { icon: 'folder' },
-          (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {})),
+        h(
+          'div',
+          { class: 'empty-buttons' },
+          hidden
+            ? button(
+                'Settings…',
+                'openSettings',
+                { icon: 'gear' },
+                (btn) => void act(btn, () => bridge.ui('openSettings', {})),
+              )
+            : null,
+          button(
+            'Open Flake Folder',
+            'openFlakeFolder',
+            { icon: 'folder' },
+            (btn) => void act(btn, () => bridge.ui('openFlakeFolder', {})),
+          ),
         ),
       ];
     }
@@ -821,7 +873,10 @@ function render(s: AgentSnapshot): void {
   }
   show(filterBox, many);
   const needle = many ? filterInput.value.trim().toLowerCase() : '';
-  const grouped = new Set(s.vms.map((v) => v.flake)).size > 1;
+  // Grouped by flake when there are several, or when a flake has configurations to count as hidden.
+  const flakeOf = new Map(s.flakes.map((f) => [f.dir, f]));
+  const vmsIn = (dir: string) => s.vms.filter((v) => v.flake === dir).length;
+  const grouped = new Set(s.vms.map((v) => v.flake)).size > 1 || s.flakes.some(hasHidden);
   const wanted: HTMLElement[] = [];
   const seen = new Set<string>();
   let lastFlake: string | null = null;
@@ -838,15 +893,13 @@ function render(s: AgentSnapshot): void {
     shown++;
     if (grouped && vm.flake !== lastFlake) {
       lastFlake = vm.flake;
-      let head = groupHeads.get(vm.flake);
-      if (!head) {
-        // Finder's name for the folder; the path it is at on hover.
-        head = h('li', { class: 'group', title: vm.flake }, folderName(vm.flake));
-        groupHeads.set(vm.flake, head);
-      }
-      wanted.push(head);
+      wanted.push(groupHead(vm.flake, flakeOf.get(vm.flake), vmsIn(vm.flake)));
     }
     wanted.push(row.el);
+  }
+  // A flake none of whose configurations is a VM still says how many it has (not while filtering).
+  if (grouped && shown > 0 && !needle) {
+    for (const f of s.flakes) if (hasHidden(f) && vmsIn(f.dir) === 0) wanted.push(groupHead(f.dir, f, 0));
   }
   show(noMatch, needle !== '' && shown === 0);
   if (needle && shown === 0) setText(noMatch, `No VM matches “${filterInput.value.trim()}”.`);

@@ -5,7 +5,9 @@
  * answered yet overlays every snapshot (PendingEdits), so no control flips back meanwhile; a
  * refused edit is dropped, its control shows the saved value again and the reason stays shown.
  */
+import { HIDDEN_WHY, hiddenCount, quotedNames } from '../api/describe.ts';
 import { ownValue, withEntry, withoutEntry } from '../api/records.ts';
+import { setConfigurationList } from '../api/settings-schema.ts';
 import type { CliToolStatus } from '../api/ipc.ts';
 import type { AgentSnapshot, Settings } from '../api/types.ts';
 import { bridge, errorMessage } from './bridge.ts';
@@ -41,6 +43,8 @@ const edits = new PendingEdits<Settings>();
 const shown = (): Settings => edits.overlay(base!);
 let sshConfig: AgentSnapshot['agent']['sshConfig'] | null = null;
 let vms: AgentSnapshot['vms'] = [];
+/** The agent's word on each flake (its hidden configurations); none before the first snapshot. */
+let flakeStates: AgentSnapshot['flakes'] = [];
 let statusTimer: ReturnType<typeof setTimeout> | undefined;
 
 function status(text: string, error = false): void {
@@ -72,6 +76,78 @@ function setValue(el: HTMLInputElement | HTMLSelectElement, v: string, force: bo
   if ((force || !focused(el)) && el.value !== v) el.value = v;
 }
 
+/** "laptop, old-vm" → ["laptop", "old-vm"]: the names a configurations field holds, as typed. */
+function namesIn(text: string): string[] {
+  return text
+    .split(',')
+    .map((n) => n.trim())
+    .filter((n) => n !== '');
+}
+
+/**
+ * One configurations field of a flake folder: which of its nixosConfigurations are VMs although
+ * they set no option nixvm reads ('include'), or are never VMs ('exclude'). A change saves the
+ * whole list (the schema checks it, as every setting); a name on it leaves the other list.
+ */
+function configurationsField(dir: string, list: 'include' | 'exclude'): HTMLElement {
+  const label = list === 'include' ? 'Also VMs' : 'Never VMs';
+  const input = h('input', {
+    type: 'text',
+    spellcheck: 'false',
+    'data-list': list,
+    placeholder: list === 'include' ? 'none, e.g. laptop' : 'none, e.g. old-vm',
+    'aria-label': `${list === 'include' ? 'Configurations shown as VMs' : 'Configurations never shown as VMs'} in ${dir}`,
+  });
+  input.addEventListener('change', () => void save(setConfigurationList(shown(), dir, list, namesIn(input.value))));
+  return h('label', { class: 'config-field' }, h('span', {}, label), input);
+}
+
+function flakeItem(dir: string): HTMLLIElement {
+  return h(
+    'li',
+    { 'data-dir': dir },
+    h(
+      'div',
+      { class: 'flake-row' },
+      icon('folder', 13),
+      h('span', { class: 'path', title: dir }, tildify(dir)),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'btn small',
+          title: `Remove ${dir}`,
+          'aria-label': `Remove ${dir}`,
+          onclick: () => void save({ flakes: shown().flakes.filter((d) => d !== dir) }),
+        },
+        'Remove',
+      ),
+    ),
+    h(
+      'div',
+      { class: 'flake-configs' },
+      configurationsField(dir, 'include'),
+      configurationsField(dir, 'exclude'),
+      h('p', { class: 'hint flake-hidden', hidden: true }),
+    ),
+  );
+}
+
+/** A flake folder's fields and its hidden configurations, patched in place (never while typed in). */
+function renderFlakeItem(li: HTMLElement, dir: string, s: Settings, force: boolean): void {
+  for (const input of Array.from(li.querySelectorAll<HTMLInputElement>('input[data-list]'))) {
+    const lists = input.dataset.list === 'include' ? s.includeConfigurations : s.excludeConfigurations;
+    setValue(input, (ownValue(lists, dir) ?? []).join(', '), force);
+  }
+  const hiddenEl = li.querySelector<HTMLElement>('.flake-hidden')!;
+  const f = flakeStates.find((x) => x.dir === dir);
+  const count = f && !f.error ? hiddenCount(f.hidden.length, vms.filter((v) => v.flake === dir).length) : null;
+  // The words `nixvm ls` and the dropdown use; the names themselves, and why.
+  const text = f && count ? `${count}: ${quotedNames(f.hidden, 8)} (${HIDDEN_WHY}).` : '';
+  hiddenEl.hidden = text === '';
+  if (hiddenEl.textContent !== text) hiddenEl.textContent = text;
+}
+
 function render(force = false): void {
   if (!base) return;
   const s = shown();
@@ -79,29 +155,11 @@ function render(force = false): void {
   const key = JSON.stringify(s.flakes);
   if (flakesEl.dataset.key !== key) {
     flakesEl.dataset.key = key;
-    flakesEl.replaceChildren(
-      ...s.flakes.map((dir) =>
-        h(
-          'li',
-          { 'data-dir': dir },
-          icon('folder', 13),
-          h('span', { class: 'path', title: dir }, tildify(dir)),
-          h(
-            'button',
-            {
-              type: 'button',
-              class: 'btn small',
-              title: `Remove ${dir}`,
-              'aria-label': `Remove ${dir}`,
-              onclick: () => void save({ flakes: shown().flakes.filter((d) => d !== dir) }),
-            },
-            'Remove',
-          ),
-        ),
-      ),
-    );
+    flakesEl.replaceChildren(...s.flakes.map(flakeItem));
     if (!s.flakes.length) flakesEl.append(h('li', { class: 'empty' }, 'No flake folders yet.'));
   }
+  for (const li of Array.from(flakesEl.querySelectorAll<HTMLElement>('li[data-dir]')))
+    renderFlakeItem(li, li.dataset.dir!, s, force);
   setValue(autoRebuild, s.autoRebuild, force);
   const known = s.terminalApp === 'Terminal' || s.terminalApp === 'iTerm';
   if (force || (!focused(terminal) && !focused(terminalOther))) {
@@ -268,6 +326,7 @@ bridge.onEvent((ev) => {
   if (ev.type !== 'snapshot') return;
   base = ev.snapshot.settings;
   vms = ev.snapshot.vms;
+  flakeStates = ev.snapshot.flakes;
   sshConfig = ev.snapshot.agent.sshConfig;
   render();
 });
@@ -275,6 +334,7 @@ Promise.all([bridge.call('snapshot', {}), bridge.ui('getLaunchAtLogin', {})]).th
   ([s, login]) => {
     base = s.settings;
     vms = s.vms;
+    flakeStates = s.flakes;
     sshConfig = s.agent.sshConfig;
     launchAtLogin.checked = login.enabled;
     render(true);

@@ -4,12 +4,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
 import { startHarness, type AppPage, type Harness, type OpenOptions } from './harness.ts';
+
+/** Where the screenshots of new views go, to be looked at. */
+const SHOTS = process.env.NIXVM_SHOTS_DIR ?? path.join(os.tmpdir(), 'nixvm-shots');
 
 let h: Harness;
 beforeAll(async () => {
@@ -336,6 +339,91 @@ describe('dropdown', () => {
       await t.dispose();
     }
   });
+
+  it('counts the configurations that are not VMs under their flake, in the words of `nixvm ls`; with no VM left it says why', async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    // A Nix user's flake (three VMs beside a laptop and a server), and the seed's two VMs beside it.
+    const mixed = await copyFixture('mixed');
+    const seed = await copyFixture('seed');
+    const t = await createTestAgent({ flake: mixed, settings: { flakes: [mixed.dir, seed.dir] } });
+    /** The dropdown as it is now, in light and dark mode, once `ready` shows. */
+    const shots = async (name: string, ready: string) => {
+      for (const colorScheme of ['light', 'dark'] as const) {
+        const look = await dropdown(t, { colorScheme, deviceScaleFactor: 2 });
+        try {
+          await look.page.locator(ready).waitFor();
+          await look.page.screenshot({ path: path.join(SHOTS, `dropdown-${name}-${colorScheme}.png`) });
+        } finally {
+          await look.close();
+        }
+      }
+    };
+    const app = await dropdown(t);
+    const head = (dir: string) => app.page.locator(`li.group[data-flake="${dir}"]`);
+    const order = () =>
+      app.page
+        .locator('ul.vms > li')
+        .evaluateAll((els) =>
+          els.map((e) =>
+            e.classList.contains('group')
+              ? `# ${e.querySelector('.group-name')!.textContent}`
+              : e.getAttribute('data-vm'),
+          ),
+        );
+    try {
+      await row(app, 'grub-vm').waitFor();
+      const note = head(mixed.dir).locator('.group-hidden');
+      expect(await head(mixed.dir).locator('.group-name').textContent()).toBe(path.basename(mixed.dir));
+      expect(await note.textContent()).toBe('2 other configurations hidden');
+      expect(await note.getAttribute('title')).toBe(
+        '"laptop", "server": not VMs, or excluded in the settings. Settings chooses which configurations are VMs.',
+      );
+      // A flake with nothing hidden says nothing more than its name.
+      expect(await head(seed.dir).locator('.group-hidden').isHidden()).toBe(true);
+      expect(await head(seed.dir).textContent()).toBe(path.basename(seed.dir));
+      // The note sits on the header's line, inside the dropdown, after the name.
+      const box = await head(mixed.dir).evaluate((li) => {
+        const r = (sel: string) => li.querySelector(sel)!.getBoundingClientRect();
+        return { name: r('.group-name'), note: r('.group-hidden'), li: li.getBoundingClientRect() };
+      });
+      expect(box.note.left, 'the note starts after the name').toBeGreaterThan(box.name.right);
+      expect(box.note.right, 'the note ends inside the header').toBeLessThanOrEqual(box.li.right + 0.5);
+      expect(Math.abs(box.note.bottom - box.name.bottom), 'on one line').toBeLessThan(3);
+      await shots('hidden', `li.group[data-flake="${mixed.dir}"] .group-hidden:not([hidden])`);
+
+      // The settings change, and the count follows live.
+      await t.agent.call('setSettings', { includeConfigurations: { [mixed.dir]: ['laptop'] } });
+      await note.filter({ hasText: /^1 other configuration hidden$/ }).waitFor({ timeout: 20_000 });
+      await row(app, 'laptop').waitFor();
+
+      // None of the flake's configurations a VM: its header stays, last, with the count.
+      await t.agent.call('setSettings', {
+        includeConfigurations: {},
+        excludeConfigurations: { [mixed.dir]: ['dev', 'disk-vm', 'grub-vm'] },
+      });
+      await note.filter({ hasText: /^5 configurations hidden$/ }).waitFor({ timeout: 20_000 });
+      expect((await order()).at(-1)).toBe(`# ${path.basename(mixed.dir)}`);
+      expect(await row(app, 'grub-vm').count()).toBe(0);
+      expect(await row(app, 'minimal-vm').count()).toBe(1);
+
+      // No VM at all: the empty state says why, and where to change it.
+      await t.agent.call('setSettings', { flakes: [mixed.dir] });
+      const empty = app.page.locator('.empty:not([hidden])');
+      await empty.locator('.empty-text', { hasText: 'defines no VMs' }).waitFor({ timeout: 20_000 });
+      expect(await empty.locator('.empty-text').textContent()).toBe(
+        `${mixed.dir} defines no VMs: 5 configurations hidden (not VMs, or excluded in the settings). Settings chooses which configurations are VMs.`,
+      );
+      expect(await app.page.locator('li.group').count()).toBe(0);
+      await shots('no-vms', '.empty:not([hidden]) [data-action="openSettings"]');
+      await empty.locator('[data-action="openSettings"]').click();
+      await expect.poll(() => app.host.settingsOpened).toBe(1);
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+      await t.dispose();
+      seed.remove();
+    }
+  }, 120_000);
 
   it("a flake that does not evaluate is shown in place with nix's message", async () => {
     const t = await createTestAgent({ fixture: 'syntax' });

@@ -5,9 +5,12 @@ import { createTestAgent } from '../helpers/agent.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
 import { GatedPort } from './gated-port.ts';
 import { RecordingAppHost, startHarness, type AppPage, type Harness } from './harness.ts';
-import fs from 'node:fs';
+import fs, { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+/** Where the screenshots of new views go, to be looked at. */
+const SHOTS = process.env.NIXVM_SHOTS_DIR ?? path.join(os.tmpdir(), 'nixvm-shots');
 
 let h: Harness;
 beforeAll(async () => {
@@ -157,6 +160,100 @@ describe('settings window', () => {
       await t.dispose();
     }
   });
+
+  it('shows per flake folder which configurations are hidden and edits the include and exclude lists live, by the schema', async () => {
+    mkdirSync(SHOTS, { recursive: true });
+    // A flake like a Nix user's own: three VMs beside a laptop and a server.
+    const t = await createTestAgent({ fixture: 'mixed' });
+    const dir = t.flake.dir;
+    const port = new GatedPort(t.agent);
+    const app = await h.open(port, 'settings');
+    const settings = () => t.agent.call('getSettings', {});
+    const page = app.page;
+    const item = page.locator(`#flakes li[data-dir="${dir}"]`);
+    const include = item.getByLabel(`Configurations shown as VMs in ${dir}`);
+    const exclude = item.getByLabel(`Configurations never shown as VMs in ${dir}`);
+    const hidden = item.locator('.flake-hidden');
+    const vmRows = () =>
+      page.locator('#vms tr[data-vm]').evaluateAll((els) => els.map((e) => e.getAttribute('data-vm')));
+    try {
+      await page.locator('#vms tr[data-vm="dev"]').waitFor();
+      // What is hidden, in the words `nixvm ls` uses.
+      expect(await hidden.textContent()).toBe(
+        '2 other configurations hidden: "laptop", "server" (not VMs, or excluded in the settings).',
+      );
+      expect([await include.inputValue(), await exclude.inputValue()]).toEqual(['', '']);
+      await page.screenshot({ path: path.join(SHOTS, 'settings-configurations-light.png'), fullPage: true });
+
+      // Show the laptop: saved, applied by the agent (it evaluates the flake again), and listed.
+      await include.fill('laptop');
+      await include.press('Enter');
+      await expect.poll(async () => (await settings()).includeConfigurations).toEqual({ [dir]: ['laptop'] });
+      await page.locator('#vms tr[data-vm="laptop"]').waitFor({ timeout: 20_000 });
+      await hidden.filter({ hasText: '1 other configuration hidden: "server"' }).waitFor();
+
+      // Hide dev: gone from the VMs, counted as hidden.
+      await exclude.fill('dev');
+      await exclude.press('Tab');
+      await expect.poll(async () => (await settings()).excludeConfigurations).toEqual({ [dir]: ['dev'] });
+      await expect.poll(vmRows, { timeout: 20_000 }).toEqual(['disk-vm', 'grub-vm', 'laptop']);
+      await hidden.filter({ hasText: '2 other configurations hidden: "dev", "server"' }).waitFor();
+
+      // A name on one list leaves the other: dev shown again, its "never" entry gone.
+      await include.fill('laptop, dev');
+      await include.press('Enter');
+      await expect
+        .poll(async () => {
+          const s = await settings();
+          return [s.includeConfigurations, s.excludeConfigurations];
+        })
+        .toEqual([{ [dir]: ['laptop', 'dev'] }, {}]);
+      await expect.poll(() => exclude.inputValue()).toBe('');
+      await page.locator('#vms tr[data-vm="dev"]').waitFor({ timeout: 20_000 });
+
+      // The schema refuses a name given twice: the reason shown, the saved list back in the field.
+      await include.fill('laptop, dev, laptop');
+      await include.press('Enter');
+      await page.locator('#status.error', { hasText: 'lists "laptop" twice' }).waitFor();
+      expect(await include.inputValue()).toBe('laptop, dev');
+      expect((await settings()).includeConfigurations).toEqual({ [dir]: ['laptop', 'dev'] });
+
+      // While the agent has not answered, the edit stays in the field through every snapshot.
+      const afterSnapshots = await snapshotCounter(app);
+      port.pump(100);
+      port.hold('setSettings');
+      await exclude.fill('server');
+      await exclude.press('Tab');
+      await port.held('setSettings');
+      await afterSnapshots(3);
+      expect(await exclude.inputValue(), 'the exclude field went back before the agent answered').toBe('server');
+      expect((await settings()).excludeConfigurations).toEqual({});
+      port.release('setSettings');
+      await expect.poll(async () => (await settings()).excludeConfigurations).toEqual({ [dir]: ['server'] });
+      await afterSnapshots(3);
+      expect(await exclude.inputValue()).toBe('server');
+      // Clearing a field puts the flake back to nixvm's own choice.
+      await include.fill('');
+      await include.press('Enter');
+      await expect.poll(async () => (await settings()).includeConfigurations).toEqual({});
+      await hidden
+        .filter({ hasText: '2 other configurations hidden: "laptop", "server"' })
+        .waitFor({ timeout: 20_000 });
+      expect(app.problems).toEqual([]);
+    } finally {
+      port.stop();
+      await app.close();
+    }
+    // The same window in dark mode, for the eye.
+    const dark = await h.open(t.agent, 'settings', { colorScheme: 'dark' });
+    try {
+      await dark.page.locator(`#flakes li[data-dir="${dir}"] .flake-hidden:not([hidden])`).waitFor();
+      await dark.page.screenshot({ path: path.join(SHOTS, 'settings-configurations-dark.png'), fullPage: true });
+    } finally {
+      await dark.close();
+      await t.dispose();
+    }
+  }, 120_000);
 
   it('installs the command-line tool after consent, asks for an administrator only where needed, and says once that the build is unsigned', async () => {
     const t = await createTestAgent({ fixture: 'ui' });

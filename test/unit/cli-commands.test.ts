@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/api/errors.ts';
 import type { DoctorReport, VmSnapshot } from '../../src/api/types.ts';
-import { main, type CliIo } from '../../src/cli/app.ts';
+import type { Command } from 'commander';
+import { Session, buildProgram, main, type CliIo } from '../../src/cli/app.ts';
 import { SettingsStore } from '../../src/core/settings.ts';
 import pkg from '../../package.json' with { type: 'json' };
 import { FakePort, agentSnapshot, buildInfo, collect, flakeSnapshot, vmSnapshot } from '../helpers/fake-port.ts';
@@ -74,6 +75,63 @@ function vms(): FakePort {
   return port;
 }
 
+/**
+ * The commands that take no --json, and why: what they print is not a result a script could
+ * read (the README's "For scripts" names each of them).
+ */
+const NO_JSON: Record<string, string> = {
+  ssh: "a terminal session: what it prints is the guest's, its exit code the remote command's",
+  console: "the VM's serial console on this terminal (or, from a pipe, the guest's answers)",
+  proxy: "ssh's ProxyCommand: a byte stream joined to the guest's vsock port 22",
+  daemon: 'the agent in the foreground: its log lines, until Ctrl-C',
+  completion: 'a shell script for bash, zsh or fish',
+  __complete: 'hidden: what the completion scripts ask for, one word a line',
+};
+
+/** Every command a user can run ("disk ls", "builder use", …): the leaves of the commander tree. */
+function runnable(cmd: Command, prefix: string[] = []): { name: string; cmd: Command }[] {
+  return cmd.commands.flatMap((c) =>
+    c.commands.length ? runnable(c, [...prefix, c.name()]) : [{ name: [...prefix, c.name()].join(' '), cmd: c }],
+  );
+}
+
+describe('which commands take --json', () => {
+  const program = buildProgram(new Session({ stdout: collect(), stderr: collect() } as unknown as CliIo), () => {});
+  const all = runnable(program);
+  const hasJson = (c: Command) => c.options.some((o) => o.long === '--json');
+
+  it('every command that prints a result takes --json, but for the documented exceptions', () => {
+    expect(all.length, 'the walk found the commands').toBeGreaterThan(30);
+    const missing = all.filter((c) => !Object.hasOwn(NO_JSON, c.name) && !hasJson(c.cmd)).map((c) => c.name);
+    expect(missing, 'commands without --json that are not in NO_JSON (add --json, or the reason to NO_JSON)').toEqual(
+      [],
+    );
+    // The list stays true: each exception exists and really has no --json.
+    for (const name of Object.keys(NO_JSON)) {
+      const c = all.find((x) => x.name === name);
+      expect(c, `NO_JSON names ${name}, which is no command`).toBeDefined();
+      expect(hasJson(c!.cmd), `${name} takes --json now: take it off NO_JSON`).toBe(false);
+    }
+  });
+
+  it('the README\'s "For scripts" names every command without --json', () => {
+    const readme = fs.readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+    const forScripts = /\*\*For scripts\.\*\*([\s\S]*?)\n\n/.exec(readme)?.[1] ?? '';
+    expect(forScripts).toContain('takes `--json`');
+    // The ones the help lists (not the hidden __complete).
+    const listed = new Set(
+      program
+        .createHelp()
+        .visibleCommands(program)
+        .map((c) => c.name()),
+    );
+    const publicOnes = Object.keys(NO_JSON).filter((n) => listed.has(n));
+    expect(publicOnes).toEqual(['ssh', 'console', 'proxy', 'daemon', 'completion']);
+    const unnamed = publicOnes.filter((n) => !forScripts.includes(`\`${n}\``));
+    expect(unnamed, 'commands without --json the README does not name').toEqual([]);
+  });
+});
+
 describe('--json everywhere, errors as JSON with the same exit codes', () => {
   it('a failure is {"error": {code, message}} on stdout, nothing on stderr, the usual exit code', async () => {
     const down = await run(['ls', '--json'], 'not-running');
@@ -123,6 +181,71 @@ describe('--json everywhere, errors as JSON with the same exit codes', () => {
     expect(built[0]).toMatchObject({ vm: 'db', ok: true, snapshot: { builtOutPath: expect.stringMatching(/-db$/) } });
   });
 
+  it('stop, restart and apply --json print one result per VM too, and nothing else on stdout', async () => {
+    type Result = { vm: string; ok: boolean; snapshot?: VmSnapshot; error?: { code: string; message: string } };
+    const parse = (r: { out: string; err: string }, what: string): Result[] => {
+      expect(r.err, `${what}: stderr is for text mode`).toBe('');
+      // Progress lines or a "web: stopped" on stdout would make this throw.
+      return JSON.parse(r.out) as Result[];
+    };
+
+    const stop = await run(['stop', 'web', '--json'], vms());
+    expect(stop.code).toBe(0);
+    expect(parse(stop, 'stop').map((x) => [x.vm, x.ok, x.snapshot?.state])).toEqual([['web', true, 'stopped']]);
+
+    // One VM fails to restart: its error in its own result, the other still reported, exit 1.
+    const port = vms();
+    port.handlers.restart = (p) => {
+      if (p.vm === 'db') throw new AgentError('failed', 'db cannot start: vfkit is missing.');
+      return { ...port.vm(p.vm), state: 'running', pid: 101 };
+    };
+    const restart = await run(['restart', 'web', 'db', '--json'], port);
+    expect(restart.code).toBe(1);
+    const restarted = parse(restart, 'restart');
+    expect(restarted.map((x) => [x.vm, x.ok])).toEqual([
+      ['web', true],
+      ['db', false],
+    ]);
+    expect(restarted[0]!.snapshot).toMatchObject({ state: 'running', pid: 101 });
+    expect(restarted[1]!.error).toEqual({ code: 'failed', message: 'db cannot start: vfkit is missing.' });
+
+    // apply: what it did is in the VM's snapshot (switched in place); a failed switch is that VM's error.
+    const applyPort = vms();
+    applyPort.handlers.apply = (p) => {
+      const at = Date.now();
+      if (p.vm === 'db') {
+        applyPort.setVm({
+          ...applyPort.vm('db'),
+          applied: { how: 'failed', outPath: '/nix/store/x', at, reasons: [], error: 'a unit failed', lastLine: null },
+        });
+        throw new AgentError('failed', 'Switching "db" left a unit failed (foo.service); it keeps running.');
+      }
+      return {
+        ...applyPort.vm(p.vm),
+        applied: {
+          how: 'switch',
+          outPath: `/nix/store/${'d'.repeat(32)}-web`,
+          at,
+          reasons: [],
+          error: null,
+          lastLine: null,
+        },
+      };
+    };
+    const apply = await run(['apply', 'web', 'db', '--json'], applyPort);
+    expect(apply.code).toBe(1);
+    const applied = parse(apply, 'apply');
+    expect(applied.map((x) => [x.vm, x.ok])).toEqual([
+      ['web', true],
+      ['db', false],
+    ]);
+    expect(applied[0]!.snapshot!.applied).toMatchObject({ how: 'switch' });
+    expect(applied[1]).toMatchObject({
+      error: { code: 'failed', message: 'Switching "db" left a unit failed (foo.service); it keeps running.' },
+      snapshot: { applied: { how: 'failed' } },
+    });
+  });
+
   it('a failed build in JSON mode says why, with nix detail and the log path', async () => {
     const port = vms();
     port.handlers.build = (p) => ({
@@ -160,6 +283,41 @@ describe('--all', () => {
       'web',
       'db',
     ]);
+  });
+
+  it('restart --all restarts only the VMs that are up; apply --all applies every VM that evaluates', async () => {
+    const withBooting = (): FakePort => {
+      const port = vms();
+      port.snapshot.vms.push(
+        vmSnapshot({ name: 'booting', state: 'starting', spec: {} as VmSnapshot['spec'] }),
+        vmSnapshot({ name: 'halting', state: 'stopping', spec: {} as VmSnapshot['spec'] }),
+      );
+      port.handlers.restart = (p) => ({ ...port.vm(p.vm), state: 'running' });
+      port.handlers.apply = (p) => ({ ...port.vm(p.vm) });
+      return port;
+    };
+    const asked = (port: FakePort, m: string) =>
+      port.calls.filter((c) => c.method === m).map((c) => (c.params as { vm: string }).vm);
+
+    const restart = withBooting();
+    const r = await run(['restart', '--all', '--json'], restart);
+    expect(r.code).toBe(0);
+    // db is stopped, broken never evaluated, halting is on its way down: none of them is restarted.
+    expect(asked(restart, 'restart'), 'restart --all restarted').toEqual(['web', 'booting']);
+    expect((JSON.parse(r.out) as { vm: string }[]).map((x) => x.vm)).toEqual(['web', 'booting']);
+
+    const apply = withBooting();
+    expect((await run(['apply', '--all'], apply)).code).toBe(0);
+    // Running or not (apply builds a stopped one): all but the one that does not evaluate.
+    expect(asked(apply, 'apply'), 'apply --all applied').toEqual(['web', 'db', 'booting', 'halting']);
+
+    // Nothing running: restart --all has nothing to do, says so, and succeeds.
+    const idle = vms();
+    idle.snapshot.vms = idle.snapshot.vms.filter((v) => v.name !== 'web');
+    const none = await run(['restart', '--all'], idle);
+    expect(none).toMatchObject({ code: 0, out: '', err: 'No VM to restart.\n' });
+    expect(asked(idle, 'restart')).toEqual([]);
+    expect(JSON.parse((await run(['restart', '--all', '--json'], idle)).out)).toEqual([]);
   });
 
   it('names and --all together, or neither, is a usage error', async () => {
@@ -315,6 +473,61 @@ describe('settings without the app', () => {
     expect((await run(['flake', 'remove', 'vms'], 'not-running', files())).code).toBe(0);
     saved = JSON.parse(fs.readFileSync(path.join(dir, 'settings.json'), 'utf8'));
     expect(saved).toMatchObject({ flakes: [], excludeConfigurations: {} });
+  });
+
+  it('flake add and flake ls --json: the settings after and where they live; each flake with its state and VMs', async () => {
+    const dir = fs.mkdtempSync(path.join(tmp, 'json-'));
+    const flake = path.join(dir, 'vms');
+    fs.mkdirSync(flake);
+    fs.writeFileSync(path.join(flake, 'flake.nix'), '{ outputs = { self }: { }; }\n');
+
+    // Through the agent.
+    const port = vms();
+    let settings = { ...port.snapshot.settings };
+    port.handlers.getSettings = () => settings;
+    port.handlers.setSettings = (p) => {
+      settings = { ...settings, ...p };
+      return settings;
+    };
+    const added = await run(['flake', 'add', flake, '--json'], port);
+    expect(added).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(added.out)).toEqual({
+      where: 'agent',
+      settings: { ...settings, flakes: ['/flakes/demo', flake] },
+    });
+    port.snapshot.flakes = [
+      flakeSnapshot({ dir: '/flakes/demo', hidden: ['laptop'] }),
+      flakeSnapshot({ dir: flake, state: 'evaluating', evaluating: true, evaluatingSince: NOW - 1000 }),
+    ];
+    const ls = await run(['flake', 'ls', '--json'], port);
+    expect(ls).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(ls.out)).toEqual([
+      { ...port.snapshot.flakes[0], vms: ['web', 'db', 'broken'] },
+      { ...port.snapshot.flakes[1], vms: [] },
+    ]);
+    // A folder without flake.nix: the JSON error, exit 1, nothing saved.
+    const notAFlake = await run(['flake', 'add', dir, '--json'], port);
+    expect(notAFlake.code).toBe(1);
+    expect(JSON.parse(notAFlake.out)).toEqual({
+      error: { code: 'failed', message: `${dir} has no flake.nix; give the directory that holds your flake.nix.` },
+    });
+    expect(settings.flakes).toEqual(['/flakes/demo', flake]);
+
+    // No agent: settings.json, and flake ls lists the settings' folders only.
+    const files = (): Partial<CliIo> => ({
+      settingsFile: async () => {
+        const store = new SettingsStore({ dir, watch: false });
+        return { path: store.path, get: () => store.get(), update: (p) => store.update(p), close: () => store.close() };
+      },
+    });
+    const offline = await run(['flake', 'add', flake, '--json'], 'not-running', files());
+    expect(offline).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(offline.out)).toMatchObject({
+      where: path.join(dir, 'settings.json'),
+      settings: { flakes: [flake] },
+    });
+    const offlineLs = await run(['flake', 'ls', '--json'], 'not-running', files());
+    expect(JSON.parse(offlineLs.out)).toEqual([{ dir: flake, source: 'settings' }]);
   });
 
   it('flake ls with an agent says where each flake stands', async () => {

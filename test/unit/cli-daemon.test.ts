@@ -11,7 +11,7 @@ import type { VmSnapshot } from '../../src/api/types.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { runDaemon, type DaemonAgent } from '../../src/cli/daemon.ts';
 import { BUNDLE_ID } from '../../src/host/paths.ts';
-import { FakePort, agentSnapshot, collect, vmSnapshot, type Collected } from '../helpers/fake-port.ts';
+import { FakePort, agentSnapshot, collect, flakeSnapshot, vmSnapshot, type Collected } from '../helpers/fake-port.ts';
 import { waitFor, watchRun } from '../helpers/wait.ts';
 
 let dir: string;
@@ -73,6 +73,44 @@ describe('nixvm daemon', () => {
     expect(out.text()).toMatch(/stopped\.\n$/);
     // Nobody listens any more.
     expect(await main(['--socket', socket, 'ls'], io())).toBe(3);
+  });
+
+  it('says which flakes came from --flake (this run only) and how to keep one; a settings-only run says neither', async () => {
+    /** The daemon's lines from start to "stopped.", over an agent with these flakes. */
+    const banner = async (flakes: ReturnType<typeof flakeSnapshot>[]): Promise<string[]> => {
+      const port = new FakePort(agentSnapshot([vmSnapshot({ name: 'web' })], { flakes }));
+      const ctl = new AbortController();
+      const out = collect();
+      const err = collect();
+      const running = runDaemon({
+        socketPath: path.join(dir, `control-${flakes.length}.sock`),
+        io: { ...(io() as CliIo), stdout: out, stderr: err, signal: ctl.signal },
+        createAgent: async () => Object.assign(port, { close: async () => {} }),
+      });
+      await listening(running, out, err);
+      ctl.abort();
+      expect(await running).toBe(0);
+      // Each line after its time of day.
+      return out
+        .text()
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.replace(/^\d\d:\d\d:\d\d /, ''));
+    };
+
+    const lines = await banner([
+      flakeSnapshot({ dir: '/flakes/demo' }),
+      flakeSnapshot({ dir: '/tmp/try', source: 'command-line' }),
+    ]);
+    expect(lines[0]).toMatch(
+      /^nixvm agent \(pid \d+\) listening on .*; flakes: \/flakes\/demo, \/tmp\/try \(--flake: this run only\); 1 VM\. /,
+    );
+    expect(lines[1]).toBe('`nixvm flake add DIR` keeps a --flake folder for later runs and the login item.');
+
+    const settingsOnly = await banner([flakeSnapshot({ dir: '/flakes/demo' })]);
+    expect(settingsOnly[0]).toContain('; flakes: /flakes/demo; 1 VM.');
+    expect(settingsOnly.join('\n')).not.toContain('this run only');
+    expect(settingsOnly.join('\n')).not.toContain('nixvm flake add');
   });
 
   it("exits 1 with the agent's sentence when another agent holds the lock", async () => {

@@ -164,15 +164,49 @@ describe('ls table', () => {
   });
 
   it('colours state, stale and errors on a terminal, and nothing else moves', () => {
-    const snap = agentSnapshot([
-      vmSnapshot({ name: 'web', state: 'running', ipv4: '192.168.64.5', builtDrvPath: '/d' }),
-      vmSnapshot({ name: 'db', state: 'crashed', stale: true, error: 'db crashed.' }),
-    ]);
+    const snap = agentSnapshot(
+      [
+        vmSnapshot({ name: 'web', state: 'running', ipv4: '192.168.64.5', builtDrvPath: '/d' }),
+        vmSnapshot({ name: 'cache', state: 'crashed', stale: true }),
+        // Stopped, so only its error makes its note red.
+        vmSnapshot({ name: 'db', error: 'db does not evaluate: boom.' }),
+      ],
+      {
+        flakes: [
+          flakeSnapshot({ dir: '/flakes/demo', hidden: ['laptop'] }),
+          flakeSnapshot({
+            dir: '/f/two',
+            state: 'failed',
+            error: 'The flake at /f/two has a syntax error in flake.nix at line 3; fix it and save.\nerror: …',
+            warnings: ['new.nix is not tracked by git'],
+          }),
+        ],
+      },
+    );
+    snap.agent.problems = ['Could not find vfkit; install it with `brew install vfkit`.'];
     const plain = formatVmTable(snap, 120);
     const coloured = formatVmTable(snap, 120, { paint: makePaint(true) });
+    const RED = (t: string) => `\u001b[31m${t}\u001b[0m`;
     expect(coloured).toContain('\u001b[32mrunning\u001b[0m');
-    expect(coloured).toContain('\u001b[31mcrashed\u001b[0m');
+    expect(coloured).toContain(RED('crashed'));
     expect(coloured).toContain('\u001b[33myes\u001b[0m');
+    // Errors are red: a VM's error note, a failed flake's sentence, the agent's problems.
+    const lines = coloured.split('\n');
+    expect(
+      lines.find((l) => l.startsWith('db')),
+      "db's row with its error note",
+    ).toMatch(/\u001b\[31mdb does not evaluate: boom\.\u001b\[0m$/);
+    expect(lines, 'the failed flake sentence, whole and red').toContain(
+      RED('The flake at /f/two has a syntax error in flake.nix at line 3; fix it and save.'),
+    );
+    expect(lines, 'the agent problem line').toContain(
+      `agent: ${RED('Could not find vfkit; install it with `brew install vfkit`.')}`,
+    );
+    // A warning says so in yellow; what is only information (hidden configurations) stays plain.
+    expect(lines).toContain('flake /f/two: \u001b[33mwarning:\u001b[0m new.nix is not tracked by git');
+    const hidden = lines.find((l) => l.includes('laptop'));
+    expect(hidden, 'the hidden configurations line').toBeDefined();
+    expect(hidden).not.toContain('\u001b');
     expect(coloured.replace(/\u001b\[[0-9;]*m/g, '')).toBe(plain);
     expect(plain).not.toContain('\u001b');
   });
@@ -203,7 +237,7 @@ describe('ls table', () => {
       }),
     );
     expect(text.split('\n').slice(2)).toEqual([
-      '2 other configurations of /f/one are hidden ("laptop", "server"): not VMs, or excluded in the settings; `nixvm flake include /f/one NAME` shows one as a VM.',
+      '2 other configurations hidden in /f/one ("laptop", "server"): not VMs, or excluded in the settings; `nixvm flake include /f/one NAME` shows one as a VM.',
       "The flake at /f/two has a syntax error in flake.nix at line 3, column 1 (unexpected '}'); fix it and save.",
       'flake /f/two: warning: new.nix is not tracked by git',
       'agent: Could not find vfkit; install it with `nix profile install nixpkgs#vfkit`.',
@@ -403,6 +437,20 @@ describe('status block', () => {
     );
     expect(text).toMatch(/\n {2}store image: +building the store image: 12 MiB of 340 MiB written(\n|$)/);
     expect(text).not.toMatch(/\n {2}disk:/);
+  });
+
+  it("shows a VM's link-local address when it is not running, marked as reachable only while it runs", () => {
+    const field = (text: string, k: string) => new RegExp(`^ {2}${k}:\\s+(.*)$`, 'm').exec(text)?.[1];
+    const ll = 'fe80::5894:efff:fee4:cee%bridge100';
+    for (const state of ['stopped', 'crashed'] as const) {
+      const text = formatStatus(vmSnapshot({ name: 'db', state, ipv6: ll }), now);
+      expect(field(text, 'ipv6'), `a ${state} VM's ipv6`).toBe(`${ll} (reachable while it runs)`);
+    }
+    // Running (or on its way up or down), the address answers: no mark.
+    for (const state of ['running', 'starting', 'stopping'] as const) {
+      const text = formatStatus(vmSnapshot({ name: 'db', state, ipv6: ll }), now);
+      expect(field(text, 'ipv6'), `a ${state} VM's ipv6`).toBe(ll);
+    }
   });
 
   it('says when a running VM has no lease yet and leaves out what it does not know', () => {

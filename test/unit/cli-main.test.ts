@@ -3,7 +3,7 @@
  * the agent. (End-to-end runs against the real daemon live in the integration tests.)
  */
 import { describe, expect, it } from 'vitest';
-import type { SshDestination, VmSnapshot } from '../../src/api/types.ts';
+import type { DiskListing, SshDestination, VmSnapshot } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import { main, type CliIo } from '../../src/cli/app.ts';
 import { timeOfDay, visibleName } from '../../src/cli/format.ts';
@@ -95,6 +95,72 @@ describe('exit codes', () => {
     expect(r.err).toContain('/home/u/project/run/c.sock');
     // Global options also work after the command name.
     expect((await run(['ls', '--socket', '/x.sock'], 'not-running')).connected).toEqual(['/x.sock']);
+  });
+
+  it('finds the dev agent `npm start` runs when nothing answers at the default socket, unless --socket or NIXVM_STATE_DIR say where', async () => {
+    const DEV = '/tmp/nixvm-dev-1000/control.sock';
+    /** Only the dev agent's socket answers; every socket tried and each look for the dev one recorded. */
+    const devOnly = (env: NodeJS.ProcessEnv = {}) => {
+      const port = twoVms();
+      const tried: string[] = [];
+      const devLookups: NodeJS.ProcessEnv[] = [];
+      const extra: Partial<CliIo> = {
+        env,
+        connect: async (p) => {
+          tried.push(p);
+          if (p === DEV) return port;
+          throw new AgentError('not-running', `The nixvm agent is not running (no socket at ${p}).`);
+        },
+        devSocketPath: async (e) => {
+          devLookups.push(e);
+          return DEV;
+        },
+      };
+      return { port, tried, devLookups, extra };
+    };
+
+    // The README's `npx nixvm ls` after `npm start`: the default place first, then the dev agent's.
+    const dev = devOnly();
+    const ls = await run(['ls'], dev.port, dev.extra);
+    expect(ls.code, ls.err).toBe(0);
+    expect(ls.out).toMatch(/^web\s+running/m);
+    expect(dev.tried).toEqual(['/state/control.sock', DEV]);
+    // The one connection is kept for the rest of the command (ip asks for the addresses, then the VM).
+    const both = devOnly();
+    both.port.handlers.ips = () => ({ ipv4: '192.168.64.7', ipv6: null });
+    expect(await run(['ip', 'web'], both.port, both.extra)).toMatchObject({ code: 0, out: '192.168.64.7\n' });
+    expect(both.tried).toEqual(['/state/control.sock', DEV]);
+
+    // --socket: that socket only, and its own "not running" (naming it), never the dev agent.
+    const given = devOnly();
+    const r = await run(['--socket', '/x.sock', 'ls'], given.port, given.extra);
+    expect(r.code).toBe(3);
+    expect(r.err).toContain('/x.sock');
+    expect(given.tried).toEqual(['/x.sock']);
+    expect(given.devLookups, 'looked for the dev agent despite --socket').toEqual([]);
+
+    // NIXVM_STATE_DIR: its socket only (what the tests and a second agent rely on).
+    const state = devOnly({ NIXVM_STATE_DIR: '/elsewhere' });
+    const s2 = await run(['ls'], state.port, state.extra);
+    expect(s2.code).toBe(3);
+    expect(state.tried).toEqual(['/state/control.sock']);
+    expect(state.devLookups, 'looked for the dev agent despite NIXVM_STATE_DIR').toEqual([]);
+
+    // No dev agent either (none of this user's, or nothing answers there): the default socket's error.
+    for (const devPath of [null, DEV]) {
+      const tried: string[] = [];
+      const none = await run(['ls'], 'not-running', {
+        connect: async (p) => {
+          tried.push(p);
+          throw new AgentError('not-running', `The nixvm agent is not running (no socket at ${p}).`);
+        },
+        devSocketPath: async () => devPath,
+      });
+      expect(none.code).toBe(3);
+      expect(none.err).toContain('/state/control.sock');
+      expect(none.err).not.toContain(DEV);
+      expect(tried).toEqual(devPath ? ['/state/control.sock', DEV] : ['/state/control.sock']);
+    }
   });
 
   it('4 for an unknown VM, naming the known ones, and nothing is started', async () => {
@@ -226,6 +292,64 @@ describe('read commands', () => {
     port.snapshot.flakes = [flakeSnapshot({ dir: '/flakes/demo', state: 'evaluating', evaluatingSince: NOW - 3000 })];
     expect((await run(['ls'], port)).code).toBe(0);
     expect(JSON.parse((await run(['ls', '--json'], port)).out).flakes[0].state).toBe('evaluating');
+  });
+
+  it('reevaluate exits 1 when a flake did not evaluate and 0 otherwise, as ls; --json prints the flakes with the same code', async () => {
+    const port = twoVms();
+    let flakes = [flakeSnapshot({ dir: '/flakes/demo' })];
+    port.handlers.reevaluate = () => flakes;
+    const both = async () => {
+      const text = await run(['reevaluate'], port);
+      const json = await run(['reevaluate', '--json'], port);
+      expect(json.code, `reevaluate --json exits as reevaluate does (${text.out.trim()})`).toBe(text.code);
+      expect(json.err, 'nothing on stderr in JSON mode').toBe('');
+      return { text, json: JSON.parse(json.out) as unknown };
+    };
+
+    let r = await both();
+    expect(r.text).toMatchObject({ code: 0, out: '/flakes/demo: evaluated, 2 VMs.\n', err: '' });
+    expect(r.json).toEqual(flakes);
+
+    // Still evaluating is not a failure (its sentence says for how long).
+    flakes = [
+      flakeSnapshot({ dir: '/flakes/demo', state: 'evaluating', evaluating: true, evaluatingSince: NOW - 4000 }),
+    ];
+    r = await both();
+    expect(r.text.code).toBe(0);
+    expect(r.text.out).toBe('/flakes/demo is still being evaluated (for 4s); its VMs appear when nix is done.\n');
+
+    // Each way of not evaluating is exit 1, with the flake's own sentence; the fine flake is still reported.
+    const failures = [
+      flakeSnapshot({
+        dir: '/flakes/net',
+        state: 'failed',
+        errorKind: 'network',
+        error:
+          'The flake at /flakes/net could not fetch one of its inputs (https://x/y.tar.gz: the host name does not resolve); check the network connection (and any proxy or substituter in between), then run `nixvm reevaluate`.\nerror: …',
+      }),
+      flakeSnapshot({
+        dir: '/flakes/nonix',
+        state: 'nix-missing',
+        error: '/flakes/nonix cannot be evaluated: could not find nix in your PATH; install Nix.',
+      }),
+      flakeSnapshot({
+        dir: '/flakes/gone',
+        state: 'no-such-dir',
+        error: 'The flake folder /flakes/gone does not exist; fix the path in Settings.',
+      }),
+    ];
+    for (const failed of failures) {
+      flakes = [flakeSnapshot({ dir: '/flakes/demo' }), failed];
+      r = await both();
+      expect(r.text.code, `a flake in state ${failed.state} makes reevaluate exit 1`).toBe(1);
+      expect(r.text.out.split('\n')).toEqual(['/flakes/demo: evaluated, 2 VMs.', failed.error!.split('\n')[0], '']);
+      expect(r.json).toEqual(flakes);
+    }
+
+    // No agent: 3, and in JSON mode the error as JSON.
+    const down = await run(['reevaluate', '--json'], 'not-running');
+    expect(down.code).toBe(3);
+    expect(JSON.parse(down.out).error.code).toBe('not-running');
   });
 
   it('status prints one VM, --json its snapshot', async () => {
@@ -364,6 +488,111 @@ describe('read commands', () => {
     expect(r.out).toContain('  Include /state/ssh_config\n');
     const j = await run(['ssh-config', '--json'], port);
     expect(JSON.parse(j.out)).toMatchObject({ path: '/state/ssh_config', status: 'not-included' });
+  });
+
+  it('logs --json prints the tail as the agent gave it, one JSON value; a VM with no output yet is an empty list, said nowhere else', async () => {
+    const port = twoVms();
+    port.handlers.logs = (p) => ({
+      path: `/logs/${p.vm}/${p.kind}.log`,
+      lines: p.vm === 'web' ? ['[nixvm: run started at 2023-11-14T22:13:20.000Z]', 'Welcome to NixOS'] : [],
+    });
+    const r = await run(['logs', 'web', '--json', '-n', '2'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toEqual({
+      path: '/logs/web/console.log',
+      lines: ['[nixvm: run started at 2023-11-14T22:13:20.000Z]', 'Welcome to NixOS'],
+    });
+    expect(port.calls.at(-1)).toEqual({ method: 'logs', params: { vm: 'web', kind: 'console', lines: 2 } });
+    // Text mode says "no console output yet" on stderr; JSON mode is the empty list, and stderr stays empty.
+    const none = await run(['logs', 'db', '--build', '--json'], port);
+    expect(none).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(none.out)).toEqual({ path: '/logs/db/build.log', lines: [] });
+    const nope = await run(['logs', 'nope', '--json'], port);
+    expect(nope.code).toBe(4);
+    expect(JSON.parse(nope.out)).toEqual({ error: { code: 'no-such-vm', message: 'No VM named nope.' } });
+  });
+
+  it('ssh-command --json prints the argv nixvm rebuilt, the quoted line and the checked destination', async () => {
+    const port = twoVms();
+    port.handlers.sshCommand = () => ({
+      argv: ['/bin/sh', '-c', 'id > /tmp/pwned'],
+      command: 'id > /tmp/pwned',
+      target: destination({ user: 'alice' }),
+      route: 'ipv4',
+    });
+    const r = await run(['ssh-command', 'web', '--json'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    const out = JSON.parse(r.out) as { argv: string[]; command: string; target: SshDestination };
+    expect(Object.keys(out)).toEqual(['argv', 'command', 'target']);
+    // Never the agent's own argv or command.
+    expect(out.argv).toEqual([
+      'ssh',
+      '-o',
+      'HostKeyAlias=nixvm-web',
+      '-o',
+      'UserKnownHostsFile=/state/vms/web/known_hosts',
+      '-o',
+      'StrictHostKeyChecking=accept-new',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'IdentityFile=/state/vms/web/keys/nixvm_ed25519',
+      '-p',
+      '22',
+      '-l',
+      'alice',
+      '192.168.64.7',
+    ]);
+    // The same line the text form prints.
+    expect(out.command).toBe((await run(['ssh-command', 'web'], port)).out.trimEnd());
+    expect(out.target).toEqual(destination({ user: 'alice' }));
+    // A destination that cannot be checked is a JSON error, exit 1, and no argv.
+    port.handlers.sshCommand = () => ({
+      argv: [],
+      command: '',
+      target: destination({ host: 'evil.example; id', ipv4: '192.168.64.7' }),
+      route: 'ipv4',
+    });
+    const bad = await run(['ssh-command', 'web', '--json'], port);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out)).toEqual({
+      error: {
+        code: 'failed',
+        message: `The agent's ssh destination for "web" is not an address, user and port nixvm can use; it was not run.`,
+      },
+    });
+  });
+
+  it('disk ls --json prints every image as the agent lists it, orphans included', async () => {
+    const disks: DiskListing[] = [
+      {
+        role: 'nix-store',
+        path: `/state/images/${H}-nixos-system-web.img`,
+        apparentBytes: 340 * 1024 ** 2,
+        allocatedBytes: 340 * 1024 ** 2,
+        readOnly: true,
+        vms: ['web'],
+        closure: `/nix/store/${H}-nixos-system-web`,
+        orphan: false,
+      },
+      {
+        role: 'writable-store',
+        path: '/state/vms/old/store-writable.img',
+        apparentBytes: 20 * 1024 ** 3,
+        allocatedBytes: 3 * 1024 ** 3,
+        readOnly: false,
+        vms: ['old'],
+        closure: null,
+        orphan: true,
+      },
+    ];
+    const port = twoVms();
+    port.handlers.disks = () => disks;
+    const r = await run(['disk', 'ls', '--json'], port);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(JSON.parse(r.out)).toEqual(disks);
+    port.handlers.disks = () => [];
+    expect(JSON.parse((await run(['disk', 'list', '--json'], port)).out)).toEqual([]);
   });
 
   it('logs asks for the last N lines of the right log', async () => {

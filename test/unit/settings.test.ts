@@ -6,7 +6,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Settings } from '../../src/api/types.ts';
 import { AgentError } from '../../src/api/errors.ts';
 import Conf from 'conf';
-import { SETTINGS_SCHEMA, checkValue, defaultSettings } from '../../src/api/settings-schema.ts';
+import {
+  SETTINGS_SCHEMA,
+  checkValue,
+  defaultSettings,
+  filterConfigurations,
+  setConfigurationList,
+  validateSettingsPatch,
+} from '../../src/api/settings-schema.ts';
 import { SettingsStore } from '../../src/core/settings.ts';
 import { type Truthy, waitFor } from '../helpers/wait.ts';
 
@@ -369,5 +376,47 @@ describe('SettingsStore', () => {
     await until('a schema warning', () => warnings.length > 0);
     expect(warnings[0]).toContain('sshUser.web must be a user name');
     expect(s.get().sshUser).toEqual({});
+  });
+});
+
+describe('which configurations of a flake are VMs (include / exclude)', () => {
+  const A = '/flakes/a';
+  const B = '/flakes/b';
+  const cur = {
+    includeConfigurations: { [A]: ['laptop'], [B]: ['x'] },
+    excludeConfigurations: { [A]: ['old-vm'] },
+  };
+
+  it('include, exclude and default move a name between the lists, one list at most, other flakes untouched', () => {
+    expect(filterConfigurations(cur, A, ['old-vm', 'server'], 'include')).toEqual({
+      includeConfigurations: { [A]: ['laptop', 'old-vm', 'server'], [B]: ['x'] },
+      excludeConfigurations: {},
+    });
+    expect(filterConfigurations(cur, A, ['laptop'], 'exclude')).toEqual({
+      includeConfigurations: { [B]: ['x'] },
+      excludeConfigurations: { [A]: ['old-vm', 'laptop'] },
+    });
+    expect(filterConfigurations(cur, A, ['laptop', 'old-vm'], 'default')).toEqual({
+      includeConfigurations: { [B]: ['x'] },
+      excludeConfigurations: {},
+    });
+    // Asking twice changes nothing more.
+    const once = filterConfigurations(cur, A, ['laptop'], 'include');
+    expect(filterConfigurations(once, A, ['laptop'], 'include')).toEqual(once);
+  });
+
+  it("the settings window's field sets a list whole, as typed: a name given twice is the schema's to refuse", () => {
+    expect(setConfigurationList(cur, A, 'exclude', ['laptop', 'dev'])).toEqual({
+      includeConfigurations: { [B]: ['x'] },
+      excludeConfigurations: { [A]: ['laptop', 'dev'] },
+    });
+    expect(setConfigurationList(cur, A, 'include', [])).toEqual({
+      includeConfigurations: { [B]: ['x'] },
+      excludeConfigurations: { [A]: ['old-vm'] },
+    });
+    const twice = setConfigurationList(cur, A, 'include', ['laptop', 'laptop']);
+    expect(() => validateSettingsPatch(twice)).toThrow(
+      new AgentError('bad-request', `Setting includeConfigurations.${A} lists "laptop" twice.`),
+    );
   });
 });
