@@ -97,10 +97,13 @@ export async function openConsoleView(
   let closed = false;
   const send = (text: string) =>
     void bridge.consoleInput(toBase64(text)).catch((e: unknown) => status(errorMessage(e), 'error'));
+  // What the input's state last said ("Typing into…", "Watching…"): a resize hint keeps it in
+  // front, so the notice still says who types after the window (or its scrollbar) changed size.
+  let inputNews = '';
   const sizer = new ConsoleSizer({
     typing: opts.passSize,
     send,
-    hint: (size) => status(sizeHint(size), 'info'),
+    hint: (size) => status(`${inputNews}${inputNews ? ' ' : ''}${sizeHint(size)}`, 'info'),
   });
   const resizedTerm = term.onResize(({ rows, cols }) => sizer.resize({ rows, cols }));
 
@@ -130,12 +133,10 @@ export async function openConsoleView(
       sizer.writer(ev.writer);
       const hint = firstInput && ev.writer && !sizer.typing ? ` ${sizeHint({ rows: term.rows, cols: term.cols })}` : '';
       firstInput = false;
-      status(
-        ev.writer
-          ? `Typing into the console of ${JSON.stringify(vm)}.${hint}`
-          : `Watching: another client types into this console; its input passes here when it detaches.`,
-        'info',
-      );
+      inputNews = ev.writer
+        ? `Typing into the console of ${JSON.stringify(vm)}.`
+        : `Watching: another client types into this console; its input passes here when it detaches.`;
+      status(`${inputNews}${hint}`, 'info');
     } else status(ev.reason, 'error');
   };
   const encoder = new TextEncoder();

@@ -185,7 +185,7 @@ describe('the Terminal tab', () => {
       await app.page.waitForFunction(
         (r) =>
           new RegExp(
-            `^The guest cannot see this window's size over a serial line: run \`stty rows ${r} cols \\d+\` in it\\.$`,
+            `^Typing into the console of "minimal-vm"\\. The guest cannot see this window's size over a serial line: run \`stty rows ${r} cols \\d+\` in it\\.$`,
           ).test(document.getElementById('notice')?.textContent ?? ''),
         after,
         { timeout: 30_000 },
