@@ -7,7 +7,7 @@ import { type Command, Option } from 'commander';
 import type { AgentEvent, BuilderOutcome, BuilderSetupOutcome, BuildersInfo, RegistrationPlan } from '../api/types.ts';
 import type { Session } from './app.ts';
 import { CliError, EXIT } from './errors.ts';
-import { visibleName } from './format.ts';
+import { commandName, visibleName, visibleText } from './format.ts';
 
 type Act = <A extends unknown[]>(fn: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
 
@@ -83,7 +83,7 @@ async function untilReady(s: Session, timeoutMs: number): Promise<BuildersInfo> 
         finish(
           new CliError(
             EXIT.failed,
-            `The builder VM was not ready after ${Math.round(timeoutMs / 1000)} s (${last?.note ?? 'no word from it'}); see \`nixvm builder\` and \`nixvm logs ${last?.vm ?? '<vm>'}\`.`,
+            `The builder VM was not ready after ${Math.round(timeoutMs / 1000)} s (${last?.note ? visibleText(last.note) : 'no word from it'}); see \`nixvm builder\` and \`nixvm logs ${last?.vm ? commandName(last.vm) : '<vm>'}\`.`,
           ),
         ),
       timeoutMs,

@@ -761,7 +761,8 @@ export function snapshotChanges(prev: AgentSnapshot, next: AgentSnapshot): Snaps
     if (!old) (out.added ??= []).push(vm);
     else {
       const d = changedFields(old, vm);
-      if (d) (out.vms ??= {})[vm.name] = d;
+      // Keyed by VM name: prototype-free, so a VM called `__proto__` is a key like any other.
+      if (d) (out.vms ??= Object.create(null) as Record<string, typeof d>)[vm.name] = d;
     }
   }
   if (before.size) out.removed = [...before.keys()];

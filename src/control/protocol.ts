@@ -20,6 +20,7 @@
  * Bounds (what one client can make the agent hold; past them the connection is refused or closed
  * with that last line, and the agent carries on):
  *   - a request line: MAX_REQUEST_LINE_BYTES (1 MiB); a reply line a client reads: 64 MiB;
+ *   - malformed messages (not JSON, no such method, bad params): past 50 on one connection, it is closed;
  *   - connections: 128 at once; one more is answered "too busy" and closed;
  *   - a connection with no subscription and nothing in flight is closed after 2 minutes idle; a
  *     line must be finished within 10 s of its first byte;

@@ -65,6 +65,8 @@ const emptyBtn = document.getElementById('empty-action') as HTMLButtonElement;
 const emptyError = document.getElementById('empty-error')!;
 const countEl = document.getElementById('count')!;
 const noticeEl = document.getElementById('notice')!;
+/** The Terminal tab owns the notice while it is shown (the log's own notices wait). */
+let terminalShown = false;
 const titleEl = document.getElementById('title')!;
 const vmNameEl = document.getElementById('vmname')!;
 const consoleBtn = document.getElementById('console-app') as HTMLButtonElement;
@@ -324,7 +326,8 @@ function updateChrome(): void {
   let notice: string | null = null;
   if (tailTruncated || buffer.total > buffer.size)
     notice = `Showing the last ${buffer.size} lines. Open in Console for the whole file.`;
-  if (!loadError) {
+  // Hiding the terminal's notice would also resize the terminal, and tell the guest a wrong size.
+  if (!loadError && !terminalShown) {
     noticeEl.hidden = notice === null;
     if (notice !== null && noticeEl.textContent !== notice) noticeEl.textContent = notice;
   }
@@ -529,6 +532,7 @@ passSizeEl.addEventListener('change', () => {
 let termView: ConsoleView | null = null;
 
 function showTerminal(on: boolean): void {
+  terminalShown = on;
   termEl.hidden = !on;
   logEl.hidden = on;
   if (on) emptyEl.hidden = true;
@@ -536,13 +540,18 @@ function showTerminal(on: boolean): void {
   passSizeEl.parentElement!.hidden = !on;
   termTab.setAttribute('aria-selected', String(on));
   if (on) for (const t of tabs) t.setAttribute('aria-selected', 'false');
+  noticeEl.classList.toggle('for-term', on);
   if (!on) {
     termView?.close();
     termView = null;
     termEl.replaceChildren();
+    noticeEl.hidden = true;
     return;
   }
-  noticeEl.hidden = true;
+  // Shown from the start, so the terminal's size does not change when the first news comes.
+  noticeEl.hidden = false;
+  noticeEl.dataset.level = 'info';
+  noticeEl.textContent = `Attaching to the console of ${JSON.stringify(vm)}…`;
   document.title = `${vm} — Terminal`;
   void openConsoleView(
     termEl,

@@ -210,10 +210,9 @@ function render(force = false): void {
         'aria-label': `shared folder for ${vm.name}`,
       });
       shared.addEventListener('change', () => {
-        const next = { ...shown().sharedDir };
-        if (shared.value.trim()) next[vm.name] = shared.value.trim();
-        else delete next[vm.name];
-        void save({ sharedDir: next });
+        const value = shared.value.trim();
+        const current = shown().sharedDir;
+        void save({ sharedDir: value ? withEntry(current, vm.name, value) : withoutEntry(current, vm.name) });
       });
       row = h(
         'tr',

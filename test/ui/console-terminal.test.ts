@@ -95,6 +95,9 @@ describe('the Terminal tab', () => {
         .catch(async (err: Error) => {
           throw new Error(`${err.message}\nThe terminal shows:\n${await screen(app)}`);
         });
+      // Still shown once the guest's answer reached the console log too (the log's own notice
+      // logic stays out of it: hiding it would resize the terminal, and the guest's size with it).
+      expect(await app.page.locator('#notice').isVisible(), 'the notice was hidden').toBe(true);
       expect(await app.page.locator('#notice').textContent()).toMatch(/^Typing into the console of "minimal-vm"\./);
       // The log's own tools step aside while the terminal is shown.
       expect(await app.page.locator('#search').isHidden()).toBe(true);
@@ -194,11 +197,17 @@ describe('the Terminal tab', () => {
       expect(await screen(app), 'stty typed without Pass size').not.toContain('stty rows');
       // Pass size: the size goes to the guest at once, typed at its prompt; its own stty has it.
       await app.page.locator('#pass-size').check();
-      await app.page.waitForFunction(
-        (line) => (document.querySelector('#term .xterm-rows')?.textContent ?? '').includes(line),
-        `stty rows ${after} cols ${cols}`,
-        { timeout: 30_000 },
-      );
+      await app.page
+        .waitForFunction(
+          (line) => (document.querySelector('#term .xterm-rows')?.textContent ?? '').includes(line),
+          `stty rows ${after} cols ${cols}`,
+          { timeout: 30_000 },
+        )
+        .catch(async (err: Error) => {
+          throw new Error(
+            `${err.message}\nThe notice says: ${await app.page.locator('#notice').textContent()}\nThe terminal shows:\n${await screen(app)}`,
+          );
+        });
       await app.page.locator('#term .xterm-helper-textarea').focus();
       await app.page.keyboard.type('stty size');
       await app.page.waitForFunction(

@@ -346,15 +346,20 @@ describe('settings window, hostile input (issue 16)', () => {
       const user = rowOf('toString').locator('input[aria-label^="ssh user for"]');
       await user.fill('zoe');
       await user.press('Enter');
+      // The shared folder is saved the same way (withEntry: a prototype-free copy).
+      const shared = rowOf('hasOwnProperty').locator('input[aria-label^="shared folder for"]');
+      await shared.fill('/tmp/hop-share');
+      await shared.press('Enter');
       await expect
         .poll(async () => {
           const s = await settings();
           return [
             Object.hasOwn(s.autostart, 'constructor') && s.autostart.constructor,
             Object.hasOwn(s.sshUser, 'toString') && s.sshUser.toString,
+            Object.hasOwn(s.sharedDir, 'hasOwnProperty') && s.sharedDir.hasOwnProperty,
           ];
         })
-        .toEqual([true, 'zoe']);
+        .toEqual([true, 'zoe', '/tmp/hop-share']);
       expect(Object.keys((await settings()).autostart)).toEqual(['constructor']);
       expect(await rowOf('constructor').locator('input[type="checkbox"]').isChecked()).toBe(true);
       expect(await rowOf('hasOwnProperty').locator('input[type="checkbox"]').isChecked()).toBe(false);

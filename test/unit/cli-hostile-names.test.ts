@@ -18,6 +18,7 @@ import {
   formatStatus,
   formatVmTable,
   progressPayload,
+  snapshotChanges,
   visibleName,
 } from '../../src/cli/format.ts';
 import { createProgressView } from '../../src/cli/progress.ts';
@@ -118,6 +119,18 @@ describe('names a terminal would act on', () => {
   });
 });
 
+describe('names Object.prototype has', () => {
+  it('are keys like any other in what `watch --json` sends as changes', () => {
+    const prev = agentSnapshot(['__proto__', 'constructor'].map((name) => vmSnapshot({ name })));
+    const next = agentSnapshot(
+      ['__proto__', 'constructor'].map((name) => vmSnapshot({ name, state: 'starting' as const })),
+    );
+    const change = JSON.parse(JSON.stringify(snapshotChanges(prev, next))) as { vms: Record<string, unknown> };
+    expect(Object.keys(change.vms).sort()).toEqual(['__proto__', 'constructor']);
+    expect(Object.getOwnPropertyDescriptor(change.vms, '__proto__')?.value).toEqual({ state: 'starting' });
+  });
+});
+
 describe('commands the CLI suggests', () => {
   it('quote the name, so pasting one runs nothing but nixvm', async () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-paste-'));
@@ -146,6 +159,30 @@ describe('commands the CLI suggests', () => {
     } finally {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
+  });
+  it('quote the builder VM in the command a builder that never got ready suggests', async () => {
+    const builders = {
+      localSystems: ['aarch64-darwin'],
+      machines: [],
+      problems: [],
+      vm: SUBST,
+      status: 'waiting' as const,
+      note: `waiting for ${TITLE} to answer`,
+      mode: 'agent' as const,
+      machinesFile: '/state/machines',
+    };
+    const snap = agentSnapshot([vmSnapshot({ name: SUBST })]);
+    const port = new FakePort({ ...snap, agent: { ...snap.agent, builders } }, {
+      builderUse: () => ({
+        done: true,
+        plan: { mode: 'agent', changes: [], system: null, userConfLine: null, snippet: null, inPlace: true },
+        builders,
+      }),
+    });
+    const r = await run(['builder', 'use', SUBST, '--timeout', '0.05'], port);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toContain("`nixvm logs 'a$(touch pwned)b'`");
+    expect(r.out + r.err, JSON.stringify(r.err)).not.toMatch(ACTIVE);
   });
 });
 
