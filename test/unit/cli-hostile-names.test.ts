@@ -172,13 +172,16 @@ describe('commands the CLI suggests', () => {
       machinesFile: '/state/machines',
     };
     const snap = agentSnapshot([vmSnapshot({ name: SUBST })]);
-    const port = new FakePort({ ...snap, agent: { ...snap.agent, builders } }, {
-      builderUse: () => ({
-        done: true,
-        plan: { mode: 'agent', changes: [], system: null, userConfLine: null, snippet: null, inPlace: true },
-        builders,
-      }),
-    });
+    const port = new FakePort(
+      { ...snap, agent: { ...snap.agent, builders } },
+      {
+        builderUse: () => ({
+          done: true,
+          plan: { mode: 'agent', changes: [], system: null, userConfLine: null, snippet: null, inPlace: true },
+          builders,
+        }),
+      },
+    );
     const r = await run(['builder', 'use', SUBST, '--timeout', '0.05'], port);
     expect(r.code, r.err).toBe(1);
     expect(r.err).toContain("`nixvm logs 'a$(touch pwned)b'`");
