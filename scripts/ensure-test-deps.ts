@@ -24,7 +24,14 @@ if (missing.length) {
     ['install', '-y', '-qq', ...missing],
   ]) {
     const r = spawnSync('apt-get', args, { stdio: 'inherit', env });
-    if (r.status !== 0) process.exit(r.status ?? 1);
+    if (r.status !== 0) {
+      // apt's own output is above; say what it means (offline, most often).
+      const what = absent.map((n) => n.program).join(', ');
+      console.error(
+        `npm test could not install ${missing.join(', ')} with apt-get (for ${what}): check that this machine reaches its Debian mirror, or install them, then run npm test again.`,
+      );
+      process.exit(r.status ?? 1);
+    }
   }
 }
 
