@@ -94,6 +94,7 @@ make_root() {
       in_root "$tmp" apt-get clean
   } >"$log" 2>&1 || {
     remove_root "$tmp"
+    tail -n 3 "$log" >&2
     die "CI cannot make the Debian $suite root for Nix tests (debootstrap or apt-get from $MIRROR failed, see $log); check that the mirror is reachable and run .ci/run again."
   }
   printf '%s' "$RECIPE" >"$tmp/$MARKER"

@@ -9,14 +9,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Nix } from '../src/core/nix/nix.ts';
 import { run } from '../src/host/runner.ts';
+import { rootNeeded } from '../test/helpers/loopback-builder.ts';
 import {
   CASES,
   CURRENT_SYSTEM,
-  callArgv,
   MESSAGES_DIR,
   materialise,
   RECORD_ROOT,
   recordingText,
+  runCase,
   translate,
 } from '../test/helpers/nix-messages.ts';
 
@@ -31,11 +32,15 @@ console.log(`Recording the messages of ${versionOut} (${nix.bin}) on ${CURRENT_S
 
 mkdirSync(MESSAGES_DIR, { recursive: true });
 let mismatches = 0;
+// The remote-builder cases run a real sshd on a loopback address's port 22, which needs root.
+const noRoot = rootNeeded();
+if (noRoot && CASES.some((c) => c.builder)) throw new Error(`Recording needs root: ${noRoot}.`);
 for (const c of CASES) {
   const dir = path.join(RECORD_ROOT, c.dirName ?? c.name);
   await materialise(c, dir);
-  const r = await run(callArgv(nix, c, dir), { allowFailure: true, timeoutMs: 120_000 });
-  const failedAsExpected = (r.exitCode !== 0) === (c.expected(dir, CURRENT_SYSTEM).kind !== 'warnings');
+  const r = await runCase(nix, c, dir);
+  const want = c.expected(dir, CURRENT_SYSTEM, version);
+  const failedAsExpected = (r.exitCode !== 0) === (want.kind !== 'warnings');
   if (!failedAsExpected) {
     console.log(`  ${c.name}: nix ${version} exited ${r.exitCode}; nothing to record`);
     continue;
@@ -44,7 +49,6 @@ for (const c of CASES) {
   const file = path.join(MESSAGES_DIR, `${c.name}.nix-${version}.txt`);
   writeFileSync(file, recordingText(version, CURRENT_SYSTEM, exitCode, r.stderr));
   const got = translate(c, dir, r.stderr, exitCode);
-  const want = c.expected(dir, CURRENT_SYSTEM);
   const ok = got.kind === want.kind && got.message === want.message;
   if (!ok) mismatches++;
   console.log(`  ${c.name}: ${ok ? 'ok' : `NOT TRANSLATED: ${got.kind}: ${got.message}`}`);

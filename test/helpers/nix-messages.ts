@@ -10,13 +10,17 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pingFailure } from '../../src/core/builders/builders.ts';
 import { buildArgv } from '../../src/core/nix/build.ts';
+import { NIX_COMMAND_ARGS } from '../../src/core/nix/config.ts';
 import { nixErrorText, translateBuildError, translateEvalError } from '../../src/core/nix/errors.ts';
 import { BATCH_EXPR, singleExpr } from '../../src/core/nix/inventory-expr.ts';
 import { evalWarnings, inventoryArgv } from '../../src/core/nix/inventory.ts';
 import type { Nix } from '../../src/core/nix/nix.ts';
+import { ProgressTracker } from '../../src/core/nix/progress.ts';
 import { run } from '../../src/host/runner.ts';
 import { copyFixtureFiles } from './fixtures.ts';
+import { BUILDER_SYSTEM, type BuilderBehaviour, DROP_MARKER, LoopbackBuilder } from './loopback-builder.ts';
 
 export const MESSAGES_DIR = fileURLToPath(new URL('../fixtures/nix-messages/', import.meta.url));
 
@@ -27,7 +31,8 @@ export const RECORD_ROOT = '/tmp/nixvm-messages';
 export type Call =
   | { kind: 'inventory' } // the batched `nix eval` of every VM
   | { kind: 'vm'; vm: string } // one VM alone (how the inventory gets a broken VM's own message)
-  | { kind: 'build'; vm: string }; // `nix build` of a VM's toplevel
+  | { kind: 'build'; vm: string } // `nix build` of a VM's toplevel (with the case's builder, if any)
+  | { kind: 'ping' }; // the builder probe's `nix store ping --store <the case's builder>`
 
 export interface Expected {
   /** The error kind, or 'warnings' for a successful evaluation that warns. */
@@ -49,16 +54,33 @@ export interface MessageCase {
   /** Files the flake refers to that are on no disk (for telling "untracked" from "missing"). */
   absent?: string[];
   call: Call;
+  /**
+   * A remote builder on a loopback address (test/helpers/loopback-builder.ts), behaving so, that
+   * a build's `--option builders` names (as nixvm's builder VM) and a ping probes. Needs root.
+   */
+  builder?: { behaviour: BuilderBehaviour; scheme?: 'ssh-ng' | 'ssh' };
   /** Nix accepts this on some versions (no message to translate there). */
   mayPass?: boolean;
-  /** `system`: the machine nix ran on. */
-  expected: (dir: string, system: string) => Expected;
+  /** `system`: the machine nix ran on; `version`: its nix, e.g. "2.34.8". */
+  expected: (dir: string, system: string, version: string) => Expected;
 }
+
+/** Where a case's builder keeps its files: beside the flake, not in it (nix copies the flake). */
+export const builderDir = (dir: string) => `${dir}-builder`;
+
+/** What nixvm's agent calls its builder VM, and what to do when it is gone (Builders.describe). */
+export const BUILDER_VM = {
+  words: 'the builder VM "builder-vm"',
+  fix: 'start it again (`nixvm start builder-vm`) and wait for `nixvm builder` to say it is ready',
+};
+
+/** The 2.x minor of a version: "2.34.8" → 34. */
+const minor = (version: string) => Number(version.split('.')[1]);
 
 /** The system the tests run on, as nix names it (a recording's header says which it was made on). */
 export const CURRENT_SYSTEM = `${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-${process.platform === 'darwin' ? 'darwin' : 'linux'}`;
 
-const vmSubject = (c: Call) => (c.kind === 'inventory' ? undefined : `VM ${JSON.stringify(c.vm)}`);
+const vmSubject = (c: Call) => (c.kind === 'vm' || c.kind === 'build' ? `VM ${JSON.stringify(c.vm)}` : undefined);
 
 const seedFile = (rel: string) => readFileSync(path.join(MESSAGES_DIR, '..', 'seed', rel), 'utf8');
 
@@ -92,6 +114,31 @@ ${attrs}
 }
 `,
 });
+
+/** A VM for a system only the builder builds, so that its build goes there. */
+const remoteFlake =
+  (script: string, big = false) =>
+  (dir: string) => ({
+    'flake.nix': `{
+  outputs = { self }: {
+    nixosConfigurations.remote-vm.config.system.build.toplevel = derivation {
+      name = "nixos-system-remote-vm";
+      system = "${BUILDER_SYSTEM}";
+      builder = "/bin/sh";
+      PATH = "/usr/bin:/bin";${big ? '\n      big = ./big.bin;' : ''}
+      args = [ "-c" ${JSON.stringify(`echo $$ >>${builderDir(dir)}/pids; ${script}`)} ];
+    };
+  };
+}
+`,
+    // Big enough that a cut after its first megabyte comes in the middle of copying it there.
+    ...(big ? { 'big.bin': 'x'.repeat(16 << 20) } : {}),
+  });
+
+const LOST = (reason: string) =>
+  `Building VM "remote-vm" stopped: the connection to ${BUILDER_VM.words} was lost during the build (${reason}); ${BUILDER_VM.fix}, then build again.`;
+const UNREACHABLE = `Building VM "remote-vm" needs a builder for ${BUILDER_SYSTEM}, but nix could not connect to ${BUILDER_VM.words}; ${BUILDER_VM.fix}, then build again.`;
+const BROKEN = `Building VM "remote-vm" failed on ${BUILDER_VM.words}, not in its own derivation: the group 'nixvm-test-no-such-group' specified in 'build-users-group' does not exist; fix the builder's nix, then build again.`;
 
 /** nixpkgs' lib.warn: builtins.warn on Nix 2.23+, a coloured trace before (nixpkgs 24.11 and later). */
 const LIB_WARN = 'builtins.warn or (msg: v: builtins.trace "\u001b[1;35mevaluation warning:\u001b[0m ${msg}" v)';
@@ -370,6 +417,98 @@ export const CASES: MessageCase[] = [
         'Building VM "throws" failed: services.web.listen must be set for the throws VM; fix it and build again.',
     }),
   },
+  {
+    // The builder VM stops (or the network drops) while it builds.
+    name: 'remote-lost',
+    files: remoteFlake(`echo '${DROP_MARKER}'; exec sleep 600`),
+    builder: { behaviour: 'drops' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: (_dir, _system, version) => ({
+      kind: 'builder-lost',
+      message: LOST(minor(version) >= 26 ? "its nix daemon's connection closed" : 'unexpected end-of-file'),
+    }),
+  },
+  {
+    name: 'remote-lost-ssh',
+    files: remoteFlake(`echo '${DROP_MARKER}'; exec sleep 600`),
+    builder: { behaviour: 'drops', scheme: 'ssh' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'builder-lost', message: LOST('unexpected end-of-file') }),
+  },
+  {
+    // Lost while nix copies the build's inputs there: nix's write fails.
+    name: 'remote-lost-uploading',
+    files: remoteFlake('exit 0', true),
+    builder: { behaviour: 'drops-uploading' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'builder-lost', message: LOST('Broken pipe') }),
+  },
+  {
+    // The builder's own nix refuses the build: not the derivation's fault.
+    name: 'remote-broken',
+    files: remoteFlake('exit 0'),
+    builder: { behaviour: 'broken-nix' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'build-failed', message: BROKEN }),
+  },
+  {
+    name: 'remote-broken-ssh',
+    files: remoteFlake('exit 0'),
+    builder: { behaviour: 'broken-nix', scheme: 'ssh' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'build-failed', message: BROKEN }),
+  },
+  {
+    // nix has a builder for it but cannot reach it: the fix is that builder, not setting one up.
+    name: 'remote-unreachable',
+    files: remoteFlake('exit 0'),
+    builder: { behaviour: 'absent' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'builder-lost', message: UNREACHABLE }),
+  },
+  {
+    name: 'remote-unreachable-ssh',
+    files: remoteFlake('exit 0'),
+    builder: { behaviour: 'absent', scheme: 'ssh' },
+    call: { kind: 'build', vm: 'remote-vm' },
+    expected: () => ({ kind: 'builder-lost', message: UNREACHABLE }),
+  },
+  // The builder probe (src/core/builders/builders.ts: pingFailure), before nixvm lists a builder VM.
+  {
+    name: 'ping-refused',
+    builder: { behaviour: 'absent' },
+    call: { kind: 'ping' },
+    expected: () => ({ kind: 'ping', message: 'nothing answers ssh on its address' }),
+  },
+  {
+    name: 'ping-host-key',
+    builder: { behaviour: 'other-host-key' },
+    call: { kind: 'ping' },
+    expected: () => ({
+      kind: 'ping',
+      message:
+        'its sshd shows a different host key than the one its configuration pins (environment.etc."ssh/ssh_host_ed25519_key.pub"), so nix refuses it; fix the key pair in the configuration and restart the VM',
+    }),
+  },
+  {
+    name: 'ping-key-refused',
+    builder: { behaviour: 'key-refused' },
+    call: { kind: 'ping' },
+    expected: () => ({
+      kind: 'ping',
+      message: "its sshd refused nixvm's key for root; check services.openssh.authorizedKeysFiles and the $KEYS share",
+    }),
+  },
+  {
+    name: 'ping-no-nix',
+    builder: { behaviour: 'no-nix' },
+    call: { kind: 'ping' },
+    expected: () => ({
+      kind: 'ping',
+      message:
+        'ssh logs in, but root finds no nix-daemon there (is nix installed on it, and on the PATH of ssh sessions?)',
+    }),
+  },
 ];
 
 /** Write the case's flake into `dir` (emptied first). */
@@ -388,10 +527,38 @@ export async function materialise(c: MessageCase, dir: string): Promise<void> {
   }
 }
 
-/** The argv nixvm runs for the case's call. */
-export function callArgv(nix: Nix, c: MessageCase, dir: string): string[] {
+/** The case's builder, started (stop() it after the call); none when the case has none. */
+export async function startBuilder(c: MessageCase, dir: string): Promise<LoopbackBuilder | undefined> {
+  if (!c.builder) return undefined;
+  return LoopbackBuilder.start(builderDir(dir), c.builder.behaviour, c.builder.scheme);
+}
+
+/** Run the case's nix call as nixvm does, its builder (if any) there for it. */
+export async function runCase(
+  nix: Nix,
+  c: MessageCase,
+  dir: string,
+): Promise<{ exitCode: number | null; stdout: string; stderr: string }> {
+  const builder = await startBuilder(c, dir);
+  try {
+    return await run(callArgv(nix, c, dir, builder), {
+      allowFailure: true,
+      timeoutMs: 120_000,
+      ...(builder ? { onLine: builder.onLine } : {}),
+    });
+  } finally {
+    await builder?.stop();
+  }
+}
+
+/** The argv nixvm runs for the case's call (`builder`: the case's, started). */
+export function callArgv(nix: Nix, c: MessageCase, dir: string, builder?: LoopbackBuilder): string[] {
   const call = c.call;
-  if (call.kind === 'build') return buildArgv(nix, dir, call.vm);
+  if (c.builder && !builder) throw new Error(`${c.name} needs its builder started`);
+  if (call.kind === 'ping') return [nix.bin, ...NIX_COMMAND_ARGS, 'store', 'ping', '--store', builder!.storeUri()];
+  // As the agent's builds do while its builder VM is ready (Builders.buildArgs).
+  const builders = builder ? ['--option', 'builders', builder.machineLine()] : [];
+  if (call.kind === 'build') return buildArgv(nix, dir, call.vm, builders);
   return inventoryArgv(nix, dir, call.kind === 'vm' ? singleExpr(call.vm) : BATCH_EXPR);
 }
 
@@ -403,8 +570,22 @@ export function translate(c: MessageCase, dir: string, stderr: string, exitCode:
   if (exitCode === 0) return { kind: 'warnings', message: evalWarnings(stderr, dir).join('\n') };
   const absent = new Set((c.absent ?? []).map((f) => path.join(dir, f)));
   const ctx = { flakeDir: dir, sourceRoot: dir, subject: vmSubject(c.call), exists: (f: string) => !absent.has(f) };
+  if (c.call.kind === 'ping') return { kind: 'ping', message: pingFailure(stderr, exitCode) };
   if (c.call.kind === 'build') {
-    const t = translateBuildError(nixErrorText(stderr), { ...ctx, vm: c.call.vm });
+    // As the build manager does: the builder nix built on, from its progress events.
+    const tracker = new ProgressTracker({ tailLines: 10 });
+    for (const line of stderr.split('\n')) tracker.feed(line);
+    const remote = tracker.progress().remote ?? null;
+    // The case's builder is the only one nix has: the agent would call it its builder VM.
+    const describeRemote = c.builder ? () => BUILDER_VM : null;
+    const t = translateBuildError(nixErrorText(stderr), {
+      ...ctx,
+      vm: c.call.vm,
+      remote,
+      remoteWords: remote && describeRemote ? BUILDER_VM.words : null,
+      remoteFix: remote && describeRemote ? BUILDER_VM.fix : null,
+      describeRemote,
+    });
     return t ? { kind: t.kind, message: t.message } : { kind: 'none', message: 'nix said nothing' };
   }
   const t = translateEvalError(stderr, ctx);

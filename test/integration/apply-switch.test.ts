@@ -11,10 +11,16 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { rootOnly } from '../helpers/users.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
 // sshd -i runs as the user running the tests and logs root in only when that is root.
-const root = process.getuid?.() === 0;
+const notRoot = rootOnly(
+  'apply-switch.test.ts',
+  'applying over ssh as root',
+  'sshd -i runs as the user running the tests and logs root in only when that is root',
+);
+const root = notRoot === null;
 
 let t: TestAgent;
 let log: string;

@@ -13,9 +13,15 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSshDestination, sshArgv, sshTargetFor } from '../../src/core/net/ssh.ts';
 import { createTestAgent, type TestAgent } from '../helpers/agent.ts';
+import { rootOnly } from '../helpers/users.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
-const root = process.getuid?.() === 0;
+const root =
+  rootOnly(
+    'ssh-credential.test.ts',
+    'real ssh in as root with the credential',
+    'sshd -i runs as the user running the tests and logs root in only when that is root',
+  ) === null;
 
 let t: TestAgent;
 beforeAll(async () => {

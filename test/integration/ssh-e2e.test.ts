@@ -19,10 +19,16 @@ import { SIMULATOR } from '../helpers/agent.ts';
 import { loopbackIp } from '../helpers/builder-fixture.ts';
 import { killVfkitsUnder } from '../helpers/reap.ts';
 import { settles, waitFor, watchChild, type Watched } from '../helpers/wait.ts';
+import { rootOnly } from '../helpers/users.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/nixvm.js', import.meta.url));
 const VM = 'builder-vm';
 // sshd -i runs as the user running the tests and can only log that user in.
+const noApply = rootOnly(
+  'ssh-e2e.test.ts',
+  'the in-place apply (nix copy into the guest, then switch, as root)',
+  'sshd -i runs as the user running the tests and logs root in only when that is root',
+);
 const USER = os.userInfo().username;
 const SSHD = '/usr/sbin/sshd';
 
@@ -184,7 +190,7 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
     }
   });
 
-  it.skipIf(process.getuid?.() !== 0)(
+  it.skipIf(noApply !== null)(
     'applies a closure-only change in place: the closure copied into its own store (nix copy over the channel), then switched',
     async () => {
       const host = flake.file('hosts/builder-vm.nix');

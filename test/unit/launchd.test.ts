@@ -368,7 +368,9 @@ describe('login item', () => {
     expect(st.problem).toContain('not a readable plist');
   });
 
-  it.skipIf(fs.existsSync('/bin/launchctl'))(
+  const hasLaunchctl = fs.existsSync('/bin/launchctl');
+  if (hasLaunchctl) console.log('launchd.test.ts: the no-launchctl case is skipped: this machine has /bin/launchctl');
+  it.skipIf(hasLaunchctl)(
     'says login items need macOS where there is no launchctl, never pretending it ran',
     async () => {
       const st = await loginItemStatus({ launchAgentsDir: agentsDir, uid: UID });

@@ -3,9 +3,12 @@ import {
   failedBuilder,
   nixErrorText,
   requiredSystem,
+  translateBuildError,
   translateEvalError,
   linuxBuilderAdvice,
+  unreachableBuilders,
 } from '../../src/core/nix/errors.ts';
+import { recordings } from '../helpers/nix-messages.ts';
 
 const FLAKE = '/Users/me/vms';
 const SRC = '/nix/store/kwx4x1fd3kfq3i7nw3m4jgh9l28r2fzh-source';
@@ -191,4 +194,22 @@ describe('network failures', () => {
       ).message,
     ).toContain('(https://h/r.git: nothing answers there)');
   });
+});
+
+describe('remote builders nix could not reach', () => {
+  // The recorded texts (test/fixtures/nix-messages/remote-unreachable*), read without an agent
+  // that knows the builder: nixvm names it by its URI, and the fix is generic.
+  for (const r of recordings().filter((x) => x.case.name.startsWith('remote-unreachable'))) {
+    it(`${r.case.name} on Nix ${r.version}: the builder named, not the advice to set one up`, () => {
+      const text = nixErrorText(r.stderr);
+      const uri = unreachableBuilders(text);
+      expect(uri).toHaveLength(1);
+      expect(uri[0]).toMatch(/^ssh(-ng)?:\/\/root@127\.\d+\.\d+\.\d+$/);
+      const t = translateBuildError(text, { flakeDir: '/f', vm: 'remote-vm' })!;
+      expect(t.kind).toBe('builder-lost');
+      expect(t.message).toBe(
+        `Building VM "remote-vm" needs a builder for riscv64-linux, but nix could not connect to the builder ${uri[0]}; check that it runs and answers ssh, then build again.`,
+      );
+    });
+  }
 });

@@ -15,7 +15,7 @@ describe('nix messages, as each Nix version words them', () => {
     it(`${r.case.name} on Nix ${r.version}`, () => {
       const dir = path.join(RECORD_ROOT, r.case.dirName ?? r.case.name);
       const got = translate(r.case, dir, r.stderr, r.exitCode);
-      expect(got, `${r.file}: what a user reads for this text`).toEqual(r.case.expected(dir, r.system));
+      expect(got, `${r.file}: what a user reads for this text`).toEqual(r.case.expected(dir, r.system, r.version));
     });
   }
 

@@ -103,7 +103,10 @@ export function machinesFilePath(stateDir: string, home: string | null): string 
   return /\s/.test(inHome) ? inState : inHome;
 }
 
-/** Why nix could not reach the builder's store, in words: ssh's own reason first, then nix's last line. */
+/**
+ * Why nix could not reach the builder's store, in words: ssh's own reason first, then nix's last
+ * line. Recorded on each Nix: test/helpers/nix-messages.ts's ping-* cases.
+ */
 export function pingFailure(stderr: string, exitCode: number | null): string {
   if (/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/.test(stderr))
     return 'its sshd shows a different host key than the one its configuration pins (environment.etc."ssh/ssh_host_ed25519_key.pub"), so nix refuses it; fix the key pair in the configuration and restart the VM';
@@ -111,6 +114,9 @@ export function pingFailure(stderr: string, exitCode: number | null): string {
     return "its sshd refused nixvm's key for root; check services.openssh.authorizedKeysFiles and the $KEYS share";
   if (/Connection refused|Connection timed out|No route to host/.test(stderr))
     return 'nothing answers ssh on its address';
+  // The remote shell's words (dash: "sh: 1: nix-daemon: not found", bash: "…: command not found").
+  if (/\bnix-(?:daemon|store): (?:command )?not found/.test(stderr))
+    return 'ssh logs in, but root finds no nix-daemon there (is nix installed on it, and on the PATH of ssh sessions?)';
   const last = stderr
     .split('\n')
     .map((l) => l.trim())

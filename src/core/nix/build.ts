@@ -432,6 +432,7 @@ export class BuildManager extends EventEmitter<BuildManagerEvents> {
       remote,
       remoteWords: who?.words ?? null,
       remoteFix: who?.fix ?? null,
+      describeRemote: this.describeRemote ?? null,
     });
     if (t?.kind === 'build-failed' && t.drvPath) {
       const tail = tracker.logTail(t.drvPath);

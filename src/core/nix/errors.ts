@@ -6,7 +6,8 @@
  * Recognised across Nix 2.8, current Nix and Lix: syntax errors (top level or nested under
  * "… while evaluating" frames), "not a flake", a flake path nix reads as a URL, a flake without
  * nixosConfigurations, git's untracked-file trap and a file that exists nowhere (four wordings),
- * the missing Linux builder or system features (four wordings) and failing builders (two).
+ * the missing Linux builder or system features (four wordings), failing builders (two) and
+ * remote builders: unreachable (three), broken (one), lost during a build (three).
  * The real text of each version lives in test/fixtures/nix-messages (see test/helpers/nix-messages.ts).
  */
 import { existsSync } from 'node:fs';
@@ -393,21 +394,40 @@ export interface BuildErrorContext extends ErrorContext {
   remoteWords?: string | null;
   /** What to do when that builder was lost (start it again…). */
   remoteFix?: string | null;
+  /** Any builder nix names (its URI) in words, and what to do when it is lost, when nixvm knows it. */
+  describeRemote?: ((uri: string) => { words: string; fix: string } | null) | null;
 }
 
 /**
  * The connection to a remote builder went away during the build (its VM stopped, the network
- * dropped), as nix and ssh word it; the reason, or null when it is not that.
+ * dropped), in nix's words (recorded: test/helpers/nix-messages.ts's remote-* cases):
+ *   Nix daemon disconnected unexpectedly (maybe it crashed?)     (ssh-ng, 2.26 and 2.34)
+ *   unexpected end-of-file                                       (ssh-ng on 2.8; ssh:// on all)
+ *   writing to file: Broken pipe / write of N bytes: Broken pipe (cut while copying inputs there)
+ * The reason, or null when it is not that.
  */
 export function lostConnection(text: string): string | null {
-  const t = stripAnsi(text);
-  // Nix 2.2x and later: the remote daemon's end of the ssh channel closed.
+  // What nix gave up on, not what it ignored while cleaning up ("error (ignored): …").
+  const t = stripAnsi(text)
+    .split('\n')
+    .filter((l) => !/^\s*error \(ignored\):/.test(l))
+    .join('\n');
   if (/Nix daemon disconnected unexpectedly/.test(t)) return "its nix daemon's connection closed";
-  const m =
-    /(unexpected end-of-file|Connection (?:closed|reset)[^\n]*|Broken pipe|cannot connect to '[^']*'[^\n]*|failed to start SSH connection[^\n]*)/i.exec(
-      t,
-    );
-  return m ? trimSentence(m[1]!, 160) : null;
+  const m = /(unexpected end-of-file|Broken pipe)/.exec(t);
+  return m ? m[1]! : null;
+}
+
+/**
+ * The builders nix tried and could not reach, then built nothing on (each is a line
+ * `cannot build on '<uri>': <why>`, whatever the version words the why:
+ *   cannot open connection to remote store '…': error: unexpected end-of-file   (ssh-ng, 2.8)
+ *   cannot connect to 'root@…': ssh: connect to host … Connection refused       (ssh://, 2.8)
+ *   failed to start SSH connection to '…'                                       (2.26, 2.34)
+ * Their URIs, without parameters, once each.
+ */
+export function unreachableBuilders(text: string): string[] {
+  const uris = [...stripAnsi(text).matchAll(/^cannot build on '([^']+)':/gm)].map((m) => m[1]!.replace(/\?.*$/, ''));
+  return [...new Set(uris)];
 }
 
 /**
@@ -419,6 +439,20 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
   const { vm } = ctx;
   const keep = ctx.hasPrevious ? ' (the previous build stays in use)' : '';
   const rs = requiredSystem(text);
+  // Nix has builders for it but reached none: the fix is that builder, not setting one up.
+  const unreachable = rs ? unreachableBuilders(text) : [];
+  if (rs && unreachable.length) {
+    const known = unreachable.map((uri) => ctx.describeRemote?.(uri) ?? null);
+    const who = unreachable.map((uri, i) => known[i]?.words ?? `the builder ${uri}`).join(' or ');
+    const fix = known.find((k) => k)?.fix ?? 'check that it runs and answers ssh';
+    const what = rs.required ?? `features ${rs.features.join(', ')}`;
+    return {
+      kind: 'builder-lost',
+      message: `Building VM ${JSON.stringify(vm)} needs a builder for ${what}, but nix could not connect to ${who}; ${fix}, then build again${keep}.`,
+      detail: text,
+      drvPath: rs.drvPath,
+    };
+  }
   if (rs) {
     return {
       kind: 'required-system',
