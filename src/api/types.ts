@@ -82,7 +82,15 @@ export interface ApplyOutcome {
   error: string | null;
   /** The switch's last output line. */
   lastLine: string | null;
+  /**
+   * The output so far (the store-image copy's, then the switch's): how many lines, and the last
+   * of them (at most APPLY_OUTPUT_TAIL), so a face can print each line as it comes.
+   */
+  output?: { count: number; tail: string[] };
 }
+
+/** How many of an apply's last output lines its snapshot carries. */
+export const APPLY_OUTPUT_TAIL = 20;
 
 export type StrictHostKeys = 'yes' | 'accept-new';
 

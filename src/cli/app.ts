@@ -383,6 +383,23 @@ async function cmdAction(
   }
 
   const view: BuildProgressView = createProgressView(s.io.stdout, s.io.now, { silent: opts.json === true });
+  // An apply's output (the store-image copy, then the switch), printed line by line as it comes:
+  // each snapshot carries how many lines there are and the last few. Only this call's apply.
+  const applySince = Date.now() - 1000;
+  const printed = new Map<string, { at: number; count: number }>();
+  const applyLines = (vm: VmSnapshot | undefined): void => {
+    const a = vm?.applied;
+    if (action !== 'apply' || !vm || !a?.output || a.at < applySince) return;
+    const seen = printed.get(vm.name);
+    const done = seen?.at === a.at ? seen.count : 0;
+    const { count, tail } = a.output;
+    if (count <= done) return;
+    const first = count - tail.length;
+    const name = visibleName(vm.name);
+    if (first > done) view.log(`${name} | … (${first - done} more in its apply.log)`);
+    for (let i = Math.max(done, first); i < count; i++) view.log(`${name} | ${visibleName(tail[i - first] ?? '')}`);
+    printed.set(vm.name, { at: a.at, count });
+  };
   const latest = new Map<string, VmSnapshot>();
   // Called with every later snapshot of a VM; used to wait for a build to end.
   const waiters = new Map<string, (vm: VmSnapshot) => void>();
@@ -392,6 +409,7 @@ async function cmdAction(
       if (!unique.includes(vm.name)) continue;
       latest.set(vm.name, vm);
       view.update(vm);
+      applyLines(vm);
       waiters.get(vm.name)?.(vm);
     }
   });
@@ -442,6 +460,7 @@ async function cmdAction(
       let vm = await interruptible(port.call(action, { vm: name }), signal);
       latest.set(name, vm);
       view.update(vm);
+      applyLines(vm);
       // An agent may answer as soon as a build is under way (asked for, or the one a stale
       // start needs); the user asked to see it end.
       if (action !== 'stop' && vm.build.status === 'building') {
@@ -472,6 +491,7 @@ async function cmdAction(
         // The sentence says what failed; nix's own words are in the build's detail.
         const now = await port.call('snapshot', {}).catch(() => null);
         fresh = now?.vms.find((v) => v.name === name) ?? latest.get(name);
+        applyLines(fresh);
         failures.push(...buildFailureLines(fresh));
       }
       results.set(name, {
@@ -1059,7 +1079,7 @@ const VM_ACTIONS: [VmAction, string][] = [
   ['stop', 'stop VMs (ACPI shutdown, then harder)'],
   ['restart', 'stop, then start VMs'],
   ['build', "build VMs' closures without starting them"],
-  ['apply', 'rebuild VMs and restart the running ones on the new closure'],
+  ['apply', 'rebuild VMs and bring the running ones onto the new closure: switch in place when possible, else restart'],
 ];
 
 export function buildProgram(s: Session, setCode: (c: number) => void): Command {

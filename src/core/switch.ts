@@ -124,6 +124,19 @@ export function failedUnits(lines: readonly string[]): string[] {
   return [];
 }
 
+/** The last lines of a failed switch that its error carries, so the user sees why without the log. */
+export const ERROR_TAIL_LINES = 6;
+const TAIL_LINE_CHARS = 240;
+
+/** A failure's sentence, then the last non-blank output lines (indented, each cut short): bounded. */
+export function withTail(sentence: string, lines: readonly string[]): string {
+  const tail = lines
+    .filter((l) => l.trim() !== '')
+    .slice(-ERROR_TAIL_LINES)
+    .map((l) => `  ${l.length > TAIL_LINE_CHARS ? `${l.slice(0, TAIL_LINE_CHARS)}…` : l}`);
+  return tail.length ? `${sentence}\n${tail.join('\n')}` : sentence;
+}
+
 export interface SwitchRun {
   vm: string;
   /** The ssh argv to the guest as root (program first, host last), nixvm's options included. */
@@ -137,7 +150,13 @@ export interface SwitchRun {
   timeoutMs?: number;
 }
 
-/** Run the switch; resolves with the outcome (never throws for a switch that failed in the guest). */
+/** switch-to-configuration's own words: ssh's complaints before any of them mean it never ran. */
+const SWITCH_WORDS = /switch|activat|unit/i;
+
+/**
+ * Run the switch; resolves with the outcome (never throws for a switch that failed in the guest).
+ * A failure's error is one sentence, then the switch's last lines (withTail).
+ */
 export async function runSwitch(r: SwitchRun): Promise<ApplyOutcome> {
   const lines: string[] = [];
   const at = Date.now();
@@ -153,28 +172,42 @@ export async function runSwitch(r: SwitchRun): Promise<ApplyOutcome> {
   });
   const name = JSON.stringify(r.vm);
   const restart = `restart it to boot the new closure (\`nixvm restart ${shellWord(r.vm)}\`)`;
-  if (result.exitCode === 0)
-    return { how: 'switch', outPath: r.outPath, at, reasons: [], error: null, lastLine: lines.at(-1) ?? null };
-  // ssh's own failures exit 255: the guest was not reached (or dropped the connection).
-  if (result.exitCode === 255 && !lines.some((l) => /switch|activat|unit/i.test(l))) {
-    return {
-      how: 'failed',
-      outPath: r.outPath,
-      at,
-      reasons: [],
-      error: `nixvm cannot reach ${name} over ssh to switch it (${lines.at(-1) ?? 'no answer'}); restart to apply.`,
-      lastLine: lines.at(-1) ?? null,
-    };
-  }
-  const units = failedUnits(lines);
-  return {
+  const failed = (error: string): ApplyOutcome => ({
     how: 'failed',
     outPath: r.outPath,
     at,
     reasons: [],
-    error: units.length
-      ? `Switching ${name} left ${units.length === 1 ? 'a unit' : `${units.length} units`} failed (${units.join(', ')}); it keeps running on what it switched to; see ${r.logFile}, or ${restart}.`
-      : `Switching ${name} failed (exit ${result.exitCode ?? result.signal}); it keeps running; see ${r.logFile}, or ${restart}.`,
+    error,
     lastLine: lines.at(-1) ?? null,
-  };
+  });
+  if (result.exitCode === 0)
+    return { how: 'switch', outPath: r.outPath, at, reasons: [], error: null, lastLine: lines.at(-1) ?? null };
+  // ssh's own failures exit 255: the guest was not reached, or it dropped the connection mid-switch.
+  if (result.exitCode === 255) {
+    if (!lines.some((l) => SWITCH_WORDS.test(l)))
+      return failed(
+        `nixvm cannot reach ${name} over ssh to switch it (${lines.at(-1) ?? 'no answer'}); restart to apply.`,
+      );
+    return failed(
+      withTail(
+        `The ssh connection to ${name} was lost during the switch; it keeps running on whatever the switch got to; see ${r.logFile}, or ${restart}.`,
+        lines,
+      ),
+    );
+  }
+  const units = failedUnits(lines);
+  const how =
+    result.exitCode !== null
+      ? `exit ${result.exitCode}`
+      : result.signal
+        ? `killed by ${result.signal}`
+        : 'no exit status';
+  return failed(
+    withTail(
+      units.length
+        ? `Switching ${name} left ${units.length === 1 ? 'a unit' : `${units.length} units`} failed (${units.join(', ')}); it keeps running on what it switched to; see ${r.logFile}, or ${restart}.`
+        : `Switching ${name} failed (${how}); it keeps running; see ${r.logFile}, or ${restart}.`,
+      lines,
+    ),
+  );
 }

@@ -7,12 +7,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentError, errorMessage } from '../api/errors.ts';
-import type { ApplyOutcome } from '../api/types.ts';
+import { APPLY_OUTPUT_TAIL, type ApplyOutcome } from '../api/types.ts';
 import { run as runProgram } from '../host/runner.ts';
 import type { EventHub } from './event-hub.ts';
 import { writeSshConfig } from './net/ssh.ts';
 import type { Nix } from './nix/nix.ts';
-import { runSwitch, switchPlan, type SwitchPlan } from './switch.ts';
+import { runSwitch, switchPlan, withTail, type SwitchPlan } from './switch.ts';
 import type { Loaded, VmList } from './vm-list.ts';
 import type { Launcher } from './vm/launcher.ts';
 import type { Supervisor } from './vm/supervisor.ts';
@@ -113,6 +113,9 @@ export class Applier {
         lastLine: null,
       };
     } else {
+      // Every line goes to the log; the snapshot carries the count and the last few, so a face
+      // following the snapshots prints each line as it comes.
+      const output = { count: 0, tail: [] as string[] };
       const switching: ApplyOutcome = {
         how: 'switching',
         outPath: built.outPath,
@@ -120,6 +123,7 @@ export class Applier {
         reasons: [],
         error: null,
         lastLine: null,
+        output,
       };
       this.#outcomes.set(name, switching);
       this.#o.changed();
@@ -135,12 +139,23 @@ export class Applier {
       this.#o.log(`applying ${JSON.stringify(name)} by switching in place to ${built.outPath}`);
       const onLine = (line: string): void => {
         log?.write(`${line}\n`);
-        switching.lastLine = line.slice(0, 500);
+        const short = line.slice(0, 500);
+        switching.lastLine = short;
+        output.count++;
+        output.tail.push(short);
+        if (output.tail.length > APPLY_OUTPUT_TAIL) output.tail.shift();
         this.#o.changed();
       };
       const copyError = copy ? await this.#copyClosure(name, built.outPath, onLine) : null;
       outcome = copyError
-        ? { how: 'failed', outPath: built.outPath, at, reasons: [], error: copyError, lastLine: switching.lastLine }
+        ? {
+            how: 'failed',
+            outPath: built.outPath,
+            at,
+            reasons: [],
+            error: withTail(copyError, output.tail),
+            lastLine: switching.lastLine,
+          }
         : await runSwitch({
             vm: name,
             ssh,
@@ -148,6 +163,8 @@ export class Applier {
             logFile,
             onLine,
           });
+      // One apply, one `at` (a face tells this apply's lines from an earlier one's by it).
+      outcome = { ...outcome, at, output: { count: output.count, tail: [...output.tail] } };
       await new Promise<void>((r) => (log ? log.end(r) : r()));
     }
     this.#outcomes.set(name, outcome);

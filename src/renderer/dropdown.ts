@@ -528,9 +528,17 @@ class VmRow {
     });
     if (!sameChildren(this.menu, items)) this.menu.replaceChildren(...items);
 
-    // Build progress.
-    show(this.progress, building);
-    if (building) {
+    // Build progress; else an apply's switch in place, its output's last line as it comes.
+    const switching = !building && vm.applied?.how === 'switching';
+    show(this.progress, building || switching);
+    this.progress.classList.toggle('switching', switching);
+    if (switching) {
+      this.progress.removeAttribute('aria-valuenow');
+      setText(this.pct, '');
+      setText(this.drv, 'Switching in place…');
+      setText(this.lastLine, vm.applied?.lastLine ?? '');
+      show(this.lastLine, Boolean(vm.applied?.lastLine));
+    } else if (building) {
       const bp = vm.build.progress;
       const pct = Math.max(0, Math.min(100, bp?.percent ?? 0));
       this.fill.style.width = `${pct}%`;

@@ -194,11 +194,18 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
     'applies a closure-only change in place: the closure copied into its own store (nix copy over the channel), then switched',
     async () => {
       const host = flake.file('hosts/builder-vm.nix');
+      // The fixture's switch records its call and whether the closure was in the guest's own store then.
+      const switchLog = path.join(root, 'switch.log');
+      const guestStore = `${path.join(vmDir(), 'store-writable.img')}.sim-store`;
       fs.writeFileSync(
         host,
         fs
           .readFileSync(host, 'utf8')
-          .replace('  environment.etc = {', '  environment.etc = {\n    "motd".text = "applied";'),
+          .replace('  environment.etc = {', '  environment.etc = {\n    "motd".text = "applied";')
+          .replace(
+            '  system.stateVersion',
+            `  nixvmTest = { switchLog = ${JSON.stringify(switchLog)}; switchStore = ${JSON.stringify(guestStore)}; };\n  system.stateVersion`,
+          ),
       );
       const ls = () => nixvm(['status', VM, '--json']);
       await waitFor(async () => JSON.parse((await ls()).stdout).stale === true, {
@@ -212,8 +219,23 @@ describe('nixvm ssh into the seed builder, over vsock', () => {
       const after = JSON.parse((await ls()).stdout);
       expect(after).toMatchObject({ state: 'running', stale: false, pid: before.pid });
       expect(after.switchedOutPath).toBe(after.builtOutPath);
+      // The copy came first: when the switch ran, its closure was in the guest's store already.
+      expect(fs.readFileSync(switchLog, 'utf8')).toBe(
+        `${after.switchedOutPath} switch\nthe closure was in the guest store\n`,
+      );
+      // apply.log and the command's own output: nix copy's lines, then the switch's, as they came.
+      const copied = `copying path '${after.switchedOutPath}' to 'ssh-ng://nixvm-builder-vm'...`;
+      const applyLog = fs.readFileSync(path.join(root, 'logs', 'vms', VM, 'apply.log'), 'utf8').split('\n');
+      expect(applyLog.indexOf(copied), applyLog.join('\n')).toBeGreaterThan(0);
+      expect(applyLog.indexOf('activating the configuration...')).toBeGreaterThan(applyLog.indexOf(copied));
+      const out = r.stdout.split('\n');
+      const at = (l: string) => out.indexOf(l);
+      expect(at(`${VM} | ${copied}`), said(r)).toBeGreaterThanOrEqual(0);
+      expect(at(`${VM} | activating the configuration...`), said(r)).toBeGreaterThan(at(`${VM} | ${copied}`));
+      expect(out.findIndex((l) => l.startsWith(`${VM}: switched in place`))).toBeGreaterThan(
+        at(`${VM} | activating the configuration...`),
+      );
       // The guest's store (the simulator keeps it beside the writable store image) has the closure.
-      const guestStore = `${path.join(vmDir(), 'store-writable.img')}.sim-store`;
       const info = await execa('nix', ['path-info', '--store', `local?root=${guestStore}`, after.switchedOutPath], {
         reject: false,
         env: {

@@ -9,7 +9,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recentRuns } from '../../src/host/runner.ts';
 import { createTestAgent, SIMULATOR } from '../helpers/agent.ts';
+import { agentSnapshot, FakePort, vmSnapshot } from '../helpers/fake-port.ts';
 import { copyFixture } from '../helpers/fixtures.ts';
+import { testSpec } from '../vfkit-sim/harness.ts';
 import { startHarness, type AppPage, type Harness } from './harness.ts';
 
 let h: Harness;
@@ -501,4 +503,38 @@ describe('dropdown rows', () => {
       await t.dispose();
     }
   }, 120_000);
+
+  it("shows a switch in place as it runs: what it does and the switch's last line, gone once applied", async () => {
+    // The agent's snapshots as an apply sends them, line by line (the switch itself is
+    // test/integration/apply-switch.test.ts's).
+    const running = vmSnapshot({ name: 'web', spec: testSpec({ name: 'web' }), state: 'running', pid: 4711 });
+    const port = new FakePort(agentSnapshot([running]));
+    const app = await h.open(port, 'index');
+    try {
+      await row(app, 'web').waitFor();
+      const progress = row(app, 'web').locator('.vm-progress');
+      expect(await progress.isHidden()).toBe(true);
+      const switching = (lastLine: string | null) => ({
+        how: 'switching' as const,
+        outPath: '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web',
+        at: 1,
+        reasons: [],
+        error: null,
+        lastLine,
+      });
+      port.setVm({ ...running, applied: switching('activating the configuration...') });
+      await progress.waitFor({ state: 'visible' });
+      expect(await progress.locator('.drv').textContent()).toBe('Switching in place…');
+      await progress.locator('.lastline', { hasText: 'activating the configuration...' }).waitFor();
+      // No percentage for a switch: no bar.
+      expect(await progress.locator('.bar').isVisible()).toBe(false);
+      port.setVm({ ...running, applied: switching('setting up /etc...') });
+      await progress.locator('.lastline', { hasText: 'setting up /etc...' }).waitFor();
+      port.setVm({ ...running, applied: { ...switching('setting up /etc...'), how: 'switch' } });
+      await progress.waitFor({ state: 'hidden' });
+      expect(app.problems).toEqual([]);
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
 });

@@ -246,6 +246,39 @@ describe('--json everywhere, errors as JSON with the same exit codes', () => {
     });
   });
 
+  it("apply prints the switch's lines as the snapshots bring them, each once, saying how many it missed", async () => {
+    const port = vms();
+    const line = (i: number) => `line ${i}`;
+    const lines = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, k) => line(from + k));
+    const at = Date.now();
+    const applied = (how: 'switching' | 'switch', count: number, tail: string[]) => ({
+      how,
+      outPath: `/nix/store/${'d'.repeat(32)}-web`,
+      at,
+      reasons: [],
+      error: null,
+      lastLine: tail.at(-1) ?? null,
+      output: { count, tail },
+    });
+    port.handlers.apply = (p) => {
+      // Snapshots while it runs: one line, the same again, then 28 more of which the last 20 are carried.
+      port.setVm({ ...port.vm(p.vm), applied: applied('switching', 1, lines(1, 1)) });
+      port.setVm({ ...port.vm(p.vm), applied: applied('switching', 1, lines(1, 1)) });
+      port.setVm({ ...port.vm(p.vm), applied: applied('switching', 2, lines(1, 2)) });
+      port.setVm({ ...port.vm(p.vm), applied: applied('switching', 29, lines(10, 29)) });
+      return { ...port.vm(p.vm), state: 'running', applied: applied('switch', 30, lines(11, 30)) };
+    };
+    const r = await run(['apply', 'web'], port);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.split('\n').filter(Boolean)).toEqual([
+      'web | line 1',
+      'web | line 2',
+      'web | … (7 more in its apply.log)',
+      ...lines(10, 30).map((l) => `web | ${l}`),
+      'web: switched in place (running, 192.168.64.7)',
+    ]);
+  });
+
   it('a failed build in JSON mode says why, with nix detail and the log path', async () => {
     const port = vms();
     port.handlers.build = (p) => ({
