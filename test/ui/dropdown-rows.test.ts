@@ -5,6 +5,7 @@
  * what a running VM's vfkit uses, sampled only while the dropdown is open. See harness.ts.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recentRuns } from '../../src/host/runner.ts';
@@ -530,6 +531,7 @@ describe('dropdown rows', () => {
       expect(await progress.locator('.bar').isVisible()).toBe(false);
       port.setVm({ ...running, applied: switching('setting up /etc...') });
       await progress.locator('.lastline', { hasText: 'setting up /etc...' }).waitFor();
+      await app.page.screenshot({ path: path.join(os.tmpdir(), 'nixvm-dropdown-switching.png') });
       port.setVm({ ...running, applied: { ...switching('setting up /etc...'), how: 'switch' } });
       await progress.waitFor({ state: 'hidden' });
       expect(app.problems).toEqual([]);
