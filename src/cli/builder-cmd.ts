@@ -93,10 +93,11 @@ async function untilReady(s: Session, timeoutMs: number): Promise<BuildersInfo> 
       last = b;
       if (b.note && b.note !== lastNote && b.status !== 'ready') {
         lastNote = b.note;
-        s.err(`${visibleName(b.note)}…`);
+        s.err(`${clause(b.note)}…`);
       }
       if (b.status === 'ready') finish(null, b);
-      else if (b.status === 'failed') finish(new CliError(EXIT.failed, `The builder VM is not usable: ${b.note}.`));
+      else if (b.status === 'failed')
+        finish(new CliError(EXIT.failed, `The builder VM is not usable: ${clause(b.note ?? 'it gave no reason')}.`));
     };
     const unsubscribe = port.subscribe((ev: AgentEvent) => {
       if (ev.type === 'snapshot') seen(ev.snapshot.agent.builders);
@@ -105,6 +106,9 @@ async function untilReady(s: Session, timeoutMs: number): Promise<BuildersInfo> 
     void port.call('snapshot', {}).then((snap) => seen(snap.agent.builders), finish);
   });
 }
+
+/** A note as part of our own sentence: escaped, without its own closing stop. */
+const clause = (note: string) => visibleName(note).replace(/[.…]+$/, '');
 
 async function consent(s: Session, plan: RegistrationPlan, yes: boolean | undefined, what: string): Promise<void> {
   s.out(`To ${what}, nixvm will change:`);

@@ -84,6 +84,15 @@ export async function linuxBuilderStandIn(run: string): Promise<FlakeCopy> {
   return f;
 }
 
+/**
+ * The suite's nix settings (test/setup-env.ts) with `cache` as the one substituter. Added to,
+ * never replacing them: without their `build-users-group =`, nix 2.34 as root builds as the
+ * nixbld group, which a Debian root does not have (every build failed there on an empty store).
+ */
+export function nixConfigWithCache(cache: string): string {
+  return `${process.env.NIX_CONFIG ?? ''}\nsubstituters = file://${cache}\nrequire-sigs = false\n`;
+}
+
 /** Build the builder's system (as a machine that builds aarch64-linux would), put it in `cache`, delete it here. */
 export function publishToCache(nixpkgs: FlakeCopy, cache: string): string {
   const wrapper = fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-setup-wrapper-'));

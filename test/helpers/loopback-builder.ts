@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { renderMachine } from '../../src/core/builders/machines.ts';
+import { sshdConfigHead, sshdProgram } from '../vfkit-sim/sshd.ts';
 import { loopbackIp } from './builder-fixture.ts';
 
 export type BuilderBehaviour =
@@ -114,14 +115,7 @@ export class LoopbackBuilder {
     fs.writeFileSync(
       path.join(dir, 'sshd_config'),
       [
-        `HostKey "${hostKey}"`,
-        'PidFile none',
-        'UsePAM no',
-        'StrictModes no',
-        'PasswordAuthentication no',
-        'KbdInteractiveAuthentication no',
-        'PermitRootLogin prohibit-password',
-        `AuthorizedKeysFile ${behaviour === 'key-refused' ? 'none' : `"${this.key}.pub"`}`,
+        ...sshdConfigHead(hostKey, behaviour === 'key-refused' ? [] : [`${this.key}.pub`]),
         `ForceCommand "${command}"`,
         '',
       ].join('\n'),
@@ -142,7 +136,7 @@ export class LoopbackBuilder {
 
   #listen(): Promise<void> {
     const server = net.createServer((conn) => {
-      const child = spawn('/usr/sbin/sshd', ['-i', '-e', '-f', path.join(this.#dir, 'sshd_config')], {
+      const child = spawn(sshdProgram(), ['-i', '-e', '-f', path.join(this.#dir, 'sshd_config')], {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       const s = { conn, child };

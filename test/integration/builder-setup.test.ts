@@ -17,6 +17,7 @@ import {
   caBundle,
   linuxBuilderStandIn,
   loopbackIp,
+  nixConfigWithCache,
   publishToCache,
   seedWithForeignVm,
   sshdReady,
@@ -48,7 +49,7 @@ beforeAll(async () => {
   cache = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-setup-cache-')));
   toplevel = publishToCache(nixpkgs, cache);
   // The cache is this machine's only substituter (unsigned, as `nix copy` wrote it).
-  process.env.NIX_CONFIG = `substituters = file://${cache}\nrequire-sigs = false\n`;
+  process.env.NIX_CONFIG = nixConfigWithCache(cache);
   flake = await seedWithForeignVm();
   ip = loopbackIp();
   t = await createTestAgent({

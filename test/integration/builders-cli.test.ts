@@ -17,6 +17,7 @@ import {
   FOREIGN,
   linuxBuilderStandIn,
   loopbackIp,
+  nixConfigWithCache,
   publishToCache,
   seedWithForeignVm,
   sshdReady,
@@ -57,7 +58,7 @@ beforeAll(async () => {
   publishToCache(standIn, cache);
   env = {
     ...process.env,
-    NIX_CONFIG: `substituters = file://${cache}\nrequire-sigs = false\n`,
+    NIX_CONFIG: nixConfigWithCache(cache),
     HOME: root,
     NIX_SSL_CERT_FILE: caBundle(root),
     NIXVM_STATE_DIR: root,

@@ -14,6 +14,7 @@ import {
   caBundle,
   linuxBuilderStandIn,
   loopbackIp,
+  nixConfigWithCache,
   publishToCache,
   seedWithForeignVm,
   sshdReady,
@@ -36,7 +37,7 @@ beforeAll(async () => {
   nixpkgs = await linuxBuilderStandIn(`${process.pid}-${Date.now()}-ui`);
   cache = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-ui-setup-cache-')));
   toplevel = publishToCache(nixpkgs, cache);
-  process.env.NIX_CONFIG = `substituters = file://${cache}\nrequire-sigs = false\n`;
+  process.env.NIX_CONFIG = nixConfigWithCache(cache);
   const flake = await seedWithForeignVm();
   const root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'nixvm-ui-setup-')));
   t = await createTestAgent({

@@ -187,6 +187,33 @@ describe('commands the CLI suggests', () => {
     expect(r.err).toContain("`nixvm logs 'a$(touch pwned)b'`");
     expect(r.out + r.err, JSON.stringify(r.err)).not.toMatch(ACTIVE);
   });
+  it('escape a failed builder’s note, and end the sentence that carries it with one stop', async () => {
+    const builders = {
+      localSystems: ['aarch64-darwin'],
+      machines: [],
+      problems: [],
+      vm: TITLE,
+      status: 'failed' as const,
+      note: `"${TITLE}" did not start: Building VM "${TITLE}" failed: no space left on device; free some and build again.`,
+      mode: 'agent' as const,
+      machinesFile: '/state/machines',
+    };
+    const snap = agentSnapshot([vmSnapshot({ name: TITLE })]);
+    const port = new FakePort(
+      { ...snap, agent: { ...snap.agent, builders } },
+      {
+        builderUse: () => ({
+          done: true,
+          plan: { mode: 'agent', changes: [], system: null, userConfLine: null, snippet: null, inPlace: true },
+          builders,
+        }),
+      },
+    );
+    const r = await run(['builder', 'use', TITLE], port);
+    expect(r.code, r.err).toBe(1);
+    expect(r.err).toMatch(/The builder VM is not usable: .*free some and build again\.\n$/);
+    expect(r.out + r.err, JSON.stringify(r.err)).not.toMatch(ACTIVE);
+  });
 });
 
 describe('store image progress lines', () => {

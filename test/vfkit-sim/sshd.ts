@@ -37,6 +37,23 @@ export function sshdProgram(env: NodeJS.ProcessEnv = process.env): string {
   return env.NIXVM_SIM_SSHD || '/usr/sbin/sshd';
 }
 
+/**
+ * The start of an unprivileged `sshd -i` config: this host key, keys only (root too), and these
+ * authorized_keys files (none: every key refused). Shared with the loopback builder's sshd.
+ */
+export function sshdConfigHead(hostKey: string, authorizedKeysFiles: string[]): string[] {
+  return [
+    `HostKey "${hostKey}"`,
+    'PidFile none',
+    'UsePAM no',
+    'StrictModes no',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'PermitRootLogin prohibit-password',
+    `AuthorizedKeysFile ${authorizedKeysFiles.length ? authorizedKeysFiles.map((f) => `"${f}"`).join(' ') : 'none'}`,
+  ];
+}
+
 function readOr(file: string): string | null {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -107,18 +124,7 @@ export function bootSshd(
       return '';
     }
   })();
-  const lines = [
-    `HostKey "${hostKey}"`,
-    'PidFile none',
-    'UsePAM no',
-    'StrictModes no',
-    'PasswordAuthentication no',
-    'KbdInteractiveAuthentication no',
-    'PermitRootLogin prohibit-password',
-    `AuthorizedKeysFile ${files.length ? files.map((f) => `"${f}"`).join(' ') : 'none'}`,
-  ];
-  // A guest with a writable store disk has a Nix store of its own: what `nix copy --to ssh-ng://`
-  // reaches there (nix-daemon --stdio) is a store kept beside that disk image.
+  const lines = sshdConfigHead(hostKey, files);
   // A guest with a writable store disk has a Nix store of its own, kept beside that disk image.
   // Its nix (`nix-daemon --stdio`: what ssh-ng reaches, for `nix copy` and remote builds) runs
   // with that store mounted over /nix in a mount namespace of its own, as a guest's /nix is its
