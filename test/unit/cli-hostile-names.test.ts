@@ -160,19 +160,20 @@ describe('commands the CLI suggests', () => {
       fs.rmSync(cwd, { recursive: true, force: true });
     }
   });
-  it('quote the builder VM in the command a builder that never got ready suggests', async () => {
+  /** An agent whose `builder use` is done at once and whose builder VM `vm` stands as `status` says. */
+  const builderPort = (vm: string, status: 'waiting' | 'failed', note: string) => {
     const builders = {
       localSystems: ['aarch64-darwin'],
       machines: [],
       problems: [],
-      vm: SUBST,
-      status: 'waiting' as const,
-      note: `waiting for ${TITLE} to answer`,
+      vm,
+      status,
+      note,
       mode: 'agent' as const,
       machinesFile: '/state/machines',
     };
-    const snap = agentSnapshot([vmSnapshot({ name: SUBST })]);
-    const port = new FakePort(
+    const snap = agentSnapshot([vmSnapshot({ name: vm })]);
+    return new FakePort(
       { ...snap, agent: { ...snap.agent, builders } },
       {
         builderUse: () => ({
@@ -182,32 +183,19 @@ describe('commands the CLI suggests', () => {
         }),
       },
     );
+  };
+  it('quote the builder VM in the command a builder that never got ready suggests', async () => {
+    const port = builderPort(SUBST, 'waiting', `waiting for ${TITLE} to answer`);
     const r = await run(['builder', 'use', SUBST, '--timeout', '0.05'], port);
     expect(r.code, r.err).toBe(1);
     expect(r.err).toContain("`nixvm logs 'a$(touch pwned)b'`");
     expect(r.out + r.err, JSON.stringify(r.err)).not.toMatch(ACTIVE);
   });
   it('escape a failed builder’s note, and end the sentence that carries it with one stop', async () => {
-    const builders = {
-      localSystems: ['aarch64-darwin'],
-      machines: [],
-      problems: [],
-      vm: TITLE,
-      status: 'failed' as const,
-      note: `"${TITLE}" did not start: Building VM "${TITLE}" failed: no space left on device; free some and build again.`,
-      mode: 'agent' as const,
-      machinesFile: '/state/machines',
-    };
-    const snap = agentSnapshot([vmSnapshot({ name: TITLE })]);
-    const port = new FakePort(
-      { ...snap, agent: { ...snap.agent, builders } },
-      {
-        builderUse: () => ({
-          done: true,
-          plan: { mode: 'agent', changes: [], system: null, userConfLine: null, snippet: null, inPlace: true },
-          builders,
-        }),
-      },
+    const port = builderPort(
+      TITLE,
+      'failed',
+      `"${TITLE}" did not start: Building VM "${TITLE}" failed: no space left on device; free some and build again.`,
     );
     const r = await run(['builder', 'use', TITLE], port);
     expect(r.code, r.err).toBe(1);
