@@ -7,6 +7,8 @@
  *   .run(['prog', …]) (the injected runners of src/);
  * - an argv builder's result, `=> ['prog', '-…', …]` or `return ['prog', '--…', …]` (setpriv's, unshare's);
  * - Puppeteer's executablePath: '…';
+ * - a fallback to a program in a bin directory, `|| '/usr/sbin/sshd'` or `?? '/usr/bin/x'` (the
+ *   default of a setting or variable that names the program to start);
  * - in shell text: the commands of `sh -c '…'`; in a string that runs `exec prog`, each word after
  *   `exec `, `&& ` or `sh -c '`.
  */
@@ -70,6 +72,7 @@ export function programsIn(source: string): string[] {
     // An argv builder's result: `=> ['prog', '--flag', …]`, `return ['prog', '-x', …]`.
     new RegExp(String.raw`(?:=>|\breturn)\s*\[\s*${STR}\s*,\s*['"\x60]--?[A-Za-z]`, 'g'),
     new RegExp(String.raw`executablePath:\s*${STR}`, 'g'),
+    /(?:\|\||\?\?)\s*(['"\x60])((?:\/usr)?(?:\/local)?\/s?bin\/[\w.+-]+)\1/g,
   ];
   if (usesRunner) patterns.push(new RegExp(String.raw`(?<![\w.$#])run(?:Sync)?\(\s*\[\s*${STR}`, 'g'));
   for (const re of patterns) {

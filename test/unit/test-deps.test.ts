@@ -80,9 +80,25 @@ describe("the test prerequisites' list (scripts/test-deps.ts)", () => {
           '"/bin/sh",["-c","not-a-program"]',
           '\'exec a9 --mount sh -c "mkdir -p /x && a10 --bind"\'',
           "run(['not-a-program', 'x'])",
+          "return env.PROG || '/usr/sbin/a11';",
+          "const dir = process.env.X ?? '/tmp/not-a-program';",
         ].join('\n'),
       ),
-    ).toEqual(['a1', '/usr/bin/a2', 'sh', 'a4', 'a3', '/opt/a5', 'a6', 'a7', 'a8', 'a9', 'mkdir', 'a10']);
+    ).toEqual([
+      'a1',
+      '/usr/bin/a2',
+      'sh',
+      'a4',
+      'a3',
+      '/opt/a5',
+      '/usr/sbin/a11',
+      'a6',
+      'a7',
+      'a8',
+      'a9',
+      'mkdir',
+      'a10',
+    ]);
     expect(programsIn("import { run } from '../src/host/runner.ts';\nrun(['b1', 'x'])")).toEqual(['b1']);
   });
 });
