@@ -478,4 +478,20 @@ describe('a build on the builder that fails', () => {
     // Without a remote build, the same words are the derivation's own failure.
     expect(translateBuildError(text, { ...ctx, remote: null })?.kind).toBe('build-failed');
   });
+  it('because the upload was cut and nix went on (Nix 2.8, seen in a soak): the connection, not the builder’s nix', () => {
+    const text = [
+      'error (ignored): error: writing to file: Broken pipe',
+      "error: build of '/nix/store/r9y70d9hkv587lk9vz7l9anmk4gl3sai-nixos-system-remote-vm.drv' on 'ssh-ng://root@192.168.64.5?ssh-key=/k' failed: error: some dependencies of '/nix/store/r9y70d9hkv587lk9vz7l9anmk4gl3sai-nixos-system-remote-vm.drv' are missing",
+      "error: builder for '/nix/store/r9y70d9hkv587lk9vz7l9anmk4gl3sai-nixos-system-remote-vm.drv' failed with exit code 1",
+    ].join('\n');
+    const t = translateBuildError(text, ctx)!;
+    expect(t.kind).toBe('builder-lost');
+    expect(t.message).toBe(
+      'Building VM "minimal-vm" stopped: the connection to the builder VM "builder-vm" was lost during the build (Broken pipe); start it again (`nixvm start builder-vm`), then build again.',
+    );
+    // Missing dependencies with nothing cut before: the builder's own failure, as nix says it.
+    expect(translateBuildError(text.split('\n').slice(1).join('\n'), ctx)?.message).toContain(
+      'failed on the builder VM "builder-vm", not in its own derivation: some dependencies of',
+    );
+  });
 });

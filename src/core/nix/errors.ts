@@ -418,6 +418,22 @@ export function lostConnection(text: string): string | null {
 }
 
 /**
+ * An upload to the builder that was cut and that nix carried on from: it ignored the broken copy
+ * ("error (ignored): writing to file: Broken pipe"), then the builder lacked the inputs it never
+ * got ("some dependencies of '…' are missing"). Nix 2.8 does this when the cut lands in a window of
+ * its copy (seen in a soak); the builder's nix is not at fault. The ignored reason, or null.
+ */
+function cutUpload(text: string, remoteWhy: string): string | null {
+  if (!/some dependencies of '[^']+' are missing/.test(remoteWhy)) return null;
+  const ignored = stripAnsi(text)
+    .split('\n')
+    .filter((l) => /^\s*error \(ignored\):/.test(l))
+    .map((l) => l.replace(/^\s*error \(ignored\):/, ''))
+    .join('\n');
+  return ignored ? lostConnection(ignored) : null;
+}
+
+/**
  * The builders nix tried and could not reach, then built nothing on (each is a line
  * `cannot build on '<uri>': <why>`, whatever the version words the why:
  *   cannot open connection to remote store '…': error: unexpected end-of-file   (ssh-ng, 2.8)
@@ -463,7 +479,8 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
   }
   // The builder machine itself refused or broke (Nix 2.2x: "build of '…' on '…' failed: <why>").
   const onRemote = /build of '([^']+\.drv)' on '([^']+)' failed: (?:error: )?([^\n]+)/.exec(stripAnsi(text));
-  if (onRemote && !lostConnection(onRemote[3]!)) {
+  const cut = onRemote && ctx.remote ? cutUpload(text, onRemote[3]!) : null;
+  if (onRemote && !cut && !lostConnection(onRemote[3]!)) {
     const uri = onRemote[2]!;
     const who = ctx.remote && uri.replace(/\?.*$/, '') === ctx.remote.replace(/\?.*$/, '') ? ctx.remoteWords : null;
     return {
@@ -473,7 +490,7 @@ export function translateBuildError(text: string, ctx: BuildErrorContext): Trans
       drvPath: onRemote[1]!,
     };
   }
-  const lost = ctx.remote ? lostConnection(text) : null;
+  const lost = ctx.remote ? (lostConnection(text) ?? cut) : null;
   if (lost) {
     const who = ctx.remoteWords ?? `builder ${ctx.remote}`;
     return {
