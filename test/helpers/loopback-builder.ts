@@ -153,7 +153,12 @@ export class LoopbackBuilder {
       child.stdin!.on('error', () => {});
       conn.pipe(child.stdin!);
       child.stdout!.pipe(conn);
-      child.stderr!.on('data', (d: Buffer) => fs.appendFileSync(path.join(this.#dir, 'sshd.log'), d));
+      child.stderr!.on('data', (d: Buffer) => {
+        // A session's last words can come after its test ended and removed the builder's folder.
+        try {
+          fs.appendFileSync(path.join(this.#dir, 'sshd.log'), d);
+        } catch {}
+      });
       child.on('error', () => conn.destroy());
       child.on('exit', () => {
         this.#sessions.delete(s);

@@ -79,7 +79,9 @@ describe('the state dir deleted under a running agent', () => {
       JSON.parse((await nixvm('ls', '--json')).stdout) as { vms: Array<{ name: string; pid: number }> }
     ).vms.find((v) => v.name === 'minimal-vm')!.pid;
 
-    fs.rmSync(path.join(root, 'state'), { recursive: true, force: true });
+    // As `rm -rf` would, while the running VM's supervisor writes there: a file made between the
+    // walk and the rmdir is ENOTEMPTY, so walk again (Node retries that, 100 ms apart).
+    fs.rmSync(path.join(root, 'state'), { recursive: true, force: true, maxRetries: 10 });
     // The agent notices within a few seconds and makes its lock and socket again.
     await waitFor(async () => (await nixvm('ls')).exitCode === 0, {
       what: 'the CLI to reach the agent again',
