@@ -407,11 +407,8 @@ export interface BuildErrorContext extends ErrorContext {
  * The reason, or null when it is not that.
  */
 export function lostConnection(text: string): string | null {
-  // What nix gave up on, not what it ignored while cleaning up ("error (ignored): …").
-  const t = stripAnsi(text)
-    .split('\n')
-    .filter((l) => !/^\s*error \(ignored\):/.test(l))
-    .join('\n');
+  // What nix gave up on, not what it ignored while cleaning up.
+  const t = nixLines(text, false);
   if (/Nix daemon disconnected unexpectedly/.test(t)) return "its nix daemon's connection closed";
   const m = /(unexpected end-of-file|Broken pipe)/.exec(t);
   return m ? m[1]! : null;
@@ -425,12 +422,19 @@ export function lostConnection(text: string): string | null {
  */
 function cutUpload(text: string, remoteWhy: string): string | null {
   if (!/some dependencies of '[^']+' are missing/.test(remoteWhy)) return null;
-  const ignored = stripAnsi(text)
-    .split('\n')
-    .filter((l) => /^\s*error \(ignored\):/.test(l))
-    .map((l) => l.replace(/^\s*error \(ignored\):/, ''))
-    .join('\n');
+  const ignored = nixLines(text, true);
   return ignored ? lostConnection(ignored) : null;
+}
+
+const IGNORED = /^\s*error \(ignored\):/;
+
+/** nix's lines without what it ignored ("error (ignored): …") and went on from, or only those (their prefix cut). */
+function nixLines(text: string, ignored: boolean): string {
+  return stripAnsi(text)
+    .split('\n')
+    .filter((l) => IGNORED.test(l) === ignored)
+    .map((l) => l.replace(IGNORED, ''))
+    .join('\n');
 }
 
 /**
