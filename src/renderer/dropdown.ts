@@ -39,7 +39,6 @@ const emptyEl = h('div', { class: 'empty' });
 const list = h('ul', { class: 'vms', 'aria-label': 'Virtual machines' });
 /** More VMs than fit at a glance: compact rows and a filter by name. */
 const MANY_VMS = 8;
-let compact = false;
 const filterInput = h('input', {
   class: 'filter',
   type: 'search',
@@ -299,10 +298,9 @@ function render(s: AgentSnapshot): void {
   // The VM list, keyed by name; grouped by flake when there are several.
   if (initialExpand === null && s.vms.length) initialExpand = s.vms.length <= 2;
   const many = s.vms.length > MANY_VMS;
-  if (many !== compact) {
-    compact = many;
-    document.body.classList.toggle('compact', compact);
-  }
+  // The body's class is the one record of compact rows (vm-row.ts reads it); toggle with force
+  // changes nothing when it already stands so.
+  document.body.classList.toggle('compact', many);
   show(filterBox, many);
   const needle = many ? filterInput.value.trim().toLowerCase() : '';
   // Grouped by flake when there are several, or when a flake has configurations to count as hidden.
